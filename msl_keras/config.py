@@ -1,0 +1,434 @@
+"""Run configuration: a frozen dataclass tree with the paper's presets.
+
+A `Config` holds four parts: `data` (which dataset, split or fold, how frames are chosen),
+`cnn` (the VGG-16 trunk and the two feature heads, trained on frames), `lstm` (the
+MS-LSTM and its loss) and `eval`. Presets give the paper's settings (`paper_ucf101`,
+`paper_jhmdb`, `paper_ut_interaction`) and a small CPU one (`demo`). Any field can be
+overridden with dotted keys, from the command line or from a JSON/YAML file:
+
+```python
+config = get_preset("paper_jhmdb")
+config = apply_overrides(config, {"lstm.loss": "ce", "data.split": 2})
+config = load_config("my_run.yaml")  # {"preset": "demo", "lstm": {"epochs": 5}}
+```
+
+An unknown key raises `ConfigError` naming the valid ones.
+"""
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from msl_keras.errors import ConfigError
+
+DATASETS = ("generated", "ucf101", "jhmdb", "ut_interaction")
+FRAME_SELECTIONS = ("first", "uniform")
+CAM_CLASSES = ("predicted", "top_k", "oracle")
+LSTM_MODELS = ("ms_lstm", "context", "action")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which clips, and which frames of them, feed the models.
+
+    Args:
+        dataset: one of `DATASETS`.
+        root: the dataset's folder as downloaded (for "generated": where the clips are
+            written).
+        lists_dir: the folder of official split lists when it is not inside `root`.
+        split: the official split (1-3) of UCF-101 and JHMDB-21.
+        ut_set: UT-Interaction set (1 or 2).
+        ut_test_sequence: the held-out sequence of a leave-one-sequence-out fold
+            (1-10 in set 1, 11-20 in set 2); None runs every fold of the set.
+        num_steps: T, the most frames per clip fed to the LSTM (the paper: 50).
+        frame_selection: "first" (the first T frames, the paper) or "uniform" (T frames
+            spread over the observed part).
+        observed_ratio: the observed part of each clip for "uniform" selection.
+        validation_fraction: share of training groups held out for model selection.
+    """
+
+    dataset: str = "generated"
+    root: str = "data/generated"
+    lists_dir: Optional[str] = None
+    split: int = 1
+    ut_set: int = 1
+    ut_test_sequence: Optional[int] = 1
+    num_steps: int = 50
+    frame_selection: str = "first"
+    observed_ratio: float = 1.0
+    validation_fraction: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNConfig:
+    """The VGG-16 trunk and the context- and action-aware heads (paper Sec. 3.1, 4.2).
+
+    Args:
+        input_size: network input height = width (the paper: 224).
+        width: filter-count factor of the trunk and heads (1.0 = VGG-16).
+        fc_units: size of fc6 and fc7, i.e. of the stored features (the paper: 4096).
+        cam_filters: filters of the CAM branch's convolution (the paper: 1024).
+        weights: trunk initialisation: "imagenet", a path to Keras' VGG-16 no-top
+            weights file, or None (random).
+        cam_class: the class whose CAM masks the action stream at extraction:
+            "predicted" (default), "top_k" or "oracle" (the label: leaks at test time).
+        top_k: classes summed for `cam_class="top_k"`.
+        frames_per_clip: frames sampled from each training clip to train the heads.
+        augment_views: augmented copies of each sampled frame; the frozen trunk's output
+            is computed once per copy and reused for every epoch (and fold).
+        augment: apply the paper's augmentation (flip, rotation, crop, colour).
+        epochs, batch_size, learning_rate, momentum, weight_decay: SGD settings.
+        store_dtype: feature store precision, "float16" or "float32".
+    """
+
+    input_size: int = 224
+    width: float = 1.0
+    fc_units: int = 4096
+    cam_filters: int = 1024
+    weights: Optional[str] = "imagenet"
+    cam_class: str = "predicted"
+    top_k: int = 3
+    frames_per_clip: int = 10
+    augment_views: int = 2
+    augment: bool = True
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    dropout: float = 0.5
+    store_dtype: str = "float16"
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMConfig:
+    """The multi-stage LSTM (paper Sec. 3.2) and its training.
+
+    Args:
+        model: "ms_lstm" (both stages), "context" or "action" (one stream, Table 4).
+        units: LSTM hidden units (the paper: 2048).
+        dropout: dropout after each LSTM (not stated in the paper; the authors' code
+            uses 0.5).
+        loss: a name from `msl_keras.losses.LOSSES` ("anticipation", "ce", ...).
+        epochs, batch_size, learning_rate, momentum: SGD settings (the paper: lr 0.001,
+            momentum 0.9, batch 32).
+        weight_decay: L2 factor (not stated for the LSTM; 0 by default).
+    """
+
+    model: str = "ms_lstm"
+    units: int = 2048
+    dropout: float = 0.5
+    loss: str = "anticipation"
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation: accuracy against frames observed, with and without pooling.
+
+    Args:
+        top_k: also report top-k accuracy.
+        ratios: observation ratios reported beside the per-step curve.
+    """
+
+    top_k: int = 5
+    ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything one run needs; `run_name()` derives its directory from the settings.
+
+    Args:
+        name: a label for the run (the preset's name by default).
+        data, cnn, lstm, eval: the parts described above.
+        seed: seeds Python, NumPy, TensorFlow and Keras for a repeatable run.
+        strategy: tf.distribute strategy for training: one of `STRATEGIES`.
+        output_dir: where run directories are created.
+    """
+
+    name: str = "demo"
+    data: DataConfig = DataConfig()
+    cnn: CNNConfig = CNNConfig()
+    lstm: LSTMConfig = LSTMConfig()
+    eval: EvalConfig = EvalConfig()
+    seed: int = 0
+    strategy: str = "default"
+    output_dir: str = "runs"
+
+    def __post_init__(self):
+        _check_choice("data.dataset", self.data.dataset, DATASETS)
+        _check_choice("data.frame_selection", self.data.frame_selection, FRAME_SELECTIONS)
+        _check_choice("cnn.cam_class", self.cnn.cam_class, CAM_CLASSES)
+        _check_choice("lstm.model", self.lstm.model, LSTM_MODELS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("cnn.store_dtype", self.cnn.store_dtype, ("float16", "float32"))
+        if not 0.0 < self.data.observed_ratio <= 1.0:
+            raise ConfigError(
+                "data.observed_ratio must be in (0, 1]. "
+                f"Received: data.observed_ratio={self.data.observed_ratio}"
+            )
+        for key, value in (
+            ("data.num_steps", self.data.num_steps),
+            ("lstm.units", self.lstm.units),
+            ("cnn.input_size", self.cnn.input_size),
+        ):
+            if value < 1:
+                raise ConfigError(f"{key} must be positive. Received: {key}={value}")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def fingerprint(self):
+        """A short hash of every setting: equal configs give equal fingerprints."""
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:8]
+
+    def run_name(self):
+        """A readable directory name derived from the settings that matter most."""
+        data = self.data
+        where = {
+            "ut_interaction": f"set{data.ut_set}-seq{data.ut_test_sequence or 'all'}",
+        }.get(data.dataset, f"split{data.split}")
+        parts = [
+            self.name,
+            data.dataset,
+            where,
+            f"T{data.num_steps}",
+            self.lstm.model,
+            self.lstm.loss,
+            f"u{self.lstm.units}",
+            f"seed{self.seed}",
+            self.fingerprint(),
+        ]
+        return "_".join(str(p) for p in parts)
+
+
+def _check_choice(key, value, choices):
+    if value not in choices:
+        raise ConfigError(
+            f"{key} must be one of {', '.join(map(repr, choices))}. Received: {key}={value!r}"
+        )
+
+
+def _paper(dataset, root, **data):
+    return Config(
+        name=f"paper_{dataset}",
+        data=DataConfig(dataset=dataset, root=root, **data),
+        cnn=CNNConfig(),
+        lstm=LSTMConfig(),
+    )
+
+
+PRESETS = {
+    "paper_ucf101": lambda: _paper("ucf101", "data/UCF-101", num_steps=50),
+    "paper_jhmdb": lambda: _paper("jhmdb", "data/JHMDB", num_steps=50),
+    "paper_ut_interaction": lambda: _paper(
+        "ut_interaction", "data/ut-interaction", num_steps=50, ut_test_sequence=None
+    ),
+    # Small enough for 2 CPU cores in minutes, on the generated clips.
+    "demo": lambda: Config(
+        name="demo",
+        data=DataConfig(
+            dataset="generated", root="data/generated", num_steps=32, validation_fraction=0.2
+        ),
+        cnn=CNNConfig(
+            input_size=48,
+            width=1 / 16,
+            fc_units=64,
+            cam_filters=32,
+            weights=None,
+            frames_per_clip=8,
+            augment_views=1,
+            epochs=6,
+            batch_size=32,
+            learning_rate=0.01,
+            dropout=0.2,
+        ),
+        lstm=LSTMConfig(units=64, dropout=0.2, epochs=40, batch_size=16, learning_rate=0.05),
+        eval=EvalConfig(top_k=2),
+    ),
+}
+
+
+def get_preset(name):
+    """Returns the preset `Config` called `name` (see `PRESETS`)."""
+    if name not in PRESETS:
+        raise ConfigError(
+            f"Unknown preset '{name}'. Valid presets: {', '.join(sorted(PRESETS))}."
+        )
+    return PRESETS[name]()
+
+
+def _field_types(cls):
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _coerce(key, value, current):
+    """Converts a command-line string to the type of the field's current value."""
+    if not isinstance(value, str):
+        if isinstance(current, tuple) and isinstance(value, list):
+            return tuple(value)
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} takes true or false. Received: {key}={value!r}")
+    if isinstance(current, tuple):
+        return tuple(float(v) for v in text.strip("()[]").split(",") if v.strip())
+    try:
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(eval_fraction(text))
+    except ValueError:
+        raise ConfigError(
+            f"{key} must be a {'whole number' if isinstance(current, int) else 'number'}. "
+            f"Received: {key}={value!r}"
+        ) from None
+    if current is None:
+        # Optional fields: keep numbers as numbers.
+        for cast in (int, float):
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+    return text
+
+
+def eval_fraction(text):
+    """Parses '0.0625' or '1/16' as a float."""
+    if "/" in text:
+        num, den = text.split("/", 1)
+        return float(num) / float(den)
+    return float(text)
+
+
+def apply_overrides(config, overrides):
+    """Returns `config` with dotted-key overrides applied.
+
+    Args:
+        config: a `Config`.
+        overrides: a mapping such as `{"lstm.units": 512, "seed": 3}` or a nested
+            mapping `{"lstm": {"units": 512}}`; values may be strings from a command line.
+    """
+    flat = {}
+    _flatten(overrides, "", flat)
+    updates = {}
+    for key, value in flat.items():
+        part, _, field = key.partition(".")
+        top = _field_types(Config)
+        if part not in top:
+            raise ConfigError(_unknown_key_message(key))
+        if field:
+            section = getattr(config, part)
+            if not dataclasses.is_dataclass(section) or field not in _field_types(
+                type(section)
+            ):
+                raise ConfigError(_unknown_key_message(key))
+            current = getattr(section, field)
+            updates.setdefault(part, {})[field] = _coerce(key, value, current)
+        else:
+            if dataclasses.is_dataclass(getattr(config, part)):
+                raise ConfigError(
+                    f"'{key}' is a section; set its fields, e.g. '{key}.<field>=...'. "
+                    + _unknown_key_message(key, only_list=True)
+                )
+            updates[part] = _coerce(key, value, getattr(config, part))
+    changes = {}
+    for part, value in updates.items():
+        if isinstance(value, dict):
+            changes[part] = dataclasses.replace(getattr(config, part), **value)
+        else:
+            changes[part] = value
+    return dataclasses.replace(config, **changes)
+
+
+def _flatten(mapping, prefix, out):
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _flatten(value, name + ".", out)
+        else:
+            out[name] = value
+
+
+def valid_keys():
+    """Every settable dotted key, e.g. 'lstm.units'."""
+    keys = []
+    for name, field in _field_types(Config).items():
+        default = getattr(Config(), name)
+        if dataclasses.is_dataclass(default):
+            keys.extend(f"{name}.{sub}" for sub in _field_types(type(default)))
+        else:
+            keys.append(name)
+    return keys
+
+
+def _unknown_key_message(key, only_list=False):
+    text = f"Valid keys: {', '.join(valid_keys())}."
+    return text if only_list else f"Unknown config key '{key}'. {text}"
+
+
+def parse_override(text):
+    """Parses one `key=value` command-line override."""
+    if "=" not in text:
+        raise ConfigError(f"Overrides look like 'lstm.units=512'. Received: {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def load_config(path=None, preset=None, overrides=()):
+    """Builds a `Config` from a preset, then a JSON/YAML file, then `key=value` overrides.
+
+    The file may name its own preset (`preset: paper_jhmdb`) and holds nested sections
+    (`lstm: {units: 512}`) or dotted keys; a file written by `save_config` loads back
+    to the same config.
+    """
+    mapping = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file not found: '{path}'.")
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            mapping = yaml.safe_load(text) or {}
+        else:
+            try:
+                mapping = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"'{path}' is not valid JSON: {error}") from None
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"'{path}' must hold a mapping of config keys.")
+        mapping = dict(mapping)
+    file_preset = mapping.pop("preset", None)
+    config = get_preset(preset or file_preset or "demo")
+    config = apply_overrides(config, mapping)
+    flat = dict(parse_override(item) for item in overrides)
+    return apply_overrides(config, flat)
+
+
+def save_config(config, path):
+    """Writes the resolved config as JSON (loadable with `load_config`)."""
+    Path(path).write_text(config.to_json() + "\n")
+
+
+def config_from_dict(mapping):
+    """Rebuilds a `Config` from `Config.to_dict()` output."""
+    return apply_overrides(Config(), mapping)

@@ -1,0 +1,83 @@
+"""Config presets, overrides from the command line and from files, and clear key errors."""
+
+import json
+
+import pytest
+
+from msl_keras import config as cfg
+from msl_keras.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", sorted(cfg.PRESETS))
+def test_presets_build_and_round_trip(name, tmp_path):
+    config = cfg.get_preset(name)
+    path = tmp_path / "config.json"
+    cfg.save_config(config, path)
+    assert cfg.load_config(path) == config
+    assert cfg.config_from_dict(config.to_dict()) == config
+
+
+def test_paper_presets_hold_the_papers_settings():
+    config = cfg.get_preset("paper_ucf101")
+    assert config.data.num_steps == 50
+    assert config.lstm.units == 2048
+    assert (config.cnn.learning_rate, config.cnn.momentum, config.cnn.weight_decay) == (
+        0.001,
+        0.9,
+        0.0005,
+    )
+    assert (config.lstm.learning_rate, config.lstm.momentum, config.lstm.batch_size) == (
+        0.001,
+        0.9,
+        32,
+    )
+    assert config.cnn.input_size == 224 and config.cnn.fc_units == 4096
+    assert config.cnn.cam_class == "predicted"
+
+
+def test_overrides_coerce_strings_to_field_types():
+    config = cfg.load_config(
+        preset="demo",
+        overrides=["lstm.units=12", "cnn.width=1/8", "cnn.augment=false", "cnn.weights=none"],
+    )
+    assert config.lstm.units == 12
+    assert config.cnn.width == 0.125
+    assert config.cnn.augment is False
+    assert config.cnn.weights is None
+
+
+def test_unknown_key_names_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"Unknown config key 'lstm.unit'.*lstm\.units"):
+        cfg.load_config(preset="demo", overrides=["lstm.unit=3"])
+    with pytest.raises(ConfigError, match="Unknown config key 'nope'"):
+        cfg.apply_overrides(cfg.get_preset("demo"), {"nope": 1})
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(ConfigError, match="lstm.loss|lstm.model"):
+        cfg.load_config(preset="demo", overrides=["lstm.model=gru"])
+    with pytest.raises(ConfigError, match="must be a whole number"):
+        cfg.load_config(preset="demo", overrides=["lstm.units=many"])
+    with pytest.raises(ConfigError, match="Valid presets"):
+        cfg.get_preset("paper_kinetics")
+
+
+def test_yaml_file_with_preset_and_nested_sections(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: paper_jhmdb\nlstm:\n  loss: ce\n  units: 256\nseed: 7\n")
+    config = cfg.load_config(path, overrides=["data.split=3"])
+    assert config.data.dataset == "jhmdb"
+    assert (config.lstm.loss, config.lstm.units, config.seed, config.data.split) == (
+        "ce",
+        256,
+        7,
+        3,
+    )
+
+
+def test_run_name_changes_with_settings():
+    a = cfg.get_preset("demo")
+    b = cfg.apply_overrides(a, {"lstm.loss": "ce"})
+    assert a.run_name() != b.run_name()
+    assert "ce" in b.run_name() and a.run_name() == cfg.get_preset("demo").run_name()
+    json.loads(a.to_json())
