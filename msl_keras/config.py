@@ -189,28 +189,42 @@ class Config:
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def fingerprint(self):
-        """A short hash of every setting: equal configs give equal fingerprints."""
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:8]
+    def fingerprint(self, *parts):
+        """A short hash of the named parts (all settings by default)."""
+        mapping = self.to_dict()
+        if parts:
+            mapping = {part: mapping[part] for part in parts}
+        text = json.dumps(mapping, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def run_name(self):
-        """A readable directory name derived from the settings that matter most."""
+        """The run directory's name: the settings that make the features.
+
+        The CNN heads and feature stores depend on `data`, `cnn` and `seed` only, so
+        LSTMs trained with other losses or sizes share one run directory (and its
+        features); each LSTM gets a subdirectory named by `lstm_run_name()`.
+        """
         data = self.data
-        where = {
-            "ut_interaction": f"set{data.ut_set}-seq{data.ut_test_sequence or 'all'}",
-        }.get(data.dataset, f"split{data.split}")
+        where = (
+            f"set{data.ut_set}"
+            if data.dataset == "ut_interaction"
+            else f"split{data.split}"
+        )
         parts = [
             self.name,
             data.dataset,
             where,
             f"T{data.num_steps}",
-            self.lstm.model,
-            self.lstm.loss,
-            f"u{self.lstm.units}",
+            data.frame_selection,
             f"seed{self.seed}",
-            self.fingerprint(),
+            self.fingerprint("data", "cnn", "seed"),
         ]
         return "_".join(str(p) for p in parts)
+
+    def lstm_run_name(self):
+        """The LSTM subdirectory's name, from the `lstm` settings."""
+        lstm = self.lstm
+        return f"{lstm.model}_{lstm.loss}_u{lstm.units}_{self.fingerprint('lstm', 'eval')}"
 
 
 def _check_choice(key, value, choices):

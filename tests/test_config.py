@@ -75,9 +75,13 @@ def test_yaml_file_with_preset_and_nested_sections(tmp_path):
     )
 
 
-def test_run_name_changes_with_settings():
+def test_run_names_follow_the_settings_that_make_them():
     a = cfg.get_preset("demo")
     b = cfg.apply_overrides(a, {"lstm.loss": "ce"})
-    assert a.run_name() != b.run_name()
-    assert "ce" in b.run_name() and a.run_name() == cfg.get_preset("demo").run_name()
+    c = cfg.apply_overrides(a, {"cnn.fc_units": 32})
+    # LSTMs with other losses share the features of one run directory.
+    assert a.run_name() == b.run_name() and a.lstm_run_name() != b.lstm_run_name()
+    assert "_ce_" in b.lstm_run_name()
+    assert a.run_name() != c.run_name()
+    assert a.run_name() == cfg.get_preset("demo").run_name()
     json.loads(a.to_json())
