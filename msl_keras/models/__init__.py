@@ -1,0 +1,30 @@
+"""Models: VGG-16 trunk, context- and action-aware heads, extractor, LSTMs."""
+
+from msl_keras.models.action_head import ActionAwareHead
+from msl_keras.models.context_head import ContextAwareHead
+from msl_keras.models.feature_extractor import (
+    TwoStreamFeatureExtractor,
+    build_feature_extractor,
+)
+from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
+from msl_keras.models.vgg16_trunk import (
+    VGG16_NOTOP_FILENAME,
+    VGG16Trunk,
+    imagenet_weights_path,
+    load_vgg16_weights,
+    read_keras_h5_weights,
+)
+
+__all__ = [
+    "VGG16_NOTOP_FILENAME",
+    "ActionAwareHead",
+    "ContextAwareHead",
+    "MultiStageLSTM",
+    "SingleStageLSTM",
+    "TwoStreamFeatureExtractor",
+    "VGG16Trunk",
+    "build_feature_extractor",
+    "imagenet_weights_path",
+    "load_vgg16_weights",
+    "read_keras_h5_weights",
+]

@@ -1,0 +1,276 @@
+"""The action-aware sub-model: conv5_3 masked by a class activation map (paper Eqs. 2-3)."""
+
+import warnings
+
+import keras
+from keras import ops
+
+from msl_keras.layers.class_activation_map import ClassActivationMap
+from msl_keras.models.vgg16_trunk import (
+    load_vgg16_weights,
+    resolve_weights,
+    scaled_filters,
+)
+
+CAM_CLASS_MODES = ("predicted", "top_k", "oracle")
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class ActionAwareHead(keras.Model):
+    """Action-aware stream: conv5_3 masked by a class activation map, then fc6-fc8.
+
+    Two branches share the head's own `block5_conv3`:
+
+    - CAM branch (Zhou et al. 2016): `cam_conv` (3x3, `cam_filters`, ReLU) -> global
+      average pool -> `cam_classifier` (linear, `num_classes`) -> softmax, output
+      `"cam"`. `M_k(x, y) = sum_l w_l^k f_l(x, y)` (Eq. 2) uses the maps `f` of
+      `cam_conv` and the kernel `w` of `cam_classifier`: the pool is a true global
+      average pool over the same maps the CAM is computed on.
+    - Masked path: `A_k = conv5_3 * ReLU(M_k)` (Eq. 3), the mask broadcast over the
+      channels of conv5_3 -> `block5_pool` -> fc6 -> fc7 -> fc8 softmax, output
+      `"action"`. fc7 is the action-aware feature fed to the second LSTM stage.
+
+    Which class `k` (the paper leaves it open):
+
+    - `"predicted"` (default): the arg-max of the CAM branch's own scores. Needs no
+      label, so training, extraction and test see the same mask.
+    - `"top_k"`: `sum_{k in top_k} ReLU(M_k)` over the `top_k` best-scored classes.
+    - `"oracle"`: the true label, given as `{"maps": ..., "labels": ...}`. This is what
+      the authors' code did, also on test clips: it leaks the answer into the features.
+      For reproducing their numbers only; a warning is issued.
+
+    Training (our choice, the paper does not say): one model, cross-entropy on both
+    outputs, `compile(loss={"cam": "categorical_crossentropy", "action": ...})`. The
+    mask is wrapped in `stop_gradient`, so the CAM branch (`cam_conv`,
+    `cam_classifier`) learns only from its own loss and the masked path learns fc6-fc8
+    (and conv5_3, through the un-masked factor of Eq. 3) under exactly the mask it will
+    see at extraction time. `cam_class` changes no weights: a head trained in one mode
+    can be rebuilt in another (`from_config` with another `cam_class`, then
+    `set_weights`).
+
+    Args:
+        num_classes: int, number of actions `N`.
+        fc_units: int, units of fc6 and fc7 (4096, VGG-16's size, our reading).
+        cam_filters: int, filters of `cam_conv` (1024 as in Zhou et al.).
+        width: float, the trunk's width factor (conv5_3 has `round(512 * width)`
+            filters).
+        dropout: float, dropout rate after fc6 and fc7.
+        cam_class: `"predicted"`, `"top_k"` or `"oracle"`, see above.
+        top_k: int, classes summed in `"top_k"` mode.
+        weights: `None`, `"imagenet"`, a path or a `read_keras_h5_weights` dict: where
+            `block5_conv3` starts from (fc6-fc8 and the CAM branch start random).
+        name: model name.
+
+    Call arguments:
+        inputs: conv5_2 maps `(batch, h, w, round(512 * width))`, or a dict
+            `{"maps": ..., "labels": ...}` with labels `(batch,)` int or
+            `(batch, num_classes)` one-hot (required in `"oracle"` mode, ignored in the
+            others).
+        training: bool, enables dropout.
+
+    Returns:
+        `{"cam": (batch, num_classes), "action": (batch, num_classes)}` probabilities.
+
+    Example:
+
+    >>> head = ActionAwareHead(num_classes=101)
+    >>> head.compile(optimizer="sgd", loss={"cam": "categorical_crossentropy",
+    ...                                     "action": "categorical_crossentropy"})
+    >>> head.features(conv5_2)["fc7"].shape  # (batch, 4096)
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        fc_units=4096,
+        cam_filters=1024,
+        width=1.0,
+        dropout=0.5,
+        cam_class="predicted",
+        top_k=3,
+        weights=None,
+        name="action_head",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if cam_class not in CAM_CLASS_MODES:
+            raise ValueError(
+                f"`cam_class` must be one of {CAM_CLASS_MODES}. Received: "
+                f"cam_class={cam_class!r}"
+            )
+        if cam_class == "top_k" and not 1 <= top_k <= num_classes:
+            raise ValueError(
+                f"`top_k` must be in [1, num_classes={num_classes}]. Received: top_k={top_k}"
+            )
+        if cam_class == "oracle":
+            warnings.warn(
+                "ActionAwareHead(cam_class='oracle') builds the class activation map "
+                "from the TRUE label: on validation/test clips this leaks the answer "
+                "into the action-aware features (as the authors' code did). Use it only "
+                "to reproduce their numbers; use cam_class='predicted' otherwise.",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.num_classes = int(num_classes)
+        self.fc_units = int(fc_units)
+        self.cam_filters = int(cam_filters)
+        self.width = float(width)
+        self.dropout = float(dropout)
+        self.cam_class = cam_class
+        self.top_k = int(top_k)
+        channels = scaled_filters(512, self.width)
+
+        self.block5_conv3 = keras.layers.Conv2D(
+            channels, 3, padding="same", activation="relu", name="block5_conv3"
+        )
+        self.cam_conv = keras.layers.Conv2D(
+            self.cam_filters, 3, padding="same", activation="relu", name="cam_conv"
+        )
+        self.cam_pool = keras.layers.GlobalAveragePooling2D(name="cam_pool")
+        self.cam_classifier = keras.layers.Dense(
+            self.num_classes, name="cam_classifier"
+        )
+        self.cam_map = ClassActivationMap(
+            top_k=self.top_k if cam_class == "top_k" else 1, name="cam_map"
+        )
+        self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.fc6 = keras.layers.Dense(self.fc_units, activation="relu", name="fc6")
+        self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
+        self.fc7 = keras.layers.Dense(self.fc_units, activation="relu", name="fc7")
+        self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
+        self.fc8 = keras.layers.Dense(
+            self.num_classes, activation="softmax", name="fc8"
+        )
+
+        weights_path = resolve_weights(weights, self.width)
+        if weights_path is not None:
+            self.block5_conv3.build((None, None, None, channels))
+            load_vgg16_weights(self, weights_path, layer_names=["block5_conv3"])
+
+    def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["maps"]
+        input_shape = tuple(input_shape)
+        if self.block5_conv3.built:
+            expected = self.block5_conv3.kernel.shape[2]
+            if input_shape[-1] != expected:
+                raise ValueError(
+                    f"{self.name} expects conv5_2 maps with {expected} channels. "
+                    f"Received: input_shape={input_shape}"
+                )
+        else:
+            self.block5_conv3.build(input_shape)
+        conv5_3 = self.block5_conv3.compute_output_shape(input_shape)
+        self.cam_conv.build(conv5_3)
+        self.cam_classifier.build((None, self.cam_filters))
+        flat = self.flatten.compute_output_shape(
+            self.block5_pool.compute_output_shape(conv5_3)
+        )
+        self.fc6.build(flat)
+        self.fc7.build((None, self.fc_units))
+        self.fc8.build((None, self.fc_units))
+        self.built = True
+
+    def _split_inputs(self, inputs, labels):
+        if isinstance(inputs, dict):
+            if "maps" not in inputs:
+                raise ValueError(
+                    f"{self.name} takes conv5_2 maps or a dict with keys 'maps' (and "
+                    f"'labels'). Received keys: {sorted(inputs)}"
+                )
+            labels = inputs.get("labels", labels)
+            inputs = inputs["maps"]
+        if self.cam_class != "oracle":
+            return inputs, None
+        if labels is None:
+            raise ValueError(
+                f"{self.name} has cam_class='oracle': pass the true labels, "
+                "{'maps': x, 'labels': y} or features(x, labels=y). Use "
+                "cam_class='predicted' to extract features without labels."
+            )
+        labels = ops.convert_to_tensor(labels)
+        if len(labels.shape) == 2:  # one-hot
+            labels = ops.argmax(labels, axis=-1)
+        return inputs, ops.cast(labels, "int32")
+
+    def endpoints(self, inputs, labels=None, training=None):
+        """Every intermediate output of the head, as a dict.
+
+        Returns:
+            `"conv5_3"` (b, h, w, C); `"cam_features"` the `cam_conv` maps
+            (b, h, w, cam_filters); `"cam_scores"` the linear scores `S_k`
+            (b, num_classes); `"cam_probs"` their softmax; `"cam"` the map `M_k`
+            (b, h, w) of the chosen class (for `"top_k"`, the sum of ReLU maps);
+            `"mask"` `ReLU(M_k)` (b, h, w), gradient stopped; `"masked"` `A_k`
+            (b, h, w, C) (Eq. 3); `"fc7"` (b, fc_units); `"probs"` (b, num_classes).
+        """
+        maps, labels = self._split_inputs(inputs, labels)
+        conv5_3 = self.block5_conv3(maps)
+        cam_features = self.cam_conv(conv5_3)
+        cam_scores = self.cam_classifier(self.cam_pool(cam_features))
+        kernel = self.cam_classifier.kernel
+        if labels is not None:
+            cam = self.cam_map(cam_features, kernel, classes=labels)
+        else:
+            cam = self.cam_map(cam_features, kernel, scores=cam_scores)
+        # The mask is a fixed input to the masked path: the CAM branch learns only
+        # from the "cam" loss (see class docstring).
+        mask = ops.stop_gradient(ops.relu(cam))
+        masked = conv5_3 * ops.expand_dims(mask, -1)  # Eq. 3, (b, h, w, C)
+        x = self.flatten(self.block5_pool(masked))
+        x = self.dropout6(self.fc6(x), training=training)
+        fc7 = self.fc7(x)
+        probs = self.fc8(self.dropout7(fc7, training=training))
+        return {
+            "conv5_3": conv5_3,
+            "cam_features": cam_features,
+            "cam_scores": cam_scores,
+            "cam_probs": ops.softmax(cam_scores, axis=-1),
+            "cam": cam,
+            "mask": mask,
+            "masked": masked,
+            "fc7": fc7,
+            "probs": probs,
+        }
+
+    def call(self, inputs, training=None):
+        out = self.endpoints(inputs, training=training)
+        return {"cam": out["cam_probs"], "action": out["probs"]}
+
+    def features(self, inputs, labels=None):
+        """Action-aware features in inference mode.
+
+        Returns:
+            `{"fc7": (b, fc_units), "cam_scores": (b, N) linear scores S_k,
+            "mask": (b, h, w) ReLU(M_k), "probs": (b, N) action probabilities}`.
+        """
+        out = self.endpoints(inputs, labels=labels, training=False)
+        return {k: out[k] for k in ("fc7", "cam_scores", "mask", "probs")}
+
+    def activation_maps(self, inputs, labels=None):
+        """Maps for a Fig. 7 visualisation: `{"conv5_3": (b, h, w, C), "cam": M_k
+        (b, h, w), "masked": A_k (b, h, w, C)}` (the paper averages over channels)."""
+        out = self.endpoints(inputs, labels=labels, training=False)
+        return {k: out[k] for k in ("conv5_3", "cam", "masked")}
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["maps"]
+        shape = (input_shape[0], self.num_classes)
+        return {"cam": shape, "action": shape}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "fc_units": self.fc_units,
+                "cam_filters": self.cam_filters,
+                "width": self.width,
+                "dropout": self.dropout,
+                "cam_class": self.cam_class,
+                "top_k": self.top_k,
+            }
+        )
+        return config

@@ -1,0 +1,135 @@
+"""The context-aware sub-model: VGG-16 from conv5_3 to the classifier (paper Sec. 3.2.1)."""
+
+import keras
+
+from msl_keras.models.vgg16_trunk import (
+    load_vgg16_weights,
+    resolve_weights,
+    scaled_filters,
+)
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class ContextAwareHead(keras.Model):
+    """Context-aware stream: `block5_conv3 -> block5_pool -> fc6 -> fc7 -> fc8` (Fig. 3).
+
+    VGG-16's top with its own conv5_3 and a `num_classes`-way softmax; trained with
+    cross-entropy on single frames. Its fc7 output is the context-aware feature fed to
+    the first LSTM stage.
+
+    Args:
+        num_classes: int, number of actions `N`.
+        fc_units: int, units of fc6 and fc7 (4096 as in VGG-16).
+        width: float, the trunk's width factor; conv5_3 has `round(512 * width)`
+            filters and expects as many input channels.
+        dropout: float, dropout rate after fc6 and fc7 (training only).
+        weights: `None`, `"imagenet"`, a path or a `read_keras_h5_weights` dict: where
+            `block5_conv3` starts from (the trunk's file, see `load_vgg16_weights`);
+            fc6-fc8 start random.
+        name: model name.
+
+    Call arguments:
+        inputs: conv5_2 maps `(batch, h, w, round(512 * width))` from `VGG16Trunk`.
+        training: bool, enables dropout.
+
+    Returns:
+        Class probabilities `(batch, num_classes)`.
+
+    Example:
+
+    >>> head = ContextAwareHead(num_classes=101)
+    >>> head.compile(optimizer="sgd", loss="categorical_crossentropy")
+    >>> head.features(conv5_2).shape  # (batch, 4096): fc7, the context-aware feature
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        fc_units=4096,
+        width=1.0,
+        dropout=0.5,
+        weights=None,
+        name="context_head",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = int(num_classes)
+        self.fc_units = int(fc_units)
+        self.width = float(width)
+        self.dropout = float(dropout)
+        channels = scaled_filters(512, self.width)
+        self.block5_conv3 = keras.layers.Conv2D(
+            channels, 3, padding="same", activation="relu", name="block5_conv3"
+        )
+        self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.fc6 = keras.layers.Dense(self.fc_units, activation="relu", name="fc6")
+        self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
+        self.fc7 = keras.layers.Dense(self.fc_units, activation="relu", name="fc7")
+        self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
+        self.fc8 = keras.layers.Dense(
+            self.num_classes, activation="softmax", name="fc8"
+        )
+
+        weights_path = resolve_weights(weights, self.width)
+        if weights_path is not None:
+            self.block5_conv3.build((None, None, None, channels))
+            load_vgg16_weights(self, weights_path, layer_names=["block5_conv3"])
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.block5_conv3.built:
+            # already built (weights loaded): only check the input matches.
+            expected = self.block5_conv3.kernel.shape[2]
+            if input_shape[-1] != expected:
+                raise ValueError(
+                    f"{self.name} expects conv5_2 maps with {expected} channels. "
+                    f"Received: input_shape={input_shape}"
+                )
+        else:
+            self.block5_conv3.build(input_shape)
+        pooled = self.block5_pool.compute_output_shape(
+            self.block5_conv3.compute_output_shape(input_shape)
+        )
+        flat = self.flatten.compute_output_shape(pooled)
+        self.fc6.build(flat)
+        self.fc7.build((None, self.fc_units))
+        self.fc8.build((None, self.fc_units))
+        self.built = True
+
+    def endpoints(self, inputs, training=None):
+        """All intermediate outputs: `{"conv5_3": (b, h, w, C), "fc7": (b, fc_units),
+        "probs": (b, num_classes)}`."""
+        conv5_3 = self.block5_conv3(inputs)
+        x = self.flatten(self.block5_pool(conv5_3))
+        x = self.dropout6(self.fc6(x), training=training)
+        fc7 = self.fc7(x)
+        probs = self.fc8(self.dropout7(fc7, training=training))
+        return {"conv5_3": conv5_3, "fc7": fc7, "probs": probs}
+
+    def call(self, inputs, training=None):
+        return self.endpoints(inputs, training=training)["probs"]
+
+    def features(self, inputs):
+        """Context-aware feature: fc7 `(batch, fc_units)`, inference mode."""
+        return self.endpoints(inputs, training=False)["fc7"]
+
+    def activation_maps(self, inputs):
+        """conv5_3 maps `{"conv5_3": (batch, h, w, C)}` for a Fig. 7 visualisation
+        (the paper averages them over channels)."""
+        return {"conv5_3": self.block5_conv3(inputs)}
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "fc_units": self.fc_units,
+                "width": self.width,
+                "dropout": self.dropout,
+            }
+        )
+        return config
