@@ -1,0 +1,564 @@
+"""Sequence losses for action anticipation: the paper's Eq. 1 and its baselines.
+
+Every loss is a pure function on tensors (`keras.ops`: it runs eagerly, in graph mode
+and under `fit`) plus a thin registered `keras.losses.Loss` subclass. The equations are
+restated in `shared/paper/baseline-losses.md`.
+
+Shapes and conventions, shared by every loss here:
+
+- `y_true (batch, time, classes)`: one-hot labels; a PADDED step is an all-zero row.
+- `y_pred (batch, time, classes)`: probabilities (softmax outputs).
+- `sample_weight (batch, time)`, optional: per-step weights. When it is `None`, the
+  weights are the mask `sum(y_true, -1) > 0`. A step is VALID when its weight is > 0.
+  Valid steps are numbered `t = 1..T` in order, where `T` is the clip's own number of
+  valid steps (its true length, not the padded one): `t/T` and `exp(-(T - t))` use each
+  clip's length, and "the last step" is the clip's last valid step. Each step's term is
+  multiplied by its weight (1 under the default mask).
+- The functions return `(batch,)`, one value per clip (0 for a clip with no valid
+  step). The `Loss` classes average them over the batch (Keras'
+  `"sum_over_batch_size"`), so the MS-LSTM objective of Eq. 4,
+  `mean_i (L_c,i + L_a,i)`, is
+  `model.compile(loss={"stage1": AnticipationLoss(), "stage2": AnticipationLoss()})`.
+
+Keras masks: when `y_pred` carries a Keras mask `(batch, time)` (from a `Masking` layer
+or a masked model upstream), the `Loss` classes multiply the step weights by it, instead
+of letting Keras apply it to the `(batch,)` per-clip values (which it would broadcast
+wrongly). With zero padding the mask and the all-zero label rows agree, so the value is
+the same with and without the mask. A `(batch,)` `sample_weight` given to a `Loss`
+class weighs whole clips.
+
+Probabilities are clipped to `[epsilon, 1 - epsilon]` inside every log.
+
+Note: Keras reads the string `"ce"` in `compile(loss="ce")` as its own categorical
+cross-entropy; pass `get_loss("ce")` (an instance) to use `CrossEntropyLastStep`.
+"""
+
+import keras
+from keras import ops
+
+# Keras' own accessor of the mask attached to a tensor (`Loss.__call__` uses it too).
+from keras.src.backend import get_keras_mask
+
+from msl_keras.errors import ConfigError
+
+DEFAULT_EPSILON = 1e-7
+
+
+# --------------------------------------------------------------------------------------
+# Shared pieces: step weights, the time index t = 1..T, the log terms.
+
+
+def _prepare(y_true, y_pred, sample_weight):
+    """Checks shapes; returns y_true, y_pred, weight, valid, t (each (b,T)), T (b,1)."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    dtype = keras.backend.standardize_dtype(y_pred.dtype)
+    if "float" not in dtype:
+        dtype = keras.backend.floatx()
+    y_pred = ops.cast(y_pred, dtype)
+    y_true = ops.cast(ops.convert_to_tensor(y_true), dtype)
+    if len(y_true.shape) != 3 or len(y_pred.shape) != 3:
+        raise ValueError(
+            "Expected y_true and y_pred of shape (batch, time, classes). "
+            f"Received: y_true.shape={tuple(y_true.shape)}, "
+            f"y_pred.shape={tuple(y_pred.shape)}"
+        )
+    for axis in range(3):
+        a, b = y_true.shape[axis], y_pred.shape[axis]
+        if a is not None and b is not None and a != b:
+            raise ValueError(
+                "y_true and y_pred must have the same shape (batch, time, classes). "
+                f"Received: y_true.shape={tuple(y_true.shape)}, "
+                f"y_pred.shape={tuple(y_pred.shape)}"
+            )
+    if sample_weight is None:
+        weight = ops.cast(ops.sum(y_true, axis=-1) > 0, dtype)
+    else:
+        weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+        if len(weight.shape) != 2:
+            raise ValueError(
+                "sample_weight must have shape (batch, time): one weight per step "
+                "(0 on padded steps). "
+                f"Received: sample_weight.shape={tuple(weight.shape)}"
+            )
+    valid = ops.cast(weight > 0, dtype)
+    t = ops.cumsum(valid, axis=1) * valid  # 1..T on valid steps, 0 on padded ones
+    length = ops.sum(valid, axis=1, keepdims=True)  # (b, 1): each clip's own T
+    return y_true, y_pred, weight, valid, t, length
+
+
+def _log_terms(y_true, y_pred, epsilon):
+    """Per step: sum_k y log p (b,T) and sum_k (1 - y) log(1 - p) (b,T)."""
+    p = ops.clip(y_pred, epsilon, 1.0 - epsilon)
+    positive = ops.sum(y_true * ops.log(p), axis=-1)
+    negative = ops.sum((1.0 - y_true) * ops.log(1.0 - p), axis=-1)
+    return positive, negative
+
+
+def _linear_weight(t, length):
+    """t / T on valid steps (0 on padded steps and for empty clips)."""
+    return ops.divide_no_nan(t, length)
+
+
+def _exponential_weight(t, length, valid):
+    """exp(-(T - t)) on valid steps, 0 on padded ones."""
+    return ops.exp(-(length - t)) * valid
+
+
+def _running_max_before(values, valid, fill):
+    """max_{t' < t, t' valid} values_t' at every step (b, T); `fill` where none exists.
+
+    Built from a (b, T, T) comparison: no loop, and it works with a dynamic T.
+    """
+    steps = ops.arange(ops.shape(values)[1])
+    before = ops.expand_dims(steps, 0) < ops.expand_dims(
+        steps, 1
+    )  # (T, T): [t, t'] = t' < t
+    candidates = ops.logical_and(
+        ops.expand_dims(before, 0), ops.expand_dims(valid > 0, 1)
+    )  # (b, T, T)
+    filled = ops.where(
+        candidates, ops.expand_dims(values, 1), ops.cast(fill, values.dtype)
+    )
+    return ops.max(filled, axis=-1)
+
+
+# --------------------------------------------------------------------------------------
+# The losses as pure functions: (y_true, y_pred, sample_weight) -> (batch,)
+
+
+def anticipation_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILON):
+    """The paper's anticipation loss (Eq. 1), one value per clip.
+
+        L = -(1/N) sum_k sum_{t=1..T} [ y_t(k) log p_t(k)
+                                        + (t/T) (1 - y_t(k)) log(1 - p_t(k)) ]
+
+    False negatives cost the same at every step; false positives are weighed by t/T:
+    a wrong guess early in the clip costs little, so the model may commit early.
+
+    Args:
+        y_true: one-hot labels `(batch, time, classes)`; padded steps are all-zero rows.
+        y_pred: probabilities `(batch, time, classes)`.
+        sample_weight: optional `(batch, time)` step weights (default: the label mask).
+        epsilon: probabilities are clipped to `[epsilon, 1 - epsilon]` inside the logs.
+
+    Returns:
+        `(batch,)` loss per clip.
+
+    Example:
+    ```python
+    y = keras.ops.one_hot([[1, 1]], 2)  # one clip, T=2, N=2, class 1
+    anticipation_loss(y, keras.ops.full((1, 2, 2), 0.5))  # [1.75 * ln 2]
+    ```
+    """
+    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
+    positive, negative = _log_terms(y_true, y_pred, epsilon)
+    num_classes = ops.cast(ops.shape(y_pred)[-1], y_pred.dtype)
+    per_step = positive + _linear_weight(t, length) * negative
+    return -ops.sum(weight * valid * per_step, axis=1) / num_classes
+
+
+def cross_entropy_last_step(
+    y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILON
+):
+    """Cross-entropy on each clip's last valid step only (paper Eq. 7, "CE").
+
+        L = - sum_k [ y_T(k) log p_T(k) + (1 - y_T(k)) log(1 - p_T(k)) ]
+
+    Args and returns as `anticipation_loss`; T is the clip's last valid step.
+    """
+    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
+    positive, negative = _log_terms(y_true, y_pred, epsilon)
+    last = valid * ops.cast(ops.equal(t, length), y_pred.dtype)
+    return -ops.sum(weight * last * (positive + negative), axis=1)
+
+
+def exponential_cross_entropy(
+    y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILON
+):
+    """Exponentially weighted cross-entropy (paper Eq. 8, "ECE").
+
+        L = - sum_{t=1..T} exp(-(T - t)) sum_k [ y_t(k) log p_t(k)
+                                                + (1 - y_t(k)) log(1 - p_t(k)) ]
+
+    Args and returns as `anticipation_loss`.
+    """
+    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
+    positive, negative = _log_terms(y_true, y_pred, epsilon)
+    time_weight = _exponential_weight(t, length, valid)
+    return -ops.sum(weight * time_weight * (positive + negative), axis=1)
+
+
+def linearly_growing_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILON):
+    """Linearly growing cross-entropy (paper Eq. 9, "LGL").
+
+    The printed first term `y_t(k) log y_t(k)` is a typo for `y_t(k) log p_t(k)`:
+
+        L = - sum_{t=1..T} (t/T) sum_k [ y_t(k) log p_t(k)
+                                        + (1 - y_t(k)) log(1 - p_t(k)) ]
+
+    Args and returns as `anticipation_loss`.
+    """
+    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
+    positive, negative = _log_terms(y_true, y_pred, epsilon)
+    time_weight = _linear_weight(t, length)
+    return -ops.sum(weight * time_weight * (positive + negative), axis=1)
+
+
+def jain_exponential_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILON):
+    """Exponentially weighted softmax loss of Jain et al., ICRA 2016 (paper ref. [11]).
+
+        L = - sum_{t=1..T} exp(-(T - t)) log p_t(y)
+
+    Args and returns as `anticipation_loss`.
+    """
+    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
+    positive, _ = _log_terms(y_true, y_pred, epsilon)
+    return -ops.sum(weight * _exponential_weight(t, length, valid) * positive, axis=1)
+
+
+def ranking_detection_loss(
+    y_true, y_pred, sample_weight=None, lambda_r=1.0, epsilon=DEFAULT_EPSILON
+):
+    """Cross-entropy plus Ma et al.'s ranking loss on the detection score (ref. [21]).
+
+        L = sum_{t=1..T} [ -log p_t(y) + lambda_r * max(0, p*_t(y) - p_t(y)) ],
+        p*_t(y) = max_{t' < t} p_t'(y),  p*_1(y) = 0
+
+    Ma, Sigal, Sclaroff, CVPR 2016. The score of the true class must not fall as more
+    of the clip is seen. The running maximum p*_t is a constant (`stop_gradient`), as in
+    Ma et al.; only earlier VALID steps enter it.
+
+    Args:
+        lambda_r: weight of the ranking term.
+        Others and returns as `anticipation_loss`.
+    """
+    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
+    positive, _ = _log_terms(y_true, y_pred, epsilon)
+    score = ops.sum(y_true * y_pred, axis=-1)  # p_t(y), (b, T)
+    best_before = ops.stop_gradient(_running_max_before(score, valid, 0.0))
+    has_before = ops.cast(t > 1, y_pred.dtype)
+    rank = has_before * ops.relu(best_before - score)
+    return ops.sum(weight * valid * (-positive + lambda_r * rank), axis=1)
+
+
+def ranking_margin_loss(
+    y_true, y_pred, sample_weight=None, lambda_r=1.0, epsilon=DEFAULT_EPSILON
+):
+    """Cross-entropy plus Ma et al.'s ranking loss on the discriminative margin ([21]).
+
+        L = sum_{t=1..T} [ -log p_t(y) + lambda_r * max(0, m*_t - m_t) ],
+        m_t = p_t(y) - max_{k != y} p_t(k),  m*_t = max_{t' < t} m_t'
+
+    The margin of the true class over the best other class must not fall. At t = 1
+    there is no earlier step and no ranking penalty. m*_t is a constant
+    (`stop_gradient`).
+
+    Args:
+        lambda_r: weight of the ranking term.
+        Others and returns as `anticipation_loss`.
+    """
+    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
+    positive, _ = _log_terms(y_true, y_pred, epsilon)
+    score = ops.sum(y_true * y_pred, axis=-1)
+    best_other = ops.max(
+        y_pred - 2.0 * y_true, axis=-1
+    )  # the true class drops below -1
+    margin = score - best_other  # in [-1, 1]
+    best_before = ops.stop_gradient(_running_max_before(margin, valid, -1.0))
+    has_before = ops.cast(t > 1, y_pred.dtype)
+    rank = has_before * ops.relu(best_before - margin)
+    return ops.sum(weight * valid * (-positive + lambda_r * rank), axis=1)
+
+
+# --------------------------------------------------------------------------------------
+# Keras Loss classes
+
+
+def _reduce(values, reduction, clip_weight=None):
+    """Keras' reductions of per-clip values (batch,), with tf.distribute's scaling."""
+    if reduction is None or reduction == "none":
+        return values
+    total = ops.sum(values)
+    if reduction == "sum":
+        return total
+    if reduction == "mean_with_sample_weight" and clip_weight is not None:
+        divisor = ops.sum(clip_weight)
+    else:
+        divisor = ops.cast(ops.shape(values)[0], values.dtype)
+    loss = ops.divide_no_nan(total, divisor)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas  # Keras' trainers scale every loss this way
+    return loss
+
+
+class _SequenceLoss(keras.losses.Loss):
+    """Base of the sequence losses: routes step weights and Keras masks into the loss.
+
+    Keras' `Loss.__call__` would apply `sample_weight` and the Keras mask of `y_pred` to
+    the returned `(batch,)` values; here they are per-step quantities that enter the
+    loss function itself.
+    """
+
+    fn = None
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name=None,
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.epsilon = float(epsilon)
+
+    def _fn_kwargs(self):
+        return {"epsilon": self.epsilon}
+
+    def call(self, y_true, y_pred, sample_weight=None):
+        """Per-clip values `(batch,)`, unreduced."""
+        return type(self).fn(y_true, y_pred, sample_weight, **self._fn_kwargs())
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        keras_mask = get_keras_mask(y_pred)
+        with keras.name_scope(self.name):
+            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+            y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+            step_weight, clip_weight = None, None
+            if sample_weight is not None:
+                sample_weight = ops.convert_to_tensor(sample_weight, dtype=self.dtype)
+                if len(sample_weight.shape) == 1:
+                    clip_weight = sample_weight
+                elif len(sample_weight.shape) == 3 and sample_weight.shape[-1] == 1:
+                    step_weight = ops.squeeze(sample_weight, -1)
+                else:
+                    step_weight = sample_weight
+            if keras_mask is not None:
+                if step_weight is None:
+                    step_weight = ops.cast(ops.sum(y_true, axis=-1) > 0, self.dtype)
+                step_weight = step_weight * ops.cast(keras_mask, self.dtype)
+            values = self.call(y_true, y_pred, step_weight)
+            if clip_weight is not None:
+                values = values * clip_weight
+            return _reduce(values, self.reduction, clip_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._fn_kwargs())
+        return config
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class AnticipationLoss(_SequenceLoss):
+    """The paper's anticipation loss (Eq. 1) averaged over the clips of a batch.
+
+        L = -(1/N) sum_k sum_{t=1..T} [ y_t(k) log p_t(k)
+                                        + (t/T) (1 - y_t(k)) log(1 - p_t(k)) ]
+
+    Args:
+        epsilon: probabilities are clipped to `[epsilon, 1 - epsilon]` inside the logs.
+        reduction, name, dtype: as `keras.losses.Loss`.
+
+    Call arguments:
+        y_true: one-hot `(batch, time, classes)`; padded steps are all-zero rows.
+        y_pred: probabilities `(batch, time, classes)`.
+        sample_weight: optional `(batch, time)` step weights or `(batch,)` clip weights.
+
+    Example:
+    ```python
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+        loss={"stage1": AnticipationLoss(), "stage2": AnticipationLoss()},  # Eq. 4
+    )
+    ```
+    """
+
+    fn = staticmethod(anticipation_loss)
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name="anticipation_loss",
+        dtype=None,
+    ):
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class CrossEntropyLastStep(_SequenceLoss):
+    """Cross-entropy on each clip's last valid step (paper Eq. 7, "CE"); see
+    `cross_entropy_last_step`. Args and call arguments as `AnticipationLoss`."""
+
+    fn = staticmethod(cross_entropy_last_step)
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name="cross_entropy_last_step",
+        dtype=None,
+    ):
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class ExponentialCrossEntropy(_SequenceLoss):
+    """Exponentially weighted cross-entropy (paper Eq. 8, "ECE"); see
+    `exponential_cross_entropy`. Args and call arguments as `AnticipationLoss`."""
+
+    fn = staticmethod(exponential_cross_entropy)
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name="exponential_cross_entropy",
+        dtype=None,
+    ):
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class LinearlyGrowingLoss(_SequenceLoss):
+    """Linearly growing cross-entropy (paper Eq. 9, "LGL"); see `linearly_growing_loss`.
+    Args and call arguments as `AnticipationLoss`."""
+
+    fn = staticmethod(linearly_growing_loss)
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name="linearly_growing_loss",
+        dtype=None,
+    ):
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class JainExponentialLoss(_SequenceLoss):
+    """Exponentially weighted softmax loss of Jain et al. (ref. [11]); see
+    `jain_exponential_loss`. Args and call arguments as `AnticipationLoss`."""
+
+    fn = staticmethod(jain_exponential_loss)
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name="jain_exponential_loss",
+        dtype=None,
+    ):
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
+
+
+class _RankingLoss(_SequenceLoss):
+    def __init__(
+        self,
+        lambda_r=1.0,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name=None,
+        dtype=None,
+    ):
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
+        self.lambda_r = float(lambda_r)
+
+    def _fn_kwargs(self):
+        return {"lambda_r": self.lambda_r, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class RankingDetectionLoss(_RankingLoss):
+    """Cross-entropy plus the ranking loss on the detection score (Ma et al. [21]).
+
+    See `ranking_detection_loss`.
+
+    Args:
+        lambda_r: weight of the ranking term (default 1).
+        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
+    """
+
+    fn = staticmethod(ranking_detection_loss)
+
+    def __init__(
+        self,
+        lambda_r=1.0,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name="ranking_detection_loss",
+        dtype=None,
+    ):
+        super().__init__(
+            lambda_r=lambda_r,
+            epsilon=epsilon,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class RankingMarginLoss(_RankingLoss):
+    """Cross-entropy plus the ranking loss on the discriminative margin (Ma et al.).
+
+    See `ranking_margin_loss`.
+
+    Args:
+        lambda_r: weight of the ranking term (default 1).
+        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
+    """
+
+    fn = staticmethod(ranking_margin_loss)
+
+    def __init__(
+        self,
+        lambda_r=1.0,
+        epsilon=DEFAULT_EPSILON,
+        reduction="sum_over_batch_size",
+        name="ranking_margin_loss",
+        dtype=None,
+    ):
+        super().__init__(
+            lambda_r=lambda_r,
+            epsilon=epsilon,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+
+
+LOSSES = {
+    "anticipation": AnticipationLoss,
+    "ce": CrossEntropyLastStep,
+    "ece": ExponentialCrossEntropy,
+    "lgl": LinearlyGrowingLoss,
+    "jain": JainExponentialLoss,
+    "ranking_score": RankingDetectionLoss,
+    "ranking_margin": RankingMarginLoss,
+}
+
+
+def get_loss(name, **kwargs):
+    """A loss instance by its name in `LOSSES`.
+
+    Example: `get_loss("ranking_score", lambda_r=0.5)`.
+
+    Raises:
+        ConfigError: unknown name, or keyword arguments the loss does not take.
+    """
+    if name not in LOSSES:
+        raise ConfigError(
+            f"Unknown loss '{name}'. Valid names: {', '.join(sorted(LOSSES))}."
+        )
+    try:
+        return LOSSES[name](**kwargs)
+    except TypeError as error:
+        raise ConfigError(
+            f"Invalid arguments for loss '{name}' ({LOSSES[name].__name__}): {error}. "
+            f"Received: {kwargs}"
+        ) from error

@@ -1,0 +1,298 @@
+"""Accuracy against the part of a clip observed (paper Tables 1-4, Figs. 5-6); numpy.
+
+The LSTMs are causal, so ONE forward pass over each clip gives `probs (clips, T, N)`,
+the prediction after every number of observed steps: re-running the model on each
+prefix is never needed. Pooled predictions use `temporal_average_pooling` (Sec. 3.2.2).
+
+Conventions:
+
+- A step is one stored frame. `lengths (clips,)` counts each clip's valid steps (a clip
+  shorter than T is padded at the end); "after t steps" for a clip shorter than t means
+  after all of its valid steps.
+- `frame_indices (clips, T)` gives the source frame of each stored step (-1 on padding)
+  and `num_frames (clips,)` each clip's frame count. Observing a ratio r of a clip means
+  seeing its first `ceil(r * num_frames)` frames; the prediction is read at the last
+  stored step whose source frame is among them (at least the first step).
+- Earliest / latest follow the paper (see `EARLIEST`); latest is the last valid stored
+  step: the whole clip, capped at the T stored steps.
+- top-k: a clip counts as correct when its label is among the k highest scores (ties go
+  to the lower class index, as `argmax` does for k = 1).
+"""
+
+import numpy as np
+
+from msl_keras.errors import ConfigError
+from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
+
+# Observation ratios of the accuracy-vs-ratio curves: 0.1, 0.2, ..., 1.0.
+RATIOS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+# dataset -> ("ratio", fraction of each clip) or ("frames", frame count); paper Sec. 4.
+EARLIEST = {
+    "jhmdb": ("ratio", 0.2),
+    "ut_interaction": ("ratio", 0.5),
+    "ucf101": ("frames", 2),
+    # The synthetic smoke-test clips (msl_keras.data.generated): JHMDB's convention.
+    "generated": ("ratio", 0.2),
+}
+
+
+def _check_probs(probs):
+    probs = np.asarray(probs)
+    if probs.ndim != 3:
+        raise ValueError(
+            "Expected probs of shape (clips, time, classes). "
+            f"Received: probs.shape={probs.shape}"
+        )
+    return probs
+
+
+def _check_labels(labels, probs):
+    labels = np.asarray(labels)
+    num_clips, _, num_classes = probs.shape
+    if labels.shape != (num_clips,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"Expected integer labels of shape ({num_clips},), one per clip of probs "
+            f"{probs.shape}. Received: labels.shape={labels.shape}, "
+            f"dtype={labels.dtype}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes}) for probs with {num_classes} "
+            f"classes. Received: labels from {labels.min()} to {labels.max()}"
+        )
+    return labels
+
+
+def _check_lengths(lengths, probs):
+    num_clips, num_steps, _ = probs.shape
+    if lengths is None:
+        return np.full(num_clips, num_steps, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (num_clips,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(
+            f"Expected integer lengths of shape ({num_clips},), one per clip of probs "
+            f"{probs.shape}. Received: lengths.shape={lengths.shape}, "
+            f"dtype={lengths.dtype}"
+        )
+    if lengths.size and (lengths.min() < 1 or lengths.max() > num_steps):
+        raise ValueError(
+            f"Every clip needs between 1 and {num_steps} valid steps. "
+            f"Received: lengths from {lengths.min()} to {lengths.max()}"
+        )
+    return lengths
+
+
+def _check_frames(frame_indices, num_frames, probs):
+    frame_indices = np.asarray(frame_indices)
+    if frame_indices.shape != probs.shape[:2] or not np.issubdtype(
+        frame_indices.dtype, np.integer
+    ):
+        raise ValueError(
+            f"Expected integer frame_indices of shape {probs.shape[:2]} (clips, time), "
+            f"-1 on padded steps. Received: frame_indices.shape={frame_indices.shape}, "
+            f"dtype={frame_indices.dtype}"
+        )
+    lengths = (frame_indices >= 0).sum(axis=1)
+    if lengths.size and lengths.min() < 1:
+        raise ValueError(
+            "Every clip needs at least one stored step (frame index >= 0). "
+            f"Received: clips {np.flatnonzero(lengths < 1).tolist()} with none"
+        )
+    if num_frames is not None:
+        num_frames = np.asarray(num_frames)
+        if num_frames.shape != (probs.shape[0],):
+            raise ValueError(
+                f"Expected num_frames of shape ({probs.shape[0]},), one per clip. "
+                f"Received: num_frames.shape={num_frames.shape}"
+            )
+    return frame_indices, lengths, num_frames
+
+
+def _top_k_correct(scores, labels, top_k):
+    """(clips,) bool: the label is among the top_k scores of its clip."""
+    if not 1 <= int(top_k) <= scores.shape[-1]:
+        raise ValueError(
+            f"top_k must lie in [1, {scores.shape[-1]}] (the number of classes). "
+            f"Received: top_k={top_k}"
+        )
+    ranked = np.argsort(-scores, axis=-1, kind="stable")[:, : int(top_k)]
+    return (ranked == labels[:, None]).any(axis=-1)
+
+
+def prediction_at_step(probs, steps, lengths=None, pooled=True):
+    """Class scores after `steps` observed steps, one row per clip.
+
+    Args:
+        probs: `(clips, T, N)` per-step probabilities from one causal pass.
+        steps: number of observed steps, 1-based: an int or `(clips,)` ints. A clip with
+            fewer valid steps uses its last valid step.
+        lengths: optional `(clips,)` valid steps per clip (default: all T).
+        pooled: average the probabilities over the observed steps (Sec. 3.2.2).
+
+    Returns:
+        `(clips, N)` scores; the predicted class is their argmax.
+    """
+    probs = _check_probs(probs)
+    lengths = _check_lengths(lengths, probs)
+    steps = np.broadcast_to(np.asarray(steps), lengths.shape)
+    if not np.issubdtype(steps.dtype, np.integer) or (steps.size and steps.min() < 1):
+        raise ValueError(
+            "steps counts observed steps from 1 (an int or one int per clip). "
+            f"Received: steps={steps}"
+        )
+    scores = temporal_average_pooling(probs, lengths) if pooled else probs
+    return _scores_at(scores, steps, lengths)
+
+
+def _scores_at(scores, steps, lengths):
+    """(clips, N): row min(steps, lengths) - 1 of each clip's (T, N) scores."""
+    index = np.minimum(steps, lengths) - 1
+    return scores[np.arange(len(index)), index]
+
+
+def accuracy_vs_steps(probs, labels, lengths=None, pooled=True, top_k=1):
+    """Accuracy after t observed steps, for t = 1..T (paper Figs. 5-6).
+
+    Args:
+        probs: `(clips, T, N)` per-step probabilities from one causal pass.
+        labels: `(clips,)` true classes.
+        lengths: optional `(clips,)` valid steps per clip; a clip shorter than t is
+            scored at its last valid step.
+        pooled: temporal average pooling of the probabilities first.
+        top_k: count a clip correct when its label is among the k best classes.
+
+    Returns:
+        `(T,)` accuracies in [0, 1].
+    """
+    probs = _check_probs(probs)
+    labels = _check_labels(labels, probs)
+    lengths = _check_lengths(lengths, probs)
+    scores = temporal_average_pooling(probs, lengths) if pooled else probs
+    return np.array(
+        [
+            _top_k_correct(_scores_at(scores, t, lengths), labels, top_k).mean()
+            for t in range(1, probs.shape[1] + 1)
+        ]
+    )
+
+
+def _accuracy_at_frame_limits(probs, labels, frame_indices, limits, pooled, top_k):
+    """Accuracy reading each clip at its last stored step with frame < limit (>= 1)."""
+    observed = (frame_indices >= 0) & (frame_indices < np.asarray(limits)[:, None])
+    positions = np.arange(1, frame_indices.shape[1] + 1)
+    steps = np.maximum(np.where(observed, positions, 0).max(axis=1), 1)
+    lengths = (frame_indices >= 0).sum(axis=1)
+    scores = prediction_at_step(probs, steps, lengths, pooled)
+    return float(_top_k_correct(scores, labels, top_k).mean())
+
+
+def _frame_limits(ratio, num_frames):
+    if not 0.0 < float(ratio) <= 1.0:
+        raise ValueError(f"ratio must lie in (0, 1]. Received: ratio={ratio}")
+    # Rounding first keeps 0.1 * 30 = 3.0000000000000004 at 3 frames, not 4.
+    return np.ceil(np.round(float(ratio) * num_frames, 6)).astype(np.int64)
+
+
+def accuracy_at_ratio(
+    probs, labels, frame_indices, num_frames, ratio, pooled=True, top_k=1
+):
+    """Accuracy after observing the first `ceil(ratio * num_frames)` frames of clips.
+
+    Args:
+        probs: `(clips, T, N)` per-step probabilities from one causal pass.
+        labels: `(clips,)` true classes.
+        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
+        num_frames: `(clips,)` frames in each source clip.
+        ratio: observed fraction of each clip, in (0, 1].
+        pooled, top_k: as `accuracy_vs_steps`.
+
+    Returns:
+        accuracy (float). Each clip is read at its last stored step whose source frame
+        index is < ceil(ratio * num_frames), or at its first step if there is none.
+    """
+    probs = _check_probs(probs)
+    labels = _check_labels(labels, probs)
+    frame_indices, _, num_frames = _check_frames(frame_indices, num_frames, probs)
+    limits = _frame_limits(ratio, num_frames)
+    return _accuracy_at_frame_limits(
+        probs, labels, frame_indices, limits, pooled, top_k
+    )
+
+
+def accuracy_at_ratios(
+    probs,
+    labels,
+    frame_indices,
+    num_frames,
+    ratios=RATIOS,
+    pooled=True,
+    top_k=1,
+):
+    """`accuracy_at_ratio` for each ratio (default `RATIOS`); `(len(ratios),)` array."""
+    return np.array(
+        [
+            accuracy_at_ratio(
+                probs, labels, frame_indices, num_frames, r, pooled=pooled, top_k=top_k
+            )
+            for r in ratios
+        ]
+    )
+
+
+def accuracy_at_frames(probs, labels, frame_indices, count, pooled=True, top_k=1):
+    """Accuracy after observing the first `count` frames of each clip.
+
+    Args:
+        probs, labels, frame_indices, pooled, top_k: as `accuracy_at_ratio`.
+        count: frames observed (>= 1), e.g. 2 for UCF-101's earliest point.
+
+    Returns:
+        accuracy (float). Each clip is read at its last stored step whose source frame
+        index is < count, or at its first step if there is none.
+    """
+    probs = _check_probs(probs)
+    labels = _check_labels(labels, probs)
+    frame_indices, _, _ = _check_frames(frame_indices, None, probs)
+    if int(count) != count or count < 1:
+        raise ValueError(f"count must be a whole number >= 1. Received: count={count}")
+    limits = np.full(probs.shape[0], int(count))
+    return _accuracy_at_frame_limits(
+        probs, labels, frame_indices, limits, pooled, top_k
+    )
+
+
+def earliest_latest(
+    dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=1
+):
+    """The paper's earliest and latest accuracies (Tables 1-3) for one dataset.
+
+    Args:
+        dataset: a key of `EARLIEST` ("jhmdb": first 20% of each clip,
+            "ut_interaction": first 50%, "ucf101": first 2 frames, "generated": 20%).
+        probs, labels, frame_indices, num_frames, pooled, top_k: as `accuracy_at_ratio`.
+
+    Returns:
+        `{"earliest": float, "latest": float}`; latest reads each clip at its last valid
+        stored step (the whole clip, capped at the T stored steps).
+    """
+    if dataset not in EARLIEST:
+        raise ConfigError(
+            f"No earliest-observation convention for dataset '{dataset}'. "
+            f"Valid datasets: {', '.join(sorted(EARLIEST))}."
+        )
+    probs = _check_probs(probs)
+    labels = _check_labels(labels, probs)
+    frame_indices, lengths, num_frames = _check_frames(frame_indices, num_frames, probs)
+    kind, amount = EARLIEST[dataset]
+    if kind == "ratio":
+        earliest = accuracy_at_ratio(
+            probs, labels, frame_indices, num_frames, amount, pooled, top_k
+        )
+    else:
+        earliest = accuracy_at_frames(
+            probs, labels, frame_indices, amount, pooled, top_k
+        )
+    latest_scores = prediction_at_step(probs, lengths, lengths, pooled)
+    latest = float(_top_k_correct(latest_scores, labels, top_k).mean())
+    return {"earliest": earliest, "latest": latest}
