@@ -1,0 +1,191 @@
+"""UT-Interaction: the segmented sets and their leave-one-sequence-out folds.
+
+Layout expected (the official `segmented_set1.zip` and `segmented_set2.zip`)::
+
+    <root>/segmented_set1/<clip>_<sequence>_<action>.avi    sequences 1-10
+    <root>/segmented_set2/<clip>_<sequence>_<action>.avi    sequences 11-20
+
+Actions 0..5 are `ACTIONS`. Each set is evaluated by 10-fold leave-one-sequence-out:
+the held-out sequence is the test set, the other nine train. Validation takes whole
+sequences out of those nine, so that no actor pair or scene is seen in both training and
+model selection. The official archive is uneven: in set 1, sequence 6 has 5 clips (no
+punch) and sequence 8 has 7 (two punches), so those folds test on 5 and 7 clips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from msl_keras.data.records import ClipRecord, carve_validation
+from msl_keras.errors import DatasetError
+
+URL = "https://cvrc.ece.utexas.edu/SDHA2010/Human_Interaction.html"
+ACTIONS = ("hand shake", "hug", "kick", "point", "punch", "push")
+SETS = {1: range(1, 11), 2: range(11, 21)}
+_CLIP_NAME = re.compile(
+    r"^(?P<clip>\d+)_(?P<sequence>\d+)_(?P<action>\d+)\.avi$", re.IGNORECASE
+)
+
+
+def class_names() -> list[str]:
+    """The six UT-Interaction actions, in label order."""
+    return list(ACTIONS)
+
+
+def set_folder(root: str | os.PathLike, set_number: int) -> Path:
+    """`<root>/segmented_set<n>`, checked to exist."""
+    if set_number not in SETS:
+        raise ValueError(
+            "UT-Interaction set_number must be 1 or 2. Received: "
+            f"set_number={set_number!r}"
+        )
+    folder = Path(root) / f"segmented_set{set_number}"
+    if not folder.is_dir():
+        raise DatasetError(
+            f"UT-Interaction set {set_number} not found: expected "
+            f"'{folder}/<clip>_<sequence>_<action>.avi'. Download "
+            f"segmented_set{set_number}.zip from {URL} and extract it into "
+            f"'{Path(root)}'."
+        )
+    return folder
+
+
+def _scan(root, set_number: int) -> list[tuple[Path, str, int, int]]:
+    """(path, clip_id, sequence, action) of each clip of a set, by clip number."""
+    folder = set_folder(root, set_number)
+    clips = []
+    for entry in os.scandir(folder):
+        if not entry.name.lower().endswith(".avi"):
+            continue
+        match = _CLIP_NAME.match(entry.name)
+        if match is None:
+            raise DatasetError(
+                f"'{entry.path}' does not follow the official name "
+                "<clip>_<sequence>_<action>.avi; rename or remove it."
+            )
+        sequence, action = int(match.group("sequence")), int(match.group("action"))
+        if sequence not in SETS[set_number]:
+            raise DatasetError(
+                f"'{entry.path}' names sequence {sequence}, but set {set_number} holds "
+                f"sequences {SETS[set_number][0]}-{SETS[set_number][-1]}; move it to "
+                "the right set folder."
+            )
+        if action >= len(ACTIONS):
+            raise DatasetError(
+                f"'{entry.path}' names action {action}; UT-Interaction actions are "
+                f"0-{len(ACTIONS) - 1} ({', '.join(ACTIONS)})."
+            )
+        clips.append(
+            (
+                Path(entry.path),
+                entry.name[:-4],
+                sequence,
+                action,
+                int(match.group("clip")),
+            )
+        )
+    if not clips:
+        raise DatasetError(
+            f"No clip in '{folder}': expected <clip>_<sequence>_<action>.avi files. "
+            f"Download segmented_set{set_number}.zip from {URL} again."
+        )
+    clips.sort(key=lambda c: (c[4], c[1]))
+    return [c[:4] for c in clips]
+
+
+def ut_interaction_folds(root: str | os.PathLike) -> list[tuple[int, int]]:
+    """The leave-one-sequence-out folds `(set_number, test_sequence)` of both sets.
+
+    Sequences are taken from the clips on disk; with the complete dataset, 20 folds:
+    `(1, 1) .. (1, 10), (2, 11) .. (2, 20)`.
+
+    Raises:
+        DatasetError: a set folder is missing or empty, or a sequence has no clip.
+    """
+    folds = []
+    for set_number, expected in SETS.items():
+        found = sorted({sequence for _, _, sequence, _ in _scan(root, set_number)})
+        missing = sorted(set(expected) - set(found))
+        if missing:
+            raise DatasetError(
+                f"UT-Interaction set {set_number} has no clip of sequence(s) {missing} "
+                f"in '{set_folder(root, set_number)}'. Download "
+                f"segmented_set{set_number}.zip from {URL} again."
+            )
+        folds.extend((set_number, sequence) for sequence in found)
+    return folds
+
+
+def read_ut_interaction(
+    root: str | os.PathLike,
+    set_number: int,
+    test_sequence: int,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    validation_sequences=None,
+) -> list[ClipRecord]:
+    """Records of one leave-one-sequence-out fold of a UT-Interaction set.
+
+    Args:
+        root: folder holding `segmented_set1/` and `segmented_set2/`.
+        set_number: 1 or 2.
+        test_sequence: the held-out sequence, numbered as in the file names (1-10 for
+            set 1, 11-20 for set 2).
+        validation_fraction: share of the nine training sequences moved, whole, to
+            validation (`carve_validation`; 0.1 moves one). `0` keeps all in train.
+        seed: seed of the validation draw.
+        validation_sequences: explicit sequence numbers for validation, instead of the
+            draw (then `validation_fraction` and `seed` are not used).
+
+    Returns:
+        `ClipRecord`s of every clip of the set, sorted by clip number; `clip_id` is the
+        file name without `.avi` (`"0_1_4"`), `group` is `"sequence<k>"`.
+
+    Raises:
+        DatasetError: the set folder is missing (with the download URL) or a file
+            name is not official.
+        ValueError: `test_sequence` or `validation_sequences` not in the set.
+    """
+    clips = _scan(root, set_number)
+    sequences = sorted({c[2] for c in clips})
+    if test_sequence not in sequences:
+        raise ValueError(
+            f"test_sequence must be one of the sequences of set {set_number} on disk "
+            f"{sequences} (set 2 is numbered 11-20, as in its file names). Received: "
+            f"test_sequence={test_sequence!r}"
+        )
+    if validation_sequences is not None:
+        validation_sequences = sorted({int(s) for s in validation_sequences})
+        bad = [
+            s for s in validation_sequences if s not in sequences or s == test_sequence
+        ]
+        if bad or len(validation_sequences) >= len(sequences) - 1:
+            raise ValueError(
+                "validation_sequences must be sequences of the set other than the "
+                f"test sequence {test_sequence}, leaving at least one to train on. "
+                f"Received: validation_sequences={validation_sequences}"
+            )
+
+    def role_of(sequence):
+        if sequence == test_sequence:
+            return "test"
+        if validation_sequences is not None and sequence in validation_sequences:
+            return "validation"
+        return "train"
+
+    records = [
+        ClipRecord(
+            clip_id=clip_id,
+            path=str(path),
+            label=action,
+            class_name=ACTIONS[action],
+            group=f"sequence{sequence}",
+            role=role_of(sequence),
+        )
+        for path, clip_id, sequence, action in clips
+    ]
+    if validation_sequences is not None:
+        return records
+    return carve_validation(records, validation_fraction, seed)
