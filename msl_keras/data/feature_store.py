@@ -1,0 +1,1116 @@
+"""The HDF5 feature store between the CNN stage and the LSTM stage.
+
+Extraction writes, for every clip, the context-aware and action-aware fc7 features of
+its (at most T) selected frames; LSTM training, evaluation and the original-format
+import/export read them back. One file holds the clips of ONE set of `StoreSettings`
+(dataset, split, T, frame selection, extractor weights, ...): a store is reopened to
+resume only with equal settings, and mixing stores made otherwise raises
+`FeatureStoreMismatchError` listing the keys that differ.
+
+Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
+
+```
+/                      attrs: format="msl_keras.FeatureStore", schema_version,
+                              msl_keras_version, created (ISO 8601, UTC),
+                              settings (json of StoreSettings), class_names (json)
+/context       (rows, T, Dc)  settings.dtype, one chunk per row, zero on padded steps
+/action        (rows, T, Da)  settings.dtype, one chunk per row, zero on padded steps
+/labels        (rows,)        int64 class index
+/lengths       (rows,)        int32 valid steps n; steps n..T-1 are padding (masked)
+/clip_ids      (rows,)        utf-8 strings
+/frame_indices (rows, T)      int32 frame of the clip each step shows, -1 on padding
+/num_frames    (rows,)        int64 frames in the whole clip (for accuracy vs ratio)
+/complete      (rows,)        uint8 1 once the row is fully written
+/failed        (k,)           utf-8 json {"clip_id", "reason"}: clips that could not be
+                              decoded; extraction goes on and lists them at the end
+```
+
+Crash safety: `append` writes the row's data and flushes the file, then sets
+`complete[row] = 1` and flushes again. A process killed at any point leaves rows whose
+flag is 0; they never read as data, and the next `append` (after
+`FeatureStore.open_or_create(...)` resumes the file) overwrites them, so a resumed
+extraction has no duplicates and no half-written rows. A kill in the middle of HDF5's
+own flush can still damage the file; opening it then raises `FeatureStoreError` that
+says to delete it and run the extraction again. (`flush` hands the data to the operating
+system: this covers a killed process, not a power cut.)
+
+Example:
+
+```python
+settings = StoreSettings(dataset="jhmdb", split="1", T=50, frame_selection="first",
+                         observed_ratio=1.0, input_size=(224, 224),
+                         preprocessing="vgg16_caffe", extractor_fingerprint=fp,
+                         cam_class="predicted", context_dim=4096, action_dim=4096,
+                         num_classes=21, dtype="float16")
+with FeatureStore.open_or_create("features.h5", settings, class_names) as store:
+    done = set(store.completed_ids())
+    for clip in clips:
+        if clip.clip_id not in done:
+            store.append(clip.clip_id, context, action, clip.label, indices, num_frames)
+    arrays = store.read()  # {"context": (clips, T, Dc) float32, ...}
+```
+"""
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import msl_keras
+from msl_keras.errors import ConfigError, FeatureStoreError, FeatureStoreMismatchError
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "msl_keras.FeatureStore"
+FRAME_SELECTIONS = ("first", "uniform")
+DTYPES = ("float16", "float32")
+COMPRESSIONS = ("gzip", "lzf", None)
+
+# Every per-clip dataset; `complete` is written last.
+ROW_DATASETS = (
+    "context",
+    "action",
+    "labels",
+    "lengths",
+    "clip_ids",
+    "frame_indices",
+    "num_frames",
+    "complete",
+)
+_DELETE_ADVICE = (
+    "Delete the file and run the extraction again: it starts a new store and recomputes "
+    "every clip."
+)
+_READ_BLOCK = 64  # rows read from HDF5 at once by `read`
+
+
+def _listing(items, limit=20):
+    items = list(items)
+    shown = ", ".join(repr(i) for i in items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in all)"
+    return shown
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StoreSettings:
+    """What must be equal for the features of two clips to be mixed in one store.
+
+    Args:
+        dataset: dataset name ("ucf101", "jhmdb", "ut_interaction", "generated", ...).
+        split: the split or fold name (an int split is stored as its string, "1").
+        T: the most steps (frames) stored per clip (the paper: 50).
+        frame_selection: "first" (the first T frames) or "uniform" (T frames spread
+            over the observed part).
+        observed_ratio: observed part of each clip used by the frame selection, (0, 1].
+        input_size: (height, width) of the frames fed to the trunk.
+        preprocessing: name of the preprocessing (channel order, mean, scale).
+        extractor_fingerprint: `weights_fingerprint` of the CNN that made the features.
+        cam_class: the class whose CAM masked the action stream ("predicted",
+            "top_k", "oracle", ...).
+        context_dim: Dc, size of a context feature (fc7 of the context-aware head).
+        action_dim: Da, size of an action feature (fc7 of the action-aware head).
+        num_classes: N, number of classes the labels index.
+        dtype: storage precision, "float16" (half the bytes) or "float32".
+    """
+
+    dataset: str
+    split: str
+    T: int
+    frame_selection: str
+    observed_ratio: float
+    input_size: tuple
+    preprocessing: str
+    extractor_fingerprint: str
+    cam_class: str
+    context_dim: int
+    action_dim: int
+    num_classes: int
+    dtype: str = "float16"
+
+    def __post_init__(self):
+        def put(key, value):
+            object.__setattr__(self, key, value)
+
+        if isinstance(self.split, (int, np.integer)) and not isinstance(
+            self.split, bool
+        ):
+            put("split", str(int(self.split)))
+        for key in (
+            "dataset",
+            "split",
+            "preprocessing",
+            "extractor_fingerprint",
+            "cam_class",
+        ):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(
+                    f"StoreSettings.{key} must be a non-empty string. "
+                    f"Received: {key}={value!r}"
+                )
+        for key in ("T", "context_dim", "action_dim", "num_classes"):
+            put(key, _positive_int(key, getattr(self, key)))
+        ratio = self.observed_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)):
+            raise ConfigError(
+                f"StoreSettings.observed_ratio must be a number in (0, 1]. "
+                f"Received: observed_ratio={ratio!r}"
+            )
+        if not 0.0 < float(ratio) <= 1.0:
+            raise ConfigError(
+                f"StoreSettings.observed_ratio must be in (0, 1]. "
+                f"Received: observed_ratio={ratio!r}"
+            )
+        put("observed_ratio", float(ratio))
+        size = self.input_size
+        if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+            size = (size, size)
+        try:
+            size = tuple(_positive_int("input_size", v) for v in size)
+        except (TypeError, ConfigError):
+            size = None
+        if size is None or len(size) != 2:
+            raise ConfigError(
+                "StoreSettings.input_size must be (height, width) of positive ints. "
+                f"Received: input_size={self.input_size!r}"
+            )
+        put("input_size", size)
+        if self.frame_selection not in FRAME_SELECTIONS:
+            raise ConfigError(
+                f"StoreSettings.frame_selection must be one of {FRAME_SELECTIONS}. "
+                f"Received: frame_selection={self.frame_selection!r}"
+            )
+        dtype = self.dtype
+        if isinstance(dtype, (type, np.dtype)):
+            dtype = np.dtype(dtype).name
+        if dtype not in DTYPES:
+            raise ConfigError(
+                f"StoreSettings.dtype must be one of {DTYPES}. Received: dtype={self.dtype!r}"
+            )
+        put("dtype", dtype)
+
+    def to_dict(self):
+        """The settings as a JSON-ready dict (input_size as a list)."""
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(d["input_size"])
+        return d
+
+    @classmethod
+    def from_dict(cls, mapping):
+        """Inverse of `to_dict`; unknown or missing keys raise `ConfigError`."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(mapping) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"Unknown StoreSettings keys: {unknown}. Valid keys: {names}."
+            )
+        return cls(**mapping)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated like the constructor)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(
+                f"Unknown StoreSettings keys: {unknown}. "
+                f"Valid keys: {[f.name for f in dataclasses.fields(self)]}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def differences(self, other):
+        """`{key: (self's value, other's value)}` for every field that differs."""
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
+
+
+def _positive_int(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(
+            f"StoreSettings.{key} must be a positive integer. Received: {key}={value!r}"
+        )
+    return int(value)
+
+
+def weights_fingerprint(weights):
+    """A stable sha1 (40 hex digits) over weight values: which CNN made the features.
+
+    Args:
+        weights: a Keras model or layer (anything with `get_weights()` or `weights`),
+            a list of numpy arrays, or a list mixing both (e.g. trunk and two heads).
+
+    Returns:
+        The hex digest over each array's dtype, shape and little-endian bytes, in
+        order. Variable names are left out (Keras numbers them per session), so the
+        same weights give the same fingerprint in every process.
+    """
+    digest = hashlib.sha1()
+    arrays = _weight_arrays(weights)
+    digest.update(f"{len(arrays)};".encode())
+    for array in arrays:
+        array = np.asarray(array)
+        if array.dtype.byteorder == ">":
+            array = array.astype(array.dtype.newbyteorder("<"))
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _weight_arrays(obj):
+    if hasattr(obj, "get_weights"):
+        return [np.asarray(w) for w in obj.get_weights()]
+    if hasattr(obj, "weights") and not isinstance(obj, np.ndarray):
+        return [np.asarray(w) for w in obj.weights]
+    if isinstance(obj, (list, tuple)):
+        arrays = []
+        for item in obj:
+            arrays.extend(_weight_arrays(item))
+        return arrays
+    array = np.asarray(obj) if not isinstance(obj, (str, bytes, dict)) else None
+    if array is None or array.dtype.kind not in "biufc":
+        raise ConfigError(
+            "weights_fingerprint takes a Keras model or layer (or an object with "
+            "get_weights()), or a list of numeric arrays. "
+            f"Received: {type(obj).__name__}"
+        )
+    return [array]
+
+
+def _open_h5(path, mode):
+    path = Path(path)
+    if not path.exists():
+        raise FeatureStoreError(
+            f"No feature store at '{path}': the file does not exist. Run the extraction "
+            "stage to create it, or check the path."
+        )
+    if not path.is_file():
+        raise FeatureStoreError(
+            f"'{path}' is not a file; a feature store is one .h5 file."
+        )
+    try:
+        return h5py.File(path, mode)
+    except OSError as error:
+        text = str(error)
+        if "unable to lock file" in text.lower():
+            raise FeatureStoreError(
+                f"Cannot open feature store '{path}': another process holds it open "
+                f"(an extraction still running?). Wait for it or stop it. ({text})"
+            ) from None
+        raise FeatureStoreError(
+            f"Feature store '{path}' is not a readable HDF5 file ({text}); it is "
+            f"truncated or damaged (a crash or a full disk). {_DELETE_ADVICE}"
+        ) from None
+
+
+class FeatureStore:
+    """One HDF5 file of per-clip two-stream features (layout in the module docstring).
+
+    Make one with `FeatureStore.create`, `FeatureStore.open` or
+    `FeatureStore.open_or_create` (resume); use it as a context manager or `close()`.
+
+    Attributes:
+        path: the file.
+        mode: "r" (read only) or "a" (append).
+        settings: the `StoreSettings` it was made with.
+        class_names: list of N class names (index = label).
+        info: informational attrs (msl_keras_version, schema_version, created, ...).
+    """
+
+    def __init__(self, path, mode="r"):
+        if mode not in ("r", "a"):
+            raise ConfigError(
+                f"FeatureStore mode must be 'r' or 'a'. Received: mode={mode!r}"
+            )
+        file = _open_h5(path, "r" if mode == "r" else "r+")
+        self._attach(file, path, mode)
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path, settings, class_names, compression="gzip"):
+        """Creates a new, empty store at `path` (an existing file is an error).
+
+        Args:
+            path: the .h5 file to write; its folder is created if needed.
+            settings: a `StoreSettings`.
+            class_names: N class names (N = settings.num_classes).
+            compression: "gzip" (level 4, with byte shuffle), "lzf" or None.
+        """
+        if not isinstance(settings, StoreSettings):
+            raise ConfigError(
+                "FeatureStore.create needs a StoreSettings. "
+                f"Received: settings={type(settings).__name__}"
+            )
+        if compression not in COMPRESSIONS:
+            raise ConfigError(
+                f"compression must be one of {COMPRESSIONS}. Received: compression={compression!r}"
+            )
+        class_names = _check_class_names(class_names, settings.num_classes)
+        path = Path(path)
+        if path.exists():
+            raise FeatureStoreError(
+                f"Feature store '{path}' already exists. Use FeatureStore.open_or_create to "
+                "resume it, or delete it (or pick another path) to start over."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = h5py.File(path, "w-")
+        try:
+            _write_skeleton(file, settings, class_names, compression)
+            file.flush()
+        except Exception:
+            file.close()
+            path.unlink(missing_ok=True)
+            raise
+        store = cls.__new__(cls)
+        store._attach(file, path, "a")
+        return store
+
+    @classmethod
+    def open(cls, path, mode="r"):
+        """Opens an existing store, "r" to read or "a" to append."""
+        return cls(path, mode)
+
+    @classmethod
+    def open_or_create(cls, path, settings, class_names, compression="gzip"):
+        """Resumes the store at `path` if its settings equal `settings`, else creates it.
+
+        Raises:
+            FeatureStoreMismatchError: the file exists with other settings; the message
+                lists each differing key with both values.
+        """
+        if not Path(path).exists():
+            return cls.create(path, settings, class_names, compression=compression)
+        store = cls(path, "a")
+        try:
+            differences = store.settings.differences(settings)
+            if differences:
+                raise FeatureStoreMismatchError(
+                    f"Feature store '{store.path}' was made with other settings than the "
+                    f"ones asked for:\n{_describe(differences, 'the store has', 'asked for')}\n"
+                    "Delete the file (or use another path) to extract with these settings, "
+                    "or run with the settings the store was made with."
+                )
+        except Exception:
+            store.close()
+            raise
+        if list(class_names) != store.class_names:
+            warnings.warn(
+                f"Feature store '{store.path}' was made with class names "
+                f"{store.class_names}, not {list(class_names)}; its labels index the "
+                "stored names.",
+                stacklevel=2,
+            )
+        return store
+
+    def _attach(self, file, path, mode):
+        self._file = file
+        self.path = Path(path)
+        self.mode = mode
+        try:
+            self._load_index()
+        except Exception:
+            file.close()
+            raise
+
+    def _load_index(self):
+        f, path = self._file, self.path
+        try:
+            attrs = dict(f.attrs)
+            if attrs.get("format") != FORMAT_NAME:
+                raise FeatureStoreError(
+                    f"'{path}' is an HDF5 file but not an msl_keras feature store (its "
+                    f"'format' attribute is {attrs.get('format')!r}, not {FORMAT_NAME!r}). "
+                    "Check the path."
+                )
+            schema = int(attrs["schema_version"])
+            if schema > SCHEMA_VERSION:
+                raise FeatureStoreError(
+                    f"Feature store '{path}' has schema version {schema}, newer than this "
+                    f"msl_keras reads ({SCHEMA_VERSION}). Upgrade msl_keras or re-extract."
+                )
+            try:
+                self.settings = StoreSettings.from_dict(json.loads(attrs["settings"]))
+            except ConfigError as error:
+                raise FeatureStoreError(
+                    f"Feature store '{path}' holds invalid settings: {error}"
+                ) from None
+            self.class_names = list(json.loads(attrs["class_names"]))
+            self.info = {
+                key: attrs[key]
+                for key in attrs
+                if key not in ("format", "settings", "class_names")
+            }
+            self.info = {
+                k: (v.item() if isinstance(v, np.generic) else v)
+                for k, v in self.info.items()
+            }
+            missing = [name for name in ROW_DATASETS + ("failed",) if name not in f]
+            if missing:
+                raise FeatureStoreError(
+                    f"Feature store '{path}' lacks datasets {missing}; it is damaged. "
+                    f"{_DELETE_ADVICE}"
+                )
+            s = self.settings
+            expected = {
+                "context": (s.T, s.context_dim),
+                "action": (s.T, s.action_dim),
+                "frame_indices": (s.T,),
+            }
+            for name, tail in expected.items():
+                if f[name].shape[1:] != tail:
+                    raise FeatureStoreError(
+                        f"Feature store '{path}': dataset '{name}' has shape "
+                        f"{f[name].shape}, inconsistent with its settings (rows, {tail}). "
+                        f"{_DELETE_ADVICE}"
+                    )
+            complete = np.asarray(f["complete"][:], dtype=np.uint8)
+            # A crash may have persisted a resize of some datasets only: rows past the
+            # shortest one are not complete.
+            usable = min(f[name].shape[0] for name in ROW_DATASETS)
+            complete[usable:] = 0
+            ids = list(f["clip_ids"].asstr()[: complete.shape[0]])
+            ids += [""] * (complete.shape[0] - len(ids))
+        except FeatureStoreError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as error:
+            raise FeatureStoreError(
+                f"Feature store '{path}' cannot be read ({type(error).__name__}: {error}); "
+                f"it is damaged or not a store. {_DELETE_ADVICE}"
+            ) from None
+        self._complete = complete
+        self._ids = ids
+        self._slot_of = {}
+        for slot in np.flatnonzero(complete):
+            clip_id = ids[slot]
+            if clip_id in self._slot_of:
+                raise FeatureStoreError(
+                    f"Feature store '{path}' holds clip '{clip_id}' twice (rows "
+                    f"{self._slot_of[clip_id]} and {slot}); it was not written by "
+                    f"FeatureStore.append. {_DELETE_ADVICE}"
+                )
+            self._slot_of[clip_id] = int(slot)
+
+    # -- basic protocol -------------------------------------------------------------
+
+    def close(self):
+        """Closes the file (idempotent)."""
+        if getattr(self, "_file", None) is not None and self._file.id.valid:
+            self._file.close()
+
+    @property
+    def closed(self):
+        return not self._file.id.valid
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self):
+        """Number of complete clips."""
+        return len(self._slot_of)
+
+    def __contains__(self, clip_id):
+        return clip_id in self._slot_of
+
+    def __repr__(self):
+        s = self.settings
+        state = "closed" if self.closed else self.mode
+        return (
+            f"FeatureStore('{self.path}', {state}, {len(self)} clips, dataset={s.dataset}, "
+            f"split={s.split}, T={s.T}, context_dim={s.context_dim}, "
+            f"action_dim={s.action_dim}, dtype={s.dtype})"
+        )
+
+    def completed_ids(self):
+        """Clip ids of the complete rows, in insertion (row) order."""
+        return [self._ids[slot] for slot in sorted(self._slot_of.values())]
+
+    # -- writing --------------------------------------------------------------------
+
+    def append(self, clip_id, context, action, label, frame_indices, num_frames):
+        """Writes one clip as a row; the row counts only once it is fully on disk.
+
+        Args:
+            clip_id: unique id of the clip (a clip already complete is refused).
+            context: `(n, Dc)` context features of the n <= T selected frames.
+            action: `(n, Da)` action features of the same frames.
+            label: class index in [0, N).
+            frame_indices: `(n,)` frame of the clip each step shows.
+            num_frames: frames in the whole clip (> every frame index).
+
+        Steps n..T-1 are stored as zeros, `frame_indices` -1, and masked through
+        `lengths` (never counted as data). Values are cast to `settings.dtype`.
+
+        Returns:
+            The row index written.
+
+        Raises:
+            FeatureStoreMismatchError: a feature size other than the settings'.
+            FeatureStoreError: NaN/inf values, a duplicate clip id, a bad label or
+                frame index (nothing is written).
+        """
+        return self._append(clip_id, context, action, label, frame_indices, num_frames)
+
+    def _append(
+        self, clip_id, context, action, label, frame_indices, num_frames, durable=True
+    ):
+        self._require_writable("append")
+        clip_id = _check_clip_id(clip_id)
+        if clip_id in self._slot_of:
+            raise FeatureStoreError(
+                f"Clip '{clip_id}' is already complete in feature store '{self.path}' "
+                f"(row {self._slot_of[clip_id]}); skip the clips in "
+                "store.completed_ids(), or delete the store to extract it again."
+            )
+        row = self._prepare_row(
+            clip_id, context, action, label, frame_indices, num_frames
+        )
+        try:
+            slot = self._claim_slot()
+            self._write_row(slot, clip_id, row)
+            if durable:
+                self._file.flush()
+            self._commit(slot, clip_id, durable)
+        except OSError as error:
+            raise FeatureStoreError(
+                f"Could not write clip '{clip_id}' to feature store '{self.path}': {error}. "
+                "Free disk space (or fix the folder's permissions) and run again; finished "
+                "clips are kept and the resume continues after them."
+            ) from None
+        return slot
+
+    def _prepare_row(self, clip_id, context, action, label, frame_indices, num_frames):
+        s = self.settings
+        arrays = {}
+        for name, value, dim in (
+            ("context", context, s.context_dim),
+            ("action", action, s.action_dim),
+        ):
+            array = np.asarray(value)
+            if (
+                array.ndim != 2
+                or array.shape[1] != dim
+                or array.dtype.kind not in "fiub"
+            ):
+                raise FeatureStoreMismatchError(
+                    f"Clip '{clip_id}': {name} features have shape {array.shape} "
+                    f"(dtype {array.dtype}), but feature store '{self.path}' expects "
+                    f"(steps <= {s.T}, {dim}) numbers ({name}_dim={dim} in its settings). "
+                    "The extractor makes features of another size than the store was made "
+                    "for: use a store made for this extractor (another path), or the "
+                    "extractor the store was made with."
+                )
+            arrays[name] = array
+        n = arrays["context"].shape[0]
+        if arrays["action"].shape[0] != n:
+            raise FeatureStoreError(
+                f"Clip '{clip_id}': context has {n} steps but action has "
+                f"{arrays['action'].shape[0]}; both streams describe the same frames."
+            )
+        if not 1 <= n <= s.T:
+            raise FeatureStoreError(
+                f"Clip '{clip_id}' has {n} steps; a row of feature store '{self.path}' holds "
+                f"1 to T={s.T} steps. Select at most T frames (data.video.select_frames); "
+                "record clips without frames with store.record_failure(clip_id, reason)."
+            )
+        num_frames = _integer(num_frames, f"clip '{clip_id}': num_frames")
+        if num_frames < 1:
+            raise FeatureStoreError(
+                f"Clip '{clip_id}': num_frames must be >= 1. Received: num_frames={num_frames}"
+            )
+        indices = np.asarray(frame_indices)
+        if indices.shape != (n,) or (indices.size and indices.dtype.kind not in "iu"):
+            raise FeatureStoreError(
+                f"Clip '{clip_id}': frame_indices must be ({n},) integers, one per step. "
+                f"Received: shape {indices.shape}, dtype {indices.dtype}"
+            )
+        if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
+            raise FeatureStoreError(
+                f"Clip '{clip_id}': frame_indices must lie in [0, num_frames={num_frames}). "
+                f"Received: min {indices.min()}, max {indices.max()}"
+            )
+        label = _integer(label, f"clip '{clip_id}': label")
+        if not 0 <= label < s.num_classes:
+            raise FeatureStoreError(
+                f"Clip '{clip_id}': label {label} is outside [0, num_classes={s.num_classes})."
+            )
+        row = {"label": label, "length": n, "num_frames": num_frames}
+        for name, array in arrays.items():
+            finite = np.isfinite(array).all(axis=1)
+            if not finite.all():
+                raise FeatureStoreError(
+                    f"Clip '{clip_id}': {name} features hold NaN or inf at steps "
+                    f"{np.flatnonzero(~finite).tolist()}; the clip was not stored. Check the "
+                    "CNN weights and the decoded frames of this clip."
+                )
+            with np.errstate(over="ignore"):
+                stored = array.astype(s.dtype)
+            if not np.isfinite(stored).all():
+                raise FeatureStoreError(
+                    f"Clip '{clip_id}': {name} features exceed the range of {s.dtype} "
+                    f"(largest magnitude {np.abs(array).max():.4g}); the clip was not stored. "
+                    "Use a store with dtype='float32'."
+                )
+            padded = np.zeros((s.T, array.shape[1]), dtype=s.dtype)
+            padded[:n] = stored
+            row[name] = padded
+        padded_indices = np.full((s.T,), -1, dtype=np.int32)
+        padded_indices[:n] = indices
+        row["frame_indices"] = padded_indices
+        return row
+
+    def _claim_slot(self):
+        """The first incomplete row (left by a killed writer), else a new row."""
+        free = np.flatnonzero(self._complete == 0)
+        slot = int(free[0]) if free.size else int(self._complete.shape[0])
+        for name in ROW_DATASETS:
+            dataset = self._file[name]
+            if dataset.shape[0] <= slot:
+                dataset.resize(slot + 1, axis=0)
+        if slot == self._complete.shape[0]:
+            self._complete = np.append(self._complete, np.uint8(0))
+            self._ids.append("")
+        return slot
+
+    def _write_row(self, slot, clip_id, row):
+        f = self._file
+        f["context"][slot] = row["context"]
+        f["action"][slot] = row["action"]
+        f["labels"][slot] = row["label"]
+        f["lengths"][slot] = row["length"]
+        f["frame_indices"][slot] = row["frame_indices"]
+        f["num_frames"][slot] = row["num_frames"]
+        f["clip_ids"][slot] = clip_id
+        self._ids[slot] = clip_id
+
+    def _commit(self, slot, clip_id, durable=True):
+        """Marks a written row complete: the last write of `append`."""
+        self._file["complete"][slot] = 1
+        if durable:
+            self._file.flush()
+        self._complete[slot] = 1
+        self._slot_of[clip_id] = slot
+
+    def record_failure(self, clip_id, reason):
+        """Lists a clip that could not be processed (e.g. a `VideoDecodeError`).
+
+        Extraction records the failure and goes on; `failed()` lists such clips. A clip
+        that later completes (a retry on resume) is no longer listed.
+        """
+        self._require_writable("record_failure")
+        clip_id = _check_clip_id(clip_id)
+        if clip_id in self._slot_of:
+            raise FeatureStoreError(
+                f"Clip '{clip_id}' is complete in feature store '{self.path}'; it cannot "
+                "also be recorded as failed."
+            )
+        entry = json.dumps({"clip_id": clip_id, "reason": str(reason)})
+        dataset = self._file["failed"]
+        try:
+            index = dataset.shape[0]
+            dataset.resize(index + 1, axis=0)
+            dataset[index] = entry
+            self._file.flush()
+        except OSError as error:
+            raise FeatureStoreError(
+                f"Could not record the failure of clip '{clip_id}' in '{self.path}': {error}"
+            ) from None
+
+    def failed(self):
+        """`{clip_id: reason}` of the recorded failures of clips not complete since."""
+        result = {}
+        for text in self._file["failed"].asstr()[:]:
+            try:
+                entry = json.loads(text)
+                clip_id, reason = entry["clip_id"], entry["reason"]
+            except (ValueError, KeyError, TypeError):
+                continue  # an entry cut by a crash
+            if clip_id not in self._slot_of:
+                result[clip_id] = reason
+        return result
+
+    def _require_writable(self, what):
+        if self.closed:
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' is closed; cannot {what}."
+            )
+        if self.mode != "a":
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' is open read-only; open it with mode='a' to "
+                f"{what}."
+            )
+
+    # -- reading --------------------------------------------------------------------
+
+    def read(self, clip_ids=None, dtype=np.float32):
+        """Loads complete clips as numpy arrays.
+
+        Args:
+            clip_ids: which clips, in this order; None: every complete clip in
+                insertion order.
+            dtype: float dtype of the returned features.
+
+        Returns:
+            dict with "context" `(clips, T, Dc)`, "action" `(clips, T, Da)` (zero on
+            padded steps), "labels" `(clips,)` int64, "lengths" `(clips,)` int32,
+            "clip_ids" `(clips,)` str, "frame_indices" `(clips, T)` int32 (-1 on
+            padding), "num_frames" `(clips,)` int64.
+
+        Raises:
+            FeatureStoreError: unknown or incomplete clip ids, NaN/inf values in the
+                file (naming the file and the clips), or an unreadable file.
+        """
+        if self.closed:
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' is closed; cannot read."
+            )
+        if clip_ids is None:
+            slots = np.array(sorted(self._slot_of.values()), dtype=np.int64)
+        else:
+            clip_ids = [clip_ids] if isinstance(clip_ids, str) else list(clip_ids)
+            missing = [c for c in clip_ids if c not in self._slot_of]
+            if missing:
+                raise FeatureStoreError(
+                    f"Feature store '{self.path}' has no complete clip {_listing(missing)}. "
+                    "Extract them first (or check the ids; store.failed() lists clips that "
+                    "could not be decoded)."
+                )
+            slots = np.array([self._slot_of[c] for c in clip_ids], dtype=np.int64)
+        s, f = self.settings, self._file
+        count = slots.shape[0]
+        out = {
+            "context": np.zeros((count, s.T, s.context_dim), dtype=dtype),
+            "action": np.zeros((count, s.T, s.action_dim), dtype=dtype),
+        }
+        try:
+            for name, kind in (
+                ("labels", np.int64),
+                ("lengths", np.int32),
+                ("frame_indices", np.int32),
+                ("num_frames", np.int64),
+            ):
+                out[name] = np.asarray(f[name][: self._complete.shape[0]], dtype=kind)[
+                    slots
+                ]
+            bad = set()
+            order = np.argsort(slots, kind="stable")
+            start = 0
+            while start < count:
+                # Rows [lo, hi) of the file cover the next sorted requested slots.
+                lo = slots[order[start]]
+                stop = start
+                while stop < count and slots[order[stop]] < lo + _READ_BLOCK:
+                    stop += 1
+                hi = slots[order[stop - 1]] + 1
+                positions = order[start:stop]
+                for name in ("context", "action"):
+                    block = f[name][lo:hi][slots[positions] - lo]
+                    finite = np.isfinite(block).all(axis=(1, 2))
+                    bad.update(int(slots[p]) for p in positions[~finite])
+                    out[name][positions] = block
+                start = stop
+        except OSError as error:
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' cannot be read ({error}); it is damaged. "
+                f"{_DELETE_ADVICE}"
+            ) from None
+        if bad:
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' holds NaN or inf features for clips "
+                f"{_listing(self._ids[b] for b in sorted(bad))}. The file was changed or "
+                f"damaged after they were written (append refuses such values). "
+                f"{_DELETE_ADVICE}"
+            )
+        out["clip_ids"] = np.array([self._ids[slot] for slot in slots], dtype=str)
+        return out
+
+    def as_dataset(self, batch_size=32, shuffle=False, seed=0, clip_ids=None, **kwargs):
+        """The clips as a `tf.data.Dataset` of LSTM batches.
+
+        Reads with `read(clip_ids)` and builds the dataset with
+        `msl_keras.data.pipelines.sequence_dataset` (x: {"context", "action"},
+        y: {"stage1", "stage2"}, all-zero target rows on padded steps); num_classes
+        comes from the settings. Extra keyword arguments (streams, include_mask, ...)
+        go to `sequence_dataset`.
+        """
+        from msl_keras.data.pipelines import sequence_dataset
+
+        kwargs.setdefault("num_classes", self.settings.num_classes)
+        return sequence_dataset(
+            self.read(clip_ids=clip_ids),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            **kwargs,
+        )
+
+    def _raw_row(self, slot):
+        """One complete row, unpadded, in the stored dtype (for merging)."""
+        f = self._file
+        n = int(f["lengths"][slot])
+        return {
+            "context": f["context"][slot][:n],
+            "action": f["action"][slot][:n],
+            "label": int(f["labels"][slot]),
+            "frame_indices": f["frame_indices"][slot][:n],
+            "num_frames": int(f["num_frames"][slot]),
+        }
+
+
+def _write_skeleton(file, settings, class_names, compression):
+    s = settings
+    filters = {}
+    if compression is not None:
+        filters = {"compression": compression, "shuffle": True}
+        if compression == "gzip":
+            filters["compression_opts"] = 4
+    for name, dim in (("context", s.context_dim), ("action", s.action_dim)):
+        file.create_dataset(
+            name,
+            shape=(0, s.T, dim),
+            maxshape=(None, s.T, dim),
+            chunks=(1, s.T, dim),
+            dtype=s.dtype,
+            **filters,
+        )
+    for name, dtype in (
+        ("labels", "int64"),
+        ("lengths", "int32"),
+        ("num_frames", "int64"),
+        ("complete", "uint8"),
+    ):
+        file.create_dataset(
+            name, shape=(0,), maxshape=(None,), chunks=(1024,), dtype=dtype
+        )
+    file.create_dataset(
+        "frame_indices",
+        shape=(0, s.T),
+        maxshape=(None, s.T),
+        chunks=(64, s.T),
+        dtype="int32",
+        fillvalue=-1,
+    )
+    for name in ("clip_ids", "failed"):
+        file.create_dataset(
+            name,
+            shape=(0,),
+            maxshape=(None,),
+            chunks=(256,),
+            dtype=h5py.string_dtype("utf-8"),
+        )
+    file.attrs["format"] = FORMAT_NAME
+    file.attrs["schema_version"] = SCHEMA_VERSION
+    file.attrs["msl_keras_version"] = msl_keras.__version__
+    file.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(
+        timespec="seconds"
+    )
+    file.attrs["settings"] = json.dumps(s.to_dict(), sort_keys=True)
+    file.attrs["class_names"] = json.dumps(class_names)
+
+
+def _check_class_names(class_names, num_classes):
+    names = [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ConfigError(
+            f"class_names must list num_classes={num_classes} names. "
+            f"Received: {len(names)} names"
+        )
+    return names
+
+
+def _check_clip_id(clip_id):
+    if not isinstance(clip_id, str) or not clip_id:
+        raise FeatureStoreError(
+            f"A clip id must be a non-empty string. Received: clip_id={clip_id!r}"
+        )
+    return clip_id
+
+
+def _integer(value, what):
+    array = np.asarray(value)
+    if array.shape != () or array.dtype.kind not in "iu":
+        raise FeatureStoreError(f"{what} must be one integer. Received: {value!r}")
+    return int(array)
+
+
+def _describe(differences, left, right):
+    return "\n".join(
+        f"  - {key}: {left} {a!r}, {right} {b!r}" for key, (a, b) in differences.items()
+    )
+
+
+def _settings_of(store_or_settings):
+    if isinstance(store_or_settings, FeatureStore):
+        return store_or_settings.settings, f"feature store '{store_or_settings.path}'"
+    if isinstance(store_or_settings, StoreSettings):
+        return store_or_settings, "the feature store"
+    raise ConfigError(
+        "Expected a FeatureStore or StoreSettings. "
+        f"Received: {type(store_or_settings).__name__}"
+    )
+
+
+def check_compatible(store_settings, expected):
+    """Raises unless the store's settings have the `expected` values.
+
+    Args:
+        store_settings: a `FeatureStore` or its `StoreSettings`.
+        expected: `{field: value}` for the fields a later stage relies on, e.g.
+            `{"T": 50, "dataset": "jhmdb", "extractor_fingerprint": fp}`.
+
+    Raises:
+        ConfigError: a key that is not a `StoreSettings` field.
+        FeatureStoreMismatchError: listing each differing field with both values.
+    """
+    settings, where = _settings_of(store_settings)
+    wanted = settings.replace(**dict(expected))
+    differences = settings.differences(wanted)
+    if differences:
+        raise FeatureStoreMismatchError(
+            f"{where[0].upper()}{where[1:]} was made with other settings than expected:\n"
+            f"{_describe(differences, 'the store has', 'expected')}\n"
+            "Re-extract the features with the expected settings (into another path), or "
+            "run this stage with the settings the store was made with."
+        )
+
+
+def check_model_inputs(store, context_dim=None, action_dim=None):
+    """Raises unless a model's input sizes match the store's features.
+
+    Args:
+        store: a `FeatureStore` or its `StoreSettings`.
+        context_dim, action_dim: the model's input sizes (None: stream not used).
+
+    Raises:
+        FeatureStoreMismatchError: saying which sizes differ and what to do.
+    """
+    settings, where = _settings_of(store)
+    differences = {}
+    if context_dim is not None and int(context_dim) != settings.context_dim:
+        differences["context_dim"] = (settings.context_dim, int(context_dim))
+    if action_dim is not None and int(action_dim) != settings.action_dim:
+        differences["action_dim"] = (settings.action_dim, int(action_dim))
+    if differences:
+        raise FeatureStoreMismatchError(
+            f"The model's input sizes do not match {where}:\n"
+            f"{_describe(differences, 'the store holds', 'the model expects')}\n"
+            "Re-extract the features with the CNN that matches this model, or use (build) "
+            f"an LSTM for the store's sizes: context_dim={settings.context_dim}, "
+            f"action_dim={settings.action_dim}."
+        )
+
+
+def merge_stores(paths, out_path, order=None, compression="gzip"):
+    """Merges stores written by parallel extraction shards into one new store.
+
+    Args:
+        paths: the shard stores; all must have equal settings and disjoint clip ids.
+        out_path: the merged store to write (must not exist). It is written to
+            `out_path + ".partial"` and renamed when complete.
+        order: optional list of clip ids: the merged rows follow it; clips it does not
+            name follow in shard order, and names no shard holds are ignored (they may
+            have failed). None: shard order, then row order within each shard.
+        compression: as in `FeatureStore.create`.
+
+    Returns:
+        The merged `FeatureStore`, open read-only (close it, or use `with`). Failure
+        records of the shards are carried over.
+
+    Raises:
+        FeatureStoreMismatchError: shards with different settings (listing the keys).
+        FeatureStoreError: a clip id in two shards (listing them), an existing output.
+    """
+    paths = [Path(p) for p in paths]
+    out_path = Path(out_path)
+    if not paths:
+        raise ConfigError(
+            "merge_stores needs at least one store path. Received: paths=[]"
+        )
+    if out_path.resolve() in {p.resolve() for p in paths}:
+        raise FeatureStoreError(
+            f"merge_stores: the output '{out_path}' is one of the inputs; write another file."
+        )
+    if out_path.exists():
+        raise FeatureStoreError(
+            f"merge_stores: '{out_path}' already exists; delete it or choose another path."
+        )
+    stores = []
+    try:
+        for path in paths:
+            stores.append(FeatureStore(path, "r"))
+        first = stores[0]
+        for store in stores[1:]:
+            differences = first.settings.differences(store.settings)
+            if differences:
+                raise FeatureStoreMismatchError(
+                    f"Cannot merge '{store.path}' into '{first.path}': they were made with "
+                    f"other settings:\n{_describe(differences, f'{first.path} has', f'{store.path} has')}\n"
+                    "Only shards of one extraction (same config) can be merged; re-extract "
+                    "the odd shard with the others' settings."
+                )
+            if store.class_names != first.class_names:
+                warnings.warn(
+                    f"'{store.path}' lists other class names than '{first.path}'; the "
+                    "merged store keeps the first's.",
+                    stacklevel=2,
+                )
+        owner = {}
+        overlap = {}
+        for index, store in enumerate(stores):
+            for clip_id in store.completed_ids():
+                if clip_id in owner:
+                    overlap.setdefault(clip_id, [paths[owner[clip_id]]]).append(
+                        paths[index]
+                    )
+                else:
+                    owner[clip_id] = index
+        if overlap:
+            details = "; ".join(
+                f"'{c}' in {', '.join(map(str, where))}"
+                for c, where in list(overlap.items())[:20]
+            )
+            raise FeatureStoreError(
+                f"merge_stores: {len(overlap)} clip ids are in more than one store: {details}. "
+                "Shards must hold disjoint clips; was a shard extracted twice with another "
+                "shard count?"
+            )
+        sequence = list(owner)  # shard order, then row order
+        if order is not None:
+            rank = {clip_id: i for i, clip_id in enumerate(order)}
+            listed = sorted((c for c in sequence if c in rank), key=rank.__getitem__)
+            sequence = listed + [c for c in sequence if c not in rank]
+        partial = out_path.with_name(out_path.name + ".partial")
+        partial.unlink(missing_ok=True)
+        merged = FeatureStore.create(
+            partial, first.settings, first.class_names, compression=compression
+        )
+        try:
+            merged._file.attrs["merged_from"] = json.dumps([str(p) for p in paths])
+            for clip_id in sequence:
+                store = stores[owner[clip_id]]
+                row = store._raw_row(store._slot_of[clip_id])
+                merged._append(clip_id, durable=False, **row)
+            failures = {}
+            for store in stores:
+                failures.update(store.failed())
+            for clip_id, reason in failures.items():
+                if clip_id not in owner:
+                    merged.record_failure(clip_id, reason)
+            merged._file.flush()
+        finally:
+            merged.close()
+        os.replace(partial, out_path)
+    finally:
+        for store in stores:
+            store.close()
+    return FeatureStore(out_path, "r")

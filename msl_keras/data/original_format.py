@@ -1,0 +1,460 @@
+"""The authors' per-video `.npy` features: import into a `FeatureStore`, export back.
+
+The original code wrote one folder tree per stream (context-aware, action-aware):
+
+```
+<stream_dir>/train/feature_<clip>.npy   (T, D) float array, one row per frame
+<stream_dir>/train/label_<clip>.npy     the clip's label (formats below)
+<stream_dir>/val/feature_<clip>.npy     the same for its "val" clips (the test split)
+<stream_dir>/val/label_<clip>.npy
+```
+
+Clips are paired by `<clip>` across the two stream folders.
+
+Label files: the original wrote a `(T, N)` float array with a one-hot row per frame.
+Accepted: that `(T, N)` array (all-zero rows, frames it never wrote, are ignored; the
+other rows must be one-hot and agree), a one-hot `(N,)` vector, or a scalar integer
+(shape `()`). When both stream folders hold a label file, they must agree.
+
+Zero rows: the original read frames as `frame, ret = cap.read()` (swapped) inside a bare
+`try/except: pass`, so a clip it failed to decode kept the all-zero rows it was
+preallocated with: every feature row, or the rows from the failing frame on (defect #1
+in the reproduction notes). All-zero rows cannot be told apart from padding of a short
+clip, so `import_original_features` refuses clips with any all-zero row unless
+`allow_zero_rows=True`; then trailing rows that are zero in both streams become
+masked padding, zero rows before the last non-zero one are kept as data, and clips
+with no non-zero row are recorded as failed (`FeatureStore.failed()`).
+
+The layout has no frame numbers: an imported clip of n rows gets `frame_indices`
+0..n-1 and `num_frames` n (each row is taken as one frame, the clip as a whole).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from msl_keras.data.feature_store import FeatureStore, StoreSettings
+from msl_keras.errors import ConfigError, DatasetError, FeatureStoreError
+
+SUBSETS = ("train", "val")
+_PREFIX, _LABEL_PREFIX, _SUFFIX = "feature_", "label_", ".npy"
+_ZERO_ROWS_EXPLANATION = (
+    "The original code wrote all-zero rows silently when it could not decode a frame "
+    "(it unpacked `frame, ret = cap.read()` swapped, inside a bare try/except), so these "
+    "rows are most likely failed decodes, not features. Re-extract these clips with "
+    "msl_keras (`msl-keras extract`), or, if you know the zero rows are padding of clips "
+    "shorter than T, pass allow_zero_rows=True (--allow-zero-rows): trailing zero rows "
+    "then become masked padding, other zero rows are kept as data, and clips with no "
+    "non-zero row are recorded as failed."
+)
+
+
+def _listing(items, limit=20):
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in all)"
+    return shown
+
+
+def decode_original_label(array, where="label"):
+    """The class index held by one label file of the original layout.
+
+    Args:
+        array: a scalar integer `()`, a one-hot `(N,)` vector, or a `(T, N)` array of
+            one-hot rows (all-zero rows are ignored; the others must agree).
+        where: name used in error messages (the file).
+
+    Returns:
+        `(label, N)`; N is None for a scalar label.
+
+    Raises:
+        DatasetError: anything else (not one-hot, rows that disagree, no label row).
+    """
+    a = np.asarray(array)
+    if a.dtype.kind not in "fiub":
+        raise DatasetError(
+            f"{where}: a label must be numeric. Received dtype {a.dtype}"
+        )
+    if a.ndim == 0:
+        value = a.item()
+        if float(value) != int(value) or int(value) < 0:
+            raise DatasetError(
+                f"{where}: a scalar label must be a class index >= 0. Received: {value!r}"
+            )
+        return int(value), None
+    if a.ndim == 1:
+        rows = a[None, :]
+    elif a.ndim == 2:
+        rows = a[a.any(axis=1)]
+        if rows.shape[0] == 0:
+            raise DatasetError(
+                f"{where}: every label row is zero, so the clip has no label (the original "
+                "code left label rows zero when decoding failed)."
+            )
+    else:
+        raise DatasetError(
+            f"{where}: a label must be a scalar, (N,) one-hot or (T, N) one-hot rows. "
+            f"Received shape {a.shape}"
+        )
+    one_hot = np.all((rows == 0) | (rows == 1), axis=1) & (rows.sum(axis=1) == 1)
+    if not one_hot.all():
+        raise DatasetError(
+            f"{where}: label rows must be one-hot (a single 1, zeros elsewhere). "
+            f"Received a row {rows[~one_hot][0].tolist()}"
+        )
+    labels = np.unique(rows.argmax(axis=1))
+    if labels.size != 1:
+        raise DatasetError(
+            f"{where}: the per-frame label rows name different classes {labels.tolist()}; "
+            "a clip has one label."
+        )
+    return int(labels[0]), int(a.shape[-1])
+
+
+def _scan(stream_dir, subset):
+    folder = Path(stream_dir) / subset
+    if not folder.is_dir():
+        return {}
+    return {
+        p.name[len(_PREFIX) : -len(_SUFFIX)]: p
+        for p in sorted(folder.glob(f"{_PREFIX}*{_SUFFIX}"))
+    }
+
+
+def original_roles(stream_dir, subsets=SUBSETS):
+    """`{clip: "train" | "val"}` from one stream folder of the original layout."""
+    roles = {}
+    for subset in subsets:
+        for clip in _scan(stream_dir, subset):
+            roles[clip] = subset
+    return roles
+
+
+def _load(path, mmap=False):
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DatasetError(
+            f"Cannot read '{path}': {error}. Re-export or delete it."
+        ) from None
+
+
+def _read_label(paths, clip):
+    decoded = {}
+    for path in paths:
+        if path.is_file():
+            decoded[path] = decode_original_label(_load(path), where=str(path))
+    if not decoded:
+        raise DatasetError(
+            f"Clip '{clip}' has no label file ({' or '.join(map(str, paths))})."
+        )
+    labels = {label for label, _ in decoded.values()}
+    if len(labels) > 1:
+        raise DatasetError(
+            f"Clip '{clip}': its label files disagree: "
+            + ", ".join(f"{p} says {v[0]}" for p, v in decoded.items())
+        )
+    widths = {width for _, width in decoded.values() if width is not None}
+    return labels.pop(), widths
+
+
+def import_original_features(
+    context_dir,
+    action_dir,
+    out_path,
+    *,
+    class_names=None,
+    allow_zero_rows=False,
+    subsets=SUBSETS,
+    compression="gzip",
+    **settings_overrides,
+):
+    """Imports the original code's per-video `.npy` features into a new `FeatureStore`.
+
+    Args:
+        context_dir: the context-aware stream's folder (holding `train/`, `val/`).
+        action_dir: the action-aware stream's folder.
+        out_path: the store to write (must not exist; written to `out_path.partial`
+            and renamed when complete).
+        class_names: N class names; default "class_0".."class_{N-1}".
+        allow_zero_rows: accept clips with all-zero feature rows (see the module
+            docstring); by default they are refused with an error listing them.
+        subsets: which subfolders to import into this one store.
+        compression: as in `FeatureStore.create`.
+        **settings_overrides: `StoreSettings` fields. Defaults: dataset="original",
+            split="original", T = the most rows of any clip, frame_selection="first",
+            observed_ratio=1.0, input_size=(224, 224), preprocessing="original",
+            extractor_fingerprint="original", cam_class="oracle" (the original masked
+            with the true class, defect #2), context_dim/action_dim from the arrays,
+            num_classes from class_names or the labels, dtype="float32".
+
+    Returns:
+        The new store, open read-only (close it, or use `with`).
+
+    Raises:
+        DatasetError: missing folders, clips without a partner in the other stream
+            (listed), unreadable files, bad labels, all-zero rows.
+    """
+    context_dir, action_dir, out_path = (
+        Path(context_dir),
+        Path(action_dir),
+        Path(out_path),
+    )
+    for name, folder in (("context_dir", context_dir), ("action_dir", action_dir)):
+        if not folder.is_dir():
+            raise DatasetError(
+                f"{name} '{folder}' is not a folder of the original layout."
+            )
+    unknown = [s for s in subsets if s not in SUBSETS]
+    if unknown:
+        raise ConfigError(
+            f"subsets must be among {SUBSETS}. Received: subsets={subsets!r}"
+        )
+    if out_path.exists():
+        raise FeatureStoreError(
+            f"'{out_path}' already exists; delete it or choose another path to import into."
+        )
+
+    clips = {}  # clip -> (subset, context path, action path)
+    context_only, action_only, repeated = [], [], []
+    for subset in subsets:
+        ctx, act = _scan(context_dir, subset), _scan(action_dir, subset)
+        context_only += [f"{subset}/{c}" for c in ctx if c not in act]
+        action_only += [f"{subset}/{c}" for c in act if c not in ctx]
+        for clip in ctx:
+            if clip in act:
+                if clip in clips:
+                    repeated.append(clip)
+                clips[clip] = (subset, ctx[clip], act[clip])
+    if context_only or action_only:
+        raise DatasetError(
+            "Clips without a partner in the other stream: "
+            f"only in {context_dir}: [{_listing(context_only)}]; "
+            f"only in {action_dir}: [{_listing(action_only)}]. Each clip needs "
+            "feature_<clip>.npy in both stream folders (same subset)."
+        )
+    if repeated:
+        raise DatasetError(
+            f"Clips found in more than one subset ({', '.join(subsets)}): "
+            f"{_listing(repeated)}; a clip id must be unique."
+        )
+    if not clips:
+        raise DatasetError(
+            f"No {_PREFIX}<clip>{_SUFFIX} files in {context_dir} and {action_dir} under "
+            f"{', '.join(subsets)}/."
+        )
+
+    # First pass: shapes (memory-mapped headers) and labels.
+    labels, widths, rows, dims = {}, set(), {}, {"context": set(), "action": set()}
+    for clip, (subset, ctx_path, act_path) in clips.items():
+        shapes = {}
+        for stream, path in (("context", ctx_path), ("action", act_path)):
+            array = _load(path, mmap=True)
+            if array.ndim != 2 or array.dtype.kind not in "fiu":
+                raise DatasetError(
+                    f"'{path}' must be a (T, D) numeric array. Received shape {array.shape}, "
+                    f"dtype {array.dtype}"
+                )
+            shapes[stream] = array.shape
+            dims[stream].add(array.shape[1])
+            del array
+        if shapes["context"][0] != shapes["action"][0]:
+            raise DatasetError(
+                f"Clip '{clip}': the context features have {shapes['context'][0]} rows but "
+                f"the action features {shapes['action'][0]}; both must describe the same "
+                "frames."
+            )
+        rows[clip] = shapes["context"][0]
+        label_paths = [
+            folder / subset / f"{_LABEL_PREFIX}{clip}{_SUFFIX}"
+            for folder in (context_dir, action_dir)
+        ]
+        labels[clip], clip_widths = _read_label(label_paths, clip)
+        widths |= clip_widths
+    for stream, found in dims.items():
+        if len(found) != 1:
+            raise DatasetError(
+                f"The {stream} features have several sizes {sorted(found)}."
+            )
+    if len(widths) > 1:
+        raise DatasetError(
+            f"The one-hot label files have several widths {sorted(widths)}."
+        )
+
+    if class_names is not None:
+        num_classes = len(class_names)
+    elif widths:
+        num_classes = widths.pop()
+    else:
+        num_classes = max(labels.values()) + 1
+    num_classes = settings_overrides.pop("num_classes", num_classes)
+    if class_names is None:
+        class_names = [f"class_{i}" for i in range(num_classes)]
+    defaults = {
+        "dataset": "original",
+        "split": "original",
+        "T": max(rows.values()),
+        "frame_selection": "first",
+        "observed_ratio": 1.0,
+        "input_size": (224, 224),
+        "preprocessing": "original",
+        "extractor_fingerprint": "original",
+        "cam_class": "oracle",
+        "context_dim": dims["context"].pop(),
+        "action_dim": dims["action"].pop(),
+        "num_classes": num_classes,
+        "dtype": "float32",
+    }
+    unknown = sorted(set(settings_overrides) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"Unknown settings {unknown}. StoreSettings fields: {sorted(defaults)}."
+        )
+    settings = StoreSettings(**{**defaults, **settings_overrides})
+
+    # Second pass: the data, into <out>.partial; renamed once everything is in.
+    partial = out_path.with_name(out_path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    zero_clips, too_long = [], []
+    store = FeatureStore.create(partial, settings, class_names, compression=compression)
+    try:
+        for clip, (subset, ctx_path, act_path) in clips.items():
+            context, action = _load(ctx_path), _load(act_path)
+            zero_context, zero_action = ~context.any(axis=1), ~action.any(axis=1)
+            if not allow_zero_rows:
+                zeros = int((zero_context | zero_action).sum())
+                if zeros:
+                    zero_clips.append(
+                        f"{subset}/{clip} ({zeros} of {len(context)} rows)"
+                    )
+                if zero_clips:
+                    continue  # the import fails; keep scanning to list every such clip
+            else:
+                data = np.flatnonzero(~(zero_context & zero_action))
+                if data.size == 0:
+                    store.record_failure(
+                        clip,
+                        "every feature row is zero: the original code's silent decode "
+                        "failure; re-extract this clip",
+                    )
+                    continue
+                length = int(data[-1]) + 1
+                context, action = context[:length], action[:length]
+            n = context.shape[0]
+            if n > settings.T:
+                too_long.append(f"{clip} ({n} rows)")
+                continue
+            store._append(
+                clip,
+                context,
+                action,
+                labels[clip],
+                np.arange(n, dtype=np.int32),
+                n,
+                durable=False,
+            )
+        store._file.flush()
+    except BaseException:
+        store.close()
+        partial.unlink(missing_ok=True)
+        raise
+    store.close()
+    if zero_clips or too_long:
+        partial.unlink(missing_ok=True)
+        if zero_clips:
+            raise DatasetError(
+                f"{len(zero_clips)} clips have all-zero feature rows: "
+                f"{_listing(zero_clips)}. {_ZERO_ROWS_EXPLANATION} Nothing was written."
+            )
+        raise DatasetError(
+            f"Clips with more rows than T={settings.T}: {_listing(too_long)}. Pass a larger "
+            "T (or none: the longest clip's). Nothing was written."
+        )
+    os.replace(partial, out_path)
+    return FeatureStore(out_path, "r")
+
+
+def export_original_features(
+    store, out_context_dir, out_action_dir, role_of, *, pad_to_T=False, overwrite=False
+):
+    """Writes a store's complete clips in the original per-video `.npy` layout.
+
+    Args:
+        store: a `FeatureStore` or the path of one.
+        out_context_dir, out_action_dir: stream folders to write (`train/`, `val/`
+            are created in them).
+        role_of: `clip_id -> "train" | "val"`, a callable or a mapping
+            (`original_roles(folder)` gives the mapping of an imported layout).
+        pad_to_T: write `(T, D)` arrays, zero after each clip's length, with zero label
+            rows there (the original's fixed-size arrays; importing them back then needs
+            `allow_zero_rows=True`). Default: only the clip's `(length, D)` rows.
+        overwrite: replace existing files (default: refuse before writing any).
+
+    Writes float32 `feature_<clip>.npy` and a `(rows, N)` float32 `label_<clip>.npy`
+    with a one-hot row per valid step, in both stream folders.
+
+    Returns:
+        `{"train": clips written, "val": clips written}`.
+    """
+    own = not isinstance(store, FeatureStore)
+    if own:
+        store = FeatureStore(store, "r")
+    try:
+        s = store.settings
+        lookup = role_of if callable(role_of) else role_of.__getitem__
+        clip_ids = store.completed_ids()
+        roles = {}
+        for clip in clip_ids:
+            try:
+                role = lookup(clip)
+            except KeyError:
+                raise ConfigError(f"role_of has no role for clip '{clip}'.") from None
+            if role not in SUBSETS:
+                raise ConfigError(
+                    f"role_of('{clip}') must be 'train' or 'val' (the original layout's "
+                    f"folders). Received: {role!r}"
+                )
+            if "/" in clip or os.sep in clip:
+                raise ConfigError(
+                    f"Clip id '{clip}' holds a path separator; it cannot name a .npy file."
+                )
+            roles[clip] = role
+        folders = [Path(out_context_dir), Path(out_action_dir)]
+        targets = [
+            folder / roles[clip] / f"{prefix}{clip}{_SUFFIX}"
+            for clip in clip_ids
+            for folder in folders
+            for prefix in (_PREFIX, _LABEL_PREFIX)
+        ]
+        existing = [t for t in targets if t.exists()]
+        if existing and not overwrite:
+            raise FeatureStoreError(
+                f"{len(existing)} files exist already: {_listing(existing, 5)}. Pass "
+                "overwrite=True or choose empty folders."
+            )
+        for folder in folders:
+            for subset in set(roles.values()):
+                (folder / subset).mkdir(parents=True, exist_ok=True)
+        counts = {subset: 0 for subset in SUBSETS}
+        eye = np.eye(s.num_classes, dtype=np.float32)
+        for start in range(0, len(clip_ids), 64):
+            batch = store.read(clip_ids[start : start + 64], dtype=np.float32)
+            for i, clip in enumerate(batch["clip_ids"]):
+                n = int(batch["lengths"][i])
+                steps = s.T if pad_to_T else n
+                label = np.zeros((steps, s.num_classes), dtype=np.float32)
+                label[:n] = eye[batch["labels"][i]]
+                for folder, stream in zip(folders, ("context", "action")):
+                    subset_dir = folder / roles[clip]
+                    np.save(
+                        subset_dir / f"{_PREFIX}{clip}{_SUFFIX}",
+                        batch[stream][i, :steps],
+                    )
+                    np.save(subset_dir / f"{_LABEL_PREFIX}{clip}{_SUFFIX}", label)
+                counts[roles[clip]] += 1
+        return counts
+    finally:
+        if own:
+            store.close()
