@@ -24,6 +24,7 @@ setup(
     python_requires=">=3.10,<3.13",
     install_requires=[
         "tensorflow>=2.16,<2.22",
+        "tensorboard>=2.16",
         "keras>=3.3,<4",
         "numpy>=1.26,<3",
         "h5py>=3.10,<4",

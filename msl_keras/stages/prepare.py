@@ -1,0 +1,335 @@
+"""Stage 1: check a dataset folder and build its clip index, split into folds.
+
+`prepare(config)` reads the dataset named by `config.data` with its reader
+(`msl_keras.data.{generated,ucf101,jhmdb,ut_interaction}`) and returns a `DatasetIndex`:
+the class names and one `Fold` per evaluation protocol fold, each holding every clip of
+the dataset with its role ("train", "validation" carved from train, or "test"):
+
+- generated: one fold, "split1";
+- UCF-101 and JHMDB-21: the official split `config.data.split`, fold "split<n>";
+- UT-Interaction (paper Sec. 4.1): leave-one-sequence-out, fold "set<s>_seq<q>" for the
+  held-out sequence `config.data.ut_test_sequence`, or all 10 folds of set
+  `config.data.ut_set` when it is None, or all 20 folds of both sets when `ut_set` is
+  None too.
+
+The readers' `DatasetError`s (missing folder or list, with the download URL) surface as
+they are. `describe(index)` reports the counts per fold and role and any missing clip.
+
+Example:
+
+>>> index = prepare(get_preset("paper_jhmdb"))
+>>> print(describe(index))
+"""
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+from msl_keras.data.records import ROLES
+from msl_keras.errors import ConfigError, DatasetError
+
+
+@dataclasses.dataclass
+class Fold:
+    """One protocol fold: every clip of the dataset with its role in this fold.
+
+    Args:
+        name: the fold's name, also its folder in the run directory ("split1",
+            "set1_seq3").
+        records: `ClipRecord`s, each with role "train", "validation" or "test".
+    """
+
+    name: str
+    records: list
+
+    def by_role(self, role):
+        """The fold's records with `role`, in index order."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}. Received: role={role!r}")
+        return [r for r in self.records if r.role == role]
+
+    def counts(self):
+        """`{role: {"clips": n, "groups": n, "classes": n}}` for every role."""
+        return {
+            role: {
+                "clips": len(rs := self.by_role(role)),
+                "groups": len({r.group for r in rs}),
+                "classes": len({r.label for r in rs}),
+            }
+            for role in ROLES
+        }
+
+
+@dataclasses.dataclass
+class DatasetIndex:
+    """A dataset's clips, classes and folds, as `prepare` found them on disk.
+
+    Args:
+        dataset: "generated", "ucf101", "jhmdb" or "ut_interaction".
+        root: the dataset folder.
+        class_names: class names in label order.
+        folds: list of `Fold`.
+        missing: records listed by the split files whose clip is not on disk (only
+            filled with `prepare(..., check_files=False)`; they are left out of the folds).
+    """
+
+    dataset: str
+    root: str
+    class_names: list
+    folds: list
+    missing: list = dataclasses.field(default_factory=list)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def fold_names(self):
+        return [fold.name for fold in self.folds]
+
+    def fold(self, name):
+        """The `Fold` called `name` (a `Fold` is returned as it is)."""
+        if isinstance(name, Fold):
+            return name
+        for fold in self.folds:
+            if fold.name == name:
+                return fold
+        raise ConfigError(
+            f"Dataset index of '{self.dataset}' has no fold {name!r}. Folds: "
+            f"{', '.join(self.fold_names)}."
+        )
+
+    def clips(self):
+        """Every distinct clip of the index (over all folds), by clip id."""
+        unique = {}
+        for fold in self.folds:
+            for record in fold.records:
+                unique.setdefault(record.clip_id, record)
+        return list(unique.values())
+
+
+def prepare(config, check_files=True, generate=True):
+    """Builds the `DatasetIndex` of `config.data` (see the module docstring).
+
+    Args:
+        config: a `msl_keras.config.Config`; uses `data.dataset`, `data.root`,
+            `data.lists_dir`, `data.split`, `data.ut_set`, `data.ut_test_sequence`,
+            `data.validation_fraction`, and `seed` (the validation draw).
+        check_files: UCF-101 and JHMDB: fail on a listed clip that is not on disk (the
+            reader's `DatasetError`); `False` keeps going, leaves such clips out and
+            lists them in `index.missing`.
+        generate: "generated" dataset only: write the clips into `data.root` (generator
+            defaults) when the folder does not exist or is empty.
+
+    Returns:
+        `DatasetIndex`.
+
+    Raises:
+        DatasetError: the dataset folder, a split list or (check_files) a clip is
+            missing; the message names the expected path and the download URL.
+    """
+    data = config.data
+    root = Path(data.root)
+    fraction = data.validation_fraction
+    seed = config.seed
+    if data.dataset == "generated":
+        from msl_keras.data import generated
+
+        if generate and (
+            not root.exists() or (root.is_dir() and not any(root.iterdir()))
+        ):
+            generated.generate_dataset(root)
+        records = generated.read_generated(
+            root, validation_fraction=fraction, seed=seed
+        )
+        index = DatasetIndex(
+            "generated",
+            str(root),
+            list(generated.class_names(root)),
+            [Fold("split1", records)],
+        )
+    elif data.dataset == "ucf101":
+        from msl_keras.data import ucf101
+
+        records = ucf101.read_ucf101(
+            root,
+            split=data.split,
+            lists_dir=data.lists_dir,
+            validation_fraction=fraction,
+            seed=seed,
+            check_files=check_files,
+        )
+        lists_dir = (
+            Path(data.lists_dir) if data.lists_dir else root / ucf101.LISTS_FOLDER
+        )
+        index = DatasetIndex(
+            "ucf101",
+            str(root),
+            list(ucf101.class_names(lists_dir)),
+            [Fold(f"split{data.split}", records)],
+        )
+    elif data.dataset == "jhmdb":
+        from msl_keras.data import jhmdb
+
+        records = jhmdb.read_jhmdb(
+            root,
+            split=data.split,
+            splits_dir=data.lists_dir,
+            validation_fraction=fraction,
+            seed=seed,
+            check_files=check_files,
+        )
+        index = DatasetIndex(
+            "jhmdb",
+            str(root),
+            list(jhmdb.class_names()),
+            [Fold(f"split{data.split}", records)],
+        )
+    elif data.dataset == "ut_interaction":
+        index = _prepare_ut_interaction(config)
+    else:  # Config validates the name; kept for configs built around the check.
+        raise ConfigError(f"Unknown dataset {data.dataset!r}.")
+    if not check_files:
+        _move_missing(index)
+    return index
+
+
+def _prepare_ut_interaction(config):
+    from msl_keras.data import ut_interaction
+
+    data = config.data
+    root = Path(data.root)
+    if data.ut_set is None:
+        if data.ut_test_sequence is not None:
+            raise ConfigError(
+                "data.ut_test_sequence needs data.ut_set (1 or 2). Received: "
+                f"data.ut_set=None, data.ut_test_sequence={data.ut_test_sequence}"
+            )
+        pairs = ut_interaction.ut_interaction_folds(root)
+    else:
+        if data.ut_set not in ut_interaction.SETS:
+            raise ConfigError(
+                f"data.ut_set must be 1, 2 or None (both sets). Received: "
+                f"data.ut_set={data.ut_set!r}"
+            )
+        if data.ut_test_sequence is None:
+            pairs = _folds_of_one_set(root, data.ut_set)
+        else:
+            pairs = [(data.ut_set, int(data.ut_test_sequence))]
+    folds = []
+    for set_number, sequence in pairs:
+        try:
+            records = ut_interaction.read_ut_interaction(
+                root,
+                set_number,
+                sequence,
+                validation_fraction=data.validation_fraction,
+                seed=config.seed,
+            )
+        except ValueError as error:
+            if isinstance(error, DatasetError):
+                raise
+            raise ConfigError(str(error)) from None
+        folds.append(Fold(f"set{set_number}_seq{sequence}", records))
+    return DatasetIndex(
+        "ut_interaction", str(root), ut_interaction.class_names(), folds
+    )
+
+
+def _folds_of_one_set(root, set_number):
+    """Folds of one set when the other set is not on disk (ut_interaction_folds needs both)."""
+    from msl_keras.data import ut_interaction
+
+    records = ut_interaction.read_ut_interaction(
+        root, set_number, ut_interaction.SETS[set_number][0], validation_fraction=0
+    )
+    sequences = sorted({int(r.group.removeprefix("sequence")) for r in records})
+    missing = sorted(set(ut_interaction.SETS[set_number]) - set(sequences))
+    if missing:
+        raise DatasetError(
+            f"UT-Interaction set {set_number} has no clip of sequence(s) {missing} in "
+            f"'{ut_interaction.set_folder(root, set_number)}'. Download "
+            f"segmented_set{set_number}.zip from {ut_interaction.URL} again."
+        )
+    return [(set_number, s) for s in sequences]
+
+
+def _move_missing(index):
+    missing = {}
+    for fold in index.folds:
+        kept = []
+        for record in fold.records:
+            if Path(record.path).exists():
+                kept.append(record)
+            else:
+                missing.setdefault(record.clip_id, record)
+        fold.records = kept
+    index.missing = list(missing.values())
+
+
+def describe(index):
+    """A readable report of a `DatasetIndex`: classes, clips per fold and role, missing.
+
+    Returns:
+        str, e.g.::
+
+            Dataset ut_interaction at 'data/ut' (6 classes: hand shake, hug, ...)
+            60 clips in 10 folds
+            fold          train clips/groups  validation clips/groups  test clips/groups
+            set1_seq1           48/8                  6/1                   6/1
+            ...
+            Missing clips: none
+    """
+    names = index.class_names
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    lines = [
+        f"Dataset {index.dataset} at '{index.root}' ({len(names)} classes: {shown})",
+        (
+            f"{len(index.clips())} clips in {len(index.folds)} "
+            f"fold{'s' if len(index.folds) != 1 else ''}"
+        ),
+    ]
+    width = max([len("fold")] + [len(f.name) for f in index.folds])
+    header = f"{'fold':<{width}}" + "".join(
+        f"  {role + ' clips/groups':>24}" for role in ROLES
+    )
+    lines.append(header)
+    for fold in index.folds:
+        counts = fold.counts()
+        lines.append(
+            f"{fold.name:<{width}}"
+            + "".join(
+                f"  {str(counts[r]['clips']) + '/' + str(counts[r]['groups']):>24}"
+                for r in ROLES
+            )
+        )
+    for fold in index.folds:
+        problems = _fold_problems(fold, len(names))
+        if problems:
+            lines.append(f"{fold.name}: " + "; ".join(problems))
+    if index.missing:
+        listed = ", ".join(r.clip_id for r in index.missing[:10])
+        more = f" and {len(index.missing) - 10} more" if len(index.missing) > 10 else ""
+        lines.append(
+            f"Missing clips: {len(index.missing)} listed but not on disk ({listed}{more})"
+        )
+    else:
+        lines.append("Missing clips: none")
+    return "\n".join(lines)
+
+
+def _fold_problems(fold, num_classes):
+    """Warnings a user should see before training on `fold`."""
+    problems = []
+    counts = fold.counts()
+    if counts["train"]["clips"] == 0:
+        problems.append("no training clip")
+    if counts["test"]["clips"] == 0:
+        problems.append("no test clip")
+    if counts["validation"]["clips"] == 0:
+        problems.append("no validation clip (the last epoch is kept)")
+    per_class = Counter(r.label for r in fold.by_role("train"))
+    absent = [c for c in range(num_classes) if per_class[c] == 0]
+    if fold.records and absent and counts["train"]["clips"]:
+        problems.append(f"classes without training clips: {absent}")
+    return problems

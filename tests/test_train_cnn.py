@@ -1,0 +1,255 @@
+"""train_cnn: heads trained from a trunk cache computed once, best epoch restored, reload."""
+
+import csv
+import dataclasses
+import importlib
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from msl_keras.config import apply_overrides, get_preset
+from msl_keras.data.preprocessing import preprocess_frames
+from msl_keras.data.video import read_frames
+from msl_keras.errors import WeightsError
+from msl_keras.models.action_head import ActionAwareHead
+from msl_keras.models.context_head import ContextAwareHead
+from msl_keras.runs import RunDirectory
+from msl_keras.stages import Fold, prepare
+from msl_keras.stages.trunk_cache import TrunkCache, cache_key
+from tests.stage_helpers import make_tiny_dataset, tiny_config
+
+train_cnn_module = importlib.import_module("msl_keras.stages.train_cnn")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = make_tiny_dataset(tmp_path_factory.mktemp("data") / "generated")
+    config = tiny_config(root, tmp_path_factory.mktemp("runs"))
+    return config, prepare(config)
+
+
+@pytest.fixture
+def trunk_frames(monkeypatch):
+    """Counts the frames the trunk is run on."""
+    calls = []
+    original = train_cnn_module.TrunkRunner.__call__
+
+    def counting(self, frames):
+        calls.append(len(frames))
+        return original(self, frames)
+
+    monkeypatch.setattr(train_cnn_module.TrunkRunner, "__call__", counting)
+    return calls
+
+
+def _validation_maps(config, run, index, result):
+    """Cached conv5_2 maps and labels of the fold's validation frames."""
+    settings = train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
+    keys, labels = [], []
+    with TrunkCache(
+        result["trunk_cache"],
+        train_cnn_module.cache_fingerprint(settings),
+        (2, 2, 16),
+    ) as cache:
+        for record in index.fold("split1").by_role("validation"):
+            frames = train_cnn_module.select_frames(
+                cache.num_frames(record.clip_id), config.cnn.frames_per_clip, "uniform"
+            )
+            keys += [cache_key(record.clip_id, f, "plain") for f in frames]
+            labels += [record.label] * len(frames)
+        return cache.read(cache.rows(keys)), np.array(labels)
+
+
+def test_trains_both_heads_saves_and_reloads(setup, trunk_frames):
+    config, index = setup
+    result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    run = RunDirectory(config)
+    cnn_dir = run.cnn_dir("split1")
+    # 3 train clips x 3 frames x 2 views + 3 validation clips x 3 plain frames.
+    assert result["train_frames"] == 18 and result["validation_frames"] == 9
+    assert result["trunk_frames_computed"] == 27 == sum(trunk_frames)
+    assert not result["skipped"] and result["failed_clips"] == []
+
+    for name in ("context", "action"):
+        with open(cnn_dir / f"history_{name}.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == config.cnn.epochs
+        assert "val_loss" in rows[0]
+    with open(cnn_dir / "history_action.csv", newline="") as handle:
+        columns = next(csv.reader(handle))
+    assert {
+        "cam_loss",
+        "action_loss",
+        "val_cam_accuracy",
+        "val_action_accuracy",
+    } <= set(columns)
+    info = json.loads((cnn_dir / "cnn_info.json").read_text())
+    assert info["trunk_fingerprint"] == result["trunk_fingerprint"]
+
+    context, action = train_cnn_module.load_heads(run, "split1")
+    assert isinstance(context, ContextAwareHead) and isinstance(action, ActionAwareHead)
+    # The saved weights are those of the best validation epoch: evaluating the reloaded
+    # heads on the cached validation frames gives the logged best validation loss.
+    maps, labels = _validation_maps(config, run, index, result)
+    y = np.eye(3, dtype=np.float32)[labels]
+    probs = keras.ops.convert_to_numpy(context(maps, training=False))
+    loss = float(np.mean(-np.log(np.sum(probs * y, axis=1))))
+    assert loss == pytest.approx(result["context"]["val_loss"], rel=1e-4, abs=1e-5)
+    out = action(maps, training=False)
+    # The total: Keras averages its per-output loss logs over batches, not samples.
+    total = sum(
+        float(np.mean(-np.log(np.sum(keras.ops.convert_to_numpy(out[k]) * y, axis=1))))
+        for k in ("cam", "action")
+    )
+    assert total == pytest.approx(result["action"]["val_loss"], rel=1e-4)
+
+    # Skipped when already trained: nothing is computed.
+    again = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    assert again["skipped"] and sum(trunk_frames) == 27
+
+
+def test_second_call_and_second_fold_reuse_the_cache(setup, trunk_frames):
+    config, index = setup
+    first = train_cnn_module.train_cnn(
+        config, index, "split1", overwrite=True, verbose=0
+    )
+    calls_after_first = sum(trunk_frames)
+    # Retraining the fold runs the trunk on no frame at all.
+    again = train_cnn_module.train_cnn(
+        config, index, "split1", overwrite=True, verbose=0
+    )
+    assert sum(trunk_frames) == calls_after_first
+    assert again["trunk_frames_computed"] == 0 and again["trunk_frames_reused"] == 27
+    assert again["context"] == first["context"]  # same data, same seed: same training
+
+    # A second fold with the same training clips and the test clips as validation:
+    # only the 3 x 3 plain frames of the new validation clips are computed.
+    fold = index.fold("split1")
+    swapped = {"test": "validation", "validation": "test", "train": "train"}
+    other = Fold(
+        "other",
+        [dataclasses.replace(r, role=swapped[r.role]) for r in fold.records],
+    )
+    index.folds.append(other)
+    try:
+        result = train_cnn_module.train_cnn(config, index, "other", verbose=0)
+    finally:
+        index.folds.remove(other)
+    assert sum(trunk_frames) - calls_after_first == 9 == result["trunk_frames_computed"]
+    assert result["trunk_frames_reused"] == 18
+
+
+def test_views_are_seeded_augmentations(setup, tmp_path):
+    """The cached map of (clip, frame, view) is the trunk output of that augmented view,
+    the same in a fresh run; two views of one frame differ."""
+    config, index = setup
+    other = apply_overrides(config, {"output_dir": str(tmp_path)})
+    fresh = train_cnn_module.train_cnn(
+        apply_overrides(other, {"cnn.epochs": 1}), index, "split1", verbose=0
+    )
+    reference = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    record = index.fold("split1").by_role("train")[0]
+    keys = [cache_key(record.clip_id, 0, view) for view in ("aug0", "aug1")]
+    maps = {}
+    for name, result in (("fresh", fresh), ("reference", reference)):
+        settings = train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
+        fingerprint = train_cnn_module.cache_fingerprint(settings)
+        with TrunkCache(result["trunk_cache"], fingerprint, (2, 2, 16)) as cache:
+            maps[name] = cache.read(cache.rows(keys))
+    np.testing.assert_array_equal(maps["fresh"], maps["reference"])
+    assert np.abs(maps["fresh"][0] - maps["fresh"][1]).max() > 0
+
+    # Recompute view aug0 of frame 0 by hand: draw, augment, preprocess, trunk.
+    aug = train_cnn_module.augment_ops
+    aug_config = train_cnn_module.augmentation_config(config)
+    params = aug.draw_augmentation(
+        train_cnn_module.view_seed(config.seed, record.clip_id, 0, "aug0"), aug_config
+    )
+    image = aug.augment_frame(read_frames(record.path, [0])[0], params, aug_config)
+    run = RunDirectory(config)
+    trunk = train_cnn_module.build_trunk(config, run)
+    expected = keras.ops.convert_to_numpy(
+        trunk(preprocess_frames(image[None], (32, 32)), training=False)
+    )[0]
+    np.testing.assert_allclose(maps["reference"][0], expected, rtol=2e-3, atol=2e-3)
+
+
+def test_load_extractor_checks_the_trunk(setup):
+    config, index = setup
+    train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    run = RunDirectory(config)
+    extractor = train_cnn_module.load_extractor(config, run, "split1")
+    out = extractor.extract(np.zeros((2, 32, 32, 3), np.float32))
+    assert out["context"].shape == (2, 8) and out["action"].shape == (2, 8)
+    assert out["cam_scores"].shape == (2, 3)
+    # Another cam_class rebuilds the action head with the trained weights.
+    top_k = apply_overrides(config, {"cnn.cam_class": "top_k", "cnn.top_k": 2})
+    rebuilt = train_cnn_module.load_extractor(top_k, run, "split1")
+    assert rebuilt.action_head.cam_class == "top_k" and rebuilt.action_head.top_k == 2
+    for a, b in zip(
+        rebuilt.action_head.get_weights(), extractor.action_head.get_weights()
+    ):
+        np.testing.assert_array_equal(a, b)
+    # A trunk other than the one the heads were trained on is refused.
+    (run.root / train_cnn_module.TRUNK_WEIGHTS_FILENAME).rename(
+        run.root / "moved.weights.h5"
+    )
+    try:
+        with pytest.raises(WeightsError, match="trained on trunk"):
+            train_cnn_module.load_extractor(
+                apply_overrides(config, {"seed": 5}), run, "split1"
+            )
+    finally:
+        (run.root / "moved.weights.h5").rename(
+            run.root / train_cnn_module.TRUNK_WEIGHTS_FILENAME
+        )
+    with pytest.raises(WeightsError, match="train-cnn"):
+        train_cnn_module.load_heads(run, "nofold")
+
+
+def test_paper_optimizer_settings():
+    optimizer = train_cnn_module._optimizer(get_preset("paper_ucf101").cnn)
+    assert optimizer.momentum == pytest.approx(0.9)
+    assert float(optimizer.learning_rate) == pytest.approx(0.001)
+    assert optimizer.weight_decay == pytest.approx(0.0005)
+    assert get_preset("paper_ucf101").cnn.batch_size == 32
+
+
+def test_without_validation_the_last_epoch_is_kept(setup, tmp_path):
+    config, _ = setup
+    config = apply_overrides(
+        config,
+        {"data.validation_fraction": 0, "cnn.epochs": 2, "output_dir": str(tmp_path)},
+    )
+    index = prepare(config)
+    result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    assert result["validation_frames"] == 0 and result["train_frames"] == 36
+    assert result["context"]["best_epoch"] == 2 and "val_loss" not in result["context"]
+
+
+def test_weights_file_initialises_trunk_and_heads(setup, tmp_path):
+    from tests.vgg16_files import random_vgg16_arrays, write_legacy_vgg16_h5
+
+    config, index = setup
+    arrays = random_vgg16_arrays(1 / 32, seed=3)
+    path = tmp_path / "tiny_vgg16.h5"
+    write_legacy_vgg16_h5(path, arrays)
+    config = apply_overrides(
+        config,
+        {"cnn.weights": str(path), "cnn.epochs": 1, "output_dir": str(tmp_path / "r")},
+    )
+    trunk = train_cnn_module.build_trunk(config)
+    assert not trunk.trainable
+    np.testing.assert_array_equal(
+        trunk.get_layer("block5_conv2").get_weights()[0], arrays["block5_conv2"][0]
+    )
+    heads = train_cnn_module._build_heads(config, 3, (2, 2, 16))
+    for head in heads:  # both heads start conv5_3 from the file
+        np.testing.assert_array_equal(
+            head.block5_conv3.get_weights()[0], arrays["block5_conv3"][0]
+        )
+    result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    assert not (RunDirectory(config).root / "trunk.weights.h5").exists()
+    assert result["trunk_fingerprint"] == train_cnn_module.trunk_fingerprint(trunk)
