@@ -1,0 +1,172 @@
+"""tf.distribute strategies by name, for training the LSTMs (and heads) on many devices.
+
+`get_strategy(name)` returns the strategy a config asks for (`Config.strategy`):
+
+- `"default"`: `tf.distribute.get_strategy()`, one device, no distribution.
+- `"mirrored"`: `tf.distribute.MirroredStrategy` over every visible GPU; on a machine
+  without a GPU, over the logical CPU devices (call `configure_logical_cpus(n)` before
+  TensorFlow initialises to get `n` of them, e.g. to test data parallelism on a laptop).
+- `"multi_worker"`: `tf.distribute.MultiWorkerMirroredStrategy`; the cluster comes from the
+  `TF_CONFIG` environment variable, which must be set on every worker.
+- `"tpu"`: `TPUStrategy` on the TPU named by `$TPU_NAME` (empty: the local TPU VM).
+
+Models AND optimizers must be created inside `strategy.scope()` (the stages do this):
+
+```python
+strategy = get_strategy("mirrored")
+with strategy.scope():
+    model = MultiStageLSTM(num_classes=101)
+    model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9), loss=...)
+model.fit(dataset)  # the global batch is split across strategy.num_replicas_in_sync
+```
+
+An unknown name raises `ConfigError`; a strategy that cannot start (no TPU, a malformed
+`TF_CONFIG`, devices already initialised) raises `StrategyError` saying what to do.
+"""
+
+import json
+import os
+
+from msl_keras.errors import ConfigError, MslKerasError
+
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+class StrategyError(MslKerasError, RuntimeError):
+    """A tf.distribute strategy was asked for but cannot start on this machine."""
+
+
+def configure_logical_cpus(n):
+    """Splits the host CPU into `n` logical devices (for `"mirrored"` without a GPU).
+
+    Must run before TensorFlow initialises its devices (before any op, model or dataset is
+    created in the process); calling it again with the same `n` is harmless.
+
+    Args:
+        n: int >= 1, the number of logical CPU devices.
+
+    Returns:
+        The logical CPU device names, e.g. `["/device:CPU:0", "/device:CPU:1"]`.
+
+    Raises:
+        ValueError: `n < 1`.
+        StrategyError: TensorFlow is already initialised with another device layout.
+    """
+    import tensorflow as tf
+
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"configure_logical_cpus needs n >= 1. Received: n={n}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError as error:
+        current = tf.config.list_logical_devices("CPU")
+        if len(current) == n:
+            return [d.name for d in current]
+        raise StrategyError(
+            f"Cannot split the CPU into {n} logical devices: TensorFlow is already "
+            f"initialised with {len(current)} CPU device(s). Call "
+            "msl_keras.distribute.configure_logical_cpus(n) at the start of the "
+            "process, before any model, tensor or dataset is created. "
+            f"TensorFlow said: {error}"
+        ) from None
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def get_strategy(name="default"):
+    """Returns the `tf.distribute.Strategy` called `name` (one of `STRATEGY_NAMES`).
+
+    Args:
+        name: `"default"`, `"mirrored"`, `"multi_worker"` or `"tpu"` (see module docstring).
+
+    Raises:
+        ConfigError: an unknown name.
+        StrategyError: the strategy cannot start here.
+    """
+    if name not in STRATEGY_NAMES:
+        raise ConfigError(
+            f"Unknown strategy {name!r}. Valid strategies: "
+            f"{', '.join(map(repr, STRATEGY_NAMES))}."
+        )
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return _mirrored(tf)
+    if name == "multi_worker":
+        return _multi_worker(tf)
+    return _tpu(tf)
+
+
+def _mirrored(tf):
+    gpus = tf.config.list_logical_devices("GPU")
+    try:
+        if gpus:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        # NCCL needs GPUs: reduce through one device.
+        return tf.distribute.MirroredStrategy(
+            cpus, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    except (RuntimeError, ValueError) as error:
+        raise StrategyError(
+            f"MirroredStrategy could not start: {error}. Use strategy='default' on one "
+            "device."
+        ) from None
+
+
+def _multi_worker(tf):
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise StrategyError(
+            "strategy='multi_worker' needs the TF_CONFIG environment variable on every "
+            'worker, e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", '
+            '"host2:12345"]}, "task": {"type": "worker", "index": 0}}\'. Received: '
+            "TF_CONFIG is not set. Use strategy='mirrored' for the devices of one machine."
+        )
+    try:
+        tf_config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StrategyError(
+            f"TF_CONFIG is not valid JSON ({error}). Received: {text!r}"
+        ) from None
+    if (
+        not isinstance(tf_config, dict)
+        or "cluster" not in tf_config
+        or "task" not in tf_config
+    ):
+        raise StrategyError(
+            "TF_CONFIG must hold 'cluster' and 'task' entries. "
+            f"Received: TF_CONFIG={text!r}"
+        )
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError) as error:
+        raise StrategyError(
+            f"MultiWorkerMirroredStrategy could not start: {error}. It must be created "
+            "at the start of the program, before any other TensorFlow op, with the same "
+            "TF_CONFIG cluster on every worker."
+        ) from None
+
+
+def _tpu(tf):
+    tpu_name = os.environ.get("TPU_NAME", "")
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_name)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except Exception as error:  # resolver and runtime raise many types
+        raise StrategyError(
+            f"No TPU could be reached (TPU_NAME={tpu_name!r}): "
+            f"{type(error).__name__}: {error}. Run on a TPU VM or set TPU_NAME to the "
+            "TPU's name or grpc:// address; use strategy='default' or 'mirrored' otherwise."
+        ) from None
+
+
+def describe_strategy(strategy):
+    """A one-line description: the strategy's class and its replica count."""
+    return f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)"

@@ -1,0 +1,286 @@
+"""Stage 5: score the selected LSTM on a fold's TEST clips, after every observed step.
+
+`evaluate(config, index, fold)` loads `best.keras` (chosen on validation by `train_lstm`) and
+runs it ONCE, causally, over the fold's test clips: the output at step t only depends on
+steps 1..t, so one pass gives the prediction after every number of observed frames (the
+original code re-ran the model per prefix and scored stage 1 only; defect #8). For every
+stage it reports:
+
+- accuracy after t steps, t = 1..T, with and without temporal average pooling
+  (Sec. 3.2.2, Figs. 5-6), top-1 and top-k;
+- accuracy after observing each ratio of `config.eval.ratios` of the clips;
+- earliest and latest accuracy by the dataset's convention (Tables 1-3: JHMDB first 20%,
+  UT-Interaction first 50%, UCF-101 first 2 frames; latest = the whole clip, capped at T).
+
+It writes `results.json`, `accuracy.csv` (one row per t) and `accuracy.png` into
+`<lstm dir>/results/` and returns the results dict. The headline (`results["summary"]`) is
+the final stage (stage 2 of the MS-LSTM) with pooling.
+
+Example:
+
+>>> results = evaluate(config, index, "split1")
+>>> results["summary"]
+{'stage': 'stage2', 'earliest': 0.55, 'latest': 0.58, ...}
+"""
+
+import csv
+import json
+import warnings
+
+import numpy as np
+
+from msl_keras import metrics
+from msl_keras.callbacks import EpochCheckpoint, causal_forward, final_stage
+from msl_keras.data.feature_store import check_model_inputs
+from msl_keras.errors import FeatureStoreError
+from msl_keras.models.ms_lstm import MultiStageLSTM
+from msl_keras.plots import plot_accuracy_curves
+from msl_keras.runs import fold_name, resolve_run
+from msl_keras.stages.train_lstm import (
+    BEST_FILENAME,
+    input_dims,
+    load_lstm,
+    read_fold_features,
+)
+
+RESULTS_FILENAME = "results.json"
+CSV_FILENAME = "accuracy.csv"
+PLOT_FILENAME = "accuracy.png"
+STAGE_LABELS = {"stage1": "stage 1 (context)", "stage2": "stage 2 (MS-LSTM)"}
+
+
+def model_input_streams(model):
+    """The feature streams a loaded LSTM reads."""
+    if isinstance(model, MultiStageLSTM):
+        return ("context", "action")
+    return (model.stream,)
+
+
+def score_stage(
+    probs, labels, lengths, frame_indices, num_frames, dataset, ratios, top_k
+):
+    """Every number `evaluate` reports for one stage's `(clips, T, N)` probabilities.
+
+    Returns:
+        dict with `accuracy_vs_steps` and `accuracy_vs_steps_pooled` `(T,)` lists,
+        `top_k_vs_steps` / `top_k_vs_steps_pooled` (`top_k`), `ratios`:
+        `{ratio: {"raw", "pooled", "top_k_pooled"}}`, `earliest` / `latest` (pooled),
+        `earliest_raw` / `latest_raw`, `top_k_earliest` / `top_k_latest` (pooled),
+        `mean_accuracy_pooled` (the validation selection score, here on test).
+    """
+    result = {}
+    for pooled, suffix in ((False, ""), (True, "_pooled")):
+        result[f"accuracy_vs_steps{suffix}"] = metrics.accuracy_vs_steps(
+            probs, labels, lengths, pooled=pooled
+        ).tolist()
+        result[f"top_k_vs_steps{suffix}"] = metrics.accuracy_vs_steps(
+            probs, labels, lengths, pooled=pooled, top_k=top_k
+        ).tolist()
+    result["mean_accuracy_pooled"] = float(np.mean(result["accuracy_vs_steps_pooled"]))
+    result["ratios"] = {
+        _ratio_key(r): {
+            "raw": metrics.accuracy_at_ratio(
+                probs, labels, frame_indices, num_frames, r, pooled=False
+            ),
+            "pooled": metrics.accuracy_at_ratio(
+                probs, labels, frame_indices, num_frames, r, pooled=True
+            ),
+            "top_k_pooled": metrics.accuracy_at_ratio(
+                probs, labels, frame_indices, num_frames, r, pooled=True, top_k=top_k
+            ),
+        }
+        for r in ratios
+    }
+    pooled = metrics.earliest_latest(dataset, probs, labels, frame_indices, num_frames)
+    raw = metrics.earliest_latest(
+        dataset, probs, labels, frame_indices, num_frames, pooled=False
+    )
+    top = metrics.earliest_latest(
+        dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=top_k
+    )
+    result.update(
+        earliest=pooled["earliest"],
+        latest=pooled["latest"],
+        earliest_raw=raw["earliest"],
+        latest_raw=raw["latest"],
+        top_k_earliest=top["earliest"],
+        top_k_latest=top["latest"],
+    )
+    return result
+
+
+def _ratio_key(ratio):
+    return f"{float(ratio):g}"
+
+
+def evaluate(
+    config, index, fold, run=None, checkpoint=None, batch_size=None, verbose=True
+):
+    """Scores the trained LSTM on the fold's test clips; writes and returns the results.
+
+    Args:
+        config: the run's `Config` (uses `eval.ratios`, `eval.top_k`, `data.dataset`).
+        index: the `DatasetIndex` (roles and class names).
+        fold: a fold name or `Fold`.
+        run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
+        checkpoint: the model file to score; default the LSTM folder's `best.keras`.
+        batch_size: clips per forward call (default `config.lstm.batch_size`).
+        verbose: print the summary.
+
+    Returns:
+        dict, as written to `results.json`: `dataset`, `fold`, `config`, `clips`
+        (counts per role, `test_evaluated`, `test_missing` ids), `num_steps`,
+        `num_classes`, `class_names`, `top_k`, `checkpoint` (path, best epoch and its
+        validation score), `stages` (`{stage: score_stage(...)}`), `summary` (final stage,
+        pooled), `files`.
+
+    Raises:
+        FeatureStoreError: no store, or no test clip in it.
+        FeatureStoreMismatchError: the store's settings or feature sizes differ from the
+            config's or the model's.
+        WeightsError: no trained model (run `train_lstm` first).
+    """
+    run = resolve_run(config, run)
+    fold = index.fold(fold)
+    name = fold_name(fold)
+    settings, class_names, arrays, missing = read_fold_features(
+        config, index, fold, run, ("test",)
+    )
+    test = arrays["test"]
+    if test is None:
+        raise FeatureStoreError(
+            f"Fold '{name}' has no test clip in '{run.store_path(name)}'. Extract the "
+            "fold's features first."
+        )
+    if missing["test"]:
+        warnings.warn(
+            f"{len(missing['test'])} test clips of fold '{name}' are not in the feature "
+            f"store (failed or not extracted) and are not scored: "
+            f"{', '.join(missing['test'][:10])}",
+            stacklevel=2,
+        )
+    lstm_dir = run.lstm_dir(name)
+    checkpoint = checkpoint or lstm_dir / BEST_FILENAME
+    model = load_lstm(checkpoint)
+    context_dim, action_dim = input_dims(model)
+    check_model_inputs(settings, context_dim=context_dim, action_dim=action_dim)
+
+    streams = model_input_streams(model)
+    outputs = causal_forward(
+        model, {s: test[s] for s in streams}, batch_size or config.lstm.batch_size
+    )
+    num_classes = len(class_names)
+    top_k = max(1, min(int(config.eval.top_k), num_classes))
+    labels, lengths = test["labels"], test["lengths"]
+    stages = {
+        stage: score_stage(
+            probs,
+            labels,
+            lengths,
+            test["frame_indices"],
+            test["num_frames"],
+            config.data.dataset,
+            config.eval.ratios,
+            top_k,
+        )
+        for stage, probs in sorted(outputs.items())
+    }
+    final = final_stage(outputs)
+    state = EpochCheckpoint.read_state(lstm_dir) or {}
+    results_dir = run.results_dir(name)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results = {
+        "dataset": config.data.dataset,
+        "fold": name,
+        "model": config.lstm.model,
+        "loss": config.lstm.loss,
+        "config": config.to_dict(),
+        "clips": {
+            **{
+                role: len(fold.by_role(role))
+                for role in ("train", "validation", "test")
+            },
+            "test_evaluated": len(labels),
+            "test_missing": missing["test"],
+        },
+        "num_steps": int(settings.T),
+        "num_classes": num_classes,
+        "class_names": class_names,
+        "top_k": top_k,
+        "earliest_convention": list(metrics.EARLIEST.get(config.data.dataset, ())),
+        "checkpoint": {
+            "path": str(checkpoint),
+            "best_epoch": state.get("best_epoch"),
+            "val_anticipation_accuracy": state.get("best"),
+            "epochs_done": state.get("epochs_done"),
+        },
+        "stages": stages,
+        "summary": {
+            "stage": final,
+            "earliest": stages[final]["earliest"],
+            "latest": stages[final]["latest"],
+            "earliest_raw": stages[final]["earliest_raw"],
+            "latest_raw": stages[final]["latest_raw"],
+            "mean_accuracy_pooled": stages[final]["mean_accuracy_pooled"],
+        },
+        "files": {
+            "results": str(results_dir / RESULTS_FILENAME),
+            "csv": str(results_dir / CSV_FILENAME),
+            "plot": str(results_dir / PLOT_FILENAME),
+        },
+    }
+    (results_dir / RESULTS_FILENAME).write_text(json.dumps(results, indent=2) + "\n")
+    write_accuracy_csv(stages, top_k, results_dir / CSV_FILENAME)
+    curves, styles = {}, {}
+    for number, (stage, scores) in enumerate(stages.items()):
+        label = STAGE_LABELS.get(stage, stage) if len(stages) > 1 else config.lstm.model
+        color = f"C{number}"
+        curves[label] = scores["accuracy_vs_steps"]
+        styles[label] = {"color": color, "ls": "--", "lw": 1.2}
+        curves[f"{label}, pooled"] = scores["accuracy_vs_steps_pooled"]
+        styles[f"{label}, pooled"] = {"color": color}
+    plot_accuracy_curves(
+        curves,
+        results_dir / PLOT_FILENAME,
+        styles=styles,
+        title=(
+            f"{config.data.dataset} {name}: {config.lstm.model}, {config.lstm.loss} loss "
+            f"({len(labels)} test clips)"
+        ),
+        chance=1.0 / num_classes,
+    )
+    if verbose:
+        summary = results["summary"]
+        print(
+            f"evaluate: fold '{name}', {len(labels)} test clips, {final} with pooling: "
+            f"earliest {100 * summary['earliest']:.1f}%, latest "
+            f"{100 * summary['latest']:.1f}% -> {results_dir}"
+        )
+    return results
+
+
+def write_accuracy_csv(stages, top_k, path):
+    """One row per step t: each stage's accuracy without and with pooling, top-1 and top-k."""
+    columns = ["t"]
+    for stage in stages:
+        columns += [
+            f"{stage}_raw",
+            f"{stage}_pooled",
+            f"{stage}_top{top_k}_raw",
+            f"{stage}_top{top_k}_pooled",
+        ]
+    steps = len(next(iter(stages.values()))["accuracy_vs_steps"])
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for t in range(steps):
+            row = [t + 1]
+            for scores in stages.values():
+                row += [
+                    scores["accuracy_vs_steps"][t],
+                    scores["accuracy_vs_steps_pooled"][t],
+                    scores["top_k_vs_steps"][t],
+                    scores["top_k_vs_steps_pooled"][t],
+                ]
+            writer.writerow(row)
+    return path

@@ -1,0 +1,425 @@
+"""Stage 4: train the multi-stage LSTM (or a one-stream baseline) on a fold's stored features.
+
+`train_lstm(config, index, fold)` reads the fold's `FeatureStore`, builds the model named by
+`config.lstm.model` ("ms_lstm": `MultiStageLSTM`, paper Sec. 3.2.2; "context" / "action":
+`SingleStageLSTM`, Table 4) inside `get_strategy(config.strategy).scope()`, and fits it with
+SGD (lr, momentum: paper Sec. 4.2) on the TRAIN clips with `get_loss(config.lstm.loss)` on
+every output; Keras adds the outputs' losses, which is Eq. 4:
+`L_o = mean_i (L_c,i + L_a,i)`.
+
+After every epoch the mean anticipation accuracy over steps (temporal average pooling,
+stage 2) is measured on the VALIDATION clips and the best epoch is saved as `best.keras`:
+model selection never sees the test clips (the original code's defect #9). The LSTM folder
+`<run>/<fold>/lstm/<config.lstm_run_name()>/` receives:
+
+```
+config.json   the resolved config        best.keras   the best epoch on validation
+last.keras    model + optimizer state    state.json   {"epochs_done", "best", "best_epoch"}
+history.csv   one row per epoch          tensorboard/ TensorBoard logs
+```
+
+Resume: with `resume=True` an interrupted run reloads `last.keras` (weights and optimizer
+momentum) and continues at the epoch after the last one finished; a finished run returns at
+once. The clip order of a resumed run's later epochs may differ from an uninterrupted run's.
+
+Example:
+
+>>> index = prepare(config)
+>>> best = train_lstm(config, index, "split1")
+>>> model = load_lstm(best)
+"""
+
+import shutil
+import warnings
+from pathlib import Path
+
+import keras
+
+from msl_keras.callbacks import EpochCheckpoint, ValidationAnticipationAccuracy
+from msl_keras.config import save_config
+from msl_keras.data.feature_store import (
+    FeatureStore,
+    check_compatible,
+    check_model_inputs,
+)
+from msl_keras.data.pipelines import sequence_dataset
+from msl_keras.distribute import describe_strategy, get_strategy
+from msl_keras.errors import FeatureStoreError, WeightsError
+from msl_keras.losses import get_loss
+from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
+from msl_keras.runs import fold_name, resolve_run
+from msl_keras.seeding import set_seed
+
+BEST_FILENAME = "best.keras"
+HISTORY_FILENAME = "history.csv"
+STREAMS_OF_MODEL = {
+    "ms_lstm": ("context", "action"),
+    "context": ("context",),
+    "action": ("action",),
+}
+
+
+def model_streams(config):
+    """The feature streams `config.lstm.model` reads: both, or one."""
+    return STREAMS_OF_MODEL[config.lstm.model]
+
+
+def model_outputs(config):
+    """The outputs of `config.lstm.model`: `("stage1", "stage2")` or `("stage1",)`."""
+    return ("stage1", "stage2") if config.lstm.model == "ms_lstm" else ("stage1",)
+
+
+def expected_store_settings(config, num_classes, fold=None):
+    """The `StoreSettings` values a store must have for this config's LSTM.
+
+    The CAM class is named as extraction names it ("top_k3" for `cam_class="top_k"`).
+    """
+    cam_class = config.cnn.cam_class
+    if cam_class == "top_k":
+        cam_class = f"top_k{min(config.cnn.top_k, num_classes)}"
+    expected = {
+        "dataset": config.data.dataset,
+        "T": config.data.num_steps,
+        "frame_selection": config.data.frame_selection,
+        "observed_ratio": config.data.observed_ratio,
+        "cam_class": cam_class,
+        "context_dim": config.cnn.fc_units,
+        "action_dim": config.cnn.fc_units,
+        "num_classes": num_classes,
+    }
+    if fold is not None:
+        expected["split"] = fold_name(fold)
+    return expected
+
+
+def read_fold_features(config, index, fold, run, roles):
+    """Reads the fold's store and returns the arrays of the clips of each role.
+
+    Args:
+        config: the run's `Config`.
+        index: the `DatasetIndex` (its class names fix N).
+        fold: a fold name or `Fold`.
+        run: a `RunDirectory`.
+        roles: e.g. `("train", "validation")`.
+
+    Returns:
+        `(settings, class_names, arrays, missing)`: the store's `StoreSettings` and class
+        names, `{role: FeatureStore.read() dict of that role's clips, in index order, or
+        None when the role has no stored clip}` and `{role: [clip ids in the fold but not
+        in the store]}` (clips whose extraction failed or has not run).
+
+    Raises:
+        FeatureStoreError: no store for the fold.
+        FeatureStoreMismatchError: a store made with other settings (T, feature sizes,
+            classes, frame selection, ...).
+    """
+    fold = index.fold(fold)
+    path = run.store_path(fold.name)
+    if not Path(path).is_file():
+        raise FeatureStoreError(
+            f"No feature store for fold '{fold.name}' at '{path}'. Run the extraction "
+            "stage first (msl_keras.stages.extract.extract, or `python -m msl_keras "
+            "extract`)."
+        )
+    arrays, missing = {}, {}
+    with FeatureStore.open(path) as store:
+        check_compatible(
+            store, expected_store_settings(config, len(index.class_names), fold)
+        )
+        done = set(store.completed_ids())
+        for role in roles:
+            ids = [r.clip_id for r in fold.by_role(role)]
+            present = [c for c in ids if c in done]
+            missing[role] = [c for c in ids if c not in done]
+            arrays[role] = store.read(present) if present else None
+        return store.settings, list(store.class_names), arrays, missing
+
+
+def _warn_missing(missing, path):
+    for role, ids in missing.items():
+        if ids:
+            shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+            warnings.warn(
+                f"{len(ids)} {role} clips are not in the feature store '{path}' (their "
+                f"extraction failed or has not run) and are left out: {shown}",
+                stacklevel=3,
+            )
+
+
+def build_lstm(config, num_classes, context_dim, action_dim):
+    """Builds (not compiles) the LSTM of `config.lstm.model` for the given input sizes.
+
+    Call it inside `strategy.scope()` when training with a distribution strategy.
+    """
+    lstm = config.lstm
+    if lstm.model == "ms_lstm":
+        model = MultiStageLSTM(num_classes, units=lstm.units, dropout=lstm.dropout)
+        model.build(
+            {"context": (None, None, context_dim), "action": (None, None, action_dim)}
+        )
+    else:
+        model = SingleStageLSTM(
+            num_classes, units=lstm.units, dropout=lstm.dropout, stream=lstm.model
+        )
+        dim = context_dim if lstm.model == "context" else action_dim
+        model.build({lstm.model: (None, None, dim)})
+    return model
+
+
+def compile_lstm(model, config):
+    """SGD(lr, momentum[, weight decay]) and `get_loss(config.lstm.loss)` on each output.
+
+    Keras sums the outputs' losses with weight 1: Eq. 4, `L_c + L_a` per clip.
+    """
+    lstm = config.lstm
+    optimizer = keras.optimizers.SGD(
+        learning_rate=lstm.learning_rate,
+        momentum=lstm.momentum,
+        weight_decay=lstm.weight_decay or None,
+    )
+    losses = {name: get_loss(lstm.loss) for name in model_outputs(config)}
+    model.compile(optimizer=optimizer, loss=losses)
+    return model
+
+
+def input_dims(model):
+    """(context_dim, action_dim) a built LSTM takes (None for a stream it does not read)."""
+    if isinstance(model, MultiStageLSTM):
+        units = model.units
+        return (
+            int(model.stage1_lstm.cell.kernel.shape[0]),
+            int(model.stage2_lstm.cell.kernel.shape[0]) - units,
+        )
+    dim = int(model.stage1_lstm.cell.kernel.shape[0])
+    return (dim, None) if model.stream == "context" else (None, dim)
+
+
+def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
+    """Trains the LSTM of `config` on fold `fold`; returns the path of `best.keras`.
+
+    Args:
+        config: the run's `Config` (uses `lstm`, `data.num_steps`, `cnn.fc_units`,
+            `seed`, `strategy`).
+        index: the `DatasetIndex` from `prepare` (roles of the clips, class names).
+        fold: a fold name or `Fold` of `index`.
+        run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
+        resume: continue an interrupted run from `last.keras`; False starts over
+            (removing the folder's earlier checkpoints).
+        verbose: Keras `fit` verbosity (2: one line per epoch).
+
+    Returns:
+        `Path` of `best.keras`, the epoch with the best validation anticipation accuracy
+        (the last epoch when the fold has no validation clip, with a warning).
+
+    Raises:
+        FeatureStoreError: no store, or no training clip in it.
+        FeatureStoreMismatchError: a store made with other settings or feature sizes
+            than the config (or than the checkpoint being resumed).
+    """
+    run = resolve_run(config, run)
+    fold = index.fold(fold)
+    name = fold_name(fold)
+    num_classes = len(index.class_names)
+    settings, _, arrays, missing = read_fold_features(
+        config, index, fold, run, ("train", "validation")
+    )
+    _warn_missing(missing, run.store_path(name))
+    train, validation = arrays["train"], arrays["validation"]
+    if train is None:
+        raise FeatureStoreError(
+            f"Fold '{name}' has no training clip in '{run.store_path(name)}'. Extract the "
+            "fold's features first."
+        )
+
+    lstm_dir = run.lstm_dir(name)
+    lstm_dir.mkdir(parents=True, exist_ok=True)
+    best_path = lstm_dir / BEST_FILENAME
+    last_path = lstm_dir / EpochCheckpoint.MODEL_FILENAME
+    state = EpochCheckpoint.read_state(lstm_dir) if resume else None
+    if not resume:
+        for stale in (best_path, last_path, lstm_dir / EpochCheckpoint.STATE_FILENAME):
+            stale.unlink(missing_ok=True)
+    save_config(config, lstm_dir / "config.json")
+
+    set_seed(config.seed)
+    strategy = get_strategy(config.strategy)
+    with strategy.scope():
+        model = build_lstm(
+            config, num_classes, settings.context_dim, settings.action_dim
+        )
+        compile_lstm(model, config)
+        initial_epoch = 0
+        if state is not None:
+            _check_checkpoint_inputs(last_path, settings, config, num_classes)
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(last_path)
+            initial_epoch = int(state["epochs_done"])
+    if verbose:
+        print(
+            f"train_lstm: {config.lstm.model} ({config.lstm.loss} loss) on fold '{name}': "
+            f"{len(train['labels'])} train / "
+            f"{0 if validation is None else len(validation['labels'])} validation clips, "
+            f"{describe_strategy(strategy)}"
+            + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
+        )
+    epochs = config.lstm.epochs
+    if initial_epoch >= epochs:
+        if verbose:
+            print(
+                f"train_lstm: already trained for {initial_epoch} epochs in '{lstm_dir}'."
+            )
+        _ensure_best(best_path, last_path, validation)
+        return best_path
+
+    streams, outputs = model_streams(config), model_outputs(config)
+    dataset = sequence_dataset(
+        train,
+        num_classes=num_classes,
+        batch_size=config.lstm.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        streams=streams,
+        outputs=outputs,
+    )
+    callbacks = []
+    selection = None
+    if validation is not None:
+        selection = ValidationAnticipationAccuracy(
+            {s: validation[s] for s in streams},
+            validation["labels"],
+            validation["lengths"],
+            filepath=best_path,
+            batch_size=config.lstm.batch_size,
+            clip_ids=[str(c) for c in validation["clip_ids"]],
+            initial_best=None if state is None else state.get("best"),
+            initial_best_epoch=None if state is None else state.get("best_epoch"),
+            verbose=1 if verbose else 0,
+        )
+        callbacks.append(selection)
+    else:
+        warnings.warn(
+            f"Fold '{name}' has no validation clip: no model selection; best.keras will be "
+            "the last epoch. Set data.validation_fraction > 0 to select on validation.",
+            stacklevel=2,
+        )
+    history_path = lstm_dir / HISTORY_FILENAME
+    if initial_epoch > 0:
+        _trim_history(history_path, initial_epoch)
+    # The history row is written before the checkpoint: a run killed in between logs an
+    # epoch it has not saved, and the resume drops that row (_trim_history) and redoes it.
+    callbacks += [
+        keras.callbacks.CSVLogger(
+            str(history_path), append=initial_epoch > 0 and history_path.is_file()
+        ),
+        EpochCheckpoint(lstm_dir, selection),
+    ]
+    tensorboard = _tensorboard(lstm_dir / "tensorboard")
+    if tensorboard is not None:
+        callbacks.append(tensorboard)
+    validation_data = None
+    if validation is not None:
+        # val_loss for the history; the selection score is the callback's.
+        validation_data = sequence_dataset(
+            validation,
+            num_classes=num_classes,
+            batch_size=config.lstm.batch_size,
+            shuffle=False,
+            streams=streams,
+            outputs=outputs,
+        )
+    model.fit(
+        dataset,
+        validation_data=validation_data,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself, by seed
+        verbose=verbose,
+    )
+    _ensure_best(best_path, last_path, validation)
+    return best_path
+
+
+def _tensorboard(log_dir):
+    """A TensorBoard callback, or None (with a warning) when tensorboard is missing."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        warnings.warn(
+            "The tensorboard package is not installed: no TensorBoard logs "
+            f"('{log_dir}'); history.csv has every epoch. `pip install tensorboard` to "
+            "get them.",
+            stacklevel=3,
+        )
+        return None
+    return keras.callbacks.TensorBoard(
+        log_dir=str(log_dir), write_graph=False, profile_batch=0
+    )
+
+
+def _trim_history(path, epochs_done):
+    """Keeps the rows of epochs `0 .. epochs_done - 1` of a CSV history (for a resume)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        return
+    kept = [lines[0]] + [
+        line
+        for line in lines[1:]
+        if line.strip() and int(line.split(",", 1)[0]) < epochs_done
+    ]
+    path.write_text("".join(kept))
+
+
+def _ensure_best(best_path, last_path, validation):
+    """Without validation clips the last epoch is the model kept."""
+    if (validation is None or not best_path.is_file()) and last_path.is_file():
+        shutil.copyfile(last_path, best_path)
+
+
+def _check_checkpoint_inputs(path, settings, config, num_classes):
+    """Refuses to resume from a checkpoint made for other feature sizes."""
+    try:
+        saved = load_lstm(path)
+    except Exception as error:  # a damaged file: start over would hide it
+        raise WeightsError(
+            f"Cannot resume from '{path}': {error}. Delete it (and state.json next to it) "
+            "or pass resume=False to start over."
+        ) from None
+    context_dim, action_dim = input_dims(saved)
+    check_model_inputs(settings, context_dim=context_dim, action_dim=action_dim)
+    if saved.num_classes != num_classes:
+        raise WeightsError(
+            f"'{path}' predicts {saved.num_classes} classes, the dataset has {num_classes}. "
+            "Pass resume=False to start over."
+        )
+
+
+def load_lstm(path, compile=False):
+    """Loads a trained LSTM (`best.keras`, `last.keras`, or an LSTM folder: its best).
+
+    Args:
+        path: a `.keras` file, or the LSTM folder holding `best.keras`.
+        compile: also restore the optimizer and losses (to go on training).
+
+    Returns:
+        The `MultiStageLSTM` or `SingleStageLSTM`.
+
+    Raises:
+        WeightsError: no such file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_FILENAME
+    if not path.is_file():
+        raise WeightsError(
+            f"No trained LSTM at '{path}'. Train one first (msl_keras.stages.train_lstm."
+            "train_lstm, or `python -m msl_keras train-lstm`)."
+        )
+    return keras.saving.load_model(path, compile=compile)
+
+
+def fold_clip_counts(fold):
+    """`{role: clips}` of a fold, for reports."""
+    return {role: len(fold.by_role(role)) for role in ("train", "validation", "test")}

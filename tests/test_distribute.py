@@ -1,0 +1,99 @@
+"""Strategies by name; one epoch under MirroredStrategy on 2 logical CPUs equals one replica."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from msl_keras.distribute import STRATEGY_NAMES, StrategyError, get_strategy
+from msl_keras.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Logical devices must exist before TensorFlow initialises: a fresh interpreter.
+MIRRORED_VS_DEFAULT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from msl_keras.distribute import configure_logical_cpus
+    devices = configure_logical_cpus(2)
+
+    import numpy as np
+    from msl_keras.stages.train_lstm import load_lstm, train_lstm
+    from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
+
+    tmp = Path(sys.argv[1])
+    results = {"devices": devices}
+    weights = {}
+    for strategy in ("default", "mirrored"):
+        # batch 12 = all train clips: one step, split 6 + 6 over the two replicas.
+        config = tiny_config(tmp / strategy, **{"strategy": strategy, "lstm.epochs": 1,
+                                                "lstm.batch_size": 12})
+        config, index, run = make_feature_run(tmp / strategy, config)
+        best = train_lstm(config, index, FOLD, run, verbose=0)
+        weights[strategy] = load_lstm(best.parent / "last.keras").get_weights()
+        lines = (best.parent / "history.csv").read_text().splitlines()
+        row = dict(zip(lines[0].split(","), lines[1].split(",")))
+        results[strategy] = {k: float(row[k]) for k in ("loss", "val_anticipation_accuracy")}
+    results["max_weight_diff"] = max(
+        float(np.abs(a - b).max()) for a, b in zip(weights["default"], weights["mirrored"])
+    )
+    print("RESULT " + json.dumps(results))
+    """
+)
+
+
+def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), CUDA_VISIBLE_DEVICES="")
+    completed = subprocess.run(
+        [sys.executable, "-c", MIRRORED_VS_DEFAULT, str(tmp_path)],
+        check=False,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    line = next(x for x in completed.stdout.splitlines() if x.startswith("RESULT "))
+    results = json.loads(line[len("RESULT ") :])
+    assert results["devices"] == ["/device:CPU:0", "/device:CPU:1"]
+    assert results["mirrored"]["loss"] == pytest.approx(
+        results["default"]["loss"], rel=1e-4
+    )
+    assert results["mirrored"]["val_anticipation_accuracy"] == pytest.approx(
+        results["default"]["val_anticipation_accuracy"]
+    )
+    assert results["max_weight_diff"] < 1e-5
+
+
+def test_unknown_strategy_is_a_config_error():
+    with pytest.raises(ConfigError, match="'mirored'.*'mirrored'"):
+        get_strategy("mirored")
+    assert set(STRATEGY_NAMES) == {"default", "mirrored", "multi_worker", "tpu"}
+
+
+def test_default_strategy_has_one_replica():
+    assert get_strategy("default").num_replicas_in_sync == 1
+
+
+def test_multi_worker_needs_a_valid_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(StrategyError, match="TF_CONFIG"):
+        get_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(StrategyError, match="not valid JSON"):
+        get_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {}}))
+    with pytest.raises(StrategyError, match="'cluster' and 'task'"):
+        get_strategy("multi_worker")
+
+
+def test_tpu_without_a_tpu_says_what_to_do(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(StrategyError, match="No TPU could be reached"):
+        get_strategy("tpu")

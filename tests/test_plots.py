@@ -1,0 +1,44 @@
+"""plots: each figure is written as an image; wrong shapes say what was received."""
+
+import numpy as np
+import pytest
+
+from msl_keras.plots import plot_accuracy_curves, plot_cam, plot_stream_probabilities
+
+
+def _is_png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_curves(tmp_path):
+    path = plot_accuracy_curves(
+        {"ours": np.linspace(0.3, 0.8, 10), "CE": np.linspace(0.2, 0.7, 10)},
+        tmp_path / "sub" / "acc.png",
+        title="JHMDB",
+        chance=1 / 21,
+    )
+    assert path == tmp_path / "sub" / "acc.png" and _is_png(path)
+    with pytest.raises(ValueError, match="at least one curve"):
+        plot_accuracy_curves({}, tmp_path / "x.png")
+
+
+def test_stream_probabilities(tmp_path):
+    probs = np.random.default_rng(0).dirichlet(np.ones(4), size=12)
+    path = plot_stream_probabilities(
+        probs, list("abcd"), tmp_path / "s.png", true_label=2, top=2
+    )
+    assert _is_png(path)
+    with pytest.raises(
+        ValueError, match=r"Received: probs.shape=\(12, 4\), 3 class names"
+    ):
+        plot_stream_probabilities(probs, list("abc"), tmp_path / "bad.png")
+
+
+def test_cam(tmp_path):
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    path = plot_cam(frame, np.random.rand(3, 4), np.zeros((3, 4)), tmp_path / "cam.png")
+    assert _is_png(path)
+    with pytest.raises(ValueError, match=r"shape=\(48, 64\)"):
+        plot_cam(
+            frame[..., 0], np.zeros((3, 4)), np.zeros((3, 4)), tmp_path / "bad.png"
+        )
