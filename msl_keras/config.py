@@ -48,6 +48,8 @@ class DataConfig:
             spread over the observed part).
         observed_ratio: the observed part of each clip for "uniform" selection.
         validation_fraction: share of training groups held out for model selection.
+        generated_clips_per_class, generated_groups, generated_seed: the generated
+            clips written into `root` when it is empty ("generated" dataset only).
     """
 
     dataset: str = "generated"
@@ -60,6 +62,9 @@ class DataConfig:
     frame_selection: str = "first"
     observed_ratio: float = 1.0
     validation_fraction: float = 0.1
+    generated_clips_per_class: int = 24
+    generated_groups: int = 6
+    generated_seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,22 +258,27 @@ PRESETS = {
     "demo": lambda: Config(
         name="demo",
         data=DataConfig(
-            dataset="generated", root="data/generated", num_steps=32, validation_fraction=0.2
+            dataset="generated",
+            root="data/generated",
+            num_steps=32,
+            validation_fraction=0.3,
+            generated_clips_per_class=48,
+            generated_groups=8,
         ),
         cnn=CNNConfig(
-            input_size=48,
-            width=1 / 16,
+            input_size=64,
+            width=1 / 8,
             fc_units=64,
             cam_filters=32,
             weights=None,
-            frames_per_clip=8,
+            frames_per_clip=16,
             augment_views=1,
-            epochs=6,
+            epochs=100,
             batch_size=32,
-            learning_rate=0.01,
+            learning_rate=0.05,
             dropout=0.2,
         ),
-        lstm=LSTMConfig(units=64, dropout=0.2, epochs=40, batch_size=16, learning_rate=0.05),
+        lstm=LSTMConfig(units=64, dropout=0.2, epochs=100, batch_size=16, learning_rate=0.02),
         eval=EvalConfig(top_k=2),
     ),
 }

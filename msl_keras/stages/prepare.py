@@ -138,7 +138,12 @@ def prepare(config, check_files=True, generate=True):
         if generate and (
             not root.exists() or (root.is_dir() and not any(root.iterdir()))
         ):
-            generated.generate_dataset(root)
+            generated.generate_dataset(
+                root,
+                clips_per_class=data.generated_clips_per_class,
+                num_groups=data.generated_groups,
+                seed=data.generated_seed,
+            )
         records = generated.read_generated(
             root, validation_fraction=fraction, seed=seed
         )

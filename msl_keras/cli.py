@@ -1,0 +1,295 @@
+"""The `msl-keras` command line: one subcommand per stage of the paper's method.
+
+The CLI only parses arguments, resolves the config and calls the stage functions in
+`msl_keras.stages`; notebooks and experiments call the same functions.
+
+    msl-keras demo                                  # every stage on the generated clips
+    msl-keras run --preset paper_jhmdb --set data.root=/data/JHMDB
+    msl-keras train-lstm --preset paper_jhmdb --set lstm.loss=ce
+    msl-keras predict clip.avi --run-dir runs/<run> --plot probs.png
+"""
+
+import argparse
+import sys
+import textwrap
+import time
+
+from msl_keras import __version__
+from msl_keras.errors import MslKerasError
+
+EPILOG = """\
+Configs: start from --preset (demo, paper_ucf101, paper_jhmdb, paper_ut_interaction),
+then --config FILE (JSON or YAML, may name its own preset), then --set KEY=VALUE
+(repeatable; e.g. --set lstm.loss=ce --set data.root=/data/UCF-101). `msl-keras config
+--keys` lists every key. Every run writes into <output_dir>/<run name>/; re-running the
+same command resumes an interrupted stage.
+"""
+
+
+def _add_config_arguments(parser):
+    group = parser.add_argument_group("configuration")
+    group.add_argument("--preset", help="a named preset (default: demo, or the file's own)")
+    group.add_argument("--config", metavar="FILE", help="a JSON or YAML config file")
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, e.g. lstm.units=512 (repeatable)",
+    )
+    group.add_argument("--root", help="dataset folder (same as --set data.root=...)")
+    group.add_argument("--output-dir", help="where run directories go (default: runs)")
+    group.add_argument("--seed", type=int, help="random seed (same as --set seed=...)")
+
+
+def _add_fold_argument(parser):
+    parser.add_argument(
+        "--fold",
+        help="run one fold (e.g. split1, set1_seq3); default: every fold of the config",
+    )
+
+
+def _add_strategy_argument(parser):
+    parser.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multi_worker", "tpu"),
+        help="tf.distribute strategy for training (default: the config's)",
+    )
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="msl-keras",
+        description=(
+            "Multi-stage LSTM action anticipation (Aliakbarian et al., ICCV 2017) "
+            "in Keras 3."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"msl_keras {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, help_text, description=None):
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = add(
+        "demo",
+        "every stage on generated clips: our loss against cross-entropy (a few minutes)",
+        "Generates small labelled clips (data/generated), fine-tunes the two feature "
+        "heads, extracts features,\ntrains the MS-LSTM with the anticipation loss and "
+        "with plain cross-entropy, and prints a table\nof earliest/latest accuracy with "
+        "an accuracy-vs-frames plot.",
+    )
+    _add_config_arguments(p)
+    p.add_argument(
+        "--losses",
+        default="anticipation,ce",
+        help="comma-separated loss names to compare (default: anticipation,ce)",
+    )
+
+    p = add("prepare", "check a dataset folder and list its clips, splits and folds")
+    _add_config_arguments(p)
+
+    p = add(
+        "train-cnn",
+        "fine-tune the context- and action-aware heads on frames (frozen trunk)",
+    )
+    _add_config_arguments(p)
+    _add_fold_argument(p)
+
+    p = add("extract", "write the HDF5 feature store of each fold (resumable)")
+    _add_config_arguments(p)
+    _add_fold_argument(p)
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="extract only shard I of N (0-based) into its own store; merge them after",
+    )
+
+    p = add("merge", "merge the feature stores written by `extract --shard I/N`")
+    _add_config_arguments(p)
+    _add_fold_argument(p)
+    p.add_argument("--shards", type=int, required=True, help="N, the number of shards")
+
+    p = add("train-lstm", "train the MS-LSTM (or one stream) with a loss chosen by name")
+    _add_config_arguments(p)
+    _add_fold_argument(p)
+    _add_strategy_argument(p)
+    p.add_argument("--no-resume", action="store_true", help="start over, ignoring backups")
+
+    p = add("evaluate", "accuracy against frames observed on the test clips")
+    _add_config_arguments(p)
+    _add_fold_argument(p)
+
+    p = add(
+        "predict",
+        "anticipate the action of one video, frame by frame",
+        "Streams a video through the trained model one frame at a time (one LSTM step "
+        "per frame)\nand prints the anticipated class as frames arrive.",
+    )
+    p.add_argument("video", help="a video file or a folder of frames")
+    p.add_argument("--run-dir", required=True, help="a run directory made by `run`/`demo`")
+    p.add_argument("--fold", help="which fold's models (default: the first)")
+    p.add_argument("--lstm", help="which LSTM subdirectory (default: the only/first one)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--plot", metavar="PNG", help="write the class probabilities over time")
+
+    p = add("run", "every stage from one config: prepare, train-cnn, extract, train-lstm, evaluate")
+    _add_config_arguments(p)
+    _add_fold_argument(p)
+    _add_strategy_argument(p)
+
+    p = add(
+        "import-original",
+        "import the original code's per-video .npy features into a feature store",
+    )
+    p.add_argument("--context-dir", required=True, help="its context-aware feature folder")
+    p.add_argument("--action-dir", required=True, help="its action-aware feature folder")
+    p.add_argument("--out", required=True, help="the feature store (.h5) to write")
+    p.add_argument("--dataset", default="imported", help="dataset name recorded in the store")
+    p.add_argument(
+        "--allow-zero-rows",
+        action="store_true",
+        help="accept all-zero feature rows (the original wrote them when decoding failed)",
+    )
+
+    p = add("config", "print the resolved config, or every valid key")
+    _add_config_arguments(p)
+    p.add_argument("--keys", action="store_true", help="list every settable key")
+    return parser
+
+
+def resolve_config(args):
+    """The config from --preset, --config, --set and the shortcut flags."""
+    from msl_keras.config import load_config
+
+    overrides = list(args.overrides)
+    for flag, key in (("root", "data.root"), ("output_dir", "output_dir"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "strategy", None):
+        overrides.append(f"strategy={args.strategy}")
+    return load_config(args.config, preset=args.preset, overrides=overrides)
+
+
+def _parse_shard(text):
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise MslKerasError(f"--shard takes I/N, e.g. 0/4. Received: --shard={text}") from None
+    if not 0 <= index < count:
+        raise MslKerasError(f"--shard I/N needs 0 <= I < N. Received: --shard={text}")
+    return index, count
+
+
+def _folds(index, name):
+    if name is None:
+        return index.folds
+    chosen = [fold for fold in index.folds if fold.name == name]
+    if not chosen:
+        valid = ", ".join(fold.name for fold in index.folds)
+        raise MslKerasError(f"Unknown fold '{name}'. Folds of this config: {valid}.")
+    return chosen
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    start = time.perf_counter()
+    try:
+        code = _dispatch(args)
+    except MslKerasError as error:
+        message = textwrap.fill(str(error), 100, break_long_words=False)
+        print(f"msl-keras {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\nmsl-keras {args.command}: interrupted. Finished work is kept; run the same "
+            "command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    if args.command not in ("config",):
+        print(f"[{args.command} finished in {time.perf_counter() - start:.1f} s]")
+    return code
+
+
+def _dispatch(args):
+    from msl_keras import stages
+
+    if args.command == "config":
+        from msl_keras.config import valid_keys
+
+        if args.keys:
+            print("\n".join(valid_keys()))
+        else:
+            print(resolve_config(args).to_json())
+        return 0
+
+    if args.command == "import-original":
+        from msl_keras.data.original_format import import_original_features
+
+        store = import_original_features(
+            args.context_dir,
+            args.action_dir,
+            args.out,
+            dataset=args.dataset,
+            allow_zero_rows=args.allow_zero_rows,
+        )
+        print(f"wrote {store}")
+        return 0
+
+    if args.command == "predict":
+        stages.predict_from_run_dir(
+            args.video,
+            args.run_dir,
+            fold=args.fold,
+            lstm=args.lstm,
+            max_frames=args.max_frames,
+            plot_path=args.plot,
+        )
+        return 0
+
+    config = resolve_config(args)
+    if args.command == "demo":
+        losses = [name.strip() for name in args.losses.split(",") if name.strip()]
+        stages.demo(config, losses=losses)
+        return 0
+
+    index = stages.prepare(config)
+    if args.command == "prepare":
+        print(stages.describe(index))
+        return 0
+    if args.command == "run":
+        stages.run_all(config, index=index, folds=_folds(index, args.fold))
+        return 0
+
+    run = stages.RunDirectory.create(config)
+    for fold in _folds(index, args.fold):
+        if args.command == "train-cnn":
+            stages.train_cnn(config, index, fold, run=run)
+        elif args.command == "extract":
+            shard = _parse_shard(args.shard) if args.shard else (0, 1)
+            stages.extract(config, index, fold, run=run, shard=shard)
+        elif args.command == "merge":
+            stages.merge_shards(config, fold, run, args.shards)
+        elif args.command == "train-lstm":
+            stages.train_lstm(config, index, fold, run=run, resume=not args.no_resume)
+        elif args.command == "evaluate":
+            stages.evaluate(config, index, fold, run=run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The `msl-keras` command line: help texts, clear errors, and every stage end to end.
+
+The end-to-end tests run each subcommand at a tiny size, as a user would, on the
+generated clips and on a few real UT-Interaction clips (skipped without ../shared/data).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from msl_keras import cli
+from tests.stage_helpers import make_tiny_dataset
+
+SUBCOMMANDS = (
+    "demo",
+    "prepare",
+    "train-cnn",
+    "extract",
+    "merge",
+    "train-lstm",
+    "evaluate",
+    "predict",
+    "run",
+    "import-original",
+    "config",
+)
+
+TINY = [
+    "data.num_steps=6",
+    "cnn.input_size=32",
+    "cnn.width=1/32",
+    "cnn.fc_units=8",
+    "cnn.cam_filters=4",
+    "cnn.frames_per_clip=2",
+    "cnn.epochs=2",
+    "cnn.batch_size=8",
+    "lstm.units=8",
+    "lstm.epochs=2",
+    "lstm.batch_size=4",
+]
+
+
+def _sets(overrides):
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def test_help_of_the_program_and_of_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in text
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: msl-keras {name}" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_same_program():
+    result = subprocess.run(
+        [sys.executable, "-m", "msl_keras", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith("msl_keras ")
+
+
+def test_unknown_config_key_is_one_clear_error(capsys):
+    assert cli.main(["config", "--set", "lstm.unit=3"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown config key 'lstm.unit'" in err and "lstm.units" in err
+    assert "Traceback" not in err
+
+
+def test_config_prints_the_resolved_config_and_the_keys(capsys):
+    assert cli.main(["config", "--preset", "paper_jhmdb", "--set", "lstm.loss=ce"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["data"]["dataset"] == "jhmdb" and config["lstm"]["loss"] == "ce"
+    assert cli.main(["config", "--keys"]) == 0
+    assert "lstm.units" in capsys.readouterr().out.split()
+
+
+def test_a_dataset_folder_that_is_not_there_names_what_was_expected(tmp_path, capsys):
+    code = cli.main(
+        ["prepare", "--preset", "paper_ut_interaction", "--root", str(tmp_path / "nope")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "segmented_set1" in err and "Download" in err
+
+
+def test_bad_shard_and_fold_are_refused(tmp_path, capsys):
+    root = make_tiny_dataset(tmp_path / "clips")
+    common = ["--root", str(root), "--output-dir", str(tmp_path / "runs"), *_sets(TINY)]
+    assert cli.main(["extract", *common, "--shard", "2/2"]) == 2
+    assert "0 <= I < N" in capsys.readouterr().err
+    assert cli.main(["train-cnn", *common, "--fold", "split9"]) == 2
+    assert "Folds of this config: split1" in capsys.readouterr().err
+
+
+def test_every_stage_on_generated_clips(tmp_path, capsys):
+    root = make_tiny_dataset(tmp_path / "clips")
+    common = ["--root", str(root), "--output-dir", str(tmp_path / "runs"), *_sets(TINY)]
+    assert cli.main(["prepare", *common]) == 0
+    assert "split1" in capsys.readouterr().out
+    assert cli.main(["train-cnn", *common]) == 0
+    # Two shards, merged, as two machines would write them.
+    assert cli.main(["extract", *common, "--shard", "0/2"]) == 0
+    assert cli.main(["extract", *common, "--shard", "1/2"]) == 0
+    assert cli.main(["merge", *common, "--shards", "2"]) == 0
+    for loss in ("anticipation", "ce"):
+        assert cli.main(["train-lstm", *common, "--set", f"lstm.loss={loss}"]) == 0
+        assert cli.main(["evaluate", *common, "--set", f"lstm.loss={loss}"]) == 0
+    capsys.readouterr()
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    results = sorted(runs[0].glob("split1/lstm/*/results/results.json"))
+    assert len(results) == 2  # one LSTM folder per loss, sharing the features
+    for path in results:
+        data = json.loads(path.read_text())
+        assert len(data["stages"]["stage2"]["accuracy_vs_steps_pooled"]) == 6
+        assert (path.parent / "accuracy.png").is_file()
+        assert (path.parent / "accuracy.csv").is_file()
+
+    # `run` resumes: every stage is already done, so it only re-evaluates.
+    assert cli.main(["run", *common]) == 0
+    assert "earliest" in capsys.readouterr().out
+
+    clip = next(root.glob(f"*/*.avi"))
+    plot = tmp_path / "probs.png"
+    lstm = next(runs[0].glob("split1/lstm/ms_lstm_anticipation_*")).name
+    code = cli.main(
+        ["predict", str(clip), "--run-dir", str(runs[0]), "--lstm", lstm, "--plot", str(plot)]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "anticipated:" in out and plot.is_file()
+
+
+@pytest.mark.parametrize("sequences", [(1, 2, 3)])
+def test_every_stage_on_real_ut_interaction_clips(shared_data, tmp_path, capsys, sequences):
+    """A few real UT-Interaction clips (sequences 1-3 of set 1) through every stage."""
+    source = shared_data / "ut_interaction" / "segmented_set1"
+    target = tmp_path / "ut" / "segmented_set1"
+    target.mkdir(parents=True)
+    for clip in source.glob("*.avi"):
+        if int(clip.stem.split("_")[1]) in sequences:
+            os.symlink(clip, target / clip.name)
+    overrides = TINY + ["data.ut_set=1", "data.ut_test_sequence=3", "data.num_steps=4"]
+    common = [
+        "--preset",
+        "paper_ut_interaction",
+        "--root",
+        str(target.parent),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--set",
+        "cnn.weights=none",
+        *_sets(overrides),
+    ]
+    assert cli.main(["run", *common]) == 0
+    out = capsys.readouterr().out
+    assert "set1_seq3" in out and "earliest" in out
+    results = list(Path(tmp_path / "runs").glob("*/set1_seq3/lstm/*/results/results.json"))
+    data = json.loads(results[0].read_text())
+    assert data["clips"]["test"] == 6 and data["clips"]["test_evaluated"] == 6
+    assert data["dataset"] == "ut_interaction"
