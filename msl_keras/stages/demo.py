@@ -12,6 +12,7 @@ import dataclasses
 import json
 import time
 
+from msl_keras.callbacks import EpochCheckpoint
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import RunDirectory
@@ -57,7 +58,16 @@ def demo(config=None, losses=("anticipation", "ce"), verbose=True):
             print(f"\n== {title}  [{time.perf_counter() - start:.0f} s]")
 
     stage("train-cnn: context- and action-aware heads on frames (frozen trunk, cached)")
-    train_cnn(config, index, fold, run=run, verbose=2 if verbose else 0)
+    cnn = train_cnn(config, index, fold, run=run, verbose=0)
+    if verbose:
+        context, action = cnn["context"], cnn["action"]
+        print(
+            f"context head: best epoch {context['best_epoch']}, validation frame "
+            f"accuracy {100 * context.get('val_accuracy', float('nan')):.1f}%\n"
+            f"action head:  best epoch {action['best_epoch']}, validation frame "
+            f"accuracy {100 * action.get('val_action_accuracy', float('nan')):.1f}% "
+            f"(CAM branch {100 * action.get('val_cam_accuracy', float('nan')):.1f}%)"
+        )
     stage("extract: both feature streams of every clip, one trunk pass per frame")
     extract(config, index, fold, run=run, progress=verbose)
 
@@ -65,7 +75,16 @@ def demo(config=None, losses=("anticipation", "ce"), verbose=True):
     for loss in losses:
         loss_config = apply_overrides(config, {"lstm.loss": loss})
         stage(f"train-lstm: MS-LSTM with the '{loss}' loss")
-        train_lstm(loss_config, index, fold, run=run, verbose=2 if verbose else 0)
+        best = train_lstm(loss_config, index, fold, run=run, verbose=0)
+        if verbose:
+            state = EpochCheckpoint.read_state(best.parent) or {}
+            best_epoch = state.get("best_epoch")
+            print(
+                f"{state.get('epochs_done')} epochs; best epoch "
+                f"{'-' if best_epoch is None else best_epoch + 1} "
+                "by validation anticipation accuracy "
+                f"{100 * (state.get('best') or float('nan')):.1f}% -> {best}"
+            )
         stage(f"evaluate: '{loss}' on {len(fold.by_role('test'))} test clips")
         results[loss] = evaluate(loss_config, index, fold, run=run, verbose=verbose)
 
