@@ -172,3 +172,19 @@ def test_every_stage_on_real_ut_interaction_clips(shared_data, tmp_path, capsys,
     data = json.loads(results[0].read_text())
     assert data["clips"]["test"] == 6 and data["clips"]["test_evaluated"] == 6
     assert data["dataset"] == "ut_interaction"
+
+
+def test_demo_command_at_a_tiny_size(tmp_path, capsys):
+    """`msl-keras demo` end to end: the table, the plot and the results file."""
+    root = make_tiny_dataset(tmp_path / "clips")
+    code = cli.main(
+        ["demo", "--root", str(root), "--output-dir", str(tmp_path / "runs"), *_sets(TINY)]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ours (anticipation loss, Eq. 1)" in out and "cross-entropy (Eq. 7)" in out
+    report = json.loads(next((tmp_path / "runs").glob("*/split1/demo_results.json")).read_text())
+    assert set(report["table"]) == {"anticipation", "ce"}
+    for row in report["table"].values():
+        assert 0.0 <= row["earliest"] <= 1.0 and 0.0 <= row["latest"] <= 1.0
+    assert next((tmp_path / "runs").glob("*/split1/demo_accuracy_vs_frames.png")).is_file()
