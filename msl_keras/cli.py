@@ -160,6 +160,34 @@ def build_parser():
         help="accept all-zero feature rows (the original wrote them when decoding failed)",
     )
 
+    p = add(
+        "import-original-weights",
+        "load weights saved by the original scripts into msl_keras models",
+        "Reads a Keras 2 `save_weights` file of the original code's context model, action"
+        "\nmodel or MS-LSTM, maps its layers onto ours and reports exactly what loaded and "
+        "what\ncannot (see docs/original-code.md).",
+    )
+    p.add_argument("file", help="the original's .h5 weights file")
+    p.add_argument(
+        "--kind",
+        default="auto",
+        choices=("auto", "context", "action", "ms_lstm"),
+        help="which model the file holds (default: detected)",
+    )
+    p.add_argument("--out", help="write our model: a .keras or .weights.h5 path")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--inspect", action="store_true", help="only list the file's layers")
+    p.add_argument("--input-size", type=int, help="CNN input size the file was trained at")
+    p.add_argument("--fc-units", type=int, help="fc6/fc7 size")
+    p.add_argument("--context-dim", type=int, help="MS-LSTM context feature size")
+    p.add_argument("--action-dim", type=int, help="MS-LSTM action feature size")
+    p.add_argument("--temporal-length", type=int, help="the original's T (its LSTM input)")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="load what fits and report the rest instead of refusing the file",
+    )
+
     p = add("config", "print the resolved config, or every valid key")
     _add_config_arguments(p)
     p.add_argument("--keys", action="store_true", help="list every settable key")
@@ -248,6 +276,33 @@ def _dispatch(args):
             allow_zero_rows=args.allow_zero_rows,
         )
         print(f"wrote {store}")
+        return 0
+
+    if args.command == "import-original-weights":
+        from msl_keras import original_weights
+
+        options = {
+            key: getattr(args, key)
+            for key in (
+                "input_size",
+                "fc_units",
+                "context_dim",
+                "action_dim",
+                "temporal_length",
+            )
+            if getattr(args, key) is not None
+        }
+        if args.allow_partial:
+            options["allow_partial"] = True
+        if args.inspect:
+            print(original_weights.inspect_original_weights(args.file, args.kind, **options))
+            return 0
+        imported = original_weights.import_original_weights(
+            args.file, args.kind, out=args.out, overwrite=args.overwrite, **options
+        )
+        print(imported.report)
+        for role, path in imported.files.items():
+            print(f"wrote {role}: {path}")
         return 0
 
     if args.command == "predict":

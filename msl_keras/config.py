@@ -432,7 +432,10 @@ def load_config(path=None, preset=None, overrides=()):
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            mapping = yaml.safe_load(text) or {}
+            try:
+                mapping = yaml.safe_load(text) or {}
+            except yaml.YAMLError as error:
+                raise ConfigError(f"'{path}' is not valid YAML: {error}") from None
         else:
             try:
                 mapping = json.loads(text)

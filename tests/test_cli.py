@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "predict",
     "run",
     "import-original",
+    "import-original-weights",
     "config",
 )
 
@@ -188,3 +189,20 @@ def test_demo_command_at_a_tiny_size(tmp_path, capsys):
     for row in report["table"].values():
         assert 0.0 <= row["earliest"] <= 1.0 and 0.0 <= row["latest"] <= 1.0
     assert next((tmp_path / "runs").glob("*/split1/demo_accuracy_vs_frames.png")).is_file()
+
+
+def test_import_original_weights_and_features_from_the_command_line(tmp_path, capsys):
+    """A user arriving from the original code: its weights file and its .npy features."""
+    from tests.test_original_weights import context_file
+
+    weights = tmp_path / "context_model.h5"
+    context_file(weights)
+    assert cli.main(["import-original-weights", str(weights), "--inspect"]) == 0
+    assert "context" in capsys.readouterr().out
+    out = tmp_path / "context.keras"
+    assert cli.main(["import-original-weights", str(weights), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and f"wrote model: {out}" in printed
+    # A second import refuses to overwrite without --overwrite.
+    assert cli.main(["import-original-weights", str(weights), "--out", str(out)]) == 2
+    assert "overwrite" in capsys.readouterr().err

@@ -176,11 +176,16 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
     for list_name, role in ((TRAIN_LIST, "train"), (TEST_LIST, "test")):
         for line_number, line in enumerate(_read_lines(root, list_name), start=1):
             parts = line.split()
-            if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(names):
+            if (
+                len(parts) != 3
+                or not parts[1].isdecimal()
+                or int(parts[1]) >= len(names)
+            ):
                 raise DatasetError(
                     f"{root / SPLITS_DIR / list_name}, line {line_number}: expected "
                     f"'<class_name>/<clip_id>.avi <label> <group>' with a label below "
-                    f"{len(names)}. Received: {line!r}. {_regenerate_hint(root)}"
+                    f"{len(names)} (the classes of '{root / SPLITS_DIR / CLASSES_FILE}'). "
+                    f"Received: {line!r}. {_regenerate_hint(root)}"
                 )
             relative, label, group = parts[0], int(parts[1]), parts[2]
             path = root / relative
@@ -226,7 +231,13 @@ def _read_lines(root, name):
             f"No generated data set at '{root}' ({what} '{path}' not found). "
             f"{_regenerate_hint(root)}"
         )
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            f"Split list '{path}' is not a text file ({error}). {_regenerate_hint(root)}"
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _parameters(

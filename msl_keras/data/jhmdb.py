@@ -161,7 +161,13 @@ def read_jhmdb(
                 f"'{split_path}'). The extraction is incomplete: download the videos "
                 f"or frames from {URL}."
             )
-        lines = split_path.read_text(encoding="utf-8-sig").splitlines()
+        try:
+            lines = split_path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as error:
+            raise DatasetError(
+                f"JHMDB split file '{split_path}' is not a text file ({error}). "
+                f"Download splits.zip from {URL} and extract it again."
+            ) from None
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

@@ -49,7 +49,13 @@ def _lines(path: Path) -> list[tuple[int, str]]:
             f"that '{path.parent}' holds classInd.txt, trainlist01-03.txt and "
             "testlist01-03.txt (or pass lists_dir)."
         )
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            f"UCF-101 split list '{path}' is not a text file ({error}). Download "
+            f"UCF101TrainTestSplits-RecognitionTask.zip from {URL} and extract it again."
+        ) from None
     return [
         (n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()
     ]
@@ -65,7 +71,7 @@ def class_names(lists_dir: str | os.PathLike) -> list[str]:
     names = []
     for number, line in _lines(path):
         parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not parts[0].isdecimal():
             raise DatasetError(
                 f"{path}, line {number}: expected '<index> <ClassName>'. Received: "
                 f"{line!r}"

@@ -417,7 +417,20 @@ def load_lstm(path, compile=False):
             f"No trained LSTM at '{path}'. Train one first (msl_keras.stages.train_lstm."
             "train_lstm, or `python -m msl_keras train-lstm`)."
         )
-    return keras.saving.load_model(path, compile=compile)
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # Keras reports a damaged zip as "File not found".
+        raise WeightsError(
+            f"Cannot load the LSTM checkpoint '{path}': it is damaged or not a Keras "
+            f"`.keras` file ({type(error).__name__}: {error}). Delete it and train again "
+            "(`msl-keras train-lstm --no-resume`)."
+        ) from error
+    if not isinstance(model, (MultiStageLSTM, SingleStageLSTM)):
+        raise WeightsError(
+            f"'{path}' holds a {type(model).__name__}, not a MultiStageLSTM or "
+            "SingleStageLSTM. Point to an LSTM checkpoint made by train_lstm."
+        )
+    return model
 
 
 def fold_clip_counts(fold):
