@@ -202,6 +202,19 @@ def test_records_pipeline_labels_and_frame_choice():
     assert sorted(value[y == 2] % 10) == [0, 1, 2]
 
 
+def test_records_pipeline_uniform_frames_are_select_frames():
+    """The on-the-fly pipeline trains on the frames the CNN stage's cache uses."""
+    from msl_keras.data.video import select_frames
+
+    records = [SimpleNamespace(path="1_6", label=1)]
+    ds = P.frame_dataset_from_records(
+        records, 5, read_frames_fn=_fake_reader, batch_size=8, augment=False, size=SIZE
+    )
+    x, _ = _all(ds)
+    value = np.round(x[:, 0, 0, 0] + IMAGENET_MEAN_BGR[0]).astype(int)
+    assert sorted(value % 10) == select_frames(6, 5, "uniform").tolist() == [0, 1, 3, 4, 5]
+
+
 def test_records_pipeline_augments_deterministically():
     records = [SimpleNamespace(path=f"{lab}_{6}", label=lab) for lab in range(3)]
     kwargs = {

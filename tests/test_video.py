@@ -14,6 +14,7 @@ import pytest
 from msl_keras.data.video import (
     count_frames,
     frame_files,
+    iter_frames,
     observed_frames,
     read_clip,
     read_frames,
@@ -270,3 +271,62 @@ def test_bad_indices_are_value_errors(tmp_path):
     for bad in ([], [-1], [[0, 1]], [0.5]):
         with pytest.raises(ValueError):
             read_frames(folder, bad)
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def test_iter_frames_lists_a_frame_folder_once(tmp_path, monkeypatch):
+    import msl_keras.data.video as video
+
+    folder = _write_frames(tmp_path / "clip", range(1, 7))
+    calls = []
+    listing = video.frame_files
+    monkeypatch.setattr(video, "frame_files", lambda p: calls.append(p) or listing(p))
+    streamed = list(iter_frames(folder))
+    assert len(calls) == 1  # not once per frame
+    assert [i for i, _ in streamed] == list(range(6))
+    np.testing.assert_array_equal(
+        np.stack([f for _, f in streamed]), read_frames(folder)
+    )
+    picked = list(iter_frames(folder, indices=[1, 4], max_frames=1))
+    assert [i for i, _ in picked] == [1]
+    with pytest.raises(VideoDecodeError, match="folder holds 6 frames"):
+        list(iter_frames(folder, indices=[2, 9]))
+
+
+def test_iter_frames_fails_like_read_frames(tmp_path):
+    """Streaming decodes as extraction does: same checks, messages that say what to do."""
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match="empty.*download or extract"):
+        list(iter_frames(empty))
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(os.urandom(2048))
+    with pytest.raises(VideoDecodeError, match="download or extract"):
+        list(iter_frames(junk))
+    path = _write_avi(tmp_path / "clip.avi", [(0, 0, 40 * i) for i in range(5)])
+    picked = list(iter_frames(path, indices=[0, 3]))
+    np.testing.assert_array_equal(
+        np.stack([f for _, f in picked]), read_frames(path, [0, 3])
+    )
+
+
+def test_read_clip_first_decodes_the_video_once(tmp_path, monkeypatch):
+    import msl_keras.data.video as video
+
+    path = _write_avi(tmp_path / "clip.avi", [(0, 20 * i, 0) for i in range(7)])
+    opened = []
+    open_capture = video._open_capture
+    monkeypatch.setattr(
+        video, "_open_capture", lambda p: opened.append(p) or open_capture(p)
+    )
+    frames, indices, num_frames = read_clip(path, 4)
+    assert len(opened) == 1  # one decode, not a count pass and a read pass
+    assert num_frames == 7 and indices.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(frames, read_frames(path, range(4)))
+    frames, indices, num_frames = read_clip(path, 4, observed_ratio=0.3)
+    assert num_frames == 7 and indices.tolist() == [0, 1, 2]  # ceil(0.3 * 7) = 3
+    np.testing.assert_array_equal(frames, read_frames(path, range(3)))
+    with pytest.raises(ValueError, match="T must be"):
+        read_clip(path, 0)

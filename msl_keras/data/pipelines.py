@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from msl_keras.data.augment import AugmentationConfig, augment_frame, draw_augmentation
 from msl_keras.data.preprocessing import preprocess_frames
+from msl_keras.data.video import select_frames
 from msl_keras.errors import ConfigError, DatasetError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -211,11 +212,15 @@ def frame_dataset(
 
 
 def _select(num_frames, count, sampling, rng):
-    """Indices of `count` frames out of `num_frames` (all of them if fewer)."""
+    """Indices of `count` frames out of `num_frames` (all of them if fewer).
+
+    `"uniform"` is `select_frames(..., "uniform")`, the frames the CNN stage's cache
+    (`stages/train_cnn.py`) trains on.
+    """
     if num_frames <= count:
         return np.arange(num_frames)
     if sampling == "uniform":
-        return np.round(np.linspace(0, num_frames - 1, count)).astype(np.int64)
+        return select_frames(num_frames, count, mode="uniform")
     return np.sort(rng.choice(num_frames, size=count, replace=False))
 
 

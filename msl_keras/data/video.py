@@ -230,6 +230,73 @@ def read_frames(path: str | os.PathLike, indices=None) -> np.ndarray:
     return _stack(path, frames)[..., ::-1].copy()
 
 
+def iter_frames(path: str | os.PathLike, indices=None, max_frames=None):
+    """Decode a clip one frame at a time, as RGB, for streaming (predict).
+
+    The same decoding as `read_frames` (FFmpeg backend, sequential, skipped frames
+    grabbed without colour conversion), without holding the clip in memory. A frame
+    folder is listed once (`frame_files`), each image read when its turn comes.
+
+    Args:
+        path: a video file, or a folder of numbered frame images.
+        indices: optional increasing 0-based frame numbers to yield (others are
+            skipped); `None` yields every frame.
+        max_frames: stop after yielding this many frames (`None`: to the end).
+
+    Yields:
+        `(frame_index, uint8 RGB (height, width, 3))`, in order. A video that ends
+        before a requested index stops there.
+
+    Raises:
+        VideoDecodeError: the clip cannot be opened or yields no frame, a requested
+            index lies past a frame folder's last image, or an image cannot be read.
+    """
+    path = Path(path)
+    wanted = None if indices is None else [int(i) for i in _as_indices(indices)]
+    limit = np.inf if max_frames is None else int(max_frames)
+    if path.is_dir():
+        files = frame_files(path)
+        sequence = range(len(files)) if wanted is None else wanted
+        for emitted, index in enumerate(sequence):
+            if emitted >= limit:
+                return
+            if index >= len(files):
+                raise VideoDecodeError(
+                    path,
+                    f"frame index {index} requested but the folder holds "
+                    f"{len(files)} frames; request indices below count_frames(path)",
+                )
+            yield index, _read_image(files[index])[..., ::-1].copy()
+        return
+    cap = _open_capture(path)
+    emitted = 0
+    try:
+        targets = None if wanted is None else iter(wanted)
+        target = None if targets is None else next(targets, None)
+        index = 0
+        while emitted < limit and (targets is None or target is not None):
+            if targets is None or index == target:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break
+                yield index, frame[..., ::-1].copy()  # BGR -> RGB
+                emitted += 1
+                if targets is not None:
+                    target = next(targets, None)
+            elif not cap.grab():
+                break
+            index += 1
+    finally:
+        cap.release()
+    if emitted == 0 and limit > 0:
+        raise VideoDecodeError(
+            path,
+            "zero frames decode (the file opens but holds no readable video stream, "
+            "or it ends before the first requested frame); download or extract the "
+            "clip again, or request indices below count_frames(path)",
+        )
+
+
 @functools.lru_cache(maxsize=65536)
 def _count_frames_cached(path: str, mtime_ns: int, size: int) -> int:
     cap = _open_capture(Path(path))
@@ -334,6 +401,34 @@ def select_frames(
     return (2 * i * (observed - 1) + (T - 1)) // (2 * (T - 1))
 
 
+def _decode_first(path: Path, keep: int) -> tuple[list[np.ndarray], int]:
+    """Decodes a video once: its first `keep` frames as RGB, and how many frames decode
+    in all (the rest are grabbed, without colour conversion)."""
+    cap = _open_capture(path)
+    kept, count = [], 0
+    try:
+        while True:
+            if count < keep:
+                ok, frame = cap.read()
+                ok = ok and frame is not None
+                if ok:
+                    kept.append(frame[..., ::-1].copy())
+            else:
+                ok = cap.grab()
+            if not ok:
+                break
+            count += 1
+    finally:
+        cap.release()
+    if count == 0:
+        raise VideoDecodeError(
+            path,
+            "zero frames decode (the file opens but holds no readable video stream); "
+            "download or extract the clip again",
+        )
+    return kept, count
+
+
 def read_clip(
     path: str | os.PathLike,
     T: int,
@@ -342,6 +437,10 @@ def read_clip(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Count a clip's frames, select up to T of them, and decode those.
 
+    With `mode="first"` a video is decoded ONCE: its first T frames are kept while the
+    rest are counted (`"uniform"` needs the count before it knows which frames to keep,
+    so it counts first, memoised by `count_frames`, then decodes).
+
     Returns:
         `(frames, indices, num_frames)`: uint8 RGB `(n, height, width, 3)`, the int64
         frame indices `(n,)` from `select_frames`, and the clip's decodable frame count.
@@ -349,6 +448,11 @@ def read_clip(
     Raises:
         VideoDecodeError: see `read_frames`.
     """
+    if mode == "first" and not Path(path).is_dir():
+        select_frames(1, T, mode=mode, observed_ratio=observed_ratio)  # check arguments
+        kept, num_frames = _decode_first(Path(path), int(T))
+        indices = select_frames(num_frames, T, mode=mode, observed_ratio=observed_ratio)
+        return _stack(Path(path), kept[: len(indices)]), indices, num_frames
     num_frames = count_frames(path)
     indices = select_frames(num_frames, T, mode=mode, observed_ratio=observed_ratio)
     return read_frames(path, indices), indices, num_frames

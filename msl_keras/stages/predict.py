@@ -23,65 +23,16 @@ T = `data.num_steps` frames (`max_frames` overrides the cap; the LSTM runs on pa
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from msl_keras.data.preprocessing import preprocess_frames
-from msl_keras.data.video import count_frames, read_frames, select_frames
-from msl_keras.errors import ConfigError, VideoDecodeError
+from msl_keras.data.video import count_frames, iter_frames, select_frames
+from msl_keras.errors import ConfigError
 from msl_keras.layers.temporal_average_pooling import StreamingAveragePooling
 from msl_keras.models.ms_lstm import MultiStageLSTM
 from msl_keras.plots import plot_stream_probabilities
 from msl_keras.runs import fold_name, resolve_run
 from msl_keras.stages.train_lstm import BEST_FILENAME, input_dims, load_lstm
-
-
-def iter_frames(path, indices=None, max_frames=None):
-    """Yields `(frame_index, uint8 RGB (H, W, 3))` one frame at a time, in order.
-
-    Args:
-        path: a video file or a folder of numbered frame images.
-        indices: optional increasing 0-based frame numbers to yield (others are skipped).
-        max_frames: stop after this many frames (None: to the end).
-
-    Raises:
-        VideoDecodeError: the video cannot be opened or yields no frame.
-    """
-    path = Path(path)
-    wanted = None if indices is None else [int(i) for i in indices]
-    limit = max_frames if max_frames is not None else np.inf
-    if path.is_dir():
-        count = count_frames(path)
-        sequence = wanted if wanted is not None else range(count)
-        for n, index in enumerate(sequence):
-            if n >= limit:
-                return
-            yield index, read_frames(path, [index])[0]
-        return
-    if not path.is_file():
-        raise VideoDecodeError(path, "no such file or folder")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        capture.release()
-        raise VideoDecodeError(path, "OpenCV cannot open it as a video")
-    try:
-        index, emitted = 0, 0
-        targets = None if wanted is None else iter(wanted)
-        target = None if targets is None else next(targets, None)
-        while emitted < limit and (targets is None or target is not None):
-            ok, frame = capture.read()
-            if not ok or frame is None:
-                break
-            if targets is None or index == target:
-                yield index, frame[..., ::-1].copy()  # BGR -> RGB
-                emitted += 1
-                if targets is not None:
-                    target = next(targets, None)
-            index += 1
-    finally:
-        capture.release()
-    if emitted == 0:
-        raise VideoDecodeError(path, "zero frames decode")
 
 
 def _class_names(run, fold, num_classes):
