@@ -21,6 +21,7 @@ Conventions:
 
 import numpy as np
 
+from msl_keras.data.video import observed_frames
 from msl_keras.errors import ConfigError
 from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 
@@ -190,8 +191,7 @@ def _accuracy_at_frame_limits(probs, labels, frame_indices, limits, pooled, top_
 def _frame_limits(ratio, num_frames):
     if not 0.0 < float(ratio) <= 1.0:
         raise ValueError(f"ratio must lie in (0, 1]. Received: ratio={ratio}")
-    # Rounding first keeps 0.1 * 30 = 3.0000000000000004 at 3 frames, not 4.
-    return np.ceil(np.round(float(ratio) * num_frames, 6)).astype(np.int64)
+    return np.asarray(observed_frames(np.asarray(num_frames), float(ratio)))
 
 
 def accuracy_at_ratio(

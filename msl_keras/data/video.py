@@ -337,13 +337,22 @@ def count_frames(path: str | os.PathLike) -> int:
     return _count_frames_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-def observed_frames(num_frames: int, observed_ratio: float = 1.0) -> int:
+def observed_frames(num_frames, observed_ratio: float = 1.0):
     """Frames seen after observing `observed_ratio` of a clip: `ceil(ratio * frames)`.
 
     At least 1. The product is rounded to 9 decimals first, so that float noise does not
     add a frame (`0.1 * 30` is `3.0000000000000004` in floating point; this returns 3).
+    The one place this rule lives: frame selection and `metrics.accuracy_at_ratio` use it.
+
+    Args:
+        num_frames: an int, or an int array of clip lengths (then an array is returned).
+        observed_ratio: the observed part, in (0, 1].
     """
-    if int(num_frames) != num_frames or num_frames < 1:
+    counts = np.asarray(num_frames)
+    if (
+        not np.issubdtype(counts.dtype, np.integer)
+        and not np.all(np.mod(counts, 1) == 0)
+    ) or np.any(counts < 1):
         raise ValueError(
             f"num_frames must be an int >= 1. Received: num_frames={num_frames}"
         )
@@ -352,9 +361,10 @@ def observed_frames(num_frames: int, observed_ratio: float = 1.0) -> int:
             "observed_ratio must be in (0, 1]. Received: "
             f"observed_ratio={observed_ratio}"
         )
-    return max(
-        1, min(int(num_frames), math.ceil(round(observed_ratio * num_frames, 9)))
-    )
+    counts = counts.astype(np.int64)
+    seen = np.ceil(np.round(float(observed_ratio) * counts, 9)).astype(np.int64)
+    seen = np.clip(seen, 1, counts)
+    return int(seen) if seen.ndim == 0 else seen
 
 
 def select_frames(
