@@ -109,3 +109,27 @@ def test_keras_round_trip(tmp_path):
     after = revived.extract(frames)
     for key in KEYS:
         np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_bfloat16_compute_keeps_float32_weights_and_outputs(tmp_path):
+    extractor = _build()
+    frames = _frames(4)
+    exact = extractor.extract(frames)
+    extractor.set_compute_dtype("bfloat16")
+    assert extractor.trunk.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert extractor.action_head.cam_conv.compute_dtype == "bfloat16"
+    assert {w.dtype for w in extractor.weights} == {"float32"}
+    fast = extractor.extract(frames)
+    assert all(v.dtype == np.float32 for v in fast.values())
+    # bfloat16 keeps 8 bits of mantissa: about 1% relative error.
+    scale = np.max(np.abs(exact["context"]))
+    assert np.max(np.abs(fast["context"] - exact["context"])) < 0.05 * scale
+    assert not np.array_equal(fast["context"], exact["context"])
+    extractor.save(tmp_path / "bf16.keras")
+    revived = keras.models.load_model(tmp_path / "bf16.keras")
+    assert revived.compute_dtype_name == "bfloat16"
+    np.testing.assert_array_equal(revived.extract(frames)["context"], fast["context"])
+    extractor.set_compute_dtype("float32")  # reversible: the weights never changed
+    np.testing.assert_array_equal(extractor.extract(frames)["context"], exact["context"])
+    with pytest.raises(ValueError, match="compute_dtype"):
+        extractor.set_compute_dtype("float16")

@@ -7,6 +7,7 @@ from msl_keras.models.feature_extractor import (
     build_feature_extractor,
 )
 from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
+from msl_keras.models.streaming import StreamingStep
 from msl_keras.models.vgg16_trunk import (
     VGG16_NOTOP_FILENAME,
     VGG16Trunk,
@@ -21,6 +22,7 @@ __all__ = [
     "ContextAwareHead",
     "MultiStageLSTM",
     "SingleStageLSTM",
+    "StreamingStep",
     "TwoStreamFeatureExtractor",
     "VGG16Trunk",
     "build_feature_extractor",

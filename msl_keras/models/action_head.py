@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from msl_keras.layers.class_activation_map import ClassActivationMap
+from msl_keras.models.fast_ops import FastDense
 from msl_keras.models.vgg16_trunk import (
     load_vgg16_weights,
     resolve_weights,
@@ -127,7 +128,7 @@ class ActionAwareHead(keras.Model):
             self.cam_filters, 3, padding="same", activation="relu", name="cam_conv"
         )
         self.cam_pool = keras.layers.GlobalAveragePooling2D(name="cam_pool")
-        self.cam_classifier = keras.layers.Dense(
+        self.cam_classifier = FastDense(
             self.num_classes, name="cam_classifier"
         )
         self.cam_map = ClassActivationMap(
@@ -135,11 +136,11 @@ class ActionAwareHead(keras.Model):
         )
         self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
         self.flatten = keras.layers.Flatten(name="flatten")
-        self.fc6 = keras.layers.Dense(self.fc_units, activation="relu", name="fc6")
+        self.fc6 = FastDense(self.fc_units, activation="relu", name="fc6")
         self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
-        self.fc7 = keras.layers.Dense(self.fc_units, activation="relu", name="fc7")
+        self.fc7 = FastDense(self.fc_units, activation="relu", name="fc7")
         self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
-        self.fc8 = keras.layers.Dense(
+        self.fc8 = FastDense(
             self.num_classes, activation="softmax", name="fc8"
         )
 

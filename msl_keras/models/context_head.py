@@ -2,6 +2,7 @@
 
 import keras
 
+from msl_keras.models.fast_ops import FastDense
 from msl_keras.models.vgg16_trunk import (
     load_vgg16_weights,
     resolve_weights,
@@ -63,11 +64,11 @@ class ContextAwareHead(keras.Model):
         )
         self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
         self.flatten = keras.layers.Flatten(name="flatten")
-        self.fc6 = keras.layers.Dense(self.fc_units, activation="relu", name="fc6")
+        self.fc6 = FastDense(self.fc_units, activation="relu", name="fc6")
         self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
-        self.fc7 = keras.layers.Dense(self.fc_units, activation="relu", name="fc7")
+        self.fc7 = FastDense(self.fc_units, activation="relu", name="fc7")
         self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
-        self.fc8 = keras.layers.Dense(
+        self.fc8 = FastDense(
             self.num_classes, activation="softmax", name="fc8"
         )
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
@@ -25,6 +26,9 @@ class TwoStreamFeatureExtractor(keras.Model):
         trunk: a `VGG16Trunk` (or any model mapping frames to conv5_2 maps).
         context_head: a `ContextAwareHead`.
         action_head: an `ActionAwareHead`.
+        compute_dtype: `"float32"` (default) or `"bfloat16"`: the precision the
+            convolutions and matmuls run in (`set_compute_dtype`); the weights stay
+            float32 and the features come out as float32 either way.
         name: model name.
 
     Call arguments:
@@ -44,13 +48,51 @@ class TwoStreamFeatureExtractor(keras.Model):
     """
 
     def __init__(
-        self, trunk, context_head, action_head, name="feature_extractor", **kwargs
+        self,
+        trunk,
+        context_head,
+        action_head,
+        compute_dtype="float32",
+        name="feature_extractor",
+        **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         self.trunk = trunk
         self.context_head = context_head
         self.action_head = action_head
         self._extract_fns = {}
+        self.compute_dtype_name = "float32"
+        if compute_dtype != "float32":
+            self.set_compute_dtype(compute_dtype)
+
+    def set_compute_dtype(self, compute_dtype):
+        """Runs the trunk and both heads in `"float32"` or `"bfloat16"`.
+
+        `"bfloat16"` gives every layer Keras' `"mixed_bfloat16"` policy: variables
+        stay float32 (nothing is lost from trained weights, and the switch is
+        reversible), activations and matmuls are bfloat16 (8 bits of mantissa, float32
+        accumulation on CPUs with AVX512-BF16 / AMX and on GPUs). Extraction runs about
+        2x faster on such CPUs and much faster on tensor-core GPUs; the features differ
+        from float32 by about 1% (relative), below what the float16 feature store
+        keeps only for large values, and the CAM's arg-max class can flip where two
+        classes score within that margin. Use float32 to reproduce numbers exactly.
+
+        Args:
+            compute_dtype: `"float32"` or `"bfloat16"`.
+        """
+        policies = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+        if compute_dtype not in policies:
+            raise ValueError(
+                f"`compute_dtype` must be one of {sorted(policies)}. Received: "
+                f"compute_dtype={compute_dtype!r}"
+            )
+        policy = policies[compute_dtype]
+        for model in (self.trunk, self.context_head, self.action_head):
+            model.dtype_policy = policy
+            for layer in model._flatten_layers(include_self=False):
+                layer.dtype_policy = policy
+        self.compute_dtype_name = compute_dtype
+        self._extract_fns = {}  # traced for the previous dtype
 
     @property
     def context_dim(self):
@@ -86,13 +128,16 @@ class TwoStreamFeatureExtractor(keras.Model):
         maps = self.trunk(inputs, training=training)  # (b, H/16, W/16, C), once
         context = self.context_head.endpoints(maps, training=training)
         action = self.action_head.endpoints(maps, labels=labels, training=training)
-        return {
+        outputs = {
             "context": context["fc7"],
             "action": action["fc7"],
             "cam_scores": action["cam_scores"],
             "context_probs": context["probs"],
             "action_probs": action["probs"],
         }
+        if self.compute_dtype_name != "float32":
+            outputs = {k: ops.cast(v, "float32") for k, v in outputs.items()}
+        return outputs
 
     def _extract_fn(self, with_labels):
         """A tf.function with a fixed signature (any batch size): traced once."""
@@ -173,6 +218,7 @@ class TwoStreamFeatureExtractor(keras.Model):
                 "trunk": keras.saving.serialize_keras_object(self.trunk),
                 "context_head": keras.saving.serialize_keras_object(self.context_head),
                 "action_head": keras.saving.serialize_keras_object(self.action_head),
+                "compute_dtype": self.compute_dtype_name,
             }
         )
         return config
@@ -195,6 +241,7 @@ def build_feature_extractor(
     cam_class="predicted",
     top_k=3,
     dropout=0.5,
+    compute_dtype="float32",
 ):
     """Builds trunk + both heads, the trunk and each head's conv5_3 from `weights`.
 
@@ -207,6 +254,8 @@ def build_feature_extractor(
         weights: `None`, `"imagenet"` or an `.h5` path, read once for trunk and heads.
         cam_class, top_k: see `ActionAwareHead`.
         dropout: dropout after fc6 and fc7 in both heads.
+        compute_dtype: `"float32"` or `"bfloat16"`, see
+            `TwoStreamFeatureExtractor.set_compute_dtype`.
 
     Returns:
         A built `TwoStreamFeatureExtractor`.
@@ -228,6 +277,8 @@ def build_feature_extractor(
         top_k=top_k,
         weights=path,
     )
-    extractor = TwoStreamFeatureExtractor(trunk, context_head, action_head)
+    extractor = TwoStreamFeatureExtractor(
+        trunk, context_head, action_head, compute_dtype=compute_dtype
+    )
     extractor.build((None,) + tuple(input_shape))
     return extractor

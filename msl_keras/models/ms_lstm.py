@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from msl_keras.models.fast_ops import lstm_layer
+
 STREAMS = ("context", "action")
 
 
@@ -20,6 +22,23 @@ def _check_mask(mask, sequence):
             f"inputs.shape={sequence.shape}"
         )
     return ops.cast(mask, "bool")
+
+
+def _compiled(model, method):
+    """`model.<method>` traced once into a graph (TensorFlow backend), else as is.
+
+    A streaming step is a few small ops: run eagerly, their dispatch costs more than
+    the matmuls at small sizes (1.7 ms vs 0.1 ms per step at 16 units), so `step`
+    runs them as one traced function, reused for every frame (any batch size).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return getattr(model, method)
+    cache = model.__dict__.setdefault("_msl_compiled", {})
+    if method not in cache:
+        import tensorflow as tf
+
+        cache[method] = tf.function(getattr(model, method), reduce_retracing=True)
+    return cache[method]
 
 
 def _get_stream(inputs, key, model_name):
@@ -73,16 +92,12 @@ class MultiStageLSTM(keras.Model):
         self.num_classes = int(num_classes)
         self.units = int(units)
         self.dropout = float(dropout)
-        self.stage1_lstm = keras.layers.LSTM(
-            self.units, return_sequences=True, name="stage1_lstm"
-        )
+        self.stage1_lstm = lstm_layer(self.units, name="stage1_lstm")
         self.stage1_dropout = keras.layers.Dropout(self.dropout, name="stage1_dropout")
         self.stage1_classifier = keras.layers.Dense(
             self.num_classes, activation="softmax", name="stage1_classifier"
         )
-        self.stage2_lstm = keras.layers.LSTM(
-            self.units, return_sequences=True, name="stage2_lstm"
-        )
+        self.stage2_lstm = lstm_layer(self.units, name="stage2_lstm")
         self.stage2_dropout = keras.layers.Dropout(self.dropout, name="stage2_dropout")
         self.stage2_classifier = keras.layers.Dense(
             self.num_classes, activation="softmax", name="stage2_classifier"
@@ -148,6 +163,13 @@ class MultiStageLSTM(keras.Model):
                     "action": (None, None, action_t.shape[-1]),
                 }
             )
+        states = [ops.convert_to_tensor(s, dtype=self.compute_dtype) for s in states]
+        probs1, probs2, new_states = _compiled(self, "_step_graph")(
+            context_t, action_t, states
+        )
+        return probs1, probs2, list(new_states)
+
+    def _step_graph(self, context_t, action_t, states):
         hidden1, (h1, c1) = self.stage1_lstm.cell(
             context_t, list(states[:2]), training=False
         )
@@ -218,9 +240,7 @@ class SingleStageLSTM(keras.Model):
         self.units = int(units)
         self.dropout = float(dropout)
         self.stream = stream
-        self.stage1_lstm = keras.layers.LSTM(
-            self.units, return_sequences=True, name="stage1_lstm"
-        )
+        self.stage1_lstm = lstm_layer(self.units, name="stage1_lstm")
         self.stage1_dropout = keras.layers.Dropout(self.dropout, name="stage1_dropout")
         self.stage1_classifier = keras.layers.Dense(
             self.num_classes, activation="softmax", name="stage1_classifier"
@@ -274,6 +294,11 @@ class SingleStageLSTM(keras.Model):
         )
         if not self.built:
             self.build((None, None, features_t.shape[-1]))
+        states = [ops.convert_to_tensor(s, dtype=self.compute_dtype) for s in states]
+        probs, new_states = _compiled(self, "_step_graph")(features_t, states)
+        return probs, list(new_states)
+
+    def _step_graph(self, features_t, states):
         hidden, (h, c) = self.stage1_lstm.cell(features_t, list(states), training=False)
         return self.stage1_classifier(hidden), [h, c]
 
