@@ -1,0 +1,225 @@
+"""Every experiment script's `main` at `--scale tiny` on a small generated set.
+
+The scripts share one output folder, as they would in a user's run: Tables 1-3 on the
+generated clips train the same LSTMs once, Table 4 and Fig. 5 reuse the MS-LSTM with our
+loss, Fig. 6 only evaluates again. The numbers of a tiny run are not meaningful; the tests
+check the protocol: what is run, what is written, and that shared pieces are shared.
+"""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.stage_helpers import make_tiny_dataset
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SCRIPTS = (
+    "table1_jhmdb",
+    "table2_ut_interaction",
+    "table3_ucf101",
+    "table4_feature_types",
+    "fig5_losses",
+    "fig6_pooling",
+    "leakage_check",
+    "speed_claim",
+)
+
+
+def _import(name):
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    base = tmp_path_factory.mktemp("experiments")
+    root = make_tiny_dataset(base / "generated")
+    return {"root": str(root), "out": str(base / "out"), "results": {}}
+
+
+def _argv(workspace, *extra):
+    return [
+        "--root", workspace["root"], "--scale", "tiny",
+        "--output-dir", workspace["out"], "--quiet", *extra,
+    ]
+
+
+def _check_written(payload, out, name):
+    path = Path(out) / name / "results.json"
+    assert json.loads(path.read_text())["experiment"] == payload["experiment"]
+    assert Path(payload["plot"]).is_file()
+    assert payload["command"].startswith(f"python experiments/{name}.py --root ")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_docstring_starts_with_the_command(name):
+    doc = _import(name).__doc__
+    assert f"python experiments/{name}.py" in doc.split("\n\n")[1]
+
+
+def test_tables_1_to_3_share_their_lstms(workspace):
+    payloads = {}
+    common = _import("common")
+    for key, name, methods in (
+        ("table1", "table1_jhmdb", ()),
+        ("table2", "table2_ut_interaction", ("--methods", "ours", "context_jain")),
+        ("table3", "table3_ucf101", ("--methods", "ours")),
+    ):
+        payload = _import(name).main(_argv(workspace, *methods))
+        _check_written(payload, workspace["out"], name)
+        payloads[key] = payload
+        assert payload["folds"] == ["split1"]
+        assert set(payload["table"]) == (
+            set(methods[1:]) or {"ours", "context_jain", "context_ranking"}
+        )
+        for method, row in payload["table"].items():
+            paper_e, paper_l = common.PAPER_TABLES[key]["rows"][method]
+            assert row["paper_earliest"] == pytest.approx(paper_e / 100)
+            assert row["paper_latest"] == pytest.approx(paper_l / 100)
+            assert 0.0 <= row["earliest"] <= 1.0 and 0.0 <= row["latest"] <= 1.0
+            assert len(row["accuracy_vs_ratio"]) == 10
+    # The generated clips have one protocol: the same LSTMs, hence the same numbers.
+    for method in ("ours", "context_jain"):
+        rows = [payloads[k]["table"][method] for k in ("table1", "table2", "table3")
+                if method in payloads[k]["table"]]
+        assert len({row["earliest"] for row in rows}) == 1
+        assert len({row["latest"] for row in rows}) == 1
+        assert len({row["per_fold"]["split1"]["best_epoch"] for row in rows}) == 1
+    run_dirs = list((Path(workspace["out"]) / "runs").iterdir())
+    assert len(run_dirs) == 1  # one set of heads and features
+    lstm_dirs = sorted(p.name for p in (run_dirs[0] / "split1" / "lstm").iterdir())
+    assert [d.split("_u")[0] for d in lstm_dirs] == [
+        "context_jain", "context_ranking_score", "ms_lstm_anticipation",
+    ]
+
+
+def test_table4_feature_types(workspace):
+    payload = _import("table4_feature_types").main(_argv(workspace))
+    _check_written(payload, workspace["out"], "table4_feature_types")
+    assert list(payload["table"]) == ["context_lstm", "action_lstm", "ours"]
+    for row in payload["table"].values():
+        assert row["earliest_k1"] == pytest.approx(row["accuracy_vs_steps_pooled"][0])
+        assert len(row["accuracy_vs_steps_pooled"]) == 6  # T of the tiny scale
+    assert payload["table"]["ours"]["paper_latest"] == pytest.approx(0.8337)
+
+
+def test_fig5_and_fig6_share_the_models(workspace):
+    fig5 = _import("fig5_losses").main(_argv(workspace, "--losses", "anticipation", "ce"))
+    fig6 = _import("fig6_pooling").main(_argv(workspace, "--losses", "anticipation", "ce"))
+    _check_written(fig5, workspace["out"], "fig5_losses")
+    _check_written(fig6, workspace["out"], "fig6_pooling")
+    assert not fig5["pooled"] and fig6["pooled"]
+    for loss in ("anticipation", "ce"):
+        assert fig5["losses"][loss]["curve"] == pytest.approx(
+            fig6["losses"][loss]["curve_other_pooling"]
+        )
+        gain = np.mean(fig6["losses"][loss]["curve"]) - np.mean(fig5["losses"][loss]["curve"])
+        assert fig6["losses"][loss]["mean_gain_from_pooling"] == pytest.approx(gain)
+    # Pooling cannot change the first step.
+    assert fig5["losses"]["ce"]["curve"][0] == pytest.approx(fig6["losses"]["ce"]["curve"][0])
+    assert fig5["losses"]["anticipation"]["steps_to_match_ours_at_step2"] in (1, 2)
+
+
+def test_fig5_rejects_an_unknown_loss(workspace):
+    with pytest.raises(SystemExit, match="Unknown loss"):
+        _import("fig5_losses").main(_argv(workspace, "--losses", "anticipation", "focal"))
+
+
+def test_leakage_check_extracts_with_the_same_heads(workspace):
+    payload = _import("leakage_check").main(_argv(workspace))
+    _check_written(payload, workspace["out"], "leakage_check")
+    assert list(payload["table"]) == [
+        "predicted", "oracle", "oracle_trained_predicted_test",
+    ]
+    assert 0.0 <= payload["cam_class_equals_label_on_test_frames"] <= 1.0
+    runs = Path(workspace["out"]) / "runs"
+    stores = {}
+    for run in runs.iterdir():
+        store = run / "split1" / "features" / "split1.h5"
+        config = json.loads((run / "config.json").read_text())
+        with h5py.File(store, "r") as f:
+            stores[config["cnn"]["cam_class"]] = {
+                key: np.asarray(f[key]) for key in ("context", "action")
+            }
+    assert set(stores) == {"predicted", "oracle"}
+    # Same trunk and heads: the context stream is identical, only the action stream moves.
+    np.testing.assert_array_equal(stores["predicted"]["context"], stores["oracle"]["context"])
+    assert not np.array_equal(stores["predicted"]["action"], stores["oracle"]["action"])
+
+
+def test_speed_claim_hook(workspace):
+    payload = _import("speed_claim").main(
+        _argv(workspace, "--frames", "6", "--repeats", "1", "--frame-size", "48", "40")
+    )
+    _check_written(payload, workspace["out"], "speed_claim")
+    timing = payload["timing"]
+    assert timing["num_frames"] == 6
+    for key in ("clip_seconds", "streaming_seconds", "flow_seconds"):
+        assert timing[key] > 0
+    assert timing["clip_fps"] == pytest.approx(6 / timing["clip_seconds"])
+
+
+def test_scale_config_and_dataset_resolution(tmp_path):
+    common = _import("common")
+    assert common.resolve_dataset("data/generated", "jhmdb") == "generated"
+    assert common.resolve_dataset(tmp_path, "jhmdb") == "jhmdb"
+    (tmp_path / "manifest.json").write_text("{}")
+    assert common.resolve_dataset(tmp_path, "jhmdb") == "generated"
+
+    args = common.parse_args("", "ut_interaction", ["--root", "/data/ut", "--scale", "cpu"])
+    config = common.scale_config(args)
+    assert config.data.dataset == "ut_interaction"
+    assert config.data.ut_set is None and config.data.ut_test_sequence is None
+    assert config.cnn.input_size == common.CPU_REAL["cnn.input_size"]
+    assert config.cnn.weights is None
+    assert config.cnn.learning_rate == common.CPU_REAL["cnn.learning_rate"]
+    with_file = common.parse_args(
+        "", "ut_interaction",
+        ["--root", "/data/ut", "--weights", "w.h5", "--set", "lstm.epochs=7"],
+    )
+    config = common.scale_config(with_file)
+    assert config.cnn.weights == "w.h5"
+    assert config.cnn.learning_rate == common.PRETRAINED_CNN_LEARNING_RATE
+    assert config.lstm.epochs == 7
+    paper = common.scale_config(
+        common.parse_args("", "jhmdb", ["--root", "/d", "--scale", "paper"])
+    )
+    assert (paper.cnn.input_size, paper.cnn.weights) == (224, "imagenet")
+    assert (paper.lstm.units, paper.data.num_steps) == (2048, 50)
+
+
+def test_hed_weights_conversion(tmp_path):
+    """The HED file's convolutions land on Keras' VGG-16 layer names, in order."""
+    hed = _import("hed_trunk_weights")
+    source = tmp_path / "hed.weights.h5"
+    expected = {}
+    channels = 3
+    with h5py.File(source, "w") as f:
+        for group, names in hed.BLOCKS.items():
+            for number, name in enumerate(names):
+                key = "conv2d" if number == 0 else f"conv2d_{number}"
+                filters = hed.FILTERS[int(name[5])]
+                kernel = np.full((3, 3, channels, filters), len(expected) + 1, "float32")
+                bias = np.arange(filters, dtype="float32") + len(expected)
+                f[f"{group}/layers/{key}/vars/0"] = kernel
+                f[f"{group}/layers/{key}/vars/1"] = bias
+                expected[name] = (kernel[0, 0, 0, 0], bias[0])
+                channels = filters
+        f["dsn1/vars/0"] = np.zeros((1, 1, 64, 1), "float32")
+    out = hed.convert(source, tmp_path / "vgg16.h5")
+
+    from msl_keras.models.vgg16_trunk import VGG16Trunk, read_keras_h5_weights
+
+    weights = read_keras_h5_weights(out)
+    assert list(weights) == list(expected)
+    for name, (kernel_value, bias_value) in expected.items():
+        assert weights[name][0][0, 0, 0, 0] == kernel_value
+        assert weights[name][1][0] == bias_value
+    trunk = VGG16Trunk(input_shape=(32, 32, 3), width=1.0, weights=str(out))
+    assert trunk.get_layer("block5_conv2").get_weights()[0][0, 0, 0, 0] == 12.0
