@@ -9,8 +9,9 @@ same `train_cnn`, `extract`, `train_lstm` and `evaluate` as `msl-keras run`.
 Scales (`scale_config`):
 
 - `paper`: the paper's presets (`paper_jhmdb`, `paper_ut_interaction`, `paper_ucf101`):
-  224x224 frames, the full VGG-16 with ImageNet weights, fc 4096, 2048 LSTM units, T = 50,
-  the first T frames. For a GPU.
+  224x224 frames, the full VGG-16 with ImageNet weights, fc 4096, 2048 LSTM units, T = 50:
+  the first T frames on UCF-101, T frames spread over each clip on UT-Interaction and
+  JHMDB-21 (their earliest point is a ratio of the clip). For a GPU.
 - `cpu`: small enough for 2 CPU cores. On the generated clips, the `demo` preset. On a
   real dataset: 64x64 frames, a full-width VGG-16 trunk (so a VGG-16-shaped weights file
   can be loaded with `--weights`), fc 256, 128 LSTM units, T = 16 frames spread over each
@@ -138,9 +139,11 @@ CPU_REAL = {
 PRETRAINED_CNN_LEARNING_RATE = 1e-4
 
 # `tiny` scale: seconds per stage; for the tests (any dataset, e.g. 8-frame 32x24 clips).
+# T frames spread over each clip, so that earliest and latest read different steps of the
+# long real clips too (`evaluate` refuses them otherwise).
 TINY = {
     "data.num_steps": 6,
-    "data.frame_selection": "first",
+    "data.frame_selection": "uniform",
     "cnn.input_size": 32,
     "cnn.width": 1 / 32,
     "cnn.fc_units": 8,

@@ -40,13 +40,18 @@ class DataConfig:
             written).
         lists_dir: the folder of official split lists when it is not inside `root`.
         split: the official split (1-3) of UCF-101 and JHMDB-21.
-        ut_set: UT-Interaction set (1 or 2).
+        ut_set: UT-Interaction set (1 or 2), or None for both (the paper's Table 2:
+            20 folds, the `paper_ut_interaction` preset).
         ut_test_sequence: the held-out sequence of a leave-one-sequence-out fold
-            (1-10 in set 1, 11-20 in set 2); None runs every fold of the set.
+            (1-10 in set 1, 11-20 in set 2); None runs every fold of the set(s).
         num_steps: T, the most frames per clip fed to the LSTM (the paper: 50).
-        frame_selection: "first" (the first T frames, the paper) or "uniform" (T frames
-            spread over the observed part).
-        observed_ratio: the observed part of each clip for "uniform" selection.
+        frame_selection: "first" (the first T frames: UCF-101's "latest" in the paper)
+            or "uniform" (T frames spread over the observed part; with
+            `observed_ratio=1` the whole clip, so that observing a ratio r of a clip
+            longer than T reads step round(r * T), or one more: the UT-Interaction and
+            JHMDB presets, whose earliest point is a ratio of the clip).
+        observed_ratio: the observed part of each clip for frame selection; `evaluate`
+            refuses a value below 1 (its "latest" would not be the whole clip).
         validation_fraction: share of training groups held out for model selection.
         generated_clips_per_class, generated_groups, generated_seed: the generated
             clips written into `root` when it is empty ("generated" dataset only).
@@ -56,7 +61,7 @@ class DataConfig:
     root: str = "data/generated"
     lists_dir: Optional[str] = None
     split: int = 1
-    ut_set: int = 1
+    ut_set: Optional[int] = 1
     ut_test_sequence: Optional[int] = 1
     num_steps: int = 50
     frame_selection: str = "first"
@@ -210,11 +215,10 @@ class Config:
         features); each LSTM gets a subdirectory named by `lstm_run_name()`.
         """
         data = self.data
-        where = (
-            f"set{data.ut_set}"
-            if data.dataset == "ut_interaction"
-            else f"split{data.split}"
-        )
+        if data.dataset != "ut_interaction":
+            where = f"split{data.split}"
+        else:
+            where = "sets1-2" if data.ut_set is None else f"set{data.ut_set}"
         parts = [
             self.name,
             data.dataset,
@@ -248,11 +252,25 @@ def _paper(dataset, root, **data):
     )
 
 
+# UCF-101 reads the first T frames (its earliest point is 2 frames, its latest "never
+# more than the first T = 50 frames"); UT-Interaction and JHMDB-21 spread T frames over
+# the whole clip, since their earliest point is a ratio of it (50%, 20%): with the first
+# 50 frames, 76 of the 120 UT clips would read earliest and latest at the same step.
+# The UT-Interaction preset runs both sets, 20 folds (Table 2).
 PRESETS = {
-    "paper_ucf101": lambda: _paper("ucf101", "data/UCF-101", num_steps=50),
-    "paper_jhmdb": lambda: _paper("jhmdb", "data/JHMDB", num_steps=50),
+    "paper_ucf101": lambda: _paper(
+        "ucf101", "data/UCF-101", num_steps=50, frame_selection="first"
+    ),
+    "paper_jhmdb": lambda: _paper(
+        "jhmdb", "data/JHMDB", num_steps=50, frame_selection="uniform"
+    ),
     "paper_ut_interaction": lambda: _paper(
-        "ut_interaction", "data/ut-interaction", num_steps=50, ut_test_sequence=None
+        "ut_interaction",
+        "data/ut-interaction",
+        num_steps=50,
+        frame_selection="uniform",
+        ut_set=None,
+        ut_test_sequence=None,
     ),
     # Small enough for 2 CPU cores in minutes, on the generated clips.
     "demo": lambda: Config(

@@ -14,7 +14,9 @@ Conventions:
   seeing its first `ceil(r * num_frames)` frames; the prediction is read at the last
   stored step whose source frame is among them (at least the first step).
 - Earliest / latest follow the paper (see `EARLIEST`); latest is the last valid stored
-  step: the whole clip, capped at the T stored steps.
+  step: the whole clip, capped at the T stored steps. `reported_readings` says which step
+  and source frame each reported point reads, clip by clip, so a caller can check that
+  two points observing different parts of a clip do not read the same step.
 - top-k: a clip counts as correct when its label is among the k highest scores (ties go
   to the lower class index, as `argmax` does for k = 1).
 """
@@ -36,6 +38,11 @@ EARLIEST = {
     # The synthetic smoke-test clips (msl_keras.data.generated): JHMDB's convention.
     "generated": ("ratio", 0.2),
 }
+
+# Datasets whose latest point is "the whole clip, but never more than its first T frames"
+# (paper Sec. 4.3, UCF-101: "in the latest setting ... we only exploit the first T
+# frames"). Elsewhere latest is the whole clip (UT-Interaction: "the entire sequence").
+LATEST_FIRST_T = ("ucf101",)
 
 
 def _check_probs(probs):
@@ -178,11 +185,24 @@ def accuracy_vs_steps(probs, labels, lengths=None, pooled=True, top_k=1):
     )
 
 
-def _accuracy_at_frame_limits(probs, labels, frame_indices, limits, pooled, top_k):
-    """Accuracy reading each clip at its last stored step with frame < limit (>= 1)."""
+def steps_observing(frame_indices, limits):
+    """`(clips,)` the 1-based step read after observing the first `limits` frames.
+
+    The last stored step whose source frame is `< limit`, or the first step when none is.
+
+    Args:
+        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
+        limits: `(clips,)` frames observed of each clip.
+    """
+    frame_indices = np.asarray(frame_indices)
     observed = (frame_indices >= 0) & (frame_indices < np.asarray(limits)[:, None])
     positions = np.arange(1, frame_indices.shape[1] + 1)
-    steps = np.maximum(np.where(observed, positions, 0).max(axis=1), 1)
+    return np.maximum(np.where(observed, positions, 0).max(axis=1), 1)
+
+
+def _accuracy_at_frame_limits(probs, labels, frame_indices, limits, pooled, top_k):
+    """Accuracy reading each clip at its last stored step with frame < limit (>= 1)."""
+    steps = steps_observing(frame_indices, limits)
     lengths = (frame_indices >= 0).sum(axis=1)
     scores = prediction_at_step(probs, steps, lengths, pooled)
     return float(_top_k_correct(scores, labels, top_k).mean())
@@ -262,6 +282,77 @@ def accuracy_at_frames(probs, labels, frame_indices, count, pooled=True, top_k=1
     )
 
 
+def _earliest_limits(dataset, num_frames, num_clips):
+    """(clips,) frames the earliest point observes (`num_frames` may be None for a
+    frame-count convention)."""
+    if dataset not in EARLIEST:
+        raise ConfigError(
+            f"No earliest-observation convention for dataset '{dataset}'. "
+            f"Valid datasets: {', '.join(sorted(EARLIEST))}."
+        )
+    kind, amount = EARLIEST[dataset]
+    if kind == "ratio":
+        return _frame_limits(amount, num_frames)
+    limits = np.full(num_clips, int(amount))
+    return limits if num_frames is None else np.minimum(limits, num_frames)
+
+
+def reported_readings(dataset, frame_indices, num_frames, ratios=RATIOS):
+    """Which stored step, and which source frame, each reported point reads, per clip.
+
+    The reported points are the dataset's "earliest" (`EARLIEST`), "latest" and each
+    ratio of `ratios` (keyed `f"{ratio:g}"`). A point observes the first `frames` frames
+    of a clip and is read at `steps_observing(frame_indices, frames)`; latest is read at
+    the last valid step and observes the whole clip (`LATEST_FIRST_T`: at most its first
+    T frames, T the stored steps).
+
+    Args:
+        dataset: a key of `EARLIEST`.
+        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
+        num_frames: `(clips,)` frames in each source clip.
+        ratios: observed fractions in (0, 1].
+
+    Returns:
+        `{point: {"frames": (clips,) frames observed, "step": (clips,) 1-based step read,
+        "frame": (clips,) source frame of that step}}`. Latest reaches the end of the
+        part it observes where `frame == frames - 1`.
+
+    Example:
+
+    >>> first = np.arange(50)[None]  # the first T = 50 frames of a 120-frame clip
+    >>> readings = reported_readings("ut_interaction", first, [120])
+    >>> int(readings["earliest"]["step"][0]), int(readings["latest"]["step"][0])
+    (50, 50)
+    """
+    frame_indices = np.asarray(frame_indices)
+    num_frames = np.asarray(num_frames).astype(np.int64)
+    if frame_indices.ndim != 2 or num_frames.shape != frame_indices.shape[:1]:
+        raise ValueError(
+            "Expected frame_indices (clips, T) and num_frames (clips,). Received: "
+            f"frame_indices.shape={frame_indices.shape}, num_frames.shape={num_frames.shape}"
+        )
+    lengths = (frame_indices >= 0).sum(axis=1)
+    rows = np.arange(len(lengths))
+
+    def reading(frames, steps):
+        return {"frames": frames, "step": steps, "frame": frame_indices[rows, steps - 1]}
+
+    whole = num_frames
+    if dataset in LATEST_FIRST_T:
+        whole = np.minimum(num_frames, frame_indices.shape[1])
+    earliest = _earliest_limits(dataset, num_frames, len(lengths))
+    readings = {
+        "earliest": reading(earliest, steps_observing(frame_indices, earliest)),
+        "latest": reading(whole, np.maximum(lengths, 1)),
+    }
+    for ratio in ratios:
+        frames = _frame_limits(ratio, num_frames)
+        readings[f"{float(ratio):g}"] = reading(
+            frames, steps_observing(frame_indices, frames)
+        )
+    return readings
+
+
 def earliest_latest(
     dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=1
 ):
@@ -276,23 +367,17 @@ def earliest_latest(
         `{"earliest": float, "latest": float}`; latest reads each clip at its last valid
         stored step (the whole clip, capped at the T stored steps).
     """
-    if dataset not in EARLIEST:
-        raise ConfigError(
-            f"No earliest-observation convention for dataset '{dataset}'. "
-            f"Valid datasets: {', '.join(sorted(EARLIEST))}."
-        )
     probs = _check_probs(probs)
     labels = _check_labels(labels, probs)
     frame_indices, lengths, num_frames = _check_frames(frame_indices, num_frames, probs)
-    kind, amount = EARLIEST[dataset]
-    if kind == "ratio":
-        earliest = accuracy_at_ratio(
-            probs, labels, frame_indices, num_frames, amount, pooled, top_k
-        )
-    else:
-        earliest = accuracy_at_frames(
-            probs, labels, frame_indices, amount, pooled, top_k
-        )
+    earliest = _accuracy_at_frame_limits(
+        probs,
+        labels,
+        frame_indices,
+        _earliest_limits(dataset, num_frames, probs.shape[0]),
+        pooled,
+        top_k,
+    )
     latest_scores = prediction_at_step(probs, lengths, lengths, pooled)
     latest = float(_top_k_correct(latest_scores, labels, top_k).mean())
     return {"earliest": earliest, "latest": latest}

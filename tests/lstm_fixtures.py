@@ -57,8 +57,14 @@ def make_feature_run(
     counts=(("train", 12), ("validation", 6), ("test", 6)),
     context_dim=None,
     seed=0,
+    clip_frames=None,
 ):
-    """Writes a run with a synthetic store; returns `(config, index, run)`."""
+    """Writes a run with a synthetic store; returns `(config, index, run)`.
+
+    Each clip's n stored steps show every other frame of a `2n - 1`-frame clip (so its
+    last step is its last frame), or, with `clip_frames`, the first n frames of a
+    `clip_frames`-frame clip (the "first" selection of a long clip).
+    """
     config = config or tiny_config(tmp_path)
     rng = np.random.default_rng(seed)
     class_names = [f"class{k}" for k in range(num_classes)]
@@ -97,8 +103,11 @@ def make_feature_run(
             action = action_centers[record.label] + rng.normal(
                 size=(n, settings.action_dim)
             )
-            frame_indices = np.arange(n) * 2
+            if clip_frames is None:
+                frame_indices, num_frames = np.arange(n) * 2, 2 * n - 1
+            else:
+                frame_indices, num_frames = np.arange(n), clip_frames
             store.append(
-                record.clip_id, context, action, record.label, frame_indices, 2 * n + 1
+                record.clip_id, context, action, record.label, frame_indices, num_frames
             )
     return config, index, run

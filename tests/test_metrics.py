@@ -295,3 +295,83 @@ def test_shape_errors_say_what_was_received():
         metrics.accuracy_vs_steps(probs, labels, lengths=np.array([5, 0, 5, 5]))
     with pytest.raises(ValueError, match="ratio=1.5"):
         metrics.accuracy_at_ratio(probs, labels, FRAME_INDICES, NUM_FRAMES, 1.5)
+
+
+# --------------------------------------------------------------------------------------
+# Which step each reported point reads
+
+
+def test_reported_readings_hand_values():
+    readings = metrics.reported_readings(
+        "ut_interaction", FRAME_INDICES, NUM_FRAMES, ratios=(0.2, 1.0)
+    )
+    assert set(readings) == {"earliest", "latest", "0.2", "1"}
+    earliest = readings["earliest"]  # the first 50%: 5, 2, 50, 15 frames
+    np.testing.assert_array_equal(earliest["frames"], [5, 2, 50, 15])
+    np.testing.assert_array_equal(earliest["step"], [3, 2, 5, 2])
+    np.testing.assert_array_equal(earliest["frame"], [4, 1, 4, 10])
+    latest = readings["latest"]  # the last valid step, observing the whole clip
+    np.testing.assert_array_equal(latest["frames"], NUM_FRAMES)
+    np.testing.assert_array_equal(latest["step"], [5, 3, 5, 5])
+    np.testing.assert_array_equal(latest["frame"], [8, 2, 4, 25])
+    np.testing.assert_array_equal(readings["0.2"]["step"], [1, 1, 5, 1])
+    # UCF-101's latest is the whole clip but at most its first T = 5 frames.
+    ucf = metrics.reported_readings("ucf101", FRAME_INDICES, NUM_FRAMES, ratios=())
+    np.testing.assert_array_equal(ucf["latest"]["frames"], [5, 3, 5, 5])
+    np.testing.assert_array_equal(ucf["earliest"]["frames"], [2, 2, 2, 2])
+    np.testing.assert_array_equal(ucf["earliest"]["step"], [1, 2, 2, 1])
+    with pytest.raises(ConfigError, match="hmdb51"):
+        metrics.reported_readings("hmdb51", FRAME_INDICES, NUM_FRAMES)
+
+
+def _steps_read(lengths, T, mode, ratios=(0.5,)):
+    """(earliest step, latest step, {ratio: step}) per clip of UT-Interaction lengths."""
+    from msl_keras.data.video import select_frames
+
+    frame_indices = np.full((len(lengths), T), -1)
+    for row, n in enumerate(lengths):
+        chosen = select_frames(int(n), T, mode)
+        frame_indices[row, : len(chosen)] = chosen
+    readings = metrics.reported_readings(
+        "ut_interaction", frame_indices, np.asarray(lengths), ratios
+    )
+    return readings
+
+
+def _check_faithful_ut_reading(lengths, T=50):
+    """T frames spread over the whole clip: ratio r of a clip reads step round(r * T)
+    (or one more), earliest (50%) reads step T / 2 and latest the clip's last frame."""
+    ratios = metrics.RATIOS
+    readings = _steps_read(lengths, T, "uniform", ratios)
+    long = np.asarray(lengths) >= T
+    np.testing.assert_array_equal(readings["earliest"]["step"][long], T // 2)
+    np.testing.assert_array_equal(readings["latest"]["frame"], np.asarray(lengths) - 1)
+    assert np.all(readings["earliest"]["step"] < readings["latest"]["step"])
+    for ratio in ratios:
+        steps = readings[f"{ratio:g}"]["step"][long]
+        assert np.all((steps >= round(ratio * T)) & (steps <= round(ratio * T) + 1))
+    steps = np.stack([readings[f"{r:g}"]["step"] for r in ratios])
+    assert np.all(np.diff(steps, axis=0) > 0)  # every ratio reads its own step
+
+
+def test_first_frames_read_earliest_and_latest_at_one_step_synthetic_lengths():
+    lengths = [52, 60, 98, 99, 100, 120, 183]
+    first = _steps_read(lengths, 50, "first")
+    same = first["earliest"]["step"] == first["latest"]["step"]
+    # Clips of 99 frames or more: all 50 first frames lie in their first half.
+    np.testing.assert_array_equal(same, np.asarray(lengths) >= 99)
+    _check_faithful_ut_reading(lengths)
+
+
+def test_first_frames_read_earliest_and_latest_at_one_step_real_ut_lengths(shared_data):
+    from pathlib import Path
+
+    from msl_keras.data.video import count_frames
+
+    clips = sorted(Path(shared_data, "ut_interaction").glob("segmented_set*/*.avi"))
+    assert len(clips) == 120
+    lengths = [count_frames(clip) for clip in clips]
+    first = _steps_read(lengths, 50, "first")
+    same = first["earliest"]["step"] == first["latest"]["step"]
+    assert int(same.sum()) == 76  # the old reading: 76 of the 120 clips
+    _check_faithful_ut_reading(lengths)

@@ -12,6 +12,13 @@ stage it reports:
 - earliest and latest accuracy by the dataset's convention (Tables 1-3: JHMDB first 20%,
   UT-Interaction first 50%, UCF-101 first 2 frames; latest = the whole clip, capped at T).
 
+Before scoring, `check_readings` works out which stored step (and source frame) every
+reported point reads on every test clip. Where earliest and latest would read the same step
+of a clip, or `data.observed_ratio < 1` keeps "latest" from being the whole clip, it
+refuses with a `ConfigError` naming the setting to change; where "latest" stops at the
+first T frames of long clips, or two ratios of `eval.ratios` read the same step, it warns
+and records the number of clips in `results["readings"]`.
+
 It writes `results.json`, `accuracy.csv` (one row per t) and `accuracy.png` into
 `<lstm dir>/results/` and returns the results dict. The headline (`results["summary"]`) is
 the final stage (stage 2 of the MS-LSTM) with pooling.
@@ -32,7 +39,7 @@ import numpy as np
 from msl_keras import metrics
 from msl_keras.callbacks import EpochCheckpoint, causal_forward, final_stage
 from msl_keras.data.feature_store import check_model_inputs
-from msl_keras.errors import FeatureStoreError
+from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.models.ms_lstm import MultiStageLSTM
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import fold_name, resolve_run
@@ -113,6 +120,137 @@ def _ratio_key(ratio):
     return f"{float(ratio):g}"
 
 
+def check_readings(config, frame_indices, num_frames, fold="the fold"):
+    """Which stored step each reported point reads on each test clip; refuse or flag.
+
+    The points are earliest and latest (`metrics.EARLIEST`, `metrics.LATEST_FIRST_T`) and
+    every ratio of `config.eval.ratios` (`metrics.reported_readings`).
+
+    Refused (`ConfigError`: the number would not be what its label says):
+
+    - `data.observed_ratio < 1`: the store holds frames of the first part of each clip
+      only, so "latest" is not the whole clip and every ratio above it reads one step.
+    - earliest and latest read the same step of a clip although they observe different
+      parts of it (e.g. `frame_selection="first"`, T = 50 and a UT-Interaction clip of
+      100 frames or more: all 50 steps lie in its first half). The tables' two columns
+      would be one measurement.
+
+    Flagged (a warning, and the number of clips in the report):
+
+    - `latest_not_whole_clip`: latest stops before the end of the part it observes
+      (`"first"` and clips longer than T, where latest is the whole clip). The paper's
+      text says as much ("we only exploit the first T frames"); the report says how
+      many clips.
+    - `coinciding_readings`: two neighbouring ratios of `eval.ratios` read the same step
+      of a clip although they observe different frames; the accuracy-vs-ratio curve is
+      flat there by construction.
+
+    Args:
+        config: the run's `Config` (`data.dataset`, `data.frame_selection`,
+            `data.observed_ratio`, `eval.ratios`).
+        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
+        num_frames: `(clips,)` frames in each source clip.
+        fold: the fold's name, for the messages.
+
+    Returns:
+        dict for `results["readings"]`: `frame_selection`, `observed_ratio`,
+        `num_steps`, `clips`, `points` (`{point: {"frames_observed", "step",
+        "share_of_clip_read"}}`, each `[min, max]` over clips), `latest_is_whole_clip`,
+        `latest_not_whole_clip` (clips), `coinciding_readings` (`{"clips": n, "pairs":
+        {"0.3/0.4": n}}`) and `warnings`.
+
+    Raises:
+        ConfigError: a refused case above; the message names the setting to change.
+    """
+    data = config.data
+    if data.observed_ratio < 1.0:
+        raise ConfigError(
+            f"evaluate, fold '{fold}': data.observed_ratio={data.observed_ratio:g} stores "
+            f"frames of the first {100 * data.observed_ratio:g}% of each clip only, so the "
+            "reported 'latest' would not be the whole clip and every ratio above "
+            f"{data.observed_ratio:g} would read the same step. Set data.observed_ratio=1 "
+            "and extract again: one causal pass over the whole clip reads every ratio."
+        )
+    frame_indices = np.asarray(frame_indices)
+    num_frames = np.asarray(num_frames)
+    ratios = sorted(float(r) for r in config.eval.ratios)
+    readings = metrics.reported_readings(
+        data.dataset, frame_indices, num_frames, ratios
+    )
+    earliest, latest = readings["earliest"], readings["latest"]
+    same = (earliest["step"] == latest["step"]) & (
+        earliest["frames"] != latest["frames"]
+    )
+    if same.any():
+        kind, amount = metrics.EARLIEST[data.dataset]
+        part = f"first {100 * amount:g}%" if kind == "ratio" else f"first {amount} frames"
+        fix = (
+            "Set data.frame_selection=uniform (T frames spread over the whole clip, so "
+            "the earliest point reads an early step; the paper_ut_interaction and "
+            "paper_jhmdb presets' default)"
+            if data.frame_selection == "first"
+            else "Raise data.num_steps"
+        )
+        raise ConfigError(
+            f"evaluate, fold '{fold}': the earliest point ({part} of each clip) and the "
+            f"latest (the whole clip) read the same stored step for {int(same.sum())} of "
+            f"{len(same)} test clips (data.frame_selection={data.frame_selection!r}, "
+            f"T={frame_indices.shape[1]}), so earliest and latest would be one number. "
+            f"{fix} and extract again."
+        )
+    short = latest["frame"] < latest["frames"] - 1
+    pairs = {}
+    coinciding = np.zeros(len(num_frames), dtype=bool)
+    for low, high in zip(ratios, ratios[1:]):
+        a, b = readings[_ratio_key(low)], readings[_ratio_key(high)]
+        hit = (a["step"] == b["step"]) & (a["frames"] != b["frames"])
+        if hit.any():
+            pairs[f"{_ratio_key(low)}/{_ratio_key(high)}"] = int(hit.sum())
+            coinciding |= hit
+    messages = []
+    if short.any():
+        messages.append(
+            f"evaluate, fold '{fold}': 'latest' does not reach the last frame of "
+            f"{int(short.sum())} of {len(short)} test clips, so it is not the whole clip "
+            f"(data.frame_selection={data.frame_selection!r}, T="
+            f"{frame_indices.shape[1]}); data.frame_selection=uniform spreads the T "
+            "frames over the whole clip."
+        )
+    if coinciding.any():
+        messages.append(
+            f"evaluate, fold '{fold}': neighbouring ratios of eval.ratios read the same "
+            f"stored step although they observe different frames, on {int(coinciding.sum())} "
+            f"of {len(coinciding)} test clips (clips per pair: "
+            f"{', '.join(f'{k}: {v}' for k, v in pairs.items())}): the accuracy-vs-ratio "
+            "curve is flat there by construction. "
+            "data.frame_selection=uniform or a larger data.num_steps separates them."
+        )
+    for message in messages:
+        warnings.warn(message, stacklevel=3)
+
+    def span(values):
+        return [round(float(np.min(values)), 4), round(float(np.max(values)), 4)]
+
+    return {
+        "frame_selection": data.frame_selection,
+        "observed_ratio": float(data.observed_ratio),
+        "num_steps": int(frame_indices.shape[1]),
+        "clips": int(len(num_frames)),
+        "points": {
+            point: {
+                "frames_observed": span(reading["frames"]),
+                "step": span(reading["step"]),
+                "share_of_clip_read": span((reading["frame"] + 1) / num_frames),
+            }
+            for point, reading in readings.items()
+        },
+        "latest_is_whole_clip": not bool(short.any()),
+        "latest_not_whole_clip": int(short.sum()),
+        "coinciding_readings": {"clips": int(coinciding.sum()), "pairs": pairs},
+        "warnings": messages,
+    }
+
+
 def evaluate(
     config, index, fold, run=None, checkpoint=None, batch_size=None, verbose=True
 ):
@@ -130,11 +268,15 @@ def evaluate(
     Returns:
         dict, as written to `results.json`: `dataset`, `fold`, `config`, `clips`
         (counts per role, `test_evaluated`, `test_missing` ids), `num_steps`,
-        `num_classes`, `class_names`, `top_k`, `checkpoint` (path, best epoch and its
+        `num_classes`, `class_names`, `top_k`, `subset` (the fold's set, e.g. "set1",
+        or None), `readings` (`check_readings`), `checkpoint` (path, best epoch and its
         validation score), `stages` (`{stage: score_stage(...)}`), `summary` (final stage,
-        pooled), `files`.
+        pooled, with `latest_is_whole_clip` and the `coinciding_readings` clip count),
+        `files`.
 
     Raises:
+        ConfigError: earliest and latest read the same step of a test clip, or
+            `data.observed_ratio < 1` (see `check_readings`).
         FeatureStoreError: no store, or no test clip in it.
         FeatureStoreMismatchError: the store's settings or feature sizes differ from the
             config's or the model's.
@@ -159,6 +301,9 @@ def evaluate(
             f"{', '.join(missing['test'][:10])}",
             stacklevel=2,
         )
+    readings = check_readings(
+        config, test["frame_indices"], test["num_frames"], fold=name
+    )
     lstm_dir = run.lstm_dir(name)
     checkpoint = checkpoint or lstm_dir / BEST_FILENAME
     model = load_lstm(checkpoint)
@@ -192,6 +337,7 @@ def evaluate(
     results = {
         "dataset": config.data.dataset,
         "fold": name,
+        "subset": fold.subset,
         "model": config.lstm.model,
         "loss": config.lstm.loss,
         "config": config.to_dict(),
@@ -208,6 +354,7 @@ def evaluate(
         "class_names": class_names,
         "top_k": top_k,
         "earliest_convention": list(metrics.EARLIEST.get(config.data.dataset, ())),
+        "readings": readings,
         "checkpoint": {
             "path": str(checkpoint),
             "best_epoch": state.get("best_epoch"),
@@ -222,6 +369,8 @@ def evaluate(
             "earliest_raw": stages[final]["earliest_raw"],
             "latest_raw": stages[final]["latest_raw"],
             "mean_accuracy_pooled": stages[final]["mean_accuracy_pooled"],
+            "latest_is_whole_clip": readings["latest_is_whole_clip"],
+            "coinciding_readings": readings["coinciding_readings"]["clips"],
         },
         "files": {
             "results": str(results_dir / RESULTS_FILENAME),

@@ -10,7 +10,8 @@ the dataset with its role ("train", "validation" carved from train, or "test"):
 - UT-Interaction (paper Sec. 4.1): leave-one-sequence-out, fold "set<s>_seq<q>" for the
   held-out sequence `config.data.ut_test_sequence`, or all 10 folds of set
   `config.data.ut_set` when it is None, or all 20 folds of both sets when `ut_set` is
-  None too.
+  None too (the `paper_ut_interaction` preset: Table 2 is both sets). Each fold's
+  `subset` is its set ("set1", "set2"), which `run.summarize` reports on its own.
 
 The readers' `DatasetError`s (missing folder or list, with the download URL) surface as
 they are. `describe(index)` reports the counts per fold and role and any missing clip.
@@ -24,6 +25,7 @@ Example:
 import dataclasses
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 from msl_keras.data.records import ROLES
 from msl_keras.errors import ConfigError, DatasetError
@@ -37,10 +39,13 @@ class Fold:
         name: the fold's name, also its folder in the run directory ("split1",
             "set1_seq3").
         records: `ClipRecord`s, each with role "train", "validation" or "test".
+        subset: the part of the protocol reported on its own, when there are several:
+            UT-Interaction's "set1" or "set2" (paper Table 2); None otherwise.
     """
 
     name: str
     records: list
+    subset: Optional[str] = None
 
     def by_role(self, role):
         """The fold's records with `role`, in index order."""
@@ -235,7 +240,9 @@ def _prepare_ut_interaction(config):
             if isinstance(error, DatasetError):
                 raise
             raise ConfigError(str(error)) from None
-        folds.append(Fold(f"set{set_number}_seq{sequence}", records))
+        folds.append(
+            Fold(f"set{set_number}_seq{sequence}", records, subset=f"set{set_number}")
+        )
     return DatasetIndex(
         "ut_interaction", str(root), ut_interaction.class_names(), folds
     )

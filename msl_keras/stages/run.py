@@ -3,8 +3,8 @@
 prepare -> (for each fold) train_cnn -> extract -> train_lstm -> evaluate, then the mean
 over folds of the earliest/latest accuracy (the paper averages over the official splits
 of UCF-101 and JHMDB-21, and over the 10 leave-one-sequence-out folds of each
-UT-Interaction set). Every stage resumes: re-running the same config skips finished
-heads, clips and epochs.
+UT-Interaction set, reporting each set and their mean). Every stage resumes: re-running
+the same config skips finished heads, clips and epochs.
 """
 
 import json
@@ -41,17 +41,52 @@ def run_fold(config, index, fold, run, verbose=True):
     return result
 
 
-def summarize(results):
-    """Mean and spread over folds of the final stage's pooled earliest/latest accuracy."""
-    summary = {"folds": [r["fold"] for r in results]}
-    for key in ("earliest", "latest", "earliest_raw", "latest_raw", "mean_accuracy_pooled"):
+SUMMARY_KEYS = ("earliest", "latest", "earliest_raw", "latest_raw", "mean_accuracy_pooled")
+
+
+def _means(results):
+    """`{key: mean, key_std: std}` over folds of the final stage's `SUMMARY_KEYS`."""
+    means = {}
+    for key in SUMMARY_KEYS:
         values = np.array([r["summary"][key] for r in results], dtype=float)
-        summary[key] = float(values.mean())
-        summary[f"{key}_std"] = float(values.std())
+        means[key] = float(values.mean())
+        means[f"{key}_std"] = float(values.std())
+    return means
+
+
+def summarize(results):
+    """Mean and spread over folds of the final stage's pooled earliest/latest accuracy.
+
+    Args:
+        results: `evaluate` results, one per fold.
+
+    Returns:
+        dict: `folds`; the means over all folds (`earliest`, `latest`, ... and their
+        `_std`); `per_set`, `{subset: {"folds": [...], means}}` for folds that belong to
+        a subset (UT-Interaction's "set1", "set2"; empty otherwise): with 10 folds in
+        each set, the means over all folds are the mean of the two sets, as the paper's
+        Table 2; `per_fold`; and `latest_not_whole_clip` / `coinciding_readings`, the
+        folds whose `evaluate` flagged its readings.
+    """
+    summary = {"folds": [r["fold"] for r in results], **_means(results)}
+    subsets = sorted({r["subset"] for r in results if r.get("subset")})
+    summary["per_set"] = {
+        subset: {
+            "folds": [r["fold"] for r in results if r.get("subset") == subset],
+            **_means([r for r in results if r.get("subset") == subset]),
+        }
+        for subset in subsets
+    }
     summary["per_fold"] = {
         r["fold"]: {"earliest": r["summary"]["earliest"], "latest": r["summary"]["latest"]}
         for r in results
     }
+    summary["latest_not_whole_clip"] = [
+        r["fold"] for r in results if not r["summary"].get("latest_is_whole_clip", True)
+    ]
+    summary["coinciding_readings"] = [
+        r["fold"] for r in results if r["summary"].get("coinciding_readings", 0)
+    ]
     return summary
 
 
@@ -86,13 +121,27 @@ def run_all(config, index=None, folds=None, verbose=True):
 
 
 def format_summary(config, summary):
-    """A short text table of the mean earliest/latest accuracy over folds."""
+    """A short text table of the mean earliest/latest accuracy over folds (and sets)."""
     n = len(summary["folds"])
-    return "\n".join(
-        [
-            f"{config.data.dataset}: {config.lstm.model}, {config.lstm.loss} loss, "
-            f"{n} fold{'s' * (n != 1)} (with temporal average pooling)",
-            f"  earliest {100 * summary['earliest']:5.1f}% (+-{100 * summary['earliest_std']:.1f})"
-            f"   latest {100 * summary['latest']:5.1f}% (+-{100 * summary['latest_std']:.1f})",
-        ]
-    )
+
+    def line(label, means):
+        return (
+            f"  {label:<8} earliest {100 * means['earliest']:5.1f}% "
+            f"(+-{100 * means['earliest_std']:.1f})   latest "
+            f"{100 * means['latest']:5.1f}% (+-{100 * means['latest_std']:.1f})"
+        )
+
+    lines = [
+        f"{config.data.dataset}: {config.lstm.model}, {config.lstm.loss} loss, "
+        f"{n} fold{'s' * (n != 1)} (with temporal average pooling)"
+    ]
+    for subset, means in summary["per_set"].items():
+        lines.append(line(subset, means) + f"   ({len(means['folds'])} folds)")
+    lines.append(line("mean", summary))
+    for key, what in (
+        ("latest_not_whole_clip", "'latest' is not the whole clip"),
+        ("coinciding_readings", "two eval.ratios read the same step"),
+    ):
+        if summary[key]:
+            lines.append(f"  warning: {what} in {len(summary[key])} folds (results.json)")
+    return "\n".join(lines)
