@@ -85,3 +85,17 @@ def test_run_names_follow_the_settings_that_make_them():
     assert a.run_name() != c.run_name()
     assert a.run_name() == cfg.get_preset("demo").run_name()
     json.loads(a.to_json())
+
+
+def test_paper_presets_read_earliest_and_latest_faithfully():
+    """UT-Interaction and JHMDB (earliest = a ratio of the clip) spread T frames over the
+    whole clip; UCF-101 (earliest = 2 frames, latest <= the first T) keeps the first T.
+    The UT-Interaction preset runs both sets (Table 2: 20 folds)."""
+    ut = cfg.get_preset("paper_ut_interaction")
+    assert (ut.data.frame_selection, ut.data.observed_ratio) == ("uniform", 1.0)
+    assert ut.data.ut_set is None and ut.data.ut_test_sequence is None
+    assert "_sets1-2_" in ut.run_name()
+    assert "_set2_" in cfg.apply_overrides(ut, {"data.ut_set": "2"}).run_name()
+    assert cfg.get_preset("paper_jhmdb").data.frame_selection == "uniform"
+    assert cfg.get_preset("paper_ucf101").data.frame_selection == "first"
+    assert cfg.get_preset("demo").data.frame_selection == "first"

@@ -101,6 +101,40 @@ def test_ut_interaction_full_protocol_has_20_folds(shared_data, tmp_path):
     assert "set2_seq20" in text
 
 
+def _empty_ut_root(root):
+    """Both segmented sets as named empty files: 6 actions x 10 sequences each."""
+    for set_number, sequences in ((1, range(1, 11)), (2, range(11, 21))):
+        folder = root / f"segmented_set{set_number}"
+        folder.mkdir(parents=True)
+        for sequence in sequences:
+            for action in range(6):
+                (folder / f"{sequence * 6 + action}_{sequence}_{action}.avi").touch()
+    return root
+
+
+def _check_preset_runs_both_sets(root, tmp_path):
+    """The preset (README: "all stages, all folds") is Table 2's protocol: 20 folds,
+    each tagged with its set."""
+    config = apply_overrides(
+        get_preset("paper_ut_interaction"),
+        {"data.root": str(root), "output_dir": str(tmp_path)},
+    )
+    index = prepare(config)
+    assert index.fold_names == [f"set1_seq{q}" for q in range(1, 11)] + [
+        f"set2_seq{q}" for q in range(11, 21)
+    ]
+    assert [f.subset for f in index.folds] == ["set1"] * 10 + ["set2"] * 10
+    assert len(index.clips()) == 120
+
+
+def test_ut_interaction_preset_runs_both_sets(tmp_path):
+    _check_preset_runs_both_sets(_empty_ut_root(tmp_path / "ut"), tmp_path)
+
+
+def test_ut_interaction_preset_runs_both_sets_of_the_real_clips(shared_data, tmp_path):
+    _check_preset_runs_both_sets(shared_data / "ut_interaction", tmp_path)
+
+
 def test_ut_interaction_one_set_and_one_fold(shared_data, tmp_path):
     index = prepare(_ut(shared_data, tmp_path, 2, None))
     assert index.fold_names == [f"set2_seq{q}" for q in range(11, 21)]

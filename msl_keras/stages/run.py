@@ -126,22 +126,26 @@ def format_summary(config, summary):
 
     def line(label, means):
         return (
-            f"  {label:<8} earliest {100 * means['earliest']:5.1f}% "
+            f"  {label}earliest {100 * means['earliest']:5.1f}% "
             f"(+-{100 * means['earliest_std']:.1f})   latest "
             f"{100 * means['latest']:5.1f}% (+-{100 * means['latest_std']:.1f})"
         )
 
+    def folds(count):
+        return f"{count} fold{'s' * (count != 1)}"
+
     lines = [
         f"{config.data.dataset}: {config.lstm.model}, {config.lstm.loss} loss, "
-        f"{n} fold{'s' * (n != 1)} (with temporal average pooling)"
+        f"{folds(n)} (with temporal average pooling)"
     ]
-    for subset, means in summary["per_set"].items():
-        lines.append(line(subset, means) + f"   ({len(means['folds'])} folds)")
-    lines.append(line("mean", summary))
+    sets = summary.get("per_set", {})
+    for subset, means in sets.items():
+        lines.append(line(f"{subset:<6}", means) + f"   ({folds(len(means['folds']))})")
+    lines.append(line(f"{'mean':<6}" if sets else "", summary))
     for key, what in (
         ("latest_not_whole_clip", "'latest' is not the whole clip"),
         ("coinciding_readings", "two eval.ratios read the same step"),
     ):
-        if summary[key]:
-            lines.append(f"  warning: {what} in {len(summary[key])} folds (results.json)")
+        if summary.get(key):
+            lines.append(f"  warning: {what} in {folds(len(summary[key]))} (results.json)")
     return "\n".join(lines)
