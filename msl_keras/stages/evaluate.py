@@ -193,7 +193,7 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
         )
         raise ConfigError(
             f"evaluate, fold '{fold}': the earliest point ({part} of each clip) and the "
-            f"latest (the whole clip) read the same stored step for {int(same.sum())} of "
+            f"latest read the same stored step for {int(same.sum())} of "
             f"{len(same)} test clips (data.frame_selection={data.frame_selection!r}, "
             f"T={frame_indices.shape[1]}), so earliest and latest would be one number. "
             f"{fix} and extract again."
@@ -223,7 +223,11 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
             f"of {len(coinciding)} test clips (clips per pair: "
             f"{', '.join(f'{k}: {v}' for k, v in pairs.items())}): the accuracy-vs-ratio "
             "curve is flat there by construction. "
-            "data.frame_selection=uniform or a larger data.num_steps separates them."
+            + (
+                "data.frame_selection=uniform or a larger data.num_steps separates them."
+                if data.frame_selection == "first"
+                else "A larger data.num_steps separates them."
+            )
         )
     for message in messages:
         warnings.warn(message, stacklevel=3)
