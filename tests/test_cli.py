@@ -97,6 +97,14 @@ def test_a_dataset_folder_that_is_not_there_names_what_was_expected(tmp_path, ca
     assert "segmented_set1" in err and "Download" in err
 
 
+def test_ut_interaction_preset_lists_both_sets(shared_data, capsys):
+    """README's "all stages, all folds" command covers Table 2: both sets, 20 folds."""
+    root = str(shared_data / "ut_interaction")
+    assert cli.main(["prepare", "--preset", "paper_ut_interaction", "--root", root]) == 0
+    out = capsys.readouterr().out
+    assert "120 clips in 20 folds" in out and "set1_seq1" in out and "set2_seq20" in out
+
+
 def test_bad_shard_and_fold_are_refused(tmp_path, capsys):
     root = make_tiny_dataset(tmp_path / "clips")
     common = ["--root", str(root), "--output-dir", str(tmp_path / "runs"), *_sets(TINY)]
