@@ -6,7 +6,8 @@ The CLI only parses arguments, resolves the config and calls the stage functions
     msl-keras demo                                  # every stage on the generated clips
     msl-keras run --preset paper_jhmdb --set data.root=/data/JHMDB
     msl-keras train-lstm --preset paper_jhmdb --set lstm.loss=ce
-    msl-keras predict clip.avi --run-dir runs/<run> --plot probs.png
+    msl-keras predict clip.avi --run-dir runs/<run> --plot probs.png --csv frames.csv
+    msl-keras export --run-dir runs/<run> --format tflite --out exported/
 """
 
 import argparse
@@ -130,16 +131,55 @@ def build_parser():
 
     p = add(
         "predict",
-        "anticipate the action of one video, frame by frame",
-        "Streams a video through the trained model one frame at a time (one LSTM step "
-        "per frame)\nand prints the anticipated class as frames arrive.",
+        "anticipate the action of videos, frame by frame",
+        "Streams each video through the trained model one frame at a time (one LSTM "
+        "step per\nframe), prints the anticipated class as frames arrive and the "
+        "anticipation moment:\nthe first frame from which the prediction stays fixed "
+        "at p >= --threshold.\nThe whole video runs (the LSTM is causal); frames past "
+        "the training T are marked.",
     )
-    p.add_argument("video", help="a video file or a folder of frames")
+    p.add_argument(
+        "videos", nargs="+", help="video files, frame folders or folders of videos"
+    )
     p.add_argument("--run-dir", required=True, help="a run directory made by `run`/`demo`")
     p.add_argument("--fold", help="which fold's models (default: the first)")
     p.add_argument("--lstm", help="which LSTM subdirectory (default: the only/first one)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--plot", metavar="PNG", help="write the class probabilities over time")
+    p.add_argument(
+        "--max-frames", type=int, help="stop each video after this many frames"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="pooled probability of the anticipation moment (default: 0.5)",
+    )
+    p.add_argument("--csv", metavar="FILE", help="write one row per frame of every video")
+    p.add_argument("--top-k", type=int, default=3, help="classes per CSV row (default: 3)")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="write the class probabilities over time with a frame strip (several "
+        "videos: one file each, named <stem>_<video>.png)",
+    )
+
+    p = add(
+        "export",
+        "export the streaming model (one frame in, the anticipated class out)",
+        "Writes one graph that takes one uint8 RGB frame of any size (resized and "
+        "preprocessed\ninside) plus the recurrent state, the running sum of the "
+        "probabilities and the frame\ncount, and returns the pooled probabilities, the "
+        "anticipated class and the next state\n(see msl_keras/export.py).",
+    )
+    p.add_argument("--run-dir", required=True, help="a run directory made by `run`/`demo`")
+    p.add_argument("--fold", help="which fold's models (default: the first)")
+    p.add_argument("--lstm", help="which LSTM subdirectory (default: the only/first one)")
+    p.add_argument(
+        "--format",
+        choices=("saved_model", "tflite"),
+        default="saved_model",
+        help="a SavedModel folder, or float32 and float16-weight .tflite files",
+    )
+    p.add_argument("--out", required=True, help="the output folder (new or empty)")
 
     p = add("run", "every stage from one config: prepare, train-cnn, extract, train-lstm, evaluate")
     _add_config_arguments(p)
@@ -307,12 +347,23 @@ def _dispatch(args):
 
     if args.command == "predict":
         stages.predict_from_run_dir(
-            args.video,
+            args.videos,
             args.run_dir,
             fold=args.fold,
             lstm=args.lstm,
             max_frames=args.max_frames,
+            threshold=args.threshold,
             plot_path=args.plot,
+            csv_path=args.csv,
+            top_k=args.top_k,
+        )
+        return 0
+
+    if args.command == "export":
+        from msl_keras.export import export_from_run_dir
+
+        export_from_run_dir(
+            args.run_dir, args.out, args.format, fold=args.fold, lstm=args.lstm
         )
         return 0
 

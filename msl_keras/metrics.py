@@ -381,3 +381,39 @@ def earliest_latest(
     latest_scores = prediction_at_step(probs, lengths, lengths, pooled)
     latest = float(_top_k_correct(latest_scores, labels, top_k).mean())
     return {"earliest": earliest, "latest": latest}
+
+
+def anticipation_step(pooled, threshold=0.5):
+    """The step at which a streamed prediction commits: fixed from there on, confident.
+
+    The anticipation moment of one video: the first step `t` such that for every later
+    step `t' >= t` (to the last one seen) the pooled prediction `argmax_k pbar_t'[k]` is
+    the class of the last step and its probability `max_k pbar_t'[k] >= threshold`.
+
+    Args:
+        pooled: `(steps, N)` pooled probabilities of one video, step by step.
+        threshold: the probability the committed class must keep, in [0, 1].
+
+    Returns:
+        The 0-based step, or None when the last step itself is below `threshold`.
+
+    Example:
+
+    >>> anticipation_step([[0.6, 0.4], [0.45, 0.55], [0.3, 0.7], [0.35, 0.65]], 0.6)
+    2
+    """
+    pooled = np.asarray(pooled, dtype=np.float64)
+    if pooled.ndim != 2 or len(pooled) == 0:
+        raise ValueError(
+            "anticipation_step needs pooled probabilities (steps, N) of at least one "
+            f"step. Received: shape={pooled.shape}"
+        )
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1]. Received: threshold={threshold}")
+    predicted = pooled.argmax(axis=-1)
+    confident = (predicted == predicted[-1]) & (pooled.max(axis=-1) >= threshold)
+    if not confident[-1]:
+        return None
+    # The last step that breaks the commitment; the moment is the step after it.
+    broken = np.flatnonzero(~confident)
+    return int(broken[-1]) + 1 if len(broken) else 0

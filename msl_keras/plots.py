@@ -65,9 +65,22 @@ def plot_accuracy_curves(
 
 
 def plot_stream_probabilities(
-    probs, class_names, path, true_label=None, top=5, title=""
+    probs,
+    class_names,
+    path,
+    true_label=None,
+    top=5,
+    title="",
+    frame_numbers=None,
+    thumbnails=None,
+    strip=6,
+    trained_steps=None,
+    committed_step=None,
 ):
     """Per-frame class probabilities of a streamed video, for `predict`.
+
+    Under the curves, a strip of frame thumbnails on the same time axis shows what the
+    model saw; the frame at which the prediction committed is framed in red.
 
     Args:
         probs: `(T, N)` probabilities (pooled or per frame) after each observed frame.
@@ -76,6 +89,15 @@ def plot_stream_probabilities(
         true_label: optional true class index; its line is drawn thick and black.
         top: the classes drawn: the `top` highest at the last frame (plus the true one).
         title: figure title.
+        frame_numbers: optional `(T,)` frame number of each step (x axis); default
+            1..T.
+        thumbnails: optional list of T uint8 RGB images, one per step (any size; all
+            the same height reads best); without them no strip is drawn.
+        strip: how many thumbnails the strip shows, evenly spread over the steps (plus
+            the committed one).
+        trained_steps: optional training T: steps past it are shaded ("past training").
+        committed_step: optional 0-based step of the anticipation moment, drawn as a
+            red line.
 
     Returns:
         `Path` of the written file.
@@ -86,28 +108,84 @@ def plot_stream_probabilities(
             "plot_stream_probabilities needs probs of shape (frames, len(class_names)). "
             f"Received: probs.shape={probs.shape}, {len(class_names)} class names"
         )
+    steps = len(probs)
+    x = np.arange(1, steps + 1) if frame_numbers is None else np.asarray(frame_numbers)
+    if x.shape != (steps,) or (thumbnails is not None and len(thumbnails) != steps):
+        raise ValueError(
+            "plot_stream_probabilities needs one frame number and one thumbnail per "
+            f"step. Received: {steps} steps, frame_numbers.shape={x.shape}, "
+            f"{None if thumbnails is None else len(thumbnails)} thumbnails"
+        )
     shown = list(np.argsort(-probs[-1])[:top])
     if true_label is not None and int(true_label) not in shown:
         shown.append(int(true_label))
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    frames = np.arange(1, len(probs) + 1)
+    if thumbnails is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+    else:
+        fig, (ax, ax_strip) = plt.subplots(
+            2, 1, figsize=(8, 5.6), sharex=True, height_ratios=(3, 1)
+        )
     for k in shown:
         is_true = true_label is not None and k == int(true_label)
         ax.plot(
-            frames,
+            x,
             probs[:, k],
             label=f"{class_names[k]}{' (true)' if is_true else ''}",
             lw=3 if is_true else 1.5,
             color="black" if is_true else None,
         )
-    ax.set_xlabel("frames observed")
+    if trained_steps is not None and steps > trained_steps:
+        ax.axvspan(
+            x[trained_steps], x[-1], color="grey", alpha=0.12,
+            label=f"past training T={trained_steps}",
+        )  # fmt: skip
+    if committed_step is not None:
+        ax.axvline(
+            x[committed_step], color="red", ls="--", lw=1.2,
+            label=f"committed (frame {x[committed_step]})",
+        )  # fmt: skip
     ax.set_ylabel("probability")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
+    if thumbnails is None:
+        ax.set_xlabel("frame")
+    else:
+        _frame_strip(ax_strip, x, thumbnails, strip, committed_step)
+        ax_strip.set_xlabel("frame")
     return _save(fig, path)
+
+
+def _frame_strip(ax, x, thumbnails, count, committed_step):
+    """Thumbnails at their frame numbers on `ax`'s x axis (the committed one in red)."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    picked = set(np.linspace(0, len(x) - 1, min(count, len(x))).round().astype(int))
+    if committed_step is not None:
+        # Keep the committed frame; drop an evenly spread one that would overlap it.
+        near = [i for i in picked if abs(i - committed_step) < len(x) / (2 * count)]
+        picked.difference_update(near)
+        picked.add(int(committed_step))
+    height = max(np.asarray(t).shape[0] for t in thumbnails)
+    for i in sorted(picked):
+        committed = committed_step is not None and i == committed_step
+        box = AnnotationBbox(
+            OffsetImage(np.asarray(thumbnails[i]), zoom=56 / height),
+            (x[i], 0.5),
+            frameon=True,
+            pad=0.15,
+            bboxprops={"edgecolor": "red" if committed else "grey",
+                       "lw": 2.5 if committed else 0.8},
+        )  # fmt: skip
+        ax.add_artist(box)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    span = max(1, x[-1] - x[0])
+    ax.set_xlim(x[0] - 0.06 * span, x[-1] + 0.06 * span)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
 
 
 def _upsample(heatmap, height, width):

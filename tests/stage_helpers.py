@@ -36,3 +36,77 @@ def tiny_config(data_root, output_dir, **overrides):
     }
     settings.update(overrides)
     return apply_overrides(get_preset("demo"), settings)
+
+
+def make_random_trained_run(tmp_path, class_names=("wave", "jump", "clap"), num_steps=5):
+    """A run folder laid out as if trained, with random weights: fast, for predict/export.
+
+    The trunk, both heads (saved where `train_cnn` saves them, with its `cnn_info.json`)
+    and an MS-LSTM (`run.lstm_dir(fold)/best.keras` and its `config.json`) at input 32, width 1/32, fc 8,
+    8 units. The LSTM's classifiers are scaled up so the probabilities move from frame
+    to frame (random small weights leave them near 1/N).
+
+    Returns:
+        `(config, run)`.
+    """
+    import importlib
+    import json
+
+    from msl_keras.config import save_config
+    from msl_keras.models.action_head import ActionAwareHead
+    from msl_keras.models.context_head import ContextAwareHead
+    from msl_keras.models.ms_lstm import MultiStageLSTM
+    from msl_keras.runs import RunDirectory
+    from tests.lstm_fixtures import FOLD
+    from tests.lstm_fixtures import tiny_config as lstm_config
+
+    train_cnn = importlib.import_module("msl_keras.stages.train_cnn")
+    num_classes = len(class_names)
+    config = lstm_config(
+        tmp_path,
+        **{
+            "data.num_steps": num_steps,
+            "cnn.input_size": 32,
+            "cnn.width": 1 / 32,
+            "cnn.cam_filters": 4,
+            "cnn.weights": None,
+        },
+    )
+    run = RunDirectory.create(config)
+    trunk = train_cnn.build_trunk(config)
+    trunk.save_weights(run.root / train_cnn.TRUNK_WEIGHTS_FILENAME)
+    maps = (None,) + tuple(trunk.output_shape[1:])
+    cnn = config.cnn
+    context = ContextAwareHead(
+        num_classes, fc_units=cnn.fc_units, width=cnn.width, dropout=0.0
+    )
+    action = ActionAwareHead(
+        num_classes,
+        fc_units=cnn.fc_units,
+        cam_filters=cnn.cam_filters,
+        width=cnn.width,
+        dropout=0.0,
+    )
+    context.build(maps)
+    action.build(maps)
+    cnn_dir = run.cnn_dir(FOLD)
+    cnn_dir.mkdir(parents=True)
+    context.save(cnn_dir / train_cnn.CONTEXT_HEAD_FILENAME)
+    action.save(cnn_dir / train_cnn.ACTION_HEAD_FILENAME)
+    (cnn_dir / train_cnn.INFO_FILENAME).write_text(
+        json.dumps(
+            {
+                "class_names": list(class_names),
+                "trunk_fingerprint": train_cnn.trunk_fingerprint(trunk),
+            }
+        )
+    )
+    lstm = MultiStageLSTM(num_classes, units=8, dropout=0.0)
+    lstm.build({"context": (None, None, 8), "action": (None, None, 8)})
+    for classifier in (lstm.stage1_classifier, lstm.stage2_classifier):
+        classifier.kernel.assign(classifier.kernel * 8.0)
+    lstm_dir = run.lstm_dir(FOLD)
+    lstm_dir.mkdir(parents=True)
+    lstm.save(lstm_dir / "best.keras")
+    save_config(config, lstm_dir / "config.json")
+    return config, run

@@ -28,6 +28,7 @@ from msl_keras.errors import VideoDecodeError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 SELECT_MODES = ("first", "uniform")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
@@ -335,6 +336,49 @@ def count_frames(path: str | os.PathLike) -> int:
         )
     stat = path.stat()
     return _count_frames_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def list_videos(paths) -> list[Path]:
+    """The videos named by files and folders, in the order given.
+
+    A file is one video. A folder holding video files (`VIDEO_EXTENSIONS`) stands for
+    those files, sorted by name; any other folder is one video of numbered frame images
+    (`frame_files`).
+
+    Raises:
+        VideoDecodeError: a path does not exist.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    videos = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise VideoDecodeError(path, "no such video file or folder; check the path")
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+            )
+            videos.extend(inside or [path])
+        else:
+            videos.append(path)
+    return videos
+
+
+def video_fps(path: str | os.PathLike) -> float | None:
+    """Frames per second a video file declares (None for a frame folder or no claim).
+
+    Only used to put times on frames (predict's CSV); frame selection never needs it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return None
+    cap = _open_capture(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+    finally:
+        cap.release()
+    return fps if fps > 0 else None
 
 
 def observed_frames(num_frames, observed_ratio: float = 1.0):

@@ -141,7 +141,9 @@ class TwoStreamFeatureExtractor(keras.Model):
 
     def _extract_fn(self, with_labels):
         """A tf.function with a fixed signature (any batch size): traced once."""
-        if with_labels not in self._extract_fns:
+        # String keys: a SavedModel export walks this dict, and only saves str keys.
+        key = "frames_and_labels" if with_labels else "frames"
+        if key not in self._extract_fns:
             frame_shape = tuple(self.trunk.input_shape[1:])
             frames_spec = tf.TensorSpec((None,) + frame_shape, tf.float32)
             if with_labels:
@@ -156,10 +158,10 @@ class TwoStreamFeatureExtractor(keras.Model):
                     return self(frames, training=False)
 
                 signature = [frames_spec]
-            self._extract_fns[with_labels] = tf.function(
+            self._extract_fns[key] = tf.function(
                 extract_fn, input_signature=signature, reduce_retracing=True
             )
-        return self._extract_fns[with_labels]
+        return self._extract_fns[key]
 
     def extract(self, frames, labels=None, batch_size=32):
         """Features of many frames, in batches of `batch_size`, as numpy arrays.

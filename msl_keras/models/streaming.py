@@ -1,51 +1,68 @@
-"""Per-frame anticipation as ONE traced graph: trunk, both heads and one LSTM step."""
+"""Per-frame anticipation as ONE traced graph: preprocessing, trunk, heads, LSTM step, pooling.
 
+The one streaming path of the package: `predict` runs it frame by frame, `msl_keras.export`
+saves it as a SavedModel and a TFLite file, `benchmarks/bench_streaming_predict.py` times it.
+"""
+
+import keras
 import tensorflow as tf
 
+from msl_keras.data.preprocessing import preprocess_frames
 from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
 
 
 class StreamingStep:
-    """Features of new frames and one LSTM step with kept states, in one graph.
+    """One uint8 RGB frame in, the pooled anticipation after it out, states kept outside.
 
-    Streaming prediction (paper Sec. 3.2.2, `stages/predict.py`) runs, for every new
-    frame, the two-stream extractor and then one step of the LSTM. Called as two
-    functions (`extractor.extract`, then `lstm.step`) the features go to the host and
-    back, and the LSTM step starts only once the whole extractor is done. Traced
-    together, the stage-1 LSTM (which needs only the context feature) runs while the
-    action head is still computing: at batch 1 the step is memory-bound (each of its
-    ~117M weights at 2048 units is read once per frame) and the convolutions are
-    compute-bound, so the two overlap. Measured on a 2-core CPU at the paper's size:
-    per frame 1.04x the extraction alone, against 1.32x for the two calls
-    (`benchmarks/bench_streaming_predict.py`).
+    For every new frame `x_t` (paper Sec. 3.2.2) the graph runs
+
+        x = preprocess_frames(x_t, (S, S))             # bilinear resize, BGR, mean
+        f_t = extractor(x)                             # context / action features
+        p_t, state_t = lstm_step(f_t, state_{t-1})     # final stage's probabilities
+        sum_t = sum_{t-1} + p_t,   pbar_t = sum_t / t  # temporal average pooling
+        anticipated_t = argmax_k pbar_t[k]
+
+    Everything the stream carries from frame to frame is an input and an output (no
+    variable changes), so the same graph is a `tf.function`, a SavedModel signature and a
+    TFLite signature. The resize is `preprocess_frames`' (`tf.image.resize`, bilinear,
+    half-pixel centres), the one training and extraction use. Traced together, the
+    stage-1 LSTM (which needs only the context feature) runs while the action head is
+    still computing (BENCHMARKS.md row 6: per frame ~1.1x the extraction alone).
+
+    Because the LSTM is causal, `pbar_t` equals step t of one pass over the whole clip
+    (`temporal_average_pooling(lstm(features))`), for any number of frames: past the
+    training T too.
 
     Args:
         extractor: a `TwoStreamFeatureExtractor` (its action head must not use
             `cam_class="oracle"`: a new video has no label).
         lstm: a `MultiStageLSTM`, or a `SingleStageLSTM` (reading its own stream).
+        input_size: the network input side S (`config.cnn.input_size`); default the
+            trunk's input size.
 
-    Call (`step(frames, states)`):
-        frames: `(batch, H, W, 3)` float32 frames, preprocessed
-            (`msl_keras.data.preprocessing.preprocess_frames`).
-        states: from `initial_state(batch)` or the previous call.
+    Call (`step(frame, state, prob_sum, count)`), all tensors of batch 1:
+        frame: `(height, width, 3)` uint8 RGB, any size.
+        state: `(num_states, units)` float32 recurrent state, `[h1, c1, h2, c2]` of the
+            MS-LSTM or `[h, c]` of a single-stage LSTM stacked; zeros at the start.
+        prob_sum: `(N,)` float32 running sum of the per-frame probabilities.
+        count: `()` float32 frames seen before this one.
 
     Returns:
-        `(outputs, new_states)`: `outputs["probs"]` `(batch, N)` the final stage's
-        probabilities (stage 2 of the MS-LSTM), `outputs["stage1"]` (MS-LSTM only),
-        and the frame's features `"context"` `(batch, Dc)`, `"action"` `(batch, Da)`,
-        `"cam_scores"` `(batch, N)`. The same numbers as
-        `lstm.step(**extractor.extract(frames))`.
+        dict: `"pooled"` `(N,)` pooled probabilities `pbar_t`, `"anticipated"` `()`
+        int32 class, `"probs"` `(N,)` this frame's final-stage probabilities, `"stage1"`
+        `(N,)` (MS-LSTM: stage 1's; single stage: equal to `"probs"`), and the next
+        call's `"state"`, `"prob_sum"`, `"count"`.
 
     Example:
 
-    >>> stream = StreamingStep(extractor, ms_lstm)
-    >>> states = stream.initial_state(1)
+    >>> stream = StreamingStep(extractor, ms_lstm, input_size=224)
+    >>> carry = stream.initial_carry()
     >>> for frame in frames:  # (H, W, 3) uint8
-    ...     x = preprocess_frames(frame[None], (224, 224))
-    ...     outputs, states = stream.step(x, states)
+    ...     out = stream.step(frame, **carry)
+    ...     carry = {k: out[k] for k in ("state", "prob_sum", "count")}
     """
 
-    def __init__(self, extractor, lstm):
+    def __init__(self, extractor, lstm, input_size=None):
         if extractor.action_head.cam_class == "oracle":
             raise ValueError(
                 "StreamingStep needs an extractor whose CAM does not use the true "
@@ -57,49 +74,91 @@ class StreamingStep:
                 "StreamingStep takes a MultiStageLSTM or a SingleStageLSTM. "
                 f"Received: {type(lstm).__name__}"
             )
-        self.extractor = extractor
-        self.lstm = lstm
-        self.multi_stage = isinstance(lstm, MultiStageLSTM)
         shape = tuple(extractor.trunk.input_shape[1:])
         if not extractor.built:
             extractor.build((None,) + shape)
+        self.multi_stage = isinstance(lstm, MultiStageLSTM)
         if not lstm.built:  # variables must not be made inside the traced step
             dims = {
                 "context": (None, None, extractor.context_dim),
                 "action": (None, None, extractor.action_dim),
             }
-            lstm.build(dims if self.multi_stage else {lstm.stream: dims[lstm.stream]})
+            lstm.build(dims if self.multi_stage else dims[lstm.stream])
+        self.extractor = extractor
+        self.lstm = lstm
+        size = shape[0] if input_size is None else input_size
+        self.input_size = (int(size), int(size))
+        self.num_classes = int(lstm.num_classes)
+        self.num_states = 4 if self.multi_stage else 2
+        self.units = int(lstm.units)
+        self.input_signature = {
+            "frame": tf.TensorSpec((None, None, 3), tf.uint8, name="frame"),
+            "state": tf.TensorSpec((self.num_states, self.units), tf.float32, name="state"),
+            "prob_sum": tf.TensorSpec((self.num_classes,), tf.float32, name="prob_sum"),
+            "count": tf.TensorSpec((), tf.float32, name="count"),
+        }
         self._step = tf.function(
-            self._graph,
-            input_signature=[
-                tf.TensorSpec((None,) + shape, tf.float32),
-                [tf.TensorSpec((None, lstm.units), lstm.compute_dtype)]
-                * (4 if self.multi_stage else 2),
-            ],
+            self.graph, input_signature=list(self.input_signature.values())
         )
 
-    def initial_state(self, batch_size=1):
-        """Zero LSTM states for `batch_size` streams."""
-        return self.lstm.initial_state(batch_size)
+    def initial_carry(self):
+        """What the first frame is called with: zero state, zero sum, count 0."""
+        return {
+            "state": tf.zeros((self.num_states, self.units), tf.float32),
+            "prob_sum": tf.zeros((self.num_classes,), tf.float32),
+            "count": tf.constant(0.0),
+        }
 
-    def _graph(self, frames, states):
-        features = self.extractor(frames, training=False)
-        outputs = {k: features[k] for k in ("context", "action", "cam_scores")}
+    def graph(self, frame, state, prob_sum, count):
+        """The step as TensorFlow ops, to trace (`tf.function`, SavedModel, TFLite)."""
+        x = preprocess_frames(frame[None], self.input_size)  # (1, S, S, 3)
+        features = self.extractor(x, training=False)
+        dtype = self.lstm.compute_dtype
+        states = [tf.cast(state[i : i + 1], dtype) for i in range(self.num_states)]
         if self.multi_stage:
-            probs1, probs2, new_states = self.lstm._step_graph(
-                features["context"], features["action"], states
+            stage1, probs, new_states = self.lstm._step_graph(
+                tf.cast(features["context"], dtype),
+                tf.cast(features["action"], dtype),
+                states,
             )
-            outputs.update(stage1=probs1, probs=probs2)
         else:
             probs, new_states = self.lstm._step_graph(
-                features[self.lstm.stream], states
+                tf.cast(features[self.lstm.stream], dtype), states
             )
-            outputs["probs"] = probs
-        return outputs, new_states
+            stage1 = probs
+        probs = tf.cast(probs[0], tf.float32)
+        prob_sum = prob_sum + probs
+        count = count + 1.0
+        pooled = prob_sum / count
+        return {
+            "pooled": pooled,
+            "anticipated": tf.argmax(pooled, output_type=tf.int32),
+            "probs": probs,
+            "stage1": tf.cast(stage1[0], tf.float32),
+            "state": tf.cast(tf.concat(new_states, axis=0), tf.float32),
+            "prob_sum": prob_sum,
+            "count": count,
+        }
 
-    def step(self, frames, states):
-        """One new frame per stream: see the class docstring."""
-        frames = tf.convert_to_tensor(frames, tf.float32)
-        states = [tf.convert_to_tensor(s, self.lstm.compute_dtype) for s in states]
-        outputs, new_states = self._step(frames, states)
-        return outputs, list(new_states)
+    def step(self, frame, state, prob_sum, count):
+        """One new frame: see the class docstring."""
+        return self._step(
+            tf.convert_to_tensor(frame, tf.uint8),
+            tf.convert_to_tensor(state, tf.float32),
+            tf.convert_to_tensor(prob_sum, tf.float32),
+            tf.convert_to_tensor(count, tf.float32),
+        )
+
+    def run(self, frames):
+        """The step over a sequence of frames from zero state: numpy outputs, one row per frame."""
+        carry = self.initial_carry()
+        rows = []
+        for frame in frames:
+            out = self.step(frame, **carry)
+            carry = {k: out[k] for k in ("state", "prob_sum", "count")}
+            rows.append(out)
+        return {
+            k: keras.ops.convert_to_numpy(tf.stack([r[k] for r in rows]))
+            for k in ("pooled", "anticipated", "probs", "stage1")
+        }
+
