@@ -1,8 +1,10 @@
-"""StreamingStep: trunk, heads and one LSTM step in one graph, equal to the two calls."""
+"""StreamingStep: a uint8 frame in, the pooled anticipation out; equal to the full-clip pass."""
 
 import numpy as np
 import pytest
 
+from msl_keras.data.preprocessing import preprocess_frames
+from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 from msl_keras.models import (
     MultiStageLSTM,
     SingleStageLSTM,
@@ -19,42 +21,61 @@ def _extractor(**kwargs):
     )
 
 
-def _frames(n=4, seed=0):
-    return np.random.default_rng(seed).normal(0, 50, (n, 32, 32, 3)).astype("float32")
+def _frames(n=4, seed=0, size=(24, 40)):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, *size, 3), dtype=np.uint8)
 
 
-def test_multi_stage_equals_extract_then_step_and_the_full_sequence():
-    extractor, lstm = _extractor(), MultiStageLSTM(N, units=UNITS)
-    stream = StreamingStep(extractor, lstm)
-    frames = _frames()
-    features = extractor.extract(frames)
+def _sharpen(lstm):
+    """Scaled-up classifiers, so the probabilities move from frame to frame."""
+    for layer in (getattr(lstm, "stage2_classifier", None), lstm.stage1_classifier):
+        if layer is not None:
+            layer.kernel.assign(layer.kernel * 8.0)
+
+
+def test_multi_stage_equals_the_full_clip_pass():
+    extractor, lstm = _extractor(), MultiStageLSTM(N, units=UNITS, dropout=0.0)
+    stream = StreamingStep(extractor, lstm, input_size=32)
+    _sharpen(lstm)
+    frames = _frames(6)
+    out = stream.run(frames)
+
+    features = extractor.extract(np.asarray(preprocess_frames(frames, (32, 32))))
     full = lstm({k: features[k][None] for k in ("context", "action")})
-    states, reference = stream.initial_state(1), lstm.initial_state(1)
-    for t in range(len(frames)):
-        out, states = stream.step(frames[t : t + 1], states)
-        p1, p2, reference = lstm.step(
-            features["context"][t : t + 1], features["action"][t : t + 1], reference
-        )
-        np.testing.assert_allclose(out["probs"], p2, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(out["stage1"], p1, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(out["probs"][0], full["stage2"][0, t], atol=1e-5)
-        np.testing.assert_allclose(
-            out["context"], features["context"][t : t + 1], rtol=1e-5, atol=1e-6
-        )
-        assert len(states) == 4 and tuple(states[0].shape) == (1, UNITS)
+    stage2 = np.asarray(full["stage2"])[0]
+    np.testing.assert_allclose(out["probs"], stage2, atol=1e-5)
+    np.testing.assert_allclose(out["stage1"], np.asarray(full["stage1"])[0], atol=1e-5)
+    pooled = temporal_average_pooling(stage2)
+    assert np.ptp(pooled[:, 0]) > 1e-3
+    np.testing.assert_allclose(out["pooled"], pooled, atol=1e-5)
+    assert out["anticipated"].tolist() == pooled.argmax(-1).tolist()
     assert stream._step.experimental_get_tracing_count() == 1
 
 
-def test_single_stage_reads_its_stream_and_batches():
+def test_carry_and_frames_of_any_size():
+    extractor, lstm = _extractor(), MultiStageLSTM(N, units=UNITS)
+    stream = StreamingStep(extractor, lstm)  # input size: the trunk's
+    assert stream.input_size == (32, 32)
+    carry = stream.initial_carry()
+    for size in ((24, 40), (50, 31), (32, 32)):  # one trace for every size
+        out = stream.step(_frames(1, size=size)[0], **carry)
+        carry = {k: out[k] for k in ("state", "prob_sum", "count")}
+    assert tuple(out["state"].shape) == (4, UNITS) and float(out["count"]) == 3.0
+    np.testing.assert_allclose(out["pooled"], out["prob_sum"] / 3.0, rtol=1e-6)
+    assert stream._step.experimental_get_tracing_count() == 1
+
+
+def test_single_stage_reads_its_stream():
     extractor = _extractor()
     lstm = SingleStageLSTM(N, units=UNITS, stream="action")
-    stream = StreamingStep(extractor, lstm)
-    frames = _frames(2)
-    out, states = stream.step(frames, stream.initial_state(2))
-    expected, _ = lstm.step(extractor.extract(frames)["action"], lstm.initial_state(2))
-    assert "stage1" not in out and out["probs"].shape == (2, N)
-    np.testing.assert_allclose(out["probs"], expected, rtol=1e-5, atol=1e-6)
-    assert len(states) == 2
+    stream = StreamingStep(extractor, lstm, input_size=32)
+    frames = _frames(3)
+    out = stream.run(frames)
+    features = extractor.extract(np.asarray(preprocess_frames(frames, (32, 32))))
+    expected = np.asarray(lstm({"action": features["action"][None]})["stage1"])[0]
+    np.testing.assert_allclose(out["probs"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["stage1"], out["probs"])
+    assert tuple(stream.initial_carry()["state"].shape) == (2, UNITS)
 
 
 def test_refuses_an_oracle_cam_and_other_models():
