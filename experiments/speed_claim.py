@@ -12,7 +12,7 @@ frames (default 50, 320x240 like UCF-101), two ways:
 
 - `clip`: the whole clip at once (one batched trunk pass, one causal LSTM pass), as
   `extract` + `evaluate` do: frames per second of offline analysis;
-- `streaming`: frame by frame with the LSTM state kept (`StreamingAnticipator`, as
+- `streaming`: frame by frame with the LSTM state kept (`models.StreamingStep`, as
   `msl-keras predict`): per-frame latency, batch 1.
 
 Decoding is not timed; preprocessing (resize, mean subtraction) is. As a yardstick for
@@ -106,7 +106,7 @@ def measure_clip_speed(
     """
     from msl_keras.callbacks import causal_forward
     from msl_keras.data.preprocessing import preprocess_frames
-    from msl_keras.stages.predict import StreamingAnticipator
+    from msl_keras.models.streaming import StreamingStep
 
     width, height = frame_size
     rng = np.random.default_rng(seed)
@@ -122,12 +122,10 @@ def measure_clip_speed(
         final = probs["stage2" if "stage2" in probs else "stage1"][0]  # (T, N)
         return np.cumsum(final, axis=0) / np.arange(1, len(final) + 1)[:, None]
 
-    anticipator = StreamingAnticipator(extractor, lstm, input_size)
+    stream = StreamingStep(extractor, lstm, input_size)
 
     def streaming():
-        anticipator.reset()
-        for frame in frames:
-            anticipator.update(frame)
+        stream.run(frames)
 
     clip_times = _time(whole_clip, repeats)
     stream_times = _time(streaming, repeats)

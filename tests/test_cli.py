@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "train-lstm",
     "evaluate",
     "predict",
+    "export",
     "run",
     "import-original",
     "import-original-weights",
@@ -145,12 +146,29 @@ def test_every_stage_on_generated_clips(tmp_path, capsys):
     clip = next(root.glob(f"*/*.avi"))
     plot = tmp_path / "probs.png"
     lstm = next(runs[0].glob("split1/lstm/ms_lstm_anticipation_*")).name
+    table = tmp_path / "frames.csv"
     code = cli.main(
-        ["predict", str(clip), "--run-dir", str(runs[0]), "--lstm", lstm, "--plot", str(plot)]
-    )
+        [
+            "predict", str(clip), str(clip.parent), "--run-dir", str(runs[0]),
+            "--lstm", lstm, "--plot", str(plot), "--csv", str(table), "--threshold", "0",
+        ]
+    )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "anticipated:" in out and plot.is_file()
+    assert "anticipated:" in out and "[past training T=6]" in out
+    assert "anticipation: " in out and f"wrote {table}" in out
+    from msl_keras.data.video import count_frames
+
+    videos = [clip, *sorted(clip.parent.glob("*.avi"))]
+    assert len(list(tmp_path.glob("probs_*.png"))) == len(videos) - 1  # one per name
+    rows = table.read_text().splitlines()[1:]
+    assert len(rows) == sum(count_frames(v) for v in videos)  # every frame, past T
+
+    exported = tmp_path / "exported"
+    code = cli.main(["export", "--run-dir", str(runs[0]), "--lstm", lstm, "--out", str(exported)])
+    assert code == 0
+    assert f"wrote saved_model: {exported}" in capsys.readouterr().out
+    assert (exported / "saved_model.pb").is_file()
 
 
 @pytest.mark.parametrize("sequences", [(1, 2, 3)])
