@@ -97,7 +97,7 @@ def plot_stream_probabilities(
             the committed one).
         trained_steps: optional training T: steps past it are shaded ("past training").
         committed_step: optional 0-based step of the anticipation moment, drawn as a
-            red line.
+            red line labelled with the class of `probs` there.
 
     Returns:
         `Path` of the written file.
@@ -143,7 +143,8 @@ def plot_stream_probabilities(
     if committed_step is not None:
         ax.axvline(
             x[committed_step], color="red", ls="--", lw=1.2,
-            label=f"committed (frame {x[committed_step]})",
+            label=f"committed: {class_names[int(np.argmax(probs[committed_step]))]} "
+            f"(frame {x[committed_step]})",
         )  # fmt: skip
     ax.set_ylabel("probability")
     ax.set_ylim(0, 1)
@@ -162,10 +163,13 @@ def _frame_strip(ax, x, thumbnails, count, committed_step):
     """Thumbnails at their frame numbers on `ax`'s x axis (the committed one in red)."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    picked = set(np.linspace(0, len(x) - 1, min(count, len(x))).round().astype(int))
+    count = min(count, len(x))
+    picked = set(np.linspace(0, len(x) - 1, count).round().astype(int))
     if committed_step is not None:
-        # Keep the committed frame; drop an evenly spread one that would overlap it.
-        near = [i for i in picked if abs(i - committed_step) < len(x) / (2 * count)]
+        # Keep the committed frame; drop the evenly spread ones that would overlap it
+        # (closer than 3/4 of their spacing: a thumbnail is about that wide).
+        spacing = (x[-1] - x[0]) / max(1, count - 1)
+        near = [i for i in picked if abs(x[i] - x[committed_step]) < 0.75 * spacing]
         picked.difference_update(near)
         picked.add(int(committed_step))
     height = max(np.asarray(t).shape[0] for t in thumbnails)
@@ -179,7 +183,10 @@ def _frame_strip(ax, x, thumbnails, count, committed_step):
             bboxprops={"edgecolor": "red" if committed else "grey",
                        "lw": 2.5 if committed else 0.8},
         )  # fmt: skip
+        box.set_zorder(3 if committed else 2)
         ax.add_artist(box)
+    if committed_step is not None:
+        ax.axvline(x[committed_step], color="red", ls="--", lw=1.2, zorder=1)
     ax.set_ylim(0, 1)
     ax.set_yticks([])
     span = max(1, x[-1] - x[0])

@@ -34,6 +34,22 @@ def test_stream_probabilities(tmp_path):
         plot_stream_probabilities(probs, list("abc"), tmp_path / "bad.png")
 
 
+def test_stream_probabilities_with_a_frame_strip(tmp_path):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=20)
+    thumbnails = [rng.integers(0, 256, (16, 20, 3), dtype=np.uint8) for _ in range(20)]
+    path = plot_stream_probabilities(
+        probs, list("abc"), tmp_path / "strip.png", frame_numbers=np.arange(20) * 3 + 1,
+        thumbnails=thumbnails, trained_steps=8, committed_step=11,
+    )  # fmt: skip
+    plain = plot_stream_probabilities(probs, list("abc"), tmp_path / "plain.png")
+    assert _is_png(path) and path.stat().st_size > plain.stat().st_size  # thumbnails
+    with pytest.raises(ValueError, match="19 thumbnails"):
+        plot_stream_probabilities(
+            probs, list("abc"), tmp_path / "bad.png", thumbnails=thumbnails[1:]
+        )
+
+
 def test_cam(tmp_path):
     frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     path = plot_cam(frame, np.random.rand(3, 4), np.zeros((3, 4)), tmp_path / "cam.png")
