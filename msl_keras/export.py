@@ -127,10 +127,12 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
         "num_classes": stream.num_classes,
         "model": "ms_lstm" if stream.multi_stage else "single_stage",
         "inputs": {
-            k: {"shape": [d for d in spec.shape.as_list()], "dtype": spec.dtype.name}
+            k: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
             for k, spec in stream.input_signature.items()
         },
-        "outputs": ["pooled", "anticipated", "probs", "stage1", "state", "prob_sum", "count"],
+        "outputs": [
+            "pooled", "anticipated", "probs", "stage1", "state", "prob_sum", "count"
+        ],  # fmt: skip
         "carry": ["state", "prob_sum", "count"],
         "files": {k: p.name for k, p in written.items()},
         **(metadata or {}),
@@ -140,8 +142,10 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
     return written
 
 
-def export_from_run_dir(run_dir, out, format="saved_model", fold=None, lstm=None, print_fn=print):
-    """Exports the streaming model of a trained run folder (what `msl-keras export` calls).
+def export_from_run_dir(
+    run_dir, out, format="saved_model", fold=None, lstm=None, print_fn=print
+):
+    """Exports the streaming model of a trained run folder (`msl-keras export` calls it).
 
     Args:
         run_dir, fold, lstm: the trained models (`stages.predict.load_trained_run`).

@@ -84,3 +84,25 @@ def test_a_script_runs_alone_with_its_own_arguments(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     (row,) = json.loads((tmp_path / "row.json").read_text())
     assert row["key"] == "4" and "identical" in row["detail"]
+
+
+def test_streaming_rows_run_alone(tmp_path):
+    """Rows 6 and 6c: the Keras streaming step and its exported TFLite file, timed."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(BENCHMARKS, "bench_streaming_predict.py"),
+            "--size", "tiny",
+            "--repeats", "1",
+            "--json", str(tmp_path / "rows.json"),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [row["key"] for row in rows] == ["6", "6c"]
+    assert all(row["values"][0] > 0 for row in rows)
+    assert "TFLite" in rows[1]["detail"] and "MiB file" in rows[1]["detail"]

@@ -138,7 +138,8 @@ def test_predict_from_run_dir_many_videos_and_csv(streaming_run, tmp_path):
         top_k=2,
         plot_path=tmp_path / "p.png",
     )
-    assert [r["video"] for r in results] == [str(clip), *(str(videos / n) for n in ("a.avi", "b.avi"))]
+    names = [str(clip), str(videos / "a.avi"), str(videos / "b.avi")]
+    assert [r["video"] for r in results] == names  # a folder of videos: sorted
     expected = predict_video(clip, config, run, FOLD, print_fn=None, max_frames=6)
     np.testing.assert_allclose(results[0]["pooled"], expected["pooled"], atol=1e-6)
     assert (tmp_path / "p_clip.png").is_file() and (tmp_path / "p_a.png").is_file()

@@ -93,7 +93,9 @@ class StreamingStep:
         self.units = int(lstm.units)
         self.input_signature = {
             "frame": tf.TensorSpec((None, None, 3), tf.uint8, name="frame"),
-            "state": tf.TensorSpec((self.num_states, self.units), tf.float32, name="state"),
+            "state": tf.TensorSpec(
+                (self.num_states, self.units), tf.float32, name="state"
+            ),
             "prob_sum": tf.TensorSpec((self.num_classes,), tf.float32, name="prob_sum"),
             "count": tf.TensorSpec((), tf.float32, name="count"),
         }
@@ -150,7 +152,7 @@ class StreamingStep:
         )
 
     def run(self, frames):
-        """The step over a sequence of frames from zero state: numpy outputs, one row per frame."""
+        """The step over `frames` from the zero carry: numpy outputs, one row per frame."""
         carry = self.initial_carry()
         rows = []
         for frame in frames:

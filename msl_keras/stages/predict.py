@@ -237,7 +237,7 @@ def predict_video(
 
 
 def describe_anticipation(result):
-    """One line: when the prediction of `predict_video`'s result committed, or that it did not."""
+    """One line: when a `predict_video` result's prediction committed, or that it did not."""
     last = int(result["frame_indices"][-1]) + 1
     threshold = result["threshold"]
     moment = result["anticipation"]
