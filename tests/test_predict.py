@@ -106,6 +106,9 @@ def test_max_frames_threshold_and_silent_run(streaming_run):
     assert not result["past_training"].any()
     assert result["anticipation"] is None  # no pooled probability reaches 1.0
     assert result["predicted_names"][0] in CLASS_NAMES
+    for bad in ({"max_frames": 0}, {"threshold": 1.5}):
+        with pytest.raises(ConfigError, match="--max-frames|--threshold"):
+            predict_video(clip, config, run, FOLD, print_fn=None, **bad)
 
 
 def test_uniform_selection_streams_the_selected_frames(streaming_run):

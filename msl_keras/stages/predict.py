@@ -133,6 +133,10 @@ def predict_video(
         `class_names`, `threshold`, `anticipation` (None, or a dict with `step`,
         `frame` 0-based index, `time`, `class`, `name`, `probability`), `plot`.
     """
+    if max_frames is not None and int(max_frames) < 1:
+        raise ConfigError(f"--max-frames must be at least 1. Received: {max_frames}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold must be in [0, 1]. Received: {threshold}")
     run = resolve_run(config, run)
     if fold is None:
         fold = _only_fold(run)
