@@ -79,8 +79,10 @@ def test_streaming_runs_the_whole_video_equal_to_one_pass(streaming_run, tmp_pat
     assert np.ptp(result["pooled"][:, 0]) > 1e-3  # the probabilities do move
     assert result["predicted"].tolist() == pooled.argmax(-1).tolist()
 
-    assert len(lines) == n + 1
-    for t, line in enumerate(lines[:n]):
+    assert len(lines) == n + 2
+    header = "streaming every frame; the LSTM was trained on the first T=5 "
+    assert lines[0].startswith(header)
+    for t, line in enumerate(lines[1 : n + 1]):
         match = LINE.fullmatch(line)
         assert match, line
         assert int(match.group(1)) == t + 1
@@ -116,8 +118,11 @@ def test_uniform_selection_streams_the_selected_frames(streaming_run):
     uniform = dataclasses.replace(
         config, data=dataclasses.replace(config.data, frame_selection="uniform")
     )
-    result = predict_video(clip, uniform, run, FOLD, print_fn=None)
+    lines = []
+    result = predict_video(clip, uniform, run, FOLD, print_fn=lines.append)
     assert result["frame_indices"].tolist() == [0, 2, 4, 6, 8]  # T = 5 of 9
+    assert lines[0].startswith("streaming the 5 of 9 frames spread over the video")
+    assert not any("past training" in line for line in lines)
 
 
 def test_predict_from_run_dir_many_videos_and_csv(streaming_run, tmp_path):

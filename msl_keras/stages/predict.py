@@ -8,6 +8,7 @@ updates the temporal average pooling. The anticipated class is printed as each f
 seen, then the anticipation moment (`metrics.anticipation_step`):
 
 ```
+streaming every frame; the LSTM was trained on the first T=32 (...), later frames are marked
 frame   1  anticipated: punch (p=0.41)
 ...
 frame  33  anticipated: punch (p=0.74)  [past training T=32]
@@ -21,7 +22,8 @@ sequence that long while training).
 
 The frames fed: with `data.frame_selection="first"` every frame of the video (the
 training clips were its first T frames at the video's rate); with `"uniform"` the T
-frames `select_frames` picks (the rate training used). `max_frames` caps either.
+frames `select_frames` picks, spread over the whole video (the rate training used).
+`max_frames` caps either. The first line printed says which.
 """
 
 import csv
@@ -155,12 +157,23 @@ def predict_video(
     T = int(config.data.num_steps)
     indices = None
     if config.data.frame_selection == "uniform":
+        num_frames = count_frames(video_path)
         indices = select_frames(
-            count_frames(video_path),
-            T,
-            mode="uniform",
-            observed_ratio=config.data.observed_ratio,
+            num_frames, T, mode="uniform", observed_ratio=config.data.observed_ratio
         )
+        header = (
+            f"streaming the {len(indices)} of {num_frames} frames spread over the video "
+            "as training selected them (data.frame_selection='uniform')"
+        )
+    else:
+        header = (
+            "streaming every frame; the LSTM was trained on the first "
+            f"T={T} (data.frame_selection='first'), later frames are marked"
+        )
+    if max_frames is not None:
+        header += f"; stopping after {int(max_frames)}"
+    if print_fn is not None:
+        print_fn(header)
     fps = video_fps(video_path)
 
     rows, frame_indices, thumbnails = [], [], []
