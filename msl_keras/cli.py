@@ -8,6 +8,7 @@ The CLI only parses arguments, resolves the config and calls the stage functions
     msl-keras train-lstm --preset paper_jhmdb --set lstm.loss=ce
     msl-keras predict clip.avi --run-dir runs/<run> --plot probs.png --csv frames.csv
     msl-keras export --run-dir runs/<run> --format tflite --out exported/
+    msl-keras import-features --preset imported --root my_features.npz
 """
 
 import argparse
@@ -112,6 +113,23 @@ def build_parser():
         "--shard",
         metavar="I/N",
         help="extract only shard I of N (0-based) into its own store; merge them after",
+    )
+
+    p = add(
+        "import-features",
+        "write the feature store of each fold from per-frame features made elsewhere",
+        "Reads --root (data.root): a .npz or .h5 of (clips, T, D) 'context' and/or "
+        "'action' arrays with\n'labels' and 'split1', ..., or a folder with clips.csv "
+        "and context/<clip>.npy, action/<clip>.npy\n(layout: README, 'Bring your own "
+        "features'). Then train-lstm and evaluate run on the\nstore with the same "
+        "options. Needs data.dataset=imported (--preset imported).",
+    )
+    _add_config_arguments(p)
+    _add_fold_argument(p)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a store imported from other features or settings",
     )
 
     p = add("merge", "merge the feature stores written by `extract --shard I/N`")
@@ -381,6 +399,16 @@ def _dispatch(args):
         stages.run_all(config, index=index, folds=_folds(index, args.fold))
         return 0
 
+    if config.data.dataset == "imported" and args.command in (
+        "train-cnn",
+        "extract",
+        "merge",
+    ):
+        raise MslKerasError(
+            f"data.dataset=imported holds features, not videos: there is nothing to "
+            f"{args.command}. Write its feature store with `msl-keras import-features`, "
+            "then run train-lstm and evaluate."
+        )
     run = stages.RunDirectory.create(config)
     for fold in _folds(index, args.fold):
         if args.command == "train-cnn":
@@ -388,12 +416,19 @@ def _dispatch(args):
         elif args.command == "extract":
             shard = _parse_shard(args.shard) if args.shard else (0, 1)
             stages.extract(config, index, fold, run=run, shard=shard)
+        elif args.command == "import-features":
+            stages.import_features(config, index, fold, run=run, overwrite=args.overwrite)
         elif args.command == "merge":
             stages.merge_shards(config, fold, run, args.shards)
         elif args.command == "train-lstm":
             stages.train_lstm(config, index, fold, run=run, resume=not args.no_resume)
         elif args.command == "evaluate":
             stages.evaluate(config, index, fold, run=run)
+    if args.command == "import-features":
+        print(
+            "next: `msl-keras train-lstm` then `msl-keras evaluate`, with the same "
+            "--preset/--config/--set/--root options."
+        )
     return 0
 
 

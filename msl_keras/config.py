@@ -23,7 +23,7 @@ from typing import Optional
 
 from msl_keras.errors import ConfigError
 
-DATASETS = ("generated", "ucf101", "jhmdb", "ut_interaction")
+DATASETS = ("generated", "ucf101", "jhmdb", "ut_interaction", "imported")
 FRAME_SELECTIONS = ("first", "uniform")
 CAM_CLASSES = ("predicted", "top_k", "oracle")
 LSTM_MODELS = ("ms_lstm", "context", "action")
@@ -37,9 +37,11 @@ class DataConfig:
     Args:
         dataset: one of `DATASETS`.
         root: the dataset's folder as downloaded (for "generated": where the clips are
-            written).
+            written; for "imported": the features, a .npz, .h5 or folder of .npy, see
+            `msl_keras.data.imported`).
         lists_dir: the folder of official split lists when it is not inside `root`.
-        split: the official split (1-3) of UCF-101 and JHMDB-21.
+        split: the official split (1-3) of UCF-101 and JHMDB-21 ("imported": k of the
+            input's `split<k>`).
         ut_set: UT-Interaction set (1 or 2), or None for both (the paper's Table 2:
             20 folds, the `paper_ut_interaction` preset).
         ut_test_sequence: the held-out sequence of a leave-one-sequence-out fold
@@ -271,6 +273,12 @@ PRESETS = {
         frame_selection="uniform",
         ut_set=None,
         ut_test_sequence=None,
+    ),
+    # Features made elsewhere (msl-keras import-features): only the LSTM stages run.
+    "imported": lambda: Config(
+        name="imported",
+        data=DataConfig(dataset="imported", root="features.npz", num_steps=50),
+        lstm=LSTMConfig(),
     ),
     # Small enough for 2 CPU cores in minutes, on the generated clips.
     "demo": lambda: Config(

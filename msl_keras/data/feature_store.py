@@ -25,6 +25,10 @@ Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
                               decoded; extraction goes on and lists them at the end
 ```
 
+A single-stream store (features imported from elsewhere for a one-stream LSTM,
+`msl_keras.data.imported`) has `context_dim` or `action_dim` None in its settings and
+no `/context` or `/action` dataset; `read` then returns only the stream it holds.
+
 Crash safety: `append` writes the row's data and flushes the file, then sets
 `complete[row] = 1` and flushes again. A process killed at any point leaves rows whose
 flag is 0; they never read as data, and the next `append` (after
@@ -51,6 +55,7 @@ with FeatureStore.open_or_create("features.h5", settings, class_names) as store:
 ```
 """
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -71,7 +76,8 @@ FRAME_SELECTIONS = ("first", "uniform")
 DTYPES = ("float16", "float32")
 COMPRESSIONS = ("gzip", "lzf", None)
 
-# Every per-clip dataset; `complete` is written last.
+STREAMS = ("context", "action")
+# Every per-clip dataset of a two-stream store; `complete` is written last.
 ROW_DATASETS = (
     "context",
     "action",
@@ -87,6 +93,11 @@ _DELETE_ADVICE = (
     "every clip."
 )
 _READ_BLOCK = 64  # rows read from HDF5 at once by `read`
+
+
+def row_datasets(settings):
+    """The per-clip datasets of a store with these settings (its streams only)."""
+    return tuple(n for n in ROW_DATASETS if n not in STREAMS or n in settings.streams)
 
 
 def _listing(items, limit=20):
@@ -113,8 +124,10 @@ class StoreSettings:
         extractor_fingerprint: `weights_fingerprint` of the CNN that made the features.
         cam_class: the class whose CAM masked the action stream ("predicted",
             "top_k", "oracle", ...).
-        context_dim: Dc, size of a context feature (fc7 of the context-aware head).
-        action_dim: Da, size of an action feature (fc7 of the action-aware head).
+        context_dim: Dc, size of a context feature (fc7 of the context-aware head);
+            None: a single-stream store without context features.
+        action_dim: Da, size of an action feature (fc7 of the action-aware head);
+            None: a single-stream store without action features.
         num_classes: N, number of classes the labels index.
         dtype: storage precision, "float16" (half the bytes) or "float32".
     """
@@ -128,8 +141,8 @@ class StoreSettings:
     preprocessing: str
     extractor_fingerprint: str
     cam_class: str
-    context_dim: int
-    action_dim: int
+    context_dim: int | None
+    action_dim: int | None
     num_classes: int
     dtype: str = "float16"
 
@@ -154,8 +167,16 @@ class StoreSettings:
                     f"StoreSettings.{key} must be a non-empty string. "
                     f"Received: {key}={value!r}"
                 )
-        for key in ("T", "context_dim", "action_dim", "num_classes"):
+        for key in ("T", "num_classes"):
             put(key, _positive_int(key, getattr(self, key)))
+        for key in ("context_dim", "action_dim"):
+            if getattr(self, key) is not None:
+                put(key, _positive_int(key, getattr(self, key)))
+        if self.context_dim is None and self.action_dim is None:
+            raise ConfigError(
+                "StoreSettings needs at least one stream: context_dim or action_dim. "
+                "Received: context_dim=None, action_dim=None"
+            )
         ratio = self.observed_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)):
             raise ConfigError(
@@ -194,6 +215,15 @@ class StoreSettings:
                 f"StoreSettings.dtype must be one of {DTYPES}. Received: dtype={self.dtype!r}"
             )
         put("dtype", dtype)
+
+    @property
+    def streams(self):
+        """The streams the store holds: `("context", "action")`, or one of them."""
+        return tuple(s for s in STREAMS if self.dim(s) is not None)
+
+    def dim(self, stream):
+        """The feature size of `stream` ("context" or "action"); None when absent."""
+        return self.context_dim if stream == "context" else self.action_dim
 
     def to_dict(self):
         """The settings as a JSON-ready dict (input_size as a list)."""
@@ -452,18 +482,16 @@ class FeatureStore:
                 k: (v.item() if isinstance(v, np.generic) else v)
                 for k, v in self.info.items()
             }
-            missing = [name for name in ROW_DATASETS + ("failed",) if name not in f]
+            s = self.settings
+            self._row_datasets = row_datasets(s)
+            missing = [name for name in self._row_datasets + ("failed",) if name not in f]
             if missing:
                 raise FeatureStoreError(
                     f"Feature store '{path}' lacks datasets {missing}; it is damaged. "
                     f"{_DELETE_ADVICE}"
                 )
-            s = self.settings
-            expected = {
-                "context": (s.T, s.context_dim),
-                "action": (s.T, s.action_dim),
-                "frame_indices": (s.T,),
-            }
+            expected = {stream: (s.T, s.dim(stream)) for stream in s.streams}
+            expected["frame_indices"] = (s.T,)
             for name, tail in expected.items():
                 if f[name].shape[1:] != tail:
                     raise FeatureStoreError(
@@ -474,7 +502,7 @@ class FeatureStore:
             complete = np.asarray(f["complete"][:], dtype=np.uint8)
             # A crash may have persisted a resize of some datasets only: rows past the
             # shortest one are not complete.
-            usable = min(f[name].shape[0] for name in ROW_DATASETS)
+            usable = min(f[name].shape[0] for name in self._row_datasets)
             complete[usable:] = 0
             ids = list(f["clip_ids"].asstr()[: complete.shape[0]])
             ids += [""] * (complete.shape[0] - len(ids))
@@ -525,10 +553,10 @@ class FeatureStore:
     def __repr__(self):
         s = self.settings
         state = "closed" if self.closed else self.mode
+        dims = ", ".join(f"{stream}_dim={s.dim(stream)}" for stream in s.streams)
         return (
             f"FeatureStore('{self.path}', {state}, {len(self)} clips, dataset={s.dataset}, "
-            f"split={s.split}, T={s.T}, context_dim={s.context_dim}, "
-            f"action_dim={s.action_dim}, dtype={s.dtype})"
+            f"split={s.split}, T={s.T}, {dims}, dtype={s.dtype})"
         )
 
     def completed_ids(self):
@@ -542,8 +570,10 @@ class FeatureStore:
 
         Args:
             clip_id: unique id of the clip (a clip already complete is refused).
-            context: `(n, Dc)` context features of the n <= T selected frames.
-            action: `(n, Da)` action features of the same frames.
+            context: `(n, Dc)` context features of the n <= T selected frames; None
+                in a store without a context stream.
+            action: `(n, Da)` action features of the same frames; None in a store
+                without an action stream.
             label: class index in [0, N).
             frame_indices: `(n,)` frame of the clip each step shows.
             num_frames: frames in the whole clip (> every frame index).
@@ -592,10 +622,17 @@ class FeatureStore:
     def _prepare_row(self, clip_id, context, action, label, frame_indices, num_frames):
         s = self.settings
         arrays = {}
-        for name, value, dim in (
-            ("context", context, s.context_dim),
-            ("action", action, s.action_dim),
-        ):
+        for name, value in (("context", context), ("action", action)):
+            dim = s.dim(name)
+            if dim is None or value is None:
+                if dim is None and value is None:
+                    continue
+                raise FeatureStoreMismatchError(
+                    f"Clip '{clip_id}': feature store '{self.path}' holds the "
+                    f"{' and '.join(s.streams)} stream(s), but {name} features were "
+                    f"{'given' if dim is None else 'not given'}. Pass exactly the "
+                    "store's streams (None for a stream the store does not hold)."
+                )
             array = np.asarray(value)
             if (
                 array.ndim != 2
@@ -611,11 +648,12 @@ class FeatureStore:
                     "extractor the store was made with."
                 )
             arrays[name] = array
-        n = arrays["context"].shape[0]
-        if arrays["action"].shape[0] != n:
+        n = arrays[s.streams[0]].shape[0]
+        if any(array.shape[0] != n for array in arrays.values()):
             raise FeatureStoreError(
-                f"Clip '{clip_id}': context has {n} steps but action has "
-                f"{arrays['action'].shape[0]}; both streams describe the same frames."
+                f"Clip '{clip_id}': context has {arrays['context'].shape[0]} steps but "
+                f"action has {arrays['action'].shape[0]}; both streams describe the same "
+                "frames."
             )
         if not 1 <= n <= s.T:
             raise FeatureStoreError(
@@ -673,7 +711,7 @@ class FeatureStore:
         """The first incomplete row (left by a killed writer), else a new row."""
         free = np.flatnonzero(self._complete == 0)
         slot = int(free[0]) if free.size else int(self._complete.shape[0])
-        for name in ROW_DATASETS:
+        for name in self._row_datasets:
             dataset = self._file[name]
             if dataset.shape[0] <= slot:
                 dataset.resize(slot + 1, axis=0)
@@ -684,8 +722,8 @@ class FeatureStore:
 
     def _write_row(self, slot, clip_id, row):
         f = self._file
-        f["context"][slot] = row["context"]
-        f["action"][slot] = row["action"]
+        for stream in self.settings.streams:
+            f[stream][slot] = row[stream]
         f["labels"][slot] = row["label"]
         f["lengths"][slot] = row["length"]
         f["frame_indices"][slot] = row["frame_indices"]
@@ -762,7 +800,7 @@ class FeatureStore:
 
         Returns:
             dict with "context" `(clips, T, Dc)`, "action" `(clips, T, Da)` (zero on
-            padded steps), "labels" `(clips,)` int64, "lengths" `(clips,)` int32,
+            padded steps; only the store's streams), "labels" `(clips,)` int64, "lengths" `(clips,)` int32,
             "clip_ids" `(clips,)` str, "frame_indices" `(clips, T)` int32 (-1 on
             padding), "num_frames" `(clips,)` int64.
 
@@ -789,8 +827,8 @@ class FeatureStore:
         s, f = self.settings, self._file
         count = slots.shape[0]
         out = {
-            "context": np.zeros((count, s.T, s.context_dim), dtype=dtype),
-            "action": np.zeros((count, s.T, s.action_dim), dtype=dtype),
+            stream: np.zeros((count, s.T, s.dim(stream)), dtype=dtype)
+            for stream in s.streams
         }
         try:
             for name, kind in (
@@ -813,7 +851,7 @@ class FeatureStore:
                     stop += 1
                 hi = slots[order[stop - 1]] + 1
                 positions = order[start:stop]
-                for name in ("context", "action"):
+                for name in s.streams:
                     block = f[name][lo:hi][slots[positions] - lo]
                     finite = np.isfinite(block).all(axis=(1, 2))
                     bad.update(int(slots[p]) for p in positions[~finite])
@@ -859,8 +897,10 @@ class FeatureStore:
         f = self._file
         n = int(f["lengths"][slot])
         return {
-            "context": f["context"][slot][:n],
-            "action": f["action"][slot][:n],
+            **{
+                stream: f[stream][slot][:n] if stream in f else None
+                for stream in STREAMS
+            },
             "label": int(f["labels"][slot]),
             "frame_indices": f["frame_indices"][slot][:n],
             "num_frames": int(f["num_frames"][slot]),
@@ -874,7 +914,8 @@ def _write_skeleton(file, settings, class_names, compression):
         filters = {"compression": compression, "shuffle": True}
         if compression == "gzip":
             filters["compression_opts"] = 4
-    for name, dim in (("context", s.context_dim), ("action", s.action_dim)):
+    for name in s.streams:
+        dim = s.dim(name)
         file.create_dataset(
             name,
             shape=(0, s.T, dim),
@@ -984,6 +1025,27 @@ def check_compatible(store_settings, expected):
         )
 
 
+def check_streams(store, streams):
+    """Raises unless the store holds every stream a model reads.
+
+    Args:
+        store: a `FeatureStore` or its `StoreSettings`.
+        streams: the streams the model reads, e.g. `("context", "action")`.
+
+    Raises:
+        FeatureStoreMismatchError: a stream the (single-stream) store does not hold.
+    """
+    settings, where = _settings_of(store)
+    absent = [stream for stream in streams if stream not in settings.streams]
+    if absent:
+        raise FeatureStoreMismatchError(
+            f"The model reads the {' and '.join(streams)} stream(s), but {where} holds "
+            f"only the {settings.streams[0]} stream (a single-stream store). Train a "
+            f"one-stream LSTM of that stream (lstm.model={settings.streams[0]}), or "
+            "import or extract the features of both streams."
+        )
+
+
 def check_model_inputs(store, context_dim=None, action_dim=None):
     """Raises unless a model's input sizes match the store's features.
 
@@ -995,6 +1057,10 @@ def check_model_inputs(store, context_dim=None, action_dim=None):
         FeatureStoreMismatchError: saying which sizes differ and what to do.
     """
     settings, where = _settings_of(store)
+    check_streams(
+        settings,
+        [s for s, dim in (("context", context_dim), ("action", action_dim)) if dim],
+    )
     differences = {}
     if context_dim is not None and int(context_dim) != settings.context_dim:
         differences["context_dim"] = (settings.context_dim, int(context_dim))
@@ -1008,6 +1074,31 @@ def check_model_inputs(store, context_dim=None, action_dim=None):
             f"an LSTM for the store's sizes: context_dim={settings.context_dim}, "
             f"action_dim={settings.action_dim}."
         )
+
+
+@contextlib.contextmanager
+def writing_new_store(out_path, settings, class_names, compression="gzip"):
+    """A new store that appears at `out_path` only once it is completely written.
+
+    Yields a `FeatureStore` open for appending at `<out_path>.partial` (a stale one is
+    replaced); when the block ends, the file is flushed, closed and renamed to
+    `out_path`. An exception in the block closes and removes the partial file, so a
+    failed import or merge never leaves a store that looks complete. Rows appended
+    with `_append(..., durable=False)` are made durable by the final flush.
+    """
+    out_path = Path(out_path)
+    partial = out_path.with_name(out_path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    store = FeatureStore.create(partial, settings, class_names, compression=compression)
+    try:
+        yield store
+        store._file.flush()
+    except BaseException:
+        store.close()
+        partial.unlink(missing_ok=True)
+        raise
+    store.close()
+    os.replace(partial, out_path)
 
 
 def merge_stores(paths, out_path, order=None, compression="gzip"):
@@ -1089,12 +1180,9 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
             rank = {clip_id: i for i, clip_id in enumerate(order)}
             listed = sorted((c for c in sequence if c in rank), key=rank.__getitem__)
             sequence = listed + [c for c in sequence if c not in rank]
-        partial = out_path.with_name(out_path.name + ".partial")
-        partial.unlink(missing_ok=True)
-        merged = FeatureStore.create(
-            partial, first.settings, first.class_names, compression=compression
-        )
-        try:
+        with writing_new_store(
+            out_path, first.settings, first.class_names, compression
+        ) as merged:
             merged._file.attrs["merged_from"] = json.dumps([str(p) for p in paths])
             for clip_id in sequence:
                 store = stores[owner[clip_id]]
@@ -1106,10 +1194,6 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
             for clip_id, reason in failures.items():
                 if clip_id not in owner:
                     merged.record_failure(clip_id, reason)
-            merged._file.flush()
-        finally:
-            merged.close()
-        os.replace(partial, out_path)
     finally:
         for store in stores:
             store.close()

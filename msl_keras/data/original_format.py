@@ -34,7 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from msl_keras.data.feature_store import FeatureStore, StoreSettings
+from msl_keras.data.feature_store import (
+    FeatureStore,
+    StoreSettings,
+    writing_new_store,
+)
 from msl_keras.errors import ConfigError, DatasetError, FeatureStoreError
 
 SUBSETS = ("train", "val")
@@ -132,7 +136,9 @@ def original_roles(stream_dir, subsets=SUBSETS):
     return roles
 
 
-def _load(path, mmap=False):
+def load_npy(path, mmap=False):
+    """One `.npy` array (memory-mapped with `mmap`); an unreadable file raises
+    `DatasetError` naming it."""
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -145,7 +151,7 @@ def _read_label(paths, clip):
     decoded = {}
     for path in paths:
         if path.is_file():
-            decoded[path] = decode_original_label(_load(path), where=str(path))
+            decoded[path] = decode_original_label(load_npy(path), where=str(path))
     if not decoded:
         raise DatasetError(
             f"Clip '{clip}' has no label file ({' or '.join(map(str, paths))})."
@@ -251,7 +257,7 @@ def import_original_features(
     for clip, (subset, ctx_path, act_path) in clips.items():
         shapes = {}
         for stream, path in (("context", ctx_path), ("action", act_path)):
-            array = _load(path, mmap=True)
+            array = load_npy(path, mmap=True)
             if array.ndim != 2 or array.dtype.kind not in "fiu":
                 raise DatasetError(
                     f"'{path}' must be a (T, D) numeric array. Received shape {array.shape}, "
@@ -315,13 +321,10 @@ def import_original_features(
     settings = StoreSettings(**{**defaults, **settings_overrides})
 
     # Second pass: the data, into <out>.partial; renamed once everything is in.
-    partial = out_path.with_name(out_path.name + ".partial")
-    partial.unlink(missing_ok=True)
     zero_clips, too_long = [], []
-    store = FeatureStore.create(partial, settings, class_names, compression=compression)
-    try:
+    with writing_new_store(out_path, settings, class_names, compression) as store:
         for clip, (subset, ctx_path, act_path) in clips.items():
-            context, action = _load(ctx_path), _load(act_path)
+            context, action = load_npy(ctx_path), load_npy(act_path)
             zero_context, zero_action = ~context.any(axis=1), ~action.any(axis=1)
             if not allow_zero_rows:
                 zeros = int((zero_context | zero_action).sum())
@@ -355,24 +358,16 @@ def import_original_features(
                 n,
                 durable=False,
             )
-        store._file.flush()
-    except BaseException:
-        store.close()
-        partial.unlink(missing_ok=True)
-        raise
-    store.close()
-    if zero_clips or too_long:
-        partial.unlink(missing_ok=True)
         if zero_clips:
             raise DatasetError(
                 f"{len(zero_clips)} clips have all-zero feature rows: "
                 f"{_listing(zero_clips)}. {_ZERO_ROWS_EXPLANATION} Nothing was written."
             )
-        raise DatasetError(
-            f"Clips with more rows than T={settings.T}: {_listing(too_long)}. Pass a larger "
-            "T (or none: the longest clip's). Nothing was written."
-        )
-    os.replace(partial, out_path)
+        if too_long:
+            raise DatasetError(
+                f"Clips with more rows than T={settings.T}: {_listing(too_long)}. Pass a "
+                "larger T (or none: the longest clip's). Nothing was written."
+            )
     return FeatureStore(out_path, "r")
 
 
@@ -403,6 +398,11 @@ def export_original_features(
         store = FeatureStore(store, "r")
     try:
         s = store.settings
+        if len(s.streams) != 2:
+            raise ConfigError(
+                f"Feature store '{store.path}' holds only the {s.streams[0]} stream; the "
+                "original layout has two stream folders, so it cannot be exported."
+            )
         lookup = role_of if callable(role_of) else role_of.__getitem__
         clip_ids = store.completed_ids()
         roles = {}

@@ -2,6 +2,7 @@
 
 `prepare` -> `train_cnn` -> `extract` (or `extract` per shard, then `merge_shards`) ->
 `train_lstm` -> `evaluate`; `predict_video` streams a video through a trained run.
+Features made elsewhere take `import_features` in place of `train_cnn` and `extract`.
 
 The functions share their modules' names: after this import, the attribute
 `msl_keras.stages.extract` is the FUNCTION (and `import msl_keras.stages.extract as m`
@@ -12,6 +13,7 @@ gives the function too). Reach a module itself with
 from msl_keras.runs import RunDirectory
 from msl_keras.stages.evaluate import evaluate
 from msl_keras.stages.extract import extract, merge_shards
+from msl_keras.stages.import_features import import_features
 from msl_keras.stages.predict import predict_from_run_dir, predict_video
 from msl_keras.stages.prepare import DatasetIndex, Fold, describe, prepare
 from msl_keras.stages.train_cnn import (
@@ -33,6 +35,7 @@ __all__ = [
     "describe",
     "evaluate",
     "extract",
+    "import_features",
     "load_extractor",
     "load_heads",
     "load_lstm",

@@ -7,6 +7,8 @@ the dataset with its role ("train", "validation" carved from train, or "test"):
 
 - generated: one fold, "split1";
 - UCF-101 and JHMDB-21: the official split `config.data.split`, fold "split<n>";
+- imported features (`msl_keras.data.imported`): the input's split `split<data.split>`,
+  fold "split<n>";
 - UT-Interaction (paper Sec. 4.1): leave-one-sequence-out, fold "set<s>_seq<q>" for the
   held-out sequence `config.data.ut_test_sequence`, or all 10 folds of set
   `config.data.ut_set` when it is None, or all 20 folds of both sets when `ut_set` is
@@ -197,6 +199,17 @@ def prepare(config, check_files=True, generate=True):
         )
     elif data.dataset == "ut_interaction":
         index = _prepare_ut_interaction(config)
+    elif data.dataset == "imported":
+        from msl_keras.data import imported
+
+        with imported.FeatureSource.open(root) as source:
+            records = imported.imported_records(
+                source, split=data.split, validation_fraction=fraction, seed=seed
+            )
+            class_names = list(source.class_names)
+        index = DatasetIndex(
+            "imported", str(root), class_names, [Fold(f"split{data.split}", records)]
+        )
     else:  # Config validates the name; kept for configs built around the check.
         raise ConfigError(f"Unknown dataset {data.dataset!r}.")
     if not check_files:

@@ -1,6 +1,7 @@
 """All stages of the paper's method from one config: `msl-keras run`.
 
-prepare -> (for each fold) train_cnn -> extract -> train_lstm -> evaluate, then the mean
+prepare -> (for each fold) train_cnn -> extract -> train_lstm -> evaluate (features made
+elsewhere, `data.dataset="imported"`: import_features -> train_lstm -> evaluate), then the mean
 over folds of the earliest/latest accuracy (the paper averages over the official splits
 of UCF-101 and JHMDB-21, and over the 10 leave-one-sequence-out folds of each
 UT-Interaction set, reporting each set and their mean). Every stage resumes: re-running
@@ -15,6 +16,7 @@ import numpy as np
 from msl_keras.runs import RunDirectory
 from msl_keras.stages.evaluate import evaluate
 from msl_keras.stages.extract import extract
+from msl_keras.stages.import_features import import_features
 from msl_keras.stages.prepare import describe, prepare
 from msl_keras.stages.train_cnn import train_cnn
 from msl_keras.stages.train_lstm import train_lstm
@@ -23,12 +25,23 @@ SUMMARY_FILENAME = "summary.json"
 
 
 def run_fold(config, index, fold, run, verbose=True):
-    """Runs train_cnn, extract, train_lstm and evaluate on one fold; returns its results."""
+    """Runs train_cnn, extract, train_lstm and evaluate on one fold; returns its results.
+
+    Features made elsewhere (`data.dataset="imported"`) are imported in place of the
+    CNN stages."""
     name = getattr(fold, "name", fold)
     timings = {}
+    if config.data.dataset == "imported":
+        features = (
+            ("import_features", lambda: import_features(config, index, fold, run=run)),
+        )
+    else:
+        features = (
+            ("train_cnn", lambda: train_cnn(config, index, fold, run=run, verbose=int(verbose))),
+            ("extract", lambda: extract(config, index, fold, run=run, progress=verbose)),
+        )
     for stage, call in (
-        ("train_cnn", lambda: train_cnn(config, index, fold, run=run, verbose=int(verbose))),
-        ("extract", lambda: extract(config, index, fold, run=run, progress=verbose)),
+        *features,
         ("train_lstm", lambda: train_lstm(config, index, fold, run=run, verbose=2 * verbose)),
         ("evaluate", lambda: evaluate(config, index, fold, run=run, verbose=verbose)),
     ):

@@ -41,6 +41,7 @@ from msl_keras.data.feature_store import (
     FeatureStore,
     check_compatible,
     check_model_inputs,
+    check_streams,
 )
 from msl_keras.data.pipelines import sequence_dataset
 from msl_keras.distribute import describe_strategy, get_strategy
@@ -73,6 +74,8 @@ def expected_store_settings(config, num_classes, fold=None):
     """The `StoreSettings` values a store must have for this config's LSTM.
 
     The CAM class is named as extraction names it ("top_k3" for `cam_class="top_k"`).
+    Features imported from elsewhere (`data.dataset="imported"`) were made by no CNN of
+    the config: their CAM class and feature sizes are the store's own.
     """
     cam_class = config.cnn.cam_class
     if cam_class == "top_k":
@@ -87,6 +90,9 @@ def expected_store_settings(config, num_classes, fold=None):
         "action_dim": config.cnn.fc_units,
         "num_classes": num_classes,
     }
+    if config.data.dataset == "imported":
+        for key in ("cam_class", "context_dim", "action_dim"):
+            del expected[key]
     if fold is not None:
         expected["split"] = fold_name(fold)
     return expected
@@ -111,7 +117,8 @@ def read_fold_features(config, index, fold, run, roles):
     Raises:
         FeatureStoreError: no store for the fold.
         FeatureStoreMismatchError: a store made with other settings (T, feature sizes,
-            classes, frame selection, ...).
+            classes, frame selection, ...), or a single-stream store for a model that
+            reads both streams.
     """
     fold = index.fold(fold)
     path = run.store_path(fold.name)
@@ -126,6 +133,7 @@ def read_fold_features(config, index, fold, run, roles):
         check_compatible(
             store, expected_store_settings(config, len(index.class_names), fold)
         )
+        check_streams(store, model_streams(config))
         done = set(store.completed_ids())
         for role in roles:
             ids = [r.clip_id for r in fold.by_role(role)]
@@ -224,6 +232,7 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         config, index, fold, run, ("train", "validation")
     )
     _warn_missing(missing, run.store_path(name))
+    streams, outputs = model_streams(config), model_outputs(config)
     train, validation = arrays["train"], arrays["validation"]
     if train is None:
         raise FeatureStoreError(
@@ -271,7 +280,6 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         _ensure_best(best_path, last_path, validation)
         return best_path
 
-    streams, outputs = model_streams(config), model_outputs(config)
     dataset = sequence_dataset(
         train,
         num_classes=num_classes,

@@ -1,0 +1,590 @@
+"""Per-frame features made elsewhere (VGG-16 fc6/fc7, I3D, CLIP, ...): the "imported" dataset.
+
+A user who already has one feature vector per frame reads them here, and
+`msl_keras.stages.import_features` writes them into the run directory's `FeatureStore`,
+so that `train_lstm` and `evaluate` run on them with the input's own split and the
+config's validation scheme (`data.validation_fraction`, by group). One or two streams:
+`context` and/or `action` (a single-stream store serves `lstm.model=context` or
+`action`). Three layouts hold the same information:
+
+One `.npz` (`numpy.savez`) or `.h5` file of arrays, one row per clip:
+
+```
+context        (clips, T, Dc) float   } one or both; steps past a clip's length are
+action         (clips, T, Da) float   } ignored (padding)
+labels         (clips,) int           class index in [0, N)
+lengths        (clips,) int           optional: valid steps of each clip, 1..T (default T)
+clip_ids       (clips,) str           optional: default "clip_00000", "clip_00001", ...
+groups         (clips,) str           optional: clips that must stay in one role
+                                      (same actors or source video); default: each clip
+                                      is its own group
+split1, split2 (clips,) str           "train", "validation", "test", or "" (the clip is
+                                      not in that split); `data.split=k` uses split<k>
+frame_indices  (clips, T) int         optional: the frame each step shows (default 0..n-1)
+num_frames     (clips,) int           optional: frames of the whole clip (default the
+                                      last frame index + 1)
+class_names    (N,) str               optional: default "class_0", ... (N = largest label + 1)
+```
+
+A folder:
+
+```
+clips.csv                   header: clip_id,label[,group][,num_frames][,split1,...]
+classes.txt                 optional: one class name per line (line i names label i)
+context/<clip_id>.npy       (n, Dc) float  } one or both stream folders; n may differ
+action/<clip_id>.npy        (n, Da) float  } between clips (no padding)
+frame_indices/<clip_id>.npy optional: (n,) int
+```
+
+Rows are the clip's frames in order. A clip with more rows than `T = data.num_steps`
+contributes the rows `select_frames(n, T, data.frame_selection, data.observed_ratio)`
+picks, as extraction picks frames of a video. Bad input (ragged arrays, a missing
+`labels`, NaN, a label out of range, an unknown role in a split) raises `DatasetError`
+naming the file and what to change.
+
+Example:
+
+>>> source = FeatureSource.open("my_features.npz")
+>>> records = imported_records(source, split=1, validation_fraction=0.1, seed=0)
+"""
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from msl_keras.data.original_format import load_npy
+from msl_keras.data.records import ClipRecord, carve_validation
+from msl_keras.errors import DatasetError
+
+STREAMS = ("context", "action")
+FILE_SUFFIXES = (".npz", ".h5", ".hdf5")
+SPLIT_ROLES = ("train", "validation", "test", "")  # "": not in this split
+CLIPS_CSV = "clips.csv"
+CLASSES_TXT = "classes.txt"
+FRAME_INDICES = "frame_indices"
+_SPLIT_NAME = re.compile(r"^split(\d+)$")
+_FORMAT_HINT = (
+    "See the 'Bring your own features' section of the README (or the docstring of "
+    "msl_keras.data.imported) for the layout."
+)
+
+
+def _listing(items, limit=10):
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in all)"
+    return shown
+
+
+class FeatureSource:
+    """The clips of one input (a `.npz`, an `.h5`, or a folder of per-clip `.npy`).
+
+    `FeatureSource.open(path)` reads and checks the clip table only (ids, labels,
+    groups, splits, class names); features are read clip by clip with `clip(i)`.
+
+    Attributes:
+        path: the input file or folder.
+        clip_ids: list of clip ids, in input order.
+        labels: `(clips,)` int64 class indices.
+        groups: list of group names.
+        splits: `{"split1": [role per clip], ...}`, roles as in `SPLIT_ROLES`.
+        class_names: the N class names.
+        streams: the streams the input holds, `("context", "action")` or one of them.
+    """
+
+    def __init__(self, path, clip_ids, labels, groups, splits, class_names, streams):
+        self.path = Path(path)
+        self.clip_ids = clip_ids
+        self.labels = labels
+        self.groups = groups
+        self.splits = splits
+        self.class_names = class_names
+        self.streams = streams
+
+    @classmethod
+    def open(cls, path):
+        """Opens `path` by its kind: a folder, or a `.npz` / `.h5` / `.hdf5` file."""
+        path = Path(path)
+        if path.is_dir():
+            return _NpyFolder(path)
+        if not path.exists():
+            raise DatasetError(
+                f"No features at '{path}'. Point data.root (--root) at a .npz or .h5 "
+                f"file or at a folder holding {CLIPS_CSV}. {_FORMAT_HINT}"
+            )
+        if path.suffix.lower() not in FILE_SUFFIXES:
+            raise DatasetError(
+                f"'{path}' is not a feature input: use a .npz (numpy.savez) or .h5 file, "
+                f"or a folder of per-clip .npy files with {CLIPS_CSV}. {_FORMAT_HINT}"
+            )
+        return _ArrayFile(path)
+
+    def __len__(self):
+        return len(self.clip_ids)
+
+    def dims(self):
+        """`{stream: D}` of the input's streams (checks every clip agrees)."""
+        raise NotImplementedError
+
+    def clip(self, row):
+        """Clip `row`'s features: `{stream: (n, D) array, "frame_indices": (n,) int,
+        "num_frames": int}`, checked (finite values, frame indices in range)."""
+        raise NotImplementedError
+
+    def record_path(self, row):
+        """What a `ClipRecord.path` of clip `row` names (the file holding it)."""
+        return str(self.path)
+
+    def fingerprint(self):
+        """sha1 over the bytes of the input's files: which features a store holds."""
+        digest = hashlib.sha1()
+        for file in self._files():
+            digest.update(f"{file.relative_to(self.path.parent)};".encode())
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+    def close(self):
+        """Releases open files (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _files(self):
+        return [self.path]
+
+    def _check_table(self, where):
+        """Checks the clip table read by a subclass; `where` names its file."""
+        ids = self.clip_ids
+        if not ids:
+            raise DatasetError(f"{where} holds no clip.")
+        empty = [i for i, c in enumerate(ids) if not c or "/" in c]
+        if empty:
+            raise DatasetError(
+                f"{where}: clip ids must be non-empty and hold no '/'. Received rows "
+                f"{_listing(empty)} ({_listing(repr(ids[i]) for i in empty)})."
+            )
+        seen, repeated = set(), []
+        for clip_id in ids:
+            if clip_id in seen:
+                repeated.append(clip_id)
+            seen.add(clip_id)
+        if repeated:
+            raise DatasetError(
+                f"{where}: clip ids must be unique; repeated: {_listing(repeated)}."
+            )
+        labels = self.labels
+        if labels.size and labels.min() < 0:
+            bad = np.flatnonzero(labels < 0)
+            raise DatasetError(
+                f"{where}: labels are class indices >= 0. Received "
+                f"{_listing(f'{ids[i]}={labels[i]}' for i in bad)}."
+            )
+        if self.class_names is None:
+            self.class_names = [f"class_{i}" for i in range(int(labels.max()) + 1)]
+        elif labels.size and labels.max() >= len(self.class_names):
+            bad = np.flatnonzero(labels >= len(self.class_names))
+            raise DatasetError(
+                f"{where}: labels must lie in [0, {len(self.class_names)}), the "
+                f"{len(self.class_names)} class names given. Received "
+                f"{_listing(f'{ids[i]}={labels[i]}' for i in bad)}. Fix the labels or "
+                "list every class name."
+            )
+        for name, roles in self.splits.items():
+            unknown = sorted({r for r in roles if r not in SPLIT_ROLES})
+            if unknown:
+                raise DatasetError(
+                    f"{where}: split '{name}' names roles {unknown}; a clip's role is "
+                    "one of 'train', 'validation', 'test', or '' (not in this split)."
+                )
+
+
+def _as_strings(values):
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _integers(array, where, what):
+    array = np.asarray(array)
+    if array.dtype.kind == "f" and np.all(np.mod(array, 1) == 0):
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        raise DatasetError(
+            f"{where}: '{what}' must hold integers. Received dtype {array.dtype}."
+        )
+    return array.astype(np.int64)
+
+
+def _check_features(features, where, clip_id):
+    for stream, array in features.items():
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():
+            raise DatasetError(
+                f"{where}: clip '{clip_id}' has NaN or inf {stream} features at steps "
+                f"{_listing(np.flatnonzero(~finite).tolist())}. Re-extract that clip, or "
+                "leave it out of the input."
+            )
+
+
+def _frames(indices, num_frames, n, where, clip_id):
+    """Checked `(frame_indices (n,), num_frames)`, with the documented defaults."""
+    if indices is None:
+        indices = np.arange(n, dtype=np.int64)
+    indices = _integers(indices, where, "frame_indices")
+    if indices.shape != (n,):
+        raise DatasetError(
+            f"{where}: clip '{clip_id}' has {n} feature rows but {indices.shape} frame "
+            "indices; give one frame index per row."
+        )
+    if num_frames is None:
+        num_frames = int(indices.max()) + 1
+    if indices.min() < 0 or indices.max() >= num_frames:
+        raise DatasetError(
+            f"{where}: clip '{clip_id}': frame indices must lie in [0, num_frames="
+            f"{num_frames}). Received min {indices.min()}, max {indices.max()}."
+        )
+    return indices, int(num_frames)
+
+
+class _ArrayFile(FeatureSource):
+    """A `.npz` or `.h5` file of `(clips, T, D)` arrays (layout in the module docstring)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._handle = None
+        self._cache = {}
+        try:
+            if path.suffix.lower() == ".npz":
+                self._handle = np.load(path, allow_pickle=False)
+                keys = list(self._handle.files)
+            else:
+                self._handle = h5py.File(path, "r")
+                keys = list(self._handle.keys())
+        except (OSError, ValueError) as error:
+            raise DatasetError(
+                f"Cannot read '{path}': {error}. Write it with numpy.savez (.npz) or "
+                "h5py (.h5)."
+            ) from None
+        self._keys = keys
+        where = f"'{path}'"
+        streams = tuple(s for s in STREAMS if s in keys)
+        if not streams:
+            raise DatasetError(
+                f"{where} holds no 'context' or 'action' array (its arrays: "
+                f"{_listing(keys)}). Name the (clips, T, D) features 'context' and/or "
+                f"'action'. {_FORMAT_HINT}"
+            )
+        if "labels" not in keys:
+            raise DatasetError(
+                f"{where} has no 'labels' array: add labels, (clips,) integer class "
+                "indices in the order of the feature rows."
+            )
+        shapes = {s: self._shape(s) for s in streams}
+        for stream, shape in shapes.items():
+            if len(shape) != 3:
+                raise DatasetError(
+                    f"{where}: '{stream}' must be (clips, T, D), padded to the longest "
+                    f"clip with 'lengths' giving each clip's rows. Received shape {shape}. "
+                    "Clips of different lengths can also go in a folder of per-clip .npy "
+                    "files."
+                )
+        clips, steps = shapes[streams[0]][:2]
+        if len({shape[:2] for shape in shapes.values()}) != 1:
+            raise DatasetError(
+                f"{where}: 'context' is {shapes['context']} but 'action' is "
+                f"{shapes['action']}; both streams need the same (clips, T)."
+            )
+        self._steps = steps
+        labels = self._array("labels")
+        if labels.ndim != 1 or labels.shape[0] != clips:
+            raise DatasetError(
+                f"{where}: 'labels' must be ({clips},), one class index per clip. "
+                f"Received shape {labels.shape}."
+            )
+        labels = _integers(labels, where, "labels")
+        lengths = self._optional("lengths", (clips,))
+        if lengths is None:
+            lengths = np.full((clips,), steps, dtype=np.int64)
+        lengths = _integers(lengths, where, "lengths")
+        if clips and (lengths.min() < 1 or lengths.max() > steps):
+            raise DatasetError(
+                f"{where}: 'lengths' must lie in [1, T={steps}]. Received min "
+                f"{lengths.min()}, max {lengths.max()}."
+            )
+        self._lengths = lengths
+        self._frame_indices = self._optional("frame_indices", (clips, steps))
+        num_frames = self._optional("num_frames", (clips,))
+        self._num_frames = (
+            None if num_frames is None else _integers(num_frames, where, "num_frames")
+        )
+        ids = self._optional("clip_ids", (clips,))
+        ids = [f"clip_{i:05d}" for i in range(clips)] if ids is None else _as_strings(ids)
+        groups = self._optional("groups", (clips,))
+        groups = list(ids) if groups is None else _as_strings(groups)
+        splits = {
+            key: _as_strings(self._optional(key, (clips,)))
+            for key in sorted(keys, key=_split_number)
+            if _SPLIT_NAME.match(key)
+        }
+        names = self._optional("class_names", None)
+        super().__init__(
+            path,
+            ids,
+            labels,
+            groups,
+            splits,
+            None if names is None else _as_strings(names),
+            streams,
+        )
+        self._check_table(where)
+
+    def _shape(self, key):
+        if isinstance(self._handle, h5py.File):
+            return tuple(self._handle[key].shape)
+        return tuple(self._array(key).shape)
+
+    def _array(self, key):
+        """The whole array `key` (cached: a .npz member is decompressed once)."""
+        if key not in self._cache:
+            try:
+                value = self._handle[key]
+                value = value[()] if isinstance(value, h5py.Dataset) else value
+            except ValueError as error:  # object arrays, e.g. a ragged list
+                raise DatasetError(
+                    f"'{self.path}': array '{key}' cannot be read ({error}). Arrays of "
+                    "Python objects (such as a list of clips of different lengths) are "
+                    "not accepted: pad them into one (clips, T, D) array with 'lengths', "
+                    "or write one .npy per clip into a folder."
+                ) from None
+            self._cache[key] = np.asarray(value)
+        return self._cache[key]
+
+    def _optional(self, key, shape):
+        if key not in self._keys:
+            return None
+        array = self._array(key)
+        if shape is not None and array.shape != shape:
+            raise DatasetError(
+                f"'{self.path}': '{key}' must have shape {shape}. Received {array.shape}."
+            )
+        return array
+
+    def dims(self):
+        return {s: int(self._shape(s)[2]) for s in self.streams}
+
+    def clip(self, row):
+        n = int(self._lengths[row])
+        clip_id = self.clip_ids[row]
+        where = f"'{self.path}'"
+        if isinstance(self._handle, h5py.File):
+            features = {s: np.asarray(self._handle[s][row, :n]) for s in self.streams}
+        else:
+            features = {s: self._array(s)[row, :n] for s in self.streams}
+        for stream, array in features.items():
+            if array.dtype.kind not in "fiu":
+                raise DatasetError(
+                    f"{where}: '{stream}' must hold numbers. Received dtype {array.dtype}."
+                )
+        _check_features(features, where, clip_id)
+        indices = None if self._frame_indices is None else self._frame_indices[row, :n]
+        num_frames = None if self._num_frames is None else int(self._num_frames[row])
+        indices, num_frames = _frames(indices, num_frames, n, where, clip_id)
+        return {**features, "frame_indices": indices, "num_frames": num_frames}
+
+    def close(self):
+        if isinstance(self._handle, h5py.File):
+            self._handle.close()
+        elif self._handle is not None:
+            self._handle.close()
+        self._cache.clear()
+
+
+class _NpyFolder(FeatureSource):
+    """A folder with `clips.csv` and one `.npy` per clip and stream (module docstring)."""
+
+    def __init__(self, folder):
+        self.path = folder
+        table = folder / CLIPS_CSV
+        if not table.is_file():
+            raise DatasetError(
+                f"'{folder}' has no {CLIPS_CSV}. A folder of features needs {CLIPS_CSV} "
+                "with a header line 'clip_id,label' (and optionally group, num_frames, "
+                f"split1, split2, ...) and one line per clip. {_FORMAT_HINT}"
+            )
+        where = f"'{table}'"
+        try:
+            with open(table, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+                columns = list(rows[0].keys()) if rows else []
+        except (OSError, csv.Error, UnicodeDecodeError) as error:
+            raise DatasetError(f"Cannot read {where}: {error}.") from None
+        missing = [c for c in ("clip_id", "label") if c not in columns]
+        if missing or not rows:
+            raise DatasetError(
+                f"{where} needs a header with 'clip_id' and 'label' and one line per "
+                f"clip. Received columns {columns} and {len(rows)} clip lines."
+            )
+        ids = [r["clip_id"].strip() for r in rows]
+        labels = []
+        for line, r in enumerate(rows, start=2):
+            try:
+                labels.append(int(r["label"]))
+            except (TypeError, ValueError):
+                raise DatasetError(
+                    f"{where} line {line}: label must be an integer class index. "
+                    f"Received {r['label']!r} for clip {r['clip_id']!r}."
+                ) from None
+        groups = [r["group"].strip() for r in rows] if "group" in columns else ids
+        self._num_frames = None
+        if "num_frames" in columns:
+            self._num_frames = [int(r["num_frames"]) if r["num_frames"] else None for r in rows]
+        splits = {
+            c: [r[c].strip() for r in rows]
+            for c in sorted(columns, key=_split_number)
+            if _SPLIT_NAME.match(c)
+        }
+        streams = tuple(s for s in STREAMS if (folder / s).is_dir())
+        if not streams:
+            raise DatasetError(
+                f"'{folder}' has no 'context/' or 'action/' folder of per-clip .npy "
+                f"files. {_FORMAT_HINT}"
+            )
+        for stream in streams:
+            absent = [c for c in ids if not (folder / stream / f"{c}.npy").is_file()]
+            if absent:
+                raise DatasetError(
+                    f"'{folder / stream}' has no .npy file for {len(absent)} clips of "
+                    f"{CLIPS_CSV}: {_listing(absent)}. Every clip needs "
+                    f"{stream}/<clip_id>.npy, or leave it out of {CLIPS_CSV}."
+                )
+        names_file = folder / CLASSES_TXT
+        names = None
+        if names_file.is_file():
+            names = [line.strip() for line in names_file.read_text().splitlines()]
+            names = [n for n in names if n]
+        super().__init__(
+            folder, ids, np.asarray(labels, dtype=np.int64), groups, splits, names, streams
+        )
+        self._check_table(where)
+
+    def _file(self, stream, row):
+        return self.path / stream / f"{self.clip_ids[row]}.npy"
+
+    def record_path(self, row):
+        return str(self._file(self.streams[0], row))
+
+    def _files(self):
+        files = [self.path / CLIPS_CSV]
+        if (self.path / CLASSES_TXT).is_file():
+            files.append(self.path / CLASSES_TXT)
+        for folder in (*self.streams, FRAME_INDICES):
+            files += [
+                self.path / folder / f"{c}.npy"
+                for c in self.clip_ids
+                if (self.path / folder / f"{c}.npy").is_file()
+            ]
+        return files
+
+    def dims(self):
+        found = {s: {} for s in self.streams}
+        for row in range(len(self)):
+            rows = set()
+            for stream in self.streams:
+                file = self._file(stream, row)
+                array = load_npy(file, mmap=True)
+                if array.ndim != 2 or array.dtype.kind not in "fiu" or not array.shape[0]:
+                    raise DatasetError(
+                        f"'{file}' must be an (n, D) numeric array with n >= 1, one row "
+                        f"per frame. Received shape {array.shape}, dtype {array.dtype}."
+                    )
+                found[stream].setdefault(array.shape[1], file)
+                rows.add(array.shape[0])
+                del array
+            if len(rows) > 1:
+                raise DatasetError(
+                    f"Clip '{self.clip_ids[row]}': "
+                    + " but ".join(
+                        f"'{self._file(s, row)}' has "
+                        f"{load_npy(self._file(s, row), mmap=True).shape[0]} rows"
+                        for s in self.streams
+                    )
+                    + "; both streams must describe the same frames."
+                )
+        for stream, sizes in found.items():
+            if len(sizes) > 1:
+                raise DatasetError(
+                    f"The {stream} features have several sizes: "
+                    + ", ".join(f"{d} in '{file}'" for d, file in sizes.items())
+                    + ". Every clip of a stream needs the same feature size D."
+                )
+        return {s: int(next(iter(found[s]))) for s in self.streams}
+
+    def clip(self, row):
+        clip_id = self.clip_ids[row]
+        features = {}
+        for stream in self.streams:
+            file = self._file(stream, row)
+            features[stream] = load_npy(file)
+            _check_features({stream: features[stream]}, f"'{file}'", clip_id)
+        n = features[self.streams[0]].shape[0]
+        indices_file = self.path / FRAME_INDICES / f"{clip_id}.npy"
+        indices = load_npy(indices_file) if indices_file.is_file() else None
+        num_frames = None if self._num_frames is None else self._num_frames[row]
+        where = f"'{indices_file if indices is not None else self.path / CLIPS_CSV}'"
+        indices, num_frames = _frames(indices, num_frames, n, where, clip_id)
+        return {**features, "frame_indices": indices, "num_frames": num_frames}
+
+
+def _split_number(name):
+    match = _SPLIT_NAME.match(name)
+    return (int(match.group(1)) if match else 0, name)
+
+
+def imported_records(source, split=1, validation_fraction=0.1, seed=0):
+    """The `ClipRecord`s of split `split<split>` of `source`, validation carved by group.
+
+    Args:
+        source: a `FeatureSource`.
+        split: k of the input's `split<k>` (the config's `data.split`).
+        validation_fraction, seed: as `records.carve_validation` (clips the split
+            already marks "validation" stay there).
+
+    Returns:
+        list of `ClipRecord` of the clips in the split (role "" left out), input order.
+
+    Raises:
+        DatasetError: the input has no such split (the message lists those it has).
+    """
+    name = f"split{split}"
+    if name not in source.splits:
+        if not source.splits:
+            raise DatasetError(
+                f"'{source.path}' defines no split: add a 'split1' array (a column of "
+                f"{CLIPS_CSV} for a folder) giving each clip's role, 'train' or 'test' "
+                "(or 'validation', or '' to leave it out)."
+            )
+        raise DatasetError(
+            f"'{source.path}' has no split '{name}' (data.split={split}); it defines "
+            f"{', '.join(source.splits)}. Set data.split to one of those numbers."
+        )
+    records = [
+        ClipRecord(
+            clip_id,
+            source.record_path(row),
+            int(source.labels[row]),
+            source.class_names[source.labels[row]],
+            source.groups[row],
+            role,
+        )
+        for row, (clip_id, role) in enumerate(zip(source.clip_ids, source.splits[name]))
+        if role
+    ]
+    return carve_validation(records, fraction=validation_fraction, seed=seed)

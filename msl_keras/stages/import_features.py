@@ -1,0 +1,133 @@
+"""Stage 3 for features made elsewhere: write the fold's `FeatureStore` from them.
+
+With `data.dataset="imported"`, `data.root` is the user's features (a `.npz`, an `.h5` or
+a folder of per-clip `.npy`, layout in `msl_keras.data.imported`) and this stage takes
+the place of `train_cnn` and `extract`: it writes `<run>/<fold>/features/<fold>.h5`,
+which `train_lstm` and `evaluate` then read as they read extracted features. Each clip
+contributes at most `T = data.num_steps` rows, chosen by `data.frame_selection` as
+extraction chooses frames. The store holds the input's streams only, so a context-only
+input makes a single-stream store for `lstm.model=context`.
+
+Store settings: `dataset="imported"`, `split` the fold name, `T`, `frame_selection` and
+`observed_ratio` from the config, `preprocessing="imported"`, `cam_class="none"`,
+`input_size=(1, 1)` (no frame went through msl_keras' trunk), `extractor_fingerprint`
+the sha1 of the input's files, the input's feature sizes, `dtype=cnn.store_dtype`.
+
+Example:
+
+>>> config = load_config(preset="imported", overrides=["data.root=my_features.npz"])
+>>> index = prepare(config)
+>>> import_features(config, index, "split1")
+>>> train_lstm(config, index, "split1")
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from msl_keras.data.feature_store import (
+    FeatureStore,
+    StoreSettings,
+    writing_new_store,
+)
+from msl_keras.data.imported import FeatureSource
+from msl_keras.data.video import select_frames
+from msl_keras.errors import ConfigError, FeatureStoreError
+from msl_keras.runs import resolve_run
+
+DATASET = "imported"
+
+
+def imported_store_settings(config, fold_name, source):
+    """The `StoreSettings` of the store `import_features` writes for `source`."""
+    dims = source.dims()
+    return StoreSettings(
+        dataset=DATASET,
+        split=fold_name,
+        T=config.data.num_steps,
+        frame_selection=config.data.frame_selection,
+        observed_ratio=config.data.observed_ratio,
+        input_size=(1, 1),
+        preprocessing="imported",
+        extractor_fingerprint=source.fingerprint(),
+        cam_class="none",
+        context_dim=dims.get("context"),
+        action_dim=dims.get("action"),
+        num_classes=len(source.class_names),
+        dtype=config.cnn.store_dtype,
+    )
+
+
+def import_features(config, index, fold, run=None, overwrite=False, verbose=True):
+    """Writes the store of fold `fold` from the features in `config.data.root`.
+
+    Args:
+        config: a `Config` with `data.dataset="imported"`.
+        index: the `DatasetIndex` from `prepare(config)` (which clips the fold holds).
+        fold: a fold name or `Fold` of `index`.
+        run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
+        overwrite: replace a store imported from other features or settings.
+        verbose: print what was written.
+
+    Returns:
+        `Path` of the store. A store already imported from the same input with the same
+        settings is kept as it is (running the command again does nothing).
+
+    Raises:
+        ConfigError: another dataset than "imported".
+        DatasetError: bad input (naming the file and what to change).
+        FeatureStoreError: a store of other features or settings exists and
+            `overwrite` is False.
+    """
+    if config.data.dataset != DATASET:
+        raise ConfigError(
+            "import_features reads features made elsewhere: it needs "
+            f"data.dataset='{DATASET}' (e.g. --preset imported). Received: "
+            f"data.dataset={config.data.dataset!r}; extract features of videos with the "
+            "extract stage instead."
+        )
+    run = resolve_run(config, run)
+    fold = index.fold(fold)
+    path = run.store_path(fold.name)
+    with FeatureSource.open(config.data.root) as source:
+        settings = imported_store_settings(config, fold.name, source)
+        if Path(path).exists():
+            with FeatureStore.open(path) as existing:
+                differences = existing.settings.differences(settings)
+                same = not differences and len(existing) == len(fold.records)
+            if same:
+                if verbose:
+                    print(f"import_features: '{path}' already holds these features.")
+                return path
+            if not overwrite:
+                raise FeatureStoreError(
+                    f"'{path}' holds features imported with other settings or from "
+                    f"other files ({', '.join(differences) or 'other clips'} differ). "
+                    "Pass overwrite=True (--overwrite) to import again, or remove it."
+                )
+            Path(path).unlink()
+        row_of = {clip_id: row for row, clip_id in enumerate(source.clip_ids)}
+        with writing_new_store(path, settings, source.class_names) as store:
+            for record in fold.records:
+                row = row_of[record.clip_id]
+                clip = source.clip(row)
+                n = clip["frame_indices"].shape[0]
+                keep = select_frames(
+                    n, settings.T, settings.frame_selection, settings.observed_ratio
+                )
+                store._append(
+                    record.clip_id,
+                    clip["context"][keep] if "context" in clip else None,
+                    clip["action"][keep] if "action" in clip else None,
+                    record.label,
+                    clip["frame_indices"][keep].astype(np.int32),
+                    clip["num_frames"],
+                    durable=False,
+                )
+    if verbose:
+        dims = ", ".join(f"{s} {settings.dim(s)}" for s in settings.streams)
+        print(
+            f"import_features: {len(fold.records)} clips of fold '{fold.name}' ({dims} "
+            f"features, T={settings.T}) -> {path}"
+        )
+    return path
