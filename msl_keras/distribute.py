@@ -143,13 +143,40 @@ def _multi_worker(tf):
             f"Received: TF_CONFIG={text!r}"
         )
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _nested_reduce(tf.distribute.MultiWorkerMirroredStrategy)()
     except (RuntimeError, ValueError) as error:
         raise StrategyError(
             f"MultiWorkerMirroredStrategy could not start: {error}. It must be created "
             "at the start of the program, before any other TensorFlow op, with the same "
             "TF_CONFIG cluster on every worker."
         ) from None
+
+
+def _nested_reduce(strategy_class):
+    """`strategy_class` whose `reduce` takes what Keras' `fit` hands it.
+
+    Keras 3 (3.15) calls `strategy.reduce` in two ways MultiWorkerMirroredStrategy
+    refuses (keras-team/keras#20329): on the first batch, a dict (`{"context",
+    "action"}` inputs, `{"stage1", "stage2"}` targets), which it tries to convert to one
+    tensor; and on each step's scalar loss and metrics with `axis=0`, which a scalar has
+    not. This `reduce` reduces leaf by leaf, and a scalar over the replicas alone: what
+    Keras means, and what MirroredStrategy does.
+    """
+    import tensorflow as tf
+
+    class NestedReduce(strategy_class):
+        def reduce(self, reduce_op, value, axis):
+            parent = super(NestedReduce, self)
+
+            def one(leaf):
+                rank = self.experimental_local_results(leaf)[0].shape.rank
+                return parent.reduce(reduce_op, leaf, None if rank == 0 else axis)
+
+            return tf.nest.map_structure(one, value)
+
+    NestedReduce.__name__ = strategy_class.__name__
+    NestedReduce.__qualname__ = strategy_class.__qualname__
+    return NestedReduce
 
 
 def _tpu(tf):

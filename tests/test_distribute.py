@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -97,3 +98,100 @@ def test_tpu_without_a_tpu_says_what_to_do(monkeypatch):
     monkeypatch.delenv("TPU_NAME", raising=False)
     with pytest.raises(StrategyError, match="No TPU could be reached"):
         get_strategy("tpu")
+
+
+# One worker of a two-worker cluster on this machine. TF_CONFIG comes from the test;
+# MultiWorkerMirroredStrategy must start before any other TensorFlow op.
+MULTI_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from msl_keras.stages.train_lstm import load_lstm, train_lstm
+    from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
+
+    tmp = Path(sys.argv[1])
+    config = tiny_config(tmp, **{"strategy": "multi_worker", "lstm.epochs": 1,
+                                 "lstm.batch_size": 12})
+    config, index, run = make_feature_run(tmp, config)
+    best = train_lstm(config, index, FOLD, run, verbose=0)
+    weights = load_lstm(best.parent / "last.keras").get_weights()
+    lines = (best.parent / "history.csv").read_text().splitlines()
+    row = dict(zip(lines[0].split(","), lines[1].split(",")))
+    np_path = tmp / "weights.npz"
+    import numpy as np
+    np.savez(np_path, *weights)
+    print("RESULT " + json.dumps({"loss": float(row["loss"]), "weights": str(np_path)}))
+    """
+)
+
+
+def _free_loopback_ports(count):
+    """`count` distinct free TCP ports on 127.0.0.1 (held open together while chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_two_workers_on_loopback_match_one_process(tmp_path):
+    """MultiWorkerMirroredStrategy, two processes over 127.0.0.1: one epoch of the
+    MS-LSTM (global batch 12 = every train clip, 6 per worker) equals one process."""
+    import numpy as np
+
+    from msl_keras.stages.train_lstm import load_lstm, train_lstm
+    from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
+
+    ports = _free_loopback_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workers = []
+    try:
+        for index in range(2):
+            env = dict(
+                os.environ,
+                PYTHONPATH=str(PROJECT_ROOT),
+                CUDA_VISIBLE_DEVICES="",
+                TF_CONFIG=json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                ),
+            )
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", MULTI_WORKER, str(tmp_path / f"worker{index}")],
+                    cwd=PROJECT_ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        # The single-process run, while the workers start.
+        config = tiny_config(
+            tmp_path / "single", **{"lstm.epochs": 1, "lstm.batch_size": 12}
+        )
+        config, index, run = make_feature_run(tmp_path / "single", config)
+        best = train_lstm(config, index, FOLD, run, verbose=0)
+        single = load_lstm(best.parent / "last.keras").get_weights()
+        lines = (best.parent / "history.csv").read_text().splitlines()
+        single_loss = float(dict(zip(lines[0].split(","), lines[1].split(",")))["loss"])
+        outputs = [worker.communicate(timeout=240) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=30)
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-4000:]
+    for stdout, _ in outputs:
+        line = next(x for x in stdout.splitlines() if x.startswith("RESULT "))
+        result = json.loads(line[len("RESULT ") :])
+        assert result["loss"] == pytest.approx(single_loss, rel=1e-4)
+        with np.load(result["weights"]) as saved:
+            weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        assert len(weights) == len(single)
+        assert max(float(np.abs(a - b).max()) for a, b in zip(weights, single)) < 1e-5
