@@ -391,14 +391,6 @@ def _dispatch(args):
         stages.demo(config, losses=losses)
         return 0
 
-    index = stages.prepare(config)
-    if args.command == "prepare":
-        print(stages.describe(index))
-        return 0
-    if args.command == "run":
-        stages.run_all(config, index=index, folds=_folds(index, args.fold))
-        return 0
-
     if config.data.dataset == "imported" and args.command in (
         "train-cnn",
         "extract",
@@ -409,6 +401,14 @@ def _dispatch(args):
             f"{args.command}. Write its feature store with `msl-keras import-features`, "
             "then run train-lstm and evaluate."
         )
+    index = stages.prepare(config)
+    if args.command == "prepare":
+        print(stages.describe(index))
+        return 0
+    if args.command == "run":
+        stages.run_all(config, index=index, folds=_folds(index, args.fold))
+        return 0
+
     run = stages.RunDirectory.create(config)
     for fold in _folds(index, args.fold):
         if args.command == "train-cnn":

@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "predict",
     "export",
     "run",
+    "import-features",
     "import-original",
     "import-original-weights",
     "config",
@@ -72,6 +73,16 @@ def test_python_dash_m_runs_the_same_program():
         check=True,
     )
     assert result.stdout.startswith("msl_keras ")
+
+
+def test_imported_features_have_no_cnn_stage(capsys):
+    for command in ("train-cnn", "extract", "merge"):
+        argv = [command, "--preset", "imported", "--root", "absent.npz"]
+        if command == "merge":
+            argv += ["--shards", "2"]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "holds features, not videos" in err and "import-features" in err
 
 
 def test_unknown_config_key_is_one_clear_error(capsys):

@@ -16,8 +16,10 @@ from msl_keras.data.feature_store import (
     StoreSettings,
     check_compatible,
     check_model_inputs,
+    check_streams,
     merge_stores,
     weights_fingerprint,
+    writing_new_store,
 )
 from msl_keras.errors import ConfigError, FeatureStoreError, FeatureStoreMismatchError
 
@@ -596,3 +598,53 @@ def test_as_dataset_batches_padded_sequences(tmp_path):
         n = len(make_clip(i)[0])
         np.testing.assert_array_equal(targets[row, :n].argmax(-1), make_clip(i)[2])
         np.testing.assert_array_equal(targets[row, n:], 0)
+
+
+def test_a_single_stream_store_holds_reads_and_merges_one_stream(tmp_path):
+    settings = make_settings(action_dim=None)
+    assert settings.streams == ("context",) and settings.dim("action") is None
+    assert StoreSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    with pytest.raises(ConfigError, match="at least one stream"):
+        make_settings(context_dim=None, action_dim=None)
+    paths = []
+    for shard, indices in enumerate(((0, 2, 4), (1, 3))):
+        path = tmp_path / f"shard{shard}.h5"
+        with FeatureStore.create(path, settings, CLASS_NAMES) as store:
+            for i in indices:
+                context, _, label, frames, num_frames = make_clip(i)
+                store.append(clip_id(i), context, None, label, frames, num_frames)
+            context, action, label, frames, num_frames = make_clip(9)
+            with pytest.raises(FeatureStoreMismatchError, match="action features were given"):
+                store.append(clip_id(9), context, action, label, frames, num_frames)
+        paths.append(path)
+    with h5py.File(paths[0], "r") as f:
+        assert "action" not in f and f["context"].shape == (3, T, DC)
+    with merge_stores(paths, tmp_path / "merged.h5") as merged:
+        assert "action_dim" not in repr(merged)
+        arrays = merged.read([clip_id(i) for i in range(5)])
+        assert "action" not in arrays and arrays["context"].shape == (5, T, DC)
+        for i in range(5):
+            context, _, label, frames, _ = make_clip(i)
+            n = context.shape[0]
+            np.testing.assert_allclose(arrays["context"][i, :n], context)
+            assert arrays["labels"][i] == label
+        check_streams(merged, ("context",))
+        check_model_inputs(merged, context_dim=DC)
+        with pytest.raises(FeatureStoreMismatchError, match="only the context stream"):
+            check_streams(merged, ("context", "action"))
+        with pytest.raises(FeatureStoreMismatchError, match="lstm.model=context"):
+            check_model_inputs(merged, context_dim=DC, action_dim=DA)
+
+
+def test_a_new_store_appears_only_when_complete(tmp_path):
+    out = tmp_path / "new.h5"
+    with pytest.raises(RuntimeError, match="stop"):
+        with writing_new_store(out, make_settings(), CLASS_NAMES) as store:
+            fill(store, range(3))
+            assert not out.exists()
+            raise RuntimeError("stop")
+    assert not out.exists() and not (tmp_path / "new.h5.partial").exists()
+    with writing_new_store(out, make_settings(), CLASS_NAMES) as store:
+        fill(store, range(3))
+    with FeatureStore.open(out) as store:
+        assert len(store) == 3
