@@ -1,4 +1,5 @@
-"""Strategies by name; one epoch under MirroredStrategy on 2 logical CPUs equals one replica."""
+"""Strategies by name; one epoch under MirroredStrategy on 2 logical CPUs, or under
+MultiWorkerMirroredStrategy with two worker processes over 127.0.0.1, equals one replica."""
 
 import json
 import os
@@ -106,6 +107,7 @@ MULTI_WORKER = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
+    import numpy as np
     from msl_keras.stages.train_lstm import load_lstm, train_lstm
     from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
@@ -117,10 +119,9 @@ MULTI_WORKER = textwrap.dedent(
     weights = load_lstm(best.parent / "last.keras").get_weights()
     lines = (best.parent / "history.csv").read_text().splitlines()
     row = dict(zip(lines[0].split(","), lines[1].split(",")))
-    np_path = tmp / "weights.npz"
-    import numpy as np
-    np.savez(np_path, *weights)
-    print("RESULT " + json.dumps({"loss": float(row["loss"]), "weights": str(np_path)}))
+    np.savez(tmp / "weights.npz", *weights)
+    print("RESULT " + json.dumps({"loss": float(row["loss"]),
+                                  "weights": str(tmp / "weights.npz")}))
     """
 )
 
@@ -149,9 +150,12 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
 
     ports = _free_loopback_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    workers = []
+    # Logs go to files, not pipes: a worker blocked on a full pipe would stall the ring.
+    logs = [(tmp_path / f"worker{i}.out", tmp_path / f"worker{i}.err") for i in range(2)]
+    workers, handles = [], []
     try:
         for index in range(2):
+            handles += [open(logs[index][0], "w"), open(logs[index][1], "w")]
             env = dict(
                 os.environ,
                 PYTHONPATH=str(PROJECT_ROOT),
@@ -165,9 +169,8 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
                     [sys.executable, "-c", MULTI_WORKER, str(tmp_path / f"worker{index}")],
                     cwd=PROJECT_ROOT,
                     env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
+                    stdout=handles[-2],
+                    stderr=handles[-1],
                 )
             )
         # The single-process run, while the workers start.
@@ -179,12 +182,16 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
         single = load_lstm(best.parent / "last.keras").get_weights()
         lines = (best.parent / "history.csv").read_text().splitlines()
         single_loss = float(dict(zip(lines[0].split(","), lines[1].split(",")))["loss"])
-        outputs = [worker.communicate(timeout=240) for worker in workers]
+        for worker in workers:
+            worker.wait(timeout=240)
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait(timeout=30)
+        for handle in handles:
+            handle.close()
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
     for worker, (stdout, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-4000:]
     for stdout, _ in outputs:
