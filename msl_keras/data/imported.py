@@ -347,9 +347,23 @@ class _ArrayFile(FeatureSource):
         self._check_table(where)
 
     def _shape(self, key):
+        """The shape of array `key`, without reading (or decompressing) its data."""
         if isinstance(self._handle, h5py.File):
             return tuple(self._handle[key].shape)
-        return tuple(self._array(key).shape)
+        if key in self._cache:
+            return self._cache[key].shape
+        try:
+            with self._handle.zip.open(f"{key}.npy") as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, _ = read_header(member)
+        except (OSError, ValueError, KeyError):
+            return tuple(self._array(key).shape)  # its own error if unreadable
+        return tuple(shape)
 
     def _array(self, key):
         """The whole array `key` (cached: a .npz member is decompressed once)."""
