@@ -278,7 +278,6 @@ PRESETS = {
     "imported": lambda: Config(
         name="imported",
         data=DataConfig(dataset="imported", root="features.npz", num_steps=50),
-        lstm=LSTMConfig(),
     ),
     # Small enough for 2 CPU cores in minutes, on the generated clips.
     "demo": lambda: Config(

@@ -232,7 +232,6 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         config, index, fold, run, ("train", "validation")
     )
     _warn_missing(missing, run.store_path(name))
-    streams, outputs = model_streams(config), model_outputs(config)
     train, validation = arrays["train"], arrays["validation"]
     if train is None:
         raise FeatureStoreError(
@@ -280,6 +279,7 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         _ensure_best(best_path, last_path, validation)
         return best_path
 
+    streams, outputs = model_streams(config), model_outputs(config)
     dataset = sequence_dataset(
         train,
         num_classes=num_classes,
