@@ -4,7 +4,7 @@
 
 Ours: the extract stage's path, `preprocess_frames` on the clip's decoded frames, then
 `TwoStreamFeatureExtractor.extract` (one trunk pass, both heads, batches of 32, CAM
-inside the graph). The original (`original_scheme.OriginalExtractor`, reimplemented, own
+inside the graph). The original (`msl_keras.original.scheme.OriginalExtractor`, reimplemented, own
 code): per frame, OpenCV preprocessing, two full VGG-16 models at batch 1, a Python loop
 over the 1,024 CAM channels, a third call for the action fc layers. The original is given
 our weights, so the benchmark also checks that both produce the same features. Target:
@@ -25,7 +25,7 @@ def run(args):
     import numpy as np
 
     from msl_keras.data.preprocessing import preprocess_frames
-    from original_scheme import OriginalExtractor
+    from msl_keras.original.scheme import OriginalExtractor
 
     spec = args.spec
     size = (spec.image, spec.image)

@@ -38,14 +38,16 @@ def steps_to_reach(curve, target):
 def run_loss_curves(figure, script, description, argv=None):
     """Trains/evaluates one MS-LSTM per loss; `figure` "fig5" (raw) or "fig6" (pooled)."""
     from msl_keras.losses import LOSSES
+    from msl_keras.original.losses import ORIGINAL_LOSSES
     from msl_keras.plots import plot_accuracy_curves
     from msl_keras.stages.demo import LOSS_LABELS
     from tables import protocol_units
 
     args = common.parse_args(description, "ucf101", argv, extra=_extra)
-    unknown = [loss for loss in args.losses if loss not in LOSSES]
+    known = {**LOSSES, **ORIGINAL_LOSSES}
+    unknown = [loss for loss in args.losses if loss not in known]
     if unknown:
-        raise SystemExit(f"Unknown loss(es) {unknown}. Valid: {', '.join(LOSSES)}")
+        raise SystemExit(f"Unknown loss(es) {unknown}. Valid: {', '.join(known)}")
     pooled = figure == "fig6"
     key = "accuracy_vs_steps_pooled" if pooled else "accuracy_vs_steps"
     start = time.perf_counter()

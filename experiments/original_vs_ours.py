@@ -46,7 +46,7 @@ from msl_keras.callbacks import causal_forward
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.data.feature_store import FeatureStore
 from msl_keras.data.pipelines import sequence_dataset
-from msl_keras.losses import original_linear_scale
+from msl_keras.original.losses import original_linear_scale
 from msl_keras.seeding import set_seed
 from msl_keras.stages.train_lstm import build_lstm, compile_lstm
 
@@ -109,7 +109,7 @@ def store_features(path, seed=0, fractions=(0.6, 0.2, 0.2), original_dir=None):
     labels = arrays["labels"]
     roles = np.empty(len(labels), dtype=object)
     if original_dir is not None:
-        from msl_keras.data.original_format import original_roles
+        from msl_keras.original.features import original_roles
 
         subset = original_roles(original_dir)
         ids = [str(c) for c in arrays["clip_ids"]]

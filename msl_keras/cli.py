@@ -324,7 +324,7 @@ def _dispatch(args):
         return 0
 
     if args.command == "import-original":
-        from msl_keras.data.original_format import import_original_features
+        from msl_keras.original.features import import_original_features
 
         store = import_original_features(
             args.context_dir,
@@ -337,7 +337,7 @@ def _dispatch(args):
         return 0
 
     if args.command == "import-original-weights":
-        from msl_keras import original_weights
+        from msl_keras.original import weights as original_weights
 
         options = {
             key: getattr(args, key)

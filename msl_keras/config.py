@@ -124,7 +124,8 @@ class LSTMConfig:
         units: LSTM hidden units (the paper: 2048).
         dropout: dropout after each LSTM (not stated in the paper; the authors' code
             uses 0.5).
-        loss: a name from `msl_keras.losses.LOSSES` ("anticipation", "ce", ...).
+        loss: a name `msl_keras.losses.get_loss` knows ("anticipation", "ce", ...; the
+            original code's "original_*" from `msl_keras.original.losses`).
         epochs, batch_size, learning_rate, momentum: SGD settings (the paper: lr 0.001,
             momentum 0.9, batch 32).
         weight_decay: L2 factor (not stated for the LSTM; 0 by default).

@@ -1,4 +1,4 @@
-"""The original code's losses (msl_keras/losses.py, names `original_*`) against literal
+"""The original code's losses (msl_keras/original/losses.py, names `original_*`) against literal
 numpy transcriptions of its loops, hand values, and the learning-rate equivalence."""
 
 import math
@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from msl_keras import losses
+from msl_keras.original import losses as original_losses
 
 ORIGINAL_NAMES = [
     "original_ce",
@@ -76,11 +77,11 @@ def reference_partially_linear(y_true, y_pred, TIME=150, N_C=21, batch=32, eps=1
 
 
 def test_constants_are_the_loops_sums():
-    assert losses.original_linear_scale() == pytest.approx(210 / 18)
+    assert original_losses.original_linear_scale() == pytest.approx(210 / 18)
     closed = (math.e**3 - math.exp(-18)) / (math.e - 1)  # sum_{j=-2..18} e^-j
-    assert losses.original_exponential_scale() == pytest.approx(closed)
-    assert losses.original_exponential_scale() == pytest.approx(11.6893, abs=1e-4)
-    assert losses.original_linear_scale(T=10, last_step=4) == pytest.approx(1.0)
+    assert original_losses.original_exponential_scale() == pytest.approx(closed)
+    assert original_losses.original_exponential_scale() == pytest.approx(11.6893, abs=1e-4)
+    assert original_losses.original_linear_scale(T=10, last_step=4) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -121,11 +122,11 @@ def test_original_anticipation_matches_its_loop_and_hand_value():
     y = np.zeros((1, 2, 2), np.float32)
     y[0, :, 1] = 1
     p = np.full((1, 2, 2), 0.5, np.float32)
-    value = losses.original_anticipation_loss(y, p, T=150, N=2, batch=1)
+    value = original_losses.original_anticipation_loss(y, p, T=150, N=2, batch=1)
     expected = -(2 + 1 / 150) * math.log(0.5 + 1e-7) / 2
     np.testing.assert_allclose(value.numpy(), [expected], rtol=1e-6)
     # Steps after the T-th are ignored; the paper's Eq. 1 weighs them all.
-    short = losses.original_anticipation_loss(y_true, y_pred, T=2, N=4, batch=1)
+    short = original_losses.original_anticipation_loss(y_true, y_pred, T=2, N=4, batch=1)
     np.testing.assert_allclose(
         short.numpy(),
         reference_partially_linear(
@@ -143,7 +144,7 @@ def test_original_anticipation_differs_from_eq1_only_by_its_constants():
     p = np.tile(np.array([0.2, 0.3, 0.5], np.float32), (1, 4, 1))
     ours = float(losses.anticipation_loss(y, p)[0])
     theirs = float(
-        losses.original_anticipation_loss(y, p, T=4, N=3, batch=1, epsilon=0.0)[0]
+        original_losses.original_anticipation_loss(y, p, T=4, N=3, batch=1, epsilon=0.0)[0]
     )
     negative = math.log(0.8) + math.log(0.7)  # sum_k (1 - y) log(1 - p) per step
     # Eq. 1 weighs false positives (1 + 2 + 3 + 4)/4, the original (0 + 1 + 2 + 3)/4.
@@ -211,7 +212,9 @@ def test_config_round_trip_and_graph_mode(name):
 
 
 def test_registered_names_and_bad_constants():
-    assert set(ORIGINAL_NAMES) <= set(losses.LOSSES)
-    assert isinstance(losses.get_loss("original_linear"), losses.OriginalLinearLoss)
+    assert set(ORIGINAL_NAMES) == set(original_losses.ORIGINAL_LOSSES)
+    assert not set(ORIGINAL_NAMES) & set(losses.LOSSES)  # losses.py: the paper's only
+    linear = losses.get_loss("original_linear")
+    assert isinstance(linear, original_losses.OriginalLinearLoss)
     with pytest.raises(ValueError, match="T"):
-        losses.OriginalAnticipationLoss(T=0)
+        original_losses.OriginalAnticipationLoss(T=0)

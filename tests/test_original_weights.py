@@ -11,7 +11,7 @@ import pytest
 
 from msl_keras.errors import WeightsError
 from msl_keras.models import ContextAwareHead, MultiStageLSTM, VGG16Trunk
-from msl_keras.original_weights import (
+from msl_keras.original.weights import (
     detect_original_kind,
     import_original_weights,
     inspect_original_weights,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from msl_keras.data.feature_store import FeatureStore, StoreSettings
-from msl_keras.data.original_format import (
+from msl_keras.original.features import (
     decode_original_label,
     export_original_features,
     import_original_features,
