@@ -28,35 +28,23 @@ import _common as C  # noqa: E402
 TARGET_FRACTION = 0.9
 
 
-def _optimizer(fused=False):
-    """The CNN stage's optimizer (`stages.train_cnn._optimizer`: SGD, lr 0.001,
-    momentum 0.9, weight decay 0.0005 without biases), or `FusedSGD` with the same
-    settings."""
+def _compile_heads(extractor):
+    """Both heads with the CNN stage's optimizer (`stages.train_cnn._optimizer`: SGD,
+    lr 0.001, momentum 0.9, weight decay 0.0005 without biases)."""
     import importlib
 
     from msl_keras.config import get_preset
-    from msl_keras.optimizers import FusedSGD
 
     cnn = get_preset("paper_ucf101").cnn
-    if not fused:  # the module (the package re-exports the function of that name)
-        return importlib.import_module("msl_keras.stages.train_cnn")._optimizer(cnn)
-    optimizer = FusedSGD(
-        learning_rate=cnn.learning_rate,
-        momentum=cnn.momentum,
-        weight_decay=cnn.weight_decay,
-    )
-    optimizer.exclude_from_weight_decay(var_names=["bias"])
-    return optimizer
-
-
-def _compile_heads(extractor, fused=False):
+    # The module (the package re-exports the function of that name).
+    train_cnn = importlib.import_module("msl_keras.stages.train_cnn")
     for head in (extractor.context_head, extractor.action_head):
         head.trainable = True
     extractor.context_head.compile(
-        optimizer=_optimizer(fused), loss="categorical_crossentropy"
+        optimizer=train_cnn._optimizer(cnn), loss="categorical_crossentropy"
     )
     extractor.action_head.compile(
-        optimizer=_optimizer(fused),
+        optimizer=train_cnn._optimizer(cnn),
         loss={"cam": "categorical_crossentropy", "action": "categorical_crossentropy"},
     )
 
@@ -73,8 +61,6 @@ def step_timings(args, workdir):
     with C.device_scope(args.device):
         extractor = C.build_extractor(spec)
         _compile_heads(extractor)
-        fused = C.build_extractor(spec)  # the same heads trained with FusedSGD
-        _compile_heads(fused, fused=True)
         runner = TrunkRunner(extractor.trunk, batch_size=spec.batch)
         frames = C.network_frames(spec, n)
         labels = np.arange(n) % spec.num_classes
@@ -91,12 +77,11 @@ def step_timings(args, workdir):
             for name in ("context", "action")
         }
 
-        def heads_of(model):
-            return {"context": model.context_head, "action": model.action_head}
+        heads = {"context": extractor.context_head, "action": extractor.action_head}
 
-        def cached(model=extractor):
+        def cached():
             for i in range(batches):
-                for name, head in heads_of(model).items():
+                for name, head in heads.items():
                     x, y = data[name][i]
                     head.train_on_batch(x, y)
 
@@ -104,21 +89,16 @@ def step_timings(args, workdir):
             for i in range(batches):
                 picked = slice(i * spec.batch, (i + 1) * spec.batch)
                 maps = runner(frames[picked])
-                for name, head in heads_of(extractor).items():
+                for name, head in heads.items():
                     _, y = data[name][i]  # labels only
                     head.train_on_batch(maps, y)
 
         with C.quiet_keras():
             times = C.alternate(
-                {
-                    "cached": cached,
-                    "recomputed": recomputed,
-                    "fused": lambda: cached(fused),
-                },
-                args.repeats,
+                {"cached": cached, "recomputed": recomputed}, args.repeats
             )
         cache.close()
-    del extractor, fused, runner
+    del extractor, runner
     C.cleanup()
     return times, n
 
@@ -158,10 +138,6 @@ def run(args):
     values = C.ratios(times["recomputed"], times["cached"])
     target = TARGET_FRACTION * bound
     step = 1e3 / (n / spec.batch)
-    fused_saving = [
-        (r - c + f) / f
-        for r, c, f in zip(times["recomputed"], times["cached"], times["fused"])
-    ]
     rows = [
         C.Row(
             key="3",
@@ -177,22 +153,6 @@ def run(args):
                 f"FLOPs/frame: trunk forward {C.gflop(trunk):.2f} G, both heads forward "
                 f"+ backward {C.gflop(heads):.2f} G (3x forward, no input gradient for "
                 "conv5_3); bound = (trunk + heads) / heads."
-            ),
-            size=spec.name,
-            load=C.load(),
-        ),
-        C.Row(
-            key="3b",
-            what="same cached step, both heads' SGD as msl_keras.optimizers.FusedSGD",
-            against="the cached step with keras.optimizers.SGD (the stage's)",
-            target="reported (what the fused update buys)",
-            values=C.ratios(times["cached"], times["fused"]),
-            detail=(
-                f"ms/step: FusedSGD {C.fmt_spread([t * step for t in times['fused']], 0)}"
-                f" vs keras SGD {C.fmt_spread([t * step for t in times['cached']], 0)}; "
-                "with FusedSGD on both sides, the saving of row 3 becomes (recomputed "
-                "- cached + fused) / fused = "
-                f"{C.fmt_spread(fused_saving)}x (target {target:.2f}x)."
             ),
             size=spec.name,
             load=C.load(),

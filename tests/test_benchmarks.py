@@ -10,7 +10,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(REPO, "benchmarks")
 ROW_KEYS = (
-    "1", "2", "2b", "3", "3b", "3c", "4", "5", "6", "6c", "7",
+    "1", "2", "2b", "3", "3c", "4", "5", "6", "6c", "7",
     "8a", "8b", "8c", "9a", "9b", "10a", "10b", "10c",
 )  # fmt: skip
 

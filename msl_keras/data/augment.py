@@ -477,45 +477,27 @@ def _geometric_fused(x, params, config):
     return tf.reshape(out, tf.concat([lead, list(config.output_size) + [3]], 0))
 
 
-def _geometric_steps(x, params, config):
-    """Flip, rotate, crop and resize one op after the other (shared parameters)."""
-    x = flip_left_right(x, params["flip"])
-    x = rotate(x, params["angle"], config.fill_mode)
-    shape = tf.shape(x)
-    box = aspect_crop_box(
-        shape[-3],
-        shape[-2],
-        params["crop_scale"],
-        params["offset_y"],
-        params["offset_x"],
-        config.aspect,
-    )
-    return crop_and_resize(x, box, config.output_size)
-
-
-def augment_frame(image, params, config=None, fused=True):
+def augment_frame(image, params, config=None):
     """Apply the paper's augmentation with the parameters `params`.
 
     Order: flip, rotate, crop + resize to `config.output_size`, channel shift,
     brightness, contrast, saturation.
 
-    With `fused=True` (default, what the pipelines use) the flip, rotation, crop and
-    resize are composed into one affine map and the frame is resampled once: the same
+    The flip, rotation, crop and resize are composed into one affine map and the
+    frame is resampled once: the same
     transformation, sharper (one bilinear interpolation instead of two), cheaper
     (about 1.7x for the whole chain on 240x320 frames; no full-size intermediate),
     and each frame of a batch may have its own parameters. It differs
     from the step-by-step chain only by the interpolation (and, where the crop is
     upsampled, its outermost pixel row reads the neighbouring pixel outside the box
-    instead of repeating the box edge). `fused=False` runs `flip_left_right`,
-    `rotate`, `aspect_crop_box` + `crop_and_resize` one after the other, for one set
-    of parameters shared by all frames.
+    instead of repeating the box edge); `tests/test_augment.py` checks it against
+    that chain (`flip_left_right`, `rotate`, `aspect_crop_box` + `crop_and_resize`).
 
     Args:
         image: RGB `(..., H, W, 3)` in [0, 255], uint8 or float.
         params: dict from `draw_augmentation` (scalars, or one value per frame with
             the leading shape of `image`).
         config: `AugmentationConfig` (output size, aspect, border mode).
-        fused: see above.
 
     Returns:
         float32 `(..., out_h, out_w, 3)` in [0, 255].
@@ -528,10 +510,7 @@ def augment_frame(image, params, config=None, fused=True):
     config = AugmentationConfig() if config is None else config
     _check_params(params)
     x = _as_image(image, "augment_frame")
-    if fused:
-        x = _geometric_fused(x, params, config)
-    else:
-        x = _geometric_steps(x, params, config)
+    x = _geometric_fused(x, params, config)
     x = channel_shift(x, params["channel_shift"])
     x = adjust_brightness(x, params["brightness"])
     x = adjust_contrast(x, params["contrast"])
