@@ -1,4 +1,7 @@
-"""Install msl_keras: `pip install -e .` (add `[test]` for the test suite)."""
+"""Install msl_keras: `pip install -e .` (add `[test]` for the test suite).
+
+Keras 3 on the TensorFlow backend only (TensorFlow is a dependency).
+"""
 
 import re
 from pathlib import Path

@@ -2,11 +2,15 @@
 
 Aliakbarian, Saleh, Salzmann, Fernando, Petersson, Andersson. "Encouraging LSTMs to
 Anticipate Actions Very Early", ICCV 2017.
+
+TensorFlow only: the package runs Keras 3 on its TensorFlow backend and uses
+TensorFlow directly where Keras has no public API (`tf.data`, `tf.function`,
+`tf.distribute`, custom gradients). Other Keras backends are not supported.
 """
 
 import os
 
-# The package is written for Keras 3 on TensorFlow; set it before keras is imported.
+# Keras 3 on TensorFlow only; set before keras is imported.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

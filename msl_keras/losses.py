@@ -36,7 +36,10 @@ Note: Keras reads the string `"ce"` in `compile(loss="ce")` as its own categoric
 cross-entropy; pass `get_loss("ce")` (an instance) to use `CrossEntropyLastStep`.
 """
 
+import inspect
+
 import keras
+import tensorflow as tf
 from keras import ops
 
 # Keras' own accessor of the mask attached to a tensor (`Loss.__call__` uses it too).
@@ -289,41 +292,67 @@ def _reduce(values, reduction, clip_weight=None):
     else:
         divisor = ops.cast(ops.shape(values)[0], values.dtype)
     loss = ops.divide_no_nan(total, divisor)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            loss = loss / replicas  # Keras' trainers scale every loss this way
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss / replicas  # Keras' trainers scale every loss this way
     return loss
 
 
 class SequenceLoss(keras.losses.Loss):
-    """Base of the sequence losses: routes step weights and Keras masks into the loss.
+    """A sequence loss function as a `keras.losses.Loss` (as Keras' `LossFunctionWrapper`).
+
+    A subclass sets `fn`, a function `fn(y_true, y_pred, sample_weight, **options)`
+    returning `(batch,)` values. Its options are `fn`'s keyword arguments after
+    `sample_weight` (`epsilon`, `lambda_r`, ...): the constructor takes them as keywords
+    with `fn`'s defaults, keeps them as attributes and in `get_config`. The default
+    name is `fn`'s (or the subclass's `default_name`).
 
     Keras' `Loss.__call__` would apply `sample_weight` and the Keras mask of `y_pred` to
     the returned `(batch,)` values; here they are per-step quantities that enter the
     loss function itself.
+
+    Args:
+        reduction, name, dtype: as `keras.losses.Loss`.
+        **options: keyword arguments of `fn`.
+
+    Raises:
+        TypeError: an option `fn` does not take.
+        ValueError: a whole-number option given a fraction.
     """
 
     fn = None
+    default_name = None
 
     def __init__(
-        self,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name=None,
-        dtype=None,
+        self, reduction="sum_over_batch_size", name=None, dtype=None, **options
     ):
+        defaults = {
+            key: parameter.default
+            for key, parameter in inspect.signature(self.fn).parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+            and key != "sample_weight"
+        }
+        unknown = sorted(set(options) - set(defaults))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) {unknown}. "
+                f"Its options: {sorted(defaults)} (and reduction, name, dtype)."
+            )
+        name = name or self.default_name or self.fn.__name__
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.epsilon = float(epsilon)
-
-    def _fn_kwargs(self):
-        return {"epsilon": self.epsilon}
+        for key, default in defaults.items():
+            value = options.get(key, default)
+            if isinstance(default, int) and int(value) != value:
+                raise ValueError(
+                    f"`{key}` must be a whole number. Received: {key}={value!r}"
+                )
+            setattr(self, key, type(default)(value))  # as fn's default: int or float
+        self._option_names = tuple(defaults)
 
     def call(self, y_true, y_pred, sample_weight=None):
         """Per-clip values `(batch,)`, unreduced."""
-        return type(self).fn(y_true, y_pred, sample_weight, **self._fn_kwargs())
+        options = {key: getattr(self, key) for key in self._option_names}
+        return type(self).fn(y_true, y_pred, sample_weight, **options)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         keras_mask = get_keras_mask(y_pred)
@@ -350,7 +379,7 @@ class SequenceLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(self._fn_kwargs())
+        config.update({key: getattr(self, key) for key in self._option_names})
         return config
 
 
@@ -381,15 +410,6 @@ class AnticipationLoss(SequenceLoss):
 
     fn = staticmethod(anticipation_loss)
 
-    def __init__(
-        self,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="anticipation_loss",
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
-
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class CrossEntropyLastStep(SequenceLoss):
@@ -397,15 +417,6 @@ class CrossEntropyLastStep(SequenceLoss):
     `cross_entropy_last_step`. Args and call arguments as `AnticipationLoss`."""
 
     fn = staticmethod(cross_entropy_last_step)
-
-    def __init__(
-        self,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="cross_entropy_last_step",
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -415,15 +426,6 @@ class ExponentialCrossEntropy(SequenceLoss):
 
     fn = staticmethod(exponential_cross_entropy)
 
-    def __init__(
-        self,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="exponential_cross_entropy",
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
-
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class LinearlyGrowingLoss(SequenceLoss):
@@ -431,15 +433,6 @@ class LinearlyGrowingLoss(SequenceLoss):
     Args and call arguments as `AnticipationLoss`."""
 
     fn = staticmethod(linearly_growing_loss)
-
-    def __init__(
-        self,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="linearly_growing_loss",
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -449,34 +442,9 @@ class JainExponentialLoss(SequenceLoss):
 
     fn = staticmethod(jain_exponential_loss)
 
-    def __init__(
-        self,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="jain_exponential_loss",
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
-
-
-class _RankingLoss(SequenceLoss):
-    def __init__(
-        self,
-        lambda_r=1.0,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name=None,
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
-        self.lambda_r = float(lambda_r)
-
-    def _fn_kwargs(self):
-        return {"lambda_r": self.lambda_r, "epsilon": self.epsilon}
-
 
 @keras.saving.register_keras_serializable(package="msl_keras")
-class RankingDetectionLoss(_RankingLoss):
+class RankingDetectionLoss(SequenceLoss):
     """Cross-entropy plus the ranking loss on the detection score (Ma et al. [21]).
 
     See `ranking_detection_loss`.
@@ -488,25 +456,9 @@ class RankingDetectionLoss(_RankingLoss):
 
     fn = staticmethod(ranking_detection_loss)
 
-    def __init__(
-        self,
-        lambda_r=1.0,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="ranking_detection_loss",
-        dtype=None,
-    ):
-        super().__init__(
-            lambda_r=lambda_r,
-            epsilon=epsilon,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
-
 
 @keras.saving.register_keras_serializable(package="msl_keras")
-class RankingMarginLoss(_RankingLoss):
+class RankingMarginLoss(SequenceLoss):
     """Cross-entropy plus the ranking loss on the discriminative margin (Ma et al.).
 
     See `ranking_margin_loss`.
@@ -517,22 +469,6 @@ class RankingMarginLoss(_RankingLoss):
     """
 
     fn = staticmethod(ranking_margin_loss)
-
-    def __init__(
-        self,
-        lambda_r=1.0,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="ranking_margin_loss",
-        dtype=None,
-    ):
-        super().__init__(
-            lambda_r=lambda_r,
-            epsilon=epsilon,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
 
 
 LOSSES = {

@@ -92,7 +92,6 @@ _DELETE_ADVICE = (
     "Delete the file and run the extraction again: it starts a new store and recomputes "
     "every clip."
 )
-_READ_BLOCK = 64  # rows read from HDF5 at once by `read`
 
 
 def row_datasets(settings):
@@ -840,23 +839,15 @@ class FeatureStore:
                 out[name] = np.asarray(f[name][: self._complete.shape[0]], dtype=kind)[
                     slots
                 ]
-            bad = set()
-            order = np.argsort(slots, kind="stable")
-            start = 0
-            while start < count:
-                # Rows [lo, hi) of the file cover the next sorted requested slots.
-                lo = slots[order[start]]
-                stop = start
-                while stop < count and slots[order[stop]] < lo + _READ_BLOCK:
-                    stop += 1
-                hi = slots[order[stop - 1]] + 1
-                positions = order[start:stop]
-                for name in s.streams:
-                    block = f[name][lo:hi][slots[positions] - lo]
-                    finite = np.isfinite(block).all(axis=(1, 2))
-                    bad.update(int(slots[p]) for p in positions[~finite])
-                    out[name][positions] = block
-                start = stop
+            # One read per clip: each clip is one HDF5 chunk. h5py's fancy indexing
+            # (`f[name][sorted_slots]`) reads the same chunks 2-4x slower.
+            finite = np.ones(count, dtype=bool)
+            for name in s.streams:
+                dataset, values = f[name], out[name]
+                for row, slot in enumerate(slots):
+                    values[row] = dataset[slot]
+                finite &= np.isfinite(values).all(axis=(1, 2))
+            bad = {int(slot) for slot in slots[~finite]}
         except OSError as error:
             raise FeatureStoreError(
                 f"Feature store '{self.path}' cannot be read ({error}); it is damaged. "

@@ -14,38 +14,25 @@ for the same product written as an einsum (a batched matmul), e.g.:
 `FastDense` and `FastLSTMCell` are `keras.layers.Dense` and `keras.layers.LSTMCell`
 with their products replaced by it (same weights, same variable names, same numbers up
 to float rounding). An MS-LSTM training step at the paper's size runs about 1.5x faster,
-a head-training step ~1.2x (BENCHMARKS.md). Other backends use `keras.ops.matmul`.
+a head-training step ~1.2x (BENCHMARKS.md).
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
-def _tf_matmul():
-    import tensorflow as tf
+@tf.custom_gradient
+def _matmul(a, w):
+    def grad(dy):
+        return tf.einsum("bo,io->bi", dy, w), tf.einsum("bi,bo->io", a, dy)
 
-    @tf.custom_gradient
-    def matmul(a, w):
-        def grad(dy):
-            return tf.einsum("bo,io->bi", dy, w), tf.einsum("bi,bo->io", a, dy)
-
-        return tf.matmul(a, w), grad
-
-    return matmul
-
-
-_MATMUL = {}
+    return tf.matmul(a, w), grad
 
 
 def matmul(a, w):
-    """`a (batch, in) @ w (in, out)`, with a fast gradient on TensorFlow."""
-    if keras.backend.backend() != "tensorflow":
-        return ops.matmul(a, w)
-    if "tf" not in _MATMUL:
-        _MATMUL["tf"] = _tf_matmul()
-    import tensorflow as tf
-
-    return _MATMUL["tf"](a, tf.convert_to_tensor(w))
+    """`a (batch, in) @ w (in, out)`, with the fast gradient."""
+    return _matmul(a, tf.convert_to_tensor(w))
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -102,13 +89,10 @@ def lstm_layer(units, name):
     the variables `<name>/lstm_cell/{kernel, recurrent_kernel, bias}`, so weights move
     between them.
     """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.config.list_physical_devices("GPU"):
-            return keras.layers.RNN(
-                FastLSTMCell(units, name="lstm_cell"),
-                return_sequences=True,
-                name=name,
-            )
+    if not tf.config.list_physical_devices("GPU"):
+        return keras.layers.RNN(
+            FastLSTMCell(units, name="lstm_cell"),
+            return_sequences=True,
+            name=name,
+        )
     return keras.layers.LSTM(units, return_sequences=True, name=name)

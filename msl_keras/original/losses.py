@@ -73,6 +73,35 @@ def original_scaled_cross_entropy(
     return scale * mean
 
 
+def original_linear_loss(
+    y_true,
+    y_pred,
+    sample_weight=None,
+    T=ORIGINAL_LINEAR_T,
+    last_step=ORIGINAL_LINEAR_LAST,
+    epsilon=DEFAULT_EPSILON,
+):
+    """The original's "totally_linear" loss: `original_scaled_cross_entropy` times
+    `original_linear_scale(T, last_step)`. Args and returns as `anticipation_loss`."""
+    scale = original_linear_scale(T, last_step)
+    return original_scaled_cross_entropy(y_true, y_pred, sample_weight, scale, epsilon)
+
+
+def original_exponential_loss(
+    y_true,
+    y_pred,
+    sample_weight=None,
+    T=ORIGINAL_EXPONENTIAL_T,
+    last_step=ORIGINAL_EXPONENTIAL_LAST,
+    epsilon=DEFAULT_EPSILON,
+):
+    """The original's "exponential" loss: `original_scaled_cross_entropy` times
+    `original_exponential_scale(T, last_step)`. Args and returns as
+    `anticipation_loss`."""
+    scale = original_exponential_scale(T, last_step)
+    return original_scaled_cross_entropy(y_true, y_pred, sample_weight, scale, epsilon)
+
+
 def original_anticipation_loss(
     y_true, y_pred, sample_weight=None, T=150, N=21, batch=32, epsilon=DEFAULT_EPSILON
 ):
@@ -117,24 +146,11 @@ class OriginalScaledCrossEntropy(SequenceLoss):
     """
 
     fn = staticmethod(original_scaled_cross_entropy)
-
-    def __init__(
-        self,
-        scale=1.0,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="original_cross_entropy",
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
-        self.scale = float(scale)
-
-    def _fn_kwargs(self):
-        return {"scale": self.scale, "epsilon": self.epsilon}
+    default_name = "original_cross_entropy"
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
-class OriginalLinearLoss(OriginalScaledCrossEntropy):
+class OriginalLinearLoss(SequenceLoss):
     """The original code's "totally_linear" loss: the whole-clip cross-entropy times
     `sum_{t=1..last_step} t/T` (210/18 = 11.667 with its T = 18, last_step = 20).
 
@@ -146,33 +162,16 @@ class OriginalLinearLoss(OriginalScaledCrossEntropy):
         epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
     """
 
-    def __init__(
-        self,
-        T=ORIGINAL_LINEAR_T,
-        last_step=ORIGINAL_LINEAR_LAST,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="original_linear_loss",
-        dtype=None,
-    ):
-        self.T, self.last_step = int(T), int(last_step)
-        super().__init__(
-            scale=original_linear_scale(self.T, self.last_step),
-            epsilon=epsilon,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
+    fn = staticmethod(original_linear_loss)
 
-    def get_config(self):
-        config = super().get_config()
-        config.pop("scale")
-        config.update({"T": self.T, "last_step": self.last_step})
-        return config
+    @property
+    def scale(self):
+        """The constant the whole-clip cross-entropy is multiplied by."""
+        return original_linear_scale(self.T, self.last_step)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
-class OriginalExponentialLoss(OriginalScaledCrossEntropy):
+class OriginalExponentialLoss(SequenceLoss):
     """The original code's "exponential" loss: the whole-clip cross-entropy times
     `sum_{t=0..last_step} exp(-(T - t))` (11.689 with its T = 18, last_step = 20).
 
@@ -184,29 +183,12 @@ class OriginalExponentialLoss(OriginalScaledCrossEntropy):
         epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
     """
 
-    def __init__(
-        self,
-        T=ORIGINAL_EXPONENTIAL_T,
-        last_step=ORIGINAL_EXPONENTIAL_LAST,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="original_exponential_loss",
-        dtype=None,
-    ):
-        self.T, self.last_step = int(T), int(last_step)
-        super().__init__(
-            scale=original_exponential_scale(self.T, self.last_step),
-            epsilon=epsilon,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
+    fn = staticmethod(original_exponential_loss)
 
-    def get_config(self):
-        config = super().get_config()
-        config.pop("scale")
-        config.update({"T": self.T, "last_step": self.last_step})
-        return config
+    @property
+    def scale(self):
+        """The constant the whole-clip cross-entropy is multiplied by."""
+        return original_exponential_scale(self.T, self.last_step)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -218,32 +200,19 @@ class OriginalAnticipationLoss(SequenceLoss):
     paper's loss is `AnticipationLoss`.
 
     Args:
-        T, N, batch: its hard-coded constants (150, 21, 32).
+        T, N, batch: its hard-coded constants (150, 21, 32), each >= 1.
         epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
     """
 
     fn = staticmethod(original_anticipation_loss)
 
-    def __init__(
-        self,
-        T=150,
-        N=21,
-        batch=32,
-        epsilon=DEFAULT_EPSILON,
-        reduction="sum_over_batch_size",
-        name="original_anticipation_loss",
-        dtype=None,
-    ):
-        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
-        for key, value in (("T", T), ("N", N), ("batch", batch)):
-            if int(value) != value or value < 1:
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for key in ("T", "N", "batch"):
+            if getattr(self, key) < 1:
                 raise ValueError(
-                    f"`{key}` must be an int >= 1. Received: {key}={value!r}"
+                    f"`{key}` must be an int >= 1. Received: {key}={kwargs[key]!r}"
                 )
-        self.T, self.N, self.batch = int(T), int(N), int(batch)
-
-    def _fn_kwargs(self):
-        return {"T": self.T, "N": self.N, "batch": self.batch, "epsilon": self.epsilon}
 
 
 ORIGINAL_LOSSES = {
