@@ -1,6 +1,6 @@
 """Row 4: accuracy at every observed length, one causal pass vs T runs on prefixes.
 
-    /work/venv/bin/python benchmarks/bench_all_lengths.py --size paper
+    python benchmarks/bench_all_lengths.py --size paper
 
 Ours (what `stages/evaluate.py` does): ONE forward pass of the MS-LSTM over the test
 clips (`callbacks.causal_forward`), then `metrics.accuracy_vs_steps` for t = 1..T, raw

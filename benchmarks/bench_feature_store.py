@@ -1,6 +1,6 @@
 """Row 8: the HDF5 feature store, written and read in frames/s, float16 vs float32 size.
 
-    /work/venv/bin/python benchmarks/bench_feature_store.py --size paper
+    python benchmarks/bench_feature_store.py --size paper
 
 A "frame" is one stored step: a context and an action feature (`fc_units` each).
 - write: `FeatureStore.append` of whole clips (gzip, float16, one flush per clip, as the

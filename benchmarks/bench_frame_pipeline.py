@@ -1,6 +1,6 @@
 """Row 7: the tf.data frame pipeline with the paper's augmentation vs what training eats.
 
-    /work/venv/bin/python benchmarks/bench_frame_pipeline.py --size paper
+    python benchmarks/bench_frame_pipeline.py --size paper
 
 Producer: `data.pipelines.frame_dataset` (frames held in memory as decoded uint8 at the
 video size, shuffled, each frame augmented with its own parameters: flip, rotation,

@@ -1,6 +1,6 @@
 """Row 10: how cost grows with work: extraction vs clips, the LSTM step vs T and units.
 
-    /work/venv/bin/python benchmarks/bench_growth.py --size paper
+    python benchmarks/bench_growth.py --size paper
 
 - extraction: the real `stages.extract.extract` on 1, 2, 4 and 8 generated clips (a new
   store each time); a least-squares line of seconds against frames extracted must fit

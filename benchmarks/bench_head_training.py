@@ -1,6 +1,6 @@
 """Row 3: training the heads from the cached trunk output vs recomputing the trunk.
 
-    /work/venv/bin/python benchmarks/bench_head_training.py --size paper
+    python benchmarks/bench_head_training.py --size paper
 
 One training step = one batch through both heads (context head, then action head, each
 `train_on_batch` with the paper's SGD), as `stages/train_cnn.py` compiles them.

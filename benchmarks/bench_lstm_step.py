@@ -1,6 +1,6 @@
 """Row 5: one MS-LSTM training step vs two bare `keras.layers.LSTM` layers.
 
-    /work/venv/bin/python benchmarks/bench_lstm_step.py --size paper
+    python benchmarks/bench_lstm_step.py --size paper
 
 Ours: `MultiStageLSTM` built and compiled by `stages/train_lstm.py` (`build_lstm`,
 `compile_lstm`: SGD with momentum, the anticipation loss on both stages), one

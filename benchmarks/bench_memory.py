@@ -1,6 +1,6 @@
 """Row 9: peak memory of feature extraction and of MS-LSTM training.
 
-    /work/venv/bin/python benchmarks/bench_memory.py --size paper
+    python benchmarks/bench_memory.py --size paper
 
 Each measurement runs in its own Python process, so its peak resident set size
 (`VmHWM`, the high-water mark) is its own:

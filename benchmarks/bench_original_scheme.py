@@ -1,6 +1,6 @@
 """Row 2: both feature streams per frame vs the original per-frame scheme.
 
-    /work/venv/bin/python benchmarks/bench_original_scheme.py --size paper
+    python benchmarks/bench_original_scheme.py --size paper
 
 Ours: the extract stage's path, `preprocess_frames` on the clip's decoded frames, then
 `TwoStreamFeatureExtractor.extract` (one trunk pass, both heads, batches of 32, CAM

@@ -1,6 +1,6 @@
 """Row 1: both feature streams per frame vs a bare Keras VGG-16, in GFLOP/s.
 
-    /work/venv/bin/python benchmarks/bench_two_stream_flops.py --size paper
+    python benchmarks/bench_two_stream_flops.py --size paper
 
 Our extraction (`TwoStreamFeatureExtractor.extract`: one trunk pass, both heads, a batch
 of frames in one traced graph) does more work per frame than VGG-16 without top: the

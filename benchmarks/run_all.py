@@ -1,6 +1,6 @@
 """Runs every benchmark row, prints one table, writes BENCHMARKS.md-ready markdown.
 
-    /work/venv/bin/python benchmarks/run_all.py --size paper --update BENCHMARKS.md
+    python benchmarks/run_all.py --size paper --update BENCHMARKS.md
 
 `--size paper|cpu|tiny` and `--device cpu|gpu` go to every script; `--repeats` overrides
 the size's default. The markdown (machine, command, table, per-row details) is printed,

