@@ -1,10 +1,10 @@
 """ClassActivationMap (Eq. 2) against hand values and numpy einsums."""
 
-import keras
 import numpy as np
 import pytest
 
 from msl_keras.layers import ClassActivationMap
+from tests.model_testing import run_model_test
 
 
 def _inputs(seed=0, batch=3, units=5, classes=6):
@@ -70,19 +70,16 @@ def test_argument_errors():
         ClassActivationMap(top_k=0)
 
 
-def test_config_round_trip_and_symbolic_shape():
+def test_config_round_trip_and_symbolic_shape(tmp_path):
     maps, kernel = _inputs()
     scores = np.random.default_rng(4).normal(size=(3, 6)).astype("float32")
-    cam = ClassActivationMap(top_k=2, name="cam")
-    config = cam.get_config()
-    assert config["top_k"] == 2
-    clone = ClassActivationMap.from_config(config)
-    assert clone.top_k == 2 and clone.name == "cam"
-    np.testing.assert_allclose(
-        clone(maps, kernel, scores=scores), cam(maps, kernel, scores=scores)
+    cam = run_model_test(
+        ClassActivationMap,
+        {"top_k": 2, "name": "cam"},
+        maps,
+        tmp_path,
+        expected_output_shape=(3, 4, 3),
+        call_kwargs={"class_weights": kernel, "scores": scores},
     )
-    revived = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(cam)
-    )
-    assert isinstance(revived, ClassActivationMap) and revived.top_k == 2
+    assert cam.get_config()["top_k"] == 2 and cam.name == "cam"
     assert cam.compute_output_shape((None, 7, 7, 5)) == (None, 7, 7)

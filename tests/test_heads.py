@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from msl_keras.models import ActionAwareHead, ContextAwareHead
+from tests.model_testing import run_model_test
 
 N, FC, CAM, WIDTH = 4, 16, 8, 1 / 16  # conv5_2 has 32 channels at width 1/16
 LOSSES = {"cam": "categorical_crossentropy", "action": "categorical_crossentropy"}
@@ -57,24 +58,7 @@ def _numpy_masked_path(head, maps, classes=None, top_k=None):
     }  # fmt: skip
 
 
-def _fit_one_step(model, x, y):
-    before = [w.numpy().copy() for w in model.trainable_weights]
-    history = model.fit(
-        x,
-        y,
-        batch_size=len(y if not isinstance(y, dict) else y["cam"]),
-        epochs=1,
-        verbose=0,
-    )
-    assert all(np.isfinite(v[0]) for v in history.history.values())
-    changed = [
-        not np.array_equal(a, w.numpy())
-        for a, w in zip(before, model.trainable_weights)
-    ]
-    assert all(changed)
-
-
-def test_context_head_shapes_features_and_fit():
+def test_context_head_shapes_and_features():
     head = ContextAwareHead(N, fc_units=FC, width=WIDTH)
     maps = _maps()
     probs = head(maps)
@@ -83,19 +67,19 @@ def test_context_head_shapes_features_and_fit():
     assert tuple(head.features(maps).shape) == (3, FC)
     assert tuple(head.activation_maps(maps)["conv5_3"].shape) == (3, 4, 4, 32)
     assert tuple(head.get_layer("block5_conv3").kernel.shape) == (3, 3, 32, 32)
-    head.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
-    _fit_one_step(head, maps, np.eye(N)[[0, 1, 2]])
 
 
-def test_context_head_keras_round_trip(tmp_path):
-    head = ContextAwareHead(N, fc_units=FC, width=WIDTH, dropout=0.3)
+def test_context_head_round_trip_and_fit_step(tmp_path):
     maps = _maps()
-    head(maps)
-    head.save(tmp_path / "context.keras")
-    revived = keras.models.load_model(tmp_path / "context.keras")
-    assert isinstance(revived, ContextAwareHead) and revived.dropout == 0.3
-    np.testing.assert_array_equal(revived(maps), head(maps))
-    np.testing.assert_array_equal(revived.features(maps), head.features(maps))
+    head = run_model_test(
+        ContextAwareHead,
+        {"num_classes": N, "fc_units": FC, "width": WIDTH, "dropout": 0.3},
+        maps,
+        tmp_path,
+        expected_output_shape=(3, N),
+        targets=np.eye(N)[[0, 1, 2]],
+    )
+    assert head.dropout == 0.3
 
 
 def test_action_head_shapes():
@@ -183,32 +167,40 @@ def test_mask_gradient_is_stopped():
     assert np.abs(grads[2]).sum() > 0 and np.abs(grads[3]).sum() > 0
 
 
-def test_action_head_fit_one_step():
-    head = _action_head()
-    maps, y = _maps(), np.eye(N)[[0, 1, 2]]
-    head.compile(optimizer=keras.optimizers.SGD(0.01), loss=LOSSES)
-    _fit_one_step(head, maps, {"cam": y, "action": y})
+def test_action_head_round_trip_and_fit_step(tmp_path):
+    y = np.eye(N)[[0, 1, 2]]
+    head = run_model_test(
+        ActionAwareHead,
+        {"num_classes": N, "fc_units": FC, "cam_filters": CAM, "width": WIDTH,
+         "cam_class": "top_k", "top_k": 2, "dropout": 0.2},
+        _maps(seed=5),
+        tmp_path,
+        expected_output_shape={"cam": (3, N), "action": (3, N)},
+        targets={"cam": y, "action": y},
+    )  # fmt: skip
+    assert (head.cam_class, head.top_k, head.dropout) == ("top_k", 2, 0.2)
 
 
-def test_oracle_head_fit_one_step():
-    with pytest.warns(UserWarning):
-        head = _action_head(cam_class="oracle")
-    maps, labels = _maps(), np.array([0, 1, 2])
-    head.compile(optimizer=keras.optimizers.SGD(0.01), loss=LOSSES)
+def test_oracle_head_fit_step(tmp_path):
+    labels = np.array([0, 1, 2])
     y = np.eye(N)[labels]
-    _fit_one_step(head, {"maps": maps, "labels": labels}, {"cam": y, "action": y})
+    with pytest.warns(UserWarning):
+        run_model_test(
+            ActionAwareHead,
+            {"num_classes": N, "fc_units": FC, "cam_filters": CAM, "width": WIDTH,
+             "cam_class": "oracle"},
+            {"maps": _maps(), "labels": labels},
+            tmp_path,
+            targets={"cam": y, "action": y},
+        )  # fmt: skip
 
 
-def test_action_head_keras_round_trip(tmp_path):
+def test_action_head_revived_features(tmp_path):
     head = _action_head(cam_class="top_k", top_k=2, dropout=0.2)
     maps = _maps(seed=5)
     head(maps)
     head.save(tmp_path / "action.keras")
     revived = keras.models.load_model(tmp_path / "action.keras")
-    assert isinstance(revived, ActionAwareHead)
-    assert (revived.cam_class, revived.top_k, revived.dropout) == ("top_k", 2, 0.2)
-    for key, value in head(maps).items():
-        np.testing.assert_array_equal(revived(maps)[key], value)
     np.testing.assert_array_equal(
         revived.features(maps)["mask"], head.features(maps)["mask"]
     )

@@ -12,6 +12,7 @@ from msl_keras.layers.temporal_average_pooling import (
     TemporalAveragePooling,
     temporal_average_pooling,
 )
+from tests.model_testing import run_model_test
 
 # --------------------------------------------------------------------------------------
 # Pooling
@@ -64,7 +65,7 @@ def test_pooling_numpy_tensor_layer_and_streaming_agree():
         )
 
 
-def test_pooling_layer_in_a_graph_keeps_the_mask():
+def test_pooling_layer_in_a_graph_keeps_the_mask(tmp_path):
     inputs = keras.Input((None, 4))
     masked = keras.layers.Masking(0.0)(inputs)
     pooled = TemporalAveragePooling()(masked)
@@ -76,15 +77,10 @@ def test_pooling_layer_in_a_graph_keeps_the_mask():
     probs[1, 4:] = 0.0  # padding
     got = keras.ops.convert_to_numpy(model(probs))
     np.testing.assert_allclose(got, reference_pooling(probs, [6, 4]), rtol=1e-6)
-    layer = TemporalAveragePooling(name="tap")
-    clone = TemporalAveragePooling.from_config(layer.get_config())
-    assert clone.name == "tap"
-    assert isinstance(
-        keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(layer)
-        ),
-        TemporalAveragePooling,
+    layer = run_model_test(
+        TemporalAveragePooling, {"name": "tap"}, probs, tmp_path, (2, 6, 4)
     )
+    assert layer.name == "tap"
 
 
 def test_pooling_errors():
