@@ -299,7 +299,7 @@ def _reduce(values, reduction, clip_weight=None):
 
 
 class SequenceLoss(keras.losses.Loss):
-    """A sequence loss function as a `keras.losses.Loss` (as Keras' `LossFunctionWrapper`).
+    """A sequence loss function as a `keras.losses.Loss`, as `LossFunctionWrapper` does.
 
     A subclass sets `fn`, a function `fn(y_true, y_pred, sample_weight, **options)`
     returning `(batch,)` values. Its options are `fn`'s keyword arguments after
@@ -483,7 +483,7 @@ LOSSES = {
 
 
 def get_loss(name, **kwargs):
-    """A loss instance by its name in `LOSSES` or `msl_keras.original.losses.ORIGINAL_LOSSES`.
+    """A loss instance by its name in `LOSSES` or `original.losses.ORIGINAL_LOSSES`.
 
     Example: `get_loss("ranking_score", lambda_r=0.5)`.
 

@@ -152,8 +152,10 @@ def test_paper_numbers_are_the_papers():
                  "table4": "Table 4."}[key]  # fmt: skip
         table = text[text.index(title):][:900]
         for method, (earliest, latest) in rows.items():
-            name = names.get(method, "Context+Action MS-LSTM" if key == "table4" else "Ours")
-            numbers = re.findall(r"([\d.]+) ?%", table[table.index(name) + len(name):])[:2]
+            ours = "Context+Action MS-LSTM" if key == "table4" else "Ours"
+            name = names.get(method, ours)
+            after = table[table.index(name) + len(name) :]
+            numbers = re.findall(r"([\d.]+) ?%", after)[:2]
             assert [float(n) for n in numbers] == [earliest, latest], (key, method)
 
 
@@ -200,7 +202,8 @@ def test_leakage_check_extracts_with_the_same_heads(workspace):
     assert not np.array_equal(predicted["action"], oracle["action"])
     # A frame's action feature is the same under both CAM classes exactly when the
     # CAM branch predicts the label: the reported agreement counts those test frames.
-    test_ids = {r.clip_id for r in read_generated(workspace["root"]) if r.role == "test"}
+    records = read_generated(workspace["root"])
+    test_ids = {r.clip_id for r in records if r.role == "test"}
     same = [
         np.allclose(predicted["action"][i, t], oracle["action"][i, t], atol=1e-6)
         for i, clip in enumerate(predicted["clip_ids"])

@@ -1,4 +1,4 @@
-"""MultiStageLSTM and SingleStageLSTM: values, shapes, masks, streaming, save/load, fit."""
+"""MultiStageLSTM and SingleStageLSTM: values, shapes, masks, streaming, round trip."""
 
 import numpy as np
 import pytest
@@ -25,7 +25,8 @@ def _targets(batch=2, seed=0):
 def _fixed(shape, phase):
     """Fixed, distinct weight values (no random generator)."""
     size = int(np.prod(shape))
-    return (0.5 * np.sin(np.arange(size) * 0.37 + phase)).reshape(shape).astype("float32")
+    values = 0.5 * np.sin(np.arange(size) * 0.37 + phase)
+    return values.reshape(shape).astype("float32")
 
 
 def _numpy_lstm(x, kernel, recurrent, bias):
@@ -79,7 +80,8 @@ def test_multi_stage_values_with_fixed_weights():
     swapped = _numpy_lstm(
         np.concatenate([x["action"], hidden1], -1), *weights["stage2_lstm"]
     )
-    assert not np.allclose(_softmax(swapped @ kernel2 + bias2), out["stage2"], atol=1e-3)
+    wrong = _softmax(swapped @ kernel2 + bias2)
+    assert not np.allclose(wrong, out["stage2"], atol=1e-3)
 
 
 def test_multi_stage_shapes():

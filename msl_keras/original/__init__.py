@@ -1,4 +1,6 @@
-"""Everything about the authors' original code (mangalutsav/Multi-Stage-LSTM-for-Action-Anticipation).
+"""Everything about the authors' original code.
+
+Their repository: mangalutsav/Multi-Stage-LSTM-for-Action-Anticipation.
 
 Kept apart from the method itself, which lives in the rest of the package; see
 `docs/original-code.md` for each of its defects and how to reproduce its behaviour.
