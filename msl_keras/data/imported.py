@@ -56,7 +56,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from msl_keras.data.original_format import load_npy
+from msl_keras.original.features import load_npy
 from msl_keras.data.records import ClipRecord, carve_validation
 from msl_keras.errors import DatasetError
 
