@@ -26,6 +26,8 @@ from msl_keras.errors import ConfigError
 DATASETS = ("generated", "ucf101", "jhmdb", "ut_interaction", "imported")
 FRAME_SELECTIONS = ("first", "uniform")
 CAM_CLASSES = ("predicted", "top_k", "oracle")
+CAM_NORMALIZATIONS = ("max", None)
+WEIGHT_DECAY_MODES = ("l2", "decoupled")
 LSTM_MODELS = ("ms_lstm", "context", "action")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -93,6 +95,12 @@ class CNNConfig:
             is computed once per copy and reused for every epoch (and fold).
         augment: apply the paper's augmentation (flip, rotation, crop, colour).
         epochs, batch_size, learning_rate, momentum, weight_decay: SGD settings.
+        weight_decay_mode: "l2" (Caffe's reading: `wd * w` added to the gradient,
+            inside momentum) or "decoupled" (Keras' `w -= lr * wd * w`), see
+            `msl_keras.weight_decay`; biases are not decayed.
+        cam_normalization: the action head's mask, "max" (`ReLU(M_k) / max ReLU(M_k)`
+            per frame) or None (`ReLU(M_k)` as printed in Eq. 3; `=none` on the
+            command line), see `ActionAwareHead`.
         store_dtype: feature store precision, "float16" or "float32".
     """
 
@@ -111,6 +119,8 @@ class CNNConfig:
     learning_rate: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0005
+    weight_decay_mode: str = "l2"
+    cam_normalization: Optional[str] = "max"
     dropout: float = 0.5
     store_dtype: str = "float16"
 
@@ -128,7 +138,8 @@ class LSTMConfig:
             original code's "original_*" from `msl_keras.original.losses`).
         epochs, batch_size, learning_rate, momentum: SGD settings (the paper: lr 0.001,
             momentum 0.9, batch 32).
-        weight_decay: L2 factor (not stated for the LSTM; 0 by default).
+        weight_decay: weight decay factor (not stated for the LSTM; 0 by default).
+        weight_decay_mode: "l2" or "decoupled", as `CNNConfig.weight_decay_mode`.
     """
 
     model: str = "ms_lstm"
@@ -140,6 +151,7 @@ class LSTMConfig:
     learning_rate: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0
+    weight_decay_mode: str = "l2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +194,15 @@ class Config:
         _check_choice("cnn.cam_class", self.cnn.cam_class, CAM_CLASSES)
         _check_choice("lstm.model", self.lstm.model, LSTM_MODELS)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice(
+            "cnn.weight_decay_mode", self.cnn.weight_decay_mode, WEIGHT_DECAY_MODES
+        )
+        _check_choice(
+            "lstm.weight_decay_mode", self.lstm.weight_decay_mode, WEIGHT_DECAY_MODES
+        )
+        _check_choice(
+            "cnn.cam_normalization", self.cnn.cam_normalization, CAM_NORMALIZATIONS
+        )
         _check_choice("cnn.store_dtype", self.cnn.store_dtype, ("float16", "float32"))
         if not 0.0 < self.data.observed_ratio <= 1.0:
             raise ConfigError(
@@ -303,6 +324,10 @@ PRESETS = {
             batch_size=32,
             learning_rate=0.05,
             dropout=0.2,
+            # The demo's measured behaviour (README): a random trunk, whose maps are
+            # small enough for the unnormalised mask, and Keras' decoupled decay.
+            weight_decay_mode="decoupled",
+            cam_normalization=None,
         ),
         lstm=LSTMConfig(units=64, dropout=0.2, epochs=100, batch_size=16, learning_rate=0.02),
         eval=EvalConfig(top_k=2),

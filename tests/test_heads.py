@@ -46,6 +46,8 @@ def _numpy_masked_path(head, maps, classes=None, top_k=None):
     else:
         k = scores.argmax(-1) if classes is None else np.asarray(classes)
         mask = np.maximum(all_maps[np.arange(len(f)), :, :, k], 0)
+    if head.cam_normalization == "max":
+        mask = mask / (mask.max(axis=(1, 2), keepdims=True) + 1e-7)
     masked = conv5_3 * mask[..., None]  # Eq. 3
     x = _maxpool2(masked).reshape(len(f), -1)
     fc6 = np.maximum(x @ head.fc6.kernel.numpy() + head.fc6.bias.numpy(), 0)
@@ -114,6 +116,33 @@ def test_predicted_masked_path_matches_numpy():
     # labels are ignored unless cam_class="oracle"
     other = head.features(maps, labels=np.array([3, 3, 3]))
     np.testing.assert_array_equal(other["fc7"], feats["fc7"])
+
+
+@pytest.mark.parametrize("cam_class", ["predicted", "top_k"])
+def test_cam_normalization_max_and_none(cam_class):
+    maps = _maps(seed=4) * 50.0  # large maps, as a pretrained trunk gives
+    normalized = _action_head(cam_class=cam_class)
+    assert normalized.cam_normalization == "max"  # the default
+    raw = _action_head(cam_class=cam_class, cam_normalization=None)
+    raw.build(maps.shape)
+    normalized.build(maps.shape)
+    normalized.set_weights(raw.get_weights())
+    top_k = 3 if cam_class == "top_k" else None
+    for head in (normalized, raw):
+        ref = _numpy_masked_path(head, maps, top_k=top_k)
+        feats = head.features(maps)
+        np.testing.assert_allclose(feats["mask"], ref["mask"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(feats["fc7"], ref["fc7"], rtol=1e-4, atol=1e-4)
+    mask = keras.ops.convert_to_numpy(normalized.features(maps)["mask"])
+    raw_mask = keras.ops.convert_to_numpy(raw.features(maps)["mask"])
+    # the same map, scaled to a peak of 1 in every frame
+    np.testing.assert_allclose(mask.max(axis=(1, 2)), 1.0, rtol=1e-5)
+    assert raw_mask.max() > 2.0
+    np.testing.assert_allclose(
+        mask, raw_mask / raw_mask.max(axis=(1, 2), keepdims=True), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="cam_normalization"):
+        _action_head(cam_normalization="l1")
 
 
 def test_top_k_mask_matches_numpy():
@@ -196,11 +225,14 @@ def test_oracle_head_fit_step(tmp_path):
 
 
 def test_action_head_revived_features(tmp_path):
-    head = _action_head(cam_class="top_k", top_k=2, dropout=0.2)
+    head = _action_head(
+        cam_class="top_k", top_k=2, dropout=0.2, cam_normalization=None
+    )
     maps = _maps(seed=5)
     head(maps)
     head.save(tmp_path / "action.keras")
     revived = keras.models.load_model(tmp_path / "action.keras")
+    assert revived.cam_normalization is None
     np.testing.assert_array_equal(
         revived.features(maps)["mask"], head.features(maps)["mask"]
     )

@@ -5,6 +5,7 @@ import warnings
 import keras
 from keras import ops
 
+from msl_keras.config import CAM_NORMALIZATIONS
 from msl_keras.layers.class_activation_map import ClassActivationMap
 from msl_keras.models.fast_ops import FastDense
 from msl_keras.models.vgg16_trunk import (
@@ -30,6 +31,15 @@ class ActionAwareHead(keras.Model):
     - Masked path: `A_k = conv5_3 * ReLU(M_k)` (Eq. 3), the mask broadcast over the
       channels of conv5_3 -> `block5_pool` -> fc6 -> fc7 -> fc8 softmax, output
       `"action"`. fc7 is the action-aware feature fed to the second LSTM stage.
+
+    The mask's scale (`cam_normalization`, the paper prints Eq. 3 without one):
+
+    - `"max"` (default): `mask = ReLU(M_k) / (max_{x,y} ReLU(M_k) + eps)` per frame, as
+      CAM visualisations do (Zhou et al. 2016): the mask lies in [0, 1] and `A_k` keeps
+      the scale of conv5_3. With a pretrained trunk the raw `ReLU(M_k)` reaches ~100 at
+      224 px, the masked maps ~25,000, and SGD at the paper's lr 0.001 diverges
+      (RESULTS.md, "The action head at the paper's learning rate").
+    - `None`: `mask = ReLU(M_k)` as printed.
 
     Which class `k` (the paper leaves it open):
 
@@ -58,6 +68,7 @@ class ActionAwareHead(keras.Model):
         dropout: float, dropout rate after fc6 and fc7.
         cam_class: `"predicted"`, `"top_k"` or `"oracle"`, see above.
         top_k: int, classes summed in `"top_k"` mode.
+        cam_normalization: `"max"` or `None`, see above.
         weights: `None`, `"imagenet"`, a path or a `read_keras_h5_weights` dict: where
             `block5_conv3` starts from (fc6-fc8 and the CAM branch start random).
         name: model name.
@@ -89,6 +100,7 @@ class ActionAwareHead(keras.Model):
         dropout=0.5,
         cam_class="predicted",
         top_k=3,
+        cam_normalization="max",
         weights=None,
         name="action_head",
         **kwargs,
@@ -98,6 +110,11 @@ class ActionAwareHead(keras.Model):
             raise ValueError(
                 f"`cam_class` must be one of {CAM_CLASS_MODES}. Received: "
                 f"cam_class={cam_class!r}"
+            )
+        if cam_normalization not in CAM_NORMALIZATIONS:
+            raise ValueError(
+                f"`cam_normalization` must be one of {CAM_NORMALIZATIONS}. Received: "
+                f"cam_normalization={cam_normalization!r}"
             )
         if cam_class == "top_k" and not 1 <= top_k <= num_classes:
             raise ValueError(
@@ -119,6 +136,7 @@ class ActionAwareHead(keras.Model):
         self.dropout = float(dropout)
         self.cam_class = cam_class
         self.top_k = int(top_k)
+        self.cam_normalization = cam_normalization
         channels = scaled_filters(512, self.width)
 
         self.block5_conv3 = keras.layers.Conv2D(
@@ -203,7 +221,8 @@ class ActionAwareHead(keras.Model):
             (b, h, w, cam_filters); `"cam_scores"` the linear scores `S_k`
             (b, num_classes); `"cam_probs"` their softmax; `"cam"` the map `M_k`
             (b, h, w) of the chosen class (for `"top_k"`, the sum of ReLU maps);
-            `"mask"` `ReLU(M_k)` (b, h, w), gradient stopped; `"masked"` `A_k`
+            `"mask"` `ReLU(M_k)`, divided by its per-frame maximum with
+            `cam_normalization="max"` (b, h, w), gradient stopped; `"masked"` `A_k`
             (b, h, w, C) (Eq. 3); `"fc7"` (b, fc_units); `"probs"` (b, num_classes).
         """
         maps, labels = self._split_inputs(inputs, labels)
@@ -217,7 +236,11 @@ class ActionAwareHead(keras.Model):
             cam = self.cam_map(cam_features, kernel, scores=cam_scores)
         # The mask is a fixed input to the masked path: the CAM branch learns only
         # from the "cam" loss (see class docstring).
-        mask = ops.stop_gradient(ops.relu(cam))
+        mask = ops.relu(cam)
+        if self.cam_normalization == "max":
+            peak = ops.max(mask, axis=(1, 2), keepdims=True)  # (b, 1, 1)
+            mask = mask / (peak + keras.config.epsilon())
+        mask = ops.stop_gradient(mask)
         masked = conv5_3 * ops.expand_dims(mask, -1)  # Eq. 3, (b, h, w, C)
         x = self.flatten(self.block5_pool(masked))
         x = self.dropout6(self.fc6(x), training=training)
@@ -244,7 +267,7 @@ class ActionAwareHead(keras.Model):
 
         Returns:
             `{"fc7": (b, fc_units), "cam_scores": (b, N) linear scores S_k,
-            "mask": (b, h, w) ReLU(M_k), "probs": (b, N) action probabilities}`.
+            "mask": (b, h, w) the mask of Eq. 3, "probs": (b, N) action probabilities}`.
         """
         out = self.endpoints(inputs, labels=labels, training=False)
         return {k: out[k] for k in ("fc7", "cam_scores", "mask", "probs")}
@@ -272,6 +295,7 @@ class ActionAwareHead(keras.Model):
                 "dropout": self.dropout,
                 "cam_class": self.cam_class,
                 "top_k": self.top_k,
+                "cam_normalization": self.cam_normalization,
             }
         )
         return config

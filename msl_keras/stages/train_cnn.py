@@ -47,6 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from msl_keras import weight_decay
 from msl_keras.data import augment as augment_ops
 from msl_keras.data import preprocessing
 from msl_keras.data.preprocessing import preprocess_frames
@@ -349,17 +350,15 @@ class CachedMapsDataset(keras.utils.PyDataset):
             self._rng.shuffle(self._order)
 
 
-def _optimizer(cnn):
-    """SGD of the paper; weight decay is Keras' decoupled `w -= lr * wd * w` per step,
-    biases excluded (as VGG's Caffe recipe, decay_mult 0 on biases)."""
-    optimizer = keras.optimizers.SGD(
-        learning_rate=cnn.learning_rate,
-        momentum=cnn.momentum,
-        weight_decay=cnn.weight_decay or None,
+def _optimizer(cnn, model):
+    """SGD of the paper, weight decay as `cnn.weight_decay_mode` (`msl_keras.weight_decay`)."""
+    return weight_decay.sgd(
+        model,
+        cnn.learning_rate,
+        cnn.momentum,
+        cnn.weight_decay,
+        mode=cnn.weight_decay_mode,
     )
-    if cnn.weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=["bias"])
-    return optimizer
 
 
 def _build_heads(config, num_classes, map_shape):
@@ -386,15 +385,18 @@ def _build_heads(config, num_classes, map_shape):
             dropout=cnn.dropout,
             cam_class=cnn.cam_class,
             top_k=min(cnn.top_k, num_classes),
+            cam_normalization=cnn.cam_normalization,
             weights=weights,
         )
     context.build((None,) + tuple(map_shape))
     action.build((None,) + tuple(map_shape))
     context.compile(
-        optimizer=_optimizer(cnn), loss="categorical_crossentropy", metrics=["accuracy"]
+        optimizer=_optimizer(cnn, context),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
     )
     action.compile(
-        optimizer=_optimizer(cnn),
+        optimizer=_optimizer(cnn, action),
         loss={"cam": "categorical_crossentropy", "action": "categorical_crossentropy"},
         metrics={"cam": ["accuracy"], "action": ["accuracy"]},
     )

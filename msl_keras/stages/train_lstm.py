@@ -35,6 +35,7 @@ from pathlib import Path
 
 import keras
 
+from msl_keras import weight_decay
 from msl_keras.callbacks import EpochCheckpoint, ValidationAnticipationAccuracy
 from msl_keras.config import save_config
 from msl_keras.data.feature_store import (
@@ -177,13 +178,16 @@ def build_lstm(config, num_classes, context_dim, action_dim):
 def compile_lstm(model, config):
     """SGD(lr, momentum[, weight decay]) and `get_loss(config.lstm.loss)` on each output.
 
-    Keras sums the outputs' losses with weight 1: Eq. 4, `L_c + L_a` per clip.
+    Keras sums the outputs' losses with weight 1: Eq. 4, `L_c + L_a` per clip. Weight
+    decay as `lstm.weight_decay_mode` (`msl_keras.weight_decay`); `model` must be built.
     """
     lstm = config.lstm
-    optimizer = keras.optimizers.SGD(
-        learning_rate=lstm.learning_rate,
-        momentum=lstm.momentum,
-        weight_decay=lstm.weight_decay or None,
+    optimizer = weight_decay.sgd(
+        model,
+        lstm.learning_rate,
+        lstm.momentum,
+        lstm.weight_decay,
+        mode=lstm.weight_decay_mode,
     )
     losses = {name: get_loss(lstm.loss) for name in model_outputs(config)}
     model.compile(optimizer=optimizer, loss=losses)
