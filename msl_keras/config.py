@@ -86,7 +86,13 @@ class CNNConfig:
         fc_units: size of fc6 and fc7, i.e. of the stored features (the paper: 4096).
         cam_filters: filters of the CAM branch's convolution (the paper: 1024).
         weights: trunk initialisation: "imagenet", a path to Keras' VGG-16 no-top
-            weights file, or None (random).
+            weights file, or None (random). The heads' conv5_3 starts from it too.
+        top_weights: where the heads' conv5_3, fc6 and fc7 start from (VGG-16's
+            block5_conv3, fc1, fc2, each where the shapes match: fc6 needs
+            input_size 224 and fc_units 4096): "auto" (Keras' with-top ImageNet file
+            when weights="imagenet", `weights` itself when it holds fc1 / fc2, else
+            fc6 / fc7 start random), "imagenet", a path to a with-top file, or None
+            (fc6 / fc7 random). What each layer started from is in `cnn_info.json`.
         cam_class: the class whose CAM masks the action stream at extraction:
             "predicted" (default), "top_k" or "oracle" (the label: leaks at test time).
         top_k: classes summed for `cam_class="top_k"`.
@@ -109,6 +115,7 @@ class CNNConfig:
     fc_units: int = 4096
     cam_filters: int = 1024
     weights: Optional[str] = "imagenet"
+    top_weights: Optional[str] = "auto"
     cam_class: str = "predicted"
     top_k: int = 3
     frames_per_clip: int = 10

@@ -210,11 +210,19 @@ def test_load_extractor_checks_the_trunk(setup):
 
 
 def test_paper_optimizer_settings():
-    optimizer = train_cnn_module._optimizer(get_preset("paper_ucf101").cnn)
+    cnn = get_preset("paper_ucf101").cnn
+    head = ContextAwareHead(3, fc_units=8, width=1 / 32)
+    head.build((None, 2, 2, 16))
+    optimizer = train_cnn_module._optimizer(cnn, head)
     assert optimizer.momentum == pytest.approx(0.9)
     assert float(optimizer.learning_rate) == pytest.approx(0.001)
-    assert optimizer.weight_decay == pytest.approx(0.0005)
-    assert get_preset("paper_ucf101").cnn.batch_size == 32
+    # Caffe's L2 reading: wd/2 * ||w||^2 on every kernel, none on biases
+    assert cnn.weight_decay_mode == "l2" and optimizer.weight_decay is None
+    regularized = [v for v in head.trainable_variables if v.regularizer is not None]
+    assert {v.name for v in regularized} == {"kernel"} and len(regularized) == 4
+    assert regularized[0].regularizer.l2 == pytest.approx(0.0005 / 2)
+    assert cnn.batch_size == 32
+    assert get_preset("demo").cnn.weight_decay_mode == "decoupled"
 
 
 def test_without_validation_the_last_epoch_is_kept(setup, tmp_path):
@@ -230,12 +238,19 @@ def test_without_validation_the_last_epoch_is_kept(setup, tmp_path):
 
 
 def test_weights_file_initialises_trunk_and_heads(setup, tmp_path):
-    from tests.vgg16_files import random_vgg16_arrays, write_legacy_vgg16_h5
+    from tests.vgg16_files import (
+        random_top_arrays,
+        random_vgg16_arrays,
+        write_legacy_vgg16_h5,
+    )
 
     config, index = setup
     arrays = random_vgg16_arrays(1 / 32, seed=3)
     path = tmp_path / "tiny_vgg16.h5"
     write_legacy_vgg16_h5(path, arrays)
+    # a with-top file of the same tiny VGG-16: 32x32 input -> 1 x 1 x 16 before fc6
+    top = {**random_vgg16_arrays(1 / 32, seed=4), **random_top_arrays(16, 8)}
+    top_path = write_legacy_vgg16_h5(tmp_path / "tiny_vgg16_top.h5", top)
     config = apply_overrides(
         config,
         {"cnn.weights": str(path), "cnn.epochs": 1, "output_dir": str(tmp_path / "r")},
@@ -245,11 +260,28 @@ def test_weights_file_initialises_trunk_and_heads(setup, tmp_path):
     np.testing.assert_array_equal(
         trunk.get_layer("block5_conv2").get_weights()[0], arrays["block5_conv2"][0]
     )
-    heads = train_cnn_module._build_heads(config, 3, (2, 2, 16))
-    for head in heads:  # both heads start conv5_3 from the file
+    context, action, initialisation = train_cnn_module._build_heads(
+        config, 3, (2, 2, 16)
+    )
+    for head in (context, action):  # both heads start conv5_3 from the file
         np.testing.assert_array_equal(
             head.block5_conv3.get_weights()[0], arrays["block5_conv3"][0]
         )
-    result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
-    assert not (RunDirectory(config).root / "trunk.weights.h5").exists()
+        assert initialisation[head.name]["fc6"] == "random"  # no fc1 in the file
+    with_top = apply_overrides(config, {"cnn.top_weights": str(top_path)})
+    *heads, initialisation = train_cnn_module._build_heads(with_top, 3, (2, 2, 16))
+    for head in heads:  # conv5_3, fc6, fc7 from the with-top file; fc8 random
+        for ours, theirs in (("block5_conv3", "block5_conv3"), ("fc6", "fc1")):
+            for got, want in zip(head.get_layer(ours).get_weights(), top[theirs]):
+                np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(head.fc7.get_weights()[0], top["fc2"][0])
+        assert initialisation[head.name]["fc7"] == f"fc2 of '{top_path}'"
+        assert initialisation[head.name]["fc8"] == "random"
+    result = train_cnn_module.train_cnn(with_top, index, "split1", verbose=0)
+    recorded = json.loads(
+        (RunDirectory(with_top).cnn_dir("split1") / "cnn_info.json").read_text()
+    )["initialisation"]
+    assert recorded["action_head"]["fc6"] == f"fc1 of '{top_path}'"
+    assert recorded["trunk (block1_conv1 to block5_conv2)"] == f"'{path}'"
+    assert not (RunDirectory(with_top).root / "trunk.weights.h5").exists()
     assert result["trunk_fingerprint"] == train_cnn_module.trunk_fingerprint(trunk)

@@ -12,11 +12,17 @@ from msl_keras.models import (
     ContextAwareHead,
     VGG16Trunk,
     imagenet_weights_path,
+    load_top_weights,
     load_vgg16_weights,
     read_keras_h5_weights,
+    resolve_top_weights,
     vgg16_trunk,
 )
-from tests.vgg16_files import random_vgg16_arrays, write_legacy_vgg16_h5
+from tests.vgg16_files import (
+    random_top_arrays,
+    random_vgg16_arrays,
+    write_legacy_vgg16_h5,
+)
 
 WIDTH = 1 / 16
 TRUNK_CONVS = [
@@ -70,6 +76,84 @@ def test_loads_legacy_notop_file(tmp_path, under_model_weights):
             head.get_layer("block5_conv3").get_weights(), arrays["block5_conv3"]
         ):
             np.testing.assert_array_equal(got, want)
+
+
+INITIAL = {"block5_conv3": "block5_conv3 of the trunk", "fc6": "random", "fc7": "random"}
+
+
+def _built_heads(fc_units):
+    heads = (
+        ContextAwareHead(3, fc_units=fc_units, width=WIDTH),
+        ActionAwareHead(3, fc_units=fc_units, cam_filters=4, width=WIDTH),
+    )
+    for head in heads:
+        head.build((None, 4, 4, 32))  # conv5_2 of 64x64 frames at width 1/16
+    return heads
+
+
+def test_heads_start_from_a_with_top_file(tmp_path):
+    # 64x64 input at width 1/16: 2 x 2 x 32 = 128 inputs to fc6
+    arrays = {**random_vgg16_arrays(WIDTH), **random_top_arrays(128, 8)}
+    path = write_legacy_vgg16_h5(tmp_path / "top.h5", arrays)
+    top, source = resolve_top_weights("auto", str(path))  # detected by fc1 / fc2
+    assert source == f"'{path}'" and sorted(top) == sorted(arrays)
+    for head in _built_heads(fc_units=8):
+        report = load_top_weights(head, top, source, INITIAL)
+        for ours, theirs in (("block5_conv3",) * 2, ("fc6", "fc1"), ("fc7", "fc2")):
+            for got, want in zip(head.get_layer(ours).get_weights(), arrays[theirs]):
+                np.testing.assert_array_equal(got, want)
+            assert report[ours] == f"{theirs} of '{path}'"
+    # fc_units != the file's: fc6 / fc7 keep their random start, conv5_3 still loads
+    for head in _built_heads(fc_units=16):
+        before = head.fc6.get_weights()[0].copy()
+        report = load_top_weights(head, top, source, INITIAL)
+        np.testing.assert_array_equal(head.fc6.get_weights()[0], before)
+        assert report["fc6"].startswith("random (fc1 of") and "(128, 8)" in report["fc6"]
+        assert report["fc7"].startswith("random (fc2 of")
+        assert report["block5_conv3"] == f"block5_conv3 of '{path}'"
+
+
+def test_top_weights_choices(tmp_path, monkeypatch):
+    notop = write_legacy_vgg16_h5(tmp_path / "notop.h5", random_vgg16_arrays(WIDTH))
+    assert resolve_top_weights("auto", str(notop)) == (
+        None,
+        "none (the trunk's weights file has no fc1 / fc2)",
+    )
+    assert resolve_top_weights("auto", None)[0] is None
+    assert resolve_top_weights(None, "imagenet")[0] is None
+    for head in _built_heads(fc_units=8):
+        assert load_top_weights(head, None, "none", INITIAL) == INITIAL
+    # "imagenet" (also "auto" with an ImageNet trunk): Keras' with-top file, by its md5
+    from keras.src.applications import vgg16 as keras_vgg16
+
+    top = write_legacy_vgg16_h5(
+        tmp_path / "top.h5", {**random_vgg16_arrays(WIDTH), **random_top_arrays(128, 8)}
+    )
+    calls = []
+
+    def fake_get_file(fname, origin, **kwargs):
+        calls.append((fname, origin, kwargs))
+        return str(top)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    arrays, source = resolve_top_weights("auto", "imagenet")
+    assert "fc1" in arrays and "ImageNet VGG-16 with top" in source
+    assert calls == [
+        (
+            "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+            keras_vgg16.WEIGHTS_PATH,
+            {"cache_subdir": "models", "file_hash": "64373286793e3c8b2b4e3219cbf3544b"},
+        )
+    ]
+
+
+def test_with_top_imagenet_offline_says_how_to_go_on(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure")  # noqa: TRY002
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(WeightsError, match="cnn.top_weights=None"):
+        resolve_top_weights("imagenet", None)
 
 
 def test_reads_files_written_by_keras(tmp_path):

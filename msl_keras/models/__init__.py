@@ -10,14 +10,18 @@ from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
 from msl_keras.models.streaming import StreamingStep
 from msl_keras.models.vgg16_trunk import (
     VGG16_NOTOP_FILENAME,
+    VGG16_TOP_FILENAME,
     VGG16Trunk,
     imagenet_weights_path,
+    load_top_weights,
     load_vgg16_weights,
     read_keras_h5_weights,
+    resolve_top_weights,
 )
 
 __all__ = [
     "VGG16_NOTOP_FILENAME",
+    "VGG16_TOP_FILENAME",
     "ActionAwareHead",
     "ContextAwareHead",
     "MultiStageLSTM",
@@ -27,6 +31,8 @@ __all__ = [
     "VGG16Trunk",
     "build_feature_extractor",
     "imagenet_weights_path",
+    "load_top_weights",
     "load_vgg16_weights",
     "read_keras_h5_weights",
+    "resolve_top_weights",
 ]

@@ -20,6 +20,16 @@ VGG16_NOTOP_URL = (
     + VGG16_NOTOP_FILENAME
 )
 VGG16_NOTOP_MD5 = "6d6bbae143d832006294945121d1f1fc"
+# The full model (with fc1, fc2 and the ImageNet classifier), for the heads' fc6 / fc7.
+VGG16_TOP_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+VGG16_TOP_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+    + VGG16_TOP_FILENAME
+)
+VGG16_TOP_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
+# (head layer, Keras VGG-16 layer) started from a with-top file: the paper's heads are
+# VGG-16 "from conv5-3 up to the last fully-connected layer", only fc8 replaced.
+VGG16_HEAD_LAYERS = (("block5_conv3", "block5_conv3"), ("fc6", "fc1"), ("fc7", "fc2"))
 
 # (block, number of 3x3 convolutions, filters at width 1). Block 5 stops at conv5_2:
 # conv5_3 belongs to each head (the two streams fine-tune their own copy).
@@ -41,33 +51,44 @@ def keras_home():
     return os.path.join(base, ".keras")
 
 
-def imagenet_weights_path():
-    """Path of Keras' VGG-16 no-top ImageNet file, downloaded on first use.
+def imagenet_weights_path(include_top=False):
+    """Path of Keras' VGG-16 ImageNet file, downloaded on first use.
 
     Uses `keras.utils.get_file` with Keras' own URL and md5, so a file that
-    `keras.applications.VGG16(include_top=False)` already fetched is reused.
+    `keras.applications.VGG16(include_top=...)` already fetched is reused.
+
+    Args:
+        include_top: False: the no-top file (convolutions only, 58 MB); True: the full
+            model with fc1, fc2 and the classifier (528 MB).
 
     Returns:
-        The local path of `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`.
+        The local path of `vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5`.
 
     Raises:
         WeightsError: the file is not cached and cannot be downloaded (offline), or its
             hash does not match.
     """
+    filename, url, md5 = (
+        (VGG16_TOP_FILENAME, VGG16_TOP_URL, VGG16_TOP_MD5)
+        if include_top
+        else (VGG16_NOTOP_FILENAME, VGG16_NOTOP_URL, VGG16_NOTOP_MD5)
+    )
     folder = os.path.join(keras_home(), "models")
     try:
         return keras.utils.get_file(
-            VGG16_NOTOP_FILENAME,
-            VGG16_NOTOP_URL,
-            cache_subdir="models",
-            file_hash=VGG16_NOTOP_MD5,
+            filename, url, cache_subdir="models", file_hash=md5
         )
     except Exception as error:  # get_file raises a bare Exception when offline.
+        what = (
+            "cnn.top_weights=<path to the file>, or cnn.top_weights=None for random "
+            "fc6 / fc7"
+            if include_top
+            else "weights=<path to the file>, or weights=None for random initialisation"
+        )
         raise WeightsError(
-            f"Cannot get the ImageNet VGG-16 weights '{VGG16_NOTOP_FILENAME}' "
-            f"({error}). Download it from {VGG16_NOTOP_URL} into the folder "
-            f"'{folder}{os.sep}' ($KERAS_HOME/models/), or pass weights=<path to the "
-            "file>, or weights=None for random initialisation."
+            f"Cannot get the ImageNet VGG-16 weights '{filename}' "
+            f"({error}). Download it from {url} into the folder "
+            f"'{folder}{os.sep}' ($KERAS_HOME/models/), or pass {what}."
         ) from error
 
 
@@ -215,6 +236,97 @@ def resolve_weights(weights, width):
             "weights='imagenet', or weights=None."
         )
     return path
+
+
+def resolve_top_weights(top_weights, weights, trunk_arrays=None):
+    """Where the heads' conv5_3, fc6 and fc7 start from (`VGG16_HEAD_LAYERS`).
+
+    Args:
+        top_weights: `"auto"`: Keras' with-top ImageNet file when `weights` is
+            `"imagenet"`, the trunk's own file when it holds `fc1` and `fc2`, else
+            nothing; `"imagenet"`: Keras' with-top file; a path to a Keras VGG-16 file
+            with `fc1` / `fc2` (legacy or Keras 3 layout); `None`: nothing.
+        weights: the trunk's `weights` argument (`None`, `"imagenet"`, a path or a dict).
+        trunk_arrays: optional, the trunk's file already read (`read_keras_h5_weights`),
+            so that `"auto"` does not read it twice.
+
+    Returns:
+        `(arrays, source)`: the `read_keras_h5_weights` dict (or None) and a sentence
+        saying where it came from, or why there is none.
+
+    Raises:
+        WeightsError: the with-top ImageNet file cannot be had (offline), or a path is
+            not a weights file.
+    """
+    if top_weights is None:
+        return None, "none (cnn.top_weights=None)"
+    if top_weights == "auto":
+        if isinstance(weights, str) and weights == "imagenet":
+            top_weights = "imagenet"
+        elif weights is None:
+            return None, "none (random trunk)"
+        else:
+            arrays = trunk_arrays
+            if arrays is None:
+                arrays = resolve_weights(weights, 1.0)
+                if not isinstance(arrays, dict):
+                    arrays = read_keras_h5_weights(arrays)
+            if "fc1" in arrays and "fc2" in arrays:
+                return arrays, weights_source(weights)
+            return None, "none (the trunk's weights file has no fc1 / fc2)"
+    if isinstance(top_weights, str) and top_weights == "imagenet":
+        path = imagenet_weights_path(include_top=True)
+        return read_keras_h5_weights(path), f"ImageNet VGG-16 with top ('{path}')"
+    return read_keras_h5_weights(top_weights), weights_source(top_weights)
+
+
+def weights_source(weights):
+    """A short text naming a `weights` argument: random, Keras' ImageNet file, a path."""
+    if weights is None:
+        return "random initialisation"
+    if isinstance(weights, dict):
+        return "the given weights dict"
+    if isinstance(weights, str) and weights == "imagenet":
+        return "ImageNet VGG-16 (Keras, no top)"
+    return f"'{os.fspath(weights)}'"
+
+
+def load_top_weights(head, arrays, source, initial):
+    """Starts a built head's conv5_3, fc6 and fc7 from a VGG-16 file's block5_conv3,
+    fc1 and fc2, each layer only where its shapes match.
+
+    fc6 matches only at 224x224 input (7 x 7 x 512 inputs) with `fc_units=4096`, fc7
+    with `fc_units=4096`, conv5_3 at width 1; a layer that does not match keeps its
+    initial values, and the returned text says why.
+
+    Args:
+        head: a built `ContextAwareHead` or `ActionAwareHead`.
+        arrays: `read_keras_h5_weights` dict, or None (nothing is loaded).
+        source: where `arrays` came from (`resolve_top_weights`).
+        initial: `{head layer: what it holds now}` for the three layers, e.g.
+            `{"block5_conv3": "block5_conv3 of 'trunk.h5'", "fc6": "random", ...}`.
+
+    Returns:
+        `{head layer: what it holds after the call}`, e.g. `"fc1 of <source>"` or
+        `"random (fc1 of <source> has shapes ..., the head needs ...)"`.
+    """
+    report = {}
+    for ours, theirs in VGG16_HEAD_LAYERS:
+        layer = head.get_layer(ours)
+        expected = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(a.shape) for a in (arrays or {}).get(theirs, [])]
+        if arrays is None:
+            report[ours] = initial[ours]
+        elif found != expected:
+            report[ours] = (
+                f"{initial[ours]} ({theirs} of {source} has shapes "
+                f"{found or 'no weights'}, {ours} needs {expected}: fc6 needs 224x224 "
+                "input and fc_units=4096, fc7 fc_units=4096, conv5_3 width=1)"
+            )
+        else:
+            layer.set_weights(arrays[theirs])
+            report[ours] = f"{theirs} of {source}"
+    return report
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")

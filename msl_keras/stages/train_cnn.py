@@ -26,9 +26,15 @@ that cache:
   function extraction and predict also use.
 
 Written to `<run>/<fold>/cnn/`: `context_head.keras`, `action_head.keras`,
-`history_context.csv`, `history_action.csv`, `cnn_info.json` (trunk fingerprint, best
-epochs, validation scores, classes). With `cnn.weights=None` the random trunk is saved
+`history_context.csv`, `history_action.csv`, `cnn_info.json` (trunk fingerprint, which
+layer started from which weights (`"initialisation"`, also printed), best epochs,
+validation scores, classes). With `cnn.weights=None` the random trunk is saved
 once as `<run>/trunk.weights.h5`, so extraction in another process uses the same one.
+
+The heads' conv5_3, fc6 and fc7 start from VGG-16's block5_conv3, fc1 and fc2 where a
+with-top file is given and the shapes match (`cnn.top_weights`, `resolve_top_weights`):
+the paper fine-tunes VGG-16 "from conv5-3 up to the last fully-connected layer" and
+replaces only the classifier. fc6 matches only at 224x224 input with fc 4096.
 
 The action-aware head trains on both its outputs, `"cam"` (the CAM branch's own
 classifier) and `"action"` (the masked path, Eq. 3), see `ActionAwareHead`.
@@ -58,8 +64,11 @@ from msl_keras.models.context_head import ContextAwareHead
 from msl_keras.models.feature_extractor import TwoStreamFeatureExtractor
 from msl_keras.models.vgg16_trunk import (
     VGG16Trunk,
+    load_top_weights,
     read_keras_h5_weights,
+    resolve_top_weights,
     resolve_weights,
+    weights_source,
 )
 from msl_keras.runs import resolve_run
 from msl_keras.seeding import set_seed
@@ -362,6 +371,8 @@ def _optimizer(cnn, model):
 
 
 def _build_heads(config, num_classes, map_shape):
+    """Both heads, built and compiled, and `initialisation`: which of their layers
+    started from what (`{"context_head": {layer: text}, "action_head": ...}`)."""
     cnn = config.cnn
     weights = resolve_weights(cnn.weights, cnn.width)
     if isinstance(weights, (str, Path)):
@@ -390,6 +401,24 @@ def _build_heads(config, num_classes, map_shape):
         )
     context.build((None,) + tuple(map_shape))
     action.build((None,) + tuple(map_shape))
+    top, top_source = resolve_top_weights(cnn.top_weights, cnn.weights, weights)
+    # Which of conv5_3 / fc6 / fc7 come from the with-top file is decided per layer.
+    conv5_3 = "random"
+    if weights is not None:
+        conv5_3 = f"block5_conv3 of {weights_source(cnn.weights)}"
+    initial = {"block5_conv3": conv5_3, "fc6": "random", "fc7": "random"}
+    initialisation = {
+        "trunk (block1_conv1 to block5_conv2)": weights_source(cnn.weights),
+        "top_weights": top_source,
+    }
+    for head, others in (
+        (context, ("fc8",)),
+        (action, ("cam_conv", "cam_classifier", "fc8")),
+    ):
+        initialisation[head.name] = {
+            **load_top_weights(head, top, top_source, initial),
+            **{name: "random" for name in others},
+        }
     context.compile(
         optimizer=_optimizer(cnn, context),
         loss="categorical_crossentropy",
@@ -400,7 +429,7 @@ def _build_heads(config, num_classes, map_shape):
         loss={"cam": "categorical_crossentropy", "action": "categorical_crossentropy"},
         metrics={"cam": ["accuracy"], "action": ["accuracy"]},
     )
-    return context, action
+    return context, action, initialisation
 
 
 def _fit(model, train, validation, epochs, history_path, verbose):
@@ -537,7 +566,14 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         else:
             source = cache
 
-        context, action = _build_heads(config, num_classes, runner.map_shape)
+        context, action, initialisation = _build_heads(
+            config, num_classes, runner.map_shape
+        )
+        if show:
+            print(
+                "train_cnn: initial weights: " + json.dumps(initialisation, indent=2),
+                flush=True,
+            )
         batch = int(config.cnn.batch_size)
         oracle = config.cnn.cam_class == "oracle"
         results = {}
@@ -583,6 +619,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         "history_action": str(cnn_dir / "history_action.csv"),
         "trunk_cache": str(cache_path),
         "trunk_fingerprint": trunk_fp,
+        "initialisation": initialisation,
         "class_names": list(index.class_names),
         "context": results["context"],
         "action": results["action"],
