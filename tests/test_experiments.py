@@ -29,6 +29,7 @@ SCRIPTS = (
     "fig6_pooling",
     "leakage_check",
     "speed_claim",
+    "action_head_lr",
 )
 
 
@@ -225,6 +226,23 @@ def test_speed_claim_hook(workspace):
     for key in ("clip_seconds", "streaming_seconds", "flow_seconds"):
         assert timing[key] > 0
     assert timing["clip_fps"] == pytest.approx(6 / timing["clip_seconds"])
+
+
+def test_action_head_lr_compares_the_normalisations(workspace):
+    script = _import("action_head_lr")
+    small = [
+        "cnn.input_size=32", "cnn.width=0.03125", "cnn.fc_units=8", "cnn.cam_filters=4",
+        "cnn.frames_per_clip=2", "cnn.augment_views=1", "cnn.epochs=2",
+    ]  # fmt: skip
+    script.main(_argv(workspace, *[f"--set={item}" for item in small]))
+    out = Path(workspace["out"]) / "action_head_lr"
+    payload = json.loads((out / "results.json").read_text())
+    assert sorted(payload["action"]) == ["max", "none"]
+    for name, curve in payload["action"].items():
+        assert len(curve["loss"]) == len(curve["val_accuracy"]) == 2
+    assert payload["config"]["cnn"]["learning_rate"] == 0.001
+    assert payload["config"]["cnn"]["weight_decay_mode"] == "l2"
+    assert (out / "action_head_lr.png").is_file()
 
 
 def test_scale_config_and_dataset_resolution(tmp_path):
