@@ -9,12 +9,13 @@ diverged (RESULTS.md). This script trains both heads of ONE UT-Interaction fold 
 test sequence 1 by default; validation is one training sequence) from a pretrained trunk
 at lr 0.001, momentum 0.9, weight decay 0.0005 (L2), once per `cnn.cam_normalization`
 ("max": `ReLU(M_k) / max ReLU(M_k)` per frame; none: as printed), with the same seed,
-frames and trunk, and reports per epoch the action head's training loss (the sum of its
-two cross-entropies, plus the L2 term; the masked path's own cross-entropy is in
-`results.json`) and its per-frame accuracy of the masked path
+frames and trunk, and reports per epoch the training cross-entropy of the action head's
+masked path (its total loss, with the CAM branch's cross-entropy and the L2 term, is in
+`results.json`) and the per-frame accuracy of the masked path
 (`"action"` output) on the training frames (Keras' running value over the epoch, dropout
 and augmentation on) and on the validation frames. The context head does not depend on
-the option; its curve is reported once, from the first run.
+the option; its curve (training loss with the L2 term) is reported once, from the first
+run.
 
 No paper number to compare with: the paper reports no head accuracy. The settings are
 CPU-sized (112 px, fc 256, 6 frames per clip, 10 epochs) and can be changed with `--set`.
@@ -75,7 +76,10 @@ def _plot(curves, path, title):
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for number, (label, curve) in enumerate(curves.items()):
         epochs = np.arange(1, len(curve["loss"]) + 1)
-        left.semilogy(epochs, curve["loss"], marker="o", ms=3, color=f"C{number}",
+        # The masked path's own cross-entropy where there is one: finite even when the
+        # total (with the L2 term of overflowing weights) is nan.
+        loss = curve["masked_path_loss"] or curve["loss"]
+        left.semilogy(epochs, loss, marker="o", ms=3, color=f"C{number}",
                       label=label)  # fmt: skip
         right.plot(epochs, 100 * np.asarray(curve["train_accuracy"]), marker="o",
                    ms=3, ls="--", color=f"C{number}", label=f"{label}: train")  # fmt: skip
@@ -83,7 +87,7 @@ def _plot(curves, path, title):
             right.plot(epochs, 100 * np.asarray(curve["val_accuracy"]), marker="s",
                        ms=3, color=f"C{number}", label=f"{label}: validation")  # fmt: skip
     left.set_xlabel("epoch")
-    left.set_ylabel("training loss")
+    left.set_ylabel("training cross-entropy (action: masked path)")
     right.set_xlabel("epoch")
     right.set_ylabel("per-frame accuracy (%)")
     right.set_ylim(0, 102)
@@ -114,6 +118,7 @@ def main(argv=None):
     config = apply_overrides(config, {"cnn.learning_rate": args.learning_rate})
     user = dict(parse_override(item) for item in args.overrides)
     config = apply_overrides(config, user)
+    machine = common.machine()  # the code as it was when the run started
     index = common.prepare_index(config, verbose=not args.quiet)
     (fold,) = index.folds
     out_dir = common.experiment_dir(args, "action_head_lr")
@@ -141,14 +146,17 @@ def main(argv=None):
     for epoch in range(len(context["loss"])):
         row = [str(epoch + 1)]
         for curve in list(runs.values()) + [context]:
-            row.append(f"{curve['loss'][epoch]:.3g}" if epoch < len(curve["loss"]) else "-")
+            loss = curve["masked_path_loss"] or curve["loss"]
+            row.append(f"{loss[epoch]:.3g}" if epoch < len(loss) else "-")
             for key in ("train_accuracy", "val_accuracy"):
                 values = curve[key] or []
                 row.append(100 * values[epoch] if epoch < len(values) else None)
         rows.append(row)
+    weights = config.cnn.weights
     title = (
         f"Heads on UT-Interaction fold {fold.name}, trunk: "
-        f"{common.trunk_description(config)}, lr {args.learning_rate}"
+        f"{Path(weights).name if weights not in (None, 'imagenet') else weights}, "
+        f"lr {args.learning_rate}, {config.cnn.input_size} px"
     )
     print(common.format_table(title, header, rows))
     curves = {f"action, cam_normalization={k}": v for k, v in runs.items()}
@@ -164,7 +172,7 @@ def main(argv=None):
             "config": config.to_dict(),
             "action": runs,
             "context": context,
-            "machine": common.machine(),
+            "machine": machine,
         },
     )
 
