@@ -265,7 +265,8 @@ def test_scale_config_and_dataset_resolution(tmp_path):
     )
     config = common.scale_config(with_file)
     assert config.cnn.weights == "w.h5"
-    assert config.cnn.learning_rate == common.PRETRAINED_CNN_LEARNING_RATE
+    assert config.cnn.learning_rate == common.PRETRAINED_CNN_LEARNING_RATE == 0.001
+    assert (config.cnn.cam_normalization, config.cnn.weight_decay_mode) == ("max", "l2")
     assert config.lstm.epochs == 7
     paper = common.scale_config(
         common.parse_args("", "jhmdb", ["--root", "/d", "--scale", "paper"])
