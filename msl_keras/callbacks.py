@@ -9,6 +9,10 @@ is given, and `stages/train_lstm.py` gives it the validation clips.
 
 `EpochCheckpoint` saves the last model (weights + optimizer state) and a small JSON state
 after every epoch, so an interrupted run continues where it stopped.
+
+Epochs are numbered from 1 in every file and message (`best_epoch` in `state.json` and
+`results.json`, the `epoch` column of the CSV histories written by `EpochCSVLogger`), as
+Keras' progress lines print them: epoch 1 is the first pass over the training clips.
 """
 
 import json
@@ -111,12 +115,12 @@ class ValidationAnticipationAccuracy(keras.callbacks.Callback):
         batch_size: clips per forward call.
         clip_ids: optional names of the clips (kept for reports and checks).
         initial_best: best score of an earlier, interrupted run (resume).
-        initial_best_epoch: its epoch (0-based).
+        initial_best_epoch: its epoch (1-based).
         verbose: 1 prints the score and each new best.
 
     Attributes:
         best: the best score so far (`-inf` before the first epoch).
-        best_epoch: its 0-based epoch, or None.
+        best_epoch: its epoch, counted from 1, or None.
         last: the latest score.
     """
 
@@ -181,7 +185,7 @@ class ValidationAnticipationAccuracy(keras.callbacks.Callback):
             logs[MONITOR] = value
         improved = value > self.best
         if improved:
-            self.best, self.best_epoch = value, int(epoch)
+            self.best, self.best_epoch = value, int(epoch) + 1
             if self.filepath is not None:
                 _atomic_save_model(self.model, self.filepath)
         if self.verbose:
@@ -193,30 +197,42 @@ class ValidationAnticipationAccuracy(keras.callbacks.Callback):
             print(f"epoch {epoch + 1}: {MONITOR} = {value:.4f}{note}")
 
 
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """`keras.callbacks.CSVLogger` whose `epoch` column counts from 1 (Keras' own counts
+    from 0), so a history row and `best_epoch` name an epoch the same way."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(int(epoch) + 1, logs)
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves `last.keras` and `state.json` after every epoch, for resuming.
 
     `last.keras` holds the model, its weights and its optimizer state (momentum,
-    iterations); `state.json` holds `{"epochs_done", "best", "best_epoch"}`, the best
-    taken from `selection` (a `ValidationAnticipationAccuracy`) when given. Both files are
-    replaced atomically, `state.json` last, so the state never points past the model.
+    iterations); `state.json` holds `{"epochs_done", "best", "best_epoch"}` (epochs
+    counted from 1), the best taken from `selection` (a `ValidationAnticipationAccuracy`)
+    when given, and the entries of `info`. Both files are replaced atomically,
+    `state.json` last, so the state never points past the model.
 
     Args:
         directory: the LSTM run folder.
         selection: optional `ValidationAnticipationAccuracy` whose best is recorded.
+        info: optional JSON-able mapping written into every state (what the model is
+            trained on, e.g. `{"model_selection": "refit", "trained_on": {...}}`).
     """
 
     MODEL_FILENAME = "last.keras"
     STATE_FILENAME = "state.json"
 
-    def __init__(self, directory, selection=None):
+    def __init__(self, directory, selection=None, info=None):
         super().__init__()
         self.directory = Path(directory)
         self.selection = selection
+        self.info = dict(info or {})
 
     def on_epoch_end(self, epoch, logs=None):
         _atomic_save_model(self.model, self.directory / self.MODEL_FILENAME)
-        state = {"epochs_done": int(epoch) + 1}
+        state = {**self.info, "epochs_done": int(epoch) + 1}
         if self.selection is not None and self.selection.best_epoch is not None:
             state["best"] = float(self.selection.best)
             state["best_epoch"] = int(self.selection.best_epoch)

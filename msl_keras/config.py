@@ -25,6 +25,7 @@ from msl_keras.errors import ConfigError
 
 DATASETS = ("generated", "ucf101", "jhmdb", "ut_interaction", "imported")
 FRAME_SELECTIONS = ("first", "uniform")
+MODEL_SELECTIONS = ("holdout", "refit")
 CAM_CLASSES = ("predicted", "top_k", "oracle")
 CAM_NORMALIZATIONS = ("max", None)
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
@@ -57,6 +58,12 @@ class DataConfig:
         observed_ratio: the observed part of each clip for frame selection; `evaluate`
             refuses a value below 1 (its "latest" would not be the whole clip).
         validation_fraction: share of training groups held out for model selection.
+        model_selection: how the validation clips pick the model, for the CNN heads and
+            the LSTM alike: "holdout" trains on the training clips minus the validation
+            ones and keeps the epoch that scores best on validation; "refit" does that
+            to choose the number of epochs, then trains again from the same seed on ALL
+            training clips (train + validation) for exactly that many epochs. Neither
+            looks at the test clips.
         generated_clips_per_class, generated_groups, generated_seed: the generated
             clips written into `root` when it is empty ("generated" dataset only).
     """
@@ -71,6 +78,7 @@ class DataConfig:
     frame_selection: str = "first"
     observed_ratio: float = 1.0
     validation_fraction: float = 0.1
+    model_selection: str = "holdout"
     generated_clips_per_class: int = 24
     generated_groups: int = 6
     generated_seed: int = 0
@@ -198,6 +206,7 @@ class Config:
     def __post_init__(self):
         _check_choice("data.dataset", self.data.dataset, DATASETS)
         _check_choice("data.frame_selection", self.data.frame_selection, FRAME_SELECTIONS)
+        _check_choice("data.model_selection", self.data.model_selection, MODEL_SELECTIONS)
         _check_choice("cnn.cam_class", self.cnn.cam_class, CAM_CLASSES)
         _check_choice("lstm.model", self.lstm.model, LSTM_MODELS)
         _check_choice("strategy", self.strategy, STRATEGIES)
@@ -262,9 +271,16 @@ class Config:
         return "_".join(str(p) for p in parts)
 
     def lstm_run_name(self):
-        """The LSTM subdirectory's name, from the `lstm` settings."""
+        """The LSTM subdirectory's name: every setting that makes the LSTM or its results.
+
+        The hash covers `lstm`, `eval` and `seed` (the LSTM's initialisation and clip
+        order) and also `data` and `cnn`, because a stage given an explicit run folder
+        may bind another config to it: two LSTMs that differ in any of these never
+        share a folder.
+        """
         lstm = self.lstm
-        return f"{lstm.model}_{lstm.loss}_u{lstm.units}_{self.fingerprint('lstm', 'eval')}"
+        fingerprint = self.fingerprint("data", "cnn", "lstm", "eval", "seed")
+        return f"{lstm.model}_{lstm.loss}_u{lstm.units}_seed{self.seed}_{fingerprint}"
 
 
 def _check_choice(key, value, choices):
@@ -275,9 +291,11 @@ def _check_choice(key, value, choices):
 
 
 def _paper(dataset, root, **data):
+    # "refit": the paper trains on every training clip (9 UT-Interaction sequences per
+    # fold), so the validation carve-out only picks the number of epochs.
     return Config(
         name=f"paper_{dataset}",
-        data=DataConfig(dataset=dataset, root=root, **data),
+        data=DataConfig(dataset=dataset, root=root, model_selection="refit", **data),
         cnn=CNNConfig(),
         lstm=LSTMConfig(),
     )

@@ -32,6 +32,10 @@ from msl_keras.errors import ConfigError
 CONFIG_FILENAME = "config.json"
 # The parts of a config that decide what a run directory holds (see Config.run_name).
 FEATURE_PARTS = ("data", "cnn", "seed")
+# Where a run lives and how training is spread over devices: they do not change what a
+# stage computes, so a resumed or reused stage may differ in them.
+PLACEMENT_KEYS = ("name", "output_dir", "strategy")
+_MISSING = "(missing)"
 
 
 def fold_name(fold):
@@ -137,24 +141,13 @@ class RunDirectory:
         """
         run = cls(config, root)
         if run.config_path.is_file():
-            existing = _read_config_mapping(run.config_path)
-            ours = config.to_dict()
-            differing = [
-                part
-                for part in FEATURE_PARTS
-                if json.dumps(existing.get(part), sort_keys=True)
-                != json.dumps(ours[part], sort_keys=True)
-            ]
-            if differing:
-                details = "; ".join(
-                    f"{part}: existing {existing.get(part)!r} vs new {ours[part]!r}"
-                    for part in differing
-                )
-                raise ConfigError(
-                    f"Run directory '{run.root}' was made with other "
-                    f"{'/'.join(differing)} settings ({details}). Use another "
-                    "output_dir or name, or remove that folder."
-                )
+            check_same_settings(
+                run.config_path,
+                config,
+                FEATURE_PARTS,
+                what=f"Run directory '{run.root}'",
+                remedy="Use another output_dir or name, or remove that folder.",
+            )
         else:
             run.root.mkdir(parents=True, exist_ok=True)
             save_config(config, run.config_path)
@@ -197,6 +190,64 @@ def resolve_run(config, run=None):
     raise ConfigError(
         f"`run` must be None, a RunDirectory or a folder path. Received: {type(run).__name__}"
     )
+
+
+def settings_differences(stored, config, parts=None):
+    """The settings in which a stored config and `config` differ.
+
+    Args:
+        stored: a `Config.to_dict()` mapping as read back from a `config.json`.
+        config: a `Config`.
+        parts: the top-level parts compared (e.g. `FEATURE_PARTS`); default every part
+            but `PLACEMENT_KEYS`.
+
+    Returns:
+        `[(dotted key, stored value, new value)]`, sorted by key; a key only one side
+        has shows `"(missing)"` on the other.
+    """
+    ours = config.to_dict()
+    if parts is None:
+        parts = [part for part in ours if part not in PLACEMENT_KEYS]
+    old, new = {}, {}
+    for part in parts:
+        _flatten_settings(stored.get(part, _MISSING), part, old)
+        _flatten_settings(ours[part], part, new)
+    return [
+        (key, old.get(key, _MISSING), new.get(key, _MISSING))
+        for key in sorted(set(old) | set(new))
+        # through JSON, so a tuple equals the list config.json holds
+        if json.dumps(old.get(key, _MISSING)) != json.dumps(new.get(key, _MISSING))
+    ]
+
+
+def check_same_settings(path, config, parts, what, remedy):
+    """Raises unless the config stored in `path` equals `config` on `parts`.
+
+    Args:
+        path: a `config.json`.
+        config: the `Config` a stage was called with.
+        parts: top-level parts compared; None: all but `PLACEMENT_KEYS`.
+        what: the folder or files that config made, for the message.
+        remedy: how to proceed, for the message.
+
+    Raises:
+        ConfigError: naming each differing key as `key: stored -> new`.
+    """
+    differences = settings_differences(_read_config_mapping(path), config, parts)
+    if differences:
+        listing = "\n".join(f"  {key}: {old!r} -> {new!r}" for key, old, new in differences)
+        raise ConfigError(
+            f"{what} was made with other settings ('{path}'; stored -> asked for):\n"
+            f"{listing}\n{remedy}"
+        )
+
+
+def _flatten_settings(value, prefix, out):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten_settings(item, f"{prefix}.{key}", out)
+    else:
+        out[prefix] = value
 
 
 def check_shard(shard):

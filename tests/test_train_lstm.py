@@ -64,11 +64,15 @@ def test_best_model_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
     )
 
     rows = _history(lstm_dir / "history.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # epochs count from 1
     scores = [float(r["val_anticipation_accuracy"]) for r in rows]
     state = json.loads((lstm_dir / "state.json").read_text())
     assert state["epochs_done"] == 3
-    assert state["best_epoch"] == int(np.argmax(scores))  # first of equal scores
+    # The same convention as the history: the row whose epoch is best_epoch.
+    best_row = rows[int(np.argmax(scores))]  # first of equal scores
+    assert state["best_epoch"] == int(best_row["epoch"])
+    assert state["model_selection"] == "holdout"
+    assert state["trained_on"] == {"train": 12}
     assert state["best"] == pytest.approx(max(scores))
     # best.keras is that epoch's model: it scores the logged best on validation.
     assert callback.score(stage.load_lstm(best_path)) == pytest.approx(max(scores))
@@ -105,7 +109,7 @@ def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
 
     stage.train_lstm(config_b, index_b, FOLD, run_b, resume=True, verbose=0)
     rows = _history(lstm_dir / "history.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert json.loads((lstm_dir / "state.json").read_text())["epochs_done"] == 3
     resumed = stage.load_lstm(lstm_dir / "last.keras", compile=True)
     assert int(resumed.optimizer.iterations) == 3

@@ -81,7 +81,7 @@ def demo(config=None, losses=("anticipation", "ce"), verbose=True):
             best_epoch = state.get("best_epoch")
             print(
                 f"{state.get('epochs_done')} epochs; best epoch "
-                f"{'-' if best_epoch is None else best_epoch + 1} "
+                f"{'-' if best_epoch is None else best_epoch} "
                 "by validation anticipation accuracy "
                 f"{100 * (state.get('best') or float('nan')):.1f}% -> {best}"
             )

@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 
 from msl_keras import metrics
-from msl_keras.callbacks import EpochCheckpoint, causal_forward, final_stage
+from msl_keras.callbacks import causal_forward, final_stage
 from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.models.ms_lstm import MultiStageLSTM
@@ -48,6 +48,7 @@ from msl_keras.stages.train_lstm import (
     input_dims,
     load_lstm,
     read_fold_features,
+    training_record,
 )
 
 RESULTS_FILENAME = "results.json"
@@ -273,10 +274,11 @@ def evaluate(
         dict, as written to `results.json`: `dataset`, `fold`, `config`, `clips`
         (counts per role, `test_evaluated`, `test_missing` ids), `num_steps`,
         `num_classes`, `class_names`, `top_k`, `subset` (the fold's set, e.g. "set1",
-        or None), `readings` (`check_readings`), `checkpoint` (path, best epoch and its
-        validation score), `stages` (`{stage: score_stage(...)}`), `summary` (final stage,
-        pooled, with `latest_is_whole_clip` and the `coinciding_readings` clip count),
-        `files`.
+        or None), `readings` (`check_readings`), `checkpoint` (path and
+        `train_lstm.training_record`: model selection scheme, best epoch counted from 1,
+        its validation score, the refit's epochs and clips), `stages`
+        (`{stage: score_stage(...)}`), `summary` (final stage, pooled, with
+        `latest_is_whole_clip` and the `coinciding_readings` clip count), `files`.
 
     Raises:
         ConfigError: earliest and latest read the same step of a test clip, or
@@ -335,7 +337,6 @@ def evaluate(
         for stage, probs in sorted(outputs.items())
     }
     final = final_stage(outputs)
-    state = EpochCheckpoint.read_state(lstm_dir) or {}
     results_dir = run.results_dir(name)
     results_dir.mkdir(parents=True, exist_ok=True)
     results = {
@@ -359,12 +360,7 @@ def evaluate(
         "top_k": top_k,
         "earliest_convention": list(metrics.EARLIEST.get(config.data.dataset, ())),
         "readings": readings,
-        "checkpoint": {
-            "path": str(checkpoint),
-            "best_epoch": state.get("best_epoch"),
-            "val_anticipation_accuracy": state.get("best"),
-            "epochs_done": state.get("epochs_done"),
-        },
+        "checkpoint": {"path": str(checkpoint), **training_record(lstm_dir)},
         "stages": stages,
         "summary": {
             "stage": final,

@@ -8,19 +8,30 @@ every output; Keras adds the outputs' losses, which is Eq. 4:
 `L_o = mean_i (L_c,i + L_a,i)`.
 
 After every epoch the mean anticipation accuracy over steps (temporal average pooling,
-stage 2) is measured on the VALIDATION clips and the best epoch is saved as `best.keras`:
-model selection never sees the test clips (the original code's defect #9). The LSTM folder
+stage 2) is measured on the VALIDATION clips: model selection never sees the test clips
+(the original code's defect #9). `data.model_selection` says what the score picks:
+"holdout" saves the best epoch as `best.keras`; "refit" takes its epoch number E, builds
+the model again from the same seed and trains it on the train AND validation clips for
+exactly E epochs (`refit/`), which becomes `best.keras`. Epochs count from 1 everywhere
+(`best_epoch`, the `epoch` column of `history.csv`, the progress lines). The LSTM folder
 `<run>/<fold>/lstm/<config.lstm_run_name()>/` receives:
 
 ```
-config.json   the resolved config        best.keras   the best epoch on validation
-last.keras    model + optimizer state    state.json   {"epochs_done", "best", "best_epoch"}
-history.csv   one row per epoch          tensorboard/ TensorBoard logs
+config.json   the resolved config        best.keras   the model `evaluate` scores
+last.keras    model + optimizer state    state.json   {"epochs_done", "best", "best_epoch",
+history.csv   one row per epoch                        "model_selection", "trained_on"}
+tensorboard/  TensorBoard logs           refit/       ("refit" only) last.keras, state.json
+                                                      {"epochs", "trained_on", ...},
+                                                      history.csv, tensorboard/
 ```
 
 Resume: with `resume=True` an interrupted run reloads `last.keras` (weights and optimizer
-momentum) and continues at the epoch after the last one finished; a finished run returns at
-once. The clip order of a resumed run's later epochs may differ from an uninterrupted run's.
+momentum) and continues at the epoch after the last one finished (in either phase of
+"refit"); a finished run returns at once. Only a folder whose `config.json` holds the
+same settings is resumed (every setting but `name`, `output_dir` and `strategy`; the
+folder's name already hashes them, seed included); another one is refused with the
+differing keys, and its `config.json` is never rewritten. The clip order of a resumed
+run's later epochs may differ from an uninterrupted run's.
 
 Example:
 
@@ -34,9 +45,14 @@ import warnings
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from msl_keras import weight_decay
-from msl_keras.callbacks import EpochCheckpoint, ValidationAnticipationAccuracy
+from msl_keras.callbacks import (
+    EpochCheckpoint,
+    EpochCSVLogger,
+    ValidationAnticipationAccuracy,
+)
 from msl_keras.config import save_config
 from msl_keras.data.feature_store import (
     FeatureStore,
@@ -49,10 +65,16 @@ from msl_keras.distribute import describe_strategy, get_strategy
 from msl_keras.errors import FeatureStoreError, WeightsError
 from msl_keras.losses import get_loss
 from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
-from msl_keras.runs import fold_name, resolve_run
+from msl_keras.runs import (
+    CONFIG_FILENAME,
+    check_same_settings,
+    fold_name,
+    resolve_run,
+)
 from msl_keras.seeding import set_seed
 
 BEST_FILENAME = "best.keras"
+REFIT_DIRNAME = "refit"
 HISTORY_FILENAME = "history.csv"
 STREAMS_OF_MODEL = {
     "ms_lstm": ("context", "action"),
@@ -209,21 +231,31 @@ def input_dims(model):
 def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
     """Trains the LSTM of `config` on fold `fold`; returns the path of `best.keras`.
 
+    With `data.model_selection="holdout"` the LSTM trains on the TRAIN clips and
+    `best.keras` is its epoch with the best validation anticipation accuracy. With
+    `"refit"` that run only chooses the number of epochs E; a second model, built from
+    the same seed, then trains on the TRAIN and VALIDATION clips for exactly E epochs
+    (in `<lstm dir>/refit/`) and is saved as `best.keras`. The test clips are never read.
+
     Args:
-        config: the run's `Config` (uses `lstm`, `data.num_steps`, `cnn.fc_units`,
-            `seed`, `strategy`).
+        config: the run's `Config` (uses `lstm`, `data.num_steps`,
+            `data.model_selection`, `cnn.fc_units`, `seed`, `strategy`).
         index: the `DatasetIndex` from `prepare` (roles of the clips, class names).
         fold: a fold name or `Fold` of `index`.
         run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
-        resume: continue an interrupted run from `last.keras`; False starts over
-            (removing the folder's earlier checkpoints).
+        resume: continue an interrupted run from its `last.keras`; it is only resumed
+            when the folder's `config.json` holds the same settings as `config` (all but
+            `name`, `output_dir` and `strategy`). False starts over, removing the
+            folder's earlier checkpoints and replacing its `config.json`.
         verbose: Keras `fit` verbosity (2: one line per epoch).
 
     Returns:
-        `Path` of `best.keras`, the epoch with the best validation anticipation accuracy
-        (the last epoch when the fold has no validation clip, with a warning).
+        `Path` of `best.keras` (the last epoch when the fold has no validation clip, with
+        a warning; then "refit" has nothing to choose and trains once, on the train clips).
 
     Raises:
+        ConfigError: `resume=True` and the LSTM folder was made with other settings (the
+            message lists each differing key, stored -> asked for).
         FeatureStoreError: no store, or no training clip in it.
         FeatureStoreMismatchError: a store made with other settings or feature sizes
             than the config (or than the checkpoint being resumed).
@@ -242,17 +274,133 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
             f"Fold '{name}' has no training clip in '{run.store_path(name)}'. Extract the "
             "fold's features first."
         )
+    if validation is None:
+        warnings.warn(
+            f"Fold '{name}' has no validation clip: no model selection; best.keras will be "
+            "the last epoch. Set data.validation_fraction > 0 to select on validation.",
+            stacklevel=2,
+        )
 
     lstm_dir = run.lstm_dir(name)
-    lstm_dir.mkdir(parents=True, exist_ok=True)
+    _claim_lstm_dir(lstm_dir, config, resume)
     best_path = lstm_dir / BEST_FILENAME
-    last_path = lstm_dir / EpochCheckpoint.MODEL_FILENAME
-    state = EpochCheckpoint.read_state(lstm_dir) if resume else None
-    if not resume:
-        for stale in (best_path, last_path, lstm_dir / EpochCheckpoint.STATE_FILENAME):
-            stale.unlink(missing_ok=True)
-    save_config(config, lstm_dir / "config.json")
+    scheme = config.data.model_selection
+    refit = scheme == "refit" and validation is not None
+    n_train = len(train["labels"])
+    n_validation = 0 if validation is None else len(validation["labels"])
+    if verbose:
+        print(
+            f"train_lstm: {config.lstm.model} ({config.lstm.loss} loss) on fold '{name}': "
+            f"{n_train} train / {n_validation} validation clips, model selection "
+            f"'{scheme}'"
+        )
+    fit = dict(
+        config=config,
+        settings=settings,
+        num_classes=num_classes,
+        verbose=verbose,
+    )
+    state, _ = _fit_epochs(
+        directory=lstm_dir,
+        train=train,
+        validation=validation,
+        epochs=config.lstm.epochs,
+        best_path=None if refit else best_path,
+        info={"model_selection": scheme, "trained_on": {"train": n_train}},
+        **fit,
+    )
+    if not refit:
+        _ensure_best(best_path, lstm_dir / EpochCheckpoint.MODEL_FILENAME, validation)
+        return best_path
 
+    epochs = int(state["best_epoch"])
+    refit_dir = lstm_dir / REFIT_DIRNAME
+    refit_dir.mkdir(exist_ok=True)
+    if verbose:
+        print(
+            f"train_lstm: refit on {n_train} train + {n_validation} validation clips for "
+            f"{epochs} epochs (the best of {config.lstm.epochs} on validation)"
+        )
+    _, trained = _fit_epochs(
+        directory=refit_dir,
+        train={key: np.concatenate([train[key], validation[key]]) for key in train},
+        validation=None,
+        epochs=epochs,
+        best_path=None,
+        info={
+            "model_selection": scheme,
+            "epochs": epochs,
+            "trained_on": {"train": n_train, "validation": n_validation},
+        },
+        **fit,
+    )
+    if trained or not best_path.is_file():
+        shutil.copyfile(refit_dir / EpochCheckpoint.MODEL_FILENAME, best_path)
+    return best_path
+
+
+def _claim_lstm_dir(lstm_dir, config, resume):
+    """Makes the LSTM folder ours: resumes only one made with the same settings."""
+    config_path = lstm_dir / CONFIG_FILENAME
+    if resume and config_path.is_file():
+        check_same_settings(
+            config_path,
+            config,
+            None,
+            what=f"The LSTM folder '{lstm_dir}'",
+            remedy=(
+                "It is not resumed and its config.json is left as it is. To train with "
+                "the new settings, use another output_dir (or run folder), or pass "
+                "resume=False (CLI: --no-resume) to start this folder over; to resume "
+                "it, use the settings it was made with."
+            ),
+        )
+        return
+    lstm_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for stale in (
+            BEST_FILENAME,
+            EpochCheckpoint.MODEL_FILENAME,
+            EpochCheckpoint.STATE_FILENAME,
+        ):
+            (lstm_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(lstm_dir / REFIT_DIRNAME, ignore_errors=True)
+    save_config(config, config_path)
+
+
+def _fit_epochs(
+    config,
+    directory,
+    train,
+    validation,
+    epochs,
+    settings,
+    num_classes,
+    best_path,
+    info,
+    verbose,
+):
+    """Trains one LSTM in `directory` up to `epochs` epochs, resuming its `last.keras`.
+
+    Args:
+        train: the `FeatureStore.read()` dict of the clips fitted on.
+        validation: the dict of the clips scored after each epoch, or None.
+        best_path: where the best validation epoch is saved, or None.
+        info: entries written into `state.json` beside the epoch counts.
+
+    Returns:
+        `(state, trained)`: the folder's `state.json` dict after training, and False
+        when it had already trained for `epochs` epochs (nothing was done).
+    """
+    state = EpochCheckpoint.read_state(directory)
+    initial_epoch = 0 if state is None else int(state["epochs_done"])
+    if initial_epoch >= epochs:
+        if verbose:
+            print(
+                f"train_lstm: already trained for {initial_epoch} epochs in '{directory}'."
+            )
+        return state, False
+    last_path = directory / EpochCheckpoint.MODEL_FILENAME
     set_seed(config.seed)
     strategy = get_strategy(config.strategy)
     with strategy.scope():
@@ -260,28 +408,16 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
             config, num_classes, settings.context_dim, settings.action_dim
         )
         compile_lstm(model, config)
-        initial_epoch = 0
         if state is not None:
             _check_checkpoint_inputs(last_path, settings, config, num_classes)
             model.optimizer.build(model.trainable_variables)
             model.load_weights(last_path)
-            initial_epoch = int(state["epochs_done"])
     if verbose:
         print(
-            f"train_lstm: {config.lstm.model} ({config.lstm.loss} loss) on fold '{name}': "
-            f"{len(train['labels'])} train / "
-            f"{0 if validation is None else len(validation['labels'])} validation clips, "
+            f"train_lstm: {len(train['labels'])} clips, {epochs} epochs, "
             f"{describe_strategy(strategy)}"
             + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
         )
-    epochs = config.lstm.epochs
-    if initial_epoch >= epochs:
-        if verbose:
-            print(
-                f"train_lstm: already trained for {initial_epoch} epochs in '{lstm_dir}'."
-            )
-        _ensure_best(best_path, last_path, validation)
-        return best_path
 
     streams, outputs = model_streams(config), model_outputs(config)
     dataset = sequence_dataset(
@@ -308,24 +444,18 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
             verbose=1 if verbose else 0,
         )
         callbacks.append(selection)
-    else:
-        warnings.warn(
-            f"Fold '{name}' has no validation clip: no model selection; best.keras will be "
-            "the last epoch. Set data.validation_fraction > 0 to select on validation.",
-            stacklevel=2,
-        )
-    history_path = lstm_dir / HISTORY_FILENAME
+    history_path = directory / HISTORY_FILENAME
     if initial_epoch > 0:
         _trim_history(history_path, initial_epoch)
     # The history row is written before the checkpoint: a run killed in between logs an
     # epoch it has not saved, and the resume drops that row (_trim_history) and redoes it.
     callbacks += [
-        keras.callbacks.CSVLogger(
+        EpochCSVLogger(
             str(history_path), append=initial_epoch > 0 and history_path.is_file()
         ),
-        EpochCheckpoint(lstm_dir, selection),
+        EpochCheckpoint(directory, selection, info=info),
     ]
-    tensorboard = _tensorboard(lstm_dir / "tensorboard")
+    tensorboard = _tensorboard(directory / "tensorboard")
     if tensorboard is not None:
         callbacks.append(tensorboard)
     validation_data = None
@@ -348,8 +478,32 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         shuffle=False,  # the dataset shuffles itself, by seed
         verbose=verbose,
     )
-    _ensure_best(best_path, last_path, validation)
-    return best_path
+    return EpochCheckpoint.read_state(directory), True
+
+
+def training_record(lstm_dir):
+    """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`.
+
+    Returns:
+        dict: `model_selection`, `best_epoch` (1-based) and `val_anticipation_accuracy`
+        of the run on the train clips, its `epochs_done` and `trained_on` (clips per
+        role), and for "refit" `refit`: `{"epochs", "epochs_done", "trained_on"}` of the
+        model retrained on train + validation. Values the folder lacks are None.
+    """
+    state = EpochCheckpoint.read_state(lstm_dir) or {}
+    record = {
+        "model_selection": state.get("model_selection"),
+        "best_epoch": state.get("best_epoch"),
+        "val_anticipation_accuracy": state.get("best"),
+        "epochs_done": state.get("epochs_done"),
+        "trained_on": state.get("trained_on"),
+    }
+    refit = EpochCheckpoint.read_state(Path(lstm_dir) / REFIT_DIRNAME)
+    if refit is not None:
+        record["refit"] = {
+            key: refit.get(key) for key in ("epochs", "epochs_done", "trained_on")
+        }
+    return record
 
 
 def _tensorboard(log_dir):
@@ -370,7 +524,7 @@ def _tensorboard(log_dir):
 
 
 def _trim_history(path, epochs_done):
-    """Keeps the rows of epochs `0 .. epochs_done - 1` of a CSV history (for a resume)."""
+    """Keeps the rows of epochs `1 .. epochs_done` of a CSV history (for a resume)."""
     if not path.is_file():
         return
     lines = path.read_text().splitlines(keepends=True)
@@ -379,7 +533,7 @@ def _trim_history(path, epochs_done):
     kept = [lines[0]] + [
         line
         for line in lines[1:]
-        if line.strip() and int(line.split(",", 1)[0]) < epochs_done
+        if line.strip() and int(line.split(",", 1)[0]) <= epochs_done
     ]
     path.write_text("".join(kept))
 
