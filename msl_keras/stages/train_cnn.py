@@ -20,16 +20,23 @@ that cache:
   visits every view of every frame once, in a new order; the randomness of the paper's
   on-line augmentation is traded for a fixed set of `augment_views` draws per frame.
 - Validation clips contribute the same frames without augmentation (view "plain"),
-  resized to `cnn.input_size` as at extraction; the epoch with the lowest validation
-  loss is kept (its weights restored). Without validation clips the last epoch is kept.
+  resized to `cnn.input_size` as at extraction; each head's epoch with the lowest
+  validation loss is chosen. `data.model_selection="holdout"` keeps that epoch's
+  weights. `"refit"` builds both heads again from the same seed and trains each on the
+  training AND validation clips (the latter in the training views too) for exactly its
+  chosen number of epochs, and keeps those. Without validation clips the last epoch is
+  kept. The test clips are never read.
 - Every frame goes through `msl_keras.data.preprocessing.preprocess_frames`, the one
   function extraction and predict also use.
 
 Written to `<run>/<fold>/cnn/`: `context_head.keras`, `action_head.keras`,
-`history_context.csv`, `history_action.csv`, `cnn_info.json` (trunk fingerprint, which
-layer started from which weights (`"initialisation"`, also printed), best epochs,
-validation scores, classes). With `cnn.weights=None` the random trunk is saved
-once as `<run>/trunk.weights.h5`, so extraction in another process uses the same one.
+`history_context.csv`, `history_action.csv` (epochs counted from 1; with "refit" also
+`history_<head>_refit.csv`), `cnn_info.json` (trunk fingerprint, which layer started
+from which weights (`"initialisation"`, also printed), model selection, best epochs,
+validation scores, frames fitted on, classes, and the `data`, `cnn` and `seed`
+settings: a later call reuses the heads only when its settings are the same). With
+`cnn.weights=None` the random trunk is saved once as `<run>/trunk.weights.h5`, so
+extraction in another process uses the same one.
 
 The heads' conv5_3, fc6 and fc7 start from VGG-16's block5_conv3, fc1 and fc2 where a
 with-top file is given and the shapes match (`cnn.top_weights`, `resolve_top_weights`):
@@ -54,6 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from msl_keras import weight_decay
+from msl_keras.callbacks import EpochCSVLogger
 from msl_keras.data import augment as augment_ops
 from msl_keras.data import preprocessing
 from msl_keras.data.preprocessing import preprocess_frames
@@ -70,7 +78,7 @@ from msl_keras.models.vgg16_trunk import (
     resolve_weights,
     weights_source,
 )
-from msl_keras.runs import resolve_run
+from msl_keras.runs import FEATURE_PARTS, check_same_settings, resolve_run
 from msl_keras.seeding import set_seed
 from msl_keras.stages.trunk_cache import TrunkCache, cache_key
 
@@ -433,7 +441,12 @@ def _build_heads(config, num_classes, map_shape):
 
 
 def _fit(model, train, validation, epochs, history_path, verbose):
-    callbacks = [keras.callbacks.CSVLogger(str(history_path))]
+    """Fits `epochs` epochs; with `validation`, restores the epoch of lowest val_loss.
+
+    Returns:
+        `{"best_epoch": the epoch kept, counted from 1, **its logged values}`.
+    """
+    callbacks = [EpochCSVLogger(str(history_path))]
     best = None
     if validation is not None:
         best = keras.callbacks.EarlyStopping(
@@ -480,19 +493,35 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
 
     Returns:
         dict: paths `"context_head"`, `"action_head"`, `"history_context"`,
-        `"history_action"`, `"trunk_cache"`; `"context"` / `"action"` (best epoch and
-        its logged losses and accuracies); `"trunk_fingerprint"`;
+        `"history_action"`, `"trunk_cache"`; `"context"` / `"action"` (best epoch,
+        counted from 1, and its logged losses and accuracies; with "refit" also
+        `"refit"`: the epochs trained on all training clips and the last epoch's logs);
+        `"model_selection"`; `"train_frames"`, `"validation_frames"` and `"fit_frames"`
+        (the frames the saved heads were trained on); `"trunk_fingerprint"`;
         `"trunk_frames_computed"` (maps computed by this call) and
         `"trunk_frames_reused"` (maps read from the cache); `"failed_clips"`
         `[(clip_id, reason)]` of clips that did not decode (left out); `"skipped"`.
 
     Raises:
+        ConfigError: the fold's heads exist, were made with other `data`, `cnn` or
+            `seed` settings, and `overwrite` is False (the message lists them).
         MslKerasError: the fold has no training clip that decodes.
     """
     run = resolve_run(config, run)
     fold = index.fold(fold)
     cnn_dir = run.cnn_dir(fold)
     if _heads_exist(cnn_dir) and not overwrite:
+        check_same_settings(
+            cnn_dir / INFO_FILENAME,
+            config,
+            FEATURE_PARTS,
+            what=f"The heads in '{cnn_dir}'",
+            remedy=(
+                "They are not reused. Use another output_dir (or run folder) for these "
+                "settings, or pass overwrite=True to retrain the heads here (the fold's "
+                "features must then be extracted again)."
+            ),
+        )
         info = json.loads((cnn_dir / INFO_FILENAME).read_text())
         return {**info, "skipped": True}
     cnn_dir.mkdir(parents=True, exist_ok=True)
@@ -510,15 +539,19 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
     train_records = fold.by_role("train")
     validation_records = fold.by_role("validation")
     show = bool(verbose)
+    refit = config.data.model_selection == "refit"
+    train_views = views_of(config)
+    # "refit" trains on the validation clips too at the end, in the training views.
+    val_views = list(dict.fromkeys([PLAIN_VIEW] + (train_views if refit else [])))
 
     with TrunkCache(
         cache_path, cache_fingerprint(settings), runner.map_shape, settings
     ) as cache:
         train_samples, failed = _frame_samples(
-            train_records, config, cache, views_of(config)
+            train_records, config, cache, train_views
         )
         val_samples, val_failed = _frame_samples(
-            validation_records, config, cache, [PLAIN_VIEW]
+            validation_records, config, cache, val_views
         )
         failed += val_failed
         computed, fill_failed = _fill_cache(
@@ -527,9 +560,9 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         failed += fill_failed
         failed_ids = {clip_id for clip_id, _ in failed}
 
-        def table(samples):
+        def table(samples, views):
             keys, labels = [], []
-            for record, frames, views in samples:
+            for record, frames, _ in samples:
                 if record.clip_id in failed_ids:
                     continue
                 for f in frames:
@@ -538,15 +571,19 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
                         labels.append(record.label)
             return cache.rows(keys), np.asarray(labels, np.int64)
 
-        train_rows, train_labels = table(train_samples)
-        val_rows, val_labels = table(val_samples)
+        train_rows, train_labels = table(train_samples, train_views)
+        val_rows, val_labels = table(val_samples, [PLAIN_VIEW])
+        refit = refit and len(val_rows) > 0
+        extra_rows, extra_labels = table(val_samples if refit else [], train_views)
         if len(train_rows) == 0:
             raise MslKerasError(
                 f"Fold '{fold.name}' has no training clip that decodes "
                 f"({len(train_records)} listed, failed: {failed[:5]}). Check the dataset "
                 "with `prepare` / `describe`."
             )
-        reused = len(train_rows) + len(val_rows) - computed
+        parts = [train_rows, val_rows, extra_rows]
+        all_rows = np.concatenate(parts)
+        reused = len(np.unique(all_rows)) - computed
         if failed and show:
             print(
                 f"train_cnn: {len(failed_ids)} clip(s) did not decode and were left out: "
@@ -555,16 +592,30 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
             )
 
         # Small caches are read once into memory; large ones batch by batch.
-        all_rows = np.concatenate([train_rows, val_rows])
         if cache.nbytes(len(np.unique(all_rows))) <= IN_MEMORY_BYTES:
             unique, inverse = np.unique(all_rows, return_inverse=True)
             source = cache.read(unique)
-            train_rows, val_rows = (
-                inverse[: len(train_rows)],
-                inverse[len(train_rows) :],
+            train_rows, val_rows, extra_rows = np.split(
+                inverse, np.cumsum([len(p) for p in parts])[:-1]
             )
         else:
             source = cache
+
+        batch = int(config.cnn.batch_size)
+        oracle = config.cnn.cam_class == "oracle"
+
+        def dataset(rows, labels, outputs, shuffle):
+            return CachedMapsDataset(
+                source,
+                rows,
+                labels,
+                num_classes,
+                batch,
+                outputs=outputs,
+                shuffle=shuffle,
+                seed=config.seed,
+                oracle=oracle,
+            )
 
         context, action, initialisation = _build_heads(
             config, num_classes, runner.map_shape
@@ -574,40 +625,38 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
                 "train_cnn: initial weights: " + json.dumps(initialisation, indent=2),
                 flush=True,
             )
-        batch = int(config.cnn.batch_size)
-        oracle = config.cnn.cam_class == "oracle"
         results = {}
         for name, model in (("context", context), ("action", action)):
-            train = CachedMapsDataset(
-                source,
-                train_rows,
-                train_labels,
-                num_classes,
-                batch,
-                outputs=name,
-                shuffle=True,
-                seed=config.seed,
-                oracle=oracle,
-            )
             validation = None
             if len(val_rows):
-                validation = CachedMapsDataset(
-                    source,
-                    val_rows,
-                    val_labels,
-                    num_classes,
-                    batch,
-                    outputs=name,
-                    oracle=oracle,
-                )
+                validation = dataset(val_rows, val_labels, name, shuffle=False)
             results[name] = _fit(
                 model,
-                train,
+                dataset(train_rows, train_labels, name, shuffle=True),
                 validation,
                 int(config.cnn.epochs),
                 cnn_dir / f"history_{name}.csv",
                 verbose,
             )
+        fit_rows = train_rows
+        if refit:
+            # The same seed builds the same initial heads; they now train on every
+            # training clip for the epochs chosen on validation, and are the ones saved.
+            fit_rows = np.concatenate([train_rows, extra_rows])
+            fit_labels = np.concatenate([train_labels, extra_labels])
+            context, action, _ = _build_heads(config, num_classes, runner.map_shape)
+            for name, model in (("context", context), ("action", action)):
+                epochs = results[name]["best_epoch"]
+                logs = _fit(
+                    model,
+                    dataset(fit_rows, fit_labels, name, shuffle=True),
+                    None,
+                    epochs,
+                    cnn_dir / f"history_{name}_refit.csv",
+                    verbose,
+                )
+                logs.pop("best_epoch")
+                results[name]["refit"] = {"epochs": epochs, **logs}
 
     context.save(cnn_dir / CONTEXT_HEAD_FILENAME)
     action.save(cnn_dir / ACTION_HEAD_FILENAME)
@@ -623,12 +672,15 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         "class_names": list(index.class_names),
         "context": results["context"],
         "action": results["action"],
+        "model_selection": config.data.model_selection,
         "train_frames": len(train_rows),
         "validation_frames": len(val_rows),
+        "fit_frames": len(fit_rows),
         "trunk_frames_computed": int(computed),
         "trunk_frames_reused": int(reused),
         "failed_clips": [list(item) for item in failed],
-        "cnn": config.to_dict()["cnn"],
+        # What made the heads: a later call reuses them only with the same settings.
+        **{part: config.to_dict()[part] for part in FEATURE_PARTS},
     }
     (cnn_dir / INFO_FILENAME).write_text(json.dumps(info, indent=2) + "\n")
     return {**info, "skipped": False}
