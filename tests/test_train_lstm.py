@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from msl_keras.callbacks import EpochCheckpoint, ValidationAnticipationAccuracy
-from msl_keras.config import config_from_dict
-from msl_keras.errors import FeatureStoreMismatchError
+from msl_keras.config import Config, apply_overrides, config_from_dict
+from msl_keras.data.feature_store import FeatureStore
+from msl_keras.errors import ConfigError, FeatureStoreMismatchError
+from msl_keras.stages.evaluate import evaluate
 from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
 # msl_keras.stages exports functions named like their modules: fetch the module itself.
@@ -42,8 +44,6 @@ def test_best_model_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
     assert set(callback.clip_ids) == validation_ids
     assert not set(callback.clip_ids) & test_ids
     # The callback's arrays are the validation clips' features, row for row.
-    from msl_keras.data.feature_store import FeatureStore
-
     with FeatureStore.open(run.store_path(FOLD)) as store:
         expected = store.read(callback.clip_ids)
     np.testing.assert_array_equal(callback.features["context"], expected["context"])
@@ -137,3 +137,190 @@ def test_single_stream_lstm_trains_on_its_stream(tmp_path):
     model = stage.load_lstm(stage.train_lstm(config, index, FOLD, run, verbose=0))
     assert model.stream == "action" and stage.input_dims(model) == (None, 8)
     assert stage.model_outputs(config) == ("stage1",)
+
+
+def _weights(path):
+    return stage.load_lstm(path).get_weights()
+
+
+def test_another_seed_trains_its_own_lstm(tmp_path):
+    """Issue 14: a run folder given with another seed gets a new LSTM, never the old one."""
+    config, index, run = make_feature_run(
+        tmp_path, tiny_config(tmp_path, **{"lstm.epochs": 1})
+    )
+    first = stage.train_lstm(config, index, FOLD, run, verbose=0)
+    other = apply_overrides(config, {"seed": 1})
+    second = stage.train_lstm(other, index, FOLD, run, verbose=0)
+    assert first.parent != second.parent and "seed1" in second.parent.name
+    stored = [json.loads((p.parent / "config.json").read_text())["seed"] for p in (first, second)]
+    assert stored == [0, 1]
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(_weights(first), _weights(second))
+    )
+
+
+def test_resume_refuses_other_settings_and_keeps_its_config(tmp_path, monkeypatch):
+    """A folder made with other settings (here: the old folder name, which did not hash
+    the seed) is neither resumed nor relabelled; resume=False starts it over."""
+    config, index, run = make_feature_run(
+        tmp_path, tiny_config(tmp_path, **{"lstm.epochs": 1})
+    )
+    monkeypatch.setattr(Config, "lstm_run_name", lambda self: "ms_lstm_old_name")
+    stage.train_lstm(config, index, FOLD, run, verbose=0)
+    lstm_dir = run.lstm_dir(FOLD)
+    stored = (lstm_dir / "config.json").read_text()
+    before = (lstm_dir / "last.keras").stat().st_mtime_ns
+
+    other = apply_overrides(config, {"seed": 1, "lstm.learning_rate": 0.1})
+    with pytest.raises(ConfigError) as error:
+        stage.train_lstm(other, index, FOLD, run, verbose=0)
+    message = str(error.value)
+    assert "seed: 0 -> 1" in message and "lstm.learning_rate: 0.5 -> 0.1" in message
+    assert "output_dir" in message and "resume=False" in message
+    assert "lstm.units" not in message  # only the keys that differ
+    assert (lstm_dir / "config.json").read_text() == stored
+    assert (lstm_dir / "last.keras").stat().st_mtime_ns == before
+
+    # Where the run lives and how it is distributed are not settings of the LSTM.
+    stage.train_lstm(
+        apply_overrides(config, {"name": "renamed", "output_dir": str(tmp_path / "x")}),
+        index,
+        FOLD,
+        run,
+        verbose=0,
+    )
+    assert (lstm_dir / "last.keras").stat().st_mtime_ns == before
+
+    stage.train_lstm(other, index, FOLD, run, resume=False, verbose=0)
+    assert json.loads((lstm_dir / "config.json").read_text())["seed"] == 1
+
+
+def _refit_config(tmp_path, **overrides):
+    # One batch per epoch (batch >= 18 clips) and no dropout: training does not depend
+    # on the clip order, so a resumed run equals an uninterrupted one.
+    settings = {
+        "data.model_selection": "refit",
+        "lstm.epochs": 3,
+        "lstm.batch_size": 32,
+        **overrides,
+    }
+    return tiny_config(tmp_path, **settings)
+
+
+def _scores_by_epoch(monkeypatch, scores):
+    """Validation scores fixed per epoch (one batch per epoch: iterations = epochs)."""
+
+    def score(self, model=None):
+        return scores[int((model or self.model).optimizer.iterations) - 1]
+
+    monkeypatch.setattr(ValidationAnticipationAccuracy, "score", score)
+
+
+def test_refit_trains_on_train_and_validation_from_the_same_start(tmp_path, monkeypatch):
+    config, index, run = make_feature_run(tmp_path, _refit_config(tmp_path))
+    _scores_by_epoch(monkeypatch, [0.2, 0.6, 0.4])  # epoch 2 is the best
+    fitted, initial, read = [], [], []
+    original_dataset, original_build = stage.sequence_dataset, stage.build_lstm
+    original_read = FeatureStore.read
+
+    def recording_dataset(arrays, **kwargs):
+        if kwargs.get("shuffle"):  # the clips a model is fitted on
+            fitted.append(sorted(str(c) for c in arrays["clip_ids"]))
+        return original_dataset(arrays, **kwargs)
+
+    def recording_build(*args, **kwargs):
+        model = original_build(*args, **kwargs)
+        initial.append(model.get_weights())
+        return model
+
+    def recording_read(self, clip_ids=None, **kwargs):
+        arrays = original_read(self, clip_ids, **kwargs)
+        read.extend(str(c) for c in arrays["clip_ids"])
+        return arrays
+
+    monkeypatch.setattr(stage, "sequence_dataset", recording_dataset)
+    monkeypatch.setattr(stage, "build_lstm", recording_build)
+    monkeypatch.setattr(FeatureStore, "read", recording_read)
+    best = stage.train_lstm(config, index, FOLD, run, verbose=0)
+
+    fold = index.fold(FOLD)
+    ids = {
+        role: sorted(r.clip_id for r in fold.by_role(role))
+        for role in ("train", "validation", "test")
+    }
+    # Selection on the train clips, then the refit on train + validation; never test.
+    assert fitted == [ids["train"], sorted(ids["train"] + ids["validation"])]
+    assert not set(read) & set(ids["test"])
+    # Both models start from the same initial weights (the same seed).
+    assert len(initial) == 2
+    for a, b in zip(*initial):
+        np.testing.assert_array_equal(a, b)
+
+    lstm_dir = run.lstm_dir(FOLD)
+    state = json.loads((lstm_dir / "state.json").read_text())
+    assert state["best_epoch"] == 2 and state["epochs_done"] == 3
+    assert state["model_selection"] == "refit"
+    refit = json.loads((lstm_dir / "refit" / "state.json").read_text())
+    assert refit["epochs"] == refit["epochs_done"] == 2
+    assert refit["trained_on"] == {"train": 12, "validation": 6}
+    assert [int(r["epoch"]) for r in _history(lstm_dir / "refit" / "history.csv")] == [1, 2]
+    # best.keras is the refit model, after two passes over the 18 clips.
+    model = stage.load_lstm(best, compile=True)
+    assert int(model.optimizer.iterations) == 2
+    for a, b in zip(model.get_weights(), _weights(lstm_dir / "refit" / "last.keras")):
+        np.testing.assert_array_equal(a, b)
+
+    monkeypatch.setattr(FeatureStore, "read", original_read)
+    results = evaluate(config, index, FOLD, run, verbose=False)
+    assert results["checkpoint"]["model_selection"] == "refit"
+    assert results["checkpoint"]["best_epoch"] == 2
+    assert results["checkpoint"]["refit"] == {
+        "epochs": 2,
+        "epochs_done": 2,
+        "trained_on": {"train": 12, "validation": 6},
+    }
+
+
+def test_refit_resumes_in_either_phase(tmp_path, monkeypatch):
+    _scores_by_epoch(monkeypatch, [0.2, 0.6, 0.4])
+    config, index, run = make_feature_run(tmp_path / "a", _refit_config(tmp_path / "a"))
+    straight = _weights(stage.train_lstm(config, index, FOLD, run, verbose=0))
+
+    config_b, index_b, run_b = make_feature_run(
+        tmp_path / "b", _refit_config(tmp_path / "b")
+    )
+
+    class Interrupt(Exception):
+        pass
+
+    kills = {("selection", 0), ("refit", 0)}
+
+    class Killed(EpochCheckpoint):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            phase = "refit" if self.directory.name == "refit" else "selection"
+            if (phase, epoch) in kills:
+                kills.discard((phase, epoch))
+                raise Interrupt
+
+    monkeypatch.setattr(stage, "EpochCheckpoint", Killed)
+    lstm_dir = run_b.lstm_dir(FOLD)
+    with pytest.raises(Interrupt):
+        stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert json.loads((lstm_dir / "state.json").read_text())["epochs_done"] == 1
+    with pytest.raises(Interrupt):
+        stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert json.loads((lstm_dir / "refit" / "state.json").read_text())["epochs_done"] == 1
+    assert not (lstm_dir / "best.keras").exists()  # no model to evaluate yet
+    best = stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert [int(r["epoch"]) for r in _history(lstm_dir / "history.csv")] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in _history(lstm_dir / "refit" / "history.csv")] == [1, 2]
+    for a, b in zip(straight, _weights(best)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+    # A finished run trains nothing more, in either phase.
+    stamps = [(d / "last.keras").stat().st_mtime_ns for d in (lstm_dir, lstm_dir / "refit")]
+    stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert stamps == [
+        (d / "last.keras").stat().st_mtime_ns for d in (lstm_dir, lstm_dir / "refit")
+    ]
