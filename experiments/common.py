@@ -112,7 +112,8 @@ METHODS = {
 }
 
 # `cpu` scale on a real dataset (see the module docstring). Chosen before any run, not
-# tuned on test folds; the heads and the LSTM keep their best epoch on validation clips.
+# tuned on test folds; the heads and the LSTM choose their epochs on validation clips (and,
+# with the paper presets' data.model_selection=refit, then train on all training clips).
 CPU_REAL = {
     "data.num_steps": 16,
     "data.frame_selection": "uniform",

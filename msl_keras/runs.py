@@ -2,7 +2,9 @@
 
 A run directory is named by the settings that make the features (`Config.run_name()`:
 data, cnn and seed), so LSTMs trained with other losses share its CNN heads and feature
-stores; each LSTM gets a subdirectory named by `Config.lstm_run_name()`:
+stores; each LSTM gets a subdirectory named by `Config.lstm_run_name()` (a hash of every
+setting but the placement ones, `PLACEMENT_KEYS`). A stage reuses what a folder holds
+only when the settings stored beside it equal its own (`check_same_settings`):
 
 ```
 <output_dir>/<config.run_name()>/
@@ -11,7 +13,7 @@ stores; each LSTM gets a subdirectory named by `Config.lstm_run_name()`:
   <fold>/cnn/context_head.keras, action_head.keras, history_context.csv, history_action.csv
   <fold>/features/<fold>.h5        FeatureStore of every clip of the fold
   <fold>/features/<fold>.shard-<i>-of-<n>.h5
-  <fold>/lstm/<config.lstm_run_name()>/...
+  <fold>/lstm/<config.lstm_run_name()>/config.json, best.keras, state.json, ...
   <fold>/lstm/<...>/results/
 ```
 
@@ -178,9 +180,10 @@ def resolve_run(config, run=None):
     if run is None:
         return RunDirectory.create(config)
     if isinstance(run, RunDirectory):
-        # The same folder, bound to this config, so that its LSTM settings name the
-        # LSTM folder (LSTMs with other losses share one run's heads and features). The
-        # stages check what they read (store settings, trunk fingerprint) themselves.
+        # The same folder, bound to this config, so that its settings name the LSTM
+        # folder (LSTMs with other losses share one run's heads and features). The
+        # stages check what they reuse themselves: the heads' settings (train_cnn), the
+        # store's settings and trunk fingerprint, the LSTM folder's config.json.
         return run if run.config == config else RunDirectory(config, root=run.root)
     if isinstance(run, (str, os.PathLike)):
         path = Path(run)

@@ -181,6 +181,23 @@ def test_every_stage_on_generated_clips(tmp_path, capsys):
     assert f"wrote saved_model: {exported}" in capsys.readouterr().out
     assert (exported / "saved_model.pb").is_file()
 
+    # The other model selection scheme through the same commands: its own run folder.
+    refit = [*common, "--set", "data.model_selection=refit"]
+    assert cli.main(["run", *refit]) == 0
+    capsys.readouterr()
+    assert cli.main(["train-lstm", *refit]) == 0  # resumes: both phases are done
+    assert capsys.readouterr().out.count("already trained") == 2
+    (path,) = [
+        p
+        for p in (tmp_path / "runs").glob("*/split1/lstm/*/results/results.json")
+        if json.loads(p.read_text())["checkpoint"]["model_selection"] == "refit"
+    ]
+    results = json.loads(path.read_text())
+    checkpoint, heads = results["checkpoint"], results["heads"]
+    assert checkpoint["refit"]["epochs"] == checkpoint["best_epoch"]
+    assert heads["model_selection"] == "refit"
+    assert heads["context"]["refit_epochs"] == heads["context"]["best_epoch"]
+
 
 @pytest.mark.parametrize("sequences", [(1, 2, 3)])
 def test_every_stage_on_real_ut_interaction_clips(shared_data, tmp_path, capsys, sequences):
@@ -210,6 +227,7 @@ def test_every_stage_on_real_ut_interaction_clips(shared_data, tmp_path, capsys,
     data = json.loads(results[0].read_text())
     assert data["clips"]["test"] == 6 and data["clips"]["test_evaluated"] == 6
     assert data["dataset"] == "ut_interaction"
+    assert data["checkpoint"]["model_selection"] == "refit"  # the paper preset's
 
 
 def test_demo_command_at_a_tiny_size(tmp_path, capsys):

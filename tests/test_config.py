@@ -35,6 +35,14 @@ def test_paper_presets_hold_the_papers_settings():
     assert config.cnn.cam_class == "predicted"
 
 
+def test_paper_presets_refit_on_every_training_clip_and_the_demo_holds_out():
+    for name in ("paper_ucf101", "paper_jhmdb", "paper_ut_interaction"):
+        assert cfg.get_preset(name).data.model_selection == "refit", name
+    assert cfg.get_preset("demo").data.model_selection == "holdout"
+    with pytest.raises(ConfigError, match="data.model_selection"):
+        cfg.load_config(preset="demo", overrides=["data.model_selection=test"])
+
+
 def test_overrides_coerce_strings_to_field_types():
     config = cfg.load_config(
         preset="demo",
@@ -84,6 +92,14 @@ def test_run_names_follow_the_settings_that_make_them():
     assert "_ce_" in b.lstm_run_name()
     assert a.run_name() != c.run_name()
     assert a.run_name() == cfg.get_preset("demo").run_name()
+    # The seed makes the LSTM too: LSTMs of two seeds never share a folder (issue 14),
+    # nor do two that read other features through one explicit run folder.
+    seeded = cfg.apply_overrides(a, {"seed": 1})
+    assert a.lstm_run_name() != seeded.lstm_run_name() and "seed1" in seeded.lstm_run_name()
+    frames = cfg.apply_overrides(a, {"data.num_steps": 8})
+    assert a.lstm_run_name() != frames.lstm_run_name()
+    placed = cfg.apply_overrides(a, {"output_dir": "elsewhere", "strategy": "mirrored"})
+    assert a.lstm_run_name() == placed.lstm_run_name()
     json.loads(a.to_json())
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.errors import ConfigError
-from msl_keras.runs import RunDirectory, fold_name, resolve_run
+from msl_keras.runs import RunDirectory, fold_name, resolve_run, settings_differences
 from msl_keras.seeding import set_seed
 
 
@@ -72,7 +72,7 @@ def test_create_refuses_a_folder_made_with_other_cnn_settings(config, tmp_path):
     root = tmp_path / "shared_root"
     RunDirectory.create(config, root=root)
     other = apply_overrides(config, {"cnn.fc_units": 32})
-    with pytest.raises(ConfigError, match="cnn"):
+    with pytest.raises(ConfigError, match=r"cnn.fc_units: 64 -> 32"):
         RunDirectory.create(other, root=root)
     with pytest.raises(ConfigError, match="not a run directory"):
         RunDirectory.open(tmp_path / "nowhere")
@@ -116,3 +116,21 @@ def test_a_run_given_to_a_stage_is_bound_to_the_stages_config(config):
     assert bound.lstm_dir("split1") != run.lstm_dir("split1")
     assert bound.lstm_dir("split1").name == ce.lstm_run_name()
     assert resolve_run(config, run) is run
+
+
+def test_settings_differences_name_each_key(config):
+    stored = json.loads(config.to_json())  # tuples come back as lists: still equal
+    assert settings_differences(stored, config) == []
+    other = apply_overrides(
+        config, {"seed": 3, "lstm.units": 5, "output_dir": "x", "strategy": "mirrored"}
+    )
+    # Where a run lives and how it is distributed are not compared by default.
+    assert settings_differences(stored, other) == [
+        ("lstm.units", 64, 5),
+        ("seed", 0, 3),
+    ]
+    assert settings_differences(stored, other, parts=("data", "cnn")) == []
+    del stored["data"]["model_selection"]  # a config.json from before that key
+    assert settings_differences(stored, config, parts=("data",)) == [
+        ("data.model_selection", "(missing)", "holdout")
+    ]

@@ -12,7 +12,7 @@ import pytest
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.data.preprocessing import preprocess_frames
 from msl_keras.data.video import read_frames
-from msl_keras.errors import WeightsError
+from msl_keras.errors import ConfigError, WeightsError
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
 from msl_keras.runs import RunDirectory
@@ -285,3 +285,85 @@ def test_weights_file_initialises_trunk_and_heads(setup, tmp_path):
     assert recorded["trunk (block1_conv1 to block5_conv2)"] == f"'{path}'"
     assert not (RunDirectory(with_top).root / "trunk.weights.h5").exists()
     assert result["trunk_fingerprint"] == train_cnn_module.trunk_fingerprint(trunk)
+
+
+def test_refit_heads_train_on_the_validation_clips_too(setup, tmp_path, monkeypatch):
+    config, index = setup
+    config = apply_overrides(
+        config, {"data.model_selection": "refit", "output_dir": str(tmp_path)}
+    )
+    fitted = []
+
+    class Recording(train_cnn_module.CachedMapsDataset):
+        def __init__(self, source, rows, *args, **kwargs):
+            super().__init__(source, rows, *args, **kwargs)
+            if kwargs.get("shuffle"):  # a training set, not a validation one
+                fitted.append(np.asarray(source)[np.asarray(rows)])
+
+    monkeypatch.setattr(train_cnn_module, "CachedMapsDataset", Recording)
+    result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    # 3 validation clips x 3 frames: plain for selection, 2 augmented views for the refit.
+    assert result["model_selection"] == "refit"
+    assert result["train_frames"] == 18 and result["validation_frames"] == 9
+    assert result["fit_frames"] == 18 + 18
+    assert result["trunk_frames_computed"] == 27 + 18
+    # Selection (context, action) on the train frames, then the refit on both.
+    assert [len(maps) for maps in fitted] == [18, 18, 36, 36]
+
+    fold = index.fold("split1")
+    settings = train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
+    with TrunkCache(
+        result["trunk_cache"], train_cnn_module.cache_fingerprint(settings), (2, 2, 16)
+    ) as cache:
+        wanted = {
+            role: [
+                cache_key(record.clip_id, f, view)
+                for record in fold.by_role(role)
+                for f in train_cnn_module.select_frames(
+                    cache.num_frames(record.clip_id), config.cnn.frames_per_clip, "uniform"
+                )
+                for view in ("aug0", "aug1")
+            ]
+            for role in ("train", "validation")
+        }
+        validation_maps = cache.read(cache.rows(wanted["validation"]))
+        # The test clips are never even opened (nor, so, cached or fitted on).
+        assert all(cache.num_frames(r.clip_id) is None for r in fold.by_role("test"))
+    for maps in fitted[2:]:  # every validation view is in the refit's training set
+        for one in validation_maps:
+            assert np.any(np.all(maps == one, axis=(1, 2, 3)))
+    for maps in fitted[:2]:
+        assert not any(np.any(np.all(maps == one, axis=(1, 2, 3))) for one in validation_maps)
+
+    cnn_dir = RunDirectory(config).cnn_dir("split1")
+    for name in ("context", "action"):
+        epochs = result[name]["refit"]["epochs"]
+        assert epochs == result[name]["best_epoch"]
+        with open(cnn_dir / f"history_{name}_refit.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [int(row["epoch"]) for row in rows] == list(range(1, epochs + 1))
+
+
+def test_refit_heads_start_from_the_selection_heads_initialisation(setup):
+    config, _ = setup
+    first = train_cnn_module._build_heads(config, 3, (2, 2, 16))
+    again = train_cnn_module._build_heads(config, 3, (2, 2, 16))
+    for a, b in zip(first, again):
+        for x, y in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_saved_heads_are_reused_only_with_their_settings(setup, tmp_path):
+    config, index = setup
+    config = apply_overrides(config, {"output_dir": str(tmp_path), "cnn.epochs": 1})
+    run = RunDirectory.create(config)
+    train_cnn_module.train_cnn(config, index, "split1", run=run, verbose=0)
+    # Another LSTM shares the heads.
+    lstm = apply_overrides(config, {"lstm.loss": "ce"})
+    assert train_cnn_module.train_cnn(lstm, index, "split1", run=run, verbose=0)["skipped"]
+    # Heads made with other settings are never handed out as these.
+    other = apply_overrides(config, {"cnn.epochs": 3, "seed": 2})
+    with pytest.raises(ConfigError) as error:
+        train_cnn_module.train_cnn(other, index, "split1", run=run, verbose=0)
+    assert "cnn.epochs: 1 -> 3" in str(error.value) and "seed: 0 -> 2" in str(error.value)
+    assert "overwrite=True" in str(error.value)

@@ -43,6 +43,7 @@ from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.models.ms_lstm import MultiStageLSTM
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import fold_name, resolve_run
+from msl_keras.stages.train_cnn import INFO_FILENAME
 from msl_keras.stages.train_lstm import (
     BEST_FILENAME,
     input_dims,
@@ -276,8 +277,9 @@ def evaluate(
         `num_classes`, `class_names`, `top_k`, `subset` (the fold's set, e.g. "set1",
         or None), `readings` (`check_readings`), `checkpoint` (path and
         `train_lstm.training_record`: model selection scheme, best epoch counted from 1,
-        its validation score, the refit's epochs and clips), `stages`
-        (`{stage: score_stage(...)}`), `summary` (final stage, pooled, with
+        its validation score, the refit's epochs and clips), `heads` (`heads_record`:
+        the CNN heads' scheme and epochs, None when the run has no `cnn_info.json`),
+        `stages` (`{stage: score_stage(...)}`), `summary` (final stage, pooled, with
         `latest_is_whole_clip` and the `coinciding_readings` clip count), `files`.
 
     Raises:
@@ -361,6 +363,7 @@ def evaluate(
         "earliest_convention": list(metrics.EARLIEST.get(config.data.dataset, ())),
         "readings": readings,
         "checkpoint": {"path": str(checkpoint), **training_record(lstm_dir)},
+        "heads": heads_record(run, name),
         "stages": stages,
         "summary": {
             "stage": final,
@@ -406,6 +409,27 @@ def evaluate(
             f"{100 * summary['latest']:.1f}% -> {results_dir}"
         )
     return results
+
+
+def heads_record(run, fold):
+    """How the fold's CNN heads were chosen and trained (from `cnn_info.json`), or None.
+
+    Returns:
+        dict: `model_selection`, `fit_frames` (frames the saved heads were trained on)
+        and per head `{"best_epoch", "refit_epochs"}` (1-based; None without refit).
+    """
+    path = run.cnn_dir(fold) / INFO_FILENAME
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    record = {key: info.get(key) for key in ("model_selection", "fit_frames")}
+    for head in ("context", "action"):
+        if head in info:
+            record[head] = {
+                "best_epoch": info[head].get("best_epoch"),
+                "refit_epochs": info[head].get("refit", {}).get("epochs"),
+            }
+    return record
 
 
 def write_accuracy_csv(stages, top_k, path):
