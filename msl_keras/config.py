@@ -271,15 +271,15 @@ class Config:
         return "_".join(str(p) for p in parts)
 
     def lstm_run_name(self):
-        """The LSTM subdirectory's name: every setting that makes the LSTM or its results.
+        """The LSTM subdirectory's name, from the `lstm`, `eval` and `seed` settings.
 
-        The hash covers `lstm`, `eval` and `seed` (the LSTM's initialisation and clip
-        order) and also `data` and `cnn`, because a stage given an explicit run folder
-        may bind another config to it: two LSTMs that differ in any of these never
-        share a folder.
+        The seed draws the LSTM's initial weights and clip order, so LSTMs of two seeds
+        never share a folder. The other settings (`data`, `cnn`) name the run directory
+        above it; a stage bound to that directory with other ones finds them in the
+        folder's `config.json` and refuses to resume (`train_lstm`).
         """
         lstm = self.lstm
-        fingerprint = self.fingerprint("data", "cnn", "lstm", "eval", "seed")
+        fingerprint = self.fingerprint("lstm", "eval", "seed")
         return f"{lstm.model}_{lstm.loss}_u{lstm.units}_seed{self.seed}_{fingerprint}"
 
 

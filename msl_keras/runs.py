@@ -2,9 +2,10 @@
 
 A run directory is named by the settings that make the features (`Config.run_name()`:
 data, cnn and seed), so LSTMs trained with other losses share its CNN heads and feature
-stores; each LSTM gets a subdirectory named by `Config.lstm_run_name()` (a hash of every
-setting but the placement ones, `PLACEMENT_KEYS`). A stage reuses what a folder holds
-only when the settings stored beside it equal its own (`check_same_settings`):
+stores; each LSTM gets a subdirectory named by `Config.lstm_run_name()` (its lstm, eval
+and seed settings). A stage reuses what a folder holds only when the settings stored
+beside it equal its own (`check_same_settings`): all but `PLACEMENT_KEYS` for an LSTM,
+data, cnn and seed for the heads:
 
 ```
 <output_dir>/<config.run_name()>/

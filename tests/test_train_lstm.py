@@ -171,11 +171,15 @@ def test_resume_refuses_other_settings_and_keeps_its_config(tmp_path, monkeypatc
     stored = (lstm_dir / "config.json").read_text()
     before = (lstm_dir / "last.keras").stat().st_mtime_ns
 
-    other = apply_overrides(config, {"seed": 1, "lstm.learning_rate": 0.1})
+    other = apply_overrides(
+        config, {"seed": 1, "lstm.learning_rate": 0.1, "cnn.learning_rate": 0.01}
+    )
     with pytest.raises(ConfigError) as error:
         stage.train_lstm(other, index, FOLD, run, verbose=0)
     message = str(error.value)
     assert "seed: 0 -> 1" in message and "lstm.learning_rate: 0.5 -> 0.1" in message
+    # Settings the folder name does not hash, from a run folder passed explicitly.
+    assert "cnn.learning_rate: 0.05 -> 0.01" in message
     assert "output_dir" in message and "resume=False" in message
     assert "lstm.units" not in message  # only the keys that differ
     assert (lstm_dir / "config.json").read_text() == stored

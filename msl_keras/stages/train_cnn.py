@@ -582,8 +582,8 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
                 "with `prepare` / `describe`."
             )
         parts = [train_rows, val_rows, extra_rows]
-        all_rows = np.concatenate(parts)
-        reused = len(np.unique(all_rows)) - computed
+        unique, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+        reused = len(unique) - computed
         if failed and show:
             print(
                 f"train_cnn: {len(failed_ids)} clip(s) did not decode and were left out: "
@@ -592,8 +592,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
             )
 
         # Small caches are read once into memory; large ones batch by batch.
-        if cache.nbytes(len(np.unique(all_rows))) <= IN_MEMORY_BYTES:
-            unique, inverse = np.unique(all_rows, return_inverse=True)
+        if cache.nbytes(len(unique)) <= IN_MEMORY_BYTES:
             source = cache.read(unique)
             train_rows, val_rows, extra_rows = np.split(
                 inverse, np.cumsum([len(p) for p in parts])[:-1]

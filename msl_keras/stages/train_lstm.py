@@ -29,8 +29,9 @@ Resume: with `resume=True` an interrupted run reloads `last.keras` (weights and 
 momentum) and continues at the epoch after the last one finished (in either phase of
 "refit"); a finished run returns at once. Only a folder whose `config.json` holds the
 same settings is resumed (every setting but `name`, `output_dir` and `strategy`; the
-folder's name already hashes them, seed included); another one is refused with the
-differing keys, and its `config.json` is never rewritten. The clip order of a resumed
+folder's name hashes the lstm, eval and seed ones, the run directory's the data and cnn
+ones, but a run folder passed explicitly may hold another config's); another one is
+refused with the differing keys, and its `config.json` is never rewritten. The clip order of a resumed
 run's later epochs may differ from an uninterrupted run's.
 
 Example:
