@@ -285,7 +285,9 @@ def test_refit_trains_on_train_and_validation_from_the_same_start(tmp_path, monk
     }
 
 
-def test_refit_resumes_in_either_phase(tmp_path, monkeypatch):
+def test_refit_resumes_its_second_phase(tmp_path, monkeypatch):
+    """Killed in the refit, a run skips the finished selection and resumes the refit
+    (a kill during selection is the holdout resume above: the same code)."""
     _scores_by_epoch(monkeypatch, [0.2, 0.6, 0.4])
     config, index, run = make_feature_run(tmp_path / "a", _refit_config(tmp_path / "a"))
     straight = _weights(stage.train_lstm(config, index, FOLD, run, verbose=0))
@@ -297,26 +299,23 @@ def test_refit_resumes_in_either_phase(tmp_path, monkeypatch):
     class Interrupt(Exception):
         pass
 
-    kills = {("selection", 0), ("refit", 0)}
-
-    class Killed(EpochCheckpoint):
+    class KilledInTheRefit(EpochCheckpoint):
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)
-            phase = "refit" if self.directory.name == "refit" else "selection"
-            if (phase, epoch) in kills:
-                kills.discard((phase, epoch))
+            if self.directory.name == "refit":
                 raise Interrupt
 
-    monkeypatch.setattr(stage, "EpochCheckpoint", Killed)
+    monkeypatch.setattr(stage, "EpochCheckpoint", KilledInTheRefit)
     lstm_dir = run_b.lstm_dir(FOLD)
     with pytest.raises(Interrupt):
         stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
-    assert json.loads((lstm_dir / "state.json").read_text())["epochs_done"] == 1
-    with pytest.raises(Interrupt):
-        stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert json.loads((lstm_dir / "state.json").read_text())["epochs_done"] == 3
     assert json.loads((lstm_dir / "refit" / "state.json").read_text())["epochs_done"] == 1
     assert not (lstm_dir / "best.keras").exists()  # no model to evaluate yet
+    monkeypatch.setattr(stage, "EpochCheckpoint", EpochCheckpoint)
+    selection_done = (lstm_dir / "last.keras").stat().st_mtime_ns
     best = stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert (lstm_dir / "last.keras").stat().st_mtime_ns == selection_done
     assert [int(r["epoch"]) for r in _history(lstm_dir / "history.csv")] == [1, 2, 3]
     assert [int(r["epoch"]) for r in _history(lstm_dir / "refit" / "history.csv")] == [1, 2]
     for a, b in zip(straight, _weights(best)):
