@@ -12,6 +12,7 @@ The CLI only parses arguments, resolves the config and calls the stage functions
 """
 
 import argparse
+import os
 import sys
 import textwrap
 import time
@@ -312,6 +313,11 @@ def main(argv=None):
 
 
 def _dispatch(args):
+    if args.command == "demo":
+        # oneDNN picks its CPU kernels by instruction set, so its round-off differs
+        # between processors; TensorFlow reads this once, at import (below). The user's
+        # value wins.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from msl_keras import stages
 
     if args.command == "config":

@@ -354,7 +354,12 @@ PRESETS = {
             weight_decay_mode="decoupled",
             cam_normalization=None,
         ),
-        lstm=LSTMConfig(units=64, dropout=0.2, epochs=100, batch_size=16, learning_rate=0.02),
+        # Chosen on the validation clips: at lr 0.02 both losses peaked at epoch 1 and
+        # then memorised the 72 training clips; at 0.002 with dropout 0.5 validation
+        # loss falls for 40 epochs and validation accuracy peaks at epochs 3-14.
+        lstm=LSTMConfig(
+            units=64, dropout=0.5, epochs=30, batch_size=16, learning_rate=0.002
+        ),
         eval=EvalConfig(top_k=2),
     ),
 }

@@ -370,20 +370,34 @@ def earliest_latest(
         `{"earliest": float, "latest": float}`; latest reads each clip at its last valid
         stored step (the whole clip, capped at the T stored steps).
     """
+    correct = earliest_latest_correct(
+        dataset, probs, labels, frame_indices, num_frames, pooled, top_k
+    )
+    return {point: float(hits.mean()) for point, hits in correct.items()}
+
+
+def earliest_latest_correct(
+    dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=1
+):
+    """Which clips are right at the earliest and latest points (`earliest_latest`).
+
+    Returns:
+        `{"earliest": (clips,) bool, "latest": (clips,) bool}`: per clip, for paired
+        comparisons of two models on the same clips.
+    """
     probs = _check_probs(probs)
     labels = _check_labels(labels, probs)
     frame_indices, lengths, num_frames = _check_frames(frame_indices, num_frames, probs)
-    earliest = _accuracy_at_frame_limits(
-        probs,
-        labels,
-        frame_indices,
-        _earliest_limits(dataset, num_frames, probs.shape[0]),
-        pooled,
-        top_k,
-    )
-    latest_scores = prediction_at_step(probs, lengths, lengths, pooled)
-    latest = float(_top_k_correct(latest_scores, labels, top_k).mean())
-    return {"earliest": earliest, "latest": latest}
+    limits = _earliest_limits(dataset, num_frames, probs.shape[0])
+    earliest_steps = steps_observing(frame_indices, limits)
+    return {
+        "earliest": _top_k_correct(
+            prediction_at_step(probs, earliest_steps, lengths, pooled), labels, top_k
+        ),
+        "latest": _top_k_correct(
+            prediction_at_step(probs, lengths, lengths, pooled), labels, top_k
+        ),
+    }
 
 
 def anticipation_step(pooled, threshold=0.5):

@@ -1,4 +1,13 @@
-"""One call that seeds every source of randomness a run uses."""
+"""Seeds every source of randomness of a run; pins what else moves its numbers.
+
+`set_seed` fixes the random draws. Two runs with the same seed can still differ in the
+last bits of their sums, which training over many epochs turns into other predictions:
+the order of a kernel's additions depends on how many threads split it
+(`pin_cpu_threads`), on whether the kernel itself is deterministic
+(`set_seed(..., deterministic_ops=True)`), and on oneDNN, whose CPU kernels are chosen
+at run time by the processor's instruction set (AVX2, AVX-512, AMX). oneDNN can only be
+turned off before TensorFlow is imported: `TF_ENABLE_ONEDNN_OPTS=0` (`onednn_enabled`).
+"""
 
 import os
 import random
@@ -33,3 +42,44 @@ def set_seed(seed, deterministic_ops=False):
 
         tf.config.experimental.enable_op_determinism()
     return seed
+
+
+def pin_cpu_threads(threads=1):
+    """Runs TensorFlow's CPU ops on `threads` threads, whatever the core count.
+
+    TensorFlow's default is one thread per core, and a kernel split over more threads
+    adds its partial sums in another order. It must be called before TensorFlow runs its
+    first op; later it only checks.
+
+    Args:
+        threads: int >= 1, for both the intra-op and the inter-op thread pool.
+
+    Returns:
+        True when both pools run `threads` threads, False when TensorFlow had already
+        started with other settings (the pools cannot change for the process).
+    """
+    import tensorflow as tf
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(
+            f"`threads` must be a positive int. Received: threads={threads!r}"
+        )
+    threading = tf.config.threading
+    try:
+        threading.set_intra_op_parallelism_threads(threads)
+        threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+    return (
+        threading.get_intra_op_parallelism_threads() == threads
+        and threading.get_inter_op_parallelism_threads() == threads
+    )
+
+
+def onednn_enabled():
+    """Whether TensorFlow's oneDNN CPU kernels are on (its default on x86 Linux).
+
+    Read from `TF_ENABLE_ONEDNN_OPTS`, which TensorFlow reads once, at import.
+    """
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower()
+    return value not in ("0", "false")

@@ -246,6 +246,66 @@ def test_demo_command_at_a_tiny_size(tmp_path, capsys):
     assert next((tmp_path / "runs").glob("*/split1/demo_accuracy_vs_frames.png")).is_file()
 
 
+def test_the_demo_says_whether_the_early_advantage_is_beyond_noise():
+    from msl_keras.stages.demo import early_advantage
+
+    agree = [1] * 30 + [0] * 30
+    # 10 more clips right and none fewer: the paired interval stays above zero.
+    ahead = early_advantage(agree + [1] * 10, agree + [0] * 10)
+    assert ahead["difference"] == 14.3 and ahead["clips"] == 10
+    assert ahead["interval"][0] > 0 and ahead["verdict"] == "ahead beyond noise"
+    assert early_advantage(agree + [0] * 10, agree + [1] * 10)["verdict"] == (
+        "behind beyond noise"
+    )
+    # 6 clips gained and 4 lost: +2 clips is within the noise of 70 clips.
+    mixed = early_advantage(agree + [1] * 6 + [0] * 4, agree + [0] * 6 + [1] * 4)
+    assert mixed["clips"] == 2 and mixed["verdict"] == "within noise"
+    assert mixed["interval"][0] < 0 < mixed["interval"][1]
+    assert early_advantage(agree, agree) == early_advantage(agree, agree)
+    with pytest.raises(ValueError, match="same order"):
+        early_advantage([1, 0], [1])
+
+
+def _demo_in_a_fresh_folder(folder):
+    """`python -m msl_keras demo` at the tiny size in a new process and folder.
+
+    Returns the printed table (from its title to the verdict) and every LSTM's history
+    (losses and validation scores to full float precision, by loss).
+    """
+    folder.mkdir()
+    root = make_tiny_dataset(folder / "clips")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    command = [sys.executable, "-m", "msl_keras", "demo", "--root", str(root)]
+    done = subprocess.run(
+        command + ["--output-dir", str(folder / "runs"), *_sets(TINY)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "deterministic ops, 1 CPU thread, oneDNN off" in out
+    table = out[out.index("MS-LSTM stage 2 on") : out.index("\nplot:")]
+    histories = {
+        path.parent.name.split("_u")[0]: path.read_text()
+        for path in (folder / "runs").glob("*/split1/lstm/*/history.csv")
+    }
+    return table, histories
+
+
+@pytest.mark.slow
+def test_two_demo_runs_in_fresh_folders_print_the_same_table(tmp_path):
+    """The demo repeats exactly: same table, same losses to the last bit."""
+    first = _demo_in_a_fresh_folder(tmp_path / "first")
+    second = _demo_in_a_fresh_folder(tmp_path / "second")
+    assert set(first[1]) == {"ms_lstm_anticipation", "ms_lstm_ce"}
+    assert second == first
+    assert "95% paired bootstrap interval" in first[0]
+
+
 def test_import_original_weights_and_features_from_the_command_line(tmp_path, capsys):
     """A user arriving from the original code: its weights file and its .npy features."""
     from tests.test_original_weights import context_file

@@ -10,7 +10,7 @@ import pytest
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.errors import ConfigError
 from msl_keras.runs import RunDirectory, fold_name, resolve_run, settings_differences
-from msl_keras.seeding import set_seed
+from msl_keras.seeding import onednn_enabled, pin_cpu_threads, set_seed
 
 
 @pytest.fixture
@@ -105,6 +105,19 @@ def test_set_seed_repeats_every_generator():
     assert draw() != first
     with pytest.raises(ValueError, match="seed"):
         set_seed(-1)
+
+
+def test_pin_cpu_threads_reports_whether_the_pools_are_pinned(monkeypatch):
+    import tensorflow as tf
+
+    pinned = pin_cpu_threads(1)
+    assert pinned == (tf.config.threading.get_intra_op_parallelism_threads() == 1)
+    with pytest.raises(ValueError, match="threads"):
+        pin_cpu_threads(0)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert not onednn_enabled()
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    assert onednn_enabled()
 
 
 def test_a_run_given_to_a_stage_is_bound_to_the_stages_config(config):

@@ -75,6 +75,8 @@ def score_stage(
         `top_k_vs_steps` / `top_k_vs_steps_pooled` (`top_k`), `ratios`:
         `{ratio: {"raw", "pooled", "top_k_pooled"}}`, `earliest` / `latest` (pooled),
         `earliest_raw` / `latest_raw`, `top_k_earliest` / `top_k_latest` (pooled),
+        `earliest_correct` / `latest_correct` (pooled, one 0/1 per clip in the order
+        of `labels`: for paired comparisons of two models),
         `mean_accuracy_pooled` (the validation selection score, here on test).
     """
     result = {}
@@ -100,7 +102,10 @@ def score_stage(
         }
         for r in ratios
     }
-    pooled = metrics.earliest_latest(dataset, probs, labels, frame_indices, num_frames)
+    correct = metrics.earliest_latest_correct(
+        dataset, probs, labels, frame_indices, num_frames
+    )
+    pooled = {point: float(hits.mean()) for point, hits in correct.items()}
     raw = metrics.earliest_latest(
         dataset, probs, labels, frame_indices, num_frames, pooled=False
     )
@@ -114,6 +119,8 @@ def score_stage(
         latest_raw=raw["latest"],
         top_k_earliest=top["earliest"],
         top_k_latest=top["latest"],
+        earliest_correct=correct["earliest"].astype(int).tolist(),
+        latest_correct=correct["latest"].astype(int).tolist(),
     )
     return result
 
