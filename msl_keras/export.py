@@ -14,6 +14,12 @@ anticipated class and the carry for the next frame. Its signature, `serve`:
 Next to the model, `streaming.json` records the class names, input size, training T
 and the shapes above, so a program on another machine needs nothing of this package.
 
+The graph computes in the models' dtype policies: the trunk and heads in the run's
+`cnn.compute_dtype`, the LSTM step in `lstm.compute_dtype` (`streaming.json`:
+`"compute_dtype": {"cnn": ..., "lstm": ...}`); its inputs and outputs are the float32
+and uint8 tensors above whatever those are. The float16 TFLite variant stores float16
+weights and computes in float32.
+
 Use from Python (the TFLite interpreter is part of TensorFlow):
 
     runner = tf.lite.Interpreter("streaming_float32.tflite").get_signature_runner("serve")
@@ -134,6 +140,10 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
             "pooled", "anticipated", "probs", "stage1", "state", "prob_sum", "count"
         ],  # fmt: skip
         "carry": ["state", "prob_sum", "count"],
+        "compute_dtype": {
+            "cnn": stream.extractor.compute_dtype_name,
+            "lstm": stream.lstm.compute_dtype,
+        },
         "files": {k: p.name for k, p in written.items()},
         **(metadata or {}),
     }

@@ -68,6 +68,7 @@ import h5py
 import numpy as np
 
 import msl_keras
+from msl_keras.config import COMPUTE_DTYPES
 from msl_keras.errors import ConfigError, FeatureStoreError, FeatureStoreMismatchError
 
 SCHEMA_VERSION = 1
@@ -129,6 +130,9 @@ class StoreSettings:
             None: a single-stream store without action features.
         num_classes: N, number of classes the labels index.
         dtype: storage precision, "float16" (half the bytes) or "float32".
+        compute_dtype: the precision the CNN computed the features in
+            (`cnn.compute_dtype`: "float32", "bfloat16" or "float16"); stores written
+            before it was recorded read as "float32", the only one they could use.
     """
 
     dataset: str
@@ -144,6 +148,7 @@ class StoreSettings:
     action_dim: int | None
     num_classes: int
     dtype: str = "float16"
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         def put(key, value):
@@ -214,6 +219,11 @@ class StoreSettings:
                 f"StoreSettings.dtype must be one of {DTYPES}. Received: dtype={self.dtype!r}"
             )
         put("dtype", dtype)
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(
+                f"StoreSettings.compute_dtype must be one of {COMPUTE_DTYPES}. "
+                f"Received: compute_dtype={self.compute_dtype!r}"
+            )
 
     @property
     def streams(self):
@@ -555,7 +565,8 @@ class FeatureStore:
         dims = ", ".join(f"{stream}_dim={s.dim(stream)}" for stream in s.streams)
         return (
             f"FeatureStore('{self.path}', {state}, {len(self)} clips, dataset={s.dataset}, "
-            f"split={s.split}, T={s.T}, {dims}, dtype={s.dtype})"
+            f"split={s.split}, T={s.T}, {dims}, dtype={s.dtype}, "
+            f"compute_dtype={s.compute_dtype})"
         )
 
     def completed_ids(self):

@@ -7,6 +7,7 @@ from keras import ops
 
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
+from msl_keras.models.precision import check_compute_dtype, set_compute_dtype
 from msl_keras.models.vgg16_trunk import (
     VGG16Trunk,
     read_keras_h5_weights,
@@ -26,9 +27,9 @@ class TwoStreamFeatureExtractor(keras.Model):
         trunk: a `VGG16Trunk` (or any model mapping frames to conv5_2 maps).
         context_head: a `ContextAwareHead`.
         action_head: an `ActionAwareHead`.
-        compute_dtype: `"float32"` (default) or `"bfloat16"`: the precision the
-            convolutions and matmuls run in (`set_compute_dtype`); the weights stay
-            float32 and the features come out as float32 either way.
+        compute_dtype: `"float32"` (default), `"bfloat16"` or `"float16"`: the
+            precision the convolutions and matmuls run in (`set_compute_dtype`); the
+            weights stay float32 and the features come out as float32 either way.
         name: model name.
 
     Call arguments:
@@ -66,31 +67,24 @@ class TwoStreamFeatureExtractor(keras.Model):
             self.set_compute_dtype(compute_dtype)
 
     def set_compute_dtype(self, compute_dtype):
-        """Runs the trunk and both heads in `"float32"` or `"bfloat16"`.
+        """Runs the trunk and both heads in `"float32"`, `"bfloat16"` or `"float16"`.
 
-        `"bfloat16"` gives every layer Keras' `"mixed_bfloat16"` policy: variables
-        stay float32 (nothing is lost from trained weights, and the switch is
-        reversible), activations and matmuls are bfloat16 (8 bits of mantissa, float32
-        accumulation on CPUs with AVX512-BF16 / AMX and on GPUs). Extraction runs about
-        2x faster on such CPUs and much faster on tensor-core GPUs; the features differ
-        from float32 by about 1% (relative), below what the float16 feature store
-        keeps only for large values, and the CAM's arg-max class can flip where two
-        classes score within that margin. Use float32 to reproduce numbers exactly.
+        Every layer gets the Keras policy of `compute_dtype`
+        (`msl_keras.models.precision.set_compute_dtype`): variables stay float32
+        (nothing is lost from trained weights, and the switch is reversible),
+        activations and matmuls run in the lower precision (bfloat16: 8 bits of
+        mantissa, float32 accumulation on CPUs with AVX512-BF16 / AMX and on GPUs).
+        Extraction runs about 2x faster on such CPUs and much faster on tensor-core
+        GPUs; the features differ from float32 by about 1% (relative), and the CAM's
+        arg-max class can flip where two classes score within that margin (RESULTS.md
+        measures both with trained heads). Use float32 to reproduce numbers exactly.
 
         Args:
-            compute_dtype: `"float32"` or `"bfloat16"`.
+            compute_dtype: one of `precision.COMPUTE_DTYPES`.
         """
-        policies = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-        if compute_dtype not in policies:
-            raise ValueError(
-                f"`compute_dtype` must be one of {sorted(policies)}. Received: "
-                f"compute_dtype={compute_dtype!r}"
-            )
-        policy = policies[compute_dtype]
+        check_compute_dtype(compute_dtype)
         for model in (self.trunk, self.context_head, self.action_head):
-            model.dtype_policy = policy
-            for layer in model._flatten_layers(include_self=False):
-                layer.dtype_policy = policy
+            set_compute_dtype(model, compute_dtype)
         self.compute_dtype_name = compute_dtype
         self._extract_fns = {}  # traced for the previous dtype
 
@@ -256,7 +250,7 @@ def build_feature_extractor(
         weights: `None`, `"imagenet"` or an `.h5` path, read once for trunk and heads.
         cam_class, top_k: see `ActionAwareHead`.
         dropout: dropout after fc6 and fc7 in both heads.
-        compute_dtype: `"float32"` or `"bfloat16"`, see
+        compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`, see
             `TwoStreamFeatureExtractor.set_compute_dtype`.
 
     Returns:

@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from msl_keras.models.fast_ops import lstm_layer
+from msl_keras.models.precision import set_compute_dtype
 
 STREAMS = ("context", "action")
 
@@ -65,6 +66,9 @@ class MultiStageLSTM(keras.Model):
         num_classes: int, number of actions `N`.
         units: int, hidden units of each LSTM (2048 in the paper).
         dropout: float, dropout rate after each LSTM (0.5, the authors' code).
+        compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`: the Keras policy of
+            every layer (`msl_keras.models.precision`; weights and the softmax outputs
+            stay float32; float16 compiles with loss scaling).
         name: model name.
 
     Call arguments:
@@ -84,7 +88,15 @@ class MultiStageLSTM(keras.Model):
     ...     probs1, probs2, states = model.step(context_t, action_t, states)
     """
 
-    def __init__(self, num_classes, units=2048, dropout=0.5, name="ms_lstm", **kwargs):
+    def __init__(
+        self,
+        num_classes,
+        units=2048,
+        dropout=0.5,
+        compute_dtype="float32",
+        name="ms_lstm",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
         self.units = int(units)
@@ -99,6 +111,7 @@ class MultiStageLSTM(keras.Model):
         self.stage2_classifier = keras.layers.Dense(
             self.num_classes, activation="softmax", name="stage2_classifier"
         )
+        set_compute_dtype(self, compute_dtype)
 
     def build(self, input_shape):
         context = tuple(_get_stream(input_shape, "context", self.name))
@@ -186,6 +199,7 @@ class MultiStageLSTM(keras.Model):
                 "num_classes": self.num_classes,
                 "units": self.units,
                 "dropout": self.dropout,
+                "compute_dtype": self.compute_dtype,
             }
         )
         return config
@@ -200,6 +214,7 @@ class SingleStageLSTM(keras.Model):
         num_classes: int, number of actions `N`.
         units: int, hidden units (2048 in the paper).
         dropout: float, dropout rate after the LSTM.
+        compute_dtype: as `MultiStageLSTM`.
         stream: `"context"` or `"action"`: which key of the input dict is read (the
             other key, if present, is ignored, so the same dataset feeds both models).
         name: model name.
@@ -225,6 +240,7 @@ class SingleStageLSTM(keras.Model):
         units=2048,
         dropout=0.5,
         stream="context",
+        compute_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -242,6 +258,7 @@ class SingleStageLSTM(keras.Model):
         self.stage1_classifier = keras.layers.Dense(
             self.num_classes, activation="softmax", name="stage1_classifier"
         )
+        set_compute_dtype(self, compute_dtype)
 
     def _select(self, inputs):
         if isinstance(inputs, dict):
@@ -307,6 +324,7 @@ class SingleStageLSTM(keras.Model):
                 "units": self.units,
                 "dropout": self.dropout,
                 "stream": self.stream,
+                "compute_dtype": self.compute_dtype,
             }
         )
         return config

@@ -7,7 +7,9 @@ preprocessed with the one preprocessing function, and passed ONCE through the tr
 both trained heads read that output (`TwoStreamFeatureExtractor`). Their fc7 outputs,
 `(n, Dc)` and `(n, Da)` with `n <= T`, are appended to the fold's `FeatureStore`
 (`<run>/<fold>/features/<fold>.h5`), whose settings record T, the frame selection, the
-preprocessing, the extractor's weights fingerprint, the CAM class, the dims and dtype.
+preprocessing, the extractor's weights fingerprint, the CAM class, the dims, the store
+dtype and the compute dtype (`cnn.compute_dtype`, the Keras policy of the trunk and
+heads).
 
 - Resumable: clips already complete in the store are skipped; a killed run loses at
   most the clip it was writing.
@@ -71,6 +73,7 @@ def store_settings(config, fold, extractor, num_classes):
         action_dim=int(extractor.action_dim),
         num_classes=int(num_classes),
         dtype=cnn.store_dtype,
+        compute_dtype=extractor.compute_dtype_name,
     )
 
 
@@ -80,7 +83,7 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
     Args:
         config: a `Config`; uses `data.num_steps` (T), `data.frame_selection`,
             `data.observed_ratio`, `cnn.input_size`, `cnn.cam_class`, `cnn.store_dtype`,
-            `cnn.batch_size` (frames per trunk pass).
+            `cnn.compute_dtype`, `cnn.batch_size` (frames per trunk pass).
         index: the `DatasetIndex` from `prepare`.
         fold: a `Fold` or fold name.
         run: `RunDirectory` or folder holding the fold's trained heads (`train_cnn`);

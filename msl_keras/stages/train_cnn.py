@@ -70,6 +70,7 @@ from msl_keras.errors import MslKerasError, VideoDecodeError, WeightsError
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
 from msl_keras.models.feature_extractor import TwoStreamFeatureExtractor
+from msl_keras.models.precision import set_compute_dtype
 from msl_keras.models.vgg16_trunk import (
     VGG16Trunk,
     load_top_weights,
@@ -105,7 +106,7 @@ def build_trunk(config, run=None):
             (written by `train_cnn`), those weights are loaded instead.
 
     Returns:
-        A `VGG16Trunk` with `trainable=False`, output
+        A `VGG16Trunk` with `trainable=False` computing in `cnn.compute_dtype`, output
         `(batch, input_size / 16, input_size / 16, round(512 * width))`.
     """
     cnn = config.cnn
@@ -120,6 +121,7 @@ def build_trunk(config, run=None):
         input_shape=(size, size, 3), width=cnn.width, weights=cnn.weights
     )
     trunk.trainable = False
+    set_compute_dtype(trunk, cnn.compute_dtype)
     if cnn.weights is None and run is not None:
         path = resolve_run(config, run).root / TRUNK_WEIGHTS_FILENAME
         if path.is_file():
@@ -155,6 +157,7 @@ def cache_settings(config, trunk_fp):
         "augmentation": repr(augmentation_config(config)),
         "augment": bool(config.cnn.augment),
         "seed": int(config.seed),
+        "compute_dtype": config.cnn.compute_dtype,
     }
 
 
@@ -202,9 +205,8 @@ class TrunkRunner:
         frames = np.asarray(frames, np.float32)
         out = []
         for start in range(0, len(frames), self.batch_size):
-            out.append(
-                self._fn(tf.constant(frames[start : start + self.batch_size])).numpy()
-            )
+            maps = self._fn(tf.constant(frames[start : start + self.batch_size]))
+            out.append(np.asarray(maps, np.float32))  # the cache is float32
         self.frames_computed += len(frames)
         return (
             np.concatenate(out) if out else np.zeros((0,) + self.map_shape, np.float32)
@@ -407,6 +409,8 @@ def _build_heads(config, num_classes, map_shape):
             cam_normalization=cnn.cam_normalization,
             weights=weights,
         )
+    set_compute_dtype(context, cnn.compute_dtype)  # float16 compiles with loss scaling
+    set_compute_dtype(action, cnn.compute_dtype)
     context.build((None,) + tuple(map_shape))
     action.build((None,) + tuple(map_shape))
     top, top_source = resolve_top_weights(cnn.top_weights, cnn.weights, weights)
@@ -749,7 +753,9 @@ def load_extractor(config, run, fold):
         rebuilt.build((None,) + tuple(trunk.output_shape[1:]))
         rebuilt.set_weights(action.get_weights())
         action = rebuilt
-    extractor = TwoStreamFeatureExtractor(trunk, context, action)
+    extractor = TwoStreamFeatureExtractor(
+        trunk, context, action, compute_dtype=cnn.compute_dtype
+    )
     extractor.build((None,) + tuple(trunk.input_shape[1:]))
     return extractor
 

@@ -113,6 +113,7 @@ def expected_store_settings(config, num_classes, fold=None):
         "context_dim": config.cnn.fc_units,
         "action_dim": config.cnn.fc_units,
         "num_classes": num_classes,
+        "compute_dtype": config.cnn.compute_dtype,
     }
     if config.data.dataset == "imported":
         for key in ("cam_class", "context_dim", "action_dim"):
@@ -185,13 +186,22 @@ def build_lstm(config, num_classes, context_dim, action_dim):
     """
     lstm = config.lstm
     if lstm.model == "ms_lstm":
-        model = MultiStageLSTM(num_classes, units=lstm.units, dropout=lstm.dropout)
+        model = MultiStageLSTM(
+            num_classes,
+            units=lstm.units,
+            dropout=lstm.dropout,
+            compute_dtype=lstm.compute_dtype,
+        )
         model.build(
             {"context": (None, None, context_dim), "action": (None, None, action_dim)}
         )
     else:
         model = SingleStageLSTM(
-            num_classes, units=lstm.units, dropout=lstm.dropout, stream=lstm.model
+            num_classes,
+            units=lstm.units,
+            dropout=lstm.dropout,
+            stream=lstm.model,
+            compute_dtype=lstm.compute_dtype,
         )
         dim = context_dim if lstm.model == "context" else action_dim
         model.build({lstm.model: (None, None, dim)})
@@ -203,6 +213,8 @@ def compile_lstm(model, config):
 
     Keras sums the outputs' losses with weight 1: Eq. 4, `L_c + L_a` per clip. Weight
     decay as `lstm.weight_decay_mode` (`msl_keras.weight_decay`); `model` must be built.
+    A model computing in float16 (`lstm.compute_dtype`) gets the SGD wrapped in Keras'
+    `LossScaleOptimizer` by `compile` itself (the model's policy is "mixed_float16").
     """
     lstm = config.lstm
     optimizer = weight_decay.sgd(
