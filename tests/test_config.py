@@ -112,3 +112,25 @@ def test_paper_presets_read_earliest_and_latest_faithfully():
     assert cfg.get_preset("paper_jhmdb").data.frame_selection == "uniform"
     assert cfg.get_preset("paper_ucf101").data.frame_selection == "first"
     assert cfg.get_preset("demo").data.frame_selection == "first"
+
+
+def test_compute_dtypes_round_trip_and_bad_ones_are_refused(tmp_path):
+    config = cfg.get_preset("demo")
+    assert config.cnn.compute_dtype == config.lstm.compute_dtype == "float32"
+    config = cfg.load_config(
+        preset="demo",
+        overrides=["cnn.compute_dtype=bfloat16", "lstm.compute_dtype=float16"],
+    )
+    assert (config.cnn.compute_dtype, config.lstm.compute_dtype) == (
+        "bfloat16",
+        "float16",
+    )
+    path = tmp_path / "config.json"
+    cfg.save_config(config, path)
+    assert cfg.load_config(path) == config
+    assert cfg.config_from_dict(config.to_dict()) == config
+    # Heads and features made in another precision get their own run directory.
+    assert config.run_name() != cfg.get_preset("demo").run_name()
+    for key in ("cnn.compute_dtype", "lstm.compute_dtype"):
+        with pytest.raises(ConfigError, match=f"{key} must be one of 'float32'"):
+            cfg.load_config(preset="demo", overrides=[f"{key}=int8"])

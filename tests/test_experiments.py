@@ -30,6 +30,7 @@ SCRIPTS = (
     "leakage_check",
     "speed_claim",
     "action_head_lr",
+    "mixed_precision",
 )
 
 
@@ -304,3 +305,19 @@ def test_hed_weights_conversion(tmp_path):
         assert weights[name][1][0] == bias_value
     trunk = VGG16Trunk(input_shape=(32, 32, 3), width=1.0, weights=str(out))
     assert trunk.get_layer("block5_conv2").get_weights()[0][0, 0, 0, 0] == 12.0
+
+
+@pytest.mark.slow
+def test_mixed_precision_compares_each_dtype_with_float32(workspace):
+    payload = _import("mixed_precision").main(
+        _argv(workspace, "--set", "cnn.input_size=32", "--set", "cnn.fc_units=8",
+              "--set", "cnn.cam_filters=4", "--repeats", "1", "--max-slowdown", "100")
+    )  # fmt: skip
+    assert payload["dtypes"] == ["float32", "bfloat16", "float16"]
+    assert set(payload["whole_fold"]) == set(payload["extraction_ms_per_frame"])
+    for dtype in ("bfloat16", "float16"):
+        features = payload["features"][dtype]
+        assert 0.0 < features["context"]["max_relative"] < 0.05
+        assert 0.0 <= features["cam_class_agreement"] <= 1.0
+        assert 0.0 <= payload["whole_fold"][dtype]["latest"] <= 1.0
+    assert (Path(workspace["out"]) / "mixed_precision" / "results.json").is_file()

@@ -107,6 +107,7 @@ def test_export_writes_metadata_and_refuses_a_used_folder(exported, capsys):
     assert info["class_names"] == ["a", "b", "c", "d"] and info["trained_steps"] == T
     assert info["inputs"]["frame"] == {"shape": [None, None, 3], "dtype": "uint8"}
     assert info["inputs"]["state"]["shape"] == [4, 8]
+    assert info["compute_dtype"] == {"cnn": "float32", "lstm": "float32"}
     assert info["files"] == {
         "tflite_float32": "streaming_float32.tflite",
         "tflite_float16": "streaming_float16.tflite",

@@ -111,7 +111,7 @@ def test_keras_round_trip(tmp_path):
         np.testing.assert_array_equal(after[key], before[key])
 
 
-def test_bfloat16_compute_keeps_float32_weights_and_outputs(tmp_path):
+def test_lower_precision_keeps_float32_weights_and_outputs(tmp_path):
     extractor = _build()
     frames = _frames(4)
     exact = extractor.extract(frames)
@@ -121,9 +121,11 @@ def test_bfloat16_compute_keeps_float32_weights_and_outputs(tmp_path):
     assert {w.dtype for w in extractor.weights} == {"float32"}
     fast = extractor.extract(frames)
     assert all(v.dtype == np.float32 for v in fast.values())
-    # bfloat16 keeps 8 bits of mantissa: about 1% relative error.
+    # bfloat16 keeps 8 bits of mantissa: about 1% relative error (2% allowed). (The
+    # action stream of this random tiny model is near zero after the CAM mask, where
+    # the same absolute errors are larger relative ones.)
     scale = np.max(np.abs(exact["context"]))
-    assert np.max(np.abs(fast["context"] - exact["context"])) < 0.05 * scale
+    assert np.max(np.abs(fast["context"] - exact["context"])) < 0.02 * scale
     assert not np.array_equal(fast["context"], exact["context"])
     extractor.save(tmp_path / "bf16.keras")
     revived = keras.models.load_model(tmp_path / "bf16.keras")
@@ -131,5 +133,11 @@ def test_bfloat16_compute_keeps_float32_weights_and_outputs(tmp_path):
     np.testing.assert_array_equal(revived.extract(frames)["context"], fast["context"])
     extractor.set_compute_dtype("float32")  # reversible: the weights never changed
     np.testing.assert_array_equal(extractor.extract(frames)["context"], exact["context"])
+    # float16 keeps 11 bits: about 0.1% (0.5% allowed).
+    extractor.set_compute_dtype("float16")
+    assert extractor.context_head.fc6.compute_dtype == "float16"
+    assert extractor.context_head.fc8.compute_dtype == "float32"  # the softmax
+    half = extractor.extract(frames)
+    assert np.max(np.abs(half["context"] - exact["context"])) < 0.005 * scale
     with pytest.raises(ValueError, match="compute_dtype"):
-        extractor.set_compute_dtype("float16")
+        extractor.set_compute_dtype("int8")

@@ -327,3 +327,33 @@ def test_refit_resumes_its_second_phase(tmp_path, monkeypatch):
     assert stamps == [
         (d / "last.keras").stat().st_mtime_ns for d in (lstm_dir, lstm_dir / "refit")
     ]
+
+
+def test_float16_lstm_trains_with_loss_scaling(tmp_path):
+    import keras
+
+    config = tiny_config(tmp_path, **{"lstm.compute_dtype": "float16"})
+    model = stage.compile_lstm(stage.build_lstm(config, 3, 8, 8), config)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.stage1_lstm.cell.compute_dtype == "float16"
+    before = [w.copy() for w in model.get_weights()]
+    rng = np.random.default_rng(0)
+    inputs = {
+        "context": rng.normal(size=(4, 6, 8)).astype("float32"),
+        "action": rng.normal(size=(4, 6, 8)).astype("float32"),
+    }
+    labels = keras.ops.one_hot(np.arange(4) % 3, 3)
+    targets = {k: np.repeat(labels[:, None], 6, axis=1) for k in ("stage1", "stage2")}
+    logs = model.fit(inputs, targets, epochs=1, verbose=0).history
+    assert np.isfinite(logs["loss"][0])
+    after = model.get_weights()
+    assert all(w.dtype == np.float32 and np.isfinite(w).all() for w in after)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_store_of_another_compute_dtype_is_refused(tmp_path):
+    config, index, run = make_feature_run(tmp_path)  # features made in float32
+    other = apply_overrides(config, {"cnn.compute_dtype": "bfloat16"})
+    with pytest.raises(FeatureStoreMismatchError, match="compute_dtype"):
+        stage.train_lstm(other, index, FOLD, run, verbose=0)
+    assert not (run.lstm_dir(FOLD) / "best.keras").exists()
