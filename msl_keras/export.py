@@ -14,11 +14,12 @@ anticipated class and the carry for the next frame. Its signature, `serve`:
 Next to the model, `streaming.json` records the class names, input size, training T
 and the shapes above, so a program on another machine needs nothing of this package.
 
-The graph computes in the models' dtype policies: the trunk and heads in the run's
-`cnn.compute_dtype`, the LSTM step in `lstm.compute_dtype` (`streaming.json`:
-`"compute_dtype": {"cnn": ..., "lstm": ...}`); its inputs and outputs are the float32
-and uint8 tensors above whatever those are. The float16 TFLite variant stores float16
-weights and computes in float32.
+What the graph computes in (`streaming.json`: `"compute_dtype": {"cnn": ..., "lstm":
+...}`): the SavedModel keeps the models' dtype policies, the trunk and heads in the run's
+`cnn.compute_dtype` and the LSTM step in `lstm.compute_dtype`; the TFLite files compute
+in float32 whatever those are (TFLite's built-in kernels take no bfloat16 or float16
+activations: the converter refuses such a graph), the float16 variant storing its
+weights in float16. Inputs and outputs are the uint8 and float32 tensors above.
 
 Use from Python (the TFLite interpreter is part of TensorFlow):
 
@@ -40,6 +41,7 @@ import keras
 import tensorflow as tf
 
 from msl_keras.errors import ConfigError
+from msl_keras.models.precision import set_compute_dtype
 
 SIGNATURE = "serve"
 FORMATS = ("saved_model", "tflite")
@@ -115,18 +117,27 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
         )
     out.mkdir(parents=True, exist_ok=True)
     written = {}
+    compute_dtype = {
+        "cnn": stream.extractor.compute_dtype_name,
+        "lstm": stream.lstm.compute_dtype,
+    }
     if format == "saved_model":
         written["saved_model"] = export_saved_model(stream, out)
     else:
         staging = Path(tempfile.mkdtemp(prefix="msl_keras_export_"))
         try:
+            stream.extractor.set_compute_dtype("float32")
+            set_compute_dtype(stream.lstm, "float32")
             saved = export_saved_model(stream, staging / "saved_model")
             for weights in TFLITE_WEIGHTS:
                 written[f"tflite_{weights}"] = convert_to_tflite(
                     saved, out / f"streaming_{weights}.tflite", weights
                 )
         finally:
+            stream.extractor.set_compute_dtype(compute_dtype["cnn"])
+            set_compute_dtype(stream.lstm, compute_dtype["lstm"])
             shutil.rmtree(staging, ignore_errors=True)
+        compute_dtype = {"cnn": "float32", "lstm": "float32"}
     info = {
         "signature": SIGNATURE,
         "input_size": list(stream.input_size),
@@ -140,10 +151,7 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
             "pooled", "anticipated", "probs", "stage1", "state", "prob_sum", "count"
         ],  # fmt: skip
         "carry": ["state", "prob_sum", "count"],
-        "compute_dtype": {
-            "cnn": stream.extractor.compute_dtype_name,
-            "lstm": stream.lstm.compute_dtype,
-        },
+        "compute_dtype": compute_dtype,
         "files": {k: p.name for k, p in written.items()},
         **(metadata or {}),
     }

@@ -121,3 +121,35 @@ def test_export_writes_metadata_and_refuses_a_used_folder(exported, capsys):
     # The CLI parses and calls the same function; a used folder is a clear error.
     assert cli.main(["export", "--run-dir", str(run.root), "--out", str(saved)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_bfloat16_run_exports_saved_model_in_bfloat16_and_tflite_in_float32(tmp_path):
+    from msl_keras.export import export_streaming
+    from msl_keras.models import build_feature_extractor
+    from msl_keras.models.ms_lstm import MultiStageLSTM
+    from msl_keras.models.streaming import StreamingStep
+
+    extractor = build_feature_extractor(
+        3, input_shape=(32, 32, 3), width=1 / 16, fc_units=16, cam_filters=8,
+        compute_dtype="bfloat16",
+    )  # fmt: skip
+    stream = StreamingStep(extractor, MultiStageLSTM(3, units=8, compute_dtype="bfloat16"))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 50, 3)).astype("uint8")
+    expected = stream.run(frames)["pooled"]
+    saved = export_streaming(stream, tmp_path / "saved")
+    tflite = export_streaming(stream, tmp_path / "tflite", "tflite")
+    assert json.loads(saved["metadata"].read_text())["compute_dtype"] == {
+        "cnn": "bfloat16", "lstm": "bfloat16"
+    }  # fmt: skip
+    assert json.loads(tflite["metadata"].read_text())["compute_dtype"] == {
+        "cnn": "float32", "lstm": "float32"
+    }  # fmt: skip
+    assert stream.lstm.compute_dtype == extractor.compute_dtype_name == "bfloat16"
+    serve = tf.saved_model.load(str(saved["saved_model"])).signatures["serve"]
+    pooled, _ = _stream(
+        lambda **kw: serve(**{k: tf.constant(v) for k, v in kw.items()}),
+        frames, classes=3,
+    )  # fmt: skip
+    np.testing.assert_allclose(pooled, expected, atol=1e-6)
+    pooled, _ = _stream(_tflite_runner(tflite["tflite_float32"]), frames, classes=3)
+    np.testing.assert_allclose(pooled, expected, atol=1e-2)  # float32 vs bfloat16
