@@ -99,7 +99,7 @@ def expected_store_settings(config, num_classes, fold=None):
 
     The CAM class is named as extraction names it ("top_k3" for `cam_class="top_k"`).
     Features imported from elsewhere (`data.dataset="imported"`) were made by no CNN of
-    the config: their CAM class and feature sizes are the store's own.
+    the config: their CAM class, feature sizes and compute dtype are the store's own.
     """
     cam_class = config.cnn.cam_class
     if cam_class == "top_k":
@@ -116,7 +116,7 @@ def expected_store_settings(config, num_classes, fold=None):
         "compute_dtype": config.cnn.compute_dtype,
     }
     if config.data.dataset == "imported":
-        for key in ("cam_class", "context_dim", "action_dim"):
+        for key in ("cam_class", "context_dim", "action_dim", "compute_dtype"):
             del expected[key]
     if fold is not None:
         expected["split"] = fold_name(fold)
