@@ -42,7 +42,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-# Keras' own accessor of the mask attached to a tensor (`Loss.__call__` uses it too).
+# The mask Keras attaches to a model's output. Kept from `keras.src`: Keras 3 has no
+# public accessor, and `Loss.__call__` (which reads it the same way) would apply it to
+# the per-clip values, where it must weight the steps (see `__call__` below).
 from keras.src.backend import get_keras_mask
 
 from msl_keras.errors import ConfigError

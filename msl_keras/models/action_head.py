@@ -7,7 +7,7 @@ from keras import ops
 
 from msl_keras.config import CAM_NORMALIZATIONS
 from msl_keras.layers.class_activation_map import ClassActivationMap
-from msl_keras.models.fast_ops import FastDense
+from msl_keras.models import fast_ops
 from msl_keras.models.vgg16_trunk import (
     load_vgg16_weights,
     resolve_weights,
@@ -146,21 +146,17 @@ class ActionAwareHead(keras.Model):
             self.cam_filters, 3, padding="same", activation="relu", name="cam_conv"
         )
         self.cam_pool = keras.layers.GlobalAveragePooling2D(name="cam_pool")
-        self.cam_classifier = FastDense(
-            self.num_classes, name="cam_classifier"
-        )
+        self.cam_classifier = fast_ops.Dense(self.num_classes, name="cam_classifier")
         self.cam_map = ClassActivationMap(
             top_k=self.top_k if cam_class == "top_k" else 1, name="cam_map"
         )
         self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
         self.flatten = keras.layers.Flatten(name="flatten")
-        self.fc6 = FastDense(self.fc_units, activation="relu", name="fc6")
+        self.fc6 = fast_ops.Dense(self.fc_units, activation="relu", name="fc6")
         self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
-        self.fc7 = FastDense(self.fc_units, activation="relu", name="fc7")
+        self.fc7 = fast_ops.Dense(self.fc_units, activation="relu", name="fc7")
         self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
-        self.fc8 = FastDense(
-            self.num_classes, activation="softmax", name="fc8"
-        )
+        self.fc8 = fast_ops.Dense(self.num_classes, activation="softmax", name="fc8")
 
         weights_path = resolve_weights(weights, self.width)
         if weights_path is not None:

@@ -2,7 +2,7 @@
 
 import keras
 
-from msl_keras.models.fast_ops import FastDense
+from msl_keras.models import fast_ops
 from msl_keras.models.vgg16_trunk import (
     load_vgg16_weights,
     resolve_weights,
@@ -64,13 +64,11 @@ class ContextAwareHead(keras.Model):
         )
         self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
         self.flatten = keras.layers.Flatten(name="flatten")
-        self.fc6 = FastDense(self.fc_units, activation="relu", name="fc6")
+        self.fc6 = fast_ops.Dense(self.fc_units, activation="relu", name="fc6")
         self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
-        self.fc7 = FastDense(self.fc_units, activation="relu", name="fc7")
+        self.fc7 = fast_ops.Dense(self.fc_units, activation="relu", name="fc7")
         self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
-        self.fc8 = FastDense(
-            self.num_classes, activation="softmax", name="fc8"
-        )
+        self.fc8 = fast_ops.Dense(self.num_classes, activation="softmax", name="fc8")
 
         weights_path = resolve_weights(weights, self.width)
         if weights_path is not None:

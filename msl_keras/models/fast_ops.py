@@ -10,11 +10,19 @@ for the same product written as an einsum (a batched matmul), e.g.:
 | fc6 input gradient, 4096 -> 25088 | 309 ms | 60 ms |
 | LSTM recurrent gradient, 8192 -> 2048 | 49 ms | 7.7 ms |
 
-`matmul` below has the same forward product and a custom gradient made of einsums;
-`FastDense` and `FastLSTMCell` are `keras.layers.Dense` and `keras.layers.LSTMCell`
-with their products replaced by it (same weights, same variable names, same numbers up
-to float rounding). An MS-LSTM training step at the paper's size runs about 1.5x faster,
-a head-training step ~1.2x (BENCHMARKS.md).
+`matmul` below has the same forward product and a custom gradient made of einsums.
+An MS-LSTM training step at the paper's size runs about 1.5x faster with it, a
+head-training step ~1.2x (BENCHMARKS.md).
+
+What a saved model holds does not depend on the machine that wrote it: the layers
+are standard Keras layers in the weights file and the config (`layers/dense/...`,
+`layers/lstm/cell/...`), whichever machine wrote or reads the file.
+
+- `lstm_layer` is a `keras.layers.LSTM` whose cell is a `FastLSTMCell` (same config,
+  same variables). `keras.layers.LSTM` decides at call time: on a GPU it runs cuDNN on
+  the cell's variables, elsewhere it steps the cell, i.e. runs the fast gradient.
+- `Dense` is `keras.layers.Dense` with the fast gradient. It keeps the class name, so
+  its weights sit where a `keras.layers.Dense`'s do.
 """
 
 import keras
@@ -35,19 +43,17 @@ def matmul(a, w):
     return _matmul(a, tf.convert_to_tensor(w))
 
 
-@keras.saving.register_keras_serializable(package="msl_keras")
-class FastDense(keras.layers.Dense):
+class Dense(keras.layers.Dense):
     """`keras.layers.Dense` on `(batch, features)` inputs with the fast gradient.
 
+    Named `Dense` on purpose: where Keras files a layer's weights under its class name
+    (a model's `layers` list: `layers/dense/vars/0`), they sit where a
+    `keras.layers.Dense`'s do.
     Other ranks, LoRA and quantized layers use `keras.layers.Dense.call` unchanged.
     """
 
     def call(self, inputs, training=None):
-        if (
-            len(inputs.shape) != 2
-            or self.lora_enabled
-            or getattr(self, "quantization_mode", None)
-        ):
+        if len(inputs.shape) != 2 or self.lora_enabled or self.quantization_mode:
             return super().call(inputs, training=training)
         x = matmul(inputs, self.kernel)
         if self.bias is not None:
@@ -57,13 +63,15 @@ class FastDense(keras.layers.Dense):
         return x
 
 
-@keras.saving.register_keras_serializable(package="msl_keras")
 class FastLSTMCell(keras.layers.LSTMCell):
     """`keras.layers.LSTMCell` (fused gates, `implementation=2`) with the fast gradient.
 
+        [z_i, z_f, z_c, z_o] = x_t W + h_{t-1} U + b
+        c_t = sigma(z_f) * c_{t-1} + sigma(z_i) * tanh(z_c)
+        h_t = sigma(z_o) * tanh(c_t)
+
     With dropout or recurrent dropout active, or `implementation=1`, Keras' own step
-    runs. Wrap it as `keras.layers.RNN(FastLSTMCell(units, name="lstm_cell"), ...)`:
-    the variables are named as in `keras.layers.LSTM`.
+    runs. Used as the cell of `lstm_layer`.
     """
 
     def call(self, inputs, states, training=False):
@@ -76,23 +84,24 @@ class FastLSTMCell(keras.layers.LSTMCell):
         z = ops.add(matmul(inputs, self.kernel), matmul(h_tm1, self.recurrent_kernel))
         if self.use_bias:
             z = ops.add(z, self.bias)
-        c, o = self._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c_tm1)
-        h = o * self.activation(c)
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=1)
+        sigma, tanh = self.recurrent_activation, self.activation
+        c = sigma(z_f) * c_tm1 + sigma(z_i) * tanh(z_c)
+        h = sigma(z_o) * tanh(c)
         return h, [h, c]
 
 
 def lstm_layer(units, name):
-    """An LSTM over `(batch, time, features)` returning sequences, named `name`.
+    """`keras.layers.LSTM(units, return_sequences=True)` with a `FastLSTMCell` inside.
 
-    On a machine with a GPU: `keras.layers.LSTM` (it uses cuDNN there). Otherwise:
-    `keras.layers.RNN(FastLSTMCell)`, the same layer with the fast gradient. Both have
-    the variables `<name>/lstm_cell/{kernel, recurrent_kernel, bias}`, so weights move
-    between them.
+    The layer, its config and its variables (`<name>/lstm_cell/{kernel,
+    recurrent_kernel, bias}`) are `keras.layers.LSTM`'s; only the cell's step differs.
+    Keras' LSTM runs cuDNN where a GPU is visible (it reads the cell's variables, not
+    its step) and steps the cell elsewhere, so the machine that runs the model picks
+    the implementation, not the one that built or saved it.
     """
-    if not tf.config.list_physical_devices("GPU"):
-        return keras.layers.RNN(
-            FastLSTMCell(units, name="lstm_cell"),
-            return_sequences=True,
-            name=name,
-        )
-    return keras.layers.LSTM(units, return_sequences=True, name=name)
+    layer = keras.layers.LSTM(units, return_sequences=True, name=name)
+    # `keras.layers.LSTM` makes its own `LSTMCell` and takes no cell argument: replace
+    # it (unbuilt, no variables yet) by the same cell with the fast step.
+    layer.cell = FastLSTMCell.from_config(layer.cell.get_config())
+    return layer
