@@ -112,7 +112,7 @@ def measure_clip_speed(
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
     size = (int(input_size), int(input_size))
-    streams = ("context", "action") if hasattr(lstm, "stage2_lstm") else (lstm.stream,)
+    streams = lstm.input_streams
     batch = int(batch_size or num_frames)
 
     def whole_clip():

@@ -199,3 +199,21 @@ def test_single_stage_round_trip_and_fit_step(tmp_path, stream):
         targets={"stage1": _targets()},
     )
     assert model.stream == stream
+
+
+def test_models_say_which_streams_they_read_and_their_sizes():
+    x = {
+        "context": np.zeros((1, T, 5), "float32"),
+        "action": np.zeros((1, T, 7), "float32"),
+    }
+    multi = MultiStageLSTM(N, units=UNITS)
+    context = SingleStageLSTM(N, units=UNITS, stream="context")
+    action = SingleStageLSTM(N, units=UNITS, stream="action")
+    assert multi.input_streams == ("context", "action")
+    assert context.input_streams == ("context",) and action.input_streams == ("action",)
+    with pytest.raises(ValueError, match="not built"):
+        multi.input_dims
+    for model in (multi, context, action):
+        model(x)
+    assert multi.input_dims == {"context": 5, "action": 7}
+    assert context.input_dims == {"context": 5} and action.input_dims == {"action": 7}

@@ -39,6 +39,16 @@ def _compiled(model, method):
     return cache[method]
 
 
+def _kernel_rows(model, lstm):
+    """Input size of `lstm` (rows of its kernel); the model must be built."""
+    if not model.built:
+        raise ValueError(
+            f"{model.name} is not built: its input sizes are not known yet. Call "
+            "`build` (or the model) first."
+        )
+    return int(lstm.cell.kernel.shape[0])
+
+
 def _get_stream(inputs, key, model_name):
     if not isinstance(inputs, dict) or key not in inputs:
         received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
@@ -147,6 +157,20 @@ class MultiStageLSTM(keras.Model):
     def compute_mask(self, inputs, mask=None):
         mask = _check_mask(mask, _get_stream(inputs, "context", self.name))
         return None if mask is None else {"stage1": mask, "stage2": mask}
+
+    @property
+    def input_streams(self):
+        """The keys of the input dict it reads: `("context", "action")`."""
+        return STREAMS
+
+    @property
+    def input_dims(self):
+        """`{stream: feature size}` of a built model, for each of `input_streams`."""
+        return {
+            "context": _kernel_rows(self, self.stage1_lstm),
+            # stage 2 reads [stage-1 hidden (units), action]
+            "action": _kernel_rows(self, self.stage2_lstm) - self.units,
+        }
 
     def initial_state(self, batch_size):
         """Zero states `[h1, c1, h2, c2]`, each `(batch_size, units)`."""
@@ -286,6 +310,16 @@ class SingleStageLSTM(keras.Model):
     def compute_mask(self, inputs, mask=None):
         mask = _check_mask(mask, self._select(inputs))
         return None if mask is None else {"stage1": mask}
+
+    @property
+    def input_streams(self):
+        """The keys of the input dict it reads: `(stream,)`."""
+        return (self.stream,)
+
+    @property
+    def input_dims(self):
+        """`{stream: feature size}` of a built model."""
+        return {self.stream: _kernel_rows(self, self.stage1_lstm)}
 
     def initial_state(self, batch_size):
         """Zero states `[h, c]`, each `(batch_size, units)`."""

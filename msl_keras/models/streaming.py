@@ -79,11 +79,8 @@ class StreamingStep:
             extractor.build((None,) + shape)
         self.multi_stage = isinstance(lstm, MultiStageLSTM)
         if not lstm.built:  # variables must not be made inside the traced step
-            dims = {
-                "context": (None, None, extractor.context_dim),
-                "action": (None, None, extractor.action_dim),
-            }
-            lstm.build(dims if self.multi_stage else dims[lstm.stream])
+            dims = {"context": extractor.context_dim, "action": extractor.action_dim}
+            lstm.build({s: (None, None, dims[s]) for s in lstm.input_streams})
         self.extractor = extractor
         self.lstm = lstm
         size = shape[0] if input_size is None else input_size
@@ -117,16 +114,11 @@ class StreamingStep:
         features = self.extractor(x, training=False)
         dtype = self.lstm.compute_dtype
         states = [tf.cast(state[i : i + 1], dtype) for i in range(self.num_states)]
+        inputs = [tf.cast(features[s], dtype) for s in self.lstm.input_streams]
         if self.multi_stage:
-            stage1, probs, new_states = self.lstm._step_graph(
-                tf.cast(features["context"], dtype),
-                tf.cast(features["action"], dtype),
-                states,
-            )
+            stage1, probs, new_states = self.lstm._step_graph(*inputs, states)
         else:
-            probs, new_states = self.lstm._step_graph(
-                tf.cast(features[self.lstm.stream], dtype), states
-            )
+            probs, new_states = self.lstm._step_graph(*inputs, states)
             stage1 = probs
         probs = tf.cast(probs[0], tf.float32)
         prob_sum = prob_sum + probs

@@ -40,13 +40,11 @@ from msl_keras import metrics
 from msl_keras.callbacks import causal_forward, final_stage
 from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.errors import ConfigError, FeatureStoreError
-from msl_keras.models.ms_lstm import MultiStageLSTM
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import fold_name, resolve_run
 from msl_keras.stages.train_cnn import INFO_FILENAME
 from msl_keras.stages.train_lstm import (
     BEST_FILENAME,
-    input_dims,
     load_lstm,
     read_fold_features,
     training_record,
@@ -56,13 +54,6 @@ RESULTS_FILENAME = "results.json"
 CSV_FILENAME = "accuracy.csv"
 PLOT_FILENAME = "accuracy.png"
 STAGE_LABELS = {"stage1": "stage 1 (context)", "stage2": "stage 2 (MS-LSTM)"}
-
-
-def model_input_streams(model):
-    """The feature streams a loaded LSTM reads."""
-    if isinstance(model, MultiStageLSTM):
-        return ("context", "action")
-    return (model.stream,)
 
 
 def score_stage(
@@ -322,12 +313,14 @@ def evaluate(
     lstm_dir = run.lstm_dir(name)
     checkpoint = checkpoint or lstm_dir / BEST_FILENAME
     model = load_lstm(checkpoint)
-    context_dim, action_dim = input_dims(model)
-    check_model_inputs(settings, context_dim=context_dim, action_dim=action_dim)
-
-    streams = model_input_streams(model)
+    dims = model.input_dims
+    check_model_inputs(
+        settings, context_dim=dims.get("context"), action_dim=dims.get("action")
+    )
     outputs = causal_forward(
-        model, {s: test[s] for s in streams}, batch_size or config.lstm.batch_size
+        model,
+        {s: test[s] for s in model.input_streams},
+        batch_size or config.lstm.batch_size,
     )
     num_classes = len(class_names)
     top_k = max(1, min(int(config.eval.top_k), num_classes))

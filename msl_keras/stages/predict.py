@@ -44,7 +44,7 @@ from msl_keras.metrics import anticipation_step
 from msl_keras.models.streaming import StreamingStep
 from msl_keras.plots import plot_stream_probabilities
 from msl_keras.runs import fold_name, resolve_run
-from msl_keras.stages.train_lstm import BEST_FILENAME, input_dims, load_lstm
+from msl_keras.stages.train_lstm import BEST_FILENAME, load_lstm
 
 # Height of the thumbnails kept for the plot's frame strip (display only).
 THUMBNAIL_HEIGHT = 64
@@ -67,12 +67,10 @@ def streaming_step(extractor, model, input_size):
             "predict cannot use cam_class='oracle': the true label of a new video is "
             "unknown. Use cnn.cam_class='predicted' (or 'top_k')."
         )
-    context_dim, action_dim = input_dims(model)
-    for stream, want, have in (
-        ("context", context_dim, extractor.context_dim),
-        ("action", action_dim, extractor.action_dim),
-    ):
-        if want is not None and want != have:
+    makes = {"context": extractor.context_dim, "action": extractor.action_dim}
+    for stream, want in model.input_dims.items():
+        have = makes[stream]
+        if want != have:
             raise ConfigError(
                 f"The LSTM expects {stream} features of size {want}, the extractor "
                 f"makes {have}. Use the heads and the LSTM of the same run and fold."

@@ -77,18 +77,6 @@ from msl_keras.seeding import set_seed
 BEST_FILENAME = "best.keras"
 REFIT_DIRNAME = "refit"
 HISTORY_FILENAME = "history.csv"
-STREAMS_OF_MODEL = {
-    "ms_lstm": ("context", "action"),
-    "context": ("context",),
-    "action": ("action",),
-}
-
-
-def model_streams(config):
-    """The feature streams `config.lstm.model` reads: both, or one."""
-    return STREAMS_OF_MODEL[config.lstm.model]
-
-
 def model_outputs(config):
     """The outputs of `config.lstm.model`: `("stage1", "stage2")` or `("stage1",)`."""
     return ("stage1", "stage2") if config.lstm.model == "ms_lstm" else ("stage1",)
@@ -158,7 +146,8 @@ def read_fold_features(config, index, fold, run, roles):
         check_compatible(
             store, expected_store_settings(config, len(index.class_names), fold)
         )
-        check_streams(store, model_streams(config))
+        model = lstm_model(config, len(index.class_names))  # not built: no variables
+        check_streams(store, model.input_streams)
         done = set(store.completed_ids())
         for role in roles:
             ids = [r.clip_id for r in fold.by_role(role)]
@@ -179,32 +168,25 @@ def _warn_missing(missing, path):
             )
 
 
+def lstm_model(config, num_classes):
+    """The LSTM of `config.lstm.model`, not built (its `input_streams` are known)."""
+    lstm = config.lstm
+    options = dict(
+        units=lstm.units, dropout=lstm.dropout, compute_dtype=lstm.compute_dtype
+    )
+    if lstm.model == "ms_lstm":
+        return MultiStageLSTM(num_classes, **options)
+    return SingleStageLSTM(num_classes, stream=lstm.model, **options)
+
+
 def build_lstm(config, num_classes, context_dim, action_dim):
     """Builds (not compiles) the LSTM of `config.lstm.model` for the given input sizes.
 
     Call it inside `strategy.scope()` when training with a distribution strategy.
     """
-    lstm = config.lstm
-    if lstm.model == "ms_lstm":
-        model = MultiStageLSTM(
-            num_classes,
-            units=lstm.units,
-            dropout=lstm.dropout,
-            compute_dtype=lstm.compute_dtype,
-        )
-        model.build(
-            {"context": (None, None, context_dim), "action": (None, None, action_dim)}
-        )
-    else:
-        model = SingleStageLSTM(
-            num_classes,
-            units=lstm.units,
-            dropout=lstm.dropout,
-            stream=lstm.model,
-            compute_dtype=lstm.compute_dtype,
-        )
-        dim = context_dim if lstm.model == "context" else action_dim
-        model.build({lstm.model: (None, None, dim)})
+    model = lstm_model(config, num_classes)
+    dims = {"context": context_dim, "action": action_dim}
+    model.build({s: (None, None, dims[s]) for s in model.input_streams})
     return model
 
 
@@ -227,18 +209,6 @@ def compile_lstm(model, config):
     losses = {name: get_loss(lstm.loss) for name in model_outputs(config)}
     model.compile(optimizer=optimizer, loss=losses)
     return model
-
-
-def input_dims(model):
-    """(context_dim, action_dim) a built LSTM takes (None for a stream it does not read)."""
-    if isinstance(model, MultiStageLSTM):
-        units = model.units
-        return (
-            int(model.stage1_lstm.cell.kernel.shape[0]),
-            int(model.stage2_lstm.cell.kernel.shape[0]) - units,
-        )
-    dim = int(model.stage1_lstm.cell.kernel.shape[0])
-    return (dim, None) if model.stream == "context" else (None, dim)
 
 
 def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
@@ -432,7 +402,7 @@ def _fit_epochs(
             + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
         )
 
-    streams, outputs = model_streams(config), model_outputs(config)
+    streams, outputs = model.input_streams, model_outputs(config)
     dataset = sequence_dataset(
         train,
         num_classes=num_classes,
@@ -566,8 +536,10 @@ def _check_checkpoint_inputs(path, settings, config, num_classes):
             f"Cannot resume from '{path}': {error}. Delete it (and state.json next to it) "
             "or pass resume=False to start over."
         ) from None
-    context_dim, action_dim = input_dims(saved)
-    check_model_inputs(settings, context_dim=context_dim, action_dim=action_dim)
+    dims = saved.input_dims
+    check_model_inputs(
+        settings, context_dim=dims.get("context"), action_dim=dims.get("action")
+    )
     if saved.num_classes != num_classes:
         raise WeightsError(
             f"'{path}' predicts {saved.num_classes} classes, the dataset has {num_classes}. "
