@@ -322,13 +322,6 @@ def machine_info():
 # the output resolution, dense = 2 * in * out. Pooling, ReLU and bias adds are left out
 # (they are < 0.1% of VGG-16).
 
-VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
-
-
-def scaled(filters, width):
-    return max(1, round(filters * width))
-
-
 def conv_flops(h, w, k, cin, cout):
     return 2 * h * w * k * k * cin * cout
 
@@ -338,10 +331,13 @@ def dense_flops(units_in, units_out):
 
 
 def vgg16_conv_layers(image, width, last="block5_conv3"):
-    """[(name, flops)] of VGG-16's convolutions from conv1_1 to `last` (inclusive)."""
+    """[(name, flops)] of VGG-16's convolutions from conv1_1 to `last` (inclusive), from
+    the package's table of VGG-16 (`msl_keras.models.vgg16_trunk.VGG16_BLOCKS`)."""
+    from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, scaled_filters
+
     layers, side, channels = [], image, 3
     for block, convs, filters in VGG16_BLOCKS:
-        cout = scaled(filters, width)
+        cout = scaled_filters(filters, width)
         for conv in range(1, convs + 1):
             name = f"block{block}_conv{conv}"
             layers.append((name, conv_flops(side, side, 3, channels, cout)))
@@ -355,11 +351,13 @@ def vgg16_conv_layers(image, width, last="block5_conv3"):
 def head_layers(spec, kind):
     """[(name, flops)] of one frame through a head on conv5_2 maps (kind: context or
     action), including fc8 (softmax classifier)."""
+    from msl_keras.models.vgg16_trunk import HEAD_CONVOLUTION, vgg16_filters
+
     side = spec.image // 16
-    c = scaled(512, spec.width)
+    c = vgg16_filters(HEAD_CONVOLUTION, spec.width)
     flat = (side // 2) ** 2 * c
     fc, n = spec.fc_units, spec.num_classes
-    layers = [("block5_conv3", conv_flops(side, side, 3, c, c))]
+    layers = [vgg16_conv_layers(spec.image, spec.width, last=HEAD_CONVOLUTION)[-1]]
     if kind == "action":
         layers += [
             ("cam_conv", conv_flops(side, side, 3, c, spec.cam_filters)),
@@ -402,7 +400,7 @@ def flops_original(spec):
     the context fc6-fc8, the CAM conv + classifier, the action fc6-fc8."""
     conv = flops_bare_vgg16(spec)
     heads = total(head_layers(spec, "context")) + total(head_layers(spec, "action"))
-    conv5_3 = conv_flops(spec.image // 16, spec.image // 16, 3, *(2 * [scaled(512, spec.width)]))
+    _, conv5_3 = vgg16_conv_layers(spec.image, spec.width)[-1]
     return 2 * conv + heads - 2 * conv5_3  # the heads' conv5_3 are already in `conv`
 
 

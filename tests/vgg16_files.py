@@ -3,27 +3,16 @@
 import h5py
 import numpy as np
 
-from msl_keras.models.vgg16_trunk import VGG16_TRUNK_BLOCKS, scaled_filters
+from msl_keras.models.vgg16_trunk import vgg16_convolutions
 
-LAYERS = [
-    f"block{b}_conv{c}"
-    for b, convs, _ in VGG16_TRUNK_BLOCKS
-    for c in range(1, convs + 1)
-] + ["block5_conv3"]
+LAYERS = [name for name, _ in vgg16_convolutions()]
 
 
 def random_vgg16_arrays(width, seed=0):
     """{layer_name: [kernel (3, 3, in, out), bias (out,)]} for block1_conv1..block5_conv3."""
     rng = np.random.default_rng(seed)
-    filters = {
-        f"block{b}_conv{c}": f
-        for b, convs, f in VGG16_TRUNK_BLOCKS
-        for c in range(1, convs + 1)
-    }
-    filters["block5_conv3"] = 512
     arrays, channels = {}, 3
-    for name in LAYERS:
-        out = scaled_filters(filters[name], width)
+    for name, out in vgg16_convolutions(width):
         arrays[name] = [
             rng.normal(0, 0.1, (3, 3, channels, out)).astype("float32"),
             rng.normal(0, 0.1, (out,)).astype("float32"),

@@ -9,9 +9,10 @@ from msl_keras.config import CAM_NORMALIZATIONS
 from msl_keras.layers.class_activation_map import ClassActivationMap
 from msl_keras.models import fast_ops
 from msl_keras.models.vgg16_trunk import (
+    HEAD_CONVOLUTION,
     load_vgg16_weights,
     resolve_weights,
-    scaled_filters,
+    vgg16_filters,
 )
 
 CAM_CLASS_MODES = ("predicted", "top_k", "oracle")
@@ -137,7 +138,7 @@ class ActionAwareHead(keras.Model):
         self.cam_class = cam_class
         self.top_k = int(top_k)
         self.cam_normalization = cam_normalization
-        channels = scaled_filters(512, self.width)
+        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
 
         self.block5_conv3 = keras.layers.Conv2D(
             channels, 3, padding="same", activation="relu", name="block5_conv3"

@@ -4,9 +4,10 @@ import keras
 
 from msl_keras.models import fast_ops
 from msl_keras.models.vgg16_trunk import (
+    HEAD_CONVOLUTION,
     load_vgg16_weights,
     resolve_weights,
-    scaled_filters,
+    vgg16_filters,
 )
 
 
@@ -58,7 +59,7 @@ class ContextAwareHead(keras.Model):
         self.fc_units = int(fc_units)
         self.width = float(width)
         self.dropout = float(dropout)
-        channels = scaled_filters(512, self.width)
+        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
         self.block5_conv3 = keras.layers.Conv2D(
             channels, 3, padding="same", activation="relu", name="block5_conv3"
         )

@@ -31,14 +31,34 @@ VGG16_TOP_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
 # VGG-16 "from conv5-3 up to the last fully-connected layer", only fc8 replaced.
 VGG16_HEAD_LAYERS = (("block5_conv3", "block5_conv3"), ("fc6", "fc1"), ("fc7", "fc2"))
 
-# (block, number of 3x3 convolutions, filters at width 1). Block 5 stops at conv5_2:
-# conv5_3 belongs to each head (the two streams fine-tune their own copy).
-VGG16_TRUNK_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 2, 512))
+# VGG-16's convolutions (Simonyan & Zisserman 2015, configuration D): (block, number of
+# 3x3 convolutions, filters at width 1); a 2x2 max-pool closes each block. The package's
+# one copy: the trunk, the heads' conv5_3, the weight converters and the benchmarks'
+# FLOP counts read it.
+VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+# conv5_3 belongs to each head (the two streams fine-tune their own copy): the trunk
+# stops at conv5_2.
+HEAD_CONVOLUTION = "block5_conv3"
 
 
 def scaled_filters(filters, width):
     """Filters of a layer at `width` times VGG-16's size: `max(1, round(filters * width))`."""
     return max(1, round(filters * width))
+
+
+def vgg16_convolutions(width=1.0):
+    """`[(name, filters)]` of VGG-16's 13 convolutions in order, `block1_conv1` ...
+    `block5_conv3` (Keras' names), with the filters at `width`."""
+    return [
+        (f"block{block}_conv{conv}", scaled_filters(filters, width))
+        for block, convs, filters in VGG16_BLOCKS
+        for conv in range(1, convs + 1)
+    ]
+
+
+def vgg16_filters(name, width=1.0):
+    """Filters of VGG-16's convolution `name` (e.g. `"block5_conv3"`) at `width`."""
+    return dict(vgg16_convolutions(width))[name]
 
 
 def keras_home():
@@ -382,14 +402,17 @@ class VGG16Trunk(keras.Model):
 
         inputs = keras.Input(shape=input_shape, name="frames")
         x = inputs
-        for block, convs, filters in VGG16_TRUNK_BLOCKS:
+        for block, convs, filters in VGG16_BLOCKS:
             for conv in range(1, convs + 1):
+                conv_name = f"block{block}_conv{conv}"
+                if conv_name == HEAD_CONVOLUTION:
+                    break
                 x = keras.layers.Conv2D(
                     scaled_filters(filters, width),
                     3,
                     padding="same",
                     activation="relu",
-                    name=f"block{block}_conv{conv}",
+                    name=conv_name,
                 )(x)
             if block < 5:
                 x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(
@@ -405,7 +428,7 @@ class VGG16Trunk(keras.Model):
     @property
     def output_channels(self):
         """Channels of conv5_2, `round(512 * width)`."""
-        return scaled_filters(512, self.width)
+        return vgg16_filters("block5_conv2", self.width)
 
     def get_config(self):
         # `weights` is left out: a saved model carries its own weights.

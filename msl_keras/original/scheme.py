@@ -30,16 +30,14 @@ import keras
 import numpy as np
 
 from msl_keras.data.preprocessing import IMAGENET_MEAN_BGR
-
-VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
-
+from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, scaled_filters
 
 def _conv_stack(x, width):
     """VGG-16 conv1_1 .. conv5_3 (no pool5), Keras' layer names."""
     for block, convs, filters in VGG16_BLOCKS:
         for conv in range(1, convs + 1):
             x = keras.layers.Conv2D(
-                max(1, round(filters * width)),
+                scaled_filters(filters, width),
                 3,
                 padding="same",
                 activation="relu",

@@ -56,20 +56,17 @@ from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
 from msl_keras.models.ms_lstm import MultiStageLSTM
 from msl_keras.models.vgg16_trunk import (
-    VGG16_TRUNK_BLOCKS,
+    HEAD_CONVOLUTION,
     VGG16Trunk,
     _read_attribute_list,
     scaled_filters,
+    vgg16_convolutions,
 )
 
 KINDS = ("context", "action", "ms_lstm")
 # VGG-16's convolutions as keras.applications names them, and their filters at width 1.
-VGG16_CONVS = [
-    (f"block{b}_conv{c}", filters)
-    for b, convs, filters in VGG16_TRUNK_BLOCKS
-    for c in range(1, convs + 1)
-] + [("block5_conv3", 512)]
-TRUNK_LAYERS = [name for name, _ in VGG16_CONVS[:-1]]
+VGG16_CONVS = vgg16_convolutions()
+TRUNK_LAYERS = [name for name, _ in VGG16_CONVS if name != HEAD_CONVOLUTION]
 ORIGINAL_TEMPORAL_LENGTH = 50  # its ms_lstm.py --temporal-length default
 ORIGINAL_FEATURE_DIM = 4096  # its MS_LSTM(INPUT_DIM=4096)
 _DEFAULT_NAME = re.compile(r"^(?P<prefix>[a-z_0-9]+?)_(?P<number>\d+)$")
