@@ -38,13 +38,14 @@ def _compile_heads(extractor):
     cnn = get_preset("paper_ucf101").cnn
     # The module (the package re-exports the function of that name).
     train_cnn = importlib.import_module("msl_keras.stages.train_cnn")
-    for head in (extractor.context_head, extractor.action_head):
+    context, action = extractor.context_head, extractor.action_head
+    for head in (context, action):
         head.trainable = True
-    extractor.context_head.compile(
-        optimizer=train_cnn._optimizer(cnn), loss="categorical_crossentropy"
+    context.compile(
+        optimizer=train_cnn._optimizer(cnn, context), loss="categorical_crossentropy"
     )
-    extractor.action_head.compile(
-        optimizer=train_cnn._optimizer(cnn),
+    action.compile(
+        optimizer=train_cnn._optimizer(cnn, action),
         loss={"cam": "categorical_crossentropy", "action": "categorical_crossentropy"},
     )
 
