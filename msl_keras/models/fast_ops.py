@@ -102,6 +102,7 @@ def lstm_layer(units, name):
     """
     layer = keras.layers.LSTM(units, return_sequences=True, name=name)
     # `keras.layers.LSTM` makes its own `LSTMCell` and takes no cell argument: replace
-    # it (unbuilt, no variables yet) by the same cell with the fast step.
+    # it by the same cell (same config, dtype policy included) with the fast step. The
+    # replaced one is unbuilt: it never makes variables, so nothing saves or trains it.
     layer.cell = FastLSTMCell.from_config(layer.cell.get_config())
     return layer

@@ -115,11 +115,9 @@ class StreamingStep:
         dtype = self.lstm.compute_dtype
         states = [tf.cast(state[i : i + 1], dtype) for i in range(self.num_states)]
         inputs = [tf.cast(features[s], dtype) for s in self.lstm.input_streams]
-        if self.multi_stage:
-            stage1, probs, new_states = self.lstm._step_graph(*inputs, states)
-        else:
-            probs, new_states = self.lstm._step_graph(*inputs, states)
-            stage1 = probs
+        # (probs1, probs2, states) of the MS-LSTM, (probs, states) of a single stage
+        *stages, new_states = self.lstm._step_graph(*inputs, states)
+        stage1, probs = stages[0], stages[-1]
         probs = tf.cast(probs[0], tf.float32)
         prob_sum = prob_sum + probs
         count = count + 1.0

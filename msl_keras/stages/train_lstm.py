@@ -77,6 +77,8 @@ from msl_keras.seeding import set_seed
 BEST_FILENAME = "best.keras"
 REFIT_DIRNAME = "refit"
 HISTORY_FILENAME = "history.csv"
+
+
 def model_outputs(config):
     """The outputs of `config.lstm.model`: `("stage1", "stage2")` or `("stage1",)`."""
     return ("stage1", "stage2") if config.lstm.model == "ms_lstm" else ("stage1",)
