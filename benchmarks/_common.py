@@ -436,9 +436,9 @@ def quiet_keras():
 # Models and data at a size
 
 
-def build_extractor(spec, seed=0, cam_class="predicted"):
+def build_extractor(spec, seed=0, cam_class="predicted", cam_normalization="max"):
     """Our `TwoStreamFeatureExtractor` at `spec` (random weights: speed does not depend
-    on their values)."""
+    on their values); `cam_normalization=None` is the original code's unscaled mask."""
     import keras
 
     from msl_keras.models.feature_extractor import build_feature_extractor
@@ -451,6 +451,7 @@ def build_extractor(spec, seed=0, cam_class="predicted"):
         fc_units=spec.fc_units,
         cam_filters=spec.cam_filters,
         cam_class=cam_class,
+        cam_normalization=cam_normalization,
     )
 
 

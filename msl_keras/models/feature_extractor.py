@@ -236,6 +236,7 @@ def build_feature_extractor(
     weights=None,
     cam_class="predicted",
     top_k=3,
+    cam_normalization="max",
     dropout=0.5,
     compute_dtype="float32",
 ):
@@ -248,7 +249,7 @@ def build_feature_extractor(
         fc_units: units of fc6/fc7 in both heads (feature sizes `Dc = Da`).
         cam_filters: filters of the action head's CAM convolution.
         weights: `None`, `"imagenet"` or an `.h5` path, read once for trunk and heads.
-        cam_class, top_k: see `ActionAwareHead`.
+        cam_class, top_k, cam_normalization: see `ActionAwareHead`.
         dropout: dropout after fc6 and fc7 in both heads.
         compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`, see
             `TwoStreamFeatureExtractor.set_compute_dtype`.
@@ -271,6 +272,7 @@ def build_feature_extractor(
         dropout=dropout,
         cam_class=cam_class,
         top_k=top_k,
+        cam_normalization=cam_normalization,
         weights=path,
     )
     extractor = TwoStreamFeatureExtractor(
