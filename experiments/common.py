@@ -38,12 +38,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# NumPy's matrices here are small (probe fits, bootstraps); OpenBLAS threads spinning on
+# a shared, loaded machine made them ten times slower than one thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCALES = ("paper", "cpu", "tiny")
 REAL_DATASETS = ("jhmdb", "ut_interaction", "ucf101")
 DEFAULT_OUTPUT_DIR = "runs/experiments"
+# Observed ratios of the accuracy curves (keys as `evaluate` writes them).
+RATIO_KEYS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1")
 
 # The paper's numbers (accuracy in %, earliest / latest), from ../shared/paper/NOTES.md and
 # the paper's Tables 1-4. [11] = Jain et al. (exponential loss), [21] = Ma et al. (ranking
@@ -362,6 +367,59 @@ def mean_over_folds(results, key_fn):
 
     values = np.array([key_fn(r) for r in results], dtype=float)
     return float(values.mean()), float(values.std())
+
+
+def _mean(rows, key):
+    return mean_over_folds(rows, lambda r: r[key])
+
+
+def summarise_rows(rows):
+    """Mean (and std) over folds, per subset (UT-Interaction's sets), clip-weighted means
+    and the mean accuracy-vs-ratio curve of one method's fold rows.
+
+    Args:
+        rows: `[{"fold", "subset", "earliest", "latest", "test_clips",
+            "accuracy_vs_ratio" {ratio key: accuracy}, ...}]`, one per fold (other keys
+            are kept per fold; `latest_is_whole_clip` and `coinciding_readings`, from
+            `evaluate`, are also listed over folds).
+    """
+    import numpy as np
+
+    clips = np.array([r["test_clips"] for r in rows], float)
+    subsets = sorted({r["subset"] for r in rows if r.get("subset")})
+    summary = {
+        "earliest": _mean(rows, "earliest")[0],
+        "earliest_std": _mean(rows, "earliest")[1],
+        "latest": _mean(rows, "latest")[0],
+        "latest_std": _mean(rows, "latest")[1],
+        "per_set": {
+            subset: {
+                "folds": [r["fold"] for r in rows if r.get("subset") == subset],
+                **{
+                    k: _mean([r for r in rows if r.get("subset") == subset], k)[0]
+                    for k in ("earliest", "latest")
+                },
+            }
+            for subset in subsets
+        },
+        "clip_weighted": {
+            k: float(np.sum(clips * [r[k] for r in rows]) / max(clips.sum(), 1))
+            for k in ("earliest", "latest")
+        },
+        "folds": len(rows),
+        "accuracy_vs_ratio": {
+            k: float(np.mean([r["accuracy_vs_ratio"][k] for r in rows])) for k in RATIO_KEYS
+        },
+        "latest_not_whole_clip": [
+            r["fold"] for r in rows if not r.get("latest_is_whole_clip", True)
+        ],
+        "coinciding_readings": [r["fold"] for r in rows if r.get("coinciding_readings")],
+        "per_fold": {r["fold"]: {k: v for k, v in r.items() if k != "fold"} for r in rows},
+    }
+    for key in ("earliest_raw", "latest_raw"):
+        if all(key in r for r in rows):
+            summary[key] = _mean(rows, key)[0]
+    return summary
 
 
 def format_table(title, header, rows):

@@ -13,14 +13,27 @@ protocol with the same trained heads and features, and averaged over folds:
 
 Earliest / latest follow the dataset's convention (`msl_keras.metrics.EARLIEST`), with
 temporal average pooling of the final stage's predictions (the paper's inference).
+
+The row `probe` (not in the paper, run by default) is the floor under ours: a linear
+softmax classifier on the mean of the same frozen trunk's pooled conv features over the
+frames observed (`probe_frozen_trunk.py`), on the same folds and frames. Each baseline row
+is compared with ours fold by fold (`fold_statistics.compare`: mean paired difference,
+bootstrap interval, sign test), for earliest and latest, in the printout and in
+`results.json` (`paired`).
 """
 
 import time
 
 import common
+import fold_statistics
 import numpy as np
+import probe_frozen_trunk
 
-RATIO_KEYS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1")
+LABELS = {
+    **{name: label for name, (label, _) in common.METHODS.items()},
+    "probe": probe_frozen_trunk.LABEL,
+}
+RATIO_KEYS = common.RATIO_KEYS
 # Where the paper's earliest point sits on the observed-ratio axis (UCF-101: 2 frames of
 # about 180, ~1%).
 EARLIEST_RATIO = {"jhmdb": 0.2, "ut_interaction": 0.5, "ucf101": 0.01, "generated": 0.2}
@@ -31,9 +44,10 @@ def _extra_arguments(dataset):
         parser.add_argument(
             "--methods",
             nargs="+",
-            choices=("ours", "context_jain", "context_ranking"),
-            default=["ours", "context_jain", "context_ranking"],
-            help="table rows to run (default: all three)",
+            choices=("ours", "context_jain", "context_ranking", "probe"),
+            default=["ours", "context_jain", "context_ranking", "probe"],
+            help="table rows to run (default: all four; 'probe' is the linear probe "
+            "on the frozen trunk)",
         )
         if dataset == "ut_interaction":
             parser.add_argument(
@@ -82,72 +96,80 @@ def protocol_units(args):
     return units
 
 
+def lstm_fold_row(result):
+    """One fold's row of an LSTM method from its `evaluate` results."""
+    stage = result["stages"][result["summary"]["stage"]]
+    return {
+        "fold": result["fold"],
+        "subset": result.get("subset"),
+        "earliest": result["summary"]["earliest"],
+        "latest": result["summary"]["latest"],
+        "earliest_raw": result["summary"]["earliest_raw"],
+        "latest_raw": result["summary"]["latest_raw"],
+        "test_clips": result["clips"]["test_evaluated"],
+        "accuracy_vs_ratio": {k: stage["ratios"][k]["pooled"] for k in RATIO_KEYS},
+        "best_epoch": result["checkpoint"]["best_epoch"],
+        "val_anticipation_accuracy": result["checkpoint"]["val_anticipation_accuracy"],
+        "latest_is_whole_clip": result["summary"].get("latest_is_whole_clip", True),
+        "coinciding_readings": result["summary"].get("coinciding_readings", 0),
+        "timings_s": result["timings_s"],
+    }
+
+
+def stage_wall_times(per_method, probe_seconds):
+    """Seconds per stage summed over folds, per method (heads and features are made by
+    the first LSTM method of each fold and reused by the others)."""
+    times = {}
+    for method, rows in per_method.items():
+        total = {}
+        for row in rows:
+            for stage, seconds in row["timings_s"].items():
+                total[stage] = total.get(stage, 0.0) + seconds
+        times[method] = {k: round(v, 1) for k, v in total.items()}
+    if "probe" in times:
+        times["probe"]["trunk_features"] = round(probe_seconds, 1)
+    return times
+
+
 def run_table(key, script, description, argv=None):
     """Runs Table `key` ("table1" | "table2" | "table3"); returns the results payload."""
-    from msl_keras.stages.run import summarize
-
     paper = common.PAPER_TABLES[key]
     args = common.parse_args(
         description, paper["dataset"], argv, extra=_extra_arguments(paper["dataset"])
     )
     start = time.perf_counter()
     units = protocol_units(args)
+    lstm_methods = [m for m in args.methods if m != "probe"]
     per_method = {m: [] for m in args.methods}
+    probe_seconds = 0.0
+    out_dir = common.experiment_dir(args, script.removesuffix(".py"))
     for config, index, folds in units:
-        results = common.run_methods(
-            config, index, folds, common.methods_of(args.methods), not args.quiet
-        )
-        for method, fold_results in results.items():
-            per_method[method].extend(fold_results)
+        if lstm_methods:
+            results = common.run_methods(
+                config, index, folds, common.methods_of(lstm_methods), not args.quiet
+            )
+            for method, fold_results in results.items():
+                per_method[method].extend(lstm_fold_row(r) for r in fold_results)
+        if "probe" in args.methods:
+            rows, data = probe_frozen_trunk.run_probe(
+                config, index, folds, common.experiment_dir(args, "probe_frozen_trunk"),
+                not args.quiet,
+            )
+            per_method["probe"].extend(rows)
+            probe_seconds += data["seconds"]
     wall = time.perf_counter() - start
     config, index, _ = units[0]
 
     rows, table, curves, paper_points = [], {}, {}, {}
     for method in args.methods:
-        results = per_method[method]
-        label = common.METHODS[method][0]
-        summary = summarize(results)
-        clips = np.array([r["clips"]["test_evaluated"] for r in results], float)
-        weighted = {
-            k: float(
-                np.sum(clips * [r["summary"][k] for r in results]) / max(clips.sum(), 1)
-            )
-            for k in ("earliest", "latest")
-        }
-        paper_e, paper_l = paper["rows"][method]
+        label = LABELS[method]
+        paper_e, paper_l = paper["rows"].get(method, (None, None))
+        summary = common.summarise_rows(per_method[method])
         table[method] = {
             "label": label,
-            "paper_earliest": paper_e / 100,
-            "paper_latest": paper_l / 100,
-            **{
-                key: summary[key]
-                for key in (
-                    "earliest",
-                    "earliest_std",
-                    "latest",
-                    "latest_std",
-                    "earliest_raw",
-                    "latest_raw",
-                )
-            },
-            "per_set": summary["per_set"],
-            "latest_not_whole_clip": summary["latest_not_whole_clip"],
-            "coinciding_readings": summary["coinciding_readings"],
-            "clip_weighted": weighted,
-            "folds": len(results),
-            "per_fold": {
-                r["fold"]: {
-                    "earliest": r["summary"]["earliest"],
-                    "latest": r["summary"]["latest"],
-                    "test_clips": r["clips"]["test_evaluated"],
-                    "best_epoch": r["checkpoint"]["best_epoch"],
-                    "val_anticipation_accuracy": r["checkpoint"][
-                        "val_anticipation_accuracy"
-                    ],
-                    "timings_s": r["timings_s"],
-                }
-                for r in results
-            },
+            "paper_earliest": None if paper_e is None else paper_e / 100,
+            "paper_latest": None if paper_l is None else paper_l / 100,
+            **summary,
         }
         rows.append(
             [label, paper_e, paper_l, 100 * summary["earliest"], 100 * summary["latest"]]
@@ -163,23 +185,29 @@ def run_table(key, script, description, argv=None):
                         100 * means["latest"],
                     ]
                 )
-        ratio_curve = [
-            np.mean(
-                [
-                    r["stages"][r["summary"]["stage"]]["ratios"][k]["pooled"]
-                    for r in results
-                ]
-            )
-            for k in RATIO_KEYS
-        ]
-        curves[label] = ([float(k) for k in RATIO_KEYS], ratio_curve)
-        paper_points[label] = [
-            (EARLIEST_RATIO[paper["dataset"]], paper_e),
-            (1.0, paper_l),
-        ]
-        table[method]["accuracy_vs_ratio"] = dict(zip(RATIO_KEYS, ratio_curve))
+        curves[label] = (
+            [float(k) for k in RATIO_KEYS],
+            [summary["accuracy_vs_ratio"][k] for k in RATIO_KEYS],
+        )
+        if paper_e is not None:
+            paper_points[label] = [
+                (EARLIEST_RATIO[paper["dataset"]], paper_e),
+                (1.0, paper_l),
+            ]
 
-    out_dir = common.experiment_dir(args, script.removesuffix(".py"))
+    paired = {}
+    if "ours" in per_method:
+        for method in args.methods:
+            if method == "ours":
+                continue
+            paired[method] = {
+                reading: fold_statistics.compare(
+                    {r["fold"]: r[reading] for r in per_method["ours"]},
+                    {r["fold"]: r[reading] for r in per_method[method]},
+                )
+                for reading in ("earliest", "latest")
+            }
+
     fold_count = len(per_method[args.methods[0]])
     where = (
         f"{args.dataset} at {args.root}, {fold_count} fold{'s' * (fold_count != 1)}, "
@@ -193,6 +221,14 @@ def run_table(key, script, description, argv=None):
         ["method", "paper earliest", "paper latest", "ours earliest", "ours latest"],
         rows,
     )
+    if paired:
+        text += "\n\nPaired differences over folds (bootstrap over folds, seed "
+        text += f"{fold_statistics.SEED}; exact sign test):"
+        for method, readings in paired.items():
+            for reading, result in readings.items():
+                text += f"\n  {reading:8s} " + fold_statistics.format_comparison(
+                    method, result
+                )
     plot = common.plot_ratio_curves(
         curves,
         out_dir / "accuracy_vs_observed.png",
@@ -203,7 +239,7 @@ def run_table(key, script, description, argv=None):
     payload = {
         "experiment": key,
         "command": common.command_line(script, args),
-        "paper": {m: paper["rows"][m] for m in args.methods},
+        "paper": {m: paper["rows"].get(m) for m in args.methods},
         "dataset": args.dataset,
         "root": str(args.root),
         "scale": args.scale,
@@ -214,7 +250,9 @@ def run_table(key, script, description, argv=None):
         "num_classes": index.num_classes,
         "chance": 1.0 / index.num_classes,
         "table": table,
+        "paired": paired,
         "config": config.to_dict(),
+        "stage_wall_s": stage_wall_times(per_method, probe_seconds),
         "wall_time_s": round(wall, 1),
         "machine": common.machine(),
         "plot": str(plot),
@@ -223,7 +261,8 @@ def run_table(key, script, description, argv=None):
     path = common.write_results(out_dir, payload)
     print("\n" + text)
     print(
-        f"\ntrunk: {payload['trunk_weights']}\nwall time: {wall:.0f} s\n"
+        f"\ntrunk: {payload['trunk_weights']}\nwall time: {wall:.0f} s "
+        f"(per stage, summed over folds: {payload['stage_wall_s']})\n"
         f"results: {path}\nplot: {plot}"
     )
     return payload

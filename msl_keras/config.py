@@ -123,6 +123,11 @@ class CNNConfig:
             mixed policies: weights stay float32; the store records it, and the LSTM
             stages refuse a store made in another one). bfloat16 extracts ~1.9x
             faster on a CPU with AVX512-BF16 (RESULTS.md: its accuracy).
+        extract_from_cache: extraction reads the frozen trunk's conv5_2 maps of each
+            frame from the run's trunk cache (computing and adding the missing ones),
+            so the folds of a protocol that share clips run the trunk once per frame;
+            the heads see the float16 maps they were trained on. One process at a
+            time (the cache is one HDF5 file): keep False for sharded extraction.
     """
 
     input_size: int = 224
@@ -146,6 +151,7 @@ class CNNConfig:
     dropout: float = 0.5
     store_dtype: str = "float16"
     compute_dtype: str = "float32"
+    extract_from_cache: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

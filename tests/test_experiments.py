@@ -21,6 +21,7 @@ from tests.stage_helpers import make_tiny_dataset
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = (
+    "probe_frozen_trunk",
     "table1_jhmdb",
     "table2_ut_interaction",
     "table3_ucf101",
@@ -96,18 +97,29 @@ def test_tables_1_to_3_share_their_lstms(workspace):
         payloads[key] = payload
         assert payload["folds"] == ["split1"]
         assert set(payload["table"]) == (
-            set(methods[1:]) or {"ours", "context_jain", "context_ranking"}
+            set(methods[1:]) or {"ours", "context_jain", "context_ranking", "probe"}
         )
         for method, row in payload["table"].items():
-            paper_e, paper_l = PAPER[key][method]
-            assert row["paper_earliest"] == pytest.approx(paper_e / 100)
-            assert row["paper_latest"] == pytest.approx(paper_l / 100)
+            if method == "probe":  # not in the paper
+                assert row["paper_earliest"] is None and row["paper_latest"] is None
+            else:
+                paper_e, paper_l = PAPER[key][method]
+                assert row["paper_earliest"] == pytest.approx(paper_e / 100)
+                assert row["paper_latest"] == pytest.approx(paper_l / 100)
             # The generated clips' earliest is the first 20%: the same number as the
             # accuracy curve at ratio 0.2; latest, the whole clip, is its value at 1.
             ratios = row["accuracy_vs_ratio"]
             assert list(ratios) == [f"{k / 10:g}" for k in range(1, 11)]
             assert row["earliest"] == pytest.approx(ratios["0.2"])
             assert row["latest"] == pytest.approx(ratios["1"])
+        # Every baseline is paired with ours, fold by fold, at both readings.
+        assert set(payload["paired"]) == set(payload["table"]) - {"ours"}
+        for readings in payload["paired"].values():
+            for reading in ("earliest", "latest"):
+                result = readings[reading]
+                assert result["ci_low"] <= result["mean_difference"] <= result["ci_high"]
+                assert result["wins"] + result["losses"] + result["ties"] == 1
+        assert "ours" in payload["stage_wall_s"]
     # The generated clips have one protocol: the same LSTMs, hence the same numbers.
     for method in ("ours", "context_jain"):
         rows = [payloads[k]["table"][method] for k in ("table1", "table2", "table3")
@@ -121,6 +133,42 @@ def test_tables_1_to_3_share_their_lstms(workspace):
     assert [d.split("_u")[0] for d in lstm_dirs] == [
         "context_jain", "context_ranking_score", "ms_lstm_anticipation",
     ]
+
+
+def test_probe_frozen_trunk(workspace, tmp_path):
+    """The probe's features are computed once and reused; one row per fold."""
+    probe = _import("probe_frozen_trunk")
+    argv = _argv({**workspace, "out": str(tmp_path)})
+    first = probe.main(argv)
+    assert Path(first["plot"]).is_file()
+    assert first["command"].startswith("python experiments/probe_frozen_trunk.py --root ")
+    assert list(first["per_fold"]) == ["split1"]
+    fold = first["per_fold"]["split1"]
+    assert fold["chosen"]["layer"] in probe.LAYERS
+    assert len(fold["validation"]) == len(probe.LAYERS) * len(probe.L2_GRID)
+    assert 0.0 <= first["earliest"] <= 1.0 and 0.0 <= first["latest"] <= 1.0
+    assert first["features"]["seconds"] > 0
+    again = probe.main(argv)
+    assert again["features"]["seconds"] == 0.0  # read from the cache
+    for run in (first, again):
+        del run["per_fold"]["split1"]["timings_s"]
+    assert again["per_fold"] == first["per_fold"]  # deterministic
+
+
+def test_probe_classifier_reaches_the_minimum():
+    """`fit_softmax` returns the minimiser: the objective's gradient vanishes there."""
+    probe = _import("probe_frozen_trunk")
+    rng = np.random.default_rng(0)
+    x, y, l2 = rng.normal(size=(60, 5)), rng.integers(0, 3, 60), 0.1
+    W, b = probe.fit_softmax(x, y, 3, l2, steps=2000)
+    residual = (probe.softmax(x @ W + b) - np.eye(3)[y]) / len(y)
+    np.testing.assert_allclose(x.T @ residual + l2 * W, 0.0, atol=1e-6)
+    np.testing.assert_allclose(residual.sum(axis=0), 0.0, atol=1e-6)
+    assert probe.softmax_loss(x, y, W, b, l2) < probe.softmax_loss(x, y, 0 * W, 0 * b, l2)
+    # Running means: step t averages the first t valid frames; padding repeats the last.
+    pooled = np.array([[[1.0], [3.0], [0.0]]])
+    means = probe.running_means(pooled, np.array([[0, 5, -1]]))
+    np.testing.assert_allclose(means[0, :, 0], [1.0, 2.0, 2.0])
 
 
 def test_table4_feature_types(workspace):

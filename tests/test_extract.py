@@ -189,3 +189,36 @@ def test_two_shards_merged_equal_one_extraction(setup):
         merge_shards(config, "sharded", run, 2)
     with pytest.raises(MslKerasError, match="shard store"):
         merge_shards(config, "sharded", run, 3)
+
+
+def test_extraction_from_the_trunk_cache(setup, monkeypatch):
+    """cnn.extract_from_cache: the same features (to float16), and a second fold of the
+    same clips runs neither the decoder nor the trunk."""
+    config, index, run, extractor = setup
+    single_path = run.store_path("split1")
+    if not single_path.exists():
+        extract(config, index, "split1", run=run, extractor=extractor, progress=False)
+    single, single_settings, _ = _read(single_path)
+    cached_config = dataclasses.replace(
+        config, cnn=dataclasses.replace(config.cnn, extract_from_cache=True)
+    )
+    fold = _as_fold(index, "from_cache")
+    path = extract(cached_config, index, fold, run=run, extractor=extractor, progress=False)
+    arrays, settings, _ = _read(path)
+    assert dataclasses.replace(settings, split="split1") == single_settings
+    for key in ("context", "action"):
+        np.testing.assert_allclose(arrays[key], single[key], rtol=1e-2, atol=1e-2)
+    for key in ("labels", "lengths", "frame_indices", "num_frames"):
+        np.testing.assert_array_equal(arrays[key], single[key])
+
+    train_cnn_module = importlib.import_module("msl_keras.stages.train_cnn")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a frame whose trunk output is cached")
+
+    monkeypatch.setattr(train_cnn_module, "read_frames", no_decoding)
+    again = _as_fold(index, "from_cache_again")
+    path = extract(cached_config, index, again, run=run, extractor=extractor, progress=False)
+    np.testing.assert_array_equal(_read(path)[0]["context"], arrays["context"])
+    index.folds.remove(fold)
+    index.folds.remove(again)

@@ -120,6 +120,10 @@ class TwoStreamFeatureExtractor(keras.Model):
             labels = inputs.get("labels")
             inputs = inputs["frames"]
         maps = self.trunk(inputs, training=training)  # (b, H/16, W/16, C), once
+        return self.heads(maps, labels=labels, training=training)
+
+    def heads(self, maps, labels=None, training=None):
+        """Both heads on conv5_2 maps `(b, H/16, W/16, C)`; the outputs of `call`."""
         context = self.context_head.endpoints(maps, training=training)
         action = self.action_head.endpoints(maps, labels=labels, training=training)
         outputs = {
@@ -133,38 +137,47 @@ class TwoStreamFeatureExtractor(keras.Model):
             outputs = {k: ops.cast(v, "float32") for k, v in outputs.items()}
         return outputs
 
-    def _extract_fn(self, with_labels):
+    def _extract_fn(self, with_labels, from_maps=False):
         """A tf.function with a fixed signature (any batch size): traced once."""
         # String keys: a SavedModel export walks this dict, and only saves str keys.
-        key = "frames_and_labels" if with_labels else "frames"
+        key = ("maps" if from_maps else "frames") + ("_and_labels" if with_labels else "")
         if key not in self._extract_fns:
-            frame_shape = tuple(self.trunk.input_shape[1:])
-            frames_spec = tf.TensorSpec((None,) + frame_shape, tf.float32)
+            model = self.trunk
+            shape = tuple(model.output_shape[1:] if from_maps else model.input_shape[1:])
+            inputs_spec = tf.TensorSpec((None,) + shape, tf.float32)
+
+            def features(inputs, labels=None):
+                if from_maps:
+                    return self.heads(inputs, labels=labels, training=False)
+                if labels is None:
+                    return self(inputs, training=False)
+                return self({"frames": inputs, "labels": labels}, training=False)
+
             if with_labels:
-
-                def extract_fn(frames, labels):
-                    return self({"frames": frames, "labels": labels}, training=False)
-
-                signature = [frames_spec, tf.TensorSpec((None,), tf.int32)]
+                extract_fn = features
+                signature = [inputs_spec, tf.TensorSpec((None,), tf.int32)]
             else:
 
-                def extract_fn(frames):
-                    return self(frames, training=False)
+                def extract_fn(inputs):
+                    return features(inputs)
 
-                signature = [frames_spec]
+                signature = [inputs_spec]
             self._extract_fns[key] = tf.function(
                 extract_fn, input_signature=signature, reduce_retracing=True
             )
         return self._extract_fns[key]
 
-    def extract(self, frames, labels=None, batch_size=32):
+    def extract(self, frames, labels=None, batch_size=32, from_maps=False):
         """Features of many frames, in batches of `batch_size`, as numpy arrays.
 
         Args:
-            frames: `(n, height, width, 3)` preprocessed float32 frames.
+            frames: `(n, height, width, 3)` preprocessed float32 frames, or with
+                `from_maps=True` the trunk's conv5_2 maps of them `(n, h, w, C)` (e.g.
+                from the trunk cache; the trunk is then skipped).
             labels: `(n,)` int true classes; only used (and required) when the action
                 head has `cam_class="oracle"`.
             batch_size: frames per trunk pass.
+            from_maps: bool, see `frames`.
 
         Returns:
             dict of numpy float32 arrays, keys as `call`: `"context"` (n, Dc),
@@ -179,8 +192,8 @@ class TwoStreamFeatureExtractor(keras.Model):
                 "labels=...) or build it with cam_class='predicted'."
             )
         if not self.built:
-            self.build((None,) + frames.shape[1:])
-        fn = self._extract_fn(oracle)
+            self.build((None,) + tuple(self.trunk.input_shape[1:]))
+        fn = self._extract_fn(oracle, from_maps)
         chunks = []
         for start in range(0, len(frames), batch_size):
             batch = tf.constant(frames[start : start + batch_size])

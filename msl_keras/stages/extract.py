@@ -10,6 +10,9 @@ both trained heads read that output (`TwoStreamFeatureExtractor`). Their fc7 out
 preprocessing, the extractor's weights fingerprint, the CAM class, the dims, the store
 dtype and the compute dtype (`cnn.compute_dtype`, the Keras policy of the trunk and
 heads).
+With `cnn.extract_from_cache` the trunk's output of each frame is read from the run's
+trunk cache (`train_cnn.plain_maps`) instead: the folds of a protocol that share clips
+(UT-Interaction's 10 folds of a set) then run the trunk once per frame, not once per fold.
 
 - Resumable: clips already complete in the store are skipped; a killed run loses at
   most the clip it was writing.
@@ -27,6 +30,7 @@ Example:
 ...     arrays = store.read()  # {"context": (clips, T, Dc), "action": ..., ...}
 """
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -37,7 +41,7 @@ from msl_keras.data.feature_store import (
     weights_fingerprint,
 )
 from msl_keras.data.preprocessing import preprocess_frames
-from msl_keras.data.video import read_clip
+from msl_keras.data.video import read_clip, select_frames
 from msl_keras.errors import (
     FeatureStoreError,
     FeatureStoreMismatchError,
@@ -45,7 +49,12 @@ from msl_keras.errors import (
     VideoDecodeError,
 )
 from msl_keras.runs import check_shard, fold_name, resolve_run
-from msl_keras.stages.train_cnn import load_extractor
+from msl_keras.stages.train_cnn import (
+    cached_num_frames,
+    load_extractor,
+    open_trunk_cache,
+    plain_maps,
+)
 
 PREPROCESSING_NAME = "vgg16_caffe"
 
@@ -83,7 +92,9 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
     Args:
         config: a `Config`; uses `data.num_steps` (T), `data.frame_selection`,
             `data.observed_ratio`, `cnn.input_size`, `cnn.cam_class`, `cnn.store_dtype`,
-            `cnn.compute_dtype`, `cnn.batch_size` (frames per trunk pass).
+            `cnn.compute_dtype`, `cnn.batch_size` (frames per trunk pass),
+            `cnn.extract_from_cache` (read the trunk's maps from the run's trunk cache,
+            adding the missing ones).
         index: the `DatasetIndex` from `prepare`.
         fold: a `Fold` or fold name.
         run: `RunDirectory` or folder holding the fold's trained heads (`train_cnn`);
@@ -117,7 +128,39 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
     oracle = extractor.action_head.cam_class == "oracle"
     batch_size = max(1, int(config.cnn.batch_size))
 
-    with FeatureStore.open_or_create(path, settings, index.class_names) as store:
+    cache = runner = None
+    if config.cnn.extract_from_cache:
+        cache, runner = open_trunk_cache(config, run, extractor.trunk)
+
+    def features_of(record):
+        """`(features, frame indices, frame count)` of one clip."""
+        if cache is None:
+            frames, indices, num_frames = read_clip(
+                record.path,
+                T,
+                mode=config.data.frame_selection,
+                observed_ratio=config.data.observed_ratio,
+            )
+            inputs, from_maps = preprocess_frames(frames, (size, size)), False
+        else:
+            num_frames = cached_num_frames(cache, record)
+            indices = select_frames(
+                num_frames,
+                T,
+                mode=config.data.frame_selection,
+                observed_ratio=config.data.observed_ratio,
+            )
+            inputs = plain_maps(config, cache, runner, record, indices)
+            from_maps = True
+        labels = [record.label] * len(indices) if oracle else None
+        out = extractor.extract(
+            inputs, labels=labels, batch_size=batch_size, from_maps=from_maps
+        )
+        return out, indices, num_frames
+
+    with cache or contextlib.nullcontext(), FeatureStore.open_or_create(
+        path, settings, index.class_names
+    ) as store:
         done = set(store.completed_ids())
         todo = [r for r in records if r.clip_id not in done]
         if progress:
@@ -132,15 +175,7 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
         for number, record in enumerate(todo, 1):
             clip_start = time.time()
             try:
-                frames, indices, num_frames = read_clip(
-                    record.path,
-                    T,
-                    mode=config.data.frame_selection,
-                    observed_ratio=config.data.observed_ratio,
-                )
-                inputs = preprocess_frames(frames, (size, size))
-                labels = [record.label] * len(frames) if oracle else None
-                out = extractor.extract(inputs, labels=labels, batch_size=batch_size)
+                out, indices, num_frames = features_of(record)
                 store.append(
                     record.clip_id,
                     out["context"],
@@ -162,8 +197,8 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
             if progress:
                 seconds = max(time.time() - clip_start, 1e-6)
                 print(
-                    f"[{number}/{len(todo)}] {record.clip_id}: {len(frames)} frames "
-                    f"(of {num_frames}), {len(frames) / seconds:.1f} frames/s",
+                    f"[{number}/{len(todo)}] {record.clip_id}: {len(indices)} frames "
+                    f"(of {num_frames}), {len(indices) / seconds:.1f} frames/s",
                     flush=True,
                 )
         failed = store.failed()

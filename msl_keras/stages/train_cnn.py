@@ -217,18 +217,50 @@ class TrunkRunner:
         return tuple(int(d) for d in self.trunk.output_shape[1:])
 
 
+def open_trunk_cache(config, run, trunk):
+    """`(TrunkCache, TrunkRunner)` of `trunk` under `config`: the run's cache file that
+    `train_cnn` fills and `extract` (with `cnn.extract_from_cache`) reads."""
+    runner = TrunkRunner(trunk, batch_size=max(config.cnn.batch_size, 32))
+    settings = cache_settings(config, trunk_fingerprint(trunk))
+    fingerprint = cache_fingerprint(settings)
+    path = resolve_run(config, run).trunk_cache_dir / f"{fingerprint}.h5"
+    return TrunkCache(path, fingerprint, runner.map_shape, settings), runner
+
+
+def cached_num_frames(cache, record):
+    """The decodable frame count of `record`, recorded in `cache` on first use."""
+    num = cache.num_frames(record.clip_id)
+    if num is None:
+        num = count_frames(record.path)
+        cache.set_num_frames(record.clip_id, num)
+    return num
+
+
+def plain_maps(config, cache, runner, record, frames):
+    """conv5_2 maps `(n, h, w, C)` float32 of `frames` (n,) of `record` without
+    augmentation (view "plain"), read from `cache`; missing ones are computed and added.
+
+    Raises:
+        VideoDecodeError: the clip does not decode.
+    """
+    _, failed = _fill_cache(
+        [(record, frames, [PLAIN_VIEW])], config, cache, runner, progress=False
+    )
+    if failed:
+        raise VideoDecodeError(failed[0][1])
+    keys = [cache_key(record.clip_id, f, PLAIN_VIEW) for f in frames]
+    return cache.read(cache.rows(keys))
+
+
 def _frame_samples(records, config, cache, role_views):
     """[(record, frames (n,), views)] for every record, with frame counts from the cache."""
     samples, failed = [], []
     for record in records:
-        num = cache.num_frames(record.clip_id)
-        if num is None:
-            try:
-                num = count_frames(record.path)
-            except VideoDecodeError as error:
-                failed.append((record.clip_id, str(error)))
-                continue
-            cache.set_num_frames(record.clip_id, num)
+        try:
+            num = cached_num_frames(cache, record)
+        except VideoDecodeError as error:
+            failed.append((record.clip_id, str(error)))
+            continue
         frames = select_frames(num, int(config.cnn.frames_per_clip), mode="uniform")
         samples.append((record, frames, role_views))
     return samples, failed
@@ -536,9 +568,8 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         path = run.root / TRUNK_WEIGHTS_FILENAME
         if not path.is_file():
             trunk.save_weights(path)
-    runner = TrunkRunner(trunk, batch_size=max(config.cnn.batch_size, 32))
-    settings = cache_settings(config, trunk_fp)
-    cache_path = run.trunk_cache_dir / f"{cache_fingerprint(settings)}.h5"
+    cache, runner = open_trunk_cache(config, run, trunk)
+    cache_path = cache.path
     num_classes = index.num_classes
     train_records = fold.by_role("train")
     validation_records = fold.by_role("validation")
@@ -548,9 +579,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
     # "refit" trains on the validation clips too at the end, in the training views.
     val_views = list(dict.fromkeys([PLAIN_VIEW] + (train_views if refit else [])))
 
-    with TrunkCache(
-        cache_path, cache_fingerprint(settings), runner.map_shape, settings
-    ) as cache:
+    with cache:
         train_samples, failed = _frame_samples(
             train_records, config, cache, train_views
         )
