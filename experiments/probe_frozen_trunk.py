@@ -49,36 +49,30 @@ FEATURES_VERSION = 1
 
 
 def build_pooled_features(config, run=None):
-    """A Keras function frames `(b, S, S, 3)` -> `{layer: (b, C)}` pooled maps of `LAYERS`.
+    """A Keras function frames `(b, S, S, 3)` -> `{layer: (b, C)}` pooled maps of `LAYERS`,
+    and the trunk up to conv5_2 (for its fingerprint).
 
-    The trunk is `build_trunk(config, run)` (the method's, frozen); `block5_conv3` comes
-    from the weights file, or is drawn from `config.seed` for a random trunk.
+    The trunk is the method's (`build_trunk`, frozen) with `block5_conv3` from the
+    weights file (random trunk: drawn from `config.seed`), as `cnn.frozen_conv5_3` builds
+    it.
     """
+    import dataclasses
+
     import keras
 
-    from msl_keras.models.vgg16_trunk import read_keras_h5_weights, scaled_filters
-    from msl_keras.seeding import set_seed
     from msl_keras.stages.train_cnn import build_trunk
 
-    trunk = build_trunk(config, run)
-    set_seed(config.seed)
-    conv53 = keras.layers.Conv2D(
-        scaled_filters(512, config.cnn.width), 3, padding="same", activation="relu",
-        name="block5_conv3", trainable=False,
-    )
-    conv53.build(trunk.output_shape)
-    if config.cnn.weights is not None:
-        from msl_keras.models.vgg16_trunk import resolve_weights
-
-        path = resolve_weights(config.cnn.weights, config.cnn.width)
-        conv53.set_weights(read_keras_h5_weights(path)["block5_conv3"])
-    frames = keras.Input(tuple(trunk.input_shape[1:]))
-    conv52 = trunk(frames, training=False)
+    cnn = dataclasses.replace(config.cnn, frozen_conv5_3=True)
+    # A random trunk saved by a run without conv5_3 has 12 layers: draw it again from
+    # the seed (the same first 12).
+    run = run if config.cnn.frozen_conv5_3 else None
+    trunk = build_trunk(dataclasses.replace(config, cnn=cnn), run)
+    conv52 = trunk.get_layer("block5_conv2").output
     pool = keras.layers.GlobalAveragePooling2D()
     model = keras.Model(
-        frames, {"block5_conv2": pool(conv52), "block5_conv3": pool(conv53(conv52))}
+        trunk.input, {"block5_conv2": pool(conv52), "block5_conv3": pool(trunk.output)}
     )
-    return model, trunk
+    return model, keras.Model(trunk.input, conv52)
 
 
 def _fingerprint(config, trunk, model):

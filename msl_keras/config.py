@@ -128,6 +128,13 @@ class CNNConfig:
             so the folds of a protocol that share clips run the trunk once per frame;
             the heads see the float16 maps they were trained on. One process at a
             time (the cache is one HDF5 file): keep False for sharded extraction.
+        frozen_conv5_3: the frozen trunk ends at conv5_3 (from the weights file) and
+            both heads start after it, sharing it, instead of each fine-tuning its own
+            conv5_3 (the paper). The cache then holds conv5_3 maps and the heads train
+            only their fc and CAM layers: ~10x less compute per epoch.
+        scale_head_inputs: the heads multiply their input maps by 1 / RMS of the
+            fold's training maps (fixed before training, saved with the heads), so the
+            randomly initialised fc6 and CAM layers see values of order 1.
     """
 
     input_size: int = 224
@@ -152,6 +159,8 @@ class CNNConfig:
     store_dtype: str = "float16"
     compute_dtype: str = "float32"
     extract_from_cache: bool = False
+    frozen_conv5_3: bool = False
+    scale_head_inputs: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

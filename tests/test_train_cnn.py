@@ -367,3 +367,58 @@ def test_saved_heads_are_reused_only_with_their_settings(setup, tmp_path):
         train_cnn_module.train_cnn(other, index, "split1", run=run, verbose=0)
     assert "cnn.epochs: 1 -> 3" in str(error.value) and "seed: 0 -> 2" in str(error.value)
     assert "overwrite=True" in str(error.value)
+def test_frozen_conv5_3_and_scaled_head_inputs(setup, tmp_path):
+    """cnn.frozen_conv5_3: the trunk ends at the file's conv5_3, the heads have none;
+    cnn.scale_head_inputs: the heads multiply their input by 1 / RMS of the training
+    maps; extraction rebuilds the same trunk and heads."""
+    from tests.vgg16_files import random_vgg16_arrays, write_legacy_vgg16_h5
+
+    config, index = setup
+    arrays = random_vgg16_arrays(1 / 32, seed=3)
+    path = tmp_path / "tiny_vgg16.h5"
+    write_legacy_vgg16_h5(path, arrays)
+    config = apply_overrides(
+        config,
+        {
+            "cnn.weights": str(path),
+            "cnn.epochs": 1,
+            "cnn.frozen_conv5_3": True,
+            "cnn.scale_head_inputs": True,
+            "output_dir": str(tmp_path / "r"),
+        },
+    )
+    trunk = train_cnn_module.build_trunk(config)
+    np.testing.assert_array_equal(
+        trunk.get_layer("block5_conv3").get_weights()[0], arrays["block5_conv3"][0]
+    )
+    frames = np.random.default_rng(0).uniform(-100, 100, (2, 32, 32, 3)).astype("float32")
+    plain = train_cnn_module.build_trunk(
+        apply_overrides(config, {"cnn.frozen_conv5_3": False})
+    )
+    conv5_3 = keras.layers.Conv2D(16, 3, padding="same", activation="relu")
+    conv5_3.build((None, 2, 2, 16))
+    conv5_3.set_weights(arrays["block5_conv3"])
+    np.testing.assert_allclose(
+        trunk(frames), conv5_3(plain(frames)), rtol=1e-5, atol=1e-5
+    )
+
+    result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    run = RunDirectory(config)
+    with TrunkCache(
+        result["trunk_cache"], train_cnn_module.cache_fingerprint(
+            train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
+        ), (2, 2, 16),
+    ) as cache:
+        rows = np.arange(result["train_frames"])  # training rows are written first
+        maps = cache.read(rows)
+    expected = 1 / np.sqrt(np.mean(np.square(maps, dtype=np.float64)))
+    assert result["input_scale"] == pytest.approx(expected, rel=1e-5)
+    context, action = train_cnn_module.load_heads(run, "split1")
+    for head in (context, action):
+        assert head.conv5_3 is False and head.input_scale == result["input_scale"]
+        assert not head.block5_conv3.weights
+    np.testing.assert_allclose(
+        context.endpoints(maps[:2])["conv5_3"], maps[:2] * result["input_scale"], rtol=1e-6
+    )
+    extractor = train_cnn_module.load_extractor(config, run, "split1")
+    assert extractor.extract(preprocess_frames(frames, (32, 32)))["context"].shape == (2, 8)

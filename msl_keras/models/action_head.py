@@ -72,6 +72,11 @@ class ActionAwareHead(keras.Model):
         cam_normalization: `"max"` or `None`, see above.
         weights: `None`, `"imagenet"`, a path or a `read_keras_h5_weights` dict: where
             `block5_conv3` starts from (fc6-fc8 and the CAM branch start random).
+        conv5_3: the head has its own `block5_conv3` (the paper); False for a trunk
+            that ends at conv5_3 (`VGG16Trunk(include_conv5_3=True)`).
+        input_scale: a fixed factor on the input maps (1.0: none). Pretrained conv5
+            maps reach hundreds, which blows up randomly initialised fc6 / CAM layers;
+            `train_cnn` sets it to 1 / RMS of the training maps (`cnn.scale_head_inputs`).
         name: model name.
 
     Call arguments:
@@ -103,6 +108,8 @@ class ActionAwareHead(keras.Model):
         top_k=3,
         cam_normalization="max",
         weights=None,
+        conv5_3=True,
+        input_scale=1.0,
         name="action_head",
         **kwargs,
     ):
@@ -140,8 +147,15 @@ class ActionAwareHead(keras.Model):
         self.cam_normalization = cam_normalization
         channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
 
-        self.block5_conv3 = keras.layers.Conv2D(
-            channels, 3, padding="same", activation="relu", name="block5_conv3"
+        self.conv5_3 = bool(conv5_3)
+        self.input_scale = float(input_scale)
+        # Without its own conv5_3 the head reads a trunk that ends at conv5_3.
+        self.block5_conv3 = (
+            keras.layers.Conv2D(
+                channels, 3, padding="same", activation="relu", name="block5_conv3"
+            )
+            if self.conv5_3
+            else keras.layers.Identity(name="block5_conv3")
         )
         self.cam_conv = keras.layers.Conv2D(
             self.cam_filters, 3, padding="same", activation="relu", name="cam_conv"
@@ -160,7 +174,7 @@ class ActionAwareHead(keras.Model):
         self.fc8 = fast_ops.Dense(self.num_classes, activation="softmax", name="fc8")
 
         weights_path = resolve_weights(weights, self.width)
-        if weights_path is not None:
+        if weights_path is not None and self.conv5_3:
             self.block5_conv3.build((None, None, None, channels))
             load_vgg16_weights(self, weights_path, layer_names=["block5_conv3"])
 
@@ -168,7 +182,7 @@ class ActionAwareHead(keras.Model):
         if isinstance(input_shape, dict):
             input_shape = input_shape["maps"]
         input_shape = tuple(input_shape)
-        if self.block5_conv3.built:
+        if self.conv5_3 and self.block5_conv3.built:
             expected = self.block5_conv3.kernel.shape[2]
             if input_shape[-1] != expected:
                 raise ValueError(
@@ -223,7 +237,7 @@ class ActionAwareHead(keras.Model):
             (b, h, w, C) (Eq. 3); `"fc7"` (b, fc_units); `"probs"` (b, num_classes).
         """
         maps, labels = self._split_inputs(inputs, labels)
-        conv5_3 = self.block5_conv3(maps)
+        conv5_3 = self.block5_conv3(maps * self.input_scale)
         cam_features = self.cam_conv(conv5_3)
         cam_scores = self.cam_classifier(self.cam_pool(cam_features))
         kernel = self.cam_classifier.kernel
@@ -293,6 +307,8 @@ class ActionAwareHead(keras.Model):
                 "cam_class": self.cam_class,
                 "top_k": self.top_k,
                 "cam_normalization": self.cam_normalization,
+                "conv5_3": self.conv5_3,
+                "input_scale": self.input_scale,
             }
         )
         return config

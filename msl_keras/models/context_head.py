@@ -28,6 +28,11 @@ class ContextAwareHead(keras.Model):
         weights: `None`, `"imagenet"`, a path or a `read_keras_h5_weights` dict: where
             `block5_conv3` starts from (the trunk's file, see `load_vgg16_weights`);
             fc6-fc8 start random.
+        conv5_3: the head has its own `block5_conv3` (the paper); False for a trunk
+            that ends at conv5_3 (`VGG16Trunk(include_conv5_3=True)`).
+        input_scale: a fixed factor on the input maps (1.0: none). Pretrained conv5
+            maps reach hundreds, which blows up randomly initialised fc6 / CAM layers;
+            `train_cnn` sets it to 1 / RMS of the training maps (`cnn.scale_head_inputs`).
         name: model name.
 
     Call arguments:
@@ -51,6 +56,8 @@ class ContextAwareHead(keras.Model):
         width=1.0,
         dropout=0.5,
         weights=None,
+        conv5_3=True,
+        input_scale=1.0,
         name="context_head",
         **kwargs,
     ):
@@ -60,8 +67,15 @@ class ContextAwareHead(keras.Model):
         self.width = float(width)
         self.dropout = float(dropout)
         channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
-        self.block5_conv3 = keras.layers.Conv2D(
-            channels, 3, padding="same", activation="relu", name="block5_conv3"
+        self.conv5_3 = bool(conv5_3)
+        self.input_scale = float(input_scale)
+        # Without its own conv5_3 the head reads a trunk that ends at conv5_3.
+        self.block5_conv3 = (
+            keras.layers.Conv2D(
+                channels, 3, padding="same", activation="relu", name="block5_conv3"
+            )
+            if self.conv5_3
+            else keras.layers.Identity(name="block5_conv3")
         )
         self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
         self.flatten = keras.layers.Flatten(name="flatten")
@@ -72,13 +86,13 @@ class ContextAwareHead(keras.Model):
         self.fc8 = fast_ops.Dense(self.num_classes, activation="softmax", name="fc8")
 
         weights_path = resolve_weights(weights, self.width)
-        if weights_path is not None:
+        if weights_path is not None and self.conv5_3:
             self.block5_conv3.build((None, None, None, channels))
             load_vgg16_weights(self, weights_path, layer_names=["block5_conv3"])
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        if self.block5_conv3.built:
+        if self.conv5_3 and self.block5_conv3.built:
             # already built (weights loaded): only check the input matches.
             expected = self.block5_conv3.kernel.shape[2]
             if input_shape[-1] != expected:
@@ -100,7 +114,7 @@ class ContextAwareHead(keras.Model):
     def endpoints(self, inputs, training=None):
         """All intermediate outputs: `{"conv5_3": (b, h, w, C), "fc7": (b, fc_units),
         "probs": (b, num_classes)}`."""
-        conv5_3 = self.block5_conv3(inputs)
+        conv5_3 = self.block5_conv3(inputs * self.input_scale)
         x = self.flatten(self.block5_pool(conv5_3))
         x = self.dropout6(self.fc6(x), training=training)
         fc7 = self.fc7(x)
@@ -117,7 +131,7 @@ class ContextAwareHead(keras.Model):
     def activation_maps(self, inputs):
         """conv5_3 maps `{"conv5_3": (batch, h, w, C)}` for a Fig. 7 visualisation
         (the paper averages them over channels)."""
-        return {"conv5_3": self.block5_conv3(inputs)}
+        return {"conv5_3": self.block5_conv3(inputs * self.input_scale)}
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -130,6 +144,8 @@ class ContextAwareHead(keras.Model):
                 "fc_units": self.fc_units,
                 "width": self.width,
                 "dropout": self.dropout,
+                "conv5_3": self.conv5_3,
+                "input_scale": self.input_scale,
             }
         )
         return config

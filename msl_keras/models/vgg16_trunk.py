@@ -365,6 +365,9 @@ class VGG16Trunk(keras.Model):
         weights: `None` (random), `"imagenet"` (Keras' no-top file, width 1.0 only), a
             path to an `.h5` file with these layer names and shapes, or the dict
             `read_keras_h5_weights` returns.
+        include_conv5_3: also `block5_conv3`, so the trunk ends at conv5_3 and the
+            heads (built with `conv5_3=False`) start after it. The paper fine-tunes a
+            conv5_3 in each head; freezing it lets a CPU cache it with the rest.
         name: model name.
 
     Call arguments:
@@ -372,7 +375,8 @@ class VGG16Trunk(keras.Model):
             expects ("caffe": BGR, ImageNet mean subtracted).
 
     Returns:
-        conv5_2 activations `(batch, height / 16, width / 16, round(512 * width))`.
+        conv5_2 (or conv5_3) activations `(batch, height / 16, width / 16,
+        round(512 * width))`.
 
     Example:
 
@@ -385,6 +389,7 @@ class VGG16Trunk(keras.Model):
         input_shape=(224, 224, 3),
         width=1.0,
         weights=None,
+        include_conv5_3=False,
         name="vgg16_trunk",
         **kwargs,
     ):
@@ -405,7 +410,7 @@ class VGG16Trunk(keras.Model):
         for block, convs, filters in VGG16_BLOCKS:
             for conv in range(1, convs + 1):
                 conv_name = f"block{block}_conv{conv}"
-                if conv_name == HEAD_CONVOLUTION:
+                if conv_name == HEAD_CONVOLUTION and not include_conv5_3:
                     break
                 x = keras.layers.Conv2D(
                     scaled_filters(filters, width),
@@ -422,6 +427,7 @@ class VGG16Trunk(keras.Model):
 
         self.image_shape = input_shape
         self.width = float(width)
+        self.include_conv5_3 = bool(include_conv5_3)
         if weights_path is not None:
             load_vgg16_weights(self, weights_path)
 
@@ -435,6 +441,7 @@ class VGG16Trunk(keras.Model):
         return {
             "input_shape": self.image_shape,
             "width": self.width,
+            "include_conv5_3": self.include_conv5_3,
             "name": self.name,
             "trainable": self.trainable,
         }

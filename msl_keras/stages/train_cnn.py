@@ -96,11 +96,12 @@ IN_MEMORY_BYTES = 2 * 1024**3
 
 
 def build_trunk(config, run=None):
-    """The frozen VGG-16 trunk of `config.cnn`, up to conv5_2 (paper Fig. 3).
+    """The frozen VGG-16 trunk of `config.cnn`, up to conv5_2 (paper Fig. 3), or up to
+    conv5_3 with `cnn.frozen_conv5_3`.
 
     Args:
         config: uses `cnn.input_size`, `cnn.width`, `cnn.weights` ("imagenet", a path to
-            a Keras VGG-16 weights file, or None) and `seed`.
+            a Keras VGG-16 weights file, or None), `cnn.frozen_conv5_3` and `seed`.
         run: optional `RunDirectory` (or folder). With `cnn.weights=None` the random
             trunk is drawn from `config.seed`; when the run holds `trunk.weights.h5`
             (written by `train_cnn`), those weights are loaded instead.
@@ -118,7 +119,10 @@ def build_trunk(config, run=None):
         )
     set_seed(config.seed)
     trunk = VGG16Trunk(
-        input_shape=(size, size, 3), width=cnn.width, weights=cnn.weights
+        input_shape=(size, size, 3),
+        width=cnn.width,
+        weights=cnn.weights,
+        include_conv5_3=cnn.frozen_conv5_3,
     )
     trunk.trainable = False
     set_compute_dtype(trunk, cnn.compute_dtype)
@@ -412,9 +416,19 @@ def _optimizer(cnn, model):
     )
 
 
-def _build_heads(config, num_classes, map_shape):
+def input_scale(source, rows):
+    """1 / RMS of the maps at `rows` of `source` (an array or a `TrunkCache`), from at
+    most 1024 rows spread over them (1.0 when they are all zero)."""
+    rows = np.asarray(rows)[:: max(1, len(rows) // 1024)]
+    maps = source[rows] if isinstance(source, np.ndarray) else source.read(rows)
+    rms = float(np.sqrt(np.mean(np.square(maps, dtype=np.float64))))
+    return 1.0 / rms if rms > 0 else 1.0
+
+
+def _build_heads(config, num_classes, map_shape, scale=1.0):
     """Both heads, built and compiled, and `initialisation`: which of their layers
-    started from what (`{"context_head": {layer: text}, "action_head": ...}`)."""
+    started from what (`{"context_head": {layer: text}, "action_head": ...}`).
+    `scale`: the heads' `input_scale`."""
     cnn = config.cnn
     weights = resolve_weights(cnn.weights, cnn.width)
     if isinstance(weights, (str, Path)):
@@ -426,6 +440,8 @@ def _build_heads(config, num_classes, map_shape):
         width=cnn.width,
         dropout=cnn.dropout,
         weights=weights,
+        conv5_3=not cnn.frozen_conv5_3,
+        input_scale=scale,
     )
     with warnings.catch_warnings():
         # cam_class="oracle" on TRAINING frames uses their labels, which is no leak.
@@ -440,6 +456,8 @@ def _build_heads(config, num_classes, map_shape):
             top_k=min(cnn.top_k, num_classes),
             cam_normalization=cnn.cam_normalization,
             weights=weights,
+            conv5_3=not cnn.frozen_conv5_3,
+            input_scale=scale,
         )
     set_compute_dtype(context, cnn.compute_dtype)  # float16 compiles with loss scaling
     set_compute_dtype(action, cnn.compute_dtype)
@@ -448,11 +466,15 @@ def _build_heads(config, num_classes, map_shape):
     top, top_source = resolve_top_weights(cnn.top_weights, cnn.weights, weights)
     # Which of conv5_3 / fc6 / fc7 come from the with-top file is decided per layer.
     conv5_3 = "random"
-    if weights is not None:
+    if cnn.frozen_conv5_3:
+        conv5_3 = "none: the trunk ends at block5_conv3 (cnn.frozen_conv5_3)"
+    elif weights is not None:
         conv5_3 = f"block5_conv3 of {weights_source(cnn.weights)}"
     initial = {"block5_conv3": conv5_3, "fc6": "random", "fc7": "random"}
     initialisation = {
-        "trunk (block1_conv1 to block5_conv2)": weights_source(cnn.weights),
+        f"trunk (block1_conv1 to block5_conv{2 + cnn.frozen_conv5_3})": weights_source(
+            cnn.weights
+        ),
         "top_weights": top_source,
     }
     for head, others in (
@@ -633,6 +655,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         else:
             source = cache
 
+        scale = input_scale(source, train_rows) if config.cnn.scale_head_inputs else 1.0
         batch = int(config.cnn.batch_size)
         oracle = config.cnn.cam_class == "oracle"
 
@@ -650,7 +673,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
             )
 
         context, action, initialisation = _build_heads(
-            config, num_classes, runner.map_shape
+            config, num_classes, runner.map_shape, scale
         )
         if show:
             print(
@@ -676,7 +699,9 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
             # training clip for the epochs chosen on validation, and are the ones saved.
             fit_rows = np.concatenate([train_rows, extra_rows])
             fit_labels = np.concatenate([train_labels, extra_labels])
-            context, action, _ = _build_heads(config, num_classes, runner.map_shape)
+            context, action, _ = _build_heads(
+                config, num_classes, runner.map_shape, scale
+            )
             for name, model in (("context", context), ("action", action)):
                 epochs = results[name]["best_epoch"]
                 logs = _fit(
@@ -705,6 +730,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         "context": results["context"],
         "action": results["action"],
         "model_selection": config.data.model_selection,
+        "input_scale": scale,
         "train_frames": len(train_rows),
         "validation_frames": len(val_rows),
         "fit_frames": len(fit_rows),
