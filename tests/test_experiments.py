@@ -22,6 +22,7 @@ from tests.stage_helpers import make_tiny_dataset
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = (
     "probe_frozen_trunk",
+    "settings_on_validation",
     "table1_jhmdb",
     "table2_ut_interaction",
     "table3_ucf101",
@@ -153,6 +154,25 @@ def test_probe_frozen_trunk(workspace, tmp_path):
     for run in (first, again):
         del run["per_fold"]["split1"]["timings_s"]
     assert again["per_fold"] == first["per_fold"]  # deterministic
+
+
+def test_settings_on_validation_reads_no_test_clip(workspace, tmp_path, monkeypatch):
+    """Two variants on one fold: validation scores only, one shared trunk cache."""
+    for module in ("msl_keras.stages.evaluate", "msl_keras.stages.run"):
+        # any call would fail
+        monkeypatch.setattr(importlib.import_module(module), "evaluate", None)
+    script = _import("settings_on_validation")
+    payload = script.main(
+        _argv({**workspace, "out": str(tmp_path)}, "--folds", "split1",
+              "--variant", "a", "cnn.learning_rate=0.01",
+              "--variant", "b", "cnn.learning_rate=0.001")
+    )
+    assert set(payload["scores"]) == {"a", "b"}
+    for scores in payload["scores"].values():
+        s = scores["split1"]
+        assert 0.0 <= s["context_validation"] <= 1.0 and 0.0 <= s["lstm_validation"] <= 1.0
+    shared = list((tmp_path / "runs" / "shared_trunk_cache").iterdir())
+    assert len(shared) == 1 and len(list(shared[0].iterdir())) == 1
 
 
 def test_probe_classifier_reaches_the_minimum():
