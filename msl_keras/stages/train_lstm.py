@@ -246,6 +246,9 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
             than the config (or than the checkpoint being resumed).
     """
     run = resolve_run(config, run)
+    # First, before any other TensorFlow op (a model's constructor makes its dropout
+    # seeds): MultiWorkerMirroredStrategy can only start then. Both fits use it.
+    strategy = get_strategy(config.strategy)
     fold = index.fold(fold)
     name = fold_name(fold)
     num_classes = len(index.class_names)
@@ -281,6 +284,7 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         )
     fit = dict(
         config=config,
+        strategy=strategy,
         settings=settings,
         num_classes=num_classes,
         verbose=verbose,
@@ -355,6 +359,7 @@ def _claim_lstm_dir(lstm_dir, config, resume):
 
 def _fit_epochs(
     config,
+    strategy,
     directory,
     train,
     validation,
@@ -368,6 +373,7 @@ def _fit_epochs(
     """Trains one LSTM in `directory` up to `epochs` epochs, resuming its `last.keras`.
 
     Args:
+        strategy: the `tf.distribute` strategy whose scope builds the model.
         train: the `FeatureStore.read()` dict of the clips fitted on.
         validation: the dict of the clips scored after each epoch, or None.
         best_path: where the best validation epoch is saved, or None.
@@ -387,7 +393,6 @@ def _fit_epochs(
         return state, False
     last_path = directory / EpochCheckpoint.MODEL_FILENAME
     set_seed(config.seed)
-    strategy = get_strategy(config.strategy)
     with strategy.scope():
         model = build_lstm(
             config, num_classes, settings.context_dim, settings.action_dim
