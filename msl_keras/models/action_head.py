@@ -10,6 +10,7 @@ from msl_keras.layers.class_activation_map import ClassActivationMap
 from msl_keras.models import fast_ops
 from msl_keras.models.vgg16_trunk import (
     HEAD_CONVOLUTION,
+    head_conv5_3,
     load_vgg16_weights,
     resolve_weights,
     vgg16_filters,
@@ -145,18 +146,11 @@ class ActionAwareHead(keras.Model):
         self.cam_class = cam_class
         self.top_k = int(top_k)
         self.cam_normalization = cam_normalization
-        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
 
         self.conv5_3 = bool(conv5_3)
         self.input_scale = float(input_scale)
-        # Without its own conv5_3 the head reads a trunk that ends at conv5_3.
-        self.block5_conv3 = (
-            keras.layers.Conv2D(
-                channels, 3, padding="same", activation="relu", name="block5_conv3"
-            )
-            if self.conv5_3
-            else keras.layers.Identity(name="block5_conv3")
-        )
+        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
+        self.block5_conv3 = head_conv5_3(self.width, self.conv5_3)
         self.cam_conv = keras.layers.Conv2D(
             self.cam_filters, 3, padding="same", activation="relu", name="cam_conv"
         )

@@ -5,6 +5,7 @@ import keras
 from msl_keras.models import fast_ops
 from msl_keras.models.vgg16_trunk import (
     HEAD_CONVOLUTION,
+    head_conv5_3,
     load_vgg16_weights,
     resolve_weights,
     vgg16_filters,
@@ -66,17 +67,10 @@ class ContextAwareHead(keras.Model):
         self.fc_units = int(fc_units)
         self.width = float(width)
         self.dropout = float(dropout)
-        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
         self.conv5_3 = bool(conv5_3)
         self.input_scale = float(input_scale)
-        # Without its own conv5_3 the head reads a trunk that ends at conv5_3.
-        self.block5_conv3 = (
-            keras.layers.Conv2D(
-                channels, 3, padding="same", activation="relu", name="block5_conv3"
-            )
-            if self.conv5_3
-            else keras.layers.Identity(name="block5_conv3")
-        )
+        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
+        self.block5_conv3 = head_conv5_3(self.width, self.conv5_3)
         self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
         self.flatten = keras.layers.Flatten(name="flatten")
         self.fc6 = fast_ops.Dense(self.fc_units, activation="relu", name="fc6")

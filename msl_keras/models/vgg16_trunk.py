@@ -449,3 +449,17 @@ class VGG16Trunk(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def head_conv5_3(width, own=True):
+    """A head's `block5_conv3`: its own Conv2D, or (`own=False`) an Identity for a head
+    reading a trunk that already ends at conv5_3 (`cnn.frozen_conv5_3`)."""
+    if not own:
+        return keras.layers.Identity(name=HEAD_CONVOLUTION)
+    return keras.layers.Conv2D(
+        vgg16_filters(HEAD_CONVOLUTION, width),
+        3,
+        padding="same",
+        activation="relu",
+        name=HEAD_CONVOLUTION,
+    )
