@@ -487,7 +487,7 @@ def stage_setup(root, spec, clips_per_class=2, num_classes=3, frames=None, **ove
     from msl_keras.config import apply_overrides, get_preset
     from msl_keras.data.generated import generate_dataset
     from msl_keras.runs import RunDirectory
-    from msl_keras.stages.prepare import prepare
+    from msl_keras.pipeline.dataset_index import prepare
 
     frames = spec.steps if frames is None else frames
     data = os.path.join(root, "data")

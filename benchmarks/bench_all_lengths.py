@@ -2,7 +2,7 @@
 
     python benchmarks/bench_all_lengths.py --size paper
 
-Ours (what `stages/evaluate.py` does): ONE forward pass of the MS-LSTM over the test
+Ours (what `pipeline/evaluation.py` does): ONE forward pass of the MS-LSTM over the test
 clips (`callbacks.causal_forward`), then `metrics.accuracy_vs_steps` for t = 1..T, raw
 and temporally average-pooled. The original re-ran the model once per prefix length:
 for t = 1..T, the clips cut after t steps and zero-padded to T, a full forward pass, and

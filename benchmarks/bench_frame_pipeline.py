@@ -38,7 +38,7 @@ def run(args):
     import numpy as np
 
     from msl_keras.data.pipelines import frame_dataset, frame_dataset_from_records
-    from msl_keras.stages.train_cnn import TrunkRunner
+    from msl_keras.pipeline.head_training import TrunkRunner
 
     spec = args.spec
     batches = 4 if spec.name != "tiny" else 3

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_growth.py --size paper
 
-- extraction: the real `stages.extract.extract` on 1, 2, 4 and 8 generated clips (a new
+- extraction: the real `pipeline.extraction.extract` on 1, 2, 4 and 8 generated clips (a new
   store each time); a least-squares line of seconds against frames extracted must fit
   (R^2 >= 0.98): linear, no per-clip cost that grows with the dataset;
 - LSTM: one MS-LSTM training step at T/5, T/2 and T (fixed units), and at units/4,
@@ -35,8 +35,8 @@ def _fit(x, y):
 
 
 def extraction_growth(args, workdir):
-    from msl_keras.stages.extract import extract
-    from msl_keras.stages.prepare import Fold
+    from msl_keras.pipeline.extraction import extract
+    from msl_keras.pipeline.dataset_index import Fold
 
     spec = args.spec
     counts = (1, 2, 4, 8)
@@ -127,7 +127,7 @@ def run(args):
         C.Row(
             key="10a",
             what=f"extraction time vs clips ({', '.join(map(str, counts))} clips, "
-            "stages.extract)",
+            "pipeline.extraction)",
             against="a straight line in frames extracted",
             target=f"linear (R^2 >= {R2})",
             values=r2,

@@ -3,7 +3,7 @@
     python benchmarks/bench_head_training.py --size paper
 
 One training step = one batch through both heads (context head, then action head, each
-`train_on_batch` with the paper's SGD), as `stages/train_cnn.py` compiles them.
+`train_on_batch` with the paper's SGD), as `pipeline/head_training.py` compiles them.
 
 - cached: the batch's conv5_2 maps are read from a `TrunkCache` file on disk
   (`CachedMapsDataset`, what `train_cnn` uses when the cache does not fit in memory);
@@ -29,7 +29,7 @@ TARGET_FRACTION = 0.9
 
 
 def _compile_heads(extractor):
-    """Both heads with the CNN stage's optimizer (`stages.train_cnn._optimizer`: SGD,
+    """Both heads with the CNN stage's optimizer (`pipeline.head_training._optimizer`: SGD,
     lr 0.001, momentum 0.9, weight decay 0.0005 without biases)."""
     import importlib
 
@@ -37,7 +37,7 @@ def _compile_heads(extractor):
 
     cnn = get_preset("paper_ucf101").cnn
     # The module (the package re-exports the function of that name).
-    train_cnn = importlib.import_module("msl_keras.stages.train_cnn")
+    train_cnn = importlib.import_module("msl_keras.pipeline.head_training")
     context, action = extractor.context_head, extractor.action_head
     for head in (context, action):
         head.trainable = True
@@ -53,8 +53,8 @@ def _compile_heads(extractor):
 def step_timings(args, workdir):
     import numpy as np
 
-    from msl_keras.stages.train_cnn import CachedMapsDataset, TrunkRunner
-    from msl_keras.stages.trunk_cache import TrunkCache, cache_key
+    from msl_keras.pipeline.head_training import CachedMapsDataset, TrunkRunner
+    from msl_keras.data.trunk_cache import TrunkCache, cache_key
 
     spec = args.spec
     batches = 2
@@ -106,7 +106,7 @@ def step_timings(args, workdir):
 
 def trunk_passes(workdir):
     """The real train_cnn stage, tiny, two 'folds' sharing clips: trunk runs counted."""
-    from msl_keras.stages.train_cnn import train_cnn
+    from msl_keras.pipeline.head_training import train_cnn
 
     spec = C.SIZES["tiny"]
     config, index, run = C.stage_setup(

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_lstm_step.py --size paper
 
-Ours: `MultiStageLSTM` built and compiled by `stages/train_lstm.py` (`build_lstm`,
+Ours: `MultiStageLSTM` built and compiled by `pipeline/lstm_training.py` (`build_lstm`,
 `compile_lstm`: SGD with momentum, the anticipation loss on both stages), one
 `train_on_batch` on a batch of `data.pipelines.sequence_dataset`. Bare: the same two
 recurrences with nothing else, `LSTM(units)` over the context features and
@@ -42,7 +42,7 @@ def ms_lstm_step(spec, units=None, steps=None):
     import tensorflow as tf
 
     from msl_keras.data.pipelines import sequence_dataset
-    from msl_keras.stages.train_lstm import build_lstm, compile_lstm
+    from msl_keras.pipeline.lstm_training import build_lstm, compile_lstm
 
     spec = dataclasses.replace(
         spec, units=units or spec.units, steps=steps or spec.steps

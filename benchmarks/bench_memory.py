@@ -4,11 +4,11 @@
 
 Each measurement runs in its own Python process, so its peak resident set size
 (`VmHWM`, the high-water mark) is its own:
-- extraction: the real `stages.extract.extract` (decode, preprocess, one trunk pass,
+- extraction: the real `pipeline.extraction.extract` (decode, preprocess, one trunk pass,
   both heads, HDF5 store) over a small set of generated clips, then, in the same
   process, over a 4x larger set: the high-water mark must not rise with the number of
   clips (one clip in memory at a time); the baseline is the mark after the imports;
-- training: `MultiStageLSTM` built and compiled by `stages.train_lstm`, two training
+- training: `MultiStageLSTM` built and compiled by `pipeline.lstm_training`, two training
   steps at batch 32.
 Against the machine's memory (24 GiB here). With `--device gpu` the GPU's peak is
 reported too.
@@ -54,13 +54,13 @@ def child(args):
     spec = args.spec
     import tensorflow as tf  # noqa: F401
 
-    import msl_keras.stages.extract  # noqa: F401
+    import msl_keras.pipeline.extraction  # noqa: F401
 
     result = {"baseline_gib": _high_water_gib()}
     if args.child == "extract":
         # The small set, then the 4x larger one, in one process: the high-water mark
         # after the larger set can only exceed the first if memory grows with clips.
-        from msl_keras.stages.extract import extract
+        from msl_keras.pipeline.extraction import extract
 
         with C.device_scope(args.device):
             extractor = C.build_extractor(spec)
@@ -158,7 +158,7 @@ def run(args):
         C.Row(
             key="9a",
             what=f"peak memory of extraction, {b['clips']} clips vs {a['clips']} clips "
-            "(stages.extract)",
+            "(pipeline.extraction)",
             against=f"the machine's {total:.0f} GiB; the smaller set",
             target=f"reported; flat in dataset size (<= {FLAT:g}x)",
             values=[growth],

@@ -104,7 +104,7 @@ def main(argv=None):
     import keras
 
     from msl_keras.config import apply_overrides, parse_override
-    from msl_keras.stages.train_cnn import read_history, train_cnn
+    from msl_keras.pipeline.head_training import read_history, train_cnn
 
     args = common.parse_args(
         "Action head at lr 0.001 with a pretrained trunk, with and without the CAM "

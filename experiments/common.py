@@ -3,7 +3,7 @@
 Every script in this folder is a plain script, run from the repository root as
 `python experiments/<script>.py --root <dataset folder> --scale paper|cpu|tiny`; it puts
 this folder on `sys.path` and imports `common`. The scripts only choose configs and call
-the pipeline's stage functions (`msl_keras.stages`): the numbers they print come from the
+the pipeline's stage functions (`msl_keras.pipeline`): the numbers they print come from the
 same `train_cnn`, `extract`, `train_lstm` and `evaluate` as `msl-keras run`.
 
 Scales (`scale_config`):
@@ -309,7 +309,7 @@ def select_folds(index, names=None):
 
 def prepare_index(config, verbose=True):
     """`prepare(config)` (writing the generated clips if needed), reported."""
-    from msl_keras.stages.prepare import describe, prepare
+    from msl_keras.pipeline.dataset_index import describe, prepare
 
     index = prepare(config)
     if verbose:
@@ -336,7 +336,7 @@ def run_methods(config, index, folds, methods, verbose=True):
 
     from msl_keras.config import apply_overrides
     from msl_keras.runs import RunDirectory
-    from msl_keras.stages.run import run_fold
+    from msl_keras.orchestrator import run_fold
 
     run = RunDirectory.create(config)
     results = {method: [] for method in methods}

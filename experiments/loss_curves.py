@@ -40,7 +40,7 @@ def run_loss_curves(figure, script, description, argv=None):
     from msl_keras.losses import LOSSES
     from msl_keras.original.losses import ORIGINAL_LOSSES
     from msl_keras.plots import plot_accuracy_curves
-    from msl_keras.stages.demo import LOSS_LABELS
+    from msl_keras.demo import LOSS_LABELS
     from tables import protocol_units
 
     args = common.parse_args(description, "ucf101", argv, extra=_extra)

@@ -152,8 +152,8 @@ def main(argv=None):
         __doc__.split("\n")[0], "ut_interaction", argv, extra=extra_arguments
     )
     from msl_keras.runs import RunDirectory
-    from msl_keras.stages.run import run_fold
-    from msl_keras.stages.train_cnn import load_extractor
+    from msl_keras.orchestrator import run_fold
+    from msl_keras.pipeline.head_training import load_extractor
 
     started = time.perf_counter()
     base = common.scale_config(args, FOLD_SETTINGS)

@@ -48,7 +48,7 @@ from msl_keras.data.feature_store import FeatureStore
 from msl_keras.data.pipelines import sequence_dataset
 from msl_keras.original.losses import original_linear_scale
 from msl_keras.seeding import set_seed
-from msl_keras.stages.train_lstm import build_lstm, compile_lstm
+from msl_keras.pipeline.lstm_training import build_lstm, compile_lstm
 
 ROLES = ("train", "validation", "test")
 SIZES = {
@@ -145,7 +145,7 @@ def pipeline_features(work, size, seed=0):
     num_classes)`."""
     from msl_keras.data.generated import generate_dataset
     from msl_keras.runs import RunDirectory
-    from msl_keras.stages import extract, load_extractor, prepare, train_cnn
+    from msl_keras.pipeline import extract, load_extractor, prepare, train_cnn
 
     s = SIZES[size]
     overrides = {

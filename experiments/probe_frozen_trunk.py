@@ -60,7 +60,7 @@ def build_pooled_features(config, run=None):
 
     import keras
 
-    from msl_keras.stages.train_cnn import build_trunk
+    from msl_keras.pipeline.head_training import build_trunk
 
     cnn = dataclasses.replace(config.cnn, frozen_conv5_3=True)
     # A random trunk saved by a run without conv5_3 has 12 layers: draw it again from
@@ -77,7 +77,7 @@ def build_pooled_features(config, run=None):
 
 def _fingerprint(config, trunk, model):
     from msl_keras.data import preprocessing
-    from msl_keras.stages.train_cnn import trunk_fingerprint
+    from msl_keras.pipeline.head_training import trunk_fingerprint
 
     settings = {
         "version": FEATURES_VERSION,

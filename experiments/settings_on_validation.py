@@ -43,9 +43,9 @@ def validation_scores(config, index, fold, run):
     """The heads' and our LSTM's validation scores on `fold` (trains what is missing)."""
     import json
 
-    from msl_keras.stages.extract import extract
-    from msl_keras.stages.train_cnn import train_cnn
-    from msl_keras.stages.train_lstm import train_lstm
+    from msl_keras.pipeline.extraction import extract
+    from msl_keras.pipeline.head_training import train_cnn
+    from msl_keras.pipeline.lstm_training import train_lstm
 
     timings, start = {}, time.perf_counter()
     info = train_cnn(config, index, fold, run=run, verbose=0)
@@ -74,7 +74,7 @@ def validation_scores(config, index, fold, run):
 def main(argv=None):
     from msl_keras.config import apply_overrides, parse_override
     from msl_keras.runs import RunDirectory
-    from msl_keras.stages.train_cnn import (
+    from msl_keras.pipeline.head_training import (
         build_trunk,
         cache_fingerprint,
         cache_settings,

@@ -45,7 +45,7 @@ def build_full_model(config, num_classes):
     The trunk takes `config.cnn.weights` (None: random; that does not change the time).
     """
     from msl_keras.models.feature_extractor import build_feature_extractor
-    from msl_keras.stages.train_lstm import build_lstm
+    from msl_keras.pipeline.lstm_training import build_lstm
 
     cnn = config.cnn
     size = int(cnn.input_size)
@@ -177,8 +177,8 @@ def main(argv=None):
     start = time.perf_counter()
     if args.run_dir:
         from msl_keras.runs import RunDirectory
-        from msl_keras.stages.train_cnn import load_extractor
-        from msl_keras.stages.train_lstm import load_lstm
+        from msl_keras.pipeline.head_training import load_extractor
+        from msl_keras.pipeline.lstm_training import load_lstm
 
         run = RunDirectory.open(args.run_dir)
         config = run.config

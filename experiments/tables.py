@@ -8,7 +8,7 @@ protocol with the same trained heads and features, and averaged over folds:
 
 - JHMDB-21 and UCF-101: the official splits 1-3 (`--splits`);
 - UT-Interaction: the 10 leave-one-sequence-out folds of each set, both sets (`--sets`,
-  `--folds`), reported per set and as their mean (`msl_keras.stages.run.summarize`);
+  `--folds`), reported per set and as their mean (`msl_keras.orchestrator.summarize`);
 - generated clips: their one split.
 
 Earliest / latest follow the dataset's convention (`msl_keras.metrics.EARLIEST`), with

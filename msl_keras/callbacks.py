@@ -5,7 +5,7 @@ of the anticipation accuracy on the VALIDATION clips (temporal average pooling, 
 Sec. 3.2.2; stage 2 of the MS-LSTM) with one causal forward pass, logs it as
 `val_anticipation_accuracy` and saves the best model. Model selection never looks at the
 test clips (the original code's defect #9): the callback only ever receives the arrays it
-is given, and `stages/train_lstm.py` gives it the validation clips.
+is given, and `pipeline/lstm_training.py` gives it the validation clips.
 
 `EpochCheckpoint` saves the last model (weights + optimizer state) and a small JSON state
 after every epoch, so an interrupted run continues where it stopped.

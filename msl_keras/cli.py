@@ -1,7 +1,7 @@
-"""The `msl-keras` command line: one subcommand per stage of the paper's method.
+"""The `msl-keras` command line: one subcommand per step of the pipeline.
 
-The CLI only parses arguments, resolves the config and calls the stage functions in
-`msl_keras.stages`; notebooks and experiments call the same functions.
+The CLI only parses arguments, resolves the config and calls the functions in
+`msl_keras.pipeline`; notebooks and experiments call the same functions.
 
     msl-keras demo                                  # every stage on the generated clips
     msl-keras run --preset paper_jhmdb --set data.root=/data/JHMDB
@@ -318,7 +318,9 @@ def _dispatch(args):
         # between processors; TensorFlow reads this once, at import (below). The user's
         # value wins.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    from msl_keras import stages
+    from msl_keras import pipeline
+    from msl_keras.demo import demo
+    from msl_keras.orchestrator import run_all
 
     if args.command == "config":
         from msl_keras.config import valid_keys
@@ -370,7 +372,7 @@ def _dispatch(args):
         return 0
 
     if args.command == "predict":
-        stages.predict_from_run_dir(
+        pipeline.predict_from_run_dir(
             args.videos,
             args.run_dir,
             fold=args.fold,
@@ -394,7 +396,7 @@ def _dispatch(args):
     config = resolve_config(args)
     if args.command == "demo":
         losses = [name.strip() for name in args.losses.split(",") if name.strip()]
-        stages.demo(config, losses=losses)
+        demo(config, losses=losses)
         return 0
 
     if config.data.dataset == "imported" and args.command in (
@@ -407,29 +409,29 @@ def _dispatch(args):
             f"{args.command}. Write its feature store with `msl-keras import-features`, "
             "then run train-lstm and evaluate."
         )
-    index = stages.prepare(config)
+    index = pipeline.prepare(config)
     if args.command == "prepare":
-        print(stages.describe(index))
+        print(pipeline.describe(index))
         return 0
     if args.command == "run":
-        stages.run_all(config, index=index, folds=_folds(index, args.fold))
+        run_all(config, index=index, folds=_folds(index, args.fold))
         return 0
 
-    run = stages.RunDirectory.create(config)
+    run = pipeline.RunDirectory.create(config)
     for fold in _folds(index, args.fold):
         if args.command == "train-cnn":
-            stages.train_cnn(config, index, fold, run=run)
+            pipeline.train_cnn(config, index, fold, run=run)
         elif args.command == "extract":
             shard = _parse_shard(args.shard) if args.shard else (0, 1)
-            stages.extract(config, index, fold, run=run, shard=shard)
+            pipeline.extract(config, index, fold, run=run, shard=shard)
         elif args.command == "import-features":
-            stages.import_features(config, index, fold, run=run, overwrite=args.overwrite)
+            pipeline.import_features(config, index, fold, run=run, overwrite=args.overwrite)
         elif args.command == "merge":
-            stages.merge_shards(config, fold, run, args.shards)
+            pipeline.merge_shards(config, fold, run, args.shards)
         elif args.command == "train-lstm":
-            stages.train_lstm(config, index, fold, run=run, resume=not args.no_resume)
+            pipeline.train_lstm(config, index, fold, run=run, resume=not args.no_resume)
         elif args.command == "evaluate":
-            stages.evaluate(config, index, fold, run=run)
+            pipeline.evaluate(config, index, fold, run=run)
     if args.command == "import-features":
         print(
             "next: `msl-keras train-lstm` then `msl-keras evaluate`, with the same "

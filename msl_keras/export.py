@@ -166,14 +166,14 @@ def export_from_run_dir(
     """Exports the streaming model of a trained run folder (`msl-keras export` calls it).
 
     Args:
-        run_dir, fold, lstm: the trained models (`stages.predict.load_trained_run`).
+        run_dir, fold, lstm: the trained models (`pipeline.prediction.load_trained_run`).
         out, format: as `export_streaming`.
         print_fn: one line per file written (None: silent).
 
     Returns:
         dict `name -> Path` of what was written.
     """
-    from msl_keras.stages.predict import load_trained_run
+    from msl_keras.pipeline.prediction import load_trained_run
 
     loaded = load_trained_run(run_dir, fold, lstm, print_fn)
     config = loaded["config"]

@@ -10,7 +10,7 @@ data, cnn and seed for the heads:
 ```
 <output_dir>/<config.run_name()>/
   config.json                      the resolved config of the creator
-  trunk_cache/                     frozen-trunk outputs shared by folds (stages/train_cnn.py)
+  trunk_cache/                     frozen-trunk outputs shared by folds (pipeline/head_training.py)
   <fold>/cnn/context_head.keras, action_head.keras, history_context.csv, history_action.csv
   <fold>/features/<fold>.h5        FeatureStore of every clip of the fold
   <fold>/features/<fold>.shard-<i>-of-<n>.h5
@@ -183,7 +183,7 @@ def resolve_run(config, run=None):
     if isinstance(run, RunDirectory):
         # The same folder, bound to this config, so that its settings name the LSTM
         # folder (LSTMs with other losses share one run's heads and features). The
-        # stages check what they reuse themselves: the heads' settings (train_cnn), the
+        # the pipeline steps check what they reuse themselves: the heads' settings (train_cnn), the
         # store's settings and trunk fingerprint, the LSTM folder's config.json.
         return run if run.config == config else RunDirectory(config, root=run.root)
     if isinstance(run, (str, os.PathLike)):

@@ -11,7 +11,7 @@ from msl_keras.config import apply_overrides, get_preset
 from msl_keras.data.feature_store import FeatureStore, StoreSettings
 from msl_keras.data.records import ClipRecord
 from msl_keras.runs import RunDirectory
-from msl_keras.stages.prepare import DatasetIndex, Fold
+from msl_keras.pipeline.dataset_index import DatasetIndex, Fold
 
 FOLD = "split1"
 

@@ -60,7 +60,7 @@ def make_random_trained_run(tmp_path, class_names=("wave", "jump", "clap"), num_
     from tests.lstm_fixtures import FOLD
     from tests.lstm_fixtures import tiny_config as lstm_config
 
-    train_cnn = importlib.import_module("msl_keras.stages.train_cnn")
+    train_cnn = importlib.import_module("msl_keras.pipeline.head_training")
     num_classes = len(class_names)
     config = lstm_config(
         tmp_path,

@@ -247,7 +247,7 @@ def test_demo_command_at_a_tiny_size(tmp_path, capsys):
 
 
 def test_the_demo_says_whether_the_early_advantage_is_beyond_noise():
-    from msl_keras.stages.demo import early_advantage
+    from msl_keras.demo import early_advantage
 
     agree = [1] * 30 + [0] * 30
     # 10 more clips right and none fewer: the paired interval stays above zero.

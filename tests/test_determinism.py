@@ -24,7 +24,7 @@ def _pipeline(workdir, seed):
     sys.path.insert(0, str(ROOT))
     from msl_keras.data.feature_store import FeatureStore
     from msl_keras.runs import RunDirectory
-    from msl_keras.stages import evaluate, extract, prepare, train_cnn, train_lstm
+    from msl_keras.pipeline import evaluate, extract, prepare, train_cnn, train_lstm
     from tests.stage_helpers import make_tiny_dataset, tiny_config
 
     workdir = Path(workdir)
@@ -80,7 +80,7 @@ def test_two_runs_give_the_same_features_and_metrics(tmp_path):
 
 def test_lstm_stage_repeats_with_a_seed_and_changes_with_another(tmp_path):
     from msl_keras.config import apply_overrides
-    from msl_keras.stages.train_lstm import load_lstm, train_lstm
+    from msl_keras.pipeline.lstm_training import load_lstm, train_lstm
     from tests.lstm_fixtures import make_feature_run, tiny_config
 
     weights = {}

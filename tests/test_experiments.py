@@ -158,7 +158,7 @@ def test_probe_frozen_trunk(workspace, tmp_path):
 
 def test_settings_on_validation_reads_no_test_clip(workspace, tmp_path, monkeypatch):
     """Two variants on one fold: validation scores only, one shared trunk cache."""
-    for module in ("msl_keras.stages.evaluate", "msl_keras.stages.run"):
+    for module in ("msl_keras.pipeline.evaluation", "msl_keras.orchestrator"):
         # any call would fail
         monkeypatch.setattr(importlib.import_module(module), "evaluate", None)
     script = _import("settings_on_validation")

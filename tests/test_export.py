@@ -18,7 +18,7 @@ from msl_keras.data.video import read_frames
 from msl_keras.errors import ConfigError
 from msl_keras.export import export_from_run_dir
 from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
-from msl_keras.stages.train_lstm import load_lstm
+from msl_keras.pipeline.lstm_training import load_lstm
 from tests.lstm_fixtures import FOLD
 from tests.stage_helpers import make_random_trained_run
 
@@ -27,7 +27,7 @@ CLIPS = {
     "ut": "ut_interaction/segmented_set1/0_1_4.avi",
     "ucf": "ucf101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
 }
-train_cnn = importlib.import_module("msl_keras.stages.train_cnn")
+train_cnn = importlib.import_module("msl_keras.pipeline.head_training")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from msl_keras.data.records import ClipRecord
 from msl_keras.data.video import count_frames, read_frames
 from msl_keras.errors import MslKerasError
 from msl_keras.runs import RunDirectory
-from msl_keras.stages import (
+from msl_keras.pipeline import (
     Fold,
     extract,
     load_extractor,
@@ -22,7 +22,7 @@ from msl_keras.stages import (
 )
 from tests.stage_helpers import make_tiny_dataset, tiny_config
 
-extract_module = importlib.import_module("msl_keras.stages.extract")
+extract_module = importlib.import_module("msl_keras.pipeline.extraction")
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_extraction_from_the_trunk_cache(setup, monkeypatch):
     for key in ("labels", "lengths", "frame_indices", "num_frames"):
         np.testing.assert_array_equal(arrays[key], single[key])
 
-    train_cnn_module = importlib.import_module("msl_keras.stages.train_cnn")
+    train_cnn_module = importlib.import_module("msl_keras.pipeline.head_training")
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded a frame whose trunk output is cached")

@@ -24,7 +24,7 @@ from msl_keras.errors import (
     FeatureStoreError,
     FeatureStoreMismatchError,
 )
-from msl_keras.stages import evaluate, import_features, prepare, train_lstm
+from msl_keras.pipeline import evaluate, import_features, prepare, train_lstm
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CLIPS, T, NUM_CLASSES = 24, 8, 3

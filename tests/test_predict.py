@@ -2,7 +2,6 @@
 
 import csv
 import dataclasses
-import importlib
 import re
 
 import cv2
@@ -14,15 +13,14 @@ from msl_keras.data.video import read_frames
 from msl_keras.errors import ConfigError
 from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 from msl_keras.metrics import anticipation_step
-from msl_keras.stages.predict import iter_frames, predict_from_run_dir, predict_video
-from msl_keras.stages.train_lstm import load_lstm
+from msl_keras.pipeline.prediction import iter_frames, predict_from_run_dir, predict_video
+from msl_keras.pipeline.lstm_training import load_lstm
 from tests.lstm_fixtures import FOLD
 from tests.stage_helpers import make_random_trained_run
 
 CLASS_NAMES = ["wave", "jump", "clap"]
 T = 5
-# msl_keras.stages exports functions named like their modules: fetch the module itself.
-train_cnn = importlib.import_module("msl_keras.stages.train_cnn")
+import msl_keras.pipeline.head_training as train_cnn  # noqa: E402
 
 LINE = re.compile(
     r"frame +(\d+)  anticipated: (\w+) \(p=(\d\.\d\d)\)(  \[past training T=5\])?"

@@ -6,7 +6,7 @@ import pytest
 
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.errors import ConfigError, DatasetError
-from msl_keras.stages import DatasetIndex, Fold, describe, prepare
+from msl_keras.pipeline import DatasetIndex, Fold, describe, prepare
 from tests.stage_helpers import make_tiny_dataset, tiny_config
 
 

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from msl_keras.config import apply_overrides, get_preset
-from msl_keras.stages.prepare import prepare
-from msl_keras.stages.run import format_summary, run_all, summarize
+from msl_keras.pipeline.dataset_index import prepare
+from msl_keras.orchestrator import format_summary, run_all, summarize
 
 
 def _result(fold, subset, earliest, latest):

@@ -2,7 +2,6 @@
 
 import csv
 import dataclasses
-import importlib
 import json
 
 import keras
@@ -16,11 +15,11 @@ from msl_keras.errors import ConfigError, WeightsError
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
 from msl_keras.runs import RunDirectory
-from msl_keras.stages import Fold, prepare
-from msl_keras.stages.trunk_cache import TrunkCache, cache_key
+from msl_keras.pipeline import Fold, prepare
+from msl_keras.data.trunk_cache import TrunkCache, cache_key
 from tests.stage_helpers import make_tiny_dataset, tiny_config
 
-train_cnn_module = importlib.import_module("msl_keras.stages.train_cnn")
+import msl_keras.pipeline.head_training as train_cnn_module  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """train_lstm on a tiny synthetic store: selection on validation, resume, refusals."""
 
 import csv
-import importlib
 import json
 
 import numpy as np
@@ -11,11 +10,10 @@ from msl_keras.callbacks import EpochCheckpoint, ValidationAnticipationAccuracy
 from msl_keras.config import Config, apply_overrides, config_from_dict
 from msl_keras.data.feature_store import FeatureStore
 from msl_keras.errors import ConfigError, FeatureStoreMismatchError
-from msl_keras.stages.evaluate import evaluate
+from msl_keras.pipeline.evaluation import evaluate
 from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
-# msl_keras.stages exports functions named like their modules: fetch the module itself.
-stage = importlib.import_module("msl_keras.stages.train_lstm")
+import msl_keras.pipeline.lstm_training as stage  # noqa: E402
 
 
 def _history(path):

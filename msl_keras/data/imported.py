@@ -1,7 +1,7 @@
 """Per-frame features made elsewhere (VGG-16 fc6/fc7, I3D, CLIP, ...): the "imported" dataset.
 
 A user who already has one feature vector per frame reads them here, and
-`msl_keras.stages.import_features` writes them into the run directory's `FeatureStore`,
+`msl_keras.pipeline.feature_import` writes them into the run directory's `FeatureStore`,
 so that `train_lstm` and `evaluate` run on them with the input's own split and the
 config's validation scheme (`data.validation_fraction`, by group). One or two streams:
 `context` and/or `action` (a single-stream store serves `lstm.model=context` or

@@ -215,7 +215,7 @@ def _select(num_frames, count, sampling, rng):
     """Indices of `count` frames out of `num_frames` (all of them if fewer).
 
     `"uniform"` is `select_frames(..., "uniform")`, the frames the CNN stage's cache
-    (`stages/train_cnn.py`) trains on.
+    (`pipeline/head_training.py`) trains on.
     """
     if num_frames <= count:
         return np.arange(num_frames)

@@ -49,7 +49,7 @@ from msl_keras.errors import (
     VideoDecodeError,
 )
 from msl_keras.runs import check_shard, fold_name, resolve_run
-from msl_keras.stages.train_cnn import (
+from msl_keras.pipeline.head_training import (
     cached_num_frames,
     load_extractor,
     open_trunk_cache,

@@ -81,7 +81,7 @@ from msl_keras.models.vgg16_trunk import (
 )
 from msl_keras.runs import FEATURE_PARTS, check_same_settings, resolve_run
 from msl_keras.seeding import set_seed
-from msl_keras.stages.trunk_cache import TrunkCache, cache_key
+from msl_keras.data.trunk_cache import TrunkCache, cache_key
 
 CONTEXT_HEAD_FILENAME = "context_head.keras"
 ACTION_HEAD_FILENAME = "action_head.keras"

@@ -140,7 +140,7 @@ def read_fold_features(config, index, fold, run, roles):
     if not Path(path).is_file():
         raise FeatureStoreError(
             f"No feature store for fold '{fold.name}' at '{path}'. Run the extraction "
-            "stage first (msl_keras.stages.extract.extract, or `python -m msl_keras "
+            "stage first (msl_keras.pipeline.extraction.extract, or `python -m msl_keras "
             "extract`)."
         )
     arrays, missing = {}, {}
@@ -572,7 +572,7 @@ def load_lstm(path, compile=False):
         path = path / BEST_FILENAME
     if not path.is_file():
         raise WeightsError(
-            f"No trained LSTM at '{path}'. Train one first (msl_keras.stages.train_lstm."
+            f"No trained LSTM at '{path}'. Train one first (msl_keras.pipeline.lstm_training."
             "train_lstm, or `python -m msl_keras train-lstm`)."
         )
     try:

@@ -42,8 +42,8 @@ from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import fold_name, resolve_run
-from msl_keras.stages.train_cnn import INFO_FILENAME
-from msl_keras.stages.train_lstm import (
+from msl_keras.pipeline.head_training import INFO_FILENAME
+from msl_keras.pipeline.lstm_training import (
     BEST_FILENAME,
     load_lstm,
     read_fold_features,

@@ -44,7 +44,7 @@ from msl_keras.metrics import anticipation_step
 from msl_keras.models.streaming import StreamingStep
 from msl_keras.plots import plot_stream_probabilities
 from msl_keras.runs import fold_name, resolve_run
-from msl_keras.stages.train_lstm import BEST_FILENAME, load_lstm
+from msl_keras.pipeline.lstm_training import BEST_FILENAME, load_lstm
 
 # Height of the thumbnails kept for the plot's frame strip (display only).
 THUMBNAIL_HEIGHT = 64
@@ -145,7 +145,7 @@ def predict_video(
         if model is None:
             model = load_lstm(run.lstm_dir(name) / BEST_FILENAME)
         if extractor is None:
-            from msl_keras.stages.train_cnn import load_extractor
+            from msl_keras.pipeline.head_training import load_extractor
 
             extractor = load_extractor(config, run, name)
         stream = streaming_step(extractor, model, config.cnn.input_size)
@@ -327,7 +327,7 @@ def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
     """
     from msl_keras.config import config_from_dict
     from msl_keras.runs import RunDirectory
-    from msl_keras.stages.train_cnn import load_extractor
+    from msl_keras.pipeline.head_training import load_extractor
 
     run = RunDirectory.open(run_dir)
     trained = sorted(p.name for p in run.root.iterdir() if (p / "lstm").is_dir())

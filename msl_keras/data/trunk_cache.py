@@ -2,7 +2,7 @@
 
 The paper trains the context- and action-aware heads on single frames on top of a trunk
 that is never trained (Sec. 3.2.1, 4.2). Its output for a given input frame is therefore
-fixed: `stages/train_cnn.py` computes it once per sampled frame and augmented view and
+fixed: `pipeline/head_training.py` computes it once per sampled frame and augmented view and
 trains both heads, for every epoch and every fold of a protocol, from this cache.
 
 One HDF5 file per cache fingerprint, `<run>/trunk_cache/<fingerprint>.h5`; the fingerprint

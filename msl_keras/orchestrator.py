@@ -1,4 +1,4 @@
-"""All stages of the paper's method from one config: `msl-keras run`.
+"""Every step of the paper's method from one config: `msl-keras run`.
 
 prepare -> (for each fold) train_cnn -> extract -> train_lstm -> evaluate (features made
 elsewhere, `data.dataset="imported"`: import_features -> train_lstm -> evaluate), then the mean
@@ -14,12 +14,12 @@ import time
 import numpy as np
 
 from msl_keras.runs import RunDirectory
-from msl_keras.stages.evaluate import evaluate
-from msl_keras.stages.extract import extract
-from msl_keras.stages.import_features import import_features
-from msl_keras.stages.prepare import describe, prepare
-from msl_keras.stages.train_cnn import train_cnn
-from msl_keras.stages.train_lstm import train_lstm
+from msl_keras.pipeline.evaluation import evaluate
+from msl_keras.pipeline.extraction import extract
+from msl_keras.pipeline.feature_import import import_features
+from msl_keras.pipeline.dataset_index import describe, prepare
+from msl_keras.pipeline.head_training import train_cnn
+from msl_keras.pipeline.lstm_training import train_lstm
 
 SUMMARY_FILENAME = "summary.json"
 
@@ -28,7 +28,7 @@ def run_fold(config, index, fold, run, verbose=True):
     """Runs train_cnn, extract, train_lstm and evaluate on one fold; returns its results.
 
     Features made elsewhere (`data.dataset="imported"`) are imported in place of the
-    CNN stages."""
+    CNN steps."""
     name = getattr(fold, "name", fold)
     timings = {}
     if config.data.dataset == "imported":

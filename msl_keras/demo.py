@@ -27,11 +27,11 @@ from msl_keras.config import apply_overrides, get_preset
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import RunDirectory
 from msl_keras.seeding import onednn_enabled, pin_cpu_threads, set_seed
-from msl_keras.stages.evaluate import evaluate
-from msl_keras.stages.extract import extract
-from msl_keras.stages.prepare import describe, prepare
-from msl_keras.stages.train_cnn import train_cnn
-from msl_keras.stages.train_lstm import train_lstm
+from msl_keras.pipeline.evaluation import evaluate
+from msl_keras.pipeline.extraction import extract
+from msl_keras.pipeline.dataset_index import describe, prepare
+from msl_keras.pipeline.head_training import train_cnn
+from msl_keras.pipeline.lstm_training import train_lstm
 
 LOSS_LABELS = {
     "anticipation": "ours (anticipation loss, Eq. 1)",
