@@ -317,7 +317,7 @@ def prepare_index(config, verbose=True):
     return index
 
 
-def run_methods(config, index, folds, methods, verbose=True):
+def run_methods(config, index, folds, methods, verbose=True, before_fold=None):
     """Runs every stage for each method on each fold; the heads and features are shared.
 
     Args:
@@ -325,6 +325,8 @@ def run_methods(config, index, folds, methods, verbose=True):
         index, folds: the `DatasetIndex` and the folds of it to run.
         methods: `{name: config overrides}` of the LSTMs, e.g. `methods_of(["ours"])`
             or `{"ce": {"lstm.loss": "ce"}}`.
+        before_fold: optional `before_fold(fold_name)`, called before each fold (a time
+            budget stops the run there, `table2_paper_scale_gpu.py`).
 
     For each fold the first method trains the heads and extracts the features
     (`run_fold`); the others reuse them and only train and evaluate their LSTM.
@@ -341,6 +343,8 @@ def run_methods(config, index, folds, methods, verbose=True):
     run = RunDirectory.create(config)
     results = {method: [] for method in methods}
     for number, fold in enumerate(folds, 1):
+        if before_fold is not None:
+            before_fold(fold.name)
         for method, overrides in methods.items():
             start = time.perf_counter()
             result = run_fold(

@@ -131,8 +131,12 @@ def stage_wall_times(per_method, probe_seconds):
     return times
 
 
-def run_table(key, script, description, argv=None):
-    """Runs Table `key` ("table1" | "table2" | "table3"); returns the results payload."""
+def run_table(key, script, description, argv=None, before_step=None):
+    """Runs Table `key` ("table1" | "table2" | "table3"); returns the results payload.
+
+    `before_step(name)`, if given, is called before each fold (its name) and before the
+    probe ("probe"); it may raise to stop the run between steps (a time budget).
+    """
     paper = common.PAPER_TABLES[key]
     args = common.parse_args(
         description, paper["dataset"], argv, extra=_extra_arguments(paper["dataset"])
@@ -146,11 +150,14 @@ def run_table(key, script, description, argv=None):
     for config, index, folds in units:
         if lstm_methods:
             results = common.run_methods(
-                config, index, folds, common.methods_of(lstm_methods), not args.quiet
+                config, index, folds, common.methods_of(lstm_methods), not args.quiet,
+                before_fold=before_step,
             )
             for method, fold_results in results.items():
                 per_method[method].extend(lstm_fold_row(r) for r in fold_results)
         if "probe" in args.methods:
+            if before_step is not None:
+                before_step("probe")
             rows, data = probe_frozen_trunk.run_probe(
                 config, index, folds, common.experiment_dir(args, "probe_frozen_trunk"),
                 not args.quiet,

@@ -25,6 +25,7 @@ SCRIPTS = (
     "settings_on_validation",
     "table1_jhmdb",
     "table2_ut_interaction",
+    "table2_paper_scale_gpu",
     "table3_ucf101",
     "table4_feature_types",
     "fig5_losses",

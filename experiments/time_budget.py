@@ -1,0 +1,297 @@
+"""How long, and how much disk, Table 2 takes at paper scale on one GPU; a guard that stops it.
+
+`project(config, index, folds, methods, device)` estimates the seconds of each step of
+`table2_paper_scale_gpu.py` ("setup", each fold, "probe") and the bytes it leaves on disk.
+A step's seconds are the sum of
+
+- GPU work counted from the config and the folds: frames through the trunk (VGG-16's
+  FLOPs up to conv5_2, or conv5_3 with `cnn.frozen_conv5_3`, counted as
+  `benchmarks/_common.py` counts them), the heads' training and extraction FLOPs, and the
+  LSTMs' recurrent weights read at every step of every batch, divided by the device's
+  ASSUMED sustained throughput and bandwidth (`DEVICES`);
+- CPU-side costs a GPU does not remove, MEASURED on this project's machine (2 shared
+  cores, `MEASURED`): writing a `.keras` checkpoint (per parameter), decoding a frame,
+  fingerprinting the extractor's weights per `extract` call, the probe's fits;
+- per-call costs ASSUMED for a GPU machine (`ASSUMED`): building a model (the LSTMs'
+  orthogonal initialisers run a QR on the device), tracing each Keras function, a
+  Keras step's dispatch.
+
+`TimeBudget` prints each step's projection against its actual time and raises
+`BudgetExceeded` before a step that would end past the budget; once a step has run, the
+projections of the next ones are scaled by measured / projected so far (never down).
+"""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import _common as flops  # noqa: E402  (the benchmarks' analytic FLOP counts)
+
+# Measured on this project's machine (AMD EPYC, 2 cores shared with other jobs, load
+# average 3.5; RESULTS.md, "Table 2 at paper scale on one GPU"):
+MEASURED = {
+    # model.save of a compiled model with its SGD momenta (8 bytes per parameter):
+    # the 117.5M-parameter MS-LSTM in 1.64 s (940 MB), the 50.4M single-stage LSTM in
+    # 0.73 s (403 MB).
+    "save_s_per_param": 1.4e-8,
+    # cv2 decoding of the real UT-Interaction clips (567 frames of 5 clips).
+    "decode_s_per_frame": 0.71e-3,
+    # `extract`'s fixed cost per call at paper size (BENCHMARKS.md row 10a: hashing the
+    # extractor's ~1 GB of weights for the store's settings).
+    "extract_call_s": 1.54,
+    # The probe's fits per fold at T = 16 (RESULTS.md: 18 s for 20 folds, features
+    # cached); they grow with the training rows per clip (`ROW_STEPS` up to T).
+    "probe_fit_s_per_fold_t16": 0.9,
+}
+# Assumed for a GPU machine (not measured: no GPU was lent to this project).
+ASSUMED = {
+    # Building one model on the GPU: the LSTM's orthogonal recurrent kernels (2048 x
+    # 8192) are a QR on the device (on 2 CPU cores: 14.7 s measured for the MS-LSTM).
+    "build_s": 1.0,
+    # Tracing one Keras train / predict function.
+    "trace_s": 2.0,
+    # Dispatch of one Keras training step.
+    "step_s": 0.01,
+    # Imports, the GPU's start, prepare() of the 120 clips.
+    "setup_s": 30.0,
+    # Share of the dense peak that VGG-16's convolutions and the fc layers sustain.
+    "efficiency": 0.35,
+}
+# Dense tensor-core peaks (bfloat16 / float16; float32 runs as TF32, TensorFlow's default
+# on these GPUs) and memory bandwidth, from the vendors' data sheets (SXM parts).
+DEVICES = {
+    "H100": {"peak_flops": {"bfloat16": 989e12, "float16": 989e12, "float32": 494e12},
+             "bandwidth": 3.35e12},
+    "H200": {"peak_flops": {"bfloat16": 989e12, "float16": 989e12, "float32": 494e12},
+             "bandwidth": 4.8e12},
+    "A100": {"peak_flops": {"bfloat16": 312e12, "float16": 312e12, "float32": 156e12},
+             "bandwidth": 2.0e12},
+    # This project's 2 cores (BENCHMARKS.md row 1: 321 GFLOP/s for the extractor in
+    # float32; row 2b: bfloat16 1.8x faster), for the dry run's own projection.
+    "CPU": {"peak_flops": {"bfloat16": 1.7e12, "float16": 0.9e12, "float32": 0.9e12},
+            "bandwidth": 25e9},
+}  # fmt: skip
+PROBE_ROW_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50)  # probe_frozen_trunk.ROW_STEPS
+
+
+class BudgetExceeded(RuntimeError):
+    """The next step would end past the budget; the finished ones are kept."""
+
+    def __init__(self, step, elapsed, projected, budget):
+        self.step, self.elapsed, self.projected, self.budget = (
+            step, elapsed, projected, budget
+        )  # fmt: skip
+        super().__init__(
+            f"stopped before step '{step}': {elapsed:.0f} s elapsed + {projected:.0f} s "
+            f"projected for it > the budget of {budget:.0f} s"
+        )
+
+
+def device_of(gpu_name):
+    """The `DEVICES` key of a GPU's name ("NVIDIA H100 80GB HBM3" -> "H100"), or None."""
+    for key in DEVICES:
+        if key != "CPU" and key in (gpu_name or "").upper():
+            return key
+    return None
+
+
+def _size(config, num_classes):
+    """The benchmarks' `Size` of a config (what its FLOP counters read)."""
+    cnn = config.cnn
+    return flops.Size(
+        "run", cnn.input_size, cnn.width, cnn.fc_units, cnn.cam_filters, num_classes,
+        config.lstm.units, config.data.num_steps, cnn.batch_size, 0, 0, 0,
+    )  # fmt: skip
+
+
+def lstm_parameters(model, units, feature_dim, num_classes):
+    """Parameters of the MS-LSTM ("ms_lstm": stage 1 on the context features, stage 2 on
+    the action features and stage 1's output) or a one-stream LSTM; a Keras LSTM layer
+    holds `4 U (D + U + 1)`."""
+
+    def lstm(inputs):
+        return 4 * units * (inputs + units + 1)
+
+    classifier = units * num_classes + num_classes
+    if model == "ms_lstm":
+        return lstm(feature_dim) + lstm(feature_dim + units) + 2 * classifier
+    return lstm(feature_dim) + classifier
+
+
+def head_parameters(config, num_classes):
+    """Parameters of one head (the action head's: with its CAM branch), trainable ones."""
+    cnn = config.cnn
+    channels = round(512 * cnn.width)
+    side = cnn.input_size // 32
+    fc = cnn.fc_units
+    conv5_3 = 0 if cnn.frozen_conv5_3 else 9 * channels * channels + channels
+    cam = 9 * channels * cnn.cam_filters + cnn.cam_filters + cnn.cam_filters * num_classes
+    dense = side * side * channels * fc + fc + fc * fc + fc + fc * num_classes
+    return conv5_3 + cam + dense
+
+
+def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
+    """`({step: seconds}, {step: {part: seconds}}, bytes on disk)` of the run.
+
+    Args:
+        config: the run's `Config` (the heads' and features' settings).
+        index, folds: the `DatasetIndex` and the folds to run, in order.
+        methods: `{row name: Config}` of the LSTM rows (each row's config).
+        device: a `DEVICES` key.
+        dtype: the compute dtype of the trunk, heads and LSTMs.
+    """
+    spec = _size(config, index.num_classes)
+    dev = DEVICES[device]
+    rate = dev["peak_flops"][dtype] * ASSUMED["efficiency"]
+    trunk_layer = "block5_conv3" if config.cnn.frozen_conv5_3 else "block5_conv2"
+    trunk_flops = flops.total(flops.vgg16_conv_layers(spec.image, spec.width, trunk_layer))
+    heads_forward = sum(
+        flops.total(flops.head_layers(spec, kind)) for kind in ("context", "action")
+    )
+    if config.cnn.frozen_conv5_3:
+        # The heads start after conv5_3: its forward and gradients are the trunk's.
+        _, conv5_3 = flops.vgg16_conv_layers(spec.image, spec.width)[-1]
+        heads_forward -= 2 * conv5_3
+    heads_training = 3 * heads_forward
+    frame_s = trunk_flops / rate + MEASURED["decode_s_per_frame"]
+    save = MEASURED["save_s_per_param"]
+    fits = 2 if config.data.model_selection == "refit" else 1
+    steps_t = config.data.num_steps
+    fpc, views = config.cnn.frames_per_clip, config.cnn.augment_views
+    head_params = head_parameters(config, index.num_classes)
+
+    seconds, parts, disk = {"setup": ASSUMED["setup_s"]}, {}, 0
+    parts["setup"] = {"imports, GPU start, prepare": ASSUMED["setup_s"]}
+    cached_head, cached_frames = set(), set()
+    for fold in folds:
+        train = fold.by_role("train") + fold.by_role("validation")
+        clips = fold.records
+        new_head = [r for r in train if r.clip_id not in cached_head]
+        cached_head.update(r.clip_id for r in train)
+        if config.cnn.extract_from_cache:
+            new_frames = [r for r in clips if r.clip_id not in cached_frames]
+            cached_frames.update(r.clip_id for r in clips)
+        else:
+            new_frames = clips
+        trunk_passes = len(new_head) * fpc * views + len(new_frames) * steps_t
+        head_frames = len(train) * fpc * views
+        head_steps = -(-head_frames // config.cnn.batch_size)
+        part = {
+            "trunk passes": trunk_passes * frame_s,
+            "heads: train": fits * config.cnn.epochs
+            * (head_frames * heads_training / rate + head_steps * ASSUMED["step_s"]),
+            "heads: build, trace, save": fits * (2 * ASSUMED["build_s"] + 2 * ASSUMED["trace_s"])
+            + 2 * head_params * save,
+            "extract": MEASURED["extract_call_s"] + 2 * ASSUMED["build_s"] + ASSUMED["trace_s"]
+            + len(clips) * steps_t * heads_forward / rate,
+        }  # fmt: skip
+        disk += 2 * head_params * 8 + len(clips) * steps_t * 2 * config.cnn.fc_units * 2
+        n_train = len(fold.by_role("train"))
+        for row, row_config in methods.items():
+            lstm = row_config.lstm
+            batches = -(-n_train // lstm.batch_size)
+            params = lstm_parameters(
+                lstm.model, lstm.units, config.cnn.fc_units, index.num_classes
+            )
+            layers = 2 if lstm.model == "ms_lstm" else 1
+            # Forward and backward read each layer's recurrent kernel at every step.
+            recurrent = layers * 4 * lstm.units * lstm.units * 4
+            step = 3 * steps_t * recurrent / dev["bandwidth"] + ASSUMED["step_s"]
+            # Every epoch saves last.keras, and best.keras when validation improves
+            # (counted at every epoch: an upper bound).
+            epoch = batches * step + 2 * params * save
+            part[f"{row}: train"] = fits * (
+                ASSUMED["build_s"] + 2 * ASSUMED["trace_s"] + lstm.epochs * epoch
+            )
+            part[f"{row}: evaluate"] = (
+                ASSUMED["build_s"] + params * save + ASSUMED["trace_s"]
+            )
+            disk += fits * 2 * params * 8
+        seconds[fold.name] = sum(part.values())
+        parts[fold.name] = part
+    rows = sum(1 for s in PROBE_ROW_STEPS if s <= steps_t)
+    probe_frames = len({r.clip_id for f in folds for r in f.records}) * steps_t
+    probe_trunk = flops.total(flops.vgg16_conv_layers(spec.image, spec.width))
+    parts["probe"] = {
+        "trunk passes": probe_frames
+        * (probe_trunk / rate + MEASURED["decode_s_per_frame"]),
+        "fits": len(folds) * MEASURED["probe_fit_s_per_fold_t16"] * rows / 8,
+    }
+    seconds["probe"] = sum(parts["probe"].values())
+    cache_side = spec.image // 16
+    disk += (len(cached_head) * fpc * views + len(cached_frames) * steps_t) * (
+        cache_side * cache_side * round(512 * spec.width) * 2
+    )
+    return seconds, parts, disk
+
+
+class TimeBudget:
+    """Steps run in order under a budget of `seconds`; `start(step)` before each.
+
+    Args:
+        seconds: the budget.
+        projection: `{step: projected seconds}` (`project`).
+        clock: the time source (seconds).
+        begin: when the budget started (`clock()` by default).
+    """
+
+    def __init__(self, seconds, projection, clock=time.perf_counter, begin=None):
+        self.seconds = float(seconds)
+        self.projection = dict(projection)
+        self.clock = clock
+        self.begin = clock() if begin is None else begin
+        self.rows = []  # {"step", "projected_s", "actual_s"}
+        self._current = None
+
+    def elapsed(self):
+        return self.clock() - self.begin
+
+    def scale(self):
+        """Measured / projected over the steps run so far but "setup" (imports and the
+        GPU's start say nothing of the folds), at least 1."""
+        done = [r for r in self.rows if r["actual_s"] is not None and r["step"] != "setup"]
+        projected = sum(r["model_s"] for r in done)
+        actual = sum(r["actual_s"] for r in done)
+        return max(1.0, actual / projected) if projected > 0 else 1.0
+
+    def start(self, step, check=True):
+        """Ends the running step and starts `step`, or raises `BudgetExceeded` (with
+        `check`: a step that must run whatever the budget, e.g. the checks, passes False)."""
+        self.finish()
+        model = self.projection.get(step, 0.0)
+        projected = model * self.scale()
+        elapsed = self.elapsed()
+        print(
+            f"[budget] {step}: projected {projected:.0f} s; {elapsed:.0f} s of "
+            f"{self.seconds:.0f} s used",
+            flush=True,
+        )
+        if check and elapsed + projected > self.seconds:
+            raise BudgetExceeded(step, elapsed, projected, self.seconds)
+        self._current = {
+            "step": step, "model_s": model, "projected_s": projected,
+            "actual_s": None, "start": self.clock(),
+        }  # fmt: skip
+        self.rows.append(self._current)
+
+    def finish(self):
+        """Ends the running step, recording its actual time."""
+        if self._current is None:
+            return
+        row = self._current
+        row["actual_s"] = self.clock() - row.pop("start")
+        print(
+            f"[budget] {row['step']}: took {row['actual_s']:.0f} s (projected "
+            f"{row['projected_s']:.0f} s)",
+            flush=True,
+        )
+        self._current = None
+
+    def report(self):
+        """`[{"step", "model_s", "projected_s", "actual_s"}]`, rounded."""
+        return [
+            {k: (round(v, 1) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in self.rows
+        ]
