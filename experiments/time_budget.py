@@ -73,7 +73,6 @@ DEVICES = {
     "CPU": {"peak_flops": {"bfloat16": 1.7e12, "float16": 0.9e12, "float32": 0.9e12},
             "bandwidth": 25e9},
 }  # fmt: skip
-PROBE_ROW_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50)  # probe_frozen_trunk.ROW_STEPS
 
 
 class BudgetExceeded(RuntimeError):
@@ -166,6 +165,8 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
     parts["setup"] = {"imports, GPU start, prepare": ASSUMED["setup_s"]}
     cached_head, cached_frames = set(), set()
     for fold in folds:
+        # The heads' frames: training and validation clips (holdout only scores the
+        # latter: an upper bound).
         train = fold.by_role("train") + fold.by_role("validation")
         clips = fold.records
         new_head = [r for r in train if r.clip_id not in cached_head]
@@ -187,6 +188,7 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
             "extract": MEASURED["extract_call_s"] + 2 * ASSUMED["build_s"] + ASSUMED["trace_s"]
             + len(clips) * steps_t * heads_forward / rate,
         }  # fmt: skip
+        # Saved models hold their optimizer's momenta: 8 bytes per parameter.
         disk += 2 * head_params * 8 + len(clips) * steps_t * 2 * config.cnn.fc_units * 2
         n_train = len(fold.by_role("train"))
         for row, row_config in methods.items():
@@ -211,13 +213,17 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
             disk += fits * 2 * params * 8
         seconds[fold.name] = sum(part.values())
         parts[fold.name] = part
-    rows = sum(1 for s in PROBE_ROW_STEPS if s <= steps_t)
+    from probe_frozen_trunk import ROW_STEPS
+
+    def rows(t):
+        return sum(1 for s in ROW_STEPS if s <= t)
+
     probe_frames = len({r.clip_id for f in folds for r in f.records}) * steps_t
     probe_trunk = flops.total(flops.vgg16_conv_layers(spec.image, spec.width))
     parts["probe"] = {
         "trunk passes": probe_frames
         * (probe_trunk / rate + MEASURED["decode_s_per_frame"]),
-        "fits": len(folds) * MEASURED["probe_fit_s_per_fold_t16"] * rows / 8,
+        "fits": len(folds) * MEASURED["probe_fit_s_per_fold_t16"] * rows(steps_t) / rows(16),
     }
     seconds["probe"] = sum(parts["probe"].values())
     cache_side = spec.image // 16
