@@ -1,6 +1,6 @@
 """`experiments/table2_paper_scale_gpu.py`: its checks, its time budget, and its dry run end
-to end (tiny sizes, CPU) on generated clips laid out as UT-Interaction, and on the real
-clips when ../shared/data holds them."""
+to end (tiny sizes, CPU) on generated clips laid out as UT-Interaction, and (slow) on the
+real clips when ../shared/data holds them."""
 
 import json
 import os
@@ -154,6 +154,7 @@ def test_dry_run_on_generated_ut_clips(generated_ut, weights, tmp_path, capsys):
     assert set(payload["paired"]) == {"context_jain", "context_ranking", "probe"}
 
 
+@pytest.mark.slow  # ~30 s of CPU; the generated clips above take the same code path
 def test_dry_run_on_real_ut_clips(shared_data, weights, tmp_path):
     payload = script.main(
         _argv(shared_data / "ut_interaction", weights, tmp_path, "--folds", "set1_seq1")
