@@ -34,7 +34,6 @@ SCRIPTS = (
     "bench_all_lengths",
     "bench_lstm_step",
     "bench_streaming_predict",
-    "bench_frame_pipeline",
     "bench_feature_store",
     "bench_memory",
     "bench_growth",
