@@ -36,3 +36,10 @@ class WeightsError(MslKerasError):
 
 class ConfigError(MslKerasError, ValueError):
     """A config key or value is not valid."""
+
+
+def listing(items, limit=20):
+    """`items` as text for an error message: the first `limit`, then how many in all."""
+    items = [str(item) for item in items]
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")

@@ -582,24 +582,6 @@ def test_merge_refuses_overlapping_ids_and_different_settings(tmp_path):
         merge_stores([tmp_path / "a.h5"], tmp_path / "b.h5")
 
 
-def test_as_dataset_batches_padded_sequences(tmp_path):
-    pytest.importorskip("msl_keras.data.pipelines")
-    with FeatureStore.create(tmp_path / "s.h5", make_settings(), CLASS_NAMES) as store:
-        fill(store, range(3))
-        x, y = next(iter(store.as_dataset(batch_size=3, shuffle=False)))
-    assert tuple(x["context"].shape) == (3, T, DC) and tuple(x["action"].shape) == (
-        3,
-        T,
-        DA,
-    )
-    targets = np.asarray(y["stage1"])
-    assert targets.shape == (3, T, N)
-    for row, i in enumerate(range(3)):
-        n = len(make_clip(i)[0])
-        np.testing.assert_array_equal(targets[row, :n].argmax(-1), make_clip(i)[2])
-        np.testing.assert_array_equal(targets[row, n:], 0)
-
-
 def test_a_single_stream_store_holds_reads_and_merges_one_stream(tmp_path):
     settings = make_settings(action_dim=None)
     assert settings.streams == ("context",) and settings.dim("action") is None

@@ -1,16 +1,14 @@
-"""Import/export of the original code's per-video .npy features."""
+"""Import of the original code's per-video .npy features."""
 
 import numpy as np
 import pytest
 
-from msl_keras.data.feature_store import FeatureStore, StoreSettings
 from msl_keras.original.features import (
     decode_original_label,
-    export_original_features,
     import_original_features,
     original_roles,
 )
-from msl_keras.errors import ConfigError, DatasetError, FeatureStoreError
+from msl_keras.errors import ConfigError, DatasetError
 
 T, DC, DA, N = 5, 6, 4, 3
 
@@ -209,102 +207,3 @@ def test_all_zero_rows_are_refused_unless_allowed(tmp_path):
     np.testing.assert_array_equal(arrays["frame_indices"][2], [0, 1, 2, -1, -1])
     np.testing.assert_array_equal(arrays["context"][1, 1], 0)  # kept as data
     assert arrays["labels"].tolist() == [0, 2, 1]
-
-
-def make_store(path):
-    settings = StoreSettings(
-        dataset="generated",
-        split="1",
-        T=T,
-        frame_selection="first",
-        observed_ratio=1.0,
-        input_size=(16, 16),
-        preprocessing="vgg16_caffe",
-        extractor_fingerprint="abc",
-        cam_class="predicted",
-        context_dim=DC,
-        action_dim=DA,
-        num_classes=N,
-        dtype="float32",
-    )
-    roles = {}
-    with FeatureStore.create(path, settings, ["a", "b", "c"]) as store:
-        for i in range(5):
-            n = 2 + i % (T - 1)
-            rng = np.random.default_rng(i)
-            store.append(
-                f"clip{i}",
-                rng.normal(size=(n, DC)),
-                rng.normal(size=(n, DA)),
-                i % N,
-                np.arange(n),
-                n,
-            )
-            roles[f"clip{i}"] = "train" if i < 3 else "val"
-    return roles
-
-
-def assert_same_clips(a, b):
-    for key in ("clip_ids", "labels", "lengths", "context", "action"):
-        np.testing.assert_array_equal(a[key], b[key])
-
-
-def test_export_then_import_round_trip(tmp_path):
-    roles = make_store(tmp_path / "store.h5")
-    ctx_dir, act_dir = tmp_path / "out" / "context", tmp_path / "out" / "action"
-    counts = export_original_features(tmp_path / "store.h5", ctx_dir, act_dir, roles)
-    assert counts == {"train": 3, "val": 2}
-    label = np.load(ctx_dir / "train" / "label_clip1.npy")
-    np.testing.assert_array_equal(label, one_hot_rows(1, 3))
-    assert np.load(act_dir / "val" / "feature_clip4.npy").shape == (2, DA)
-    assert original_roles(act_dir) == roles
-
-    with FeatureStore.open(tmp_path / "store.h5") as store:
-        expected = store.read()
-        ids = list(expected["clip_ids"])
-    with import_original_features(ctx_dir, act_dir, tmp_path / "back.h5", T=T) as back:
-        assert_same_clips(back.read(ids), expected)
-
-    # Padded to T like the original's fixed arrays: the zero tails need allow_zero_rows.
-    padded = tmp_path / "padded"
-    export_original_features(
-        tmp_path / "store.h5",
-        padded / "context",
-        padded / "action",
-        roles.__getitem__,
-        pad_to_T=True,
-    )
-    assert np.load(padded / "context" / "train" / "feature_clip0.npy").shape == (T, DC)
-    with pytest.raises(DatasetError, match="all-zero feature rows"):
-        import_original_features(
-            padded / "context", padded / "action", tmp_path / "p.h5"
-        )
-    with import_original_features(
-        padded / "context", padded / "action", tmp_path / "p.h5", allow_zero_rows=True
-    ) as back:
-        assert_same_clips(back.read(ids), expected)
-
-
-def test_export_refuses_unknown_roles_and_existing_files(tmp_path):
-    roles = make_store(tmp_path / "store.h5")
-    with pytest.raises(ConfigError, match="must be 'train' or 'val'"):
-        export_original_features(
-            tmp_path / "store.h5", tmp_path / "c", tmp_path / "a", lambda clip: "test"
-        )
-    with pytest.raises(ConfigError, match="no role for clip 'clip4'"):
-        export_original_features(
-            tmp_path / "store.h5",
-            tmp_path / "c",
-            tmp_path / "a",
-            {k: v for k, v in roles.items() if k != "clip4"},
-        )
-    export_original_features(
-        tmp_path / "store.h5", tmp_path / "c", tmp_path / "a", roles
-    )
-    with pytest.raises(FeatureStoreError, match="exist already"):
-        export_original_features(
-            tmp_path / "store.h5", tmp_path / "c", tmp_path / "a", roles
-        )
-    export_original_features(
-        tmp_path / "store.h5", tmp_path / "c", tmp_path / "a", roles, overwrite=True
-    )

@@ -1,8 +1,8 @@
 """The HDF5 feature store between the CNN stage and the LSTM stage.
 
 Extraction writes, for every clip, the context-aware and action-aware fc7 features of
-its (at most T) selected frames; LSTM training, evaluation and the original-format
-import/export read them back. One file holds the clips of ONE set of `StoreSettings`
+its (at most T) selected frames; LSTM training and evaluation read them back (feature
+imports write them too). One file holds the clips of ONE set of `StoreSettings`
 (dataset, split, T, frame selection, extractor weights, ...): a store is reopened to
 resume only with equal settings, and mixing stores made otherwise raises
 `FeatureStoreMismatchError` listing the keys that differ.
@@ -69,7 +69,12 @@ import numpy as np
 
 import msl_keras
 from msl_keras.config import COMPUTE_DTYPES
-from msl_keras.errors import ConfigError, FeatureStoreError, FeatureStoreMismatchError
+from msl_keras.errors import (
+    ConfigError,
+    FeatureStoreError,
+    FeatureStoreMismatchError,
+    listing,
+)
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "msl_keras.FeatureStore"
@@ -98,14 +103,6 @@ _DELETE_ADVICE = (
 def row_datasets(settings):
     """The per-clip datasets of a store with these settings (its streams only)."""
     return tuple(n for n in ROW_DATASETS if n not in STREAMS or n in settings.streams)
-
-
-def _listing(items, limit=20):
-    items = list(items)
-    shown = ", ".join(repr(i) for i in items[:limit])
-    if len(items) > limit:
-        shown += f", ... ({len(items)} in all)"
-    return shown
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -829,7 +826,8 @@ class FeatureStore:
             missing = [c for c in clip_ids if c not in self._slot_of]
             if missing:
                 raise FeatureStoreError(
-                    f"Feature store '{self.path}' has no complete clip {_listing(missing)}. "
+                    f"Feature store '{self.path}' has no complete clip "
+                    f"{listing(map(repr, missing))}. "
                     "Extract them first (or check the ids; store.failed() lists clips that "
                     "could not be decoded)."
                 )
@@ -850,8 +848,12 @@ class FeatureStore:
                 out[name] = np.asarray(f[name][: self._complete.shape[0]], dtype=kind)[
                     slots
                 ]
-            # One read per clip: each clip is one HDF5 chunk. h5py's fancy indexing
-            # (`f[name][sorted_slots]`) reads the same chunks 2-4x slower.
+            # One read per clip (each clip is one HDF5 chunk), not h5py fancy indexing
+            # (`f[name][sorted_slots]`, as TrunkCache.read does on its small rows): on
+            # these (1, T, D) chunks fancy indexing was 3.6x slower (a random half of
+            # 256 clips x 50 x 1024 float16: 1.13 s vs 0.31 s), and this loop made
+            # benchmarks/bench_feature_store.py row 8b (store read) 2.6x faster at
+            # --size cpu (2634 -> 6932 frames/s, commit a5747b7).
             finite = np.ones(count, dtype=bool)
             for name in s.streams:
                 dataset, values = f[name], out[name]
@@ -867,32 +869,12 @@ class FeatureStore:
         if bad:
             raise FeatureStoreError(
                 f"Feature store '{self.path}' holds NaN or inf features for clips "
-                f"{_listing(self._ids[b] for b in sorted(bad))}. The file was changed or "
+                f"{listing(repr(self._ids[b]) for b in sorted(bad))}. The file was changed or "
                 f"damaged after they were written (append refuses such values). "
                 f"{_DELETE_ADVICE}"
             )
         out["clip_ids"] = np.array([self._ids[slot] for slot in slots], dtype=str)
         return out
-
-    def as_dataset(self, batch_size=32, shuffle=False, seed=0, clip_ids=None, **kwargs):
-        """The clips as a `tf.data.Dataset` of LSTM batches.
-
-        Reads with `read(clip_ids)` and builds the dataset with
-        `msl_keras.data.pipelines.sequence_dataset` (x: {"context", "action"},
-        y: {"stage1", "stage2"}, all-zero target rows on padded steps); num_classes
-        comes from the settings. Extra keyword arguments (streams, include_mask, ...)
-        go to `sequence_dataset`.
-        """
-        from msl_keras.data.pipelines import sequence_dataset
-
-        kwargs.setdefault("num_classes", self.settings.num_classes)
-        return sequence_dataset(
-            self.read(clip_ids=clip_ids),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            **kwargs,
-        )
 
     def _raw_row(self, slot):
         """One complete row, unpadded, in the stored dtype (for merging)."""

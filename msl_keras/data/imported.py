@@ -56,9 +56,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from msl_keras.original.features import load_npy
 from msl_keras.data.records import ClipRecord, carve_validation
-from msl_keras.errors import DatasetError
+from msl_keras.errors import DatasetError, listing
 
 STREAMS = ("context", "action")
 FILE_SUFFIXES = (".npz", ".h5", ".hdf5")
@@ -71,14 +70,6 @@ _FORMAT_HINT = (
     "See the 'Bring your own features' section of the README (or the docstring of "
     "msl_keras.data.imported) for the layout."
 )
-
-
-def _listing(items, limit=10):
-    items = list(items)
-    shown = ", ".join(str(i) for i in items[:limit])
-    if len(items) > limit:
-        shown += f", ... ({len(items)} in all)"
-    return shown
 
 
 class FeatureSource:
@@ -171,7 +162,7 @@ class FeatureSource:
         if empty:
             raise DatasetError(
                 f"{where}: clip ids must be non-empty and hold no '/'. Received rows "
-                f"{_listing(empty)} ({_listing(repr(ids[i]) for i in empty)})."
+                f"{listing(empty)} ({listing(repr(ids[i]) for i in empty)})."
             )
         seen, repeated = set(), []
         for clip_id in ids:
@@ -180,14 +171,14 @@ class FeatureSource:
             seen.add(clip_id)
         if repeated:
             raise DatasetError(
-                f"{where}: clip ids must be unique; repeated: {_listing(repeated)}."
+                f"{where}: clip ids must be unique; repeated: {listing(repeated)}."
             )
         labels = self.labels
         if labels.size and labels.min() < 0:
             bad = np.flatnonzero(labels < 0)
             raise DatasetError(
                 f"{where}: labels are class indices >= 0. Received "
-                f"{_listing(f'{ids[i]}={labels[i]}' for i in bad)}."
+                f"{listing(f'{ids[i]}={labels[i]}' for i in bad)}."
             )
         if self.class_names is None:
             self.class_names = [f"class_{i}" for i in range(int(labels.max()) + 1)]
@@ -196,7 +187,7 @@ class FeatureSource:
             raise DatasetError(
                 f"{where}: labels must lie in [0, {len(self.class_names)}), the "
                 f"{len(self.class_names)} class names given. Received "
-                f"{_listing(f'{ids[i]}={labels[i]}' for i in bad)}. Fix the labels or "
+                f"{listing(f'{ids[i]}={labels[i]}' for i in bad)}. Fix the labels or "
                 "list every class name."
             )
         for name, roles in self.splits.items():
@@ -206,6 +197,17 @@ class FeatureSource:
                     f"{where}: split '{name}' names roles {unknown}; a clip's role is "
                     "one of 'train', 'validation', 'test', or '' (not in this split)."
                 )
+
+
+def load_npy(path, mmap=False):
+    """One `.npy` array (memory-mapped with `mmap`); an unreadable file raises
+    `DatasetError` naming it."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DatasetError(
+            f"Cannot read '{path}': {error}. Re-export or delete it."
+        ) from None
 
 
 def _as_strings(values):
@@ -229,7 +231,7 @@ def _check_features(features, where, clip_id):
         if not finite.all():
             raise DatasetError(
                 f"{where}: clip '{clip_id}' has NaN or inf {stream} features at steps "
-                f"{_listing(np.flatnonzero(~finite).tolist())}. Re-extract that clip, or "
+                f"{listing(np.flatnonzero(~finite).tolist())}. Re-extract that clip, or "
                 "leave it out of the input."
             )
 
@@ -279,7 +281,7 @@ class _ArrayFile(FeatureSource):
         if not streams:
             raise DatasetError(
                 f"{where} holds no 'context' or 'action' array (its arrays: "
-                f"{_listing(keys)}). Name the (clips, T, D) features 'context' and/or "
+                f"{listing(keys)}). Name the (clips, T, D) features 'context' and/or "
                 f"'action'. {_FORMAT_HINT}"
             )
         if "labels" not in keys:
@@ -476,7 +478,7 @@ class _NpyFolder(FeatureSource):
             if absent:
                 raise DatasetError(
                     f"'{folder / stream}' has no .npy file for {len(absent)} clips of "
-                    f"{CLIPS_CSV}: {_listing(absent)}. Every clip needs "
+                    f"{CLIPS_CSV}: {listing(absent)}. Every clip needs "
                     f"{stream}/<clip_id>.npy, or leave it out of {CLIPS_CSV}."
                 )
         names_file = folder / CLASSES_TXT

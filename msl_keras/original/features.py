@@ -1,4 +1,4 @@
-"""The authors' per-video `.npy` features: import into a `FeatureStore`, export back.
+"""The authors' per-video `.npy` features, imported into a `FeatureStore`.
 
 The original code wrote one folder tree per stream (context-aware, action-aware):
 
@@ -29,7 +29,6 @@ The layout has no frame numbers: an imported clip of n rows gets `frame_indices`
 0..n-1 and `num_frames` n (each row is taken as one frame, the clip as a whole).
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,8 @@ from msl_keras.data.feature_store import (
     StoreSettings,
     writing_new_store,
 )
-from msl_keras.errors import ConfigError, DatasetError, FeatureStoreError
+from msl_keras.data.imported import load_npy
+from msl_keras.errors import ConfigError, DatasetError, FeatureStoreError, listing
 
 SUBSETS = ("train", "val")
 _PREFIX, _LABEL_PREFIX, _SUFFIX = "feature_", "label_", ".npy"
@@ -52,14 +52,6 @@ _ZERO_ROWS_EXPLANATION = (
     "then become masked padding, other zero rows are kept as data, and clips with no "
     "non-zero row are recorded as failed."
 )
-
-
-def _listing(items, limit=20):
-    items = list(items)
-    shown = ", ".join(str(i) for i in items[:limit])
-    if len(items) > limit:
-        shown += f", ... ({len(items)} in all)"
-    return shown
 
 
 def decode_original_label(array, where="label"):
@@ -134,17 +126,6 @@ def original_roles(stream_dir, subsets=SUBSETS):
         for clip in _scan(stream_dir, subset):
             roles[clip] = subset
     return roles
-
-
-def load_npy(path, mmap=False):
-    """One `.npy` array (memory-mapped with `mmap`); an unreadable file raises
-    `DatasetError` naming it."""
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DatasetError(
-            f"Cannot read '{path}': {error}. Re-export or delete it."
-        ) from None
 
 
 def _read_label(paths, clip):
@@ -237,14 +218,14 @@ def import_original_features(
     if context_only or action_only:
         raise DatasetError(
             "Clips without a partner in the other stream: "
-            f"only in {context_dir}: [{_listing(context_only)}]; "
-            f"only in {action_dir}: [{_listing(action_only)}]. Each clip needs "
+            f"only in {context_dir}: [{listing(context_only)}]; "
+            f"only in {action_dir}: [{listing(action_only)}]. Each clip needs "
             "feature_<clip>.npy in both stream folders (same subset)."
         )
     if repeated:
         raise DatasetError(
             f"Clips found in more than one subset ({', '.join(subsets)}): "
-            f"{_listing(repeated)}; a clip id must be unique."
+            f"{listing(repeated)}; a clip id must be unique."
         )
     if not clips:
         raise DatasetError(
@@ -361,100 +342,11 @@ def import_original_features(
         if zero_clips:
             raise DatasetError(
                 f"{len(zero_clips)} clips have all-zero feature rows: "
-                f"{_listing(zero_clips)}. {_ZERO_ROWS_EXPLANATION} Nothing was written."
+                f"{listing(zero_clips)}. {_ZERO_ROWS_EXPLANATION} Nothing was written."
             )
         if too_long:
             raise DatasetError(
-                f"Clips with more rows than T={settings.T}: {_listing(too_long)}. Pass a "
+                f"Clips with more rows than T={settings.T}: {listing(too_long)}. Pass a "
                 "larger T (or none: the longest clip's). Nothing was written."
             )
     return FeatureStore(out_path, "r")
-
-
-def export_original_features(
-    store, out_context_dir, out_action_dir, role_of, *, pad_to_T=False, overwrite=False
-):
-    """Writes a store's complete clips in the original per-video `.npy` layout.
-
-    Args:
-        store: a `FeatureStore` or the path of one.
-        out_context_dir, out_action_dir: stream folders to write (`train/`, `val/`
-            are created in them).
-        role_of: `clip_id -> "train" | "val"`, a callable or a mapping
-            (`original_roles(folder)` gives the mapping of an imported layout).
-        pad_to_T: write `(T, D)` arrays, zero after each clip's length, with zero label
-            rows there (the original's fixed-size arrays; importing them back then needs
-            `allow_zero_rows=True`). Default: only the clip's `(length, D)` rows.
-        overwrite: replace existing files (default: refuse before writing any).
-
-    Writes float32 `feature_<clip>.npy` and a `(rows, N)` float32 `label_<clip>.npy`
-    with a one-hot row per valid step, in both stream folders.
-
-    Returns:
-        `{"train": clips written, "val": clips written}`.
-    """
-    own = not isinstance(store, FeatureStore)
-    if own:
-        store = FeatureStore(store, "r")
-    try:
-        s = store.settings
-        if len(s.streams) != 2:
-            raise ConfigError(
-                f"Feature store '{store.path}' holds only the {s.streams[0]} stream; the "
-                "original layout has two stream folders, so it cannot be exported."
-            )
-        lookup = role_of if callable(role_of) else role_of.__getitem__
-        clip_ids = store.completed_ids()
-        roles = {}
-        for clip in clip_ids:
-            try:
-                role = lookup(clip)
-            except KeyError:
-                raise ConfigError(f"role_of has no role for clip '{clip}'.") from None
-            if role not in SUBSETS:
-                raise ConfigError(
-                    f"role_of('{clip}') must be 'train' or 'val' (the original layout's "
-                    f"folders). Received: {role!r}"
-                )
-            if "/" in clip or os.sep in clip:
-                raise ConfigError(
-                    f"Clip id '{clip}' holds a path separator; it cannot name a .npy file."
-                )
-            roles[clip] = role
-        folders = [Path(out_context_dir), Path(out_action_dir)]
-        targets = [
-            folder / roles[clip] / f"{prefix}{clip}{_SUFFIX}"
-            for clip in clip_ids
-            for folder in folders
-            for prefix in (_PREFIX, _LABEL_PREFIX)
-        ]
-        existing = [t for t in targets if t.exists()]
-        if existing and not overwrite:
-            raise FeatureStoreError(
-                f"{len(existing)} files exist already: {_listing(existing, 5)}. Pass "
-                "overwrite=True or choose empty folders."
-            )
-        for folder in folders:
-            for subset in set(roles.values()):
-                (folder / subset).mkdir(parents=True, exist_ok=True)
-        counts = {subset: 0 for subset in SUBSETS}
-        eye = np.eye(s.num_classes, dtype=np.float32)
-        for start in range(0, len(clip_ids), 64):
-            batch = store.read(clip_ids[start : start + 64], dtype=np.float32)
-            for i, clip in enumerate(batch["clip_ids"]):
-                n = int(batch["lengths"][i])
-                steps = s.T if pad_to_T else n
-                label = np.zeros((steps, s.num_classes), dtype=np.float32)
-                label[:n] = eye[batch["labels"][i]]
-                for folder, stream in zip(folders, ("context", "action")):
-                    subset_dir = folder / roles[clip]
-                    np.save(
-                        subset_dir / f"{_PREFIX}{clip}{_SUFFIX}",
-                        batch[stream][i, :steps],
-                    )
-                    np.save(subset_dir / f"{_LABEL_PREFIX}{clip}{_SUFFIX}", label)
-                counts[roles[clip]] += 1
-        return counts
-    finally:
-        if own:
-            store.close()
