@@ -544,3 +544,30 @@ def plot_ratio_curves(curves, path, title="", chance=None, paper_points=None):
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def finish(out_dir, payload, config, wall, plot, text, note=""):
+    """Writes an experiment's `results.json` and prints where it went.
+
+    `payload` gets what every experiment records after its own keys: the config, the
+    wall time, the machine, the plot and the text table. Prints the text, then `note`
+    (lines of the script's own), the trunk weights, the wall time and both paths.
+
+    Returns:
+        The payload written.
+    """
+    payload = {
+        **payload,
+        "config": config.to_dict(),
+        "wall_time_s": round(wall, 1),
+        "machine": machine(),
+        "plot": str(plot),
+        "text": text,
+    }
+    path = write_results(out_dir, payload)
+    print("\n" + text)
+    print(
+        f"\n{note}trunk: {trunk_description(config)}\nwall time: {wall:.0f} s\n"
+        f"results: {path}\nplot: {plot}"
+    )
+    return payload

@@ -221,19 +221,8 @@ def main(argv=None):
         "cam_class_equals_label_on_test_frames": float(np.mean(agreement)),
         "per_fold_cam_agreement": dict(zip(folds, agreement)),
         "per_fold_time_s": dict(zip(folds, timings)),
-        "config": config.to_dict(),
-        "wall_time_s": round(wall, 1),
-        "machine": common.machine(),
-        "plot": str(plot),
-        "text": text,
     }
-    path = common.write_results(out_dir, payload)
-    print("\n" + text)
-    print(
-        f"\ntrunk: {payload['trunk_weights']}\nwall time: {wall:.0f} s\nresults: {path}\n"
-        f"plot: {plot}"
-    )
-    return payload
+    return common.finish(out_dir, payload, config, wall, plot, text)
 
 
 if __name__ == "__main__":

@@ -141,17 +141,6 @@ def run_loss_curves(figure, script, description, argv=None):
         "folds": folds,
         "chance": 1.0 / index.num_classes,
         "losses": table,
-        "config": config.to_dict(),
-        "wall_time_s": round(wall, 1),
-        "machine": common.machine(),
-        "plot": str(plot),
-        "text": text,
     }
-    path = common.write_results(out_dir, payload)
-    print("\n" + text)
-    print(
-        "\npaper: with 2 frames, our loss ~ the others with 30-40 frames (UCF-101)."
-        f"\ntrunk: {payload['trunk_weights']}\nwall time: {wall:.0f} s\n"
-        f"results: {path}\nplot: {plot}"
-    )
-    return payload
+    note = "paper: with 2 frames, our loss ~ the others with 30-40 frames (UCF-101).\n"
+    return common.finish(out_dir, payload, config, wall, plot, text, note)

@@ -375,16 +375,9 @@ def main(argv=None):
         "input_size": int(config.cnn.input_size),
         **summary,
         "features": {"path": data["path"], "seconds": round(data["seconds"], 1)},
-        "config": config.to_dict(),
-        "wall_time_s": round(wall, 1),
-        "machine": common.machine(),
-        "plot": str(plot),
-        "text": text,
     }
-    path = common.write_results(out_dir, payload)
-    print("\n" + text)
-    print(f"\nfeatures: {data['seconds']:.0f} s; wall time: {wall:.0f} s\nresults: {path}")
-    return payload
+    note = f"features: {data['seconds']:.0f} s\n"
+    return common.finish(out_dir, payload, config, wall, plot, text, note)
 
 
 if __name__ == "__main__":

@@ -129,19 +129,8 @@ def main(argv=None):
         "folds": folds,
         "chance": 1.0 / index.num_classes,
         "table": table,
-        "config": config.to_dict(),
-        "wall_time_s": round(wall, 1),
-        "machine": common.machine(),
-        "plot": str(plot),
-        "text": text,
     }
-    path = common.write_results(out_dir, payload)
-    print("\n" + text)
-    print(
-        f"\ntrunk: {payload['trunk_weights']}\nwall time: {wall:.0f} s\n"
-        f"results: {path}\nplot: {plot}"
-    )
-    return payload
+    return common.finish(out_dir, payload, config, wall, plot, text)
 
 
 if __name__ == "__main__":

@@ -258,21 +258,10 @@ def run_table(key, script, description, argv=None, before_step=None):
         "chance": 1.0 / index.num_classes,
         "table": table,
         "paired": paired,
-        "config": config.to_dict(),
         "stage_wall_s": stage_wall_times(per_method, probe_seconds),
-        "wall_time_s": round(wall, 1),
-        "machine": common.machine(),
-        "plot": str(plot),
-        "text": text,
     }
-    path = common.write_results(out_dir, payload)
-    print("\n" + text)
-    print(
-        f"\ntrunk: {payload['trunk_weights']}\nwall time: {wall:.0f} s "
-        f"(per stage, summed over folds: {payload['stage_wall_s']})\n"
-        f"results: {path}\nplot: {plot}"
-    )
-    return payload
+    note = f"wall time per stage, summed over folds: {payload['stage_wall_s']}\n"
+    return common.finish(out_dir, payload, config, wall, plot, text, note)
 
 
 def common_earliest(dataset):
