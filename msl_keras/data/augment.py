@@ -9,18 +9,18 @@ shape of the image (one value per frame).
 
 The paper's order, which `augment_frame` follows:
 
-1. horizontal flip (`flip_left_right`), with probability 1/2;
-2. rotation about the centre by an angle in [-8, 8] degrees (`rotate`);
-3. crop (`aspect_crop_box`, `crop_and_resize`): the largest rectangle of aspect
-   320/240 (width/height) inside the frame, both sides scaled by one factor in
-   [0.8, 1], placed at a random position, resized to 224x224;
+1. horizontal flip, with probability 1/2;
+2. rotation about the centre by an angle in [-8, 8] degrees;
+3. crop (`aspect_crop_box`): the largest rectangle of aspect 320/240 (width/height)
+   inside the frame, both sides scaled by one factor in [0.8, 1], placed at a random
+   position, resized to 224x224;
 4. RGB channel shift (`channel_shift`): an offset per channel in [-20, 20];
 5. brightness, contrast, saturation jitter, in that order (the order the paper lists
    them): `alpha * img`, `img * alpha + (1 - alpha) * mean(grey(img))`,
    `img * alpha + (1 - alpha) * grey(img)`, grey = ITU-R 601 luma.
 
-Every photometric op clips its result to [0, 255]; the geometric ops interpolate
-bilinearly, which keeps values inside [0, 255].
+Every photometric op clips its result to [0, 255]; the geometric steps 1-3 are one
+bilinear resampling (`augment_frame`), which keeps values inside [0, 255].
 
 Decisions the paper leaves open (all are `AugmentationConfig` fields):
 - Jitter factor: the paper prints "alpha = 0.3". Read literally, every training
@@ -46,7 +46,6 @@ import math
 
 import tensorflow as tf
 
-from msl_keras.data.preprocessing import resize_frames
 from msl_keras.errors import ConfigError
 
 FILL_MODES = ("reflect", "constant")
@@ -181,21 +180,6 @@ def grey(image):
     return tf.tensordot(x, tf.constant(GREY_WEIGHTS, tf.float32), 1)[..., None]
 
 
-def flip_left_right(image, flip):
-    """Mirror the width axis where `flip` is true.
-
-    Args:
-        image: `(..., H, W, 3)`.
-        flip: bool, scalar or one per frame (the leading shape of `image`).
-
-    Returns:
-        float32 `(..., H, W, 3)`.
-    """
-    x = _as_image(image, "flip_left_right")
-    cond = _per_frame(flip, dtype=tf.bool)
-    return tf.where(cond, tf.reverse(x, axis=[-2]), x)
-
-
 def _flatten_frames(x):
     """`(..., H, W, C) -> (N, H, W, C)` and the leading shape to restore."""
     shape = tf.shape(x)
@@ -252,10 +236,6 @@ def _crop_matrix(box, output_size):
 
 def _warp(images, matrices, output_size, fill_mode):
     """Bilinear resampling of `(N, H, W, C)` by output->input matrices `(N, 3, 3)`."""
-    if fill_mode not in FILL_MODES:
-        raise ValueError(
-            f"`fill_mode` must be one of {FILL_MODES}. Received: {fill_mode!r}"
-        )
     transforms = tf.reshape(matrices, [-1, 9])[:, :8]
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
@@ -265,31 +245,6 @@ def _warp(images, matrices, output_size, fill_mode):
         interpolation="BILINEAR",
         fill_mode=fill_mode.upper(),
     )
-
-
-def rotate(image, angle_degrees, fill_mode="reflect"):
-    """Rotate about the centre by `angle_degrees` (counter-clockwise), same size.
-
-    Bilinear; equal to `cv2.warpAffine(img, cv2.getRotationMatrix2D(((W-1)/2,
-    (H-1)/2), angle, 1), (W, H), flags=cv2.INTER_LINEAR, borderMode=...)` with
-    `BORDER_REFLECT` for `fill_mode="reflect"` and `BORDER_CONSTANT` (0) for
-    `"constant"`.
-
-    Args:
-        image: `(..., H, W, 3)`.
-        angle_degrees: scalar or one per frame.
-        fill_mode: `"reflect"` or `"constant"`.
-
-    Returns:
-        float32 `(..., H, W, 3)`.
-    """
-    x = _as_image(image, "rotate")
-    flat, lead = _flatten_frames(x)
-    size = tf.shape(flat)[1:3]
-    angles = _flat_param(angle_degrees, lead)
-    matrices = _rotation_matrix(angles, size[0], size[1])
-    out = _warp(flat, matrices, size, fill_mode)
-    return tf.reshape(out, tf.shape(x))
 
 
 def aspect_crop_box(height, width, scale, offset_y, offset_x, aspect=PAPER_ASPECT):
@@ -324,34 +279,6 @@ def aspect_crop_box(height, width, scale, offset_y, offset_x, aspect=PAPER_ASPEC
     for p in parts[1:]:
         shape = tf.broadcast_dynamic_shape(shape, tf.shape(p))
     return tf.cast(tf.stack([tf.broadcast_to(p, shape) for p in parts], -1), tf.int32)
-
-
-def crop_and_resize(image, box, size):
-    """Cut `box` out of the frame(s) and resize it bilinearly to `size`.
-
-    Equal to `cv2.resize(img[top:top+h, left:left+w], (size[1], size[0]),
-    interpolation=cv2.INTER_LINEAR)`.
-
-    Args:
-        image: `(..., H, W, 3)`.
-        box: int `(4,)` `[top, left, crop_height, crop_width]` (see
-            `aspect_crop_box`), shared by every frame of `image`. Per-frame boxes go
-            through `augment_frame`.
-        size: `(height, width)` of the output.
-
-    Returns:
-        float32 `(..., size[0], size[1], 3)`.
-    """
-    x = _as_image(image, "crop_and_resize")
-    box = tf.convert_to_tensor(box)
-    if box.shape.rank != 1:
-        raise ValueError(
-            "`crop_and_resize` takes one box (4,) shared by all frames; use "
-            f"`augment_frame` for one box per frame. Received: box shape={box.shape}"
-        )
-    top, left, crop_h, crop_w = tf.unstack(tf.cast(box, tf.int32))
-    crop = x[..., top : top + crop_h, left : left + crop_w, :]
-    return resize_frames(crop, size)
 
 
 def channel_shift(image, shifts):
@@ -491,7 +418,7 @@ def augment_frame(image, params, config=None):
     from the step-by-step chain only by the interpolation (and, where the crop is
     upsampled, its outermost pixel row reads the neighbouring pixel outside the box
     instead of repeating the box edge); `tests/test_augment.py` checks it against
-    that chain (`flip_left_right`, `rotate`, `aspect_crop_box` + `crop_and_resize`).
+    that chain in OpenCV (`cv2.flip`, `cv2.warpAffine`, a slice and `cv2.resize`).
 
     Args:
         image: RGB `(..., H, W, 3)` in [0, 255], uint8 or float.
