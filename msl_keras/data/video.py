@@ -300,20 +300,7 @@ def iter_frames(path: str | os.PathLike, indices=None, max_frames=None):
 
 @functools.lru_cache(maxsize=65536)
 def _count_frames_cached(path: str, mtime_ns: int, size: int) -> int:
-    cap = _open_capture(Path(path))
-    count = 0
-    try:
-        while cap.grab():
-            count += 1
-    finally:
-        cap.release()
-    if count == 0:
-        raise VideoDecodeError(
-            path,
-            "zero frames decode (the file opens but holds no readable video stream); "
-            "download or extract the clip again",
-        )
-    return count
+    return _decode_first(Path(path), keep=0)[1]
 
 
 def count_frames(path: str | os.PathLike) -> int:
