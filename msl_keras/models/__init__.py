@@ -15,7 +15,6 @@ from msl_keras.models.vgg16_trunk import (
     imagenet_weights_path,
     load_top_weights,
     load_vgg16_weights,
-    read_keras_h5_weights,
     resolve_top_weights,
 )
 
@@ -33,6 +32,5 @@ __all__ = [
     "imagenet_weights_path",
     "load_top_weights",
     "load_vgg16_weights",
-    "read_keras_h5_weights",
     "resolve_top_weights",
 ]

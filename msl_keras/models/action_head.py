@@ -71,7 +71,7 @@ class ActionAwareHead(keras.Model):
         cam_class: `"predicted"`, `"top_k"` or `"oracle"`, see above.
         top_k: int, classes summed in `"top_k"` mode.
         cam_normalization: `"max"` or `None`, see above.
-        weights: `None`, `"imagenet"`, a path or a `read_keras_h5_weights` dict: where
+        weights: `None`, `"imagenet"` or a path: where
             `block5_conv3` starts from (fc6-fc8 and the CAM branch start random).
         conv5_3: the head has its own `block5_conv3` (the paper); False for a trunk
             that ends at conv5_3 (`VGG16Trunk(include_conv5_3=True)`).

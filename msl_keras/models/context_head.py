@@ -26,7 +26,7 @@ class ContextAwareHead(keras.Model):
         width: float, the trunk's width factor; conv5_3 has `round(512 * width)`
             filters and expects as many input channels.
         dropout: float, dropout rate after fc6 and fc7 (training only).
-        weights: `None`, `"imagenet"`, a path or a `read_keras_h5_weights` dict: where
+        weights: `None`, `"imagenet"` or a path: where
             `block5_conv3` starts from (the trunk's file, see `load_vgg16_weights`);
             fc6-fc8 start random.
         conv5_3: the head has its own `block5_conv3` (the paper); False for a trunk

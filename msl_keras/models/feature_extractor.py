@@ -8,11 +8,7 @@ from keras import ops
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
 from msl_keras.models.precision import check_compute_dtype, set_compute_dtype
-from msl_keras.models.vgg16_trunk import (
-    VGG16Trunk,
-    read_keras_h5_weights,
-    resolve_weights,
-)
+from msl_keras.models.vgg16_trunk import VGG16Trunk, resolve_weights
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -270,9 +266,7 @@ def build_feature_extractor(
     Returns:
         A built `TwoStreamFeatureExtractor`.
     """
-    path = resolve_weights(weights, width)
-    if path is not None:
-        path = read_keras_h5_weights(path)  # read the file once for all three parts
+    path = resolve_weights(weights, width)  # fetched (ImageNet) once for all three parts
     trunk = VGG16Trunk(input_shape=input_shape, width=width, weights=path)
     context_head = ContextAwareHead(
         num_classes, fc_units=fc_units, width=width, dropout=dropout, weights=path

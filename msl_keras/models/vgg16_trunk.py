@@ -1,16 +1,15 @@
 """The shared VGG-16 part of the feature extractor, up to conv5_2 (paper Sec. 3.2.1, Fig. 3).
 
-Also the weight loading used by the trunk and by the heads' `block5_conv3`: Keras' own
-ImageNet no-top file, or any HDF5 file in the Keras legacy layout (Keras 2 and Keras 3
-`model.save("x.h5")` / `save_weights_to_hdf5_group`), or a Keras 3 `.weights.h5` file
-saved from a trunk.
+Also the weight loading used by the trunk and by the heads' `block5_conv3`, fc6 and fc7,
+through Keras' `Model.load_weights`: Keras' own ImageNet files, or any HDF5 file in the
+Keras legacy layout (Keras 2 and Keras 3 `model.save("x.h5")` /
+`save_weights_to_hdf5_group`), or a Keras 3 `.weights.h5` file saved from a trunk.
 """
 
 import os
 
 import h5py
 import keras
-import numpy as np
 
 from msl_keras.errors import WeightsError
 
@@ -112,137 +111,83 @@ def imagenet_weights_path(include_top=False):
         ) from error
 
 
-def _read_attribute_list(group, name):
-    """A string-list attribute, joining the chunks `name0`, `name1`, ... Keras writes."""
-    if name in group.attrs:
-        values = group.attrs[name]
-    else:
-        values, chunk = [], 0
-        while f"{name}{chunk}" in group.attrs:
-            values.extend(group.attrs[f"{name}{chunk}"])
-            chunk += 1
-    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
-
-
-def read_keras_h5_weights(path):
-    """Reads per-layer weights from an HDF5 weights file, keyed by layer name.
-
-    Understands the Keras legacy layout (root attribute `layer_names`, one group per
-    layer with attribute `weight_names`; the weights may sit under a `model_weights`
-    group, as in a full-model `.h5`) and the Keras 3 `.weights.h5` layout of a plain
-    model (`layers/<group>/vars/<i>`, the layer name in the `vars` attribute `name`).
-
-    Args:
-        path: str or path-like, the `.h5` file.
-
-    Returns:
-        dict `{layer_name: [numpy arrays in the layer's weight order]}`; layers without
-        weights (inputs, pools) are left out.
-
-    Raises:
-        WeightsError: the file is missing, not HDF5, or in neither layout.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise WeightsError(
-            f"Weights file not found: '{path}'. Pass an existing .h5 file, "
-            "weights='imagenet', or weights=None."
-        )
+def _layers_with_weights(path):
+    """The layer names of a Keras legacy-layout `.h5` file (Keras' own VGG-16 files,
+    `model.save("x.h5")`, `save_weights_to_hdf5_group`) that hold weights: what
+    `Model.load_weights(path, by_name=True)` can load, which it does not say itself."""
     try:
-        file = h5py.File(path, "r")
+        with h5py.File(path, "r") as file:
+            root = file["model_weights"] if "model_weights" in file else file
+            return {name for name, group in root.items() if len(group)}
     except OSError as error:
         raise WeightsError(
             f"Cannot open weights file '{path}' as HDF5: {error}"
         ) from error
-    with file:
-        root = file
-        if "layer_names" not in root.attrs and "model_weights" in root:
-            root = root["model_weights"]
-        weights = {}
-        if "layer_names" in root.attrs or "layer_names0" in root.attrs:
-            for layer_name in _read_attribute_list(root, "layer_names"):
-                group = root[layer_name]
-                names = _read_attribute_list(group, "weight_names")
-                if names:
-                    weights[layer_name] = [np.asarray(group[n]) for n in names]
-            return weights
-        if "layers" in root:
-            for group in root["layers"].values():
-                variables = group.get("vars")
-                if variables is None or len(variables) == 0:
-                    continue
-                layer_name = variables.attrs.get("name", group.name.split("/")[-1])
-                if isinstance(layer_name, bytes):
-                    layer_name = layer_name.decode("utf8")
-                keys = sorted(variables.keys(), key=int)
-                weights[str(layer_name)] = [np.asarray(variables[k]) for k in keys]
-            return weights
-    raise WeightsError(
-        f"'{path}' is not a Keras weights file: it has neither the legacy attribute "
-        "'layer_names' (at the root or under 'model_weights') nor a 'layers' group."
-    )
 
 
-def load_vgg16_weights(model, path_or_dict, layer_names=None):
-    """Assigns VGG-16 weights to the layers of `model` by layer name.
+def load_vgg16_weights(model, path, layer_names=None):
+    """Loads a VGG-16 weights file into the layers of `model` that carry its names.
+
+    Keras' `Model.load_weights` reads the file: by layer name for the Keras legacy
+    layout (Keras' ImageNet files, `model.save("x.h5")`, the converters' and
+    `original.weights` output); by structure for a Keras 3 `.weights.h5` file, which
+    loads only into a model built like the one that saved it.
 
     Args:
-        model: a built Keras model (or layer) whose layers carry Keras' VGG-16 names.
-        path_or_dict: an `.h5` file (see `read_keras_h5_weights`) or the dict it
-            returns.
-        layer_names: names to load; default: every layer of `model` that has weights.
-            The heads pass `["block5_conv3"]` to start conv5_3 from the ImageNet file.
+        model: a built Keras model whose layers carry Keras' VGG-16 names.
+        path: str or path-like, the `.h5` file.
+        layer_names: the layers the file must hold; default: every layer of `model`
+            that has weights. The heads pass `["block5_conv3"]` to start their
+            conv5_3 from the trunk's file (no other of their layers has a VGG-16 name).
 
     Returns:
         The list of layer names loaded.
 
     Raises:
-        WeightsError: a layer is missing from the file or its shapes differ (e.g. a
-            width != 1 model against the ImageNet file).
+        WeightsError: the file is missing or not HDF5, lacks a layer, or its shapes
+            differ (e.g. a width != 1 model against the ImageNet file).
     """
-    if isinstance(path_or_dict, dict):
-        source, arrays = "the given weights dict", path_or_dict
-    else:
-        source, arrays = (
-            f"'{os.fspath(path_or_dict)}'",
-            read_keras_h5_weights(path_or_dict),
-        )
+    path = resolve_weights(path, width=None)
     if layer_names is None:
         layer_names = [layer.name for layer in model.layers if layer.weights]
-    loaded = []
-    for name in layer_names:
-        try:
-            layer = model.get_layer(name)
-        except ValueError as error:
+    keras3 = path.endswith(".weights.h5")
+    if not keras3:
+        in_file = _layers_with_weights(path)
+        absent = [name for name in layer_names if name not in in_file]
+        if absent:
             raise WeightsError(
-                f"Model '{model.name}' has no layer '{name}'."
-            ) from error
-        if name not in arrays:
-            raise WeightsError(
-                f"{source} has no weights for layer '{name}'. Layers in the file: "
-                f"{sorted(arrays)}."
+                f"'{path}' has no weights for layer '{absent[0]}' (missing: {absent}). "
+                f"Layers in the file: {sorted(in_file)}."
             )
-        expected = [tuple(w.shape) for w in layer.weights]
-        found = [tuple(a.shape) for a in arrays[name]]
-        if expected != found:
-            raise WeightsError(
-                f"Layer '{name}' of '{model.name}' has weight shapes {expected} but "
-                f"{source} holds {found}. The file was made for another architecture "
-                "or width (ImageNet weights need width=1.0); pass a matching file or "
-                "weights=None."
+    try:
+        if keras3:
+            model.load_weights(path)
+        else:
+            model.load_weights(path, by_name=True)
+    except ValueError as error:
+        raise WeightsError(
+            f"'{path}' does not fit '{model.name}': {error}. The file was made for "
+            "another architecture or width (ImageNet weights need width=1.0); pass a "
+            "matching file or weights=None"
+            + (
+                ". A Keras 3 .weights.h5 file loads only into a model built like the "
+                "one that saved it; save the trunk with model.save('x.h5') to start "
+                "other models from it by layer name."
+                if keras3
+                else "."
             )
-        layer.set_weights(arrays[name])
-        loaded.append(name)
-    return loaded
+        ) from error
+    return list(layer_names)
 
 
 def resolve_weights(weights, width):
-    """`None`, `"imagenet"`, a path or a weights dict -> `None`, a checked local path, or
-    the dict unchanged (as returned by `read_keras_h5_weights`)."""
-    if weights is None or isinstance(weights, dict):
-        return weights
+    """`None`, `"imagenet"` or a path -> `None` or a checked local path (str).
+
+    `width`: the model's width; `"imagenet"` needs 1.0 (None: not checked)."""
+    if weights is None:
+        return None
     if isinstance(weights, str) and weights == "imagenet":
-        if width != 1.0:
+        if width not in (None, 1.0):
             raise WeightsError(
                 "ImageNet VGG-16 weights exist only for width=1.0. Received: "
                 f"width={width}. Pass weights=None or weights=<path> to a file made "
@@ -258,21 +203,19 @@ def resolve_weights(weights, width):
     return path
 
 
-def resolve_top_weights(top_weights, weights, trunk_arrays=None):
+def resolve_top_weights(top_weights, weights):
     """Where the heads' conv5_3, fc6 and fc7 start from (`VGG16_HEAD_LAYERS`).
 
     Args:
         top_weights: `"auto"`: Keras' with-top ImageNet file when `weights` is
             `"imagenet"`, the trunk's own file when it holds `fc1` and `fc2`, else
             nothing; `"imagenet"`: Keras' with-top file; a path to a Keras VGG-16 file
-            with `fc1` / `fc2` (legacy or Keras 3 layout); `None`: nothing.
-        weights: the trunk's `weights` argument (`None`, `"imagenet"`, a path or a dict).
-        trunk_arrays: optional, the trunk's file already read (`read_keras_h5_weights`),
-            so that `"auto"` does not read it twice.
+            with `fc1` / `fc2` (legacy layout); `None`: nothing.
+        weights: the trunk's `weights` argument (`None`, `"imagenet"` or a path).
 
     Returns:
-        `(arrays, source)`: the `read_keras_h5_weights` dict (or None) and a sentence
-        saying where it came from, or why there is none.
+        `(path, source)`: the file (or None) and a sentence saying where it came from,
+        or why there is none.
 
     Raises:
         WeightsError: the with-top ImageNet file cannot be had (offline), or a path is
@@ -286,66 +229,74 @@ def resolve_top_weights(top_weights, weights, trunk_arrays=None):
         elif weights is None:
             return None, "none (random trunk)"
         else:
-            arrays = trunk_arrays
-            if arrays is None:
-                arrays = resolve_weights(weights, 1.0)
-                if not isinstance(arrays, dict):
-                    arrays = read_keras_h5_weights(arrays)
-            if "fc1" in arrays and "fc2" in arrays:
-                return arrays, weights_source(weights)
+            path = resolve_weights(weights, None)
+            if {"fc1", "fc2"} <= _layers_with_weights(path):
+                return path, weights_source(weights)
             return None, "none (the trunk's weights file has no fc1 / fc2)"
     if isinstance(top_weights, str) and top_weights == "imagenet":
         path = imagenet_weights_path(include_top=True)
-        return read_keras_h5_weights(path), f"ImageNet VGG-16 with top ('{path}')"
-    return read_keras_h5_weights(top_weights), weights_source(top_weights)
+        return path, f"ImageNet VGG-16 with top ('{path}')"
+    path = resolve_weights(top_weights, None)
+    _layers_with_weights(path)  # an error now if it is no HDF5 file
+    return path, weights_source(top_weights)
 
 
 def weights_source(weights):
     """A short text naming a `weights` argument: random, Keras' ImageNet file, a path."""
     if weights is None:
         return "random initialisation"
-    if isinstance(weights, dict):
-        return "the given weights dict"
     if isinstance(weights, str) and weights == "imagenet":
         return "ImageNet VGG-16 (Keras, no top)"
     return f"'{os.fspath(weights)}'"
 
 
-def load_top_weights(head, arrays, source, initial):
+def load_top_weights(head, path, source, initial):
     """Starts a built head's conv5_3, fc6 and fc7 from a VGG-16 file's block5_conv3,
     fc1 and fc2, each layer only where its shapes match.
 
     fc6 matches only at 224x224 input (7 x 7 x 512 inputs) with `fc_units=4096`, fc7
     with `fc_units=4096`, conv5_3 at width 1; a layer that does not match keeps its
-    initial values, and the returned text says why.
+    initial values, and the returned text says why. Each layer is loaded by Keras'
+    `load_weights(by_name=True)` into a copy of it named as in the file.
 
     Args:
         head: a built `ContextAwareHead` or `ActionAwareHead`.
-        arrays: `read_keras_h5_weights` dict, or None (nothing is loaded).
-        source: where `arrays` came from (`resolve_top_weights`).
+        path: the file (`resolve_top_weights`), or None (nothing is loaded).
+        source: where `path` came from (`resolve_top_weights`).
         initial: `{head layer: what it holds now}` for the three layers, e.g.
             `{"block5_conv3": "block5_conv3 of 'trunk.h5'", "fc6": "random", ...}`.
 
     Returns:
         `{head layer: what it holds after the call}`, e.g. `"fc1 of <source>"` or
-        `"random (fc1 of <source> has shapes ..., the head needs ...)"`.
+        `"random (fc1 of <source> does not fit fc6: ... shape (128, 8) ...)"`.
     """
-    report = {}
+    if path is None:
+        return dict(initial)
+    in_file, report = _layers_with_weights(path), {}
     for ours, theirs in VGG16_HEAD_LAYERS:
         layer = head.get_layer(ours)
-        expected = [tuple(w.shape) for w in layer.weights]
-        found = [tuple(a.shape) for a in (arrays or {}).get(theirs, [])]
-        if arrays is None:
+        if not layer.weights:  # an Identity conv5_3 (cnn.frozen_conv5_3)
             report[ours] = initial[ours]
-        elif found != expected:
+            continue
+        if theirs not in in_file:
+            report[ours] = f"{initial[ours]} ({theirs} of {source}: no weights)"
+            continue
+        # "zeros": the copy's start is overwritten at once (random fc6 costs seconds).
+        config = {**layer.get_config(), "name": theirs, "kernel_initializer": "zeros"}
+        copy = layer.__class__.from_config(config)
+        kernel_shape = layer.kernel.shape  # Dense (in, out), Conv2D (3, 3, in, out)
+        inputs = keras.Input((None,) * (len(kernel_shape) - 2) + (kernel_shape[-2],))
+        try:
+            keras.Model(inputs, copy(inputs)).load_weights(path, by_name=True)
+        except ValueError as error:
             report[ours] = (
-                f"{initial[ours]} ({theirs} of {source} has shapes "
-                f"{found or 'no weights'}, {ours} needs {expected}: fc6 needs 224x224 "
-                "input and fc_units=4096, fc7 fc_units=4096, conv5_3 width=1)"
+                f"{initial[ours]} ({theirs} of {source} does not fit {ours}: {error}; "
+                "fc6 needs 224x224 input and fc_units=4096, fc7 fc_units=4096, "
+                "conv5_3 width=1)"
             )
-        else:
-            layer.set_weights(arrays[theirs])
-            report[ours] = f"{theirs} of {source}"
+            continue
+        layer.set_weights(copy.get_weights())
+        report[ours] = f"{theirs} of {source}"
     return report
 
 
@@ -362,9 +313,9 @@ class VGG16Trunk(keras.Model):
             divisible by 16.
         width: float, filters of every convolution are `max(1, round(filters * width))`
             (1.0 is VGG-16; small values give tiny test models).
-        weights: `None` (random), `"imagenet"` (Keras' no-top file, width 1.0 only), a
-            path to an `.h5` file with these layer names and shapes, or the dict
-            `read_keras_h5_weights` returns.
+        weights: `None` (random), `"imagenet"` (Keras' no-top file, width 1.0 only), or
+            a path to an `.h5` file with these layer names and shapes
+            (`load_vgg16_weights`).
         include_conv5_3: also `block5_conv3`, so the trunk ends at conv5_3 and the
             heads (built with `conv5_3=False`) start after it. The paper fine-tunes a
             conv5_3 in each head; freezing it lets a CPU cache it with the rest.

@@ -58,7 +58,6 @@ from msl_keras.models.ms_lstm import MultiStageLSTM
 from msl_keras.models.vgg16_trunk import (
     HEAD_CONVOLUTION,
     VGG16Trunk,
-    _read_attribute_list,
     scaled_filters,
     vgg16_convolutions,
 )
@@ -203,6 +202,19 @@ class OriginalWeightsFile:
         if others:
             parts.append(f"unknown: {', '.join(others[:5])}")
         return ", ".join(parts) or "no layer with weights"
+
+
+def _read_attribute_list(group, name):
+    """A string-list attribute, joining the chunks `name0`, `name1`, ... Keras writes
+    when it is longer than HDF5's 64 KB header limit."""
+    if name in group.attrs:
+        values = group.attrs[name]
+    else:
+        values, chunk = [], 0
+        while f"{name}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{name}{chunk}"])
+            chunk += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _attribute_text(group, name):

@@ -74,7 +74,6 @@ from msl_keras.models.precision import set_compute_dtype
 from msl_keras.models.vgg16_trunk import (
     VGG16Trunk,
     load_top_weights,
-    read_keras_h5_weights,
     resolve_top_weights,
     resolve_weights,
     weights_source,
@@ -430,9 +429,7 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
     started from what (`{"context_head": {layer: text}, "action_head": ...}`).
     `scale`: the heads' `input_scale`."""
     cnn = config.cnn
-    weights = resolve_weights(cnn.weights, cnn.width)
-    if isinstance(weights, (str, Path)):
-        weights = read_keras_h5_weights(weights)  # read once for both heads' conv5_3
+    weights = resolve_weights(cnn.weights, cnn.width)  # fetched once for both heads
     set_seed(config.seed)
     context = ContextAwareHead(
         num_classes,
@@ -463,7 +460,7 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
     set_compute_dtype(action, cnn.compute_dtype)
     context.build((None,) + tuple(map_shape))
     action.build((None,) + tuple(map_shape))
-    top, top_source = resolve_top_weights(cnn.top_weights, cnn.weights, weights)
+    top, top_source = resolve_top_weights(cnn.top_weights, cnn.weights)
     # Which of conv5_3 / fc6 / fc7 come from the with-top file is decided per layer.
     conv5_3 = "random"
     if cnn.frozen_conv5_3:
