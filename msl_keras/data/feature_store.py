@@ -249,14 +249,8 @@ class StoreSettings:
         return cls(**mapping)
 
     def replace(self, **changes):
-        """A copy with some fields changed (validated like the constructor)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ConfigError(
-                f"Unknown StoreSettings keys: {unknown}. "
-                f"Valid keys: {[f.name for f in dataclasses.fields(self)]}."
-            )
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (checked like `from_dict`)."""
+        return StoreSettings.from_dict({**self.to_dict(), **changes})
 
     def differences(self, other):
         """`{key: (self's value, other's value)}` for every field that differs."""

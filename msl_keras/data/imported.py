@@ -48,6 +48,7 @@ Example:
 >>> records = imported_records(source, split=1, validation_fraction=0.1, seed=0)
 """
 
+import collections
 import csv
 import hashlib
 import re
@@ -164,11 +165,7 @@ class FeatureSource:
                 f"{where}: clip ids must be non-empty and hold no '/'. Received rows "
                 f"{listing(empty)} ({listing(repr(ids[i]) for i in empty)})."
             )
-        seen, repeated = set(), []
-        for clip_id in ids:
-            if clip_id in seen:
-                repeated.append(clip_id)
-            seen.add(clip_id)
+        repeated = [clip_id for clip_id, n in collections.Counter(ids).items() if n > 1]
         if repeated:
             raise DatasetError(
                 f"{where}: clip ids must be unique; repeated: {listing(repeated)}."
