@@ -129,7 +129,7 @@ def test_aspect_crop_box_aspect_scale_and_bounds():
 
 
 @pytest.mark.parametrize("size", [(16, 16), (30, 40)])
-def test_crop_and_resize_matches_slice_and_cv2_resize(size):
+def test_crop_matches_slice_and_cv2_resize(size):
     img = _noise(seed=6)
     crop = {"crop_scale": 0.8, "offset_y": 0.4, "offset_x": 0.7}
     top, left, ch, cw = A.aspect_crop_box(H, W, *crop.values()).numpy()
