@@ -148,24 +148,20 @@ def check_weights(path, trunk):
     """The trunk file holds VGG-16's 13 full-width convolutions; else a `WeightsError`
     that names the file and the commands that make it."""
     from msl_keras.errors import WeightsError
-    from msl_keras.models.vgg16_trunk import read_keras_h5_weights, vgg16_convolutions
+    from msl_keras.models.vgg16_trunk import VGG16Trunk, load_vgg16_weights
 
     make = TRUNKS[trunk]["make"].format(path=path)
     if not Path(path).is_file():
         raise WeightsError(
             f"Trunk weights file not found: '{path}' ({trunk}). Make it with:\n  {make}"
         )
-    arrays = read_keras_h5_weights(path)
-    wrong, channels = [], 3
-    for name, filters in vgg16_convolutions():
-        if name not in arrays or arrays[name][0].shape != (3, 3, channels, filters):
-            wrong.append(name)
-        channels = filters
-    if wrong:
+    try:  # the kernel shapes do not depend on the input size: a small trunk checks them
+        load_vgg16_weights(VGG16Trunk((32, 32, 3), include_conv5_3=True), path)
+    except WeightsError as error:
         raise WeightsError(
-            f"'{path}' is not a full-width VGG-16 no-top file: {', '.join(wrong)} missing "
-            f"or of another width. Make it again with:\n  {make}"
-        )
+            f"'{path}' is not a full-width VGG-16 no-top file ({error}). Make it again "
+            f"with:\n  {make}"
+        ) from error
     return f"{path}: VGG-16, 13 convolutions ({trunk})"
 
 

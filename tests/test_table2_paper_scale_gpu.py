@@ -18,9 +18,7 @@ sys.path.insert(0, str(EXPERIMENTS))
 
 import table2_paper_scale_gpu as script  # noqa: E402
 import time_budget  # noqa: E402
-from hed_trunk_weights import write_keras_legacy_h5  # noqa: E402
-
-from msl_keras.models.vgg16_trunk import vgg16_convolutions  # noqa: E402
+from msl_keras.models.vgg16_trunk import vgg16_convolutions, write_vgg16_h5  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +30,7 @@ def weights(tmp_path_factory):
             np.zeros((3, 3, channels, filters), np.float32), np.zeros(filters, np.float32)
         ]
         channels = filters
-    return write_keras_legacy_h5(arrays, tmp_path_factory.mktemp("w") / "vgg16.h5")
+    return write_vgg16_h5(tmp_path_factory.mktemp("w") / "vgg16.h5", arrays)
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +70,9 @@ def test_missing_weights_name_the_file_and_the_commands(tmp_path, generated_ut):
 
 
 def test_a_file_of_another_width_is_refused(tmp_path, generated_ut):
-    small = write_keras_legacy_h5(
-        {name: [np.zeros((3, 3, 3, 2)), np.zeros(2)] for name, _ in vgg16_convolutions()},
+    small = write_vgg16_h5(
         tmp_path / "small.h5",
+        {name: [np.zeros((3, 3, 3, 2)), np.zeros(2)] for name, _ in vgg16_convolutions()},
     )
     with pytest.raises(WeightsError, match="not a full-width VGG-16"):
         script.main(_argv(generated_ut, small, tmp_path))
