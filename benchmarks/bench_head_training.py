@@ -53,8 +53,12 @@ def _compile_heads(extractor):
 def step_timings(args, workdir):
     import numpy as np
 
-    from msl_keras.pipeline.head_training import CachedMapsDataset, TrunkRunner
-    from msl_keras.data.trunk_cache import TrunkCache, cache_key
+    from msl_keras.data.trunk_cache import (
+        CachedMapsDataset,
+        TrunkCache,
+        TrunkRunner,
+        cache_key,
+    )
 
     spec = args.spec
     batches = 2

@@ -79,7 +79,7 @@ def cross_evaluate(config, index, fold, run, checkpoint):
     """Scores `checkpoint` on the test features of `run` (the predicted-CAM store)."""
     from msl_keras.callbacks import causal_forward
     from msl_keras.pipeline.evaluation import score_stage
-    from msl_keras.pipeline.lstm_training import load_lstm, read_fold_features
+    from msl_keras.runs import load_lstm, read_fold_features
 
     _, _, arrays, _ = read_fold_features(config, index, fold, run, ("test",))
     test = arrays["test"]
@@ -108,8 +108,8 @@ def main(argv=None):
     from msl_keras.pipeline.evaluation import evaluate
     from msl_keras.pipeline.extraction import extract
     from msl_keras.orchestrator import run_fold
-    from msl_keras.pipeline.head_training import load_extractor
     from msl_keras.pipeline.lstm_training import train_lstm
+    from msl_keras.runs import load_extractor
     from tables import common_earliest, protocol_units
 
     args = common.parse_args(__doc__, "jhmdb", argv, extra=_extra)

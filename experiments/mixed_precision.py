@@ -153,7 +153,7 @@ def main(argv=None):
     )
     from msl_keras.runs import RunDirectory
     from msl_keras.orchestrator import run_fold
-    from msl_keras.pipeline.head_training import load_extractor
+    from msl_keras.runs import load_extractor
 
     started = time.perf_counter()
     base = common.scale_config(args, FOLD_SETTINGS)

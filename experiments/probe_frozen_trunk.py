@@ -5,7 +5,7 @@
 
 Not in the paper. On the same clips, folds and frames as the method (`--scale cpu`: the
 T = 16 frames spread over each clip that the LSTM reads), each frame goes through the
-same frozen VGG-16 trunk (`train_cnn.build_trunk`, up to conv5_2) and, on top, the
+same frozen VGG-16 trunk (`runs.build_trunk`, up to conv5_2) and, on top, the
 weights file's `block5_conv3` kept frozen (the heads start theirs from it; with a random
 trunk it is drawn from the seed). Each map is globally average pooled, `g_t (C,)`, and
 a clip observed up to step t is the mean of its pooled frames so far,
@@ -60,7 +60,7 @@ def build_pooled_features(config, run=None):
 
     import keras
 
-    from msl_keras.pipeline.head_training import build_trunk
+    from msl_keras.runs import build_trunk
 
     cnn = dataclasses.replace(config.cnn, frozen_conv5_3=True)
     # A random trunk saved by a run without conv5_3 has 12 layers: draw it again from
@@ -77,12 +77,12 @@ def build_pooled_features(config, run=None):
 
 def _fingerprint(config, trunk, model):
     from msl_keras.data import preprocessing
-    from msl_keras.pipeline.head_training import trunk_fingerprint
+    from msl_keras.data.feature_store import weights_fingerprint
 
     settings = {
         "version": FEATURES_VERSION,
-        "trunk": trunk_fingerprint(trunk),
-        "block5_conv3": trunk_fingerprint(model.get_layer("block5_conv3")),
+        "trunk": weights_fingerprint(trunk),
+        "block5_conv3": weights_fingerprint(model.get_layer("block5_conv3")),
         "input_size": int(config.cnn.input_size),
         "T": int(config.data.num_steps),
         "frame_selection": config.data.frame_selection,

@@ -73,13 +73,9 @@ def validation_scores(config, index, fold, run):
 
 def main(argv=None):
     from msl_keras.config import apply_overrides, parse_override
-    from msl_keras.runs import RunDirectory
-    from msl_keras.pipeline.head_training import (
-        build_trunk,
-        cache_fingerprint,
-        cache_settings,
-        trunk_fingerprint,
-    )
+    from msl_keras.data.feature_store import weights_fingerprint
+    from msl_keras.data.trunk_cache import cache_fingerprint, cache_settings
+    from msl_keras.runs import RunDirectory, build_trunk
 
     args = common.parse_args(__doc__, "ut_interaction", argv, extra=_extra)
     base = apply_overrides(common.scale_config(args), common.METHODS["ours"][1])
@@ -89,7 +85,7 @@ def main(argv=None):
     for name, *overrides in args.variant:
         config = apply_overrides(base, dict(parse_override(o) for o in overrides))
         run = RunDirectory.create(config)
-        settings = cache_settings(config, trunk_fingerprint(build_trunk(config, run)))
+        settings = cache_settings(config, weights_fingerprint(build_trunk(config, run)))
         folder = shared / cache_fingerprint(settings)
         folder.mkdir(parents=True, exist_ok=True)
         if not run.trunk_cache_dir.exists():

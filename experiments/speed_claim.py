@@ -176,9 +176,7 @@ def main(argv=None):
     args = common.parse_args(__doc__, "ucf101", argv, extra=_extra)
     start = time.perf_counter()
     if args.run_dir:
-        from msl_keras.runs import RunDirectory
-        from msl_keras.pipeline.head_training import load_extractor
-        from msl_keras.pipeline.lstm_training import load_lstm
+        from msl_keras.runs import RunDirectory, load_extractor, load_lstm
 
         run = RunDirectory.open(args.run_dir)
         config = run.config

@@ -10,13 +10,19 @@ data, cnn and seed for the heads:
 ```
 <output_dir>/<config.run_name()>/
   config.json                      the resolved config of the creator
-  trunk_cache/                     frozen-trunk outputs shared by folds (pipeline/head_training.py)
-  <fold>/cnn/context_head.keras, action_head.keras, history_context.csv, history_action.csv
+  trunk.weights.h5                 the random trunk, with cnn.weights=None
+  trunk_cache/                     frozen-trunk outputs shared by folds (data/trunk_cache.py)
+  <fold>/cnn/context_head.keras, action_head.keras, cnn_info.json, history_*.csv
   <fold>/features/<fold>.h5        FeatureStore of every clip of the fold
   <fold>/features/<fold>.shard-<i>-of-<n>.h5
-  <fold>/lstm/<config.lstm_run_name()>/config.json, best.keras, state.json, ...
+  <fold>/lstm/<config.lstm_run_name()>/config.json, best.keras, state.json, refit/, ...
   <fold>/lstm/<...>/results/
 ```
+
+The file names are this module's constants, and what one step writes the next reads back
+here: `build_trunk`, `load_heads`, `load_extractor` and `load_lstm` rebuild the models,
+`read_fold_features` the fold's features checked against the config, `training_record`
+how `best.keras` was chosen. So no step of `msl_keras.pipeline` imports another.
 
 Example:
 
@@ -27,12 +33,34 @@ PosixPath('runs/demo_generated_split1_T32_first_seed0_1a2b3c4d/split1/features/s
 
 import json
 import os
+import warnings
 from pathlib import Path
 
+import keras
+
+from msl_keras.callbacks import EpochCheckpoint
 from msl_keras.config import Config, config_from_dict, save_config
-from msl_keras.errors import ConfigError
+from msl_keras.data.feature_store import (
+    FeatureStore,
+    check_compatible,
+    check_streams,
+    weights_fingerprint,
+)
+from msl_keras.errors import ConfigError, FeatureStoreError, MslKerasError, WeightsError
+from msl_keras.models.action_head import ActionAwareHead
+from msl_keras.models.feature_extractor import TwoStreamFeatureExtractor
+from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM, lstm_from_config
+from msl_keras.models.precision import set_compute_dtype
+from msl_keras.models.vgg16_trunk import VGG16Trunk
+from msl_keras.seeding import set_seed
 
 CONFIG_FILENAME = "config.json"
+CONTEXT_HEAD_FILENAME = "context_head.keras"
+ACTION_HEAD_FILENAME = "action_head.keras"
+INFO_FILENAME = "cnn_info.json"
+TRUNK_WEIGHTS_FILENAME = "trunk.weights.h5"
+BEST_FILENAME = "best.keras"
+REFIT_DIRNAME = "refit"
 # The parts of a config that decide what a run directory holds (see Config.run_name).
 FEATURE_PARTS = ("data", "cnn", "seed")
 # Where a run lives and how training is spread over devices: they do not change what a
@@ -94,6 +122,11 @@ class RunDirectory:
         return self.root / CONFIG_FILENAME
 
     @property
+    def trunk_weights_path(self):
+        """`<root>/trunk.weights.h5`: the random trunk (`cnn.weights=None`) of every fold."""
+        return self.root / TRUNK_WEIGHTS_FILENAME
+
+    @property
     def trunk_cache_dir(self):
         """`<root>/trunk_cache`: frozen-trunk outputs shared by every fold of the run."""
         return self.root / "trunk_cache"
@@ -105,6 +138,15 @@ class RunDirectory:
     def cnn_dir(self, fold):
         """`<root>/<fold>/cnn`: the two heads and their training histories."""
         return self.fold_dir(fold) / "cnn"
+
+    def cnn_info_path(self, fold):
+        """`<root>/<fold>/cnn/cnn_info.json`: how `train_cnn` made the fold's heads."""
+        return self.cnn_dir(fold) / INFO_FILENAME
+
+    def read_cnn_info(self, fold):
+        """The fold's `cnn_info.json` as a dict, or None when there is none."""
+        path = self.cnn_info_path(fold)
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def features_dir(self, fold):
         """`<root>/<fold>/features`: the fold's feature store (and its shards)."""
@@ -125,6 +167,10 @@ class RunDirectory:
     def lstm_dir(self, fold):
         """`<root>/<fold>/lstm/<config.lstm_run_name()>`: one LSTM's checkpoints and logs."""
         return self.fold_dir(fold) / "lstm" / self.config.lstm_run_name()
+
+    def best_path(self, fold):
+        """`<lstm_dir>/best.keras`: the LSTM `evaluate` scores and `predict` streams."""
+        return self.lstm_dir(fold) / BEST_FILENAME
 
     def results_dir(self, fold):
         """`<lstm_dir>/results`: results.json, accuracy.csv, accuracy.png."""
@@ -276,3 +322,248 @@ def _read_config_mapping(path):
     if not isinstance(mapping, dict):
         raise ConfigError(f"Run config '{path}' must hold a mapping.")
     return mapping
+
+
+def build_trunk(config, run=None):
+    """The frozen VGG-16 trunk of `config.cnn`, up to conv5_2 (paper Fig. 3), or up to
+    conv5_3 with `cnn.frozen_conv5_3`.
+
+    Args:
+        config: uses `cnn.input_size`, `cnn.width`, `cnn.weights` ("imagenet", a path to
+            a Keras VGG-16 weights file, or None), `cnn.frozen_conv5_3` and `seed`.
+        run: optional `RunDirectory` (or folder). With `cnn.weights=None` the random
+            trunk is drawn from `config.seed`; when the run holds `trunk.weights.h5`
+            (written by `train_cnn`), those weights are loaded instead.
+
+    Returns:
+        A `VGG16Trunk` with `trainable=False` computing in `cnn.compute_dtype`, output
+        `(batch, input_size / 16, input_size / 16, round(512 * width))`.
+    """
+    cnn = config.cnn
+    size = int(cnn.input_size)
+    if size % 16:
+        raise MslKerasError(
+            f"cnn.input_size must be divisible by 16 (VGG-16 pools 4 times before "
+            f"conv5_2). Received: cnn.input_size={size}"
+        )
+    set_seed(config.seed)
+    trunk = VGG16Trunk(
+        input_shape=(size, size, 3),
+        width=cnn.width,
+        weights=cnn.weights,
+        include_conv5_3=cnn.frozen_conv5_3,
+    )
+    trunk.trainable = False
+    set_compute_dtype(trunk, cnn.compute_dtype)
+    if cnn.weights is None and run is not None:
+        path = resolve_run(config, run).trunk_weights_path
+        if path.is_file():
+            trunk.load_weights(path)
+    return trunk
+
+
+def load_heads(run, fold):
+    """`(ContextAwareHead, ActionAwareHead)` saved by `train_cnn` for `fold`.
+
+    Args:
+        run: a `RunDirectory` (or a run folder).
+        fold: a `Fold` or fold name.
+
+    Raises:
+        WeightsError: the heads are not there (run `train_cnn` first).
+    """
+    if not isinstance(run, RunDirectory):
+        run = RunDirectory.open(run)
+    cnn_dir = run.cnn_dir(fold)
+    paths = [cnn_dir / CONTEXT_HEAD_FILENAME, cnn_dir / ACTION_HEAD_FILENAME]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise WeightsError(
+            f"Trained heads not found: {', '.join(missing)}. Run the train-cnn stage for "
+            f"fold '{getattr(fold, 'name', fold)}' first."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # an "oracle" head warns on rebuild
+        context = keras.saving.load_model(paths[0], compile=False)
+        action = keras.saving.load_model(paths[1], compile=False)
+    return context, action
+
+
+def load_extractor(config, run, fold):
+    """The `TwoStreamFeatureExtractor` (trunk + trained heads) of `fold`.
+
+    The action head uses `config.cnn.cam_class` / `top_k` (rebuilt with the trained
+    weights when it was trained in another mode; "oracle" warns: label leakage).
+
+    Raises:
+        WeightsError: the heads are missing, or the trunk built from `config` is not the
+            one the heads were trained on (other weights file, input size or width).
+    """
+    run = resolve_run(config, run)
+    context, action = load_heads(run, fold)
+    trunk = build_trunk(config, run)
+    info = run.read_cnn_info(fold)
+    if info is not None:
+        trained_on = info.get("trunk_fingerprint")
+        found = weights_fingerprint(trunk)
+        if trained_on and trained_on != found:
+            raise WeightsError(
+                f"The heads in '{run.cnn_dir(fold)}' were trained on trunk {trained_on}, but "
+                f"config.cnn (weights={config.cnn.weights!r}, input_size="
+                f"{config.cnn.input_size}, width={config.cnn.width}) builds trunk {found}. "
+                "Use the config of that run."
+            )
+    cnn = config.cnn
+    top_k = min(cnn.top_k, action.num_classes)
+    if action.cam_class != cnn.cam_class or action.top_k != top_k:
+        rebuilt = ActionAwareHead.from_config(
+            {**action.get_config(), "cam_class": cnn.cam_class, "top_k": top_k}
+        )
+        rebuilt.build((None,) + tuple(trunk.output_shape[1:]))
+        rebuilt.set_weights(action.get_weights())
+        action = rebuilt
+    extractor = TwoStreamFeatureExtractor(
+        trunk, context, action, compute_dtype=cnn.compute_dtype
+    )
+    extractor.build((None,) + tuple(trunk.input_shape[1:]))
+    return extractor
+
+
+def load_lstm(path, compile=False):
+    """Loads a trained LSTM (`best.keras`, `last.keras`, or an LSTM folder: its best).
+
+    Args:
+        path: a `.keras` file, or the LSTM folder holding `best.keras`.
+        compile: also restore the optimizer and losses (to go on training).
+
+    Returns:
+        The `MultiStageLSTM` or `SingleStageLSTM`.
+
+    Raises:
+        WeightsError: no such file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_FILENAME
+    if not path.is_file():
+        raise WeightsError(
+            f"No trained LSTM at '{path}'. Train one first (msl_keras.pipeline.train_lstm, "
+            "or `python -m msl_keras train-lstm`)."
+        )
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # Keras reports a damaged zip as "File not found".
+        raise WeightsError(
+            f"Cannot load the LSTM checkpoint '{path}': it is damaged or not a Keras "
+            f"`.keras` file ({type(error).__name__}: {error}). Delete it and train again "
+            "(`msl-keras train-lstm --no-resume`)."
+        ) from error
+    if not isinstance(model, (MultiStageLSTM, SingleStageLSTM)):
+        raise WeightsError(
+            f"'{path}' holds a {type(model).__name__}, not a MultiStageLSTM or "
+            "SingleStageLSTM. Point to an LSTM checkpoint made by train_lstm."
+        )
+    return model
+
+
+def training_record(lstm_dir):
+    """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`.
+
+    Returns:
+        dict: `model_selection`, `best_epoch` (1-based) and `val_anticipation_accuracy`
+        of the run on the train clips, its `epochs_done` and `trained_on` (clips per
+        role), and for "refit" `refit`: `{"epochs", "epochs_done", "trained_on"}` of the
+        model retrained on train + validation. Values the folder lacks are None.
+    """
+    state = EpochCheckpoint.read_state(lstm_dir) or {}
+    record = {
+        "model_selection": state.get("model_selection"),
+        "best_epoch": state.get("best_epoch"),
+        "val_anticipation_accuracy": state.get("best"),
+        "epochs_done": state.get("epochs_done"),
+        "trained_on": state.get("trained_on"),
+    }
+    refit = EpochCheckpoint.read_state(Path(lstm_dir) / REFIT_DIRNAME)
+    if refit is not None:
+        record["refit"] = {
+            key: refit.get(key) for key in ("epochs", "epochs_done", "trained_on")
+        }
+    return record
+
+
+def expected_store_settings(config, num_classes, fold=None):
+    """The `StoreSettings` values a store must have for this config's LSTM.
+
+    The CAM class is named as extraction names it ("top_k3" for `cam_class="top_k"`).
+    Features imported from elsewhere (`data.dataset="imported"`) were made by no CNN of
+    the config: their CAM class, feature sizes and compute dtype are the store's own.
+    """
+    cam_class = config.cnn.cam_class
+    if cam_class == "top_k":
+        cam_class = f"top_k{min(config.cnn.top_k, num_classes)}"
+    expected = {
+        "dataset": config.data.dataset,
+        "T": config.data.num_steps,
+        "frame_selection": config.data.frame_selection,
+        "observed_ratio": config.data.observed_ratio,
+        "cam_class": cam_class,
+        "context_dim": config.cnn.fc_units,
+        "action_dim": config.cnn.fc_units,
+        "num_classes": num_classes,
+        "compute_dtype": config.cnn.compute_dtype,
+    }
+    if config.data.dataset == "imported":
+        for key in ("cam_class", "context_dim", "action_dim", "compute_dtype"):
+            del expected[key]
+    if fold is not None:
+        expected["split"] = fold_name(fold)
+    return expected
+
+
+def read_fold_features(config, index, fold, run, roles):
+    """Reads the fold's store and returns the arrays of the clips of each role.
+
+    Args:
+        config: the run's `Config`.
+        index: the `DatasetIndex` (its class names fix N).
+        fold: a fold name or `Fold`.
+        run: a `RunDirectory`.
+        roles: e.g. `("train", "validation")`.
+
+    Returns:
+        `(settings, class_names, arrays, missing)`: the store's `StoreSettings` and class
+        names, `{role: FeatureStore.read() dict of that role's clips, in index order, or
+        None when the role has no stored clip}` and `{role: [clip ids in the fold but not
+        in the store]}` (clips whose extraction failed or has not run).
+
+    Raises:
+        FeatureStoreError: no store for the fold.
+        FeatureStoreMismatchError: a store made with other settings (T, feature sizes,
+            classes, frame selection, ...), or a single-stream store for a model that
+            reads both streams.
+    """
+    fold = index.fold(fold)
+    path = run.store_path(fold.name)
+    if not Path(path).is_file():
+        raise FeatureStoreError(
+            f"No feature store for fold '{fold.name}' at '{path}'. Run the extraction "
+            "stage first (msl_keras.pipeline.extract, or `python -m msl_keras "
+            "extract`)."
+        )
+    arrays, missing = {}, {}
+    with FeatureStore.open(path) as store:
+        check_compatible(
+            store, expected_store_settings(config, len(index.class_names), fold)
+        )
+        # not built: no variables, but it knows the streams it reads
+        model = lstm_from_config(config.lstm, len(index.class_names))
+        check_streams(store, model.input_streams)
+        done = set(store.completed_ids())
+        for role in roles:
+            ids = [r.clip_id for r in fold.by_role(role)]
+            present = [c for c in ids if c in done]
+            missing[role] = [c for c in ids if c not in done]
+            arrays[role] = store.read(present) if present else None
+        return store.settings, list(store.class_names), arrays, missing

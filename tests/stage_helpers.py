@@ -49,18 +49,17 @@ def make_random_trained_run(tmp_path, class_names=("wave", "jump", "clap"), num_
     Returns:
         `(config, run)`.
     """
-    import importlib
     import json
 
     from msl_keras.config import save_config
     from msl_keras.models.action_head import ActionAwareHead
     from msl_keras.models.context_head import ContextAwareHead
     from msl_keras.models.ms_lstm import MultiStageLSTM
-    from msl_keras.runs import RunDirectory
+    from msl_keras import runs
+    from msl_keras.data.feature_store import weights_fingerprint
     from tests.lstm_fixtures import FOLD
     from tests.lstm_fixtures import tiny_config as lstm_config
 
-    train_cnn = importlib.import_module("msl_keras.pipeline.head_training")
     num_classes = len(class_names)
     config = lstm_config(
         tmp_path,
@@ -72,9 +71,9 @@ def make_random_trained_run(tmp_path, class_names=("wave", "jump", "clap"), num_
             "cnn.weights": None,
         },
     )
-    run = RunDirectory.create(config)
-    trunk = train_cnn.build_trunk(config)
-    trunk.save_weights(run.root / train_cnn.TRUNK_WEIGHTS_FILENAME)
+    run = runs.RunDirectory.create(config)
+    trunk = runs.build_trunk(config)
+    trunk.save_weights(run.trunk_weights_path)
     maps = (None,) + tuple(trunk.output_shape[1:])
     cnn = config.cnn
     context = ContextAwareHead(
@@ -91,13 +90,13 @@ def make_random_trained_run(tmp_path, class_names=("wave", "jump", "clap"), num_
     action.build(maps)
     cnn_dir = run.cnn_dir(FOLD)
     cnn_dir.mkdir(parents=True)
-    context.save(cnn_dir / train_cnn.CONTEXT_HEAD_FILENAME)
-    action.save(cnn_dir / train_cnn.ACTION_HEAD_FILENAME)
-    (cnn_dir / train_cnn.INFO_FILENAME).write_text(
+    context.save(cnn_dir / runs.CONTEXT_HEAD_FILENAME)
+    action.save(cnn_dir / runs.ACTION_HEAD_FILENAME)
+    run.cnn_info_path(FOLD).write_text(
         json.dumps(
             {
                 "class_names": list(class_names),
-                "trunk_fingerprint": train_cnn.trunk_fingerprint(trunk),
+                "trunk_fingerprint": weights_fingerprint(trunk),
             }
         )
     )

@@ -192,7 +192,7 @@ def test_weights_of_another_architecture(tmp_path):
         tiny_config(tmp_path, tmp_path / "runs"),
         {"cnn.weights": str(tmp_path / "ms_lstm_final.h5")},
     )
-    from msl_keras.pipeline.head_training import build_trunk
+    from msl_keras.runs import build_trunk
 
     with pytest.raises(
         WeightsError, match=r"ms_lstm_final.h5' has no weights for layer"
@@ -202,7 +202,7 @@ def test_weights_of_another_architecture(tmp_path):
 
 @pytest.mark.parametrize("kind", ["damaged", "not_an_lstm"])
 def test_lstm_checkpoint_of_another_architecture(tmp_path, kind):
-    from msl_keras.pipeline.lstm_training import load_lstm
+    from msl_keras.runs import load_lstm
 
     path = tmp_path / "best.keras"
     if kind == "damaged":

@@ -4,7 +4,6 @@ Frame by frame on real clips (UT-Interaction, UCF-101; skipped without ../shared
 for clips shorter and longer than the training T, with a tiny random run folder.
 """
 
-import importlib
 import json
 import warnings
 
@@ -18,7 +17,7 @@ from msl_keras.data.video import read_frames
 from msl_keras.errors import ConfigError
 from msl_keras.export import export_from_run_dir
 from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
-from msl_keras.pipeline.lstm_training import load_lstm
+from msl_keras.runs import load_extractor, load_lstm
 from tests.lstm_fixtures import FOLD
 from tests.stage_helpers import make_random_trained_run
 
@@ -27,7 +26,6 @@ CLIPS = {
     "ut": "ut_interaction/segmented_set1/0_1_4.avi",
     "ucf": "ucf101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
 }
-train_cnn = importlib.import_module("msl_keras.pipeline.head_training")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +41,7 @@ def exported(tmp_path_factory):
 
 def _keras_full_clip(config, run, frames):
     """The Keras models on the whole clip at once: extractor, then the LSTM's call."""
-    extractor = train_cnn.load_extractor(config, run, FOLD)
+    extractor = load_extractor(config, run, FOLD)
     model = load_lstm(run.lstm_dir(FOLD))
     x = np.asarray(preprocess_frames(frames, (32, 32)))
     features = extractor.extract(x)

@@ -6,6 +6,7 @@ import importlib
 import numpy as np
 import pytest
 
+from msl_keras.data import trunk_cache
 from msl_keras.data.feature_store import FeatureStore, weights_fingerprint
 from msl_keras.data.preprocessing import preprocess_frames
 from msl_keras.data.records import ClipRecord
@@ -211,12 +212,10 @@ def test_extraction_from_the_trunk_cache(setup, monkeypatch):
     for key in ("labels", "lengths", "frame_indices", "num_frames"):
         np.testing.assert_array_equal(arrays[key], single[key])
 
-    train_cnn_module = importlib.import_module("msl_keras.pipeline.head_training")
-
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded a frame whose trunk output is cached")
 
-    monkeypatch.setattr(train_cnn_module, "read_frames", no_decoding)
+    monkeypatch.setattr(trunk_cache, "read_frames", no_decoding)
     again = _as_fold(index, "from_cache_again")
     path = extract(cached_config, index, again, run=run, extractor=extractor, progress=False)
     np.testing.assert_array_equal(_read(path)[0]["context"], arrays["context"])

@@ -14,13 +14,12 @@ from msl_keras.errors import ConfigError
 from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 from msl_keras.metrics import anticipation_step
 from msl_keras.pipeline.prediction import iter_frames, predict_from_run_dir, predict_video
-from msl_keras.pipeline.lstm_training import load_lstm
+from msl_keras.runs import load_extractor, load_lstm
 from tests.lstm_fixtures import FOLD
 from tests.stage_helpers import make_random_trained_run
 
 CLASS_NAMES = ["wave", "jump", "clap"]
 T = 5
-import msl_keras.pipeline.head_training as train_cnn  # noqa: E402
 
 LINE = re.compile(
     r"frame +(\d+)  anticipated: (\w+) \(p=(\d\.\d\d)\)(  \[past training T=5\])?"
@@ -42,7 +41,7 @@ def streaming_run(tmp_path_factory):
 
 def _one_pass(config, run, clip, count):
     """Every frame through the extractor, the LSTM once over the whole sequence."""
-    extractor = train_cnn.load_extractor(config, run, FOLD)
+    extractor = load_extractor(config, run, FOLD)
     model = load_lstm(run.lstm_dir(FOLD))
     frames = read_frames(clip, np.arange(count))
     features = extractor.extract(np.asarray(preprocess_frames(frames, (32, 32))))

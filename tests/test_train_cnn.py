@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import pytest
 
+from msl_keras import runs
 from msl_keras.config import apply_overrides, get_preset
+from msl_keras.data import augment, trunk_cache
+from msl_keras.data.feature_store import weights_fingerprint
 from msl_keras.data.preprocessing import preprocess_frames
-from msl_keras.data.video import read_frames
+from msl_keras.data.video import read_frames, select_frames
 from msl_keras.errors import ConfigError, WeightsError
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
@@ -33,27 +36,27 @@ def setup(tmp_path_factory):
 def trunk_frames(monkeypatch):
     """Counts the frames the trunk is run on."""
     calls = []
-    original = train_cnn_module.TrunkRunner.__call__
+    original = trunk_cache.TrunkRunner.__call__
 
     def counting(self, frames):
         calls.append(len(frames))
         return original(self, frames)
 
-    monkeypatch.setattr(train_cnn_module.TrunkRunner, "__call__", counting)
+    monkeypatch.setattr(trunk_cache.TrunkRunner, "__call__", counting)
     return calls
 
 
 def _validation_maps(config, run, index, result):
     """Cached conv5_2 maps and labels of the fold's validation frames."""
-    settings = train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
+    settings = trunk_cache.cache_settings(config, result["trunk_fingerprint"])
     keys, labels = [], []
     with TrunkCache(
         result["trunk_cache"],
-        train_cnn_module.cache_fingerprint(settings),
+        trunk_cache.cache_fingerprint(settings),
         (2, 2, 16),
     ) as cache:
         for record in index.fold("split1").by_role("validation"):
-            frames = train_cnn_module.select_frames(
+            frames = select_frames(
                 cache.num_frames(record.clip_id), config.cnn.frames_per_clip, "uniform"
             )
             keys += [cache_key(record.clip_id, f, "plain") for f in frames]
@@ -87,7 +90,7 @@ def test_trains_both_heads_saves_and_reloads(setup, trunk_frames):
     info = json.loads((cnn_dir / "cnn_info.json").read_text())
     assert info["trunk_fingerprint"] == result["trunk_fingerprint"]
 
-    context, action = train_cnn_module.load_heads(run, "split1")
+    context, action = runs.load_heads(run, "split1")
     assert isinstance(context, ContextAwareHead) and isinstance(action, ActionAwareHead)
     # The saved weights are those of the best validation epoch: evaluating the reloaded
     # heads on the cached validation frames gives the logged best validation loss.
@@ -153,22 +156,21 @@ def test_views_are_seeded_augmentations(setup, tmp_path):
     keys = [cache_key(record.clip_id, 0, view) for view in ("aug0", "aug1")]
     maps = {}
     for name, result in (("fresh", fresh), ("reference", reference)):
-        settings = train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
-        fingerprint = train_cnn_module.cache_fingerprint(settings)
+        settings = trunk_cache.cache_settings(config, result["trunk_fingerprint"])
+        fingerprint = trunk_cache.cache_fingerprint(settings)
         with TrunkCache(result["trunk_cache"], fingerprint, (2, 2, 16)) as cache:
             maps[name] = cache.read(cache.rows(keys))
     np.testing.assert_array_equal(maps["fresh"], maps["reference"])
     assert np.abs(maps["fresh"][0] - maps["fresh"][1]).max() > 0
 
     # Recompute view aug0 of frame 0 by hand: draw, augment, preprocess, trunk.
-    aug = train_cnn_module.augment_ops
-    aug_config = train_cnn_module.augmentation_config(config)
-    params = aug.draw_augmentation(
-        train_cnn_module.view_seed(config.seed, record.clip_id, 0, "aug0"), aug_config
+    aug_config = trunk_cache.augmentation_config(config)
+    params = augment.draw_augmentation(
+        trunk_cache.view_seed(config.seed, record.clip_id, 0, "aug0"), aug_config
     )
-    image = aug.augment_frame(read_frames(record.path, [0])[0], params, aug_config)
+    image = augment.augment_frame(read_frames(record.path, [0])[0], params, aug_config)
     run = RunDirectory(config)
-    trunk = train_cnn_module.build_trunk(config, run)
+    trunk = runs.build_trunk(config, run)
     expected = keras.ops.convert_to_numpy(
         trunk(preprocess_frames(image[None], (32, 32)), training=False)
     )[0]
@@ -179,33 +181,33 @@ def test_load_extractor_checks_the_trunk(setup):
     config, index = setup
     train_cnn_module.train_cnn(config, index, "split1", verbose=0)
     run = RunDirectory(config)
-    extractor = train_cnn_module.load_extractor(config, run, "split1")
+    extractor = runs.load_extractor(config, run, "split1")
     out = extractor.extract(np.zeros((2, 32, 32, 3), np.float32))
     assert out["context"].shape == (2, 8) and out["action"].shape == (2, 8)
     assert out["cam_scores"].shape == (2, 3)
     # Another cam_class rebuilds the action head with the trained weights.
     top_k = apply_overrides(config, {"cnn.cam_class": "top_k", "cnn.top_k": 2})
-    rebuilt = train_cnn_module.load_extractor(top_k, run, "split1")
+    rebuilt = runs.load_extractor(top_k, run, "split1")
     assert rebuilt.action_head.cam_class == "top_k" and rebuilt.action_head.top_k == 2
     for a, b in zip(
         rebuilt.action_head.get_weights(), extractor.action_head.get_weights()
     ):
         np.testing.assert_array_equal(a, b)
     # A trunk other than the one the heads were trained on is refused.
-    (run.root / train_cnn_module.TRUNK_WEIGHTS_FILENAME).rename(
+    (run.root / runs.TRUNK_WEIGHTS_FILENAME).rename(
         run.root / "moved.weights.h5"
     )
     try:
         with pytest.raises(WeightsError, match="trained on trunk"):
-            train_cnn_module.load_extractor(
+            runs.load_extractor(
                 apply_overrides(config, {"seed": 5}), run, "split1"
             )
     finally:
         (run.root / "moved.weights.h5").rename(
-            run.root / train_cnn_module.TRUNK_WEIGHTS_FILENAME
+            run.root / runs.TRUNK_WEIGHTS_FILENAME
         )
     with pytest.raises(WeightsError, match="train-cnn"):
-        train_cnn_module.load_heads(run, "nofold")
+        runs.load_heads(run, "nofold")
 
 
 def test_paper_optimizer_settings():
@@ -254,7 +256,7 @@ def test_weights_file_initialises_trunk_and_heads(setup, tmp_path):
         config,
         {"cnn.weights": str(path), "cnn.epochs": 1, "output_dir": str(tmp_path / "r")},
     )
-    trunk = train_cnn_module.build_trunk(config)
+    trunk = runs.build_trunk(config)
     assert not trunk.trainable
     np.testing.assert_array_equal(
         trunk.get_layer("block5_conv2").get_weights()[0], arrays["block5_conv2"][0]
@@ -283,7 +285,7 @@ def test_weights_file_initialises_trunk_and_heads(setup, tmp_path):
     assert recorded["action_head"]["fc6"] == f"fc1 of '{top_path}'"
     assert recorded["trunk (block1_conv1 to block5_conv2)"] == f"'{path}'"
     assert not (RunDirectory(with_top).root / "trunk.weights.h5").exists()
-    assert result["trunk_fingerprint"] == train_cnn_module.trunk_fingerprint(trunk)
+    assert result["trunk_fingerprint"] == weights_fingerprint(trunk)
 
 
 def test_refit_heads_train_on_the_validation_clips_too(setup, tmp_path, monkeypatch):
@@ -310,15 +312,15 @@ def test_refit_heads_train_on_the_validation_clips_too(setup, tmp_path, monkeypa
     assert [len(maps) for maps in fitted] == [18, 18, 36, 36]
 
     fold = index.fold("split1")
-    settings = train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
+    settings = trunk_cache.cache_settings(config, result["trunk_fingerprint"])
     with TrunkCache(
-        result["trunk_cache"], train_cnn_module.cache_fingerprint(settings), (2, 2, 16)
+        result["trunk_cache"], trunk_cache.cache_fingerprint(settings), (2, 2, 16)
     ) as cache:
         wanted = {
             role: [
                 cache_key(record.clip_id, f, view)
                 for record in fold.by_role(role)
-                for f in train_cnn_module.select_frames(
+                for f in select_frames(
                     cache.num_frames(record.clip_id), config.cnn.frames_per_clip, "uniform"
                 )
                 for view in ("aug0", "aug1")
@@ -386,12 +388,12 @@ def test_frozen_conv5_3_and_scaled_head_inputs(setup, tmp_path):
             "output_dir": str(tmp_path / "r"),
         },
     )
-    trunk = train_cnn_module.build_trunk(config)
+    trunk = runs.build_trunk(config)
     np.testing.assert_array_equal(
         trunk.get_layer("block5_conv3").get_weights()[0], arrays["block5_conv3"][0]
     )
     frames = np.random.default_rng(0).uniform(-100, 100, (2, 32, 32, 3)).astype("float32")
-    plain = train_cnn_module.build_trunk(
+    plain = runs.build_trunk(
         apply_overrides(config, {"cnn.frozen_conv5_3": False})
     )
     conv5_3 = keras.layers.Conv2D(16, 3, padding="same", activation="relu")
@@ -404,20 +406,20 @@ def test_frozen_conv5_3_and_scaled_head_inputs(setup, tmp_path):
     result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
     run = RunDirectory(config)
     with TrunkCache(
-        result["trunk_cache"], train_cnn_module.cache_fingerprint(
-            train_cnn_module.cache_settings(config, result["trunk_fingerprint"])
+        result["trunk_cache"], trunk_cache.cache_fingerprint(
+            trunk_cache.cache_settings(config, result["trunk_fingerprint"])
         ), (2, 2, 16),
     ) as cache:
         rows = np.arange(result["train_frames"])  # training rows are written first
         maps = cache.read(rows)
     expected = 1 / np.sqrt(np.mean(np.square(maps, dtype=np.float64)))
     assert result["input_scale"] == pytest.approx(expected, rel=1e-5)
-    context, action = train_cnn_module.load_heads(run, "split1")
+    context, action = runs.load_heads(run, "split1")
     for head in (context, action):
         assert head.conv5_3 is False and head.input_scale == result["input_scale"]
         assert not head.block5_conv3.weights
     np.testing.assert_allclose(
         context.endpoints(maps[:2])["conv5_3"], maps[:2] * result["input_scale"], rtol=1e-6
     )
-    extractor = train_cnn_module.load_extractor(config, run, "split1")
+    extractor = runs.load_extractor(config, run, "split1")
     assert extractor.extract(preprocess_frames(frames, (32, 32)))["context"].shape == (2, 8)

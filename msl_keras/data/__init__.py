@@ -10,6 +10,7 @@ One module per idea (TensorFlow-based ones are imported from their modules direc
 - `augment`: the paper's augmentation as pure ops with explicit parameters.
 - `pipelines`: tf.data pipelines for frames (CNN stage) and feature sequences (LSTM stage).
 - `feature_store`: the HDF5 store shared by the two stages.
+- `trunk_cache`: the frozen trunk's maps of every training frame and view, computed once.
 """
 
 from msl_keras.data.feature_store import FeatureStore, StoreSettings, merge_stores

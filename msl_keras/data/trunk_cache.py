@@ -1,14 +1,21 @@
-"""A disk cache of the frozen VGG-16 trunk's conv5_2 maps, one row per (clip, frame, view).
+"""The frozen VGG-16 trunk's conv5_2 maps, computed once per (clip, frame, view) and kept on disk.
 
 The paper trains the context- and action-aware heads on single frames on top of a trunk
 that is never trained (Sec. 3.2.1, 4.2). Its output for a given input frame is therefore
-fixed: `pipeline/head_training.py` computes it once per sampled frame and augmented view and
-trains both heads, for every epoch and every fold of a protocol, from this cache.
+fixed: `fill_cache` computes it once per sampled frame and augmented view, and
+`train_cnn` trains both heads, for every epoch and every fold of a protocol, from this
+cache (`CachedMapsDataset`); `extract` reads it with `cnn.extract_from_cache`
+(`plain_maps`).
+
+View `k` of frame `f` of clip `c` has augmentation parameters drawn from the stateless
+seed `(config.seed, crc32("c|f|augk"))` (`view_seed`), so the same view is the same
+image in every run and fold, and the cache can be keyed by `(clip, frame, view)`; view
+"plain" is the frame without augmentation.
 
 One HDF5 file per cache fingerprint, `<run>/trunk_cache/<fingerprint>.h5`; the fingerprint
-hashes everything that decides the cached values: the trunk's weights, the input size,
-the preprocessing, the augmentation ranges and the seed the per-frame augmentation
-parameters are drawn from. Inside:
+hashes everything that decides the cached values (`cache_settings`): the trunk's weights,
+the input size, the preprocessing, the augmentation ranges and the seed the per-frame
+augmentation parameters are drawn from. Inside:
 
 ```
 maps        (rows, h, w, C) float16, one chunk per row; h = w = input_size / 16
@@ -22,15 +29,29 @@ Rows are appended (maps first, keys last): a run killed while writing leaves at 
 few maps rows without a key, which the next open drops, so the cache stays valid.
 """
 
+import hashlib
 import json
+import math
+import time
+import zlib
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
+import tensorflow as tf
 
-from msl_keras.errors import MslKerasError
+from msl_keras.data import augment as augment_ops
+from msl_keras.data import preprocessing
+from msl_keras.data.feature_store import weights_fingerprint
+from msl_keras.data.preprocessing import preprocess_frames
+from msl_keras.data.video import count_frames, read_frames, select_frames
+from msl_keras.errors import MslKerasError, VideoDecodeError
 
 _STR = h5py.string_dtype("utf-8")
+PLAIN_VIEW = "plain"
+# Bump when the way cached inputs are made changes (sampling, augmentation order).
+CACHE_VERSION = 1
 # float16 holds conv5_2 activations (ReLU outputs, far below 65504) at ~3 significant
 # digits, half the disk and page cache of float32.
 MAP_DTYPE = np.float16
@@ -190,3 +211,265 @@ class TrunkCache:
     def nbytes(self, count):
         """Bytes that `count` rows take in memory as float32."""
         return int(count) * int(np.prod(self.map_shape)) * 4
+
+
+def augmentation_config(config):
+    """The paper's augmentation ranges with the output size of `config.cnn.input_size`."""
+    size = int(config.cnn.input_size)
+    return augment_ops.AugmentationConfig(output_size=(size, size))
+
+
+def cache_settings(config, trunk_fp):
+    """Everything that decides a cached map besides (clip, frame, view); `trunk_fp` is
+    the trunk's `weights_fingerprint`."""
+    return {
+        "version": CACHE_VERSION,
+        "trunk": trunk_fp,
+        "input_size": int(config.cnn.input_size),
+        "preprocessing": list(preprocessing.IMAGENET_MEAN_BGR),
+        "augmentation": repr(augmentation_config(config)),
+        "augment": bool(config.cnn.augment),
+        "seed": int(config.seed),
+        "compute_dtype": config.cnn.compute_dtype,
+    }
+
+
+def cache_fingerprint(settings):
+    text = json.dumps(settings, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def views_of(config):
+    """Names of the views a training frame is seen in: `aug0..` or `plain`."""
+    if not config.cnn.augment:
+        return [PLAIN_VIEW]
+    return [f"aug{k}" for k in range(max(1, int(config.cnn.augment_views)))]
+
+
+def view_seed(seed, clip_id, frame, view):
+    """Stateless seed `(2,)` of one view's augmentation parameters."""
+    return np.array(
+        [
+            int(seed) & 0x7FFFFFFF,
+            zlib.crc32(cache_key(clip_id, frame, view).encode()) & 0x7FFFFFFF,
+        ],
+        dtype=np.int64,
+    )
+
+
+class TrunkRunner:
+    """Runs the frozen trunk on batches of preprocessed frames, one traced tf.function.
+
+    `frames_computed` counts the frames passed through the trunk.
+    """
+
+    def __init__(self, trunk, batch_size=32):
+        self.trunk = trunk
+        self.batch_size = int(batch_size)
+        self.frames_computed = 0
+        shape = tuple(trunk.input_shape[1:])
+        self._fn = tf.function(
+            lambda x: trunk(x, training=False),
+            input_signature=[tf.TensorSpec((None,) + shape, tf.float32)],
+        )
+
+    def __call__(self, frames):
+        """conv5_2 maps `(n, h, w, C)` (numpy float32) of frames `(n, S, S, 3)`."""
+        frames = np.asarray(frames, np.float32)
+        out = []
+        for start in range(0, len(frames), self.batch_size):
+            maps = self._fn(tf.constant(frames[start : start + self.batch_size]))
+            out.append(np.asarray(maps, np.float32))  # the cache is float32
+        self.frames_computed += len(frames)
+        return (
+            np.concatenate(out) if out else np.zeros((0,) + self.map_shape, np.float32)
+        )
+
+    @property
+    def map_shape(self):
+        return tuple(int(d) for d in self.trunk.output_shape[1:])
+
+
+def open_trunk_cache(config, run, trunk):
+    """`(TrunkCache, TrunkRunner)` of `trunk` under `config`: the cache file of `run` (a
+    `RunDirectory`) that `train_cnn` fills and `extract` (with `cnn.extract_from_cache`)
+    reads."""
+    runner = TrunkRunner(trunk, batch_size=max(config.cnn.batch_size, 32))
+    settings = cache_settings(config, weights_fingerprint(trunk))
+    fingerprint = cache_fingerprint(settings)
+    path = run.trunk_cache_dir / f"{fingerprint}.h5"
+    return TrunkCache(path, fingerprint, runner.map_shape, settings), runner
+
+
+def cached_num_frames(cache, record):
+    """The decodable frame count of `record`, recorded in `cache` on first use."""
+    num = cache.num_frames(record.clip_id)
+    if num is None:
+        num = count_frames(record.path)
+        cache.set_num_frames(record.clip_id, num)
+    return num
+
+
+def plain_maps(config, cache, runner, record, frames):
+    """conv5_2 maps `(n, h, w, C)` float32 of `frames` (n,) of `record` without
+    augmentation (view "plain"), read from `cache`; missing ones are computed and added.
+
+    Raises:
+        VideoDecodeError: the clip does not decode.
+    """
+    _, failed = fill_cache(
+        [(record, frames, [PLAIN_VIEW])], config, cache, runner, progress=False
+    )
+    if failed:
+        raise VideoDecodeError(failed[0][1])
+    keys = [cache_key(record.clip_id, f, PLAIN_VIEW) for f in frames]
+    return cache.read(cache.rows(keys))
+
+
+def frame_samples(records, config, cache, role_views):
+    """[(record, frames (n,), views)] for every record, with frame counts from the cache."""
+    samples, failed = [], []
+    for record in records:
+        try:
+            num = cached_num_frames(cache, record)
+        except VideoDecodeError as error:
+            failed.append((record.clip_id, str(error)))
+            continue
+        frames = select_frames(num, int(config.cnn.frames_per_clip), mode="uniform")
+        samples.append((record, frames, role_views))
+    return samples, failed
+
+
+def fill_cache(samples, config, cache, runner, progress=True):
+    """Computes the trunk output of every (clip, frame, view) that is not cached yet.
+
+    Decodes only the clips with missing rows, augments each view with its own seeded
+    parameters, preprocesses, and runs the trunk in batches of `runner.batch_size`.
+
+    Returns:
+        (number of maps computed, failed [(clip_id, reason)]).
+    """
+    size = int(config.cnn.input_size)
+    aug_config = augmentation_config(config)
+    pending_keys, pending_frames, failed = [], [], []
+    computed = 0
+    started = time.time()
+
+    def flush():
+        nonlocal computed
+        if pending_frames:
+            maps = runner(np.stack(pending_frames))
+            cache.add(list(pending_keys), maps)
+            computed += len(pending_keys)
+            pending_keys.clear()
+            pending_frames.clear()
+
+    todo = []
+    for record, frames, views in samples:
+        missing = [
+            (int(f), v)
+            for f in frames
+            for v in views
+            if cache_key(record.clip_id, f, v) not in cache
+        ]
+        if missing:
+            todo.append((record, missing))
+    for number, (record, missing) in enumerate(todo, 1):
+        wanted = sorted({f for f, _ in missing})
+        try:
+            decoded = read_frames(record.path, wanted)
+        except VideoDecodeError as error:
+            failed.append((record.clip_id, str(error)))
+            continue
+        position = {f: i for i, f in enumerate(wanted)}
+        plain = [(f, v) for f, v in missing if v == PLAIN_VIEW]
+        augmented = [(f, v) for f, v in missing if v != PLAIN_VIEW]
+        if plain:
+            images = decoded[[position[f] for f, _ in plain]]
+            pending_frames.extend(np.asarray(preprocess_frames(images, (size, size))))
+            pending_keys.extend(cache_key(record.clip_id, f, v) for f, v in plain)
+        if augmented:
+            draws = [
+                augment_ops.draw_augmentation(
+                    view_seed(config.seed, record.clip_id, f, v), aug_config
+                )
+                for f, v in augmented
+            ]
+            params = {key: tf.stack([d[key] for d in draws]) for key in draws[0]}
+            images = decoded[[position[f] for f, _ in augmented]]
+            views = augment_ops.augment_frame(images, params, aug_config)
+            pending_frames.extend(np.asarray(preprocess_frames(views, (size, size))))
+            pending_keys.extend(cache_key(record.clip_id, f, v) for f, v in augmented)
+        if len(pending_frames) >= runner.batch_size:
+            flush()
+        if progress:
+            rate = (computed + len(pending_frames)) / max(time.time() - started, 1e-6)
+            print(
+                f"trunk cache [{number}/{len(todo)}] {record.clip_id}: {len(missing)} "
+                f"frames ({rate:.1f} frames/s)",
+                flush=True,
+            )
+    flush()
+    return computed, failed
+
+
+class CachedMapsDataset(keras.utils.PyDataset):
+    """Batches of cached conv5_2 maps and one-hot labels for `fit`.
+
+    Args:
+        source: a `TrunkCache` or a float32 array of the maps.
+        rows: int `(n,)` rows of `source`.
+        labels: int `(n,)` classes.
+        num_classes: N.
+        batch_size: int.
+        outputs: "context" -> `(maps, y)`; "action" -> `(maps, {"cam": y, "action": y})`
+            (maps as `{"maps", "labels"}` when `oracle`).
+        shuffle: reshuffle the order every epoch (from `seed`).
+    """
+
+    def __init__(
+        self,
+        source,
+        rows,
+        labels,
+        num_classes,
+        batch_size,
+        outputs="context",
+        shuffle=False,
+        seed=0,
+        oracle=False,
+    ):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.source = source
+        self.rows = np.asarray(rows, np.int64)
+        self.labels = np.asarray(labels, np.int64)
+        self.num_classes = int(num_classes)
+        self.batch_size = int(batch_size)
+        self.outputs = outputs
+        self.shuffle = shuffle
+        self.oracle = oracle
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(self.rows))
+        if shuffle:
+            self._rng.shuffle(self._order)
+
+    def __len__(self):
+        return math.ceil(len(self.rows) / self.batch_size)
+
+    def __getitem__(self, index):
+        picked = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        rows = self.rows[picked]
+        if isinstance(self.source, np.ndarray):
+            maps = self.source[rows]
+        else:
+            maps = self.source.read(rows)
+        labels = self.labels[picked]
+        y = np.eye(self.num_classes, dtype=np.float32)[labels]
+        if self.outputs == "context":
+            return maps, y
+        x = {"maps": maps, "labels": labels.astype(np.int32)} if self.oracle else maps
+        return x, {"cam": y, "action": y}
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self._rng.shuffle(self._order)

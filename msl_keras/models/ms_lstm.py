@@ -362,3 +362,22 @@ class SingleStageLSTM(keras.Model):
             }
         )
         return config
+
+
+def lstm_from_config(lstm, num_classes):
+    """The LSTM that `lstm.model` names, not built (its `input_streams` are known).
+
+    Args:
+        lstm: a `config.LSTMConfig` (`model`: "ms_lstm", "context" or "action";
+            `units`, `dropout`, `compute_dtype`).
+        num_classes: N.
+
+    Returns:
+        A `MultiStageLSTM`, or a `SingleStageLSTM` reading the stream `lstm.model`.
+    """
+    options = dict(
+        units=lstm.units, dropout=lstm.dropout, compute_dtype=lstm.compute_dtype
+    )
+    if lstm.model == "ms_lstm":
+        return MultiStageLSTM(num_classes, **options)
+    return SingleStageLSTM(num_classes, stream=lstm.model, **options)

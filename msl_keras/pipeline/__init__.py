@@ -9,22 +9,26 @@ runs them on generated clips.
 
 Each module is named for what it holds and each function for what it does, so
 `msl_keras.pipeline.extraction` is a module and `msl_keras.pipeline.extract` a function.
-("Stage" is kept for the MS-LSTM's two stages.)
+("Stage" is kept for the MS-LSTM's two stages.) No module here imports another: what one
+step reads back from another's output (the models of a run, a fold's features, the
+trunk cache) is in the library, `msl_keras.runs` and `msl_keras.data.trunk_cache`; the
+loaders are re-exported here for notebooks.
 """
 
 from msl_keras.pipeline.dataset_index import DatasetIndex, Fold, describe, prepare
 from msl_keras.pipeline.evaluation import evaluate
 from msl_keras.pipeline.extraction import extract, merge_shards
 from msl_keras.pipeline.feature_import import import_features
-from msl_keras.pipeline.head_training import (
+from msl_keras.pipeline.head_training import train_cnn
+from msl_keras.pipeline.lstm_training import train_lstm
+from msl_keras.pipeline.prediction import predict_from_run_dir, predict_video
+from msl_keras.runs import (
+    RunDirectory,
     build_trunk,
     load_extractor,
     load_heads,
-    train_cnn,
+    load_lstm,
 )
-from msl_keras.pipeline.lstm_training import load_lstm, train_lstm
-from msl_keras.pipeline.prediction import predict_from_run_dir, predict_video
-from msl_keras.runs import RunDirectory
 
 __all__ = [
     "DatasetIndex",

@@ -41,12 +41,11 @@ from msl_keras.callbacks import causal_forward, final_stage
 from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.plots import plot_accuracy_curves
-from msl_keras.runs import fold_name, resolve_run
-from msl_keras.pipeline.head_training import INFO_FILENAME
-from msl_keras.pipeline.lstm_training import (
-    BEST_FILENAME,
+from msl_keras.runs import (
+    fold_name,
     load_lstm,
     read_fold_features,
+    resolve_run,
     training_record,
 )
 
@@ -274,7 +273,7 @@ def evaluate(
         (counts per role, `test_evaluated`, `test_missing` ids), `num_steps`,
         `num_classes`, `class_names`, `top_k`, `subset` (the fold's set, e.g. "set1",
         or None), `readings` (`check_readings`), `checkpoint` (path and
-        `train_lstm.training_record`: model selection scheme, best epoch counted from 1,
+        `runs.training_record`: model selection scheme, best epoch counted from 1,
         its validation score, the refit's epochs and clips), `heads` (`heads_record`:
         the CNN heads' scheme and epochs, None when the run has no `cnn_info.json`),
         `stages` (`{stage: score_stage(...)}`), `summary` (final stage, pooled, with
@@ -311,7 +310,7 @@ def evaluate(
         config, test["frame_indices"], test["num_frames"], fold=name
     )
     lstm_dir = run.lstm_dir(name)
-    checkpoint = checkpoint or lstm_dir / BEST_FILENAME
+    checkpoint = checkpoint or run.best_path(name)
     model = load_lstm(checkpoint)
     dims = model.input_dims
     check_model_inputs(
@@ -418,10 +417,9 @@ def heads_record(run, fold):
         dict: `model_selection`, `fit_frames` (frames the saved heads were trained on)
         and per head `{"best_epoch", "refit_epochs"}` (1-based; None without refit).
     """
-    path = run.cnn_dir(fold) / INFO_FILENAME
-    if not path.is_file():
+    info = run.read_cnn_info(fold)
+    if info is None:
         return None
-    info = json.loads(path.read_text())
     record = {key: info.get(key) for key in ("model_selection", "fit_frames")}
     for head in ("context", "action"):
         if head in info:

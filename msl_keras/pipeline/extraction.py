@@ -11,7 +11,7 @@ preprocessing, the extractor's weights fingerprint, the CAM class, the dims, the
 dtype and the compute dtype (`cnn.compute_dtype`, the Keras policy of the trunk and
 heads).
 With `cnn.extract_from_cache` the trunk's output of each frame is read from the run's
-trunk cache (`train_cnn.plain_maps`) instead: the folds of a protocol that share clips
+trunk cache (`msl_keras.data.trunk_cache.plain_maps`) instead: the folds of a protocol that share clips
 (UT-Interaction's 10 folds of a set) then run the trunk once per frame, not once per fold.
 
 - Resumable: clips already complete in the store are skipped; a killed run loses at
@@ -41,6 +41,7 @@ from msl_keras.data.feature_store import (
     weights_fingerprint,
 )
 from msl_keras.data.preprocessing import preprocess_frames
+from msl_keras.data.trunk_cache import cached_num_frames, open_trunk_cache, plain_maps
 from msl_keras.data.video import read_clip, select_frames
 from msl_keras.errors import (
     FeatureStoreError,
@@ -48,13 +49,7 @@ from msl_keras.errors import (
     MslKerasError,
     VideoDecodeError,
 )
-from msl_keras.runs import check_shard, fold_name, resolve_run
-from msl_keras.pipeline.head_training import (
-    cached_num_frames,
-    load_extractor,
-    open_trunk_cache,
-    plain_maps,
-)
+from msl_keras.runs import check_shard, fold_name, load_extractor, resolve_run
 
 PREPROCESSING_NAME = "vgg16_caffe"
 

@@ -43,7 +43,6 @@ Example:
 
 import shutil
 import warnings
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -55,108 +54,30 @@ from msl_keras.callbacks import (
     ValidationAnticipationAccuracy,
 )
 from msl_keras.config import save_config
-from msl_keras.data.feature_store import (
-    FeatureStore,
-    check_compatible,
-    check_model_inputs,
-    check_streams,
-)
+from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.data.pipelines import sequence_dataset
 from msl_keras.distribute import describe_strategy, get_strategy
 from msl_keras.errors import FeatureStoreError, WeightsError
 from msl_keras.losses import get_loss
-from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
+from msl_keras.models.ms_lstm import lstm_from_config
 from msl_keras.runs import (
+    BEST_FILENAME,
     CONFIG_FILENAME,
+    REFIT_DIRNAME,
     check_same_settings,
     fold_name,
+    load_lstm,
+    read_fold_features,
     resolve_run,
 )
 from msl_keras.seeding import set_seed
 
-BEST_FILENAME = "best.keras"
-REFIT_DIRNAME = "refit"
 HISTORY_FILENAME = "history.csv"
 
 
 def model_outputs(config):
     """The outputs of `config.lstm.model`: `("stage1", "stage2")` or `("stage1",)`."""
     return ("stage1", "stage2") if config.lstm.model == "ms_lstm" else ("stage1",)
-
-
-def expected_store_settings(config, num_classes, fold=None):
-    """The `StoreSettings` values a store must have for this config's LSTM.
-
-    The CAM class is named as extraction names it ("top_k3" for `cam_class="top_k"`).
-    Features imported from elsewhere (`data.dataset="imported"`) were made by no CNN of
-    the config: their CAM class, feature sizes and compute dtype are the store's own.
-    """
-    cam_class = config.cnn.cam_class
-    if cam_class == "top_k":
-        cam_class = f"top_k{min(config.cnn.top_k, num_classes)}"
-    expected = {
-        "dataset": config.data.dataset,
-        "T": config.data.num_steps,
-        "frame_selection": config.data.frame_selection,
-        "observed_ratio": config.data.observed_ratio,
-        "cam_class": cam_class,
-        "context_dim": config.cnn.fc_units,
-        "action_dim": config.cnn.fc_units,
-        "num_classes": num_classes,
-        "compute_dtype": config.cnn.compute_dtype,
-    }
-    if config.data.dataset == "imported":
-        for key in ("cam_class", "context_dim", "action_dim", "compute_dtype"):
-            del expected[key]
-    if fold is not None:
-        expected["split"] = fold_name(fold)
-    return expected
-
-
-def read_fold_features(config, index, fold, run, roles):
-    """Reads the fold's store and returns the arrays of the clips of each role.
-
-    Args:
-        config: the run's `Config`.
-        index: the `DatasetIndex` (its class names fix N).
-        fold: a fold name or `Fold`.
-        run: a `RunDirectory`.
-        roles: e.g. `("train", "validation")`.
-
-    Returns:
-        `(settings, class_names, arrays, missing)`: the store's `StoreSettings` and class
-        names, `{role: FeatureStore.read() dict of that role's clips, in index order, or
-        None when the role has no stored clip}` and `{role: [clip ids in the fold but not
-        in the store]}` (clips whose extraction failed or has not run).
-
-    Raises:
-        FeatureStoreError: no store for the fold.
-        FeatureStoreMismatchError: a store made with other settings (T, feature sizes,
-            classes, frame selection, ...), or a single-stream store for a model that
-            reads both streams.
-    """
-    fold = index.fold(fold)
-    path = run.store_path(fold.name)
-    if not Path(path).is_file():
-        raise FeatureStoreError(
-            f"No feature store for fold '{fold.name}' at '{path}'. Run the extraction "
-            "stage first (msl_keras.pipeline.extraction.extract, or `python -m msl_keras "
-            "extract`)."
-        )
-    arrays, missing = {}, {}
-    with FeatureStore.open(path) as store:
-        check_compatible(
-            store, expected_store_settings(config, len(index.class_names), fold)
-        )
-        model = lstm_model(config, len(index.class_names))  # not built: no variables
-        check_streams(store, model.input_streams)
-        done = set(store.completed_ids())
-        for role in roles:
-            ids = [r.clip_id for r in fold.by_role(role)]
-            present = [c for c in ids if c in done]
-            missing[role] = [c for c in ids if c not in done]
-            arrays[role] = store.read(present) if present else None
-        return store.settings, list(store.class_names), arrays, missing
 
 
 def _warn_missing(missing, path):
@@ -170,23 +91,12 @@ def _warn_missing(missing, path):
             )
 
 
-def lstm_model(config, num_classes):
-    """The LSTM of `config.lstm.model`, not built (its `input_streams` are known)."""
-    lstm = config.lstm
-    options = dict(
-        units=lstm.units, dropout=lstm.dropout, compute_dtype=lstm.compute_dtype
-    )
-    if lstm.model == "ms_lstm":
-        return MultiStageLSTM(num_classes, **options)
-    return SingleStageLSTM(num_classes, stream=lstm.model, **options)
-
-
 def build_lstm(config, num_classes, context_dim, action_dim):
     """Builds (not compiles) the LSTM of `config.lstm.model` for the given input sizes.
 
     Call it inside `strategy.scope()` when training with a distribution strategy.
     """
-    model = lstm_model(config, num_classes)
+    model = lstm_from_config(config.lstm, num_classes)
     dims = {"context": context_dim, "action": action_dim}
     model.build({s: (None, None, dims[s]) for s in model.input_streams})
     return model
@@ -471,31 +381,6 @@ def _fit_epochs(
     return EpochCheckpoint.read_state(directory), True
 
 
-def training_record(lstm_dir):
-    """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`.
-
-    Returns:
-        dict: `model_selection`, `best_epoch` (1-based) and `val_anticipation_accuracy`
-        of the run on the train clips, its `epochs_done` and `trained_on` (clips per
-        role), and for "refit" `refit`: `{"epochs", "epochs_done", "trained_on"}` of the
-        model retrained on train + validation. Values the folder lacks are None.
-    """
-    state = EpochCheckpoint.read_state(lstm_dir) or {}
-    record = {
-        "model_selection": state.get("model_selection"),
-        "best_epoch": state.get("best_epoch"),
-        "val_anticipation_accuracy": state.get("best"),
-        "epochs_done": state.get("epochs_done"),
-        "trained_on": state.get("trained_on"),
-    }
-    refit = EpochCheckpoint.read_state(Path(lstm_dir) / REFIT_DIRNAME)
-    if refit is not None:
-        record["refit"] = {
-            key: refit.get(key) for key in ("epochs", "epochs_done", "trained_on")
-        }
-    return record
-
-
 def _tensorboard(log_dir):
     """A TensorBoard callback, or None (with a warning) when tensorboard is missing."""
     try:
@@ -552,45 +437,3 @@ def _check_checkpoint_inputs(path, settings, config, num_classes):
             f"'{path}' predicts {saved.num_classes} classes, the dataset has {num_classes}. "
             "Pass resume=False to start over."
         )
-
-
-def load_lstm(path, compile=False):
-    """Loads a trained LSTM (`best.keras`, `last.keras`, or an LSTM folder: its best).
-
-    Args:
-        path: a `.keras` file, or the LSTM folder holding `best.keras`.
-        compile: also restore the optimizer and losses (to go on training).
-
-    Returns:
-        The `MultiStageLSTM` or `SingleStageLSTM`.
-
-    Raises:
-        WeightsError: no such file.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / BEST_FILENAME
-    if not path.is_file():
-        raise WeightsError(
-            f"No trained LSTM at '{path}'. Train one first (msl_keras.pipeline.lstm_training."
-            "train_lstm, or `python -m msl_keras train-lstm`)."
-        )
-    try:
-        model = keras.saving.load_model(path, compile=compile)
-    except Exception as error:  # Keras reports a damaged zip as "File not found".
-        raise WeightsError(
-            f"Cannot load the LSTM checkpoint '{path}': it is damaged or not a Keras "
-            f"`.keras` file ({type(error).__name__}: {error}). Delete it and train again "
-            "(`msl-keras train-lstm --no-resume`)."
-        ) from error
-    if not isinstance(model, (MultiStageLSTM, SingleStageLSTM)):
-        raise WeightsError(
-            f"'{path}' holds a {type(model).__name__}, not a MultiStageLSTM or "
-            "SingleStageLSTM. Point to an LSTM checkpoint made by train_lstm."
-        )
-    return model
-
-
-def fold_clip_counts(fold):
-    """`{role: clips}` of a fold, for reports."""
-    return {role: len(fold.by_role(role)) for role in ("train", "validation", "test")}

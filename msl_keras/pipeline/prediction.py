@@ -39,12 +39,19 @@ from msl_keras.data.video import (
     select_frames,
     video_fps,
 )
+from msl_keras.config import config_from_dict
 from msl_keras.errors import ConfigError
 from msl_keras.metrics import anticipation_step
 from msl_keras.models.streaming import StreamingStep
 from msl_keras.plots import plot_stream_probabilities
-from msl_keras.runs import fold_name, resolve_run
-from msl_keras.pipeline.lstm_training import BEST_FILENAME, load_lstm
+from msl_keras.runs import (
+    BEST_FILENAME,
+    RunDirectory,
+    fold_name,
+    load_extractor,
+    load_lstm,
+    resolve_run,
+)
 
 # Height of the thumbnails kept for the plot's frame strip (display only).
 THUMBNAIL_HEIGHT = 64
@@ -52,11 +59,9 @@ THUMBNAIL_HEIGHT = 64
 
 def _class_names(run, fold, num_classes):
     """The class names saved by `train_cnn` (cnn_info.json), else `class <k>`."""
-    info = run.cnn_dir(fold) / "cnn_info.json"
-    if info.is_file():
-        names = json.loads(info.read_text()).get("class_names")
-        if names and len(names) == num_classes:
-            return list(names)
+    names = (run.read_cnn_info(fold) or {}).get("class_names")
+    if names and len(names) == num_classes:
+        return list(names)
     return [f"class {k}" for k in range(num_classes)]
 
 
@@ -143,10 +148,8 @@ def predict_video(
     name = fold_name(fold)
     if stream is None:
         if model is None:
-            model = load_lstm(run.lstm_dir(name) / BEST_FILENAME)
+            model = load_lstm(run.best_path(name))
         if extractor is None:
-            from msl_keras.pipeline.head_training import load_extractor
-
             extractor = load_extractor(config, run, name)
         stream = streaming_step(extractor, model, config.cnn.input_size)
     if class_names is None:
@@ -325,10 +328,6 @@ def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
         dict: `config` (the LSTM folder's `config.json`), `run`, `fold`, `lstm` (the
         subfolder name), `stream` (a `StreamingStep`), `class_names`.
     """
-    from msl_keras.config import config_from_dict
-    from msl_keras.runs import RunDirectory
-    from msl_keras.pipeline.head_training import load_extractor
-
     run = RunDirectory.open(run_dir)
     trained = sorted(p.name for p in run.root.iterdir() if (p / "lstm").is_dir())
     if fold is None:
