@@ -201,7 +201,7 @@ def test_single_stage_round_trip_and_fit_step(tmp_path, stream):
     assert model.stream == stream
 
 
-def test_models_say_which_streams_they_read_and_their_sizes():
+def test_models_say_which_streams_they_read_their_sizes_and_outputs():
     x = {
         "context": np.zeros((1, T, 5), "float32"),
         "action": np.zeros((1, T, 7), "float32"),
@@ -214,6 +214,8 @@ def test_models_say_which_streams_they_read_and_their_sizes():
     with pytest.raises(ValueError, match="not built"):
         multi.input_dims
     for model in (multi, context, action):
-        model(x)
+        assert tuple(model(x)) == model.stage_names
+    assert multi.stage_names == ("stage1", "stage2")
+    assert context.stage_names == action.stage_names == ("stage1",)
     assert multi.input_dims == {"context": 5, "action": 7}
     assert context.input_dims == {"context": 5} and action.input_dims == {"action": 7}

@@ -134,7 +134,7 @@ def test_single_stream_lstm_trains_on_its_stream(tmp_path):
     config, index, run = make_feature_run(tmp_path, config)
     model = stage.load_lstm(stage.train_lstm(config, index, FOLD, run, verbose=0))
     assert model.stream == "action" and model.input_dims == {"action": 8}
-    assert stage.model_outputs(config) == ("stage1",)
+    assert model.stage_names == ("stage1",)
 
 
 def _weights(path):

@@ -164,6 +164,11 @@ class MultiStageLSTM(keras.Model):
         return STREAMS
 
     @property
+    def stage_names(self):
+        """The keys of the output dict, one per stage: `("stage1", "stage2")`."""
+        return ("stage1", "stage2")
+
+    @property
     def input_dims(self):
         """`{stream: feature size}` of a built model, for each of `input_streams`."""
         return {
@@ -315,6 +320,11 @@ class SingleStageLSTM(keras.Model):
     def input_streams(self):
         """The keys of the input dict it reads: `(stream,)`."""
         return (self.stream,)
+
+    @property
+    def stage_names(self):
+        """The keys of the output dict: `("stage1",)`."""
+        return ("stage1",)
 
     @property
     def input_dims(self):

@@ -75,11 +75,6 @@ from msl_keras.seeding import set_seed
 HISTORY_FILENAME = "history.csv"
 
 
-def model_outputs(config):
-    """The outputs of `config.lstm.model`: `("stage1", "stage2")` or `("stage1",)`."""
-    return ("stage1", "stage2") if config.lstm.model == "ms_lstm" else ("stage1",)
-
-
 def _warn_missing(missing, path):
     for role, ids in missing.items():
         if ids:
@@ -118,7 +113,7 @@ def compile_lstm(model, config):
         lstm.weight_decay,
         mode=lstm.weight_decay_mode,
     )
-    losses = {name: get_loss(lstm.loss) for name in model_outputs(config)}
+    losses = {name: get_loss(lstm.loss) for name in model.stage_names}
     model.compile(optimizer=optimizer, loss=losses)
     return model
 
@@ -319,7 +314,7 @@ def _fit_epochs(
             + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
         )
 
-    streams, outputs = model.input_streams, model_outputs(config)
+    streams, outputs = model.input_streams, model.stage_names
     dataset = sequence_dataset(
         train,
         num_classes=num_classes,

@@ -203,7 +203,7 @@ def predict_video(
     result = {
         "video": str(video_path),
         "fold": name,
-        "stage": "stage2" if stream.multi_stage else "stage1",
+        "stage": stream.lstm.stage_names[-1],
         "frame_indices": frame_indices,
         "times": times,
         "fps": fps,
