@@ -1,4 +1,4 @@
-"""The run directory: where every stage of one configuration reads and writes.
+"""The run directory: where each step writes, and how the next one reads it back.
 
 A run directory is named by the settings that make the features (`Config.run_name()`:
 data, cnn and seed), so LSTMs trained with other losses share its CNN heads and feature
@@ -171,6 +171,10 @@ class RunDirectory:
     def best_path(self, fold):
         """`<lstm_dir>/best.keras`: the LSTM `evaluate` scores and `predict` streams."""
         return self.lstm_dir(fold) / BEST_FILENAME
+
+    def trained_folds(self):
+        """Names of the folds with an `lstm/` folder, sorted."""
+        return sorted(p.name for p in self.root.iterdir() if (p / "lstm").is_dir())
 
     def results_dir(self, fold):
         """`<lstm_dir>/results`: results.json, accuracy.csv, accuracy.png."""

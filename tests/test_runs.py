@@ -32,7 +32,22 @@ def test_layout_follows_the_contract(config, tmp_path):
     lstm = root / "split1" / "lstm" / config.lstm_run_name()
     assert run.lstm_dir("split1") == lstm
     assert run.results_dir("split1") == lstm / "results"
+    assert run.best_path("split1") == lstm / "best.keras"
     assert run.trunk_cache_dir == root / "trunk_cache"
+    assert run.trunk_weights_path == root / "trunk.weights.h5"
+    assert run.cnn_info_path("split1") == root / "split1" / "cnn" / "cnn_info.json"
+
+
+def test_what_the_folder_holds_is_read_back(config):
+    run = RunDirectory.create(config)
+    assert run.read_cnn_info("split1") is None and run.trained_folds() == []
+    run.cnn_dir("split1").mkdir(parents=True)
+    run.cnn_info_path("split1").write_text(json.dumps({"class_names": ["a", "b"]}))
+    assert run.read_cnn_info("split1") == {"class_names": ["a", "b"]}
+    for fold in ("split2", "split1"):
+        run.lstm_dir(fold).mkdir(parents=True)
+    (run.root / "split3").mkdir()  # heads or features only: no LSTM
+    assert run.trained_folds() == ["split1", "split2"]
 
 
 def test_fold_objects_and_bad_names(config):

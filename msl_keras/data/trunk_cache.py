@@ -1,4 +1,4 @@
-"""The frozen VGG-16 trunk's conv5_2 maps, computed once per (clip, frame, view) and kept on disk.
+"""The frozen VGG-16 trunk's conv5_2 maps of every (clip, frame, view), computed once.
 
 The paper trains the context- and action-aware heads on single frames on top of a trunk
 that is never trained (Sec. 3.2.1, 4.2). Its output for a given input frame is therefore

@@ -11,8 +11,9 @@ preprocessing, the extractor's weights fingerprint, the CAM class, the dims, the
 dtype and the compute dtype (`cnn.compute_dtype`, the Keras policy of the trunk and
 heads).
 With `cnn.extract_from_cache` the trunk's output of each frame is read from the run's
-trunk cache (`msl_keras.data.trunk_cache.plain_maps`) instead: the folds of a protocol that share clips
-(UT-Interaction's 10 folds of a set) then run the trunk once per frame, not once per fold.
+trunk cache (`msl_keras.data.trunk_cache.plain_maps`) instead: the folds of a protocol
+that share clips (UT-Interaction's 10 folds of a set) then run the trunk once per frame,
+not once per fold.
 
 - Resumable: clips already complete in the store are skipped; a killed run loses at
   most the clip it was writing.

@@ -329,7 +329,7 @@ def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
         subfolder name), `stream` (a `StreamingStep`), `class_names`.
     """
     run = RunDirectory.open(run_dir)
-    trained = sorted(p.name for p in run.root.iterdir() if (p / "lstm").is_dir())
+    trained = run.trained_folds()
     if fold is None:
         if not trained:
             raise ConfigError(
@@ -436,7 +436,7 @@ def predict_from_run_dir(
 
 
 def _only_fold(run):
-    folds = sorted(p.name for p in run.root.iterdir() if (p / "lstm").is_dir())
+    folds = run.trained_folds()
     if len(folds) != 1:
         raise ConfigError(
             f"Pass fold=...: run '{run.root}' has {len(folds)} folds with a trained LSTM"
