@@ -80,7 +80,8 @@ def test_two_runs_give_the_same_features_and_metrics(tmp_path):
 
 def test_lstm_stage_repeats_with_a_seed_and_changes_with_another(tmp_path):
     from msl_keras.config import apply_overrides
-    from msl_keras.pipeline.lstm_training import load_lstm, train_lstm
+    from msl_keras.pipeline.lstm_training import train_lstm
+    from msl_keras.runs import load_lstm
     from tests.lstm_fixtures import make_feature_run, tiny_config
 
     weights = {}

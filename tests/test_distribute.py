@@ -25,7 +25,8 @@ MIRRORED_VS_DEFAULT = textwrap.dedent(
     devices = configure_logical_cpus(2)
 
     import numpy as np
-    from msl_keras.pipeline.lstm_training import load_lstm, train_lstm
+    from msl_keras.pipeline.lstm_training import train_lstm
+    from msl_keras.runs import load_lstm
     from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
     tmp = Path(sys.argv[1])
@@ -108,7 +109,8 @@ MULTI_WORKER = textwrap.dedent(
     import json, sys
     from pathlib import Path
     import numpy as np
-    from msl_keras.pipeline.lstm_training import load_lstm, train_lstm
+    from msl_keras.pipeline.lstm_training import train_lstm
+    from msl_keras.runs import load_lstm
     from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
     tmp = Path(sys.argv[1])
@@ -145,7 +147,8 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
     MS-LSTM (global batch 12 = every train clip, 6 per worker) equals one process."""
     import numpy as np
 
-    from msl_keras.pipeline.lstm_training import load_lstm, train_lstm
+    from msl_keras.pipeline.lstm_training import train_lstm
+    from msl_keras.runs import load_lstm
     from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
     ports = _free_loopback_ports(2)

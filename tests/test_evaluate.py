@@ -13,7 +13,8 @@ from msl_keras.data.feature_store import FeatureStore
 from msl_keras.errors import ConfigError, WeightsError
 from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 from msl_keras.pipeline.evaluation import check_readings, evaluate
-from msl_keras.pipeline.lstm_training import load_lstm, train_lstm
+from msl_keras.pipeline.lstm_training import train_lstm
+from msl_keras.runs import load_lstm
 from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
 
