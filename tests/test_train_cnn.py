@@ -423,3 +423,31 @@ def test_frozen_conv5_3_and_scaled_head_inputs(setup, tmp_path):
     )
     extractor = runs.load_extractor(config, run, "split1")
     assert extractor.extract(preprocess_frames(frames, (32, 32)))["context"].shape == (2, 8)
+
+
+@pytest.mark.parametrize("selection", ["val_loss", "val_accuracy"])
+def test_each_head_keeps_the_epoch_its_selection_picks(setup, tmp_path, selection):
+    """cnn.selection: the kept epoch is the first best one of the history CSV, by the
+    lowest val_loss or by the highest accuracy of the head's own classifier."""
+    config, index = setup
+    config = apply_overrides(
+        config,
+        {"output_dir": str(tmp_path), "cnn.epochs": 4, "cnn.selection": selection},
+    )
+    result = train_cnn_module.train_cnn(config, index, "split1", verbose=0)
+    cnn_dir = RunDirectory(config).cnn_dir("split1")
+    for name, accuracy in (("context", "val_accuracy"), ("action", "val_action_accuracy")):
+        with open(cnn_dir / f"history_{name}.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if selection == "val_loss":
+            values = [-float(row["val_loss"]) for row in rows]
+        else:
+            values = [float(row[accuracy]) for row in rows]
+        best = 1 + values.index(max(values))
+        assert result[name]["best_epoch"] == best
+        assert result[name][accuracy] == pytest.approx(float(rows[best - 1][accuracy]))
+
+
+def test_an_unknown_head_selection_is_refused():
+    with pytest.raises(ConfigError, match="cnn.selection"):
+        apply_overrides(get_preset("demo"), {"cnn.selection": "accuracy"})

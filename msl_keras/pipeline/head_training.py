@@ -182,8 +182,10 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
     return context, action, initialisation
 
 
-def _fit(model, train, validation, epochs, history_path, verbose):
-    """Fits `epochs` epochs; with `validation`, restores the epoch of lowest val_loss.
+def _fit(model, train, validation, epochs, history_path, verbose, monitor="val_loss"):
+    """Fits `epochs` epochs; with `validation`, restores the epoch that `monitor` picks:
+    the lowest `"val_loss"`, or the highest of an accuracy (`"val_accuracy"`, the action
+    head's `"val_action_accuracy"`; the first epoch of a tie).
 
     Returns:
         `{"best_epoch": the epoch kept, counted from 1, **its logged values}`.
@@ -192,8 +194,8 @@ def _fit(model, train, validation, epochs, history_path, verbose):
     best = None
     if validation is not None:
         best = keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            mode="min",
+            monitor=monitor,
+            mode="min" if monitor == "val_loss" else "max",
             patience=epochs + 1,
             restore_best_weights=True,
         )
@@ -212,6 +214,13 @@ def _fit(model, train, validation, epochs, history_path, verbose):
         else (len(logs["loss"]) - 1)
     )
     return {"best_epoch": epoch + 1, **{k: float(v[epoch]) for k, v in logs.items()}}
+
+
+def _selection_monitor(selection, head):
+    """The `fit` log key of `cnn.selection` for `head` ("context" or "action")."""
+    if selection == "val_loss":
+        return "val_loss"
+    return "val_accuracy" if head == "context" else "val_action_accuracy"
 
 
 def _heads_exist(cnn_dir):
@@ -373,6 +382,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
                 int(config.cnn.epochs),
                 cnn_dir / f"history_{name}.csv",
                 verbose,
+                monitor=_selection_monitor(config.cnn.selection, name),
             )
         fit_rows = train_rows
         if refit:
