@@ -25,8 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 # ---------------------------------------------------------------------------------------
-# Sizes. `paper` is the paper's network; `cpu` shrinks what would take minutes per
-# repeat on a 2-core CPU; `tiny` runs in seconds (CI).
+# Sizes: the network of the presets `bench_paper` (the paper's network), `bench_cpu`
+# (what would take minutes per repeat on a 2-core CPU, shrunk) and `bench_tiny` (seconds,
+# CI) of `msl_keras.config`, and how much work each measurement does.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +47,28 @@ class Size:
     source: tuple = (320, 240)  # (width, height) of decoded video frames
     repeats: int = 3
 
+    @property
+    def preset(self):
+        return f"bench_{self.name}"
+
+
+def _size(name, num_classes, frames, original_frames, eval_clips, **measurement):
+    """The `Size` of preset `bench_<name>` with the measurement's own counts."""
+    from msl_keras.config import get_preset
+
+    config = get_preset(f"bench_{name}")
+    cnn = config.cnn
+    return Size(
+        name, cnn.input_size, cnn.width, cnn.fc_units, cnn.cam_filters, num_classes,
+        config.lstm.units, config.data.num_steps, cnn.batch_size, frames,
+        original_frames, eval_clips, **measurement,
+    )  # fmt: skip
+
 
 SIZES = {
-    "paper": Size("paper", 224, 1.0, 4096, 1024, 101, 2048, 50, 32, 32, 8, 8, repeats=5),
-    "cpu": Size("cpu", 112, 0.5, 1024, 256, 101, 512, 50, 32, 32, 16, 32, repeats=5),
-    "tiny": Size(
-        "tiny", 32, 1 / 16, 32, 16, 5, 16, 8, 4, 8, 4, 4, source=(48, 40), repeats=2
-    ),
+    "paper": _size("paper", 101, 32, 8, 8, repeats=5),
+    "cpu": _size("cpu", 101, 32, 16, 32, repeats=5),
+    "tiny": _size("tiny", 5, 8, 4, 4, source=(48, 40), repeats=2),
 }
 
 
@@ -481,7 +497,7 @@ def stage_setup(root, spec, clips_per_class=2, num_classes=3, frames=None, **ove
     """Generated clips under `root/data` and a `Config` at `spec` for the stages.
 
     Returns:
-        `(config, index, run)`: the config (demo preset at `spec`'s network sizes),
+        `(config, index, run)`: the config (`spec.preset`, the demo at its sizes),
         the `DatasetIndex` from `prepare`, and the created `RunDirectory`.
     """
     from msl_keras.config import apply_overrides, get_preset
@@ -502,18 +518,10 @@ def stage_setup(root, spec, clips_per_class=2, num_classes=3, frames=None, **ove
     )
     settings = {
         "data.root": data,
-        "data.num_steps": spec.steps,
         "data.validation_fraction": 0.0,
-        "cnn.input_size": spec.image,
-        "cnn.width": spec.width,
-        "cnn.fc_units": spec.fc_units,
-        "cnn.cam_filters": spec.cam_filters,
-        "cnn.batch_size": spec.batch,
-        "lstm.units": spec.units,
-        "lstm.batch_size": spec.batch,
         "output_dir": os.path.join(root, "runs"),
     }
     settings.update(overrides)
-    config = apply_overrides(get_preset("demo"), settings)
+    config = apply_overrides(get_preset(spec.preset), settings)
     index = prepare(config)
     return config, index, RunDirectory.create(config)

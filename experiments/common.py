@@ -6,21 +6,22 @@ this folder on `sys.path` and imports `common`. The scripts only choose configs 
 the pipeline's stage functions (`msl_keras.pipeline`): the numbers they print come from the
 same `train_cnn`, `extract`, `train_lstm` and `evaluate` as `msl-keras run`.
 
-Scales (`scale_config`):
+Scales (`scale_config`), each a preset of `msl_keras.config` (`--preset` of `msl-keras`):
 
 - `paper`: the paper's presets (`paper_jhmdb`, `paper_ut_interaction`, `paper_ucf101`):
   224x224 frames, the full VGG-16 with ImageNet weights, fc 4096, 2048 LSTM units, T = 50:
   the first T frames on UCF-101, T frames spread over each clip on UT-Interaction and
   JHMDB-21 (their earliest point is a ratio of the clip). For a GPU.
 - `cpu`: small enough for 2 CPU cores. On the generated clips, the `demo` preset. On a
-  real dataset: 64x64 frames, a full-width VGG-16 trunk (so a VGG-16-shaped weights file
-  can be loaded with `--weights`), fc 256, 128 LSTM units, T = 16 frames spread over each
-  clip, fewer frames per clip and fewer epochs for the heads and the LSTM. With a
+  real dataset, the `cpu_real` preset: 64x64 frames, a full-width VGG-16 trunk (so a
+  VGG-16-shaped weights file can be loaded with `--weights`), fc 256, 128 LSTM units,
+  T = 16 frames spread over each clip, fewer frames per clip and fewer epochs for the
+  heads and the LSTM. With a
   pretrained trunk (`--weights imagenet` or a file) the heads' SGD step is the paper's
   0.001 (`PRETRAINED_CNN_LEARNING_RATE`), with the CAM mask normalised per frame
   (`cnn.cam_normalization="max"`): with the unnormalised mask of Eq. 3 the action head
   diverges at 0.001 (RESULTS.md, "The action head at the paper's learning rate").
-- `tiny`: seconds, for the tests; any dataset.
+- `tiny`: the `tiny` preset: seconds, for the tests; any dataset.
 
 Run directories are named by the settings that make the features (`Config.run_name`), so
 scripts sharing `--output-dir`, scale, dataset and seed share trained heads and feature
@@ -116,61 +117,9 @@ METHODS = {
     ),
 }
 
-# `cpu` scale on a real dataset (see the module docstring). Chosen before any run, not
-# tuned on test folds; the heads and the LSTM choose their epochs on validation clips (and,
-# with the paper presets' data.model_selection=refit, then train on all training clips).
-CPU_REAL = {
-    "data.num_steps": 16,
-    "data.frame_selection": "uniform",
-    "data.validation_fraction": 0.1,
-    "cnn.input_size": 64,
-    "cnn.width": 1.0,
-    "cnn.fc_units": 256,
-    "cnn.cam_filters": 128,
-    "cnn.weights": None,
-    "cnn.frames_per_clip": 8,
-    "cnn.augment_views": 2,
-    "cnn.epochs": 12,
-    "cnn.batch_size": 32,
-    "cnn.learning_rate": 0.01,
-    "cnn.dropout": 0.5,
-    # The faithful readings of the paper presets (the `demo` preset keeps its own).
-    "cnn.weight_decay_mode": "l2",
-    "cnn.cam_normalization": "max",
-    "lstm.units": 128,
-    "lstm.dropout": 0.3,
-    "lstm.epochs": 60,
-    "lstm.batch_size": 16,
-    "lstm.learning_rate": 0.02,
-    "eval.top_k": 3,
-}
-
 # Measured with experiments/action_head_lr.py (RESULTS.md): with the normalised CAM mask
 # the action head trains at 0.001 from a pretrained trunk; it used to be 1e-4.
 PRETRAINED_CNN_LEARNING_RATE = 0.001
-
-# `tiny` scale: seconds per stage; for the tests (any dataset, e.g. 8-frame 32x24 clips).
-# T frames spread over each clip, so that earliest and latest read different steps of the
-# long real clips too (`evaluate` refuses them otherwise).
-TINY = {
-    "data.num_steps": 6,
-    "data.frame_selection": "uniform",
-    "cnn.input_size": 32,
-    "cnn.width": 1 / 32,
-    "cnn.fc_units": 8,
-    "cnn.cam_filters": 4,
-    "cnn.weights": None,
-    "cnn.frames_per_clip": 3,
-    "cnn.augment_views": 1,
-    "cnn.epochs": 1,
-    "cnn.batch_size": 8,
-    "lstm.units": 8,
-    "lstm.dropout": 0.0,
-    "lstm.epochs": 2,
-    "lstm.batch_size": 4,
-    "eval.top_k": 2,
-}
-
 
 def add_common_arguments(parser, default_dataset):
     """`--root --dataset --scale --seed --output-dir --weights --set --quiet`."""
@@ -256,16 +205,13 @@ def scale_config(args, extra_overrides=None):
 
     dataset, scale = args.dataset, args.scale
     if scale == "paper":
-        base = "ucf101" if dataset == "generated" else dataset
-        config = get_preset(f"paper_{base}")
-        settings = {"data.dataset": dataset}
+        preset = f"paper_{'ucf101' if dataset == 'generated' else dataset}"
+    elif scale == "tiny":
+        preset = "tiny"
     else:
-        config = get_preset("demo")
-        settings = {"data.dataset": dataset}
-        if scale == "tiny":
-            settings.update(TINY)
-        elif dataset != "generated":
-            settings.update(CPU_REAL)
+        preset = "demo" if dataset == "generated" else "cpu_real"
+    config = get_preset(preset)
+    settings = {"data.dataset": dataset}
     if dataset == "ut_interaction":
         # Both sets, all 20 leave-one-sequence-out folds (scripts may pick folds).
         settings.update({"data.ut_set": None, "data.ut_test_sequence": None})

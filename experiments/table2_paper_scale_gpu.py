@@ -56,7 +56,7 @@ whole table does NOT fit in 10 minutes; `--budget-minutes 10` runs ~5 folds per 
 
 `--dry-run` checks everything on the CPU at tiny sizes through the same code path: the
 weights file, the dataset, the GPU report, the dtype setting, the paper-scale projection,
-then one fold of each set (`common.TINY` sizes, random trunk) with every row, the budget
+then one fold of each set (`tiny` preset sizes, random trunk) with every row, the budget
 guard, `results.json` and `table2_paper_scale.md`.
 
 Writes `<output-dir>/table2_paper_scale_gpu/results.json` (the table, per set, paired
@@ -193,10 +193,12 @@ def detect_gpu():
 
 def table_argv(args, dry_run):
     """The `tables.run_table` arguments of this run (paper scale, or tiny for the dry run)."""
+    from msl_keras.config import TINY
+
     settings = dict(PAPER_SCALE)
     settings["cnn.compute_dtype"] = settings["lstm.compute_dtype"] = args.dtype
     if dry_run:
-        settings.update(common.TINY)
+        settings.update(TINY)
     argv = ["--root", str(args.root), "--dataset", "ut_interaction", "--scale", "paper",
             "--output-dir", args.output_dir,
             "--weights", "none" if dry_run else str(args.weights)]  # fmt: skip

@@ -18,20 +18,25 @@ import textwrap
 import time
 
 from msl_keras import __version__
+from msl_keras.config import PRESETS
 from msl_keras.errors import MslKerasError
 
 EPILOG = """\
-Configs: start from --preset (demo, paper_ucf101, paper_jhmdb, paper_ut_interaction),
-then --config FILE (JSON or YAML, may name its own preset), then --set KEY=VALUE
-(repeatable; e.g. --set lstm.loss=ce --set data.root=/data/UCF-101). `msl-keras config
---keys` lists every key. Every run writes into <output_dir>/<run name>/; re-running the
-same command resumes an interrupted stage.
+Configs: start from --preset (`msl-keras config --presets` lists them), then --config FILE
+(JSON or YAML, may name its own preset), then --set KEY=VALUE (repeatable; e.g. --set
+lstm.loss=ce --set data.root=/data/UCF-101). `msl-keras config --keys` lists every key.
+Every run writes into <output_dir>/<run name>/; re-running the same command resumes an
+interrupted stage.
 """
 
 
 def _add_config_arguments(parser):
     group = parser.add_argument_group("configuration")
-    group.add_argument("--preset", help="a named preset (default: demo, or the file's own)")
+    group.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"a named preset: {', '.join(PRESETS)} (default: demo, or the file's own)",
+    )
     group.add_argument("--config", metavar="FILE", help="a JSON or YAML config file")
     group.add_argument(
         "--set",
@@ -247,9 +252,10 @@ def build_parser():
         help="load what fits and report the rest instead of refusing the file",
     )
 
-    p = add("config", "print the resolved config, or every valid key")
+    p = add("config", "print the resolved config, every valid key or every preset")
     _add_config_arguments(p)
     p.add_argument("--keys", action="store_true", help="list every settable key")
+    p.add_argument("--presets", action="store_true", help="list every preset")
     return parser
 
 
@@ -323,10 +329,12 @@ def _dispatch(args):
     from msl_keras.orchestrator import run_all
 
     if args.command == "config":
-        from msl_keras.config import valid_keys
+        from msl_keras.config import preset_descriptions, valid_keys
 
         if args.keys:
             print("\n".join(valid_keys()))
+        elif args.presets:
+            print("\n".join(preset_descriptions()))
         else:
             print(resolve_config(args).to_json())
         return 0

@@ -2,9 +2,12 @@
 
 A `Config` holds four parts: `data` (which dataset, split or fold, how frames are chosen),
 `cnn` (the VGG-16 trunk and the two feature heads, trained on frames), `lstm` (the
-MS-LSTM and its loss) and `eval`. Presets give the paper's settings (`paper_ucf101`,
-`paper_jhmdb`, `paper_ut_interaction`) and a small CPU one (`demo`). Any field can be
-overridden with dotted keys, from the command line or from a JSON/YAML file:
+MS-LSTM and its loss) and `eval`. `PRESETS` holds every named setting of the project: the
+paper's (`paper_ucf101`, `paper_jhmdb`, `paper_ut_interaction`), a small CPU one (`demo`),
+and the demo at the sizes the experiments (`cpu_real`, `tiny`) and benchmarks
+(`bench_paper`, `bench_cpu`, `bench_tiny`) run; `msl-keras config --presets` lists them.
+Any field can be overridden with dotted keys, from the command line or from a JSON/YAML
+file:
 
 ```python
 config = get_preset("paper_jhmdb")
@@ -339,33 +342,8 @@ def _paper(dataset, root, **data):
     )
 
 
-# UCF-101 reads the first T frames (its earliest point is 2 frames, its latest "never
-# more than the first T = 50 frames"); UT-Interaction and JHMDB-21 spread T frames over
-# the whole clip, since their earliest point is a ratio of it (50%, 20%): with the first
-# 50 frames, 76 of the 120 UT clips would read earliest and latest at the same step.
-# The UT-Interaction preset runs both sets, 20 folds (Table 2).
-PRESETS = {
-    "paper_ucf101": lambda: _paper(
-        "ucf101", "data/UCF-101", num_steps=50, frame_selection="first"
-    ),
-    "paper_jhmdb": lambda: _paper(
-        "jhmdb", "data/JHMDB", num_steps=50, frame_selection="uniform"
-    ),
-    "paper_ut_interaction": lambda: _paper(
-        "ut_interaction",
-        "data/ut-interaction",
-        num_steps=50,
-        frame_selection="uniform",
-        ut_set=None,
-        ut_test_sequence=None,
-    ),
-    # Features made elsewhere (msl-keras import-features): only the LSTM stages run.
-    "imported": lambda: Config(
-        name="imported",
-        data=DataConfig(dataset="imported", root="features.npz", num_steps=50),
-    ),
-    # Small enough for 2 CPU cores in minutes, on the generated clips.
-    "demo": lambda: Config(
+def _demo():
+    return Config(
         name="demo",
         data=DataConfig(
             dataset="generated",
@@ -399,6 +377,152 @@ PRESETS = {
             units=64, dropout=0.5, epochs=30, batch_size=16, learning_rate=0.002
         ),
         eval=EvalConfig(top_k=2),
+    )
+
+
+# The experiments' `--scale cpu` on a real dataset (experiments/common.py): small
+# enough for 2 CPU cores. Chosen before any run, not tuned on test folds; the heads and
+# the LSTM choose their epochs on validation clips.
+CPU_REAL = {
+    "data.num_steps": 16,
+    "data.frame_selection": "uniform",
+    "data.validation_fraction": 0.1,
+    "cnn.input_size": 64,
+    "cnn.width": 1.0,  # full width, so that a VGG-16-shaped weights file loads
+    "cnn.fc_units": 256,
+    "cnn.cam_filters": 128,
+    "cnn.weights": None,
+    "cnn.frames_per_clip": 8,
+    "cnn.augment_views": 2,
+    "cnn.epochs": 12,
+    "cnn.batch_size": 32,
+    "cnn.learning_rate": 0.01,
+    "cnn.dropout": 0.5,
+    # The faithful readings of the paper presets (the `demo` preset keeps its own).
+    "cnn.weight_decay_mode": "l2",
+    "cnn.cam_normalization": "max",
+    "lstm.units": 128,
+    "lstm.dropout": 0.3,
+    "lstm.epochs": 60,
+    "lstm.batch_size": 16,
+    "lstm.learning_rate": 0.02,
+    "eval.top_k": 3,
+}
+
+# Seconds per stage, for the tests (any dataset, e.g. 8-frame 32x24 clips). T frames
+# spread over each clip, so that earliest and latest read different steps of the long
+# real clips too (`evaluate` refuses them otherwise).
+TINY = {
+    "data.num_steps": 6,
+    "data.frame_selection": "uniform",
+    "cnn.input_size": 32,
+    "cnn.width": 1 / 32,
+    "cnn.fc_units": 8,
+    "cnn.cam_filters": 4,
+    "cnn.weights": None,
+    "cnn.frames_per_clip": 3,
+    "cnn.augment_views": 1,
+    "cnn.epochs": 1,
+    "cnn.batch_size": 8,
+    "lstm.units": 8,
+    "lstm.dropout": 0.0,
+    "lstm.epochs": 2,
+    "lstm.batch_size": 4,
+    "eval.top_k": 2,
+}
+
+
+def _network(input_size, width, fc_units, cam_filters, units, steps, batch):
+    """The network's sizes as settings: the benchmarks' sizes (benchmarks/_common.py)."""
+    return {
+        "data.num_steps": steps,
+        "cnn.input_size": input_size,
+        "cnn.width": width,
+        "cnn.fc_units": fc_units,
+        "cnn.cam_filters": cam_filters,
+        "cnn.batch_size": batch,
+        "lstm.units": units,
+        "lstm.batch_size": batch,
+    }
+
+
+# The benchmarks' `--size` (benchmarks/_common.py): the demo preset's clips and training
+# at the paper's network (its sizes: 224x224, VGG-16, fc 4096, 2048 units, T 50), at
+# half of it for a CPU, and at a few seconds for CI.
+BENCH_PAPER = _network(224, 1.0, 4096, 1024, units=2048, steps=50, batch=32)
+BENCH_CPU = _network(112, 0.5, 1024, 256, units=512, steps=50, batch=32)
+BENCH_TINY = _network(32, 1 / 16, 32, 16, units=16, steps=8, batch=4)
+
+# experiments/original_vs_ours.py: the demo's clips, heads and LSTM size, with the
+# LSTM's step and epochs that script has always used.
+ORIGINAL_VS_OURS = {"lstm.epochs": 40, "lstm.learning_rate": 0.05}
+
+
+def _on(base, name, settings):
+    """Preset `base` with `settings` (dotted keys) applied, named `name`."""
+    return apply_overrides(get_preset(base), {"name": name, **settings})
+
+
+# UCF-101 reads the first T frames (its earliest point is 2 frames, its latest "never
+# more than the first T = 50 frames"); UT-Interaction and JHMDB-21 spread T frames over
+# the whole clip, since their earliest point is a ratio of it (50%, 20%): with the first
+# 50 frames, 76 of the 120 UT clips would read earliest and latest at the same step.
+# The UT-Interaction preset runs both sets, 20 folds (Table 2).
+# Each preset: (one line for `msl-keras config --presets`, the function that builds it).
+PRESETS = {
+    "paper_ucf101": (
+        "the paper on UCF-101: first T=50 frames, VGG-16 from ImageNet",
+        lambda: _paper("ucf101", "data/UCF-101", num_steps=50, frame_selection="first"),
+    ),
+    "paper_jhmdb": (
+        "the paper on JHMDB-21: T=50 frames spread over each clip",
+        lambda: _paper("jhmdb", "data/JHMDB", num_steps=50, frame_selection="uniform"),
+    ),
+    "paper_ut_interaction": (
+        "the paper on UT-Interaction: both sets, 20 leave-one-sequence-out folds",
+        lambda: _paper(
+            "ut_interaction",
+            "data/ut-interaction",
+            num_steps=50,
+            frame_selection="uniform",
+            ut_set=None,
+            ut_test_sequence=None,
+        ),
+    ),
+    "imported": (
+        "features made elsewhere (msl-keras import-features): only the LSTM stages run",
+        lambda: Config(
+            name="imported",
+            data=DataConfig(dataset="imported", root="features.npz", num_steps=50),
+        ),
+    ),
+    "demo": (
+        "the generated clips, small enough for 2 CPU cores in minutes (msl-keras demo)",
+        _demo,
+    ),
+    "cpu_real": (
+        "demo sizes for a real dataset on 2 CPU cores (experiments --scale cpu)",
+        lambda: _on("demo", "cpu_real", CPU_REAL),
+    ),
+    "tiny": (
+        "seconds per stage, any dataset (experiments --scale tiny, the tests)",
+        lambda: _on("demo", "tiny", TINY),
+    ),
+    "bench_paper": (
+        "the demo at the paper's network sizes (benchmarks --size paper)",
+        lambda: _on("demo", "bench_paper", BENCH_PAPER),
+    ),
+    "bench_cpu": (
+        "the demo at half the paper's network (benchmarks --size cpu)",
+        lambda: _on("demo", "bench_cpu", BENCH_CPU),
+    ),
+    "bench_tiny": (
+        "the demo at a few seconds' network (benchmarks --size tiny)",
+        lambda: _on("demo", "bench_tiny", BENCH_TINY),
+    ),
+    "original_vs_ours": (
+        "the demo with experiments/original_vs_ours.py's LSTM step and epochs",
+        lambda: _on("demo", "original_vs_ours", ORIGINAL_VS_OURS),
     ),
 }
 
@@ -409,7 +533,13 @@ def get_preset(name):
         raise ConfigError(
             f"Unknown preset '{name}'. Valid presets: {', '.join(sorted(PRESETS))}."
         )
-    return PRESETS[name]()
+    return PRESETS[name][1]()
+
+
+def preset_descriptions():
+    """`name: what it is` lines of every preset (`msl-keras config --presets`)."""
+    width = max(map(len, PRESETS))
+    return [f"{name:<{width}}  {text}" for name, (text, _) in PRESETS.items()]
 
 
 def _field_types(cls):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from msl_keras import cli
+from msl_keras.config import PRESETS
+from msl_keras.config import TINY as TINY_SETTINGS
 from tests.stage_helpers import make_tiny_dataset
 
 SUBCOMMANDS = (
@@ -98,6 +100,17 @@ def test_config_prints_the_resolved_config_and_the_keys(capsys):
     assert config["data"]["dataset"] == "jhmdb" and config["lstm"]["loss"] == "ce"
     assert cli.main(["config", "--keys"]) == 0
     assert "lstm.units" in capsys.readouterr().out.split()
+
+
+def test_config_lists_every_preset_and_builds_the_experiments_scales(capsys):
+    assert cli.main(["config", "--presets"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(PRESETS)
+    assert cli.main(["config", "--preset", "tiny", "--set", "lstm.units=9"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["name"], config["cnn"]["input_size"], config["lstm"]["units"]) == (
+        "tiny", TINY_SETTINGS["cnn.input_size"], 9
+    )
 
 
 def test_a_dataset_folder_that_is_not_there_names_what_was_expected(tmp_path, capsys):

@@ -17,6 +17,19 @@ def test_presets_build_and_round_trip(name, tmp_path):
     assert cfg.config_from_dict(config.to_dict()) == config
 
 
+def test_the_benchmarks_paper_size_is_the_papers_network_on_the_demo_clips():
+    paper, bench = cfg.get_preset("paper_ucf101"), cfg.get_preset("bench_paper")
+    assert (bench.cnn.input_size, bench.cnn.width, bench.cnn.fc_units) == (
+        paper.cnn.input_size, paper.cnn.width, paper.cnn.fc_units
+    )
+    assert (bench.lstm.units, bench.data.num_steps) == (
+        paper.lstm.units, paper.data.num_steps
+    )
+    assert bench.data == cfg.apply_overrides(
+        cfg.get_preset("demo"), {"data.num_steps": 50}
+    ).data
+
+
 def test_paper_presets_hold_the_papers_settings():
     config = cfg.get_preset("paper_ucf101")
     assert config.data.num_steps == 50

@@ -16,7 +16,9 @@ import h5py
 import numpy as np
 import pytest
 
+from msl_keras.config import CPU_REAL, get_preset
 from msl_keras.data import FeatureStore, read_generated
+from msl_keras.runs import settings_differences
 from tests.stage_helpers import make_tiny_dataset
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -326,9 +328,14 @@ def test_scale_config_and_dataset_resolution(tmp_path):
     config = common.scale_config(args)
     assert config.data.dataset == "ut_interaction"
     assert config.data.ut_set is None and config.data.ut_test_sequence is None
-    assert config.cnn.input_size == common.CPU_REAL["cnn.input_size"]
+    assert config.cnn.input_size == CPU_REAL["cnn.input_size"]
     assert config.cnn.weights is None
-    assert config.cnn.learning_rate == common.CPU_REAL["cnn.learning_rate"]
+    assert config.cnn.learning_rate == CPU_REAL["cnn.learning_rate"]
+    # Every setting is the preset's, but the dataset's own.
+    differences = settings_differences(get_preset("cpu_real").to_dict(), config)
+    assert {key for key, _, _ in differences} == {
+        "data.dataset", "data.root", "data.ut_set", "data.ut_test_sequence"
+    }
     with_file = common.parse_args(
         "", "ut_interaction",
         ["--root", "/data/ut", "--weights", "w.h5", "--set", "lstm.epochs=7"],
