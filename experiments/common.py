@@ -264,7 +264,7 @@ def prepare_index(config, verbose=True):
 
 
 def run_methods(config, index, folds, methods, verbose=True, before_fold=None):
-    """Runs every stage for each method on each fold; the heads and features are shared.
+    """`run_fold` of each fold with `methods` as its LSTM variants, one line per result.
 
     Args:
         config: the `Config` that makes the heads and features.
@@ -274,36 +274,30 @@ def run_methods(config, index, folds, methods, verbose=True, before_fold=None):
         before_fold: optional `before_fold(fold_name)`, called before each fold (a time
             budget stops the run there, `table2_paper_scale_gpu.py`).
 
-    For each fold the first method trains the heads and extracts the features
-    (`run_fold`); the others reuse them and only train and evaluate their LSTM.
-
     Returns:
-        `{method: [evaluate results of each fold]}` (each with `timings_s`).
+        `{method: [evaluate results of each fold]}` (each with `timings_s`; the heads
+        and features of a fold are timed in its first method's).
     """
     import keras
 
-    from msl_keras.config import apply_overrides
-    from msl_keras.runs import RunDirectory
     from msl_keras.orchestrator import run_fold
+    from msl_keras.runs import RunDirectory
 
     run = RunDirectory.create(config)
     results = {method: [] for method in methods}
     for number, fold in enumerate(folds, 1):
         if before_fold is not None:
             before_fold(fold.name)
-        for method, overrides in methods.items():
-            start = time.perf_counter()
-            result = run_fold(
-                apply_overrides(config, overrides), index, fold, run, verbose=False
-            )
+        fold_results = run_fold(config, index, fold, run, variants=methods, verbose=0)
+        for method, result in fold_results.items():
             results[method].append(result)
             if verbose:
-                summary = result["summary"]
+                summary, timings = result["summary"], result["timings_s"]
                 print(
                     f"[{number}/{len(folds)}] {fold.name} {method}: earliest "
                     f"{100 * summary['earliest']:5.1f}%  latest "
-                    f"{100 * summary['latest']:5.1f}%  ({time.perf_counter() - start:.0f} s: "
-                    + ", ".join(f"{k} {v:.0f}" for k, v in result["timings_s"].items())
+                    f"{100 * summary['latest']:5.1f}%  ({sum(timings.values()):.0f} s: "
+                    + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
                     + ")",
                     flush=True,
                 )

@@ -126,7 +126,7 @@ def main(argv=None):
         oracle_run = RunDirectory.create(oracle_config)
         for fold in folds:
             t0 = time.perf_counter()
-            result = run_fold(config, index, fold, run, verbose=False)
+            (result,) = run_fold(config, index, fold, run, verbose=0).values()
             scores["predicted"].append(result["stages"]["stage2"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "oracle" warns: on purpose

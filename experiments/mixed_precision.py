@@ -174,7 +174,7 @@ def main(argv=None):
 
     def whole_fold(dtype):
         start = time.perf_counter()
-        result = run_fold(configs[dtype], index, fold, runs[dtype], verbose=False)
+        (result,) = run_fold(configs[dtype], index, fold, runs[dtype], verbose=0).values()
         summary = result["summary"]
         results["whole_fold"][dtype] = {
             "earliest": summary["earliest"],

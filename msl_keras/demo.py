@@ -22,16 +22,12 @@ import time
 
 import numpy as np
 
-from msl_keras.callbacks import EpochCheckpoint
-from msl_keras.config import apply_overrides, get_preset
+from msl_keras.config import get_preset
+from msl_keras.orchestrator import run_fold
+from msl_keras.pipeline.dataset_index import describe, prepare
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import RunDirectory
 from msl_keras.seeding import onednn_enabled, pin_cpu_threads, set_seed
-from msl_keras.pipeline.evaluation import evaluate
-from msl_keras.pipeline.extraction import extract
-from msl_keras.pipeline.dataset_index import describe, prepare
-from msl_keras.pipeline.head_training import train_cnn
-from msl_keras.pipeline.lstm_training import train_lstm
 
 LOSS_LABELS = {
     "anticipation": "ours (anticipation loss, Eq. 1)",
@@ -49,6 +45,9 @@ BOOTSTRAP_RESAMPLES = 10000
 
 def demo(config=None, losses=("anticipation", "ce"), verbose=True):
     """Runs the whole method on the generated clips and compares `losses`.
+
+    One `run_fold` on the first fold: the heads and features are made once and one
+    MS-LSTM is trained and scored per loss on them.
 
     Args:
         config: a `Config` (default: the `demo` preset).
@@ -71,42 +70,14 @@ def demo(config=None, losses=("anticipation", "ce"), verbose=True):
         print(describe(index))
     fold = index.folds[0]
     run = RunDirectory.create(config)
-
-    def stage(title):
-        if verbose:
-            print(f"\n== {title}  [{time.perf_counter() - start:.0f} s]")
-
-    stage("train-cnn: context- and action-aware heads on frames (frozen trunk, cached)")
-    cnn = train_cnn(config, index, fold, run=run, verbose=0)
-    if verbose:
-        context, action = cnn["context"], cnn["action"]
-        print(
-            f"context head: best epoch {context['best_epoch']}, validation frame "
-            f"accuracy {100 * context.get('val_accuracy', float('nan')):.1f}%\n"
-            f"action head:  best epoch {action['best_epoch']}, validation frame "
-            f"accuracy {100 * action.get('val_action_accuracy', float('nan')):.1f}% "
-            f"(CAM branch {100 * action.get('val_cam_accuracy', float('nan')):.1f}%)"
-        )
-    stage("extract: both feature streams of every clip, one trunk pass per frame")
-    extract(config, index, fold, run=run, progress=verbose)
-
-    results = {}
-    for loss in losses:
-        loss_config = apply_overrides(config, {"lstm.loss": loss})
-        stage(f"train-lstm: MS-LSTM with the '{loss}' loss")
-        best = train_lstm(loss_config, index, fold, run=run, verbose=0)
-        if verbose:
-            state = EpochCheckpoint.read_state(best.parent) or {}
-            best_epoch = state.get("best_epoch")
-            print(
-                f"{state.get('epochs_done')} epochs; best epoch "
-                f"{'-' if best_epoch is None else best_epoch} "
-                "by validation anticipation accuracy "
-                f"{100 * (state.get('best') or float('nan')):.1f}% -> {best}"
-            )
-        stage(f"evaluate: '{loss}' on {len(fold.by_role('test'))} test clips")
-        results[loss] = evaluate(loss_config, index, fold, run=run, verbose=verbose)
-
+    results = run_fold(
+        config,
+        index,
+        fold,
+        run,
+        variants={loss: {"lstm.loss": loss} for loss in losses},
+        verbose=int(verbose),
+    )
     table = {
         loss: {
             key: result["summary"][key]
