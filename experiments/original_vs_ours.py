@@ -1,6 +1,6 @@
-"""The original code's choices against ours, on the SAME features.
+"""The original code's choices against ours, on the SAME features, through the pipeline.
 
-    python experiments/original_vs_ours.py                 # the demo's clips and settings (minutes)
+    python experiments/original_vs_ours.py                 # the demo's clips and heads (minutes)
     python experiments/original_vs_ours.py --tiny          # the same at CI size (seconds)
     python experiments/original_vs_ours.py --synthetic     # random but learnable features
     python experiments/original_vs_ours.py --store runs/<run>/split1/features/split1.h5
@@ -26,37 +26,57 @@ measures how far each deviation of the authors' code (shared/paper/NOTES.md, def
 4. CAM class (pipeline mode only): features extracted with the CAM of the true label
    (its extraction, also on test clips: a leak) against the predicted class.
 
-Every training uses the same features, seed, model size, optimizer and epochs; metrics
-are on the test clips, stage 2 with temporal average pooling unless a row says
-otherwise. Prints a table and writes `results.json` (and `table.txt`) into `--out`.
+The features (of the generated clips through `train_cnn` and `extract`, synthetic, or a
+store) are written once as an imported feature file (`msl_keras.data.imported`) whose
+`split1` holds the train / validation / test clips, and every LSTM is trained and scored
+by the pipeline: `orchestrator.run_fold` (import_features -> train_lstm -> evaluate) with
+the losses as its variants, from the same seed, size, optimizer and epochs. The original's
+selection is `split2`: the same training clips, with copies of the test clips as its
+validation clips. Metrics are `evaluate`'s (test clips, stage 2, temporal average
+pooling, earliest = the first 20% of each clip as on JHMDB-21, the original code's
+dataset) unless a row says otherwise; the rows about its evaluation score the trained
+model's test probabilities its way. Prints a table and writes `results.json` (and
+`table.txt`) into `--out`.
 """
 
 import argparse
+import csv
+import hashlib
 import json
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from msl_keras import metrics
-from msl_keras.callbacks import causal_forward
-from msl_keras.config import apply_overrides, get_preset
+from msl_keras.config import ORIGINAL_VS_OURS, apply_overrides, get_preset
 from msl_keras.data.feature_store import FeatureStore
-from msl_keras.data.pipelines import sequence_dataset
+from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
+from msl_keras.orchestrator import run_fold
 from msl_keras.original.losses import original_linear_scale
-from msl_keras.seeding import set_seed
-from msl_keras.pipeline.lstm_training import build_lstm, compile_lstm
+from msl_keras.pipeline import load_lstm, prepare
+from msl_keras.runs import RunDirectory
 
 ROLES = ("train", "validation", "test")
-SIZES = {
-    # generated clips, the LSTM's T, units and epochs, the heads' epochs (tiny only)
-    "full": {"units": 64, "epochs": 40},  # the demo preset: its clips, CNN and LSTM
-    "tiny": {"classes": 3, "clips_per_class": 6, "frames": 10, "size": (32, 24),
-             "groups": 3, "steps": 8, "units": 8, "epochs": 4, "cnn_epochs": 1},
-}  # fmt: skip
+STREAMS = ("context", "action")
+# The LSTM variants of `run_fold`: {name: (what the row calls it, its overrides)}; the
+# scaled learning rate of "original_ce_scaled_lr" is set from the config's (`variants`).
+LOSSES = {
+    "anticipation": ("Eq. 1 (anticipation)", {"lstm.loss": "anticipation"}),
+    "original_anticipation": (
+        "its Eq. 1 (T=150, N=21, /32, weight (t-1)/T)",
+        {"lstm.loss": "original_anticipation"},
+    ),
+    "original_linear": ("'totally_linear': CE x 11.67", {"lstm.loss": "original_linear"}),
+    "original_exponential": (
+        "'exponential': CE x 11.69",
+        {"lstm.loss": "original_exponential"},
+    ),
+    "original_ce_scaled_lr": ("plain CE, 11.67 x lr", {"lstm.loss": "original_ce"}),
+}
+TEST_COPY = "{}@as_validation"  # the id of a test clip's copy in split2
 
 
 # --------------------------------------------------------------------------------------
@@ -138,47 +158,24 @@ def store_features(path, seed=0, fractions=(0.6, 0.2, 0.2), original_dir=None):
     return features, dataset, num_classes
 
 
-def pipeline_features(work, size, seed=0):
+def pipeline_features(work, tiny, seed=0):
     """The generated clips through the stages: prepare, train_cnn, then extract twice
     from the same trained heads, with the predicted-class CAM (ours) and with the
     true-label CAM (the original's). Returns `({"predicted": ..., "oracle": ...},
     num_classes)`."""
     from msl_keras.data.generated import generate_dataset
-    from msl_keras.runs import RunDirectory
-    from msl_keras.pipeline import extract, load_extractor, prepare, train_cnn
+    from msl_keras.pipeline import extract, load_extractor, train_cnn
 
-    s = SIZES[size]
-    overrides = {
-        "data.root": str(
-            Path(work) / "generated"
-        ),  # the demo's clips: prepare makes them
-        "output_dir": str(Path(work) / "runs"),
-        "seed": seed,
-    }
-    if size == "tiny":
+    root = Path(work) / "generated"  # the demo's clips: prepare makes them
+    if tiny:
         root = generate_dataset(
-            Path(work) / "generated_tiny",
-            num_classes=s["classes"],
-            clips_per_class=s["clips_per_class"],
-            num_frames=s["frames"],
-            frame_size=s["size"],
-            num_groups=s["groups"],
-            seed=seed,
-        )
-        overrides.update(
-            {
-                "data.root": str(root),
-                "data.num_steps": s["steps"],
-                "cnn.input_size": 32,
-                "cnn.width": 1 / 32,
-                "cnn.fc_units": 8,
-                "cnn.cam_filters": 4,
-                "cnn.frames_per_clip": 3,
-                "cnn.epochs": s["cnn_epochs"],
-                "cnn.batch_size": 8,
-            }
-        )
-    config = apply_overrides(get_preset("demo"), overrides)
+            Path(work) / "generated_tiny", num_classes=3, clips_per_class=6,
+            num_frames=10, frame_size=(32, 24), num_groups=3, seed=seed,
+        )  # fmt: skip
+    config = apply_overrides(
+        get_preset("tiny" if tiny else "original_vs_ours"),
+        {"data.root": str(root), "output_dir": str(Path(work) / "runs"), "seed": seed},
+    )
     index = prepare(config)
     fold = index.fold("split1")
     run = RunDirectory.create(config)
@@ -188,15 +185,10 @@ def pipeline_features(work, size, seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the leak is the point here
         extractor = load_extractor(oracle_config, run, fold)
-        oracle_run = RunDirectory.create(oracle_config)
         stores["oracle"] = extract(
-            oracle_config,
-            index,
-            fold,
-            run=oracle_run,
-            progress=False,
-            extractor=extractor,
-        )
+            oracle_config, index, fold, run=RunDirectory.create(oracle_config),
+            progress=False, extractor=extractor,
+        )  # fmt: skip
     features = {}
     for cam, path in stores.items():
         with FeatureStore.open(path) as store:
@@ -210,79 +202,105 @@ def pipeline_features(work, size, seed=0):
     return features, index.num_classes
 
 
-# --------------------------------------------------------------------------------------
-# Training and scoring
-
-
-def scores(probs, arrays, dataset):
-    """Pooled earliest / latest (dataset convention) and the mean over steps."""
-    el = metrics.earliest_latest(
-        dataset, probs, arrays["labels"], arrays["frame_indices"], arrays["num_frames"]
+def write_imported(folder, features, num_classes):
+    """Writes `{role: arrays}` as an imported feature file (`msl_keras.data.imported`)
+    named by its content: `split1` gives each clip its role; `split2` is the original's
+    selection, the same train clips with a copy of each test clip as validation (and
+    the test clips). Returns its path (kept when it exists: the same features)."""
+    test = features["test"]
+    parts = [features[role] for role in ROLES] + [test]
+    arrays = {key: np.concatenate([part[key] for part in parts]) for key in (
+        *STREAMS, "labels", "lengths", "frame_indices", "num_frames")}  # fmt: skip
+    counts = [len(part["labels"]) for part in parts]
+    arrays["clip_ids"] = np.concatenate(
+        [np.asarray(part["clip_ids"]).astype(str) for part in parts[:3]]
+        + [[TEST_COPY.format(c) for c in np.asarray(test["clip_ids"]).astype(str)]]
     )
-    curve = metrics.accuracy_vs_steps(probs, arrays["labels"], arrays["lengths"])
-    return {
-        "earliest": float(el["earliest"]),
-        "latest": float(el["latest"]),
-        "mean": float(np.mean(curve)),
-    }
+    roles = np.repeat(np.array([*ROLES, ""]), counts)
+    arrays["split1"] = roles
+    arrays["split2"] = np.where(roles == "validation", "", roles)
+    arrays["split2"][sum(counts[:3]) :] = "validation"
+    arrays["class_names"] = np.array([f"class_{k}" for k in range(num_classes)])
+    digest = hashlib.sha1()
+    for key in sorted(arrays):
+        digest.update(key.encode() + np.ascontiguousarray(arrays[key]).tobytes())
+    # The store fingerprints the file's bytes, and a .npz holds its writing time.
+    path = Path(folder) / f"features_{digest.hexdigest()[:10]}.npz"
+    if not path.is_file():
+        np.savez(path, **arrays)
+    return path
 
 
-def train_and_score(features, num_classes, loss, dataset, lr, units, epochs, seed):
-    """Trains an MS-LSTM with `loss` (a LOSSES name), scoring validation and test after
-    every epoch. Returns the per-epoch history and the final model."""
+def imported_config(path, steps, split, lstm_preset, overrides, seed, work):
+    """The `imported` preset on split `split` of `path`, with the LSTM and eval settings
+    of `lstm_preset` plus `overrides`; roles exactly as the file gives them."""
+    base = apply_overrides(get_preset(lstm_preset), overrides)
     config = apply_overrides(
-        get_preset("demo"),
+        get_preset("imported"),
         {
-            "lstm.loss": loss,
-            "lstm.units": units,
-            "lstm.learning_rate": lr,
-            "lstm.epochs": epochs,
+            "data.root": str(path),
+            "data.split": split,
+            "data.num_steps": int(steps),
+            "data.validation_fraction": 0.0,
+            "output_dir": str(Path(work) / "runs"),
             "seed": seed,
         },
     )
-    set_seed(seed)
-    train = features["train"]
-    model = build_lstm(
-        config, num_classes, train["context"].shape[-1], train["action"].shape[-1]
-    )
-    compile_lstm(model, config)
-    data = sequence_dataset(
-        train, num_classes=num_classes, batch_size=config.lstm.batch_size, seed=seed
-    )
-    history = []
-
-    def score_epoch(epoch, logs=None):
-        entry = {}
-        for role in ("validation", "test"):
-            arrays = features[role]
-            probs = causal_forward(
-                model, {s: arrays[s] for s in ("context", "action")}, 32
-            )
-            entry[role] = {
-                "probs": probs,
-                **{stage: scores(p, arrays, dataset) for stage, p in probs.items()},
-            }
-        history.append(entry)
-
-    model.fit(
-        data,
-        epochs=epochs,
-        shuffle=False,  # the dataset shuffles itself, by seed
-        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=score_epoch)],
-        verbose=0,
-    )
-    return history, model
+    return apply_overrides(config, {"lstm": vars(base.lstm), "eval": vars(base.eval)})
 
 
-def selected(history, on="validation"):
-    """The epoch a checkpoint monitoring `on` keeps: the best mean pooled stage-2
-    accuracy (the first one on ties)."""
-    values = [epoch[on]["stage2"]["mean"] for epoch in history]
-    return int(np.argmax(values))
+def variants(config):
+    """`run_fold`'s variants: each loss of `LOSSES`; CE at the scaled learning rate."""
+    scaled = config.lstm.learning_rate * original_linear_scale()
+    out = {name: dict(overrides) for name, (_, overrides) in LOSSES.items()}
+    out["original_ce_scaled_lr"]["lstm.learning_rate"] = scaled
+    return out
+
+
+def ours_only(config):
+    """`run_fold`'s variants of the rows that compare data, not losses: our loss."""
+    return {"anticipation": LOSSES["anticipation"][1]}
+
+
+# --------------------------------------------------------------------------------------
+# The trained models' test probabilities, scored the original's way
+
+
+def stage2_probabilities(model, test, steps=None):
+    """`(clips, T, N)` stage-2 probabilities of `model` on the test clips (`steps`:
+    observe only the first `steps` of each clip, zeroing the rest, as the original's
+    per-prefix evaluation did)."""
+    x = {s: test[s].astype(np.float32) for s in STREAMS}
+    if steps is not None:
+        x = {s: np.where(np.arange(v.shape[1])[None, :, None] < steps, v, 0.0)
+             for s, v in x.items()}  # fmt: skip
+    return model.predict(x, batch_size=32, verbose=0)["stage2"]
+
+
+def kept_model(result):
+    """The model `evaluate` scored in `result` (the LSTM folder's `best.keras`)."""
+    return load_lstm(result["checkpoint"]["path"])
+
+
+def history_losses(result):
+    """The training loss of each epoch (`history.csv` beside the scored model)."""
+    path = Path(result["checkpoint"]["path"]).parent / "history.csv"
+    with open(path, newline="") as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
 # --------------------------------------------------------------------------------------
 # The comparisons
+
+
+def scores(result, stage="stage2"):
+    """`evaluate`'s pooled earliest / latest and mean over steps of one stage."""
+    stage = result["stages"][stage]
+    return {
+        "earliest": stage["earliest"],
+        "latest": stage["latest"],
+        "mean": stage["mean_accuracy_pooled"],
+    }
 
 
 def _row(group, what, original, ours, metric, original_value, ours_value, note=""):
@@ -299,59 +317,55 @@ def _row(group, what, original, ours, metric, original_value, ours_value, note="
     }
 
 
-def compare_losses(runs):
-    ours = runs["anticipation"]["test_at_selected"]
+def compare_losses(results, test):
+    ours = scores(results["anticipation"])
     rows = []
-    for name, label in (
-        ("original_anticipation", "its Eq. 1 (T=150, N=21, /32, weight (t-1)/T)"),
-        ("original_linear", "'totally_linear': CE x 11.67"),
-        ("original_exponential", "'exponential': CE x 11.69"),
-    ):
-        theirs = runs[name]["test_at_selected"]
+    for name in ("original_anticipation", "original_linear", "original_exponential"):
+        theirs = scores(results[name])
         for metric in ("earliest", "latest", "mean"):
             rows.append(
-                _row("loss", "training loss", label, "Eq. 1 (anticipation)", metric,
-                     theirs[metric], ours[metric])
+                _row("loss", "training loss", LOSSES[name][0], LOSSES["anticipation"][0],
+                     metric, theirs[metric], ours[metric])
             )  # fmt: skip
-    linear, ce = runs["original_linear"], runs["original_ce_scaled_lr"]
-    gap = max(
-        float(
-            np.max(np.abs(a["test"]["probs"]["stage2"] - b["test"]["probs"]["stage2"]))
-        )
-        for a, b in zip(linear["history"], ce["history"])
-    )
+    linear, ce = results["original_linear"], results["original_ce_scaled_lr"]
+    gap = float(np.max(np.abs(stage2_probabilities(kept_model(linear), test)
+                              - stage2_probabilities(kept_model(ce), test))))  # fmt: skip
     rows.append(
         _row("loss", "'linear' = CE at 11.67x lr", "'totally_linear', lr",
-             "plain CE, 11.67 x lr", "mean", linear["test_at_selected"]["mean"],
-             ce["test_at_selected"]["mean"],
-             f"largest difference of any test probability over all epochs: {gap:.1e} "
-             "(float rounding, which training amplifies over the epochs)")
+             LOSSES["original_ce_scaled_lr"][0], "mean", scores(linear)["mean"],
+             scores(ce)["mean"],
+             f"largest difference of any test probability of the two kept models: "
+             f"{gap:.1e} (float rounding, which training amplifies over the epochs)")
     )  # fmt: skip
     return rows, gap
 
 
-def compare_evaluation(run, model, test, dataset):
-    epoch = run["history"][run["selected_on_validation"]]["test"]
+def compare_evaluation(result, test):
     rows = []
+    stage1, stage2 = scores(result, "stage1"), scores(result)
     for metric in ("earliest", "latest", "mean"):
         rows.append(
             _row("evaluation", "stage scored", "stage 1 (context only)",
-                 "stage 2 (MS-LSTM)", metric, epoch["stage1"][metric],
-                 epoch["stage2"][metric])
+                 "stage 2 (MS-LSTM)", metric, stage1[metric], stage2[metric])
         )  # fmt: skip
-    probs = epoch["probs"]["stage2"]
-    curve = metrics.accuracy_vs_steps(probs, test["labels"], test["lengths"])
+    curve = np.array(result["stages"]["stage2"]["accuracy_vs_steps_pooled"])
     rows.append(
         _row("evaluation", "steps averaged", "t = 1..T-1 (never the T-th)",
              "t = 1..T", "mean", np.mean(curve[:-1]), np.mean(curve),
              f"accuracy at the T-th step, never reported by it: {curve[-1]:.3f}")
     )  # fmt: skip
+    model = kept_model(result)
+    probs = stage2_probabilities(model, test)
+    labels, lengths = test["labels"], test["lengths"]
+    # `evaluate`'s curve again from these probabilities: they are the scored model's.
+    ours = metrics.accuracy_vs_steps(probs, labels, lengths, pooled=True)
+    reproduced = float(np.max(np.abs(ours - curve)))
     # Its ground truth: argmax of the label row at step t, class 0 on all-zero rows; its
     # prediction: the mean of the first t outputs, padded steps included.
     steps = probs.shape[1]
-    valid = np.arange(steps)[None, :] < test["lengths"][:, None]
-    row_labels = np.where(valid, test["labels"][:, None], 0)
-    pooled_all = np.cumsum(probs, axis=1) / np.arange(1, steps + 1)[None, :, None]
+    valid = np.arange(steps)[None, :] < lengths[:, None]
+    row_labels = np.where(valid, labels[:, None], 0)
+    pooled_all = temporal_average_pooling(probs)
     theirs = np.mean(np.argmax(pooled_all, -1) == row_labels, axis=0)
     rows.append(
         _row("evaluation", "ground truth", "label row at step t (0 if padded)",
@@ -360,50 +374,42 @@ def compare_evaluation(run, model, test, dataset):
     )  # fmt: skip
     # Re-running the model once per prefix (later steps zeroed, as it did) against one
     # causal pass.
-    x = {s: test[s].astype(np.float32) for s in ("context", "action")}
-    causal_forward(model, x, 32)  # traced once, so that both timings are warm
     start = time.perf_counter()
-    one_pass = causal_forward(model, x, 32)["stage2"]
+    one_pass = stage2_probabilities(model, test)
     one_pass_s = time.perf_counter() - start
     start = time.perf_counter()
-    prefix = np.zeros_like(one_pass)
-    for t in range(1, steps + 1):
-        zeroed = {
-            s: np.where(np.arange(steps)[None, :, None] < t, v, 0.0)
-            for s, v in x.items()
-        }
-        prefix[:, t - 1] = causal_forward(model, zeroed, 32)["stage2"][:, t - 1]
+    prefix = np.stack(
+        [stage2_probabilities(model, test, t)[:, t - 1] for t in range(1, steps + 1)], 1
+    )
     prefix_s = time.perf_counter() - start
     gap = float(np.max(np.abs(prefix - one_pass)))
-    a = np.mean(metrics.accuracy_vs_steps(prefix, test["labels"], test["lengths"]))
-    b = np.mean(metrics.accuracy_vs_steps(one_pass, test["labels"], test["lengths"]))
+    a = np.mean(metrics.accuracy_vs_steps(prefix, labels, lengths))
+    b = np.mean(metrics.accuracy_vs_steps(one_pass, labels, lengths))
     rows.append(
         _row("evaluation", "forward passes", f"one per prefix ({steps} passes)",
              "one causal pass", "mean", a, b,
-             f"last-epoch model; largest probability difference {gap:.1e}; "
+             f"the kept model; largest probability difference {gap:.1e}; "
              f"{prefix_s:.2f} s against {one_pass_s:.2f} s")
     )  # fmt: skip
-    return rows, gap
+    return rows, gap, reproduced
 
 
-def compare_selection(run):
-    history = run["history"]
-    on_val, on_test = run["selected_on_validation"], selected(history, "test")
-    rows = []
-    for metric in ("earliest", "latest", "mean"):
-        rows.append(
-            _row("selection", "epoch kept", f"best on TEST (epoch {on_test + 1})",
-                 f"best on validation (epoch {on_val + 1})", metric,
-                 history[on_test]["test"]["stage2"][metric],
-                 history[on_val]["test"]["stage2"][metric],
-                 "the original's number is optimistic: chosen by the clips it reports"
-                 if metric == "mean" else "")
-        )  # fmt: skip
-    return rows
+def compare_selection(on_test, on_validation):
+    theirs, ours = scores(on_test), scores(on_validation)
+    epoch_test = on_test["checkpoint"]["best_epoch"]
+    epoch_validation = on_validation["checkpoint"]["best_epoch"]
+    return [
+        _row("selection", "epoch kept", f"best on TEST (epoch {epoch_test})",
+             f"best on validation (epoch {epoch_validation})", metric, theirs[metric],
+             ours[metric],
+             "the original's number is optimistic: chosen by the clips it reports"
+             if metric == "mean" else "")
+        for metric in ("earliest", "latest", "mean")
+    ]  # fmt: skip
 
 
-def compare_cam(runs):
-    ours, theirs = runs["predicted"], runs["oracle"]
+def compare_cam(predicted, oracle):
+    ours, theirs = scores(predicted), scores(oracle)
     return [
         _row("cam", "CAM class at extraction", "true label (leaks on test)",
              "predicted class", metric, theirs[metric], ours[metric])
@@ -437,78 +443,69 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def run_experiment(features, num_classes, dataset, *, lr, units, epochs, seed,
+def _record(result):
+    checkpoint = result["checkpoint"]
+    return {
+        "loss": result["loss"],
+        "learning_rate": result["config"]["lstm"]["learning_rate"],
+        "fold": result["fold"],
+        "best_epoch": checkpoint["best_epoch"],
+        "epochs_done": checkpoint["epochs_done"],
+        "val_anticipation_accuracy": checkpoint["val_anticipation_accuracy"],
+        "model": checkpoint["path"],
+        "test": {stage: scores(result, stage) for stage in ("stage1", "stage2")},
+        "timings_s": result["timings_s"],
+    }
+
+
+def run_experiment(features, num_classes, *, work, lstm_preset, overrides, seed,
                    oracle_features=None, log=print):  # fmt: skip
     """All comparisons on `features` ({role: arrays}); returns the results dict."""
-    runs, models = {}, {}
-    plan = [
-        ("anticipation", "anticipation", lr),
-        ("original_anticipation", "original_anticipation", lr),
-        ("original_linear", "original_linear", lr),
-        ("original_exponential", "original_exponential", lr),
-        ("original_ce_scaled_lr", "original_ce", lr * original_linear_scale()),
-    ]
-    for key, loss, rate in plan:
-        start = time.perf_counter()
-        history, model = train_and_score(
-            features, num_classes, loss, dataset, rate, units, epochs, seed
-        )
-        chosen = selected(history)
-        runs[key] = {
-            "loss": loss,
-            "learning_rate": rate,
-            "history": history,
-            "selected_on_validation": chosen,
-            "test_at_selected": history[chosen]["test"]["stage2"],
-        }
-        models[key] = model
-        log(f"  trained {key:<24} {time.perf_counter() - start:5.1f} s")
-    loss_rows, linear_gap = compare_losses(runs)
-    eval_rows, prefix_gap = compare_evaluation(
-        runs["anticipation"], models["anticipation"], features["test"], dataset
+    steps = features["train"]["context"].shape[1]
+    Path(work).mkdir(parents=True, exist_ok=True)
+
+    def fold_results(source, splits):
+        """`run_fold` of each `{split: variants}` on the imported file of `source`."""
+        path = write_imported(work, source, num_classes)
+        results = {}
+        for split, split_variants in splits.items():
+            config = imported_config(path, steps, split, lstm_preset, overrides, seed, work)
+            index, start = prepare(config), time.perf_counter()
+            results[split] = run_fold(
+                config, index, index.folds[0], RunDirectory.create(config),
+                variants=split_variants(config), verbose=0,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            log(f"  {path.name} split{split}: trained and scored "
+                f"{', '.join(results[split])} ({seconds:.1f} s)")  # fmt: skip
+        return results
+
+    splits = fold_results(features, {1: variants, 2: ours_only})
+    results, on_test = splits[1], splits[2]
+    loss_rows, linear_gap = compare_losses(results, features["test"])
+    eval_rows, prefix_gap, reproduced = compare_evaluation(
+        results["anticipation"], features["test"]
     )
-    rows = loss_rows + eval_rows + compare_selection(runs["anticipation"])
-    cam = None
+    ours = results["anticipation"]
+    rows = loss_rows + eval_rows + compare_selection(on_test["anticipation"], ours)
+    runs = {name: _record(result) for name, result in results.items()}
+    runs["anticipation_selected_on_test"] = _record(on_test["anticipation"])
     if oracle_features is not None:
-        history, _ = train_and_score(
-            oracle_features,
-            num_classes,
-            "anticipation",
-            dataset,
-            lr,
-            units,
-            epochs,
-            seed,
-        )
-        cam = {
-            "predicted": runs["anticipation"]["test_at_selected"],
-            "oracle": history[selected(history)]["test"]["stage2"],
-        }
-        rows += compare_cam(cam)
-        log("  trained anticipation on the true-label-CAM features")
+        oracle = fold_results(oracle_features, {1: ours_only})[1]["anticipation"]
+        rows += compare_cam(ours, oracle)
+        runs["anticipation_oracle_cam"] = _record(oracle)
     return {
         "rows": rows,
         "checks": {
             "linear_vs_scaled_lr_ce_max_prob_difference": linear_gap,
             "prefix_vs_one_pass_max_prob_difference": prefix_gap,
+            "probabilities_vs_evaluate_max_accuracy_difference": reproduced,
         },
-        "runs": {
-            key: {
-                "loss": run["loss"],
-                "learning_rate": run["learning_rate"],
-                "selected_epoch_on_validation": run["selected_on_validation"] + 1,
-                "selected_epoch_on_test": selected(run["history"], "test") + 1,
-                "validation_mean_per_epoch": [
-                    e["validation"]["stage2"]["mean"] for e in run["history"]
-                ],
-                "test_per_epoch": [
-                    {stage: e["test"][stage] for stage in ("stage1", "stage2")}
-                    for e in run["history"]
-                ],
-            }
-            for key, run in runs.items()
+        "runs": runs,
+        "training_loss": {
+            "selected_on_validation": history_losses(ours),
+            "selected_on_test": history_losses(on_test["anticipation"]),
         },
-        "cam": cam,
     }
 
 
@@ -527,53 +524,56 @@ def main(argv=None):
         "the original layout, whose train/val subsets give the roles",
     )
     parser.add_argument(
-        "--convention",
-        choices=sorted(metrics.EARLIEST),
-        help="earliest-accuracy convention (default: the store's "
-        "dataset, else jhmdb's 20%%, the original code's dataset)",
+        "--tiny", action="store_true", help="CI sizes (seconds): the tiny preset"
     )
-    parser.add_argument("--tiny", action="store_true", help="CI sizes (seconds)")
     parser.add_argument(
         "--work",
         default="runs/original_vs_ours",
-        help="pipeline mode: where clips and runs go",
+        help="where clips, feature files and runs go",
     )
     parser.add_argument(
         "--out", default=None, help="where results.json goes (default: <work>/results)"
     )
     parser.add_argument("--epochs", type=int, help="LSTM epochs per training")
     parser.add_argument("--units", type=int, help="LSTM units")
-    parser.add_argument("--lr", type=float, default=0.05, help="LSTM learning rate")
+    parser.add_argument(
+        "--lr", type=float, default=ORIGINAL_VS_OURS["lstm.learning_rate"],
+        help="LSTM learning rate (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
 
-    size = SIZES["tiny" if args.tiny else "full"]
-    epochs, units = args.epochs or size["epochs"], args.units or size["units"]
-    oracle, dataset = None, "generated"
+    # The LSTMs: the original_vs_ours preset (the demo's, at this script's step and
+    # epochs), or the tiny preset at the same step.
+    lstm_preset = "tiny" if args.tiny else "original_vs_ours"
+    overrides = {**ORIGINAL_VS_OURS, "lstm.learning_rate": args.lr}
+    if args.tiny:
+        overrides["lstm.epochs"] = 4
+    if args.epochs:
+        overrides["lstm.epochs"] = args.epochs
+    if args.units:
+        overrides["lstm.units"] = args.units
+    lstm = apply_overrides(get_preset(lstm_preset), overrides).lstm
+    oracle = None
     start = time.perf_counter()
     if args.synthetic:
         per_role, steps, classes = (
             ((24, 12, 12), 8, 3) if args.tiny else ((120, 40, 40), 32, 4)
         )
         features = synthetic_features(
-            classes, per_role, steps, dim=units, seed=args.seed
+            classes, per_role, steps, dim=lstm.units, seed=args.seed
         )
         num_classes, source_name = classes, "synthetic"
     elif args.store:
-        features, dataset, num_classes = store_features(
+        features, _, num_classes = store_features(
             args.store, seed=args.seed, original_dir=args.original_dir
         )
-        if dataset not in metrics.EARLIEST:
-            dataset = "jhmdb"
         source_name = f"store {args.store}"
     else:
         print("pipeline: generating clips, training the heads, extracting twice ...")
-        sets, num_classes = pipeline_features(
-            args.work, "tiny" if args.tiny else "full", seed=args.seed
-        )
+        sets, num_classes = pipeline_features(args.work, args.tiny, seed=args.seed)
         features, oracle = sets["predicted"], sets["oracle"]
         source_name = "generated clips through the stages"
-    dataset = args.convention or dataset
     counts = {role: len(features[role]["labels"]) for role in ROLES}
     if min(counts.values()) == 0:
         raise SystemExit(
@@ -582,8 +582,8 @@ def main(argv=None):
         )
     print(f"features: {source_name}; clips {counts}; {num_classes} classes")
     results = run_experiment(
-        features, num_classes, dataset, lr=args.lr, units=units, epochs=epochs,
-        seed=args.seed, oracle_features=oracle,
+        features, num_classes, work=args.work, lstm_preset=lstm_preset,
+        overrides=overrides, seed=args.seed, oracle_features=oracle,
     )  # fmt: skip
     results.update(
         {
@@ -592,12 +592,9 @@ def main(argv=None):
                 + list(argv or sys.argv[1:])
             ),
             "source": source_name,
-            "dataset_convention": dataset,
             "clips": counts,
             "num_classes": int(num_classes),
-            "epochs": epochs,
-            "units": units,
-            "learning_rate": args.lr,
+            "lstm": vars(lstm),
             "seed": args.seed,
             "seconds": round(time.perf_counter() - start, 1),
         }

@@ -81,14 +81,21 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
 
     fit_verbose = int(verbose > 1)
     if config.data.dataset == "imported":
-        step("import_features", lambda: import_features(config, index, fold, run=run))
+        step(
+            "import_features",
+            lambda: import_features(config, index, fold, run=run, verbose=bool(verbose)),
+        )
     else:
         heads = step(
-            "train_cnn", lambda: train_cnn(config, index, fold, run=run, verbose=fit_verbose)
+            "train_cnn",
+            lambda: train_cnn(config, index, fold, run=run, verbose=fit_verbose),
         )
         if verbose:
             _print_heads(heads)
-        step("extract", lambda: extract(config, index, fold, run=run, progress=bool(verbose)))
+        step(
+            "extract",
+            lambda: extract(config, index, fold, run=run, progress=bool(verbose)),
+        )
     results = {}
     for name, overrides in variants.items():
         variant = apply_overrides(config, overrides)
