@@ -124,7 +124,7 @@ def store_features(path, seed=0, fractions=(0.6, 0.2, 0.2), original_dir=None):
     seeded, class-stratified split by `fractions`."""
     with FeatureStore.open(path) as store:
         arrays = store.read()
-        dataset, num_classes = store.settings.dataset, store.settings.num_classes
+        num_classes = store.settings.num_classes
     rng = np.random.default_rng(seed)
     labels = arrays["labels"]
     roles = np.empty(len(labels), dtype=object)
@@ -155,7 +155,7 @@ def store_features(path, seed=0, fractions=(0.6, 0.2, 0.2), original_dir=None):
         role: {key: value[roles == role] for key, value in arrays.items()}
         for role in ROLES
     }
-    return features, dataset, num_classes
+    return features, num_classes
 
 
 def pipeline_features(work, tiny, seed=0):
@@ -418,21 +418,12 @@ def compare_cam(predicted, oracle):
 
 
 def format_table(rows):
-    header = (
-        "comparison",
-        "original's choice",
-        "ours",
-        "metric",
-        "orig.",
-        "ours",
-        "diff",
-    )
+    choice = "original's choice"
     title = (
-        f"{header[0]:<26} {header[1]:<44} {header[2]:<30} {header[3]:<8} "
-        f"{header[4]:>6} {header[5]:>6} {header[6]:>7}"
+        f"{'comparison':<26} {choice:<44} {'ours':<30} {'metric':<8} {'orig.':>6} "
+        f"{'ours':>6} {'diff':>7}"
     )
-    lines = [title]
-    lines.append("-" * len(lines[0]))
+    lines = [title, "-" * len(title)]
     for r in rows:
         lines.append(
             f"{r['comparison']:<26} {r['original']:<44} {r['ours']:<30} {r['metric']:<8} "
@@ -565,7 +556,7 @@ def main(argv=None):
         )
         num_classes, source_name = classes, "synthetic"
     elif args.store:
-        features, _, num_classes = store_features(
+        features, num_classes = store_features(
             args.store, seed=args.seed, original_dir=args.original_dir
         )
         source_name = f"store {args.store}"
