@@ -6,7 +6,8 @@ import pytest
 
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.pipeline.dataset_index import prepare
-from msl_keras.orchestrator import format_summary, run_all, summarize
+from msl_keras.errors import ConfigError
+from msl_keras.orchestrator import format_summary, run_all, run_fold, summarize
 
 
 def _result(fold, subset, earliest, latest):
@@ -47,6 +48,16 @@ def test_summary_reports_each_set_and_their_mean():
     assert "set1" in text and "set2" in text and "mean" in text
     # Datasets with one split have no sets.
     assert summarize([_result("split1", None, 0.5, 0.5)])["per_set"] == {}
+
+
+def test_a_variant_changes_only_the_lstm_it_trains():
+    """The variants of a fold share its heads and features: a setting that makes other
+    features is refused before anything runs."""
+    with pytest.raises(ConfigError, match=r"Variant 'wide' sets cnn\.fc_units"):
+        run_fold(
+            get_preset("demo"), None, "split1", None,
+            variants={"ce": {"lstm.loss": "ce"}, "wide": {"cnn.fc_units": 128}},
+        )  # fmt: skip
 
 
 @pytest.mark.slow
