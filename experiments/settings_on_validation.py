@@ -56,7 +56,7 @@ def validation_scores(config, index, fold, run):
     start = time.perf_counter()
     best = train_lstm(config, index, fold, run=run, verbose=0)
     timings["train_lstm"] = round(time.perf_counter() - start, 1)
-    state = json.loads((Path(best).parent / "state.json").read_text())
+    state = json.loads((Path(best).parent / "training.json").read_text())
     context, action = info["context"], info["action"]
     return {
         "context_train": context.get("accuracy"),

@@ -1,4 +1,7 @@
-"""Accuracy against the part of a clip observed (paper Tables 1-4, Figs. 5-6); numpy.
+"""Accuracy against the part of a clip observed (paper Tables 1-4, Figs. 5-6).
+
+The functions are numpy; `AnticipationAccuracy` is the same score as a Keras metric, for
+`fit`'s validation pass (model selection of the LSTM stage).
 
 The LSTMs are causal, so ONE forward pass over each clip gives `probs (clips, T, N)`,
 the prediction after every number of observed steps: re-running the model on each
@@ -21,7 +24,9 @@ Conventions:
   to the lower class index, as `argmax` does for k = 1).
 """
 
+import keras
 import numpy as np
+from keras import ops
 
 from msl_keras.data.video import observed_frames
 from msl_keras.errors import ConfigError
@@ -186,6 +191,48 @@ def accuracy_vs_steps(probs, labels, lengths=None, pooled=True, top_k=1):
             for t in range(1, probs.shape[1] + 1)
         ]
     )
+
+
+@keras.saving.register_keras_serializable(package="msl_keras")
+class AnticipationAccuracy(keras.metrics.Metric):
+    """The mean over t = 1..T of the pooled accuracy after t observed steps.
+
+    `mean(accuracy_vs_steps(probs, labels, lengths, pooled=True))` over every clip seen
+    since the last reset: the LSTM stage's model-selection score (paper Sec. 3.2.2,
+    temporal average pooling; read on the validation clips, never test). Every clip is
+    stored at the same T steps, so the mean over steps of the mean over clips is one
+    ratio of counts, accumulated batch by batch:
+
+        mean_t (1/C) sum_c hit[c, t] = (sum_c sum_t hit[c, t]) / (C * T),
+        hit[c, t] = [argmax_k pbar_{min(t, length_c)}[c, k] == label_c]
+
+    Args:
+        name: the logged name (`fit` logs `val_<name>`, prefixed with the output's name
+            when the model has several outputs, e.g. `val_stage2_anticipation_accuracy`).
+
+    `update_state(y_true, y_pred)`: `y_true (batch, T, N)` one-hot on the valid steps
+    and all-zero on padding (`sequence_dataset`'s targets), which give each clip's label
+    and length; `y_pred (batch, T, N)` per-step probabilities.
+    """
+
+    def __init__(self, name="anticipation_accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        # Counts of (clip, step) pairs, exact in float32 up to 2**24 of them.
+        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits")
+        self.steps = self.add_variable(shape=(), initializer="zeros", name="steps")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.convert_to_tensor(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        lengths = ops.sum(ops.cast(ops.sum(y_true, axis=-1) > 0, "int32"), axis=-1)
+        labels = ops.argmax(y_true[:, 0], axis=-1)
+        pooled = temporal_average_pooling(y_pred, lengths)
+        hits = ops.argmax(pooled, axis=-1) == ops.expand_dims(labels, -1)
+        self.hits.assign_add(ops.sum(ops.cast(hits, self.dtype)))
+        self.steps.assign_add(ops.cast(ops.size(hits), self.dtype))
+
+    def result(self):
+        return ops.divide_no_nan(self.hits, self.steps)
 
 
 def steps_observing(frame_indices, limits):

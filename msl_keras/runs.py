@@ -15,7 +15,7 @@ data, cnn and seed for the heads:
   <fold>/cnn/context_head.keras, action_head.keras, cnn_info.json, history_*.csv
   <fold>/features/<fold>.h5        FeatureStore of every clip of the fold
   <fold>/features/<fold>.shard-<i>-of-<n>.h5
-  <fold>/lstm/<config.lstm_run_name()>/config.json, best.keras, state.json, refit/, ...
+  <fold>/lstm/<config.lstm_run_name()>/config.json, best.keras, training.json, refit/, ...
   <fold>/lstm/<...>/results/
 ```
 
@@ -38,7 +38,6 @@ from pathlib import Path
 
 import keras
 
-from msl_keras.callbacks import EpochCheckpoint
 from msl_keras.config import Config, config_from_dict, save_config
 from msl_keras.data.feature_store import (
     FeatureStore,
@@ -60,6 +59,8 @@ ACTION_HEAD_FILENAME = "action_head.keras"
 INFO_FILENAME = "cnn_info.json"
 TRUNK_WEIGHTS_FILENAME = "trunk.weights.h5"
 BEST_FILENAME = "best.keras"
+LAST_FILENAME = "last.keras"
+RECORD_FILENAME = "training.json"
 REFIT_DIRNAME = "refit"
 # The parts of a config that decide what a run directory holds (see Config.run_name).
 FEATURE_PARTS = ("data", "cnn", "seed")
@@ -481,15 +482,20 @@ def training_record(lstm_dir):
         role), and for "refit" `refit`: `{"epochs", "epochs_done", "trained_on"}` of the
         model retrained on train + validation. Values the folder lacks are None.
     """
-    state = EpochCheckpoint.read_state(lstm_dir) or {}
+
+    def read(directory):
+        path = Path(directory) / RECORD_FILENAME
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    done = read(lstm_dir) or {}
     record = {
-        "model_selection": state.get("model_selection"),
-        "best_epoch": state.get("best_epoch"),
-        "val_anticipation_accuracy": state.get("best"),
-        "epochs_done": state.get("epochs_done"),
-        "trained_on": state.get("trained_on"),
+        "model_selection": done.get("model_selection"),
+        "best_epoch": done.get("best_epoch"),
+        "val_anticipation_accuracy": done.get("best"),
+        "epochs_done": done.get("epochs_done"),
+        "trained_on": done.get("trained_on"),
     }
-    refit = EpochCheckpoint.read_state(Path(lstm_dir) / REFIT_DIRNAME)
+    refit = read(Path(lstm_dir) / REFIT_DIRNAME)
     if refit is not None:
         record["refit"] = {
             key: refit.get(key) for key in ("epochs", "epochs_done", "trained_on")

@@ -371,3 +371,30 @@ def test_first_frames_read_earliest_and_latest_at_one_step_real_ut_lengths(share
     same = first["earliest"]["step"] == first["latest"]["step"]
     assert int(same.sum()) == 76  # the old reading: 76 of the 120 clips
     _check_faithful_ut_reading(lengths)
+
+
+def test_anticipation_accuracy_metric_equals_the_numpy_score_batch_by_batch():
+    """The Keras metric `fit` selects the LSTM epoch by is the numpy score of
+    `accuracy_vs_steps(pooled=True)`, averaged over steps, accumulated over batches."""
+    rng = np.random.default_rng(3)
+    clips, steps, classes = 11, 6, 4
+    probs = rng.dirichlet(np.ones(classes), size=(clips, steps)).astype("float32")
+    labels = rng.integers(0, classes, clips)
+    lengths = rng.integers(1, steps + 1, clips)
+    lengths[0] = steps
+    targets = np.zeros_like(probs)
+    for c in range(clips):
+        targets[c, : lengths[c], labels[c]] = 1.0
+    probs[np.arange(steps)[None] >= lengths[:, None]] = 0.0  # padded outputs
+    want = float(np.mean(metrics.accuracy_vs_steps(probs, labels, lengths, pooled=True)))
+    assert 0.0 < want < 1.0
+
+    metric = metrics.AnticipationAccuracy()
+    for start in range(0, clips, 4):  # batches of 4, 4 and 3 clips
+        metric.update_state(targets[start : start + 4], probs[start : start + 4])
+    assert float(metric.result()) == pytest.approx(want, rel=1e-6)
+    metric.reset_state()
+    metric.update_state(targets[:1], probs[:1])
+    assert float(metric.result()) == pytest.approx(
+        float(np.mean(metrics.accuracy_vs_steps(probs[:1], labels[:1], lengths[:1])))
+    )

@@ -2,15 +2,20 @@
 
 import csv
 import json
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+from keras import ops
 
-from msl_keras.callbacks import EpochCheckpoint, ValidationAnticipationAccuracy
+from msl_keras import metrics
+from msl_keras.callbacks import causal_forward
 from msl_keras.config import Config, apply_overrides, config_from_dict
 from msl_keras.data.feature_store import FeatureStore
 from msl_keras.errors import ConfigError, FeatureStoreMismatchError
 from msl_keras.pipeline.evaluation import evaluate
+from msl_keras.runs import load_lstm
 from tests.lstm_fixtures import FOLD, make_feature_run, tiny_config
 
 import msl_keras.pipeline.lstm_training as stage  # noqa: E402
@@ -25,27 +30,29 @@ def test_best_model_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
     config, index, run = make_feature_run(
         tmp_path, tiny_config(tmp_path, **{"lstm.epochs": 3})
     )
-    seen = []
+    scored = []  # the clips of fit's validation pass
+    original_dataset = stage.sequence_dataset
 
-    class Recording(ValidationAnticipationAccuracy):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            seen.append(self)
+    def recording_dataset(arrays, **kwargs):
+        if not kwargs.get("shuffle"):
+            scored.append(arrays)
+        return original_dataset(arrays, **kwargs)
 
-    monkeypatch.setattr(stage, "ValidationAnticipationAccuracy", Recording)
+    monkeypatch.setattr(stage, "sequence_dataset", recording_dataset)
     best_path = stage.train_lstm(config, index, FOLD, run, verbose=0)
 
     fold = index.fold(FOLD)
     validation_ids = {r.clip_id for r in fold.by_role("validation")}
     test_ids = {r.clip_id for r in fold.by_role("test")}
-    (callback,) = seen
-    assert set(callback.clip_ids) == validation_ids
-    assert not set(callback.clip_ids) & test_ids
-    # The callback's arrays are the validation clips' features, row for row.
+    (validation,) = scored
+    clip_ids = [str(c) for c in validation["clip_ids"]]
+    assert set(clip_ids) == validation_ids
+    assert not set(clip_ids) & test_ids
+    # The scored arrays are the validation clips' features, row for row.
     with FeatureStore.open(run.store_path(FOLD)) as store:
-        expected = store.read(callback.clip_ids)
-    np.testing.assert_array_equal(callback.features["context"], expected["context"])
-    np.testing.assert_array_equal(callback.labels, expected["labels"])
+        expected = store.read(clip_ids)
+    np.testing.assert_array_equal(validation["context"], expected["context"])
+    np.testing.assert_array_equal(validation["labels"], expected["labels"])
 
     lstm_dir = run.lstm_dir(FOLD)
     assert best_path == lstm_dir / "best.keras"
@@ -54,17 +61,18 @@ def test_best_model_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
         "last.keras",
         "config.json",
         "history.csv",
-        "state.json",
+        "training.json",
     ):
         assert (lstm_dir / name).is_file(), name
+    assert not (lstm_dir / "backup").exists()  # a finished fit keeps no backup
     assert (
         config_from_dict(json.loads((lstm_dir / "config.json").read_text())) == config
     )
 
     rows = _history(lstm_dir / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # epochs count from 1
-    scores = [float(r["val_anticipation_accuracy"]) for r in rows]
-    state = json.loads((lstm_dir / "state.json").read_text())
+    scores = [float(r[stage.selection_monitor(load_lstm(best_path))]) for r in rows]
+    state = json.loads((lstm_dir / "training.json").read_text())
     assert state["epochs_done"] == 3
     # The same convention as the history: the row whose epoch is best_epoch.
     best_row = rows[int(np.argmax(scores))]  # first of equal scores
@@ -72,8 +80,33 @@ def test_best_model_is_chosen_on_validation_never_test(tmp_path, monkeypatch):
     assert state["model_selection"] == "holdout"
     assert state["trained_on"] == {"train": 12}
     assert state["best"] == pytest.approx(max(scores))
-    # best.keras is that epoch's model: it scores the logged best on validation.
-    assert callback.score(stage.load_lstm(best_path)) == pytest.approx(max(scores))
+    # best.keras is that epoch's model: the numpy score of one causal pass over the
+    # validation clips (mean over steps of the pooled accuracy) is the logged best.
+    probs = causal_forward(
+        load_lstm(best_path), {s: validation[s] for s in ("context", "action")}
+    )["stage2"]
+    curve = metrics.accuracy_vs_steps(
+        probs, validation["labels"], validation["lengths"], pooled=True
+    )
+    assert float(np.mean(curve)) == pytest.approx(max(scores))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _kill_after_backup(monkeypatch, directory_name=None):
+    """Interrupts a fit right after `BackupAndRestore` backed up an epoch (of the fit in
+    a folder named `directory_name`, or any fit)."""
+
+    class KilledAfterBackup(keras.callbacks.BackupAndRestore):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            folder = Path(self.backup_dir).parent.name
+            if directory_name is None or folder == directory_name:
+                raise Interrupt
+
+    monkeypatch.setattr(keras.callbacks, "BackupAndRestore", KilledAfterBackup)
 
 
 def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
@@ -84,32 +117,25 @@ def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
         tmp_path / "a", tiny_config(tmp_path / "a", **overrides)
     )
     best = stage.train_lstm(config, index, FOLD, run, verbose=0)
-    straight = stage.load_lstm(best.parent / "last.keras")
+    straight = load_lstm(best.parent / "last.keras")
 
     config_b, index_b, run_b = make_feature_run(
         tmp_path / "b", tiny_config(tmp_path / "b", **overrides)
     )
 
-    class Interrupt(Exception):
-        pass
-
-    class KilledAfterFirstEpoch(EpochCheckpoint):
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            raise Interrupt
-
-    monkeypatch.setattr(stage, "EpochCheckpoint", KilledAfterFirstEpoch)
-    with pytest.raises(Interrupt):
-        stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    with monkeypatch.context() as patch:
+        _kill_after_backup(patch)
+        with pytest.raises(Interrupt):
+            stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
     lstm_dir = run_b.lstm_dir(FOLD)
-    assert json.loads((lstm_dir / "state.json").read_text())["epochs_done"] == 1
-    monkeypatch.setattr(stage, "EpochCheckpoint", EpochCheckpoint)
+    assert [int(r["epoch"]) for r in _history(lstm_dir / "history.csv")] == [1]
+    assert (lstm_dir / "backup").is_dir() and not (lstm_dir / "training.json").exists()
 
     stage.train_lstm(config_b, index_b, FOLD, run_b, resume=True, verbose=0)
     rows = _history(lstm_dir / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert json.loads((lstm_dir / "state.json").read_text())["epochs_done"] == 3
-    resumed = stage.load_lstm(lstm_dir / "last.keras", compile=True)
+    assert json.loads((lstm_dir / "training.json").read_text())["epochs_done"] == 3
+    resumed = load_lstm(lstm_dir / "last.keras", compile=True)
     assert int(resumed.optimizer.iterations) == 3
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -132,13 +158,13 @@ def test_single_stream_lstm_trains_on_its_stream(tmp_path):
         tmp_path, **{"lstm.model": "action", "lstm.epochs": 1, "lstm.loss": "ce"}
     )
     config, index, run = make_feature_run(tmp_path, config)
-    model = stage.load_lstm(stage.train_lstm(config, index, FOLD, run, verbose=0))
+    model = load_lstm(stage.train_lstm(config, index, FOLD, run, verbose=0))
     assert model.stream == "action" and model.input_dims == {"action": 8}
     assert model.stage_names == ("stage1",)
 
 
 def _weights(path):
-    return stage.load_lstm(path).get_weights()
+    return load_lstm(path).get_weights()
 
 
 def test_another_seed_trains_its_own_lstm(tmp_path):
@@ -210,12 +236,19 @@ def _refit_config(tmp_path, **overrides):
 
 
 def _scores_by_epoch(monkeypatch, scores):
-    """Validation scores fixed per epoch (one batch per epoch: iterations = epochs)."""
+    """Selection scores fixed per epoch (one batch per epoch: iterations = epochs)."""
+    built = []
+    original_build = stage.build_lstm
 
-    def score(self, model=None):
-        return scores[int((model or self.model).optimizer.iterations) - 1]
+    def recording_build(*args, **kwargs):
+        built.append(original_build(*args, **kwargs))
+        return built[-1]
 
-    monkeypatch.setattr(ValidationAnticipationAccuracy, "score", score)
+    def result(self):  # of the model being fitted
+        return ops.take(ops.convert_to_tensor(scores), built[-1].optimizer.iterations - 1)
+
+    monkeypatch.setattr(stage, "build_lstm", recording_build)
+    monkeypatch.setattr(metrics.AnticipationAccuracy, "result", result)
 
 
 def test_refit_trains_on_train_and_validation_from_the_same_start(tmp_path, monkeypatch):
@@ -259,15 +292,15 @@ def test_refit_trains_on_train_and_validation_from_the_same_start(tmp_path, monk
         np.testing.assert_array_equal(a, b)
 
     lstm_dir = run.lstm_dir(FOLD)
-    state = json.loads((lstm_dir / "state.json").read_text())
+    state = json.loads((lstm_dir / "training.json").read_text())
     assert state["best_epoch"] == 2 and state["epochs_done"] == 3
     assert state["model_selection"] == "refit"
-    refit = json.loads((lstm_dir / "refit" / "state.json").read_text())
+    refit = json.loads((lstm_dir / "refit" / "training.json").read_text())
     assert refit["epochs"] == refit["epochs_done"] == 2
     assert refit["trained_on"] == {"train": 12, "validation": 6}
     assert [int(r["epoch"]) for r in _history(lstm_dir / "refit" / "history.csv")] == [1, 2]
     # best.keras is the refit model, after two passes over the 18 clips.
-    model = stage.load_lstm(best, compile=True)
+    model = load_lstm(best, compile=True)
     assert int(model.optimizer.iterations) == 2
     for a, b in zip(model.get_weights(), _weights(lstm_dir / "refit" / "last.keras")):
         np.testing.assert_array_equal(a, b)
@@ -294,23 +327,15 @@ def test_refit_resumes_its_second_phase(tmp_path, monkeypatch):
         tmp_path / "b", _refit_config(tmp_path / "b")
     )
 
-    class Interrupt(Exception):
-        pass
-
-    class KilledInTheRefit(EpochCheckpoint):
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            if self.directory.name == "refit":
-                raise Interrupt
-
-    monkeypatch.setattr(stage, "EpochCheckpoint", KilledInTheRefit)
     lstm_dir = run_b.lstm_dir(FOLD)
-    with pytest.raises(Interrupt):
-        stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
-    assert json.loads((lstm_dir / "state.json").read_text())["epochs_done"] == 3
-    assert json.loads((lstm_dir / "refit" / "state.json").read_text())["epochs_done"] == 1
+    with monkeypatch.context() as patch:
+        _kill_after_backup(patch, "refit")
+        with pytest.raises(Interrupt):
+            stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert json.loads((lstm_dir / "training.json").read_text())["epochs_done"] == 3
+    assert [int(r["epoch"]) for r in _history(lstm_dir / "refit" / "history.csv")] == [1]
+    assert not (lstm_dir / "refit" / "training.json").exists()
     assert not (lstm_dir / "best.keras").exists()  # no model to evaluate yet
-    monkeypatch.setattr(stage, "EpochCheckpoint", EpochCheckpoint)
     selection_done = (lstm_dir / "last.keras").stat().st_mtime_ns
     best = stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
     assert (lstm_dir / "last.keras").stat().st_mtime_ns == selection_done

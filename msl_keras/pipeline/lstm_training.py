@@ -7,32 +7,36 @@ SGD (lr, momentum: paper Sec. 4.2) on the TRAIN clips with `get_loss(config.lstm
 every output; Keras adds the outputs' losses, which is Eq. 4:
 `L_o = mean_i (L_c,i + L_a,i)`.
 
-After every epoch the mean anticipation accuracy over steps (temporal average pooling,
-stage 2) is measured on the VALIDATION clips: model selection never sees the test clips
-(the original code's defect #9). `data.model_selection` says what the score picks:
-"holdout" saves the best epoch as `best.keras`; "refit" takes its epoch number E, builds
+After every epoch `fit`'s validation pass measures the mean anticipation accuracy over
+steps (`metrics.AnticipationAccuracy`: temporal average pooling, stage 2) on the
+VALIDATION clips: model selection never sees the test clips (the original code's defect
+#9). `data.model_selection` says what the score picks: "holdout" keeps the best epoch as
+`best.keras` (`keras.callbacks.ModelCheckpoint`); "refit" takes its epoch number E, builds
 the model again from the same seed and trains it on the train AND validation clips for
 exactly E epochs (`refit/`), which becomes `best.keras`. Epochs count from 1 everywhere
 (`best_epoch`, the `epoch` column of `history.csv`, the progress lines). The LSTM folder
 `<run>/<fold>/lstm/<config.lstm_run_name()>/` receives:
 
 ```
-config.json   the resolved config        best.keras   the model `evaluate` scores
-last.keras    model + optimizer state    state.json   {"epochs_done", "best", "best_epoch",
-history.csv   one row per epoch                        "model_selection", "trained_on"}
-tensorboard/  TensorBoard logs           refit/       ("refit" only) last.keras, state.json
-                                                      {"epochs", "trained_on", ...},
-                                                      history.csv, tensorboard/
+config.json    the resolved config       best.keras   the model `evaluate` scores
+last.keras     model + optimizer state   history.csv  one row per epoch
+training.json  {"epochs_done", "best", "best_epoch", "model_selection", "trained_on"},
+               written when the fit is done
+backup/        `keras.callbacks.BackupAndRestore`'s, while a fit is under way
+tensorboard/   TensorBoard logs
+refit/         ("refit" only) last.keras, training.json {"epochs", "trained_on", ...},
+               history.csv, backup/, tensorboard/
 ```
 
-Resume: with `resume=True` an interrupted run reloads `last.keras` (weights and optimizer
-momentum) and continues at the epoch after the last one finished (in either phase of
-"refit"); a finished run returns at once. Only a folder whose `config.json` holds the
-same settings is resumed (every setting but `name`, `output_dir` and `strategy`; the
-folder's name hashes the lstm, eval and seed ones, the run directory's the data and cnn
-ones, but a run folder passed explicitly may hold another config's); another one is
-refused with the differing keys, and its `config.json` is never rewritten. The clip order of a resumed
-run's later epochs may differ from an uninterrupted run's.
+Resume: with `resume=True` an interrupted fit restores its `backup/` (weights and
+optimizer momentum) and continues at the epoch after the last one backed up (in either
+phase of "refit"); a finished one (its `training.json` is written) returns at once. Only a
+folder whose `config.json` holds the same settings is resumed (every setting but `name`,
+`output_dir` and `strategy`; the folder's name hashes the lstm, eval and seed ones, the
+run directory's the data and cnn ones, but a run folder passed explicitly may hold
+another config's); another one is refused with the differing keys, and its `config.json`
+is never rewritten. The clip order of a resumed run's later epochs may differ from an
+uninterrupted run's.
 
 Example:
 
@@ -41,6 +45,10 @@ Example:
 >>> model = load_lstm(best)
 """
 
+import csv
+import json
+import logging
+import os
 import shutil
 import warnings
 
@@ -48,31 +56,31 @@ import keras
 import numpy as np
 
 from msl_keras import weight_decay
-from msl_keras.callbacks import (
-    EpochCheckpoint,
-    EpochCSVLogger,
-    ValidationAnticipationAccuracy,
-)
+from msl_keras.callbacks import EpochCSVLogger
 from msl_keras.config import save_config
-from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.data.pipelines import sequence_dataset
 from msl_keras.distribute import describe_strategy, get_strategy
-from msl_keras.errors import FeatureStoreError, WeightsError
+from msl_keras.errors import FeatureStoreError
 from msl_keras.losses import get_loss
+from msl_keras.metrics import AnticipationAccuracy
 from msl_keras.models.ms_lstm import lstm_from_config
 from msl_keras.runs import (
     BEST_FILENAME,
     CONFIG_FILENAME,
+    LAST_FILENAME,
+    RECORD_FILENAME,
     REFIT_DIRNAME,
     check_same_settings,
     fold_name,
-    load_lstm,
     read_fold_features,
     resolve_run,
 )
 from msl_keras.seeding import set_seed
 
+BACKUP_DIRNAME = "backup"
 HISTORY_FILENAME = "history.csv"
+
+logger = logging.getLogger(__name__)
 
 
 def _warn_missing(missing, path):
@@ -98,7 +106,8 @@ def build_lstm(config, num_classes, context_dim, action_dim):
 
 
 def compile_lstm(model, config):
-    """SGD(lr, momentum[, weight decay]) and `get_loss(config.lstm.loss)` on each output.
+    """SGD(lr, momentum[, weight decay]) and `get_loss(config.lstm.loss)` on each output,
+    `metrics.AnticipationAccuracy` on the last one (the model's prediction).
 
     Keras sums the outputs' losses with weight 1: Eq. 4, `L_c + L_a` per clip. Weight
     decay as `lstm.weight_decay_mode` (`msl_keras.weight_decay`); `model` must be built.
@@ -113,12 +122,14 @@ def compile_lstm(model, config):
         lstm.weight_decay,
         mode=lstm.weight_decay_mode,
     )
-    losses = {name: get_loss(lstm.loss) for name in model.stage_names}
-    model.compile(optimizer=optimizer, loss=losses)
+    outputs = model.stage_names
+    losses = {name: get_loss(lstm.loss) for name in outputs}
+    metrics = {outputs[-1]: [AnticipationAccuracy()]}
+    model.compile(optimizer=optimizer, loss=losses, metrics=metrics)
     return model
 
 
-def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
+def train_lstm(config, index, fold, run=None, resume=True, verbose="auto"):
     """Trains the LSTM of `config` on fold `fold`; returns the path of `best.keras`.
 
     With `data.model_selection="holdout"` the LSTM trains on the TRAIN clips and
@@ -133,11 +144,12 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         index: the `DatasetIndex` from `prepare` (roles of the clips, class names).
         fold: a fold name or `Fold` of `index`.
         run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
-        resume: continue an interrupted run from its `last.keras`; it is only resumed
-            when the folder's `config.json` holds the same settings as `config` (all but
-            `name`, `output_dir` and `strategy`). False starts over, removing the
-            folder's earlier checkpoints and replacing its `config.json`.
-        verbose: Keras `fit` verbosity (2: one line per epoch).
+        resume: continue an interrupted run from its backup; it is only resumed when the
+            folder's `config.json` holds the same settings as `config` (all but `name`,
+            `output_dir` and `strategy`). False starts over, removing the folder's
+            earlier models, backups and histories and replacing its `config.json`.
+        verbose: Keras' convention: 0 silent, 1 progress bar, 2 one line per epoch,
+            "auto" 1. Messages go to `logging` (logger `msl_keras.pipeline...`).
 
     Returns:
         `Path` of `best.keras` (the last epoch when the fold has no validation clip, with
@@ -148,7 +160,7 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
             message lists each differing key, stored -> asked for).
         FeatureStoreError: no store, or no training clip in it.
         FeatureStoreMismatchError: a store made with other settings or feature sizes
-            than the config (or than the checkpoint being resumed).
+            than the config.
     """
     run = resolve_run(config, run)
     # First, before any other TensorFlow op (a model's constructor makes its dropout
@@ -182,7 +194,7 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
     n_train = len(train["labels"])
     n_validation = 0 if validation is None else len(validation["labels"])
     if verbose:
-        print(
+        logger.info(
             f"train_lstm: {config.lstm.model} ({config.lstm.loss} loss) on fold '{name}': "
             f"{n_train} train / {n_validation} validation clips, model selection "
             f"'{scheme}'"
@@ -194,34 +206,35 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         num_classes=num_classes,
         verbose=verbose,
     )
-    state, _ = _fit_epochs(
+    record, _ = _fit_phase(
         directory=lstm_dir,
         train=train,
         validation=validation,
         epochs=config.lstm.epochs,
         best_path=None if refit else best_path,
-        info={"model_selection": scheme, "trained_on": {"train": n_train}},
+        record={"model_selection": scheme, "trained_on": {"train": n_train}},
         **fit,
     )
     if not refit:
-        _ensure_best(best_path, lstm_dir / EpochCheckpoint.MODEL_FILENAME, validation)
+        if not best_path.is_file():  # no validation clip: the last epoch
+            shutil.copyfile(lstm_dir / LAST_FILENAME, best_path)
         return best_path
 
-    epochs = int(state["best_epoch"])
+    epochs = int(record["best_epoch"])
     refit_dir = lstm_dir / REFIT_DIRNAME
     refit_dir.mkdir(exist_ok=True)
     if verbose:
-        print(
+        logger.info(
             f"train_lstm: refit on {n_train} train + {n_validation} validation clips for "
             f"{epochs} epochs (the best of {config.lstm.epochs} on validation)"
         )
-    _, trained = _fit_epochs(
+    _, trained = _fit_phase(
         directory=refit_dir,
         train={key: np.concatenate([train[key], validation[key]]) for key in train},
         validation=None,
         epochs=epochs,
         best_path=None,
-        info={
+        record={
             "model_selection": scheme,
             "epochs": epochs,
             "trained_on": {"train": n_train, "validation": n_validation},
@@ -229,7 +242,7 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose=2):
         **fit,
     )
     if trained or not best_path.is_file():
-        shutil.copyfile(refit_dir / EpochCheckpoint.MODEL_FILENAME, best_path)
+        shutil.copyfile(refit_dir / LAST_FILENAME, best_path)
     return best_path
 
 
@@ -252,17 +265,23 @@ def _claim_lstm_dir(lstm_dir, config, resume):
         return
     lstm_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        for stale in (
-            BEST_FILENAME,
-            EpochCheckpoint.MODEL_FILENAME,
-            EpochCheckpoint.STATE_FILENAME,
-        ):
+        for stale in (BEST_FILENAME, LAST_FILENAME, RECORD_FILENAME, HISTORY_FILENAME):
             (lstm_dir / stale).unlink(missing_ok=True)
-        shutil.rmtree(lstm_dir / REFIT_DIRNAME, ignore_errors=True)
+        for stale in (BACKUP_DIRNAME, REFIT_DIRNAME):
+            shutil.rmtree(lstm_dir / stale, ignore_errors=True)
     save_config(config, config_path)
 
 
-def _fit_epochs(
+def selection_monitor(model):
+    """The logged name of the selection score, `metrics.AnticipationAccuracy` on the
+    validation clips: Keras prefixes a metric with its output's name when the model has
+    several outputs (the MS-LSTM scores its stage 2)."""
+    if len(model.stage_names) > 1:
+        return f"val_{model.stage_names[-1]}_anticipation_accuracy"
+    return "val_anticipation_accuracy"
+
+
+def _fit_phase(
     config,
     strategy,
     directory,
@@ -272,108 +291,134 @@ def _fit_epochs(
     settings,
     num_classes,
     best_path,
-    info,
+    record,
     verbose,
 ):
-    """Trains one LSTM in `directory` up to `epochs` epochs, resuming its `last.keras`.
+    """Trains one LSTM in `directory` for `epochs` epochs, resuming its backup.
+
+    Keras' callbacks do the work, in this order at each epoch's end:
+    `ModelCheckpoint` saves `best_path` when the validation score improves (the best
+    of the earlier epochs, read from `history.csv`, is its threshold on a resume), the
+    CSV logger writes the epoch's row, and `BackupAndRestore` backs up the weights and
+    optimizer state in `backup/`, from which an interrupted fit continues. A kill
+    between the row and the backup only logs that epoch twice (`_history` keeps its
+    last row); a kill during a save leaves the backup of the epoch before. After `fit`
+    the model is saved as `last.keras`, then `training.json` marks the phase done and
+    the backup is deleted.
 
     Args:
         strategy: the `tf.distribute` strategy whose scope builds the model.
         train: the `FeatureStore.read()` dict of the clips fitted on.
         validation: the dict of the clips scored after each epoch, or None.
         best_path: where the best validation epoch is saved, or None.
-        info: entries written into `state.json` beside the epoch counts.
+        record: entries written into `training.json` beside the epoch counts.
 
     Returns:
-        `(state, trained)`: the folder's `state.json` dict after training, and False
-        when it had already trained for `epochs` epochs (nothing was done).
+        `(record, trained)`: the folder's `training.json` dict (`epochs_done`, and with
+        validation clips `best_epoch`, 1-based, and its score `best`), and False when the
+        phase had already finished (nothing was done).
     """
-    state = EpochCheckpoint.read_state(directory)
-    initial_epoch = 0 if state is None else int(state["epochs_done"])
-    if initial_epoch >= epochs:
+    record_path = directory / RECORD_FILENAME
+    if record_path.is_file():
         if verbose:
-            print(
-                f"train_lstm: already trained for {initial_epoch} epochs in '{directory}'."
-            )
-        return state, False
-    last_path = directory / EpochCheckpoint.MODEL_FILENAME
+            logger.info(f"train_lstm: already trained in '{directory}'.")
+        return json.loads(record_path.read_text()), False
+    history_path = directory / HISTORY_FILENAME
     set_seed(config.seed)
     with strategy.scope():
         model = build_lstm(
             config, num_classes, settings.context_dim, settings.action_dim
         )
         compile_lstm(model, config)
-        if state is not None:
-            _check_checkpoint_inputs(last_path, settings, config, num_classes)
-            model.optimizer.build(model.trainable_variables)
-            model.load_weights(last_path)
+        # BackupAndRestore builds an unbuilt optimizer outside the strategy's scope
+        # before restoring into it; built here, its variables are the strategy's.
+        model.optimizer.build(model.trainable_variables)
+    monitor = selection_monitor(model)
     if verbose:
-        print(
+        logger.info(
             f"train_lstm: {len(train['labels'])} clips, {epochs} epochs, "
             f"{describe_strategy(strategy)}"
-            + (f", resuming after epoch {initial_epoch}" if initial_epoch else "")
         )
 
     streams, outputs = model.input_streams, model.stage_names
-    dataset = sequence_dataset(
-        train,
-        num_classes=num_classes,
-        batch_size=config.lstm.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        streams=streams,
-        outputs=outputs,
-    )
-    callbacks = []
-    selection = None
-    if validation is not None:
-        selection = ValidationAnticipationAccuracy(
-            {s: validation[s] for s in streams},
-            validation["labels"],
-            validation["lengths"],
-            filepath=best_path,
+
+    def dataset(arrays, shuffle):
+        return sequence_dataset(
+            arrays,
+            num_classes=num_classes,
             batch_size=config.lstm.batch_size,
-            clip_ids=[str(c) for c in validation["clip_ids"]],
-            initial_best=None if state is None else state.get("best"),
-            initial_best_epoch=None if state is None else state.get("best_epoch"),
-            verbose=1 if verbose else 0,
+            shuffle=shuffle,
+            seed=config.seed,
+            streams=streams,
+            outputs=outputs,
         )
-        callbacks.append(selection)
-    history_path = directory / HISTORY_FILENAME
-    if initial_epoch > 0:
-        _trim_history(history_path, initial_epoch)
-    # The history row is written before the checkpoint: a run killed in between logs an
-    # epoch it has not saved, and the resume drops that row (_trim_history) and redoes it.
+
+    callbacks = []
+    if validation is not None and best_path is not None:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                best_path,
+                monitor=monitor,
+                mode="max",
+                save_best_only=True,
+                initial_value_threshold=_best(_history(history_path), monitor)[1],
+                verbose=1 if verbose else 0,
+            )
+        )
     callbacks += [
-        EpochCSVLogger(
-            str(history_path), append=initial_epoch > 0 and history_path.is_file()
+        EpochCSVLogger(str(history_path), append=True),
+        keras.callbacks.BackupAndRestore(
+            str(directory / BACKUP_DIRNAME),
+            double_checkpoint=True,
+            delete_checkpoint=False,  # deleted once last.keras and training.json exist
         ),
-        EpochCheckpoint(directory, selection, info=info),
     ]
     tensorboard = _tensorboard(directory / "tensorboard")
     if tensorboard is not None:
         callbacks.append(tensorboard)
-    validation_data = None
-    if validation is not None:
-        # val_loss for the history; the selection score is the callback's.
-        validation_data = sequence_dataset(
-            validation,
-            num_classes=num_classes,
-            batch_size=config.lstm.batch_size,
-            shuffle=False,
-            streams=streams,
-            outputs=outputs,
-        )
     model.fit(
-        dataset,
-        validation_data=validation_data,
+        dataset(train, shuffle=True),
+        validation_data=None if validation is None else dataset(validation, False),
         epochs=epochs,
-        initial_epoch=initial_epoch,
         callbacks=callbacks,
         shuffle=False,  # the dataset shuffles itself, by seed
         verbose=verbose,
     )
-    return EpochCheckpoint.read_state(directory), True
+    _atomic_save_model(model, directory / LAST_FILENAME)
+    rows = _history(history_path)
+    record = {**record, "epochs_done": len(rows)}
+    if validation is not None:
+        record["best_epoch"], record["best"] = _best(rows, monitor)
+    tmp = record_path.with_name(record_path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, record_path)
+    shutil.rmtree(directory / BACKUP_DIRNAME, ignore_errors=True)
+    return record, True
+
+
+def _atomic_save_model(model, path):
+    """`model.save(path)` through a temporary file, so a kill never leaves half a file."""
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _history(path):
+    """The rows of a CSV history, one per epoch (the last row logged for it), in order."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(handle)}
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def _best(rows, monitor):
+    """`(epoch, score)` of the first row with the highest `monitor`, or `(None, None)`."""
+    scored = [(float(r[monitor]), -int(r["epoch"])) for r in rows if r.get(monitor)]
+    if not scored:
+        return None, None
+    score, epoch = max(scored)
+    return -epoch, score
 
 
 def _tensorboard(log_dir):
@@ -391,44 +436,3 @@ def _tensorboard(log_dir):
     return keras.callbacks.TensorBoard(
         log_dir=str(log_dir), write_graph=False, profile_batch=0
     )
-
-
-def _trim_history(path, epochs_done):
-    """Keeps the rows of epochs `1 .. epochs_done` of a CSV history (for a resume)."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    if not lines:
-        return
-    kept = [lines[0]] + [
-        line
-        for line in lines[1:]
-        if line.strip() and int(line.split(",", 1)[0]) <= epochs_done
-    ]
-    path.write_text("".join(kept))
-
-
-def _ensure_best(best_path, last_path, validation):
-    """Without validation clips the last epoch is the model kept."""
-    if (validation is None or not best_path.is_file()) and last_path.is_file():
-        shutil.copyfile(last_path, best_path)
-
-
-def _check_checkpoint_inputs(path, settings, config, num_classes):
-    """Refuses to resume from a checkpoint made for other feature sizes."""
-    try:
-        saved = load_lstm(path)
-    except Exception as error:  # a damaged file: start over would hide it
-        raise WeightsError(
-            f"Cannot resume from '{path}': {error}. Delete it (and state.json next to it) "
-            "or pass resume=False to start over."
-        ) from None
-    dims = saved.input_dims
-    check_model_inputs(
-        settings, context_dim=dims.get("context"), action_dim=dims.get("action")
-    )
-    if saved.num_classes != num_classes:
-        raise WeightsError(
-            f"'{path}' predicts {saved.num_classes} classes, the dataset has {num_classes}. "
-            "Pass resume=False to start over."
-        )
