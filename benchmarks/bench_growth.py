@@ -49,13 +49,13 @@ def extraction_growth(args, workdir):
     with C.device_scope(args.device):
         extractor = C.build_extractor(spec)
         warmup = Fold("warmup", records[:1])
-        extract(config, index, warmup, run, extractor=extractor, progress=False)
+        extract(config, index, warmup, run, extractor=extractor, verbose=0)
         for repeat in range(args.repeats):
             for n in counts:
                 fold = Fold(f"n{n}_r{repeat}", records[:n])
                 frames[n] = sum(min(spec.steps, _count(r.path)) for r in records[:n])
                 start = C.clock()
-                extract(config, index, fold, run, extractor=extractor, progress=False)
+                extract(config, index, fold, run, extractor=extractor, verbose=0)
                 times[n].append(C.clock() - start)
             seconds = [times[n][-1] for n in counts]
             fits.append(_fit([frames[n] for n in counts], seconds))

@@ -72,7 +72,7 @@ def child(args):
                 start = C.clock()
                 extract(
                     config, index, index.folds[0], run, extractor=extractor,
-                    progress=False,
+                    verbose=0,
                 )
                 result[key] = {
                     "seconds": C.clock() - start,

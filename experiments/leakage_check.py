@@ -134,7 +134,7 @@ def main(argv=None):
                 extractor = load_extractor(oracle_config, str(run.root), fold)
                 extract(
                     oracle_config, index, fold, run=oracle_run,
-                    extractor=extractor, progress=False,
+                    extractor=extractor, verbose=0,
                 )
             (oracle_run.cnn_dir(fold)).mkdir(parents=True, exist_ok=True)
             (oracle_run.cnn_dir(fold) / "HEADS.txt").write_text(

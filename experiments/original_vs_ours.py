@@ -180,14 +180,14 @@ def pipeline_features(work, tiny, seed=0):
     fold = index.fold("split1")
     run = RunDirectory.create(config)
     train_cnn(config, index, fold, run=run, verbose=0)
-    stores = {"predicted": extract(config, index, fold, run=run, progress=False)}
+    stores = {"predicted": extract(config, index, fold, run=run, verbose=0)}
     oracle_config = apply_overrides(config, {"cnn.cam_class": "oracle"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the leak is the point here
         extractor = load_extractor(oracle_config, run, fold)
         stores["oracle"] = extract(
             oracle_config, index, fold, run=RunDirectory.create(oracle_config),
-            progress=False, extractor=extractor,
+            verbose=0, extractor=extractor,
         )  # fmt: skip
     features = {}
     for cam, path in stores.items():

@@ -51,7 +51,7 @@ def validation_scores(config, index, fold, run):
     info = train_cnn(config, index, fold, run=run, verbose=0)
     timings["train_cnn"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
-    extract(config, index, fold, run=run, progress=False)
+    extract(config, index, fold, run=run, verbose=0)
     timings["extract"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     best = train_lstm(config, index, fold, run=run, verbose=0)

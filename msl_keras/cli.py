@@ -12,6 +12,7 @@ The CLI only parses arguments, resolves the config and calls the functions in
 """
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -296,6 +297,7 @@ def _folds(index, name):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    _log_to_stdout()
     if args.command is None:
         parser.print_help()
         return 0
@@ -316,6 +318,15 @@ def main(argv=None):
     if args.command not in ("config",):
         print(f"[{args.command} finished in {time.perf_counter() - start:.1f} s]")
     return code
+
+
+def _log_to_stdout():
+    """The stages' messages (`logging`, logger "msl_keras") go to this run's stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("msl_keras")
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
 
 
 def _dispatch(args):

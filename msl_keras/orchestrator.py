@@ -94,7 +94,7 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
             _print_heads(heads)
         step(
             "extract",
-            lambda: extract(config, index, fold, run=run, progress=bool(verbose)),
+            lambda: extract(config, index, fold, run=run, verbose=verbose),
         )
     results = {}
     for name, overrides in variants.items():

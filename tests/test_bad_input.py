@@ -255,7 +255,7 @@ def _bad_clips(folder):
     }
 
 
-def test_extraction_meets_bad_clips(trained, tmp_path, capsys):
+def test_extraction_meets_bad_clips(trained, tmp_path, caplog):
     config, index, run, extractor = trained
     good = index.fold("split1").records
     bad = _bad_clips(tmp_path / "bad")
@@ -267,8 +267,9 @@ def test_extraction_meets_bad_clips(trained, tmp_path, capsys):
     fold = Fold("bad_clips", records)
     index.folds.append(fold)
     try:
-        path = extract(config, index, fold, run=run, extractor=extractor)
-        out = capsys.readouterr().out
+        with caplog.at_level("INFO", logger="msl_keras"):
+            path = extract(config, index, fold, run=run, extractor=extractor)
+        out = caplog.text
         with FeatureStore.open(path) as store:
             arrays, failed = store.read(), store.failed()
         failing = {k: v for k, v in bad.items() if v[1] is not None}
@@ -289,7 +290,7 @@ def test_extraction_meets_bad_clips(trained, tmp_path, capsys):
         assert (arrays["frame_indices"][row, n:] == -1).all()
         assert not arrays["context"][row, n:].any()
         # Run again: the failures are retried (and fail again), nothing is duplicated.
-        extract(config, index, fold, run=run, extractor=extractor, progress=False)
+        extract(config, index, fold, run=run, extractor=extractor, verbose=0)
         with FeatureStore.open(path) as store:
             assert store.completed_ids() == stored and set(store.failed()) == set(
                 failing
@@ -299,7 +300,7 @@ def test_extraction_meets_bad_clips(trained, tmp_path, capsys):
         kernel = other.context_head.fc7.kernel
         kernel.assign(kernel + 0.01)
         with pytest.raises(FeatureStoreMismatchError) as info:
-            extract(config, index, fold, run=run, extractor=other, progress=False)
+            extract(config, index, fold, run=run, extractor=other, verbose=0)
         message = str(info.value)
         assert path.name in message and "extractor_fingerprint" in message
     finally:
@@ -324,7 +325,7 @@ def test_nan_features_during_extraction(trained, monkeypatch):
     monkeypatch.setattr(extractor, "extract", extract_with_nan)
     try:
         path = extract(
-            config, index, fold, run=run, extractor=extractor, progress=False
+            config, index, fold, run=run, extractor=extractor, verbose=0
         )
         with FeatureStore.open(path) as store:
             failed = store.failed()

@@ -43,7 +43,7 @@ def _pipeline(workdir, seed):
     index = prepare(config)
     run = RunDirectory.create(config)
     train_cnn(config, index, "split1", run=run, verbose=0)
-    store = extract(config, index, "split1", run=run, progress=False)
+    store = extract(config, index, "split1", run=run, verbose=0)
     train_lstm(config, index, "split1", run=run, verbose=0)
     results = evaluate(config, index, "split1", run=run, verbose=False)
     with FeatureStore.open(store) as opened:

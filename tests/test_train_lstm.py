@@ -161,6 +161,12 @@ def test_single_stream_lstm_trains_on_its_stream(tmp_path):
     model = load_lstm(stage.train_lstm(config, index, FOLD, run, verbose=0))
     assert model.stream == "action" and model.input_dims == {"action": 8}
     assert model.stage_names == ("stage1",)
+    # One output: Keras logs the selection score without an output prefix.
+    (row,) = _history(run.lstm_dir(FOLD) / "history.csv")
+    assert stage.selection_monitor(model) == "val_anticipation_accuracy"
+    assert 0.0 <= float(row["val_anticipation_accuracy"]) <= 1.0
+    record = json.loads((run.lstm_dir(FOLD) / "training.json").read_text())
+    assert record["best_epoch"] == 1
 
 
 def _weights(path):

@@ -32,6 +32,7 @@ Example:
 
 import csv
 import json
+import logging
 import warnings
 
 import numpy as np
@@ -48,6 +49,8 @@ from msl_keras.runs import (
     resolve_run,
     training_record,
 )
+
+logger = logging.getLogger(__name__)
 
 RESULTS_FILENAME = "results.json"
 CSV_FILENAME = "accuracy.csv"
@@ -255,7 +258,7 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
 
 
 def evaluate(
-    config, index, fold, run=None, checkpoint=None, batch_size=None, verbose=True
+    config, index, fold, run=None, checkpoint=None, batch_size=None, verbose="auto"
 ):
     """Scores the trained LSTM on the fold's test clips; writes and returns the results.
 
@@ -266,7 +269,7 @@ def evaluate(
         run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
         checkpoint: the model file to score; default the LSTM folder's `best.keras`.
         batch_size: clips per forward call (default `config.lstm.batch_size`).
-        verbose: print the summary.
+        verbose: Keras' convention (0 silent; 1, 2 or "auto" log the summary).
 
     Returns:
         dict, as written to `results.json`: `dataset`, `fold`, `config`, `clips`
@@ -402,7 +405,7 @@ def evaluate(
     )
     if verbose:
         summary = results["summary"]
-        print(
+        logger.info(
             f"evaluate: fold '{name}', {len(labels)} test clips, {final} with pooling: "
             f"earliest {100 * summary['earliest']:.1f}%, latest "
             f"{100 * summary['latest']:.1f}% -> {results_dir}"

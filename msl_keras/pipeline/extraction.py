@@ -32,8 +32,11 @@ Example:
 """
 
 import contextlib
+import logging
 import time
 from pathlib import Path
+
+import keras
 
 from msl_keras.data.feature_store import (
     FeatureStore,
@@ -53,6 +56,8 @@ from msl_keras.errors import (
 from msl_keras.runs import check_shard, fold_name, load_extractor, resolve_run
 
 PREPROCESSING_NAME = "vgg16_caffe"
+
+logger = logging.getLogger(__name__)
 
 
 def store_settings(config, fold, extractor, num_classes):
@@ -82,7 +87,9 @@ def store_settings(config, fold, extractor, num_classes):
     )
 
 
-def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extractor=None):
+def extract(
+    config, index, fold, run=None, shard=(0, 1), verbose="auto", extractor=None
+):
     """Writes the features of every clip of `fold` (or of one shard of it) to its store.
 
     Args:
@@ -97,7 +104,9 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
             default `RunDirectory.create(config)`.
         shard: `(i, n)`: extract `records[i::n]` into `<fold>.shard-i-of-n.h5`; `(0, 1)`
             writes the fold's store itself.
-        progress: print one line per clip (id, frames, frames per second) and a summary.
+        verbose: Keras' convention: 0 silent, 1 a progress bar over the clips, 2 one
+            line at the end, "auto" 1; with 1 or 2 the summary and the failed clips go
+            to `logging`.
         extractor: a `TwoStreamFeatureExtractor` to use instead of `load_extractor`
             (e.g. one already in memory).
 
@@ -159,16 +168,18 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
     ) as store:
         done = set(store.completed_ids())
         todo = [r for r in records if r.clip_id not in done]
-        if progress:
-            print(
+        if verbose:
+            logger.info(
                 f"extract {fold.name}"
                 + (f" shard {shard_index + 1}/{shard_count}" if shard_count > 1 else "")
                 + f": {len(records)} clips, {len(records) - len(todo)} already done, "
-                f"{len(todo)} to go -> {path}",
-                flush=True,
+                f"{len(todo)} to go -> {path}"
             )
         started = time.time()
-        for number, record in enumerate(todo, 1):
+        progbar = keras.utils.Progbar(
+            len(todo), verbose=1 if verbose == "auto" else verbose, unit_name="clip"
+        )
+        for record in todo:
             clip_start = time.time()
             try:
                 out, indices, num_frames = features_of(record)
@@ -184,35 +195,23 @@ def extract(config, index, fold, run=None, shard=(0, 1), progress=True, extracto
                 raise
             except (VideoDecodeError, FeatureStoreError) as error:
                 store.record_failure(record.clip_id, str(error))
-                if progress:
-                    print(
-                        f"[{number}/{len(todo)}] {record.clip_id}: FAILED ({error})",
-                        flush=True,
-                    )
+                progbar.add(1)
                 continue
-            if progress:
-                seconds = max(time.time() - clip_start, 1e-6)
-                print(
-                    f"[{number}/{len(todo)}] {record.clip_id}: {len(indices)} frames "
-                    f"(of {num_frames}), {len(indices) / seconds:.1f} frames/s",
-                    flush=True,
-                )
+            seconds = max(time.time() - clip_start, 1e-6)
+            progbar.add(1, values=[("frames/s", len(indices) / seconds)])
         failed = store.failed()
         stored = len(store)
-    if progress:
-        print(
+    if verbose:
+        logger.info(
             f"extract {fold.name}: {stored} clips in {path} "
-            f"({time.time() - started:.1f} s for {len(todo)})",
-            flush=True,
+            f"({time.time() - started:.1f} s for {len(todo)})"
         )
         if failed:
-            print(
+            logger.warning(
                 f"{len(failed)} clip(s) failed and are not in the store (run extract "
-                "again to retry them):",
-                flush=True,
+                "again to retry them):\n"
+                + "\n".join(f"  {clip_id}: {reason}" for clip_id, reason in failed.items())
             )
-            for clip_id, reason in failed.items():
-                print(f"  {clip_id}: {reason}", flush=True)
     return Path(path)
 
 

@@ -21,6 +21,7 @@ Example:
 >>> train_lstm(config, index, "split1")
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ from msl_keras.data.imported import FeatureSource
 from msl_keras.data.video import select_frames
 from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.runs import resolve_run
+
+logger = logging.getLogger(__name__)
 
 DATASET = "imported"
 
@@ -58,7 +61,7 @@ def imported_store_settings(config, fold_name, source):
     )
 
 
-def import_features(config, index, fold, run=None, overwrite=False, verbose=True):
+def import_features(config, index, fold, run=None, overwrite=False, verbose="auto"):
     """Writes the store of fold `fold` from the features in `config.data.root`.
 
     Args:
@@ -67,7 +70,7 @@ def import_features(config, index, fold, run=None, overwrite=False, verbose=True
         fold: a fold name or `Fold` of `index`.
         run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
         overwrite: replace a store imported from other features or settings.
-        verbose: print what was written.
+        verbose: Keras' convention (0 silent; 1, 2 or "auto" log what was written).
 
     Returns:
         `Path` of the store. A store already imported from the same input with the same
@@ -97,7 +100,7 @@ def import_features(config, index, fold, run=None, overwrite=False, verbose=True
                 same = not differences and len(existing) == len(fold.records)
             if same:
                 if verbose:
-                    print(f"import_features: '{path}' already holds these features.")
+                    logger.info(f"import_features: '{path}' already holds these features.")
                 return path
             if not overwrite:
                 raise FeatureStoreError(
@@ -126,7 +129,7 @@ def import_features(config, index, fold, run=None, overwrite=False, verbose=True
                 )
     if verbose:
         dims = ", ".join(f"{s} {settings.dim(s)}" for s in settings.streams)
-        print(
+        logger.info(
             f"import_features: {len(fold.records)} clips of fold '{fold.name}' ({dims} "
             f"features, T={settings.T}) -> {path}"
         )

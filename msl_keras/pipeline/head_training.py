@@ -47,6 +47,7 @@ classifier) and `"action"` (the masked path, Eq. 3), see `ActionAwareHead`.
 
 import csv
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -85,6 +86,8 @@ from msl_keras.runs import (
     resolve_run,
 )
 from msl_keras.seeding import set_seed
+
+logger = logging.getLogger(__name__)
 
 # Maps of the rows a head trains on are read into memory when they fit in this; larger
 # caches are read batch by batch from the HDF5 file.
@@ -230,7 +233,7 @@ def _heads_exist(cnn_dir):
     )
 
 
-def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
+def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
     """Trains both heads of one fold from the trunk cache (see the module docstring).
 
     Args:
@@ -240,7 +243,9 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         run: `RunDirectory` or folder; default `RunDirectory.create(config)`.
         overwrite: retrain when the fold's heads are already saved (otherwise they are
             kept and their `cnn_info.json` returned, with `"skipped": True`).
-        verbose: Keras `fit` verbosity; 0 also silences the per-clip cache lines.
+        verbose: Keras' convention for `fit` (0 silent, 1 progress bar, 2 one line per
+            epoch, "auto" 1); 0 also silences the per-clip cache lines and the messages
+            (`logging`).
 
     Returns:
         dict: paths `"context_head"`, `"action_head"`, `"history_context"`,
@@ -330,10 +335,9 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
         unique, inverse = np.unique(np.concatenate(parts), return_inverse=True)
         reused = len(unique) - computed
         if failed and show:
-            print(
+            logger.warning(
                 f"train_cnn: {len(failed_ids)} clip(s) did not decode and were left out: "
-                + ", ".join(sorted(failed_ids)),
-                flush=True,
+                + ", ".join(sorted(failed_ids))
             )
 
         # Small caches are read once into memory; large ones batch by batch.
@@ -366,9 +370,8 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose=1):
             config, num_classes, runner.map_shape, scale
         )
         if show:
-            print(
-                "train_cnn: initial weights: " + json.dumps(initialisation, indent=2),
-                flush=True,
+            logger.info(
+                "train_cnn: initial weights: " + json.dumps(initialisation, indent=2)
             )
         results = {}
         for name, model in (("context", context), ("action", action)):

@@ -297,14 +297,16 @@ def _fit_phase(
     """Trains one LSTM in `directory` for `epochs` epochs, resuming its backup.
 
     Keras' callbacks do the work, in this order at each epoch's end:
-    `ModelCheckpoint` saves `best_path` when the validation score improves (the best
-    of the earlier epochs, read from `history.csv`, is its threshold on a resume), the
-    CSV logger writes the epoch's row, and `BackupAndRestore` backs up the weights and
-    optimizer state in `backup/`, from which an interrupted fit continues. A kill
+    `ModelCheckpoint` saves `best_path` when the validation score improves, the CSV
+    logger writes the epoch's row, and `BackupAndRestore` backs up the weights and
+    optimizer state in `backup/`, from which an interrupted fit continues. Two pieces
+    are ours, because `BackupAndRestore` keeps the model and optimizer only:
+    `ModelCheckpoint.best` is not backed up, so a resume starts it from the best score in
+    `history.csv` (`initial_value_threshold`); and Keras deletes the backup at the end of
+    `fit`, after which a new call would start over, so the finished phase is marked by
+    `training.json` (written after `last.keras`, before the backup is deleted). A kill
     between the row and the backup only logs that epoch twice (`_history` keeps its
-    last row); a kill during a save leaves the backup of the epoch before. After `fit`
-    the model is saved as `last.keras`, then `training.json` marks the phase done and
-    the backup is deleted.
+    last row); a kill during a save leaves the backup of the epoch before.
 
     Args:
         strategy: the `tf.distribute` strategy whose scope builds the model.
