@@ -257,6 +257,34 @@ def _scores_by_epoch(monkeypatch, scores):
     monkeypatch.setattr(metrics.AnticipationAccuracy, "result", result)
 
 
+def test_a_resumed_run_keeps_the_best_epoch_from_before_the_interruption(
+    tmp_path, monkeypatch
+):
+    """BackupAndRestore does not back up ModelCheckpoint's best score: the resumed run
+    must start it from the history, or a worse later epoch would replace best.keras."""
+    _scores_by_epoch(monkeypatch, [0.6, 0.2, 0.4])  # epoch 1 is the best
+    overrides = {"lstm.epochs": 3, "lstm.batch_size": 32}
+    config, index, run = make_feature_run(
+        tmp_path / "a", tiny_config(tmp_path / "a", **overrides)
+    )
+    straight = _weights(stage.train_lstm(config, index, FOLD, run, verbose=0))
+
+    config_b, index_b, run_b = make_feature_run(
+        tmp_path / "b", tiny_config(tmp_path / "b", **overrides)
+    )
+    with monkeypatch.context() as patch:
+        _kill_after_backup(patch)
+        with pytest.raises(Interrupt):
+            stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    best = stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    record = json.loads((best.parent / "training.json").read_text())
+    assert (record["best_epoch"], record["epochs_done"]) == (1, 3)
+    assert record["best"] == pytest.approx(0.6)
+    assert int(load_lstm(best, compile=True).optimizer.iterations) == 1
+    for a, b in zip(straight, _weights(best)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_refit_trains_on_train_and_validation_from_the_same_start(tmp_path, monkeypatch):
     config, index, run = make_feature_run(tmp_path, _refit_config(tmp_path))
     _scores_by_epoch(monkeypatch, [0.2, 0.6, 0.4])  # epoch 2 is the best
