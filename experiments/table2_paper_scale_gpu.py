@@ -237,12 +237,11 @@ def protocol(argv):
 def finished_folds(methods, folds):
     """The folds whose every LSTM row has trained all its epochs (a rerun only evaluates
     them again)."""
-    from msl_keras.callbacks import EpochCheckpoint
-    from msl_keras.runs import RunDirectory
+    from msl_keras.runs import RunDirectory, training_record
 
     def done(config, fold):
-        state = EpochCheckpoint.read_state(RunDirectory(config).lstm_dir(fold.name))
-        return state is not None and state["epochs_done"] >= config.lstm.epochs
+        record = training_record(RunDirectory(config).lstm_dir(fold.name))
+        return (record["epochs_done"] or 0) >= config.lstm.epochs
 
     return [f.name for f in folds if all(done(c, f) for c in methods.values())]
 

@@ -201,8 +201,9 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
             # Forward and backward read each layer's recurrent kernel at every step.
             recurrent = layers * 4 * lstm.units * lstm.units * 4
             step = 3 * steps_t * recurrent / dev["bandwidth"] + ASSUMED["step_s"]
-            # Every epoch saves last.keras, and best.keras when validation improves
-            # (counted at every epoch: an upper bound).
+            # Every epoch BackupAndRestore saves the weights and optimizer state, and
+            # ModelCheckpoint best.keras when validation improves (counted at every
+            # epoch: an upper bound; the backup's file copy of the epoch before is not).
             epoch = batches * step + 2 * params * save
             part[f"{row}: train"] = fits * (
                 ASSUMED["build_s"] + 2 * ASSUMED["trace_s"] + lstm.epochs * epoch
