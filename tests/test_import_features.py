@@ -201,15 +201,16 @@ def test_more_rows_than_T_follow_the_frame_selection(tmp_path):
     )
 
 
-def test_importing_again_keeps_the_store_or_refuses_other_features(tmp_path, capsys):
+def test_importing_again_keeps_the_store_or_refuses_other_features(tmp_path, caplog):
     data = _features(("context",))
     root = write_npz(tmp_path / "features.npz", data)
     config = _config(tmp_path, root, "context")
     index = prepare(config)
     path = import_features(config, index, "split1", verbose=False)
     written = path.stat().st_mtime_ns
-    assert import_features(config, index, "split1") == path
-    assert "already holds these features" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="msl_keras"):
+        assert import_features(config, index, "split1") == path
+    assert "already holds these features" in caplog.text
     assert path.stat().st_mtime_ns == written
     data["context"][0, 0, 0] += 1.0  # other features, same clips
     write_npz(root, data)
