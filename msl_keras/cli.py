@@ -320,9 +320,22 @@ def main(argv=None):
     return code
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to `sys.stdout` as it is at each message: a caller that swaps it after
+    `main()` (a notebook, pytest's capture) gets the messages, not a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
 def _log_to_stdout():
     """The stages' messages (`logging`, logger "msl_keras") go to this run's stdout."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("msl_keras")
     logger.handlers = [handler]

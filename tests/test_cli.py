@@ -334,3 +334,16 @@ def test_import_original_weights_and_features_from_the_command_line(tmp_path, ca
     # A second import refuses to overwrite without --overwrite.
     assert cli.main(["import-original-weights", str(weights), "--out", str(out)]) == 2
     assert "overwrite" in capsys.readouterr().err
+
+
+def test_messages_follow_stdout_after_main_returns(monkeypatch):
+    """The CLI's log handler writes to sys.stdout as it is at each message (a test or a
+    notebook swaps it), not to the stream main() saw."""
+    import io
+    import logging
+
+    assert cli.main(["config"]) == 0
+    swapped = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", swapped)
+    logging.getLogger("msl_keras.pipeline").info("a message after main")
+    assert "a message after main" in swapped.getvalue()
