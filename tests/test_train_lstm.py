@@ -109,24 +109,32 @@ def _kill_after_backup(monkeypatch, directory_name=None):
     monkeypatch.setattr(keras.callbacks, "BackupAndRestore", KilledAfterBackup)
 
 
-def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
-    # One batch per epoch (batch >= train clips) and no dropout: the epoch's gradient
-    # does not depend on the clip order, so a resumed run must equal an uninterrupted one.
-    overrides = {"lstm.epochs": 3, "lstm.batch_size": 16}
+def _straight_then_interrupted(tmp_path, monkeypatch, overrides):
+    """The best checkpoint of a run trained straight through (folder "a"), and the same
+    run (folder "b") interrupted after its first epoch's backup: `(best, (config, index,
+    run))`, the second ready to be resumed."""
     config, index, run = make_feature_run(
         tmp_path / "a", tiny_config(tmp_path / "a", **overrides)
     )
     best = stage.train_lstm(config, index, FOLD, run, verbose=0)
-    straight = load_lstm(best.parent / "last.keras")
-
     config_b, index_b, run_b = make_feature_run(
         tmp_path / "b", tiny_config(tmp_path / "b", **overrides)
     )
-
     with monkeypatch.context() as patch:
         _kill_after_backup(patch)
         with pytest.raises(Interrupt):
             stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    return best, (config_b, index_b, run_b)
+
+
+def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
+    # One batch per epoch (batch >= train clips) and no dropout: the epoch's gradient
+    # does not depend on the clip order, so a resumed run must equal an uninterrupted one.
+    overrides = {"lstm.epochs": 3, "lstm.batch_size": 16}
+    best, (config_b, index_b, run_b) = _straight_then_interrupted(
+        tmp_path, monkeypatch, overrides
+    )
+    straight = load_lstm(best.parent / "last.keras")
     lstm_dir = run_b.lstm_dir(FOLD)
     assert [int(r["epoch"]) for r in _history(lstm_dir / "history.csv")] == [1]
     assert (lstm_dir / "backup").is_dir() and not (lstm_dir / "training.json").exists()
@@ -264,18 +272,10 @@ def test_a_resumed_run_keeps_the_best_epoch_from_before_the_interruption(
     must start it from the history, or a worse later epoch would replace best.keras."""
     _scores_by_epoch(monkeypatch, [0.6, 0.2, 0.4])  # epoch 1 is the best
     overrides = {"lstm.epochs": 3, "lstm.batch_size": 32}
-    config, index, run = make_feature_run(
-        tmp_path / "a", tiny_config(tmp_path / "a", **overrides)
+    best, (config_b, index_b, run_b) = _straight_then_interrupted(
+        tmp_path, monkeypatch, overrides
     )
-    straight = _weights(stage.train_lstm(config, index, FOLD, run, verbose=0))
-
-    config_b, index_b, run_b = make_feature_run(
-        tmp_path / "b", tiny_config(tmp_path / "b", **overrides)
-    )
-    with monkeypatch.context() as patch:
-        _kill_after_backup(patch)
-        with pytest.raises(Interrupt):
-            stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    straight = _weights(best)
     best = stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
     record = json.loads((best.parent / "training.json").read_text())
     assert (record["best_epoch"], record["epochs_done"]) == (1, 3)
