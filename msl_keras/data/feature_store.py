@@ -1,10 +1,9 @@
 """The HDF5 feature store between the CNN stage and the LSTM stage.
 
-Extraction writes, for every clip, the context-aware and action-aware fc7 features of
-its (at most T) selected frames; LSTM training and evaluation read them back (feature
-imports write them too). One file holds the clips of ONE set of `StoreSettings`
-(dataset, split, T, frame selection, extractor weights, ...): a store is reopened to
-resume only with equal settings, and mixing stores made otherwise raises
+Extraction (and feature import) writes, for every clip, the context-aware and
+action-aware fc7 features of its (at most T) selected frames; LSTM training and
+evaluation read them back. One file holds the clips of ONE set of `StoreSettings`: a
+store is resumed only with equal settings, and mixing stores made otherwise raises
 `FeatureStoreMismatchError` listing the keys that differ.
 
 Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
@@ -25,34 +24,17 @@ Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
                               decoded; extraction goes on and lists them at the end
 ```
 
-A single-stream store (features imported from elsewhere for a one-stream LSTM,
-`msl_keras.data.imported`) has `context_dim` or `action_dim` None in its settings and
-no `/context` or `/action` dataset; `read` then returns only the stream it holds.
+A single-stream store (features imported for a one-stream LSTM,
+`msl_keras.data.imported`) has `context_dim` or `action_dim` None and no `/context` or
+`/action` dataset; `read` then returns only the stream it holds.
 
-Crash safety: `append` writes the row's data and flushes the file, then sets
-`complete[row] = 1` and flushes again. A process killed at any point leaves rows whose
-flag is 0; they never read as data, and the next `append` (after
-`FeatureStore.open_or_create(...)` resumes the file) overwrites them, so a resumed
-extraction has no duplicates and no half-written rows. A kill in the middle of HDF5's
-own flush can still damage the file; opening it then raises `FeatureStoreError` that
-says to delete it and run the extraction again. (`flush` hands the data to the operating
+Crash safety: `append` writes the row's data and flushes, then sets `complete[row] = 1`
+and flushes again. A process killed at any point leaves rows whose flag is 0; they never
+read as data and the next `append` (after `FeatureStore.open_or_create` resumes the
+file) overwrites them, so a resumed extraction has no duplicates and no half-written
+rows. A kill inside HDF5's own flush can still damage the file; opening it then raises
+`FeatureStoreError` saying to delete it. (`flush` hands the data to the operating
 system: this covers a killed process, not a power cut.)
-
-Example:
-
-```python
-settings = StoreSettings(dataset="jhmdb", split="1", T=50, frame_selection="first",
-                         observed_ratio=1.0, input_size=(224, 224),
-                         preprocessing="vgg16_caffe", extractor_fingerprint=fp,
-                         cam_class="predicted", context_dim=4096, action_dim=4096,
-                         num_classes=21, dtype="float16")
-with FeatureStore.open_or_create("features.h5", settings, class_names) as store:
-    done = set(store.completed_ids())
-    for clip in clips:
-        if clip.clip_id not in done:
-            store.append(clip.clip_id, context, action, clip.label, indices, num_frames)
-    arrays = store.read()  # {"context": (clips, T, Dc) float32, ...}
-```
 """
 
 import contextlib
@@ -68,7 +50,7 @@ import h5py
 import numpy as np
 
 import msl_keras
-from msl_keras.config import COMPUTE_DTYPES
+from msl_keras.config import COMPUTE_DTYPES, FRAME_SELECTIONS
 from msl_keras.errors import (
     ConfigError,
     FeatureStoreError,
@@ -78,15 +60,11 @@ from msl_keras.errors import (
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "msl_keras.FeatureStore"
-FRAME_SELECTIONS = ("first", "uniform")
 DTYPES = ("float16", "float32")
 COMPRESSIONS = ("gzip", "lzf", None)
-
 STREAMS = ("context", "action")
-# Every per-clip dataset of a two-stream store; `complete` is written last.
+# The per-clip datasets after the streams; `complete` is written last.
 ROW_DATASETS = (
-    "context",
-    "action",
     "labels",
     "lengths",
     "clip_ids",
@@ -95,14 +73,9 @@ ROW_DATASETS = (
     "complete",
 )
 _DELETE_ADVICE = (
-    "Delete the file and run the extraction again: it starts a new store and recomputes "
-    "every clip."
+    "Delete the file and run the extraction again: it starts a new store and "
+    "recomputes every clip."
 )
-
-
-def row_datasets(settings):
-    """The per-clip datasets of a store with these settings (its streams only)."""
-    return tuple(n for n in ROW_DATASETS if n not in STREAMS or n in settings.streams)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -119,17 +92,14 @@ class StoreSettings:
         input_size: (height, width) of the frames fed to the trunk.
         preprocessing: name of the preprocessing (channel order, mean, scale).
         extractor_fingerprint: `weights_fingerprint` of the CNN that made the features.
-        cam_class: the class whose CAM masked the action stream ("predicted",
-            "top_k", "oracle", ...).
-        context_dim: Dc, size of a context feature (fc7 of the context-aware head);
-            None: a single-stream store without context features.
-        action_dim: Da, size of an action feature (fc7 of the action-aware head);
-            None: a single-stream store without action features.
+        cam_class: the class whose CAM masked the action stream ("predicted", ...).
+        context_dim, action_dim: Dc and Da, sizes of the fc7 features of the context-
+            and action-aware heads; None: a single-stream store without that stream.
         num_classes: N, number of classes the labels index.
         dtype: storage precision, "float16" (half the bytes) or "float32".
         compute_dtype: the precision the CNN computed the features in
-            (`cnn.compute_dtype`: "float32", "bfloat16" or "float16"); stores written
-            before it was recorded read as "float32", the only one they could use.
+            (`cnn.compute_dtype`); stores written before it was recorded read as
+            "float32", the only one they could use.
     """
 
     dataset: str
@@ -151,27 +121,16 @@ class StoreSettings:
         def put(key, value):
             object.__setattr__(self, key, value)
 
-        if isinstance(self.split, (int, np.integer)) and not isinstance(
-            self.split, bool
-        ):
+        if _is_int(self.split):
             put("split", str(int(self.split)))
         for key in (
-            "dataset",
-            "split",
-            "preprocessing",
-            "extractor_fingerprint",
-            "cam_class",
+            "dataset", "split", "preprocessing", "extractor_fingerprint", "cam_class"
         ):
             value = getattr(self, key)
             if not isinstance(value, str) or not value:
-                raise ConfigError(
-                    f"StoreSettings.{key} must be a non-empty string. "
-                    f"Received: {key}={value!r}"
-                )
-        for key in ("T", "num_classes"):
-            put(key, _positive_int(key, getattr(self, key)))
-        for key in ("context_dim", "action_dim"):
-            if getattr(self, key) is not None:
+                raise _settings_error(key, "a non-empty string", value)
+        for key in ("T", "num_classes", "context_dim", "action_dim"):
+            if key in ("T", "num_classes") or getattr(self, key) is not None:
                 put(key, _positive_int(key, getattr(self, key)))
         if self.context_dim is None and self.action_dim is None:
             raise ConfigError(
@@ -180,46 +139,33 @@ class StoreSettings:
             )
         ratio = self.observed_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)):
-            raise ConfigError(
-                f"StoreSettings.observed_ratio must be a number in (0, 1]. "
-                f"Received: observed_ratio={ratio!r}"
-            )
+            raise _settings_error("observed_ratio", "a number in (0, 1]", ratio)
         if not 0.0 < float(ratio) <= 1.0:
-            raise ConfigError(
-                f"StoreSettings.observed_ratio must be in (0, 1]. "
-                f"Received: observed_ratio={ratio!r}"
-            )
+            raise _settings_error("observed_ratio", "in (0, 1]", ratio)
         put("observed_ratio", float(ratio))
-        size = self.input_size
-        if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-            size = (size, size)
+        size = (self.input_size,) * 2 if _is_int(self.input_size) else self.input_size
         try:
             size = tuple(_positive_int("input_size", v) for v in size)
         except (TypeError, ConfigError):
-            size = None
-        if size is None or len(size) != 2:
-            raise ConfigError(
-                "StoreSettings.input_size must be (height, width) of positive ints. "
-                f"Received: input_size={self.input_size!r}"
+            size = ()
+        if len(size) != 2:
+            raise _settings_error(
+                "input_size", "(height, width) of positive ints", self.input_size
             )
         put("input_size", size)
         if self.frame_selection not in FRAME_SELECTIONS:
-            raise ConfigError(
-                f"StoreSettings.frame_selection must be one of {FRAME_SELECTIONS}. "
-                f"Received: frame_selection={self.frame_selection!r}"
+            raise _settings_error(
+                "frame_selection", f"one of {FRAME_SELECTIONS}", self.frame_selection
             )
         dtype = self.dtype
         if isinstance(dtype, (type, np.dtype)):
             dtype = np.dtype(dtype).name
         if dtype not in DTYPES:
-            raise ConfigError(
-                f"StoreSettings.dtype must be one of {DTYPES}. Received: dtype={self.dtype!r}"
-            )
+            raise _settings_error("dtype", f"one of {DTYPES}", self.dtype)
         put("dtype", dtype)
         if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ConfigError(
-                f"StoreSettings.compute_dtype must be one of {COMPUTE_DTYPES}. "
-                f"Received: compute_dtype={self.compute_dtype!r}"
+            raise _settings_error(
+                "compute_dtype", f"one of {COMPUTE_DTYPES}", self.compute_dtype
             )
 
     @property
@@ -233,9 +179,7 @@ class StoreSettings:
 
     def to_dict(self):
         """The settings as a JSON-ready dict (input_size as a list)."""
-        d = dataclasses.asdict(self)
-        d["input_size"] = list(d["input_size"])
-        return d
+        return {**dataclasses.asdict(self), "input_size": list(self.input_size)}
 
     @classmethod
     def from_dict(cls, mapping):
@@ -261,11 +205,19 @@ class StoreSettings:
         }
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _settings_error(key, what, value):
+    return ConfigError(
+        f"StoreSettings.{key} must be {what}. Received: {key}={value!r}"
+    )
+
+
 def _positive_int(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(
-            f"StoreSettings.{key} must be a positive integer. Received: {key}={value!r}"
-        )
+    if not _is_int(value) or value < 1:
+        raise _settings_error(key, "a positive integer", value)
     return int(value)
 
 
@@ -300,10 +252,7 @@ def _weight_arrays(obj):
     if hasattr(obj, "weights") and not isinstance(obj, np.ndarray):
         return [np.asarray(w) for w in obj.weights]
     if isinstance(obj, (list, tuple)):
-        arrays = []
-        for item in obj:
-            arrays.extend(_weight_arrays(item))
-        return arrays
+        return [array for item in obj for array in _weight_arrays(item)]
     array = np.asarray(obj) if not isinstance(obj, (str, bytes, dict)) else None
     if array is None or array.dtype.kind not in "biufc":
         raise ConfigError(
@@ -318,8 +267,8 @@ def _open_h5(path, mode):
     path = Path(path)
     if not path.exists():
         raise FeatureStoreError(
-            f"No feature store at '{path}': the file does not exist. Run the extraction "
-            "stage to create it, or check the path."
+            f"No feature store at '{path}': the file does not exist. Run the "
+            "extraction stage to create it, or check the path."
         )
     if not path.is_file():
         raise FeatureStoreError(
@@ -328,14 +277,13 @@ def _open_h5(path, mode):
     try:
         return h5py.File(path, mode)
     except OSError as error:
-        text = str(error)
-        if "unable to lock file" in text.lower():
+        if "unable to lock file" in str(error).lower():
             raise FeatureStoreError(
                 f"Cannot open feature store '{path}': another process holds it open "
-                f"(an extraction still running?). Wait for it or stop it. ({text})"
+                f"(an extraction still running?). Wait for it or stop it. ({error})"
             ) from None
         raise FeatureStoreError(
-            f"Feature store '{path}' is not a readable HDF5 file ({text}); it is "
+            f"Feature store '{path}' is not a readable HDF5 file ({error}); it is "
             f"truncated or damaged (a crash or a full disk). {_DELETE_ADVICE}"
         ) from None
 
@@ -345,6 +293,17 @@ class FeatureStore:
 
     Make one with `FeatureStore.create`, `FeatureStore.open` or
     `FeatureStore.open_or_create` (resume); use it as a context manager or `close()`.
+
+    Example:
+
+    ```python
+    with FeatureStore.open_or_create("features.h5", settings, class_names) as store:
+        done = set(store.completed_ids())
+        for clip in clips:
+            if clip.clip_id not in done:
+                store.append(clip.clip_id, context, action, clip.label, indices, n)
+        arrays = store.read()  # {"context": (clips, T, Dc) float32, ...}
+    ```
 
     Attributes:
         path: the file.
@@ -359,18 +318,13 @@ class FeatureStore:
             raise ConfigError(
                 f"FeatureStore mode must be 'r' or 'a'. Received: mode={mode!r}"
             )
-        file = _open_h5(path, "r" if mode == "r" else "r+")
-        self._attach(file, path, mode)
-
-    # -- construction ---------------------------------------------------------------
+        self._attach(_open_h5(path, "r" if mode == "r" else "r+"), path, mode)
 
     @classmethod
     def create(cls, path, settings, class_names, compression="gzip"):
         """Creates a new, empty store at `path` (an existing file is an error).
 
         Args:
-            path: the .h5 file to write; its folder is created if needed.
-            settings: a `StoreSettings`.
             class_names: N class names (N = settings.num_classes).
             compression: "gzip" (level 4, with byte shuffle), "lzf" or None.
         """
@@ -381,14 +335,21 @@ class FeatureStore:
             )
         if compression not in COMPRESSIONS:
             raise ConfigError(
-                f"compression must be one of {COMPRESSIONS}. Received: compression={compression!r}"
+                f"compression must be one of {COMPRESSIONS}. "
+                f"Received: compression={compression!r}"
             )
-        class_names = _check_class_names(class_names, settings.num_classes)
+        class_names = [str(n) for n in class_names]
+        if len(class_names) != settings.num_classes:
+            raise ConfigError(
+                f"class_names must list num_classes={settings.num_classes} names. "
+                f"Received: {len(class_names)} names"
+            )
         path = Path(path)
         if path.exists():
             raise FeatureStoreError(
-                f"Feature store '{path}' already exists. Use FeatureStore.open_or_create to "
-                "resume it, or delete it (or pick another path) to start over."
+                f"Feature store '{path}' already exists. Use "
+                "FeatureStore.open_or_create to resume it, or delete it (or pick "
+                "another path) to start over."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         file = h5py.File(path, "w-")
@@ -410,7 +371,7 @@ class FeatureStore:
 
     @classmethod
     def open_or_create(cls, path, settings, class_names, compression="gzip"):
-        """Resumes the store at `path` if its settings equal `settings`, else creates it.
+        """Resumes the store at `path` if made with `settings`, else creates it.
 
         Raises:
             FeatureStoreMismatchError: the file exists with other settings; the message
@@ -423,9 +384,10 @@ class FeatureStore:
             differences = store.settings.differences(settings)
             if differences:
                 raise FeatureStoreMismatchError(
-                    f"Feature store '{store.path}' was made with other settings than the "
-                    f"ones asked for:\n{_describe(differences, 'the store has', 'asked for')}\n"
-                    "Delete the file (or use another path) to extract with these settings, "
+                    f"Feature store '{store.path}' was made with other settings than "
+                    "the ones asked for:\n"
+                    f"{_describe(differences, 'the store has', 'asked for')}\nDelete "
+                    "the file (or use another path) to extract with these settings, "
                     "or run with the settings the store was made with."
                 )
         except Exception:
@@ -441,9 +403,7 @@ class FeatureStore:
         return store
 
     def _attach(self, file, path, mode):
-        self._file = file
-        self.path = Path(path)
-        self.mode = mode
+        self._file, self.path, self.mode = file, Path(path), mode
         try:
             self._load_index()
         except Exception:
@@ -457,14 +417,15 @@ class FeatureStore:
             if attrs.get("format") != FORMAT_NAME:
                 raise FeatureStoreError(
                     f"'{path}' is an HDF5 file but not an msl_keras feature store (its "
-                    f"'format' attribute is {attrs.get('format')!r}, not {FORMAT_NAME!r}). "
-                    "Check the path."
+                    f"'format' attribute is {attrs.get('format')!r}, not "
+                    f"{FORMAT_NAME!r}). Check the path."
                 )
             schema = int(attrs["schema_version"])
             if schema > SCHEMA_VERSION:
                 raise FeatureStoreError(
-                    f"Feature store '{path}' has schema version {schema}, newer than this "
-                    f"msl_keras reads ({SCHEMA_VERSION}). Upgrade msl_keras or re-extract."
+                    f"Feature store '{path}' has schema version {schema}, newer than "
+                    f"this msl_keras reads ({SCHEMA_VERSION}). Upgrade msl_keras or "
+                    "re-extract."
                 )
             try:
                 self.settings = StoreSettings.from_dict(json.loads(attrs["settings"]))
@@ -474,48 +435,40 @@ class FeatureStore:
                 ) from None
             self.class_names = list(json.loads(attrs["class_names"]))
             self.info = {
-                key: attrs[key]
-                for key in attrs
+                key: value.item() if isinstance(value, np.generic) else value
+                for key, value in attrs.items()
                 if key not in ("format", "settings", "class_names")
             }
-            self.info = {
-                k: (v.item() if isinstance(v, np.generic) else v)
-                for k, v in self.info.items()
-            }
             s = self.settings
-            self._row_datasets = row_datasets(s)
-            missing = [name for name in self._row_datasets + ("failed",) if name not in f]
+            self._row_datasets = s.streams + ROW_DATASETS
+            missing = [n for n in self._row_datasets + ("failed",) if n not in f]
             if missing:
                 raise FeatureStoreError(
                     f"Feature store '{path}' lacks datasets {missing}; it is damaged. "
                     f"{_DELETE_ADVICE}"
                 )
             expected = {stream: (s.T, s.dim(stream)) for stream in s.streams}
-            expected["frame_indices"] = (s.T,)
-            for name, tail in expected.items():
+            for name, tail in {**expected, "frame_indices": (s.T,)}.items():
                 if f[name].shape[1:] != tail:
                     raise FeatureStoreError(
                         f"Feature store '{path}': dataset '{name}' has shape "
-                        f"{f[name].shape}, inconsistent with its settings (rows, {tail}). "
-                        f"{_DELETE_ADVICE}"
+                        f"{f[name].shape}, inconsistent with its settings (rows, "
+                        f"{tail}). {_DELETE_ADVICE}"
                     )
             complete = np.asarray(f["complete"][:], dtype=np.uint8)
             # A crash may have persisted a resize of some datasets only: rows past the
             # shortest one are not complete.
-            usable = min(f[name].shape[0] for name in self._row_datasets)
-            complete[usable:] = 0
+            complete[min(f[name].shape[0] for name in self._row_datasets) :] = 0
             ids = list(f["clip_ids"].asstr()[: complete.shape[0]])
             ids += [""] * (complete.shape[0] - len(ids))
         except FeatureStoreError:
             raise
         except (OSError, KeyError, ValueError, TypeError) as error:
             raise FeatureStoreError(
-                f"Feature store '{path}' cannot be read ({type(error).__name__}: {error}); "
-                f"it is damaged or not a store. {_DELETE_ADVICE}"
+                f"Feature store '{path}' cannot be read ({type(error).__name__}: "
+                f"{error}); it is damaged or not a store. {_DELETE_ADVICE}"
             ) from None
-        self._complete = complete
-        self._ids = ids
-        self._slot_of = {}
+        self._complete, self._ids, self._slot_of = complete, ids, {}
         for slot in np.flatnonzero(complete):
             clip_id = ids[slot]
             if clip_id in self._slot_of:
@@ -525,8 +478,6 @@ class FeatureStore:
                     f"FeatureStore.append. {_DELETE_ADVICE}"
                 )
             self._slot_of[clip_id] = int(slot)
-
-    # -- basic protocol -------------------------------------------------------------
 
     def close(self):
         """Closes the file (idempotent)."""
@@ -555,8 +506,8 @@ class FeatureStore:
         state = "closed" if self.closed else self.mode
         dims = ", ".join(f"{stream}_dim={s.dim(stream)}" for stream in s.streams)
         return (
-            f"FeatureStore('{self.path}', {state}, {len(self)} clips, dataset={s.dataset}, "
-            f"split={s.split}, T={s.T}, {dims}, dtype={s.dtype}, "
+            f"FeatureStore('{self.path}', {state}, {len(self)} clips, "
+            f"dataset={s.dataset}, split={s.split}, T={s.T}, {dims}, dtype={s.dtype}, "
             f"compute_dtype={s.compute_dtype})"
         )
 
@@ -564,26 +515,17 @@ class FeatureStore:
         """Clip ids of the complete rows, in insertion (row) order."""
         return [self._ids[slot] for slot in sorted(self._slot_of.values())]
 
-    # -- writing --------------------------------------------------------------------
-
     def append(self, clip_id, context, action, label, frame_indices, num_frames):
-        """Writes one clip as a row; the row counts only once it is fully on disk.
+        """Writes one clip as a row (returns its index); it counts once fully on disk.
 
         Args:
             clip_id: unique id of the clip (a clip already complete is refused).
-            context: `(n, Dc)` context features of the n <= T selected frames; None
-                in a store without a context stream.
-            action: `(n, Da)` action features of the same frames; None in a store
-                without an action stream.
+            context, action: `(n, Dc)` and `(n, Da)` features of the n <= T selected
+                frames, cast to `settings.dtype`; None for a stream the store lacks.
+                Steps n..T-1 are stored as zeros and masked through `lengths`.
             label: class index in [0, N).
-            frame_indices: `(n,)` frame of the clip each step shows.
+            frame_indices: `(n,)` frame of the clip each step shows (-1 on padding).
             num_frames: frames in the whole clip (> every frame index).
-
-        Steps n..T-1 are stored as zeros, `frame_indices` -1, and masked through
-        `lengths` (never counted as data). Values are cast to `settings.dtype`.
-
-        Returns:
-            The row index written.
 
         Raises:
             FeatureStoreMismatchError: a feature size other than the settings'.
@@ -595,6 +537,7 @@ class FeatureStore:
     def _append(
         self, clip_id, context, action, label, frame_indices, num_frames, durable=True
     ):
+        """`append`; `durable=False` skips the flushes (`writing_new_store` does it)."""
         self._require_writable("append")
         clip_id = _check_clip_id(clip_id)
         if clip_id in self._slot_of:
@@ -614,74 +557,74 @@ class FeatureStore:
             self._commit(slot, clip_id, durable)
         except OSError as error:
             raise FeatureStoreError(
-                f"Could not write clip '{clip_id}' to feature store '{self.path}': {error}. "
-                "Free disk space (or fix the folder's permissions) and run again; finished "
-                "clips are kept and the resume continues after them."
+                f"Could not write clip '{clip_id}' to feature store '{self.path}': "
+                f"{error}. Free disk space (or fix the folder's permissions) and run "
+                "again; finished clips are kept and the resume continues after them."
             ) from None
         return slot
 
     def _prepare_row(self, clip_id, context, action, label, frame_indices, num_frames):
+        """The checked row, padded to T steps in the stored dtypes."""
         s = self.settings
         arrays = {}
         for name, value in (("context", context), ("action", action)):
             dim = s.dim(name)
-            if dim is None or value is None:
-                if dim is None and value is None:
-                    continue
+            if (dim is None) != (value is None):
                 raise FeatureStoreMismatchError(
                     f"Clip '{clip_id}': feature store '{self.path}' holds the "
                     f"{' and '.join(s.streams)} stream(s), but {name} features were "
                     f"{'given' if dim is None else 'not given'}. Pass exactly the "
                     "store's streams (None for a stream the store does not hold)."
                 )
+            if dim is None:
+                continue
             array = np.asarray(value)
-            if (
-                array.ndim != 2
-                or array.shape[1] != dim
-                or array.dtype.kind not in "fiub"
-            ):
+            if array.shape[1:] != (dim,) or array.dtype.kind not in "fiub":
                 raise FeatureStoreMismatchError(
                     f"Clip '{clip_id}': {name} features have shape {array.shape} "
                     f"(dtype {array.dtype}), but feature store '{self.path}' expects "
-                    f"(steps <= {s.T}, {dim}) numbers ({name}_dim={dim} in its settings). "
-                    "The extractor makes features of another size than the store was made "
-                    "for: use a store made for this extractor (another path), or the "
-                    "extractor the store was made with."
+                    f"(steps <= {s.T}, {dim}) numbers ({name}_dim={dim} in its "
+                    "settings). The extractor makes features of another size than the "
+                    "store was made for: use a store made for this extractor (another "
+                    "path), or the extractor the store was made with."
                 )
             arrays[name] = array
         n = arrays[s.streams[0]].shape[0]
         if any(array.shape[0] != n for array in arrays.values()):
             raise FeatureStoreError(
                 f"Clip '{clip_id}': context has {arrays['context'].shape[0]} steps but "
-                f"action has {arrays['action'].shape[0]}; both streams describe the same "
-                "frames."
+                f"action has {arrays['action'].shape[0]}; both streams describe the "
+                "same frames."
             )
         if not 1 <= n <= s.T:
             raise FeatureStoreError(
-                f"Clip '{clip_id}' has {n} steps; a row of feature store '{self.path}' holds "
-                f"1 to T={s.T} steps. Select at most T frames (data.video.select_frames); "
-                "record clips without frames with store.record_failure(clip_id, reason)."
+                f"Clip '{clip_id}' has {n} steps; a row of feature store '{self.path}' "
+                f"holds 1 to T={s.T} steps. Select at most T frames "
+                "(data.video.select_frames); record clips without frames with "
+                "store.record_failure(clip_id, reason)."
             )
         num_frames = _integer(num_frames, f"clip '{clip_id}': num_frames")
         if num_frames < 1:
             raise FeatureStoreError(
-                f"Clip '{clip_id}': num_frames must be >= 1. Received: num_frames={num_frames}"
+                f"Clip '{clip_id}': num_frames must be >= 1. "
+                f"Received: num_frames={num_frames}"
             )
         indices = np.asarray(frame_indices)
-        if indices.shape != (n,) or (indices.size and indices.dtype.kind not in "iu"):
+        if indices.shape != (n,) or indices.dtype.kind not in "iu":
             raise FeatureStoreError(
-                f"Clip '{clip_id}': frame_indices must be ({n},) integers, one per step. "
-                f"Received: shape {indices.shape}, dtype {indices.dtype}"
+                f"Clip '{clip_id}': frame_indices must be ({n},) integers, one per "
+                f"step. Received: shape {indices.shape}, dtype {indices.dtype}"
             )
-        if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
+        if indices.min() < 0 or indices.max() >= num_frames:
             raise FeatureStoreError(
-                f"Clip '{clip_id}': frame_indices must lie in [0, num_frames={num_frames}). "
-                f"Received: min {indices.min()}, max {indices.max()}"
+                f"Clip '{clip_id}': frame_indices must lie in [0, num_frames="
+                f"{num_frames}). Received: min {indices.min()}, max {indices.max()}"
             )
         label = _integer(label, f"clip '{clip_id}': label")
         if not 0 <= label < s.num_classes:
             raise FeatureStoreError(
-                f"Clip '{clip_id}': label {label} is outside [0, num_classes={s.num_classes})."
+                f"Clip '{clip_id}': label {label} is outside "
+                f"[0, num_classes={s.num_classes})."
             )
         row = {"label": label, "length": n, "num_frames": num_frames}
         for name, array in arrays.items():
@@ -689,23 +632,20 @@ class FeatureStore:
             if not finite.all():
                 raise FeatureStoreError(
                     f"Clip '{clip_id}': {name} features hold NaN or inf at steps "
-                    f"{np.flatnonzero(~finite).tolist()}; the clip was not stored. Check the "
-                    "CNN weights and the decoded frames of this clip."
+                    f"{np.flatnonzero(~finite).tolist()}; the clip was not stored. "
+                    "Check the CNN weights and the decoded frames of this clip."
                 )
             with np.errstate(over="ignore"):
                 stored = array.astype(s.dtype)
             if not np.isfinite(stored).all():
                 raise FeatureStoreError(
                     f"Clip '{clip_id}': {name} features exceed the range of {s.dtype} "
-                    f"(largest magnitude {np.abs(array).max():.4g}); the clip was not stored. "
-                    "Use a store with dtype='float32'."
+                    f"(largest magnitude {np.abs(array).max():.4g}); the clip was not "
+                    "stored. Use a store with dtype='float32'."
                 )
-            padded = np.zeros((s.T, array.shape[1]), dtype=s.dtype)
-            padded[:n] = stored
-            row[name] = padded
-        padded_indices = np.full((s.T,), -1, dtype=np.int32)
-        padded_indices[:n] = indices
-        row["frame_indices"] = padded_indices
+            row[name] = np.pad(stored, ((0, s.T - n), (0, 0)))
+        indices = indices.astype(np.int32)
+        row["frame_indices"] = np.pad(indices, (0, s.T - n), constant_values=-1)
         return row
 
     def _claim_slot(self):
@@ -713,9 +653,8 @@ class FeatureStore:
         free = np.flatnonzero(self._complete == 0)
         slot = int(free[0]) if free.size else int(self._complete.shape[0])
         for name in self._row_datasets:
-            dataset = self._file[name]
-            if dataset.shape[0] <= slot:
-                dataset.resize(slot + 1, axis=0)
+            if self._file[name].shape[0] <= slot:
+                self._file[name].resize(slot + 1, axis=0)
         if slot == self._complete.shape[0]:
             self._complete = np.append(self._complete, np.uint8(0))
             self._ids.append("")
@@ -750,8 +689,8 @@ class FeatureStore:
         clip_id = _check_clip_id(clip_id)
         if clip_id in self._slot_of:
             raise FeatureStoreError(
-                f"Clip '{clip_id}' is complete in feature store '{self.path}'; it cannot "
-                "also be recorded as failed."
+                f"Clip '{clip_id}' is complete in feature store '{self.path}'; it "
+                "cannot also be recorded as failed."
             )
         entry = json.dumps({"clip_id": clip_id, "reason": str(reason)})
         dataset = self._file["failed"]
@@ -762,7 +701,8 @@ class FeatureStore:
             self._file.flush()
         except OSError as error:
             raise FeatureStoreError(
-                f"Could not record the failure of clip '{clip_id}' in '{self.path}': {error}"
+                f"Could not record the failure of clip '{clip_id}' in '{self.path}': "
+                f"{error}"
             ) from None
 
     def failed(self):
@@ -779,40 +719,33 @@ class FeatureStore:
         return result
 
     def _require_writable(self, what):
+        self._require_open(what)
+        if self.mode != "a":
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' is open read-only; open it with mode='a' "
+                f"to {what}."
+            )
+
+    def _require_open(self, what):
         if self.closed:
             raise FeatureStoreError(
                 f"Feature store '{self.path}' is closed; cannot {what}."
             )
-        if self.mode != "a":
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' is open read-only; open it with mode='a' to "
-                f"{what}."
-            )
-
-    # -- reading --------------------------------------------------------------------
 
     def read(self, clip_ids=None, dtype=np.float32):
-        """Loads complete clips as numpy arrays.
-
-        Args:
-            clip_ids: which clips, in this order; None: every complete clip in
-                insertion order.
-            dtype: float dtype of the returned features.
+        """Loads complete clips (`clip_ids`, in this order; None: all, in row order).
 
         Returns:
-            dict with "context" `(clips, T, Dc)`, "action" `(clips, T, Da)` (zero on
-            padded steps; only the store's streams), "labels" `(clips,)` int64, "lengths" `(clips,)` int32,
-            "clip_ids" `(clips,)` str, "frame_indices" `(clips, T)` int32 (-1 on
-            padding), "num_frames" `(clips,)` int64.
+            dict with "context" `(clips, T, Dc)`, "action" `(clips, T, Da)` (`dtype`,
+            zero on padded steps; only the store's streams), "labels" `(clips,)` int64,
+            "lengths" `(clips,)` int32, "clip_ids" `(clips,)` str, "frame_indices"
+            `(clips, T)` int32 (-1 on padding), "num_frames" `(clips,)` int64.
 
         Raises:
             FeatureStoreError: unknown or incomplete clip ids, NaN/inf values in the
                 file (naming the file and the clips), or an unreadable file.
         """
-        if self.closed:
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' is closed; cannot read."
-            )
+        self._require_open("read")
         if clip_ids is None:
             slots = np.array(sorted(self._slot_of.values()), dtype=np.int64)
         else:
@@ -821,15 +754,13 @@ class FeatureStore:
             if missing:
                 raise FeatureStoreError(
                     f"Feature store '{self.path}' has no complete clip "
-                    f"{listing(map(repr, missing))}. "
-                    "Extract them first (or check the ids; store.failed() lists clips that "
-                    "could not be decoded)."
+                    f"{listing(map(repr, missing))}. Extract them first (or check the "
+                    "ids; store.failed() lists clips that could not be decoded)."
                 )
             slots = np.array([self._slot_of[c] for c in clip_ids], dtype=np.int64)
         s, f = self.settings, self._file
-        count = slots.shape[0]
         out = {
-            stream: np.zeros((count, s.T, s.dim(stream)), dtype=dtype)
+            stream: np.zeros((len(slots), s.T, s.dim(stream)), dtype=dtype)
             for stream in s.streams
         }
         try:
@@ -839,33 +770,31 @@ class FeatureStore:
                 ("frame_indices", np.int32),
                 ("num_frames", np.int64),
             ):
-                out[name] = np.asarray(f[name][: self._complete.shape[0]], dtype=kind)[
-                    slots
-                ]
+                rows = f[name][: self._complete.shape[0]]
+                out[name] = np.asarray(rows, dtype=kind)[slots]
             # One read per clip (each clip is one HDF5 chunk), not h5py fancy indexing
             # (`f[name][sorted_slots]`, as TrunkCache.read does on its small rows): on
             # these (1, T, D) chunks fancy indexing was 3.6x slower (a random half of
             # 256 clips x 50 x 1024 float16: 1.13 s vs 0.31 s), and this loop made
             # benchmarks/bench_feature_store.py row 8b (store read) 2.6x faster at
             # --size cpu (2634 -> 6932 frames/s, commit a5747b7).
-            finite = np.ones(count, dtype=bool)
+            finite = np.ones(len(slots), dtype=bool)
             for name in s.streams:
                 dataset, values = f[name], out[name]
                 for row, slot in enumerate(slots):
                     values[row] = dataset[slot]
                 finite &= np.isfinite(values).all(axis=(1, 2))
-            bad = {int(slot) for slot in slots[~finite]}
         except OSError as error:
             raise FeatureStoreError(
                 f"Feature store '{self.path}' cannot be read ({error}); it is damaged. "
                 f"{_DELETE_ADVICE}"
             ) from None
-        if bad:
+        if not finite.all():
             raise FeatureStoreError(
                 f"Feature store '{self.path}' holds NaN or inf features for clips "
-                f"{listing(repr(self._ids[b]) for b in sorted(bad))}. The file was changed or "
-                f"damaged after they were written (append refuses such values). "
-                f"{_DELETE_ADVICE}"
+                f"{listing(repr(self._ids[b]) for b in sorted(set(slots[~finite])))}. "
+                "The file was changed or damaged after they were written (append "
+                f"refuses such values). {_DELETE_ADVICE}"
             )
         out["clip_ids"] = np.array([self._ids[slot] for slot in slots], dtype=str)
         return out
@@ -875,76 +804,47 @@ class FeatureStore:
         f = self._file
         n = int(f["lengths"][slot])
         return {
-            **{
-                stream: f[stream][slot][:n] if stream in f else None
-                for stream in STREAMS
-            },
+            **{name: f[name][slot][:n] if name in f else None for name in STREAMS},
             "label": int(f["labels"][slot]),
             "frame_indices": f["frame_indices"][slot][:n],
             "num_frames": int(f["num_frames"][slot]),
         }
 
 
-def _write_skeleton(file, settings, class_names, compression):
-    s = settings
+def _write_skeleton(file, s, class_names, compression):
     filters = {}
     if compression is not None:
         filters = {"compression": compression, "shuffle": True}
         if compression == "gzip":
             filters["compression_opts"] = 4
-    for name in s.streams:
-        dim = s.dim(name)
+    text = h5py.string_dtype("utf-8")
+    # (name, shape of one row, rows per chunk, dtype, options)
+    layout = [(name, (s.T, s.dim(name)), 1, s.dtype, filters) for name in s.streams]
+    layout += [
+        ("labels", (), 1024, "int64", {}),
+        ("lengths", (), 1024, "int32", {}),
+        ("num_frames", (), 1024, "int64", {}),
+        ("complete", (), 1024, "uint8", {}),
+        ("frame_indices", (s.T,), 64, "int32", {"fillvalue": -1}),
+        ("clip_ids", (), 256, text, {}),
+        ("failed", (), 256, text, {}),
+    ]
+    for name, row, chunk_rows, dtype, options in layout:
         file.create_dataset(
             name,
-            shape=(0, s.T, dim),
-            maxshape=(None, s.T, dim),
-            chunks=(1, s.T, dim),
-            dtype=s.dtype,
-            **filters,
-        )
-    for name, dtype in (
-        ("labels", "int64"),
-        ("lengths", "int32"),
-        ("num_frames", "int64"),
-        ("complete", "uint8"),
-    ):
-        file.create_dataset(
-            name, shape=(0,), maxshape=(None,), chunks=(1024,), dtype=dtype
-        )
-    file.create_dataset(
-        "frame_indices",
-        shape=(0, s.T),
-        maxshape=(None, s.T),
-        chunks=(64, s.T),
-        dtype="int32",
-        fillvalue=-1,
-    )
-    for name in ("clip_ids", "failed"):
-        file.create_dataset(
-            name,
-            shape=(0,),
-            maxshape=(None,),
-            chunks=(256,),
-            dtype=h5py.string_dtype("utf-8"),
+            shape=(0, *row),
+            maxshape=(None, *row),
+            chunks=(chunk_rows, *row),
+            dtype=dtype,
+            **options,
         )
     file.attrs["format"] = FORMAT_NAME
     file.attrs["schema_version"] = SCHEMA_VERSION
     file.attrs["msl_keras_version"] = msl_keras.__version__
-    file.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(
-        timespec="seconds"
-    )
+    now = datetime.datetime.now(datetime.UTC)
+    file.attrs["created"] = now.isoformat(timespec="seconds")
     file.attrs["settings"] = json.dumps(s.to_dict(), sort_keys=True)
     file.attrs["class_names"] = json.dumps(class_names)
-
-
-def _check_class_names(class_names, num_classes):
-    names = [str(n) for n in class_names]
-    if len(names) != num_classes:
-        raise ConfigError(
-            f"class_names must list num_classes={num_classes} names. "
-            f"Received: {len(names)} names"
-        )
-    return names
 
 
 def _check_clip_id(clip_id):
@@ -980,42 +880,29 @@ def _settings_of(store_or_settings):
 
 
 def check_compatible(store_settings, expected):
-    """Raises unless the store's settings have the `expected` values.
-
-    Args:
-        store_settings: a `FeatureStore` or its `StoreSettings`.
-        expected: `{field: value}` for the fields a later stage relies on, e.g.
-            `{"T": 50, "dataset": "jhmdb", "extractor_fingerprint": fp}`.
+    """Raises unless `store_settings` (a `FeatureStore` or its `StoreSettings`) has
+    the `expected` values, `{field: value}` (e.g. `{"T": 50, "dataset": "jhmdb"}`).
 
     Raises:
         ConfigError: a key that is not a `StoreSettings` field.
         FeatureStoreMismatchError: listing each differing field with both values.
     """
     settings, where = _settings_of(store_settings)
-    wanted = settings.replace(**dict(expected))
-    differences = settings.differences(wanted)
+    differences = settings.differences(settings.replace(**dict(expected)))
     if differences:
         raise FeatureStoreMismatchError(
-            f"{where[0].upper()}{where[1:]} was made with other settings than expected:\n"
-            f"{_describe(differences, 'the store has', 'expected')}\n"
-            "Re-extract the features with the expected settings (into another path), or "
-            "run this stage with the settings the store was made with."
+            f"{where[0].upper()}{where[1:]} was made with other settings than "
+            f"expected:\n{_describe(differences, 'the store has', 'expected')}\n"
+            "Re-extract the features with the expected settings (into another path), "
+            "or run this stage with the settings the store was made with."
         )
 
 
 def check_streams(store, streams):
-    """Raises unless the store holds every stream a model reads.
-
-    Args:
-        store: a `FeatureStore` or its `StoreSettings`.
-        streams: the streams the model reads, e.g. `("context", "action")`.
-
-    Raises:
-        FeatureStoreMismatchError: a stream the (single-stream) store does not hold.
-    """
+    """Raises `FeatureStoreMismatchError` unless `store` (a `FeatureStore` or its
+    `StoreSettings`) holds every stream a model reads, e.g. `("context", "action")`."""
     settings, where = _settings_of(store)
-    absent = [stream for stream in streams if stream not in settings.streams]
-    if absent:
+    if any(stream not in settings.streams for stream in streams):
         raise FeatureStoreMismatchError(
             f"The model reads the {' and '.join(streams)} stream(s), but {where} holds "
             f"only the {settings.streams[0]} stream (a single-stream store). Train a "
@@ -1025,32 +912,24 @@ def check_streams(store, streams):
 
 
 def check_model_inputs(store, context_dim=None, action_dim=None):
-    """Raises unless a model's input sizes match the store's features.
-
-    Args:
-        store: a `FeatureStore` or its `StoreSettings`.
-        context_dim, action_dim: the model's input sizes (None: stream not used).
-
-    Raises:
-        FeatureStoreMismatchError: saying which sizes differ and what to do.
-    """
+    """Raises `FeatureStoreMismatchError` unless a model's input sizes (None: stream
+    not used) match the features of `store` (a `FeatureStore` or its `StoreSettings`),
+    saying which sizes differ and what to do."""
     settings, where = _settings_of(store)
-    check_streams(
-        settings,
-        [s for s, dim in (("context", context_dim), ("action", action_dim)) if dim],
-    )
-    differences = {}
-    if context_dim is not None and int(context_dim) != settings.context_dim:
-        differences["context_dim"] = (settings.context_dim, int(context_dim))
-    if action_dim is not None and int(action_dim) != settings.action_dim:
-        differences["action_dim"] = (settings.action_dim, int(action_dim))
+    sizes = {"context": context_dim, "action": action_dim}
+    check_streams(settings, [stream for stream, dim in sizes.items() if dim])
+    differences = {
+        f"{stream}_dim": (settings.dim(stream), int(dim))
+        for stream, dim in sizes.items()
+        if dim is not None and int(dim) != settings.dim(stream)
+    }
     if differences:
         raise FeatureStoreMismatchError(
             f"The model's input sizes do not match {where}:\n"
             f"{_describe(differences, 'the store holds', 'the model expects')}\n"
-            "Re-extract the features with the CNN that matches this model, or use (build) "
-            f"an LSTM for the store's sizes: context_dim={settings.context_dim}, "
-            f"action_dim={settings.action_dim}."
+            "Re-extract the features with the CNN that matches this model, or use "
+            "(build) an LSTM for the store's sizes: "
+            f"context_dim={settings.context_dim}, action_dim={settings.action_dim}."
         )
 
 
@@ -1084,16 +963,13 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
 
     Args:
         paths: the shard stores; all must have equal settings and disjoint clip ids.
-        out_path: the merged store to write (must not exist). It is written to
-            `out_path + ".partial"` and renamed when complete.
-        order: optional list of clip ids: the merged rows follow it; clips it does not
-            name follow in shard order, and names no shard holds are ignored (they may
+        out_path: the merged store to write (must not exist), via `writing_new_store`.
+        order: optional list of clip ids the merged rows follow; clips it does not
+            name follow in shard order, names no shard holds are ignored (they may
             have failed). None: shard order, then row order within each shard.
-        compression: as in `FeatureStore.create`.
 
     Returns:
-        The merged `FeatureStore`, open read-only (close it, or use `with`). Failure
-        records of the shards are carried over.
+        The merged `FeatureStore`, open read-only, with the shards' failure records.
 
     Raises:
         FeatureStoreMismatchError: shards with different settings (listing the keys).
@@ -1107,11 +983,13 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
         )
     if out_path.resolve() in {p.resolve() for p in paths}:
         raise FeatureStoreError(
-            f"merge_stores: the output '{out_path}' is one of the inputs; write another file."
+            f"merge_stores: the output '{out_path}' is one of the inputs; write "
+            "another file."
         )
     if out_path.exists():
         raise FeatureStoreError(
-            f"merge_stores: '{out_path}' already exists; delete it or choose another path."
+            f"merge_stores: '{out_path}' already exists; delete it or choose another "
+            "path."
         )
     stores = []
     try:
@@ -1121,11 +999,12 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
         for store in stores[1:]:
             differences = first.settings.differences(store.settings)
             if differences:
+                table = _describe(differences, f"{first.path} has", f"{store.path} has")
                 raise FeatureStoreMismatchError(
-                    f"Cannot merge '{store.path}' into '{first.path}': they were made with "
-                    f"other settings:\n{_describe(differences, f'{first.path} has', f'{store.path} has')}\n"
-                    "Only shards of one extraction (same config) can be merged; re-extract "
-                    "the odd shard with the others' settings."
+                    f"Cannot merge '{store.path}' into '{first.path}': they were made "
+                    f"with other settings:\n{table}\nOnly shards of one extraction "
+                    "(same config) can be merged; re-extract the odd shard with the "
+                    "others' settings."
                 )
             if store.class_names != first.class_names:
                 warnings.warn(
@@ -1133,14 +1012,12 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
                     "merged store keeps the first's.",
                     stacklevel=2,
                 )
-        owner = {}
-        overlap = {}
+        owner, overlap = {}, {}
         for index, store in enumerate(stores):
             for clip_id in store.completed_ids():
                 if clip_id in owner:
-                    overlap.setdefault(clip_id, [paths[owner[clip_id]]]).append(
-                        paths[index]
-                    )
+                    overlap.setdefault(clip_id, [paths[owner[clip_id]]])
+                    overlap[clip_id].append(paths[index])
                 else:
                     owner[clip_id] = index
         if overlap:
@@ -1149,9 +1026,9 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
                 for c, where in list(overlap.items())[:20]
             )
             raise FeatureStoreError(
-                f"merge_stores: {len(overlap)} clip ids are in more than one store: {details}. "
-                "Shards must hold disjoint clips; was a shard extracted twice with another "
-                "shard count?"
+                f"merge_stores: {len(overlap)} clip ids are in more than one store: "
+                f"{details}. Shards must hold disjoint clips; was a shard extracted "
+                "twice with another shard count?"
             )
         sequence = list(owner)  # shard order, then row order
         if order is not None:
