@@ -83,19 +83,16 @@ class StoreSettings:
     """What must be equal for the features of two clips to be mixed in one store.
 
     Args:
-        dataset: dataset name ("ucf101", "jhmdb", "ut_interaction", "generated", ...).
         split: the split or fold name (an int split is stored as its string, "1").
         T: the most steps (frames) stored per clip (the paper: 50).
         frame_selection: "first" (the first T frames) or "uniform" (T frames spread
             over the observed part).
         observed_ratio: observed part of each clip used by the frame selection, (0, 1].
         input_size: (height, width) of the frames fed to the trunk.
-        preprocessing: name of the preprocessing (channel order, mean, scale).
         extractor_fingerprint: `weights_fingerprint` of the CNN that made the features.
         cam_class: the class whose CAM masked the action stream ("predicted", ...).
         context_dim, action_dim: Dc and Da, sizes of the fc7 features of the context-
             and action-aware heads; None: a single-stream store without that stream.
-        num_classes: N, number of classes the labels index.
         dtype: storage precision, "float16" (half the bytes) or "float32".
         compute_dtype: the precision the CNN computed the features in
             (`cnn.compute_dtype`); stores written before it was recorded read as
@@ -224,14 +221,10 @@ def _positive_int(key, value):
 def weights_fingerprint(weights):
     """A stable sha1 (40 hex digits) over weight values: which CNN made the features.
 
-    Args:
-        weights: a Keras model or layer (anything with `get_weights()` or `weights`),
-            a list of numpy arrays, or a list mixing both (e.g. trunk and two heads).
-
-    Returns:
-        The hex digest over each array's dtype, shape and little-endian bytes, in
-        order. Variable names are left out (Keras numbers them per session), so the
-        same weights give the same fingerprint in every process.
+    `weights` is a Keras model or layer, a list of numpy arrays, or a list mixing both
+    (e.g. trunk and two heads). The digest covers each array's dtype, shape and
+    little-endian bytes, in order, not the variable names (Keras numbers them per
+    session), so the same weights give the same fingerprint in every process.
     """
     digest = hashlib.sha1()
     arrays = _weight_arrays(weights)
@@ -249,8 +242,6 @@ def weights_fingerprint(weights):
 def _weight_arrays(obj):
     if hasattr(obj, "get_weights"):
         return [np.asarray(w) for w in obj.get_weights()]
-    if hasattr(obj, "weights") and not isinstance(obj, np.ndarray):
-        return [np.asarray(w) for w in obj.weights]
     if isinstance(obj, (list, tuple)):
         return [array for item in obj for array in _weight_arrays(item)]
     array = np.asarray(obj) if not isinstance(obj, (str, bytes, dict)) else None
@@ -318,7 +309,13 @@ class FeatureStore:
             raise ConfigError(
                 f"FeatureStore mode must be 'r' or 'a'. Received: mode={mode!r}"
             )
-        self._attach(_open_h5(path, "r" if mode == "r" else "r+"), path, mode)
+        self._file = _open_h5(path, "r" if mode == "r" else "r+")
+        self.path, self.mode = Path(path), mode
+        try:
+            self._load_index()
+        except Exception:
+            self._file.close()
+            raise
 
     @classmethod
     def create(cls, path, settings, class_names, compression="gzip"):
@@ -352,17 +349,13 @@ class FeatureStore:
                 "another path) to start over."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        file = h5py.File(path, "w-")
         try:
-            _write_skeleton(file, settings, class_names, compression)
-            file.flush()
+            with h5py.File(path, "w-") as file:
+                _write_skeleton(file, settings, class_names, compression)
         except Exception:
-            file.close()
             path.unlink(missing_ok=True)
             raise
-        store = cls.__new__(cls)
-        store._attach(file, path, "a")
-        return store
+        return cls(path, "a")
 
     @classmethod
     def open(cls, path, mode="r"):
@@ -401,14 +394,6 @@ class FeatureStore:
                 stacklevel=2,
             )
         return store
-
-    def _attach(self, file, path, mode):
-        self._file, self.path, self.mode = file, Path(path), mode
-        try:
-            self._load_index()
-        except Exception:
-            file.close()
-            raise
 
     def _load_index(self):
         f, path = self._file, self.path
@@ -481,7 +466,7 @@ class FeatureStore:
 
     def close(self):
         """Closes the file (idempotent)."""
-        if getattr(self, "_file", None) is not None and self._file.id.valid:
+        if not self.closed:
             self._file.close()
 
     @property
@@ -991,10 +976,8 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
             f"merge_stores: '{out_path}' already exists; delete it or choose another "
             "path."
         )
-    stores = []
-    try:
-        for path in paths:
-            stores.append(FeatureStore(path, "r"))
+    with contextlib.ExitStack() as opened:
+        stores = [opened.enter_context(FeatureStore(path, "r")) for path in paths]
         first = stores[0]
         for store in stores[1:]:
             differences = first.settings.differences(store.settings)
@@ -1043,13 +1026,8 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
                 store = stores[owner[clip_id]]
                 row = store._raw_row(store._slot_of[clip_id])
                 merged._append(clip_id, durable=False, **row)
-            failures = {}
-            for store in stores:
-                failures.update(store.failed())
-            for clip_id, reason in failures.items():
+            failed = {c: why for store in stores for c, why in store.failed().items()}
+            for clip_id, reason in failed.items():
                 if clip_id not in owner:
                     merged.record_failure(clip_id, reason)
-    finally:
-        for store in stores:
-            store.close()
     return FeatureStore(out_path, "r")
