@@ -1,21 +1,20 @@
 """The frozen VGG-16 trunk's conv5_2 maps of every (clip, frame, view), computed once.
 
 The paper trains the context- and action-aware heads on single frames on top of a trunk
-that is never trained (Sec. 3.2.1, 4.2). Its output for a given input frame is therefore
-fixed: `fill_cache` computes it once per sampled frame and augmented view, and
-`train_cnn` trains both heads, for every epoch and every fold of a protocol, from this
-cache (`CachedMapsDataset`); `extract` reads it with `cnn.extract_from_cache`
+that is never trained (Sec. 3.2.1, 4.2), so its output for a given input frame is
+fixed: `fill_cache` computes it once per sampled frame and augmented view, `train_cnn`
+trains both heads, for every epoch and every fold of a protocol, from this cache
+(`CachedMapsDataset`), and `extract` reads it with `cnn.extract_from_cache`
 (`plain_maps`).
 
 View `k` of frame `f` of clip `c` has augmentation parameters drawn from the stateless
 seed `(config.seed, crc32("c|f|augk"))` (`view_seed`), so the same view is the same
-image in every run and fold, and the cache can be keyed by `(clip, frame, view)`; view
+image in every run and fold and the cache can be keyed by `(clip, frame, view)`; view
 "plain" is the frame without augmentation.
 
-One HDF5 file per cache fingerprint, `<run>/trunk_cache/<fingerprint>.h5`; the fingerprint
-hashes everything that decides the cached values (`cache_settings`): the trunk's weights,
-the input size, the preprocessing, the augmentation ranges and the seed the per-frame
-augmentation parameters are drawn from. Inside:
+One HDF5 file per cache fingerprint, `<run>/trunk_cache/<fingerprint>.h5`; the
+fingerprint hashes everything that decides the cached values (`cache_settings`).
+Inside:
 
 ```
 maps        (rows, h, w, C) float16, one chunk per row; h = w = input_size / 16
@@ -82,52 +81,44 @@ class TrunkCache:
         self.map_shape = tuple(int(d) for d in map_shape)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._file = h5py.File(self.path, "a")
+            self._file = f = h5py.File(self.path, "a")
         except OSError as error:
             raise MslKerasError(
-                f"Cannot open the trunk cache '{self.path}': {error}. If another process "
-                "is training on this run, wait for it; otherwise delete the file (it is "
-                "recomputed)."
+                f"Cannot open the trunk cache '{self.path}': {error}. If another "
+                "process is training on this run, wait for it; otherwise delete the "
+                "file (it is recomputed)."
             ) from error
-        f = self._file
         if "maps" not in f:
             f.attrs["fingerprint"] = self.fingerprint
             f.attrs["settings"] = json.dumps(settings or {}, sort_keys=True)
-            f.create_dataset(
-                "maps",
-                shape=(0,) + self.map_shape,
-                maxshape=(None,) + self.map_shape,
-                dtype=MAP_DTYPE,
-                chunks=(1,) + self.map_shape,
-            )
-            f.create_dataset(
-                "keys", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(1024,)
-            )
-            f.create_dataset(
-                "clip_ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(1024,)
-            )
-            f.create_dataset(
-                "num_frames",
-                shape=(0,),
-                maxshape=(None,),
-                dtype="int64",
-                chunks=(1024,),
-            )
+            for name, row, dtype in (
+                ("maps", self.map_shape, MAP_DTYPE),
+                ("keys", (), _STR),
+                ("clip_ids", (), _STR),
+                ("num_frames", (), "int64"),
+            ):
+                f.create_dataset(
+                    name,
+                    shape=(0, *row),
+                    maxshape=(None, *row),
+                    dtype=dtype,
+                    chunks=(1, *row) if row else (1024,),
+                )
         else:
             found = f.attrs.get("fingerprint")
             found_shape = tuple(f["maps"].shape[1:])
             if found != self.fingerprint or found_shape != self.map_shape:
-                self._file.close()
+                f.close()
                 raise MslKerasError(
                     f"Trunk cache '{self.path}' holds fingerprint {found!r} and maps "
-                    f"{found_shape}; expected {self.fingerprint!r} and {self.map_shape}. "
-                    "Delete the file (it is recomputed)."
+                    f"{found_shape}; expected {self.fingerprint!r} and "
+                    f"{self.map_shape}. Delete the file (it is recomputed)."
                 )
-        keys = [k.decode() if isinstance(k, bytes) else k for k in f["keys"][:]]
+        keys = f["keys"].asstr()[:]
         if f["maps"].shape[0] != len(keys):  # an interrupted append: drop the tail
             f["maps"].resize(len(keys), axis=0)
         self._rows = {key: row for row, key in enumerate(keys)}
-        clip_ids = [c.decode() if isinstance(c, bytes) else c for c in f["clip_ids"][:]]
+        clip_ids = f["clip_ids"].asstr()[:]
         counts = f["num_frames"][: len(clip_ids)]
         self._num_frames = dict(zip(clip_ids, (int(n) for n in counts)))
 
@@ -147,15 +138,9 @@ class TrunkCache:
     def __contains__(self, key):
         return key in self._rows
 
-    def row(self, key):
-        """The row of `key` (KeyError when absent)."""
-        return self._rows[key]
-
     def rows(self, keys):
         """int64 rows `(len(keys),)` of present keys."""
-        return np.fromiter(
-            (self._rows[k] for k in keys), dtype=np.int64, count=len(keys)
-        )
+        return np.array([self._rows[k] for k in keys], dtype=np.int64)
 
     def num_frames(self, clip_id):
         """Decoded frame count recorded for `clip_id`, or None."""
@@ -173,7 +158,7 @@ class TrunkCache:
         self._num_frames[clip_id] = int(count)
 
     def add(self, keys, maps):
-        """Appends `maps` `(n, h, w, C)` under `keys` (n,); keys already present are skipped."""
+        """Appends `maps` `(n, h, w, C)` under `keys` (n,); present keys are skipped."""
         maps = np.asarray(maps)
         if maps.shape[1:] != self.map_shape or len(keys) != len(maps):
             raise ValueError(
@@ -214,14 +199,15 @@ class TrunkCache:
 
 
 def augmentation_config(config):
-    """The paper's augmentation ranges with the output size of `config.cnn.input_size`."""
+    """The paper's augmentation ranges, output size `config.cnn.input_size`."""
     size = int(config.cnn.input_size)
     return augment_ops.AugmentationConfig(output_size=(size, size))
 
 
 def cache_settings(config, trunk_fp):
-    """Everything that decides a cached map besides (clip, frame, view); `trunk_fp` is
-    the trunk's `weights_fingerprint`."""
+    """Everything that decides a cached map besides (clip, frame, view): the trunk's
+    `weights_fingerprint` `trunk_fp`, the input size, the preprocessing, the
+    augmentation ranges and the seed the per-frame augmentation is drawn from."""
     return {
         "version": CACHE_VERSION,
         "trunk": trunk_fp,
@@ -248,13 +234,8 @@ def views_of(config):
 
 def view_seed(seed, clip_id, frame, view):
     """Stateless seed `(2,)` of one view's augmentation parameters."""
-    return np.array(
-        [
-            int(seed) & 0x7FFFFFFF,
-            zlib.crc32(cache_key(clip_id, frame, view).encode()) & 0x7FFFFFFF,
-        ],
-        dtype=np.int64,
-    )
+    key = zlib.crc32(cache_key(clip_id, frame, view).encode())
+    return np.array([int(seed) & 0x7FFFFFFF, key & 0x7FFFFFFF], dtype=np.int64)
 
 
 class TrunkRunner:
@@ -281,9 +262,9 @@ class TrunkRunner:
             maps = self._fn(tf.constant(frames[start : start + self.batch_size]))
             out.append(np.asarray(maps, np.float32))  # the cache is float32
         self.frames_computed += len(frames)
-        return (
-            np.concatenate(out) if out else np.zeros((0,) + self.map_shape, np.float32)
-        )
+        if not out:
+            return np.zeros((0,) + self.map_shape, np.float32)
+        return np.concatenate(out)
 
     @property
     def map_shape(self):
@@ -327,7 +308,7 @@ def plain_maps(config, cache, runner, record, frames):
 
 
 def frame_samples(records, config, cache, role_views):
-    """[(record, frames (n,), views)] for every record, with frame counts from the cache."""
+    """`([(record, frames (n,), role_views)], failed [(clip_id, reason)])`."""
     samples, failed = [], []
     for record in records:
         try:
@@ -358,8 +339,7 @@ def fill_cache(samples, config, cache, runner, progress=True):
     def flush():
         nonlocal computed
         if pending_frames:
-            maps = runner(np.stack(pending_frames))
-            cache.add(list(pending_keys), maps)
+            cache.add(list(pending_keys), runner(np.stack(pending_frames)))
             computed += len(pending_keys)
             pending_keys.clear()
             pending_frames.clear()
@@ -384,22 +364,21 @@ def fill_cache(samples, config, cache, runner, progress=True):
         position = {f: i for i, f in enumerate(wanted)}
         plain = [(f, v) for f, v in missing if v == PLAIN_VIEW]
         augmented = [(f, v) for f, v in missing if v != PLAIN_VIEW]
-        if plain:
-            images = decoded[[position[f] for f, _ in plain]]
+        for group in (plain, augmented):
+            if not group:
+                continue
+            images = decoded[[position[f] for f, _ in group]]
+            if group is augmented:
+                draws = [
+                    augment_ops.draw_augmentation(
+                        view_seed(config.seed, record.clip_id, f, v), aug_config
+                    )
+                    for f, v in group
+                ]
+                params = {key: tf.stack([d[key] for d in draws]) for key in draws[0]}
+                images = augment_ops.augment_frame(images, params, aug_config)
             pending_frames.extend(np.asarray(preprocess_frames(images, (size, size))))
-            pending_keys.extend(cache_key(record.clip_id, f, v) for f, v in plain)
-        if augmented:
-            draws = [
-                augment_ops.draw_augmentation(
-                    view_seed(config.seed, record.clip_id, f, v), aug_config
-                )
-                for f, v in augmented
-            ]
-            params = {key: tf.stack([d[key] for d in draws]) for key in draws[0]}
-            images = decoded[[position[f] for f, _ in augmented]]
-            views = augment_ops.augment_frame(images, params, aug_config)
-            pending_frames.extend(np.asarray(preprocess_frames(views, (size, size))))
-            pending_keys.extend(cache_key(record.clip_id, f, v) for f, v in augmented)
+            pending_keys.extend(cache_key(record.clip_id, f, v) for f, v in group)
         if len(pending_frames) >= runner.batch_size:
             flush()
         if progress:
@@ -421,7 +400,6 @@ class CachedMapsDataset(keras.utils.PyDataset):
         rows: int `(n,)` rows of `source`.
         labels: int `(n,)` classes.
         num_classes: N.
-        batch_size: int.
         outputs: "context" -> `(maps, y)`; "action" -> `(maps, {"cam": y, "action": y})`
             (maps as `{"maps", "labels"}` when `oracle`).
         shuffle: reshuffle the order every epoch (from `seed`).
