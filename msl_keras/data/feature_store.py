@@ -611,7 +611,7 @@ class FeatureStore:
                 f"Clip '{clip_id}': label {label} is outside "
                 f"[0, num_classes={s.num_classes})."
             )
-        row = {"label": label, "length": n, "num_frames": num_frames}
+        row = {}  # dataset name -> this clip's row of it
         for name, array in arrays.items():
             finite = np.isfinite(array).all(axis=1)
             if not finite.all():
@@ -631,6 +631,7 @@ class FeatureStore:
             row[name] = np.pad(stored, ((0, s.T - n), (0, 0)))
         indices = indices.astype(np.int32)
         row["frame_indices"] = np.pad(indices, (0, s.T - n), constant_values=-1)
+        row["labels"], row["lengths"], row["num_frames"] = label, n, num_frames
         return row
 
     def _claim_slot(self):
@@ -646,14 +647,8 @@ class FeatureStore:
         return slot
 
     def _write_row(self, slot, clip_id, row):
-        f = self._file
-        for stream in self.settings.streams:
-            f[stream][slot] = row[stream]
-        f["labels"][slot] = row["label"]
-        f["lengths"][slot] = row["length"]
-        f["frame_indices"][slot] = row["frame_indices"]
-        f["num_frames"][slot] = row["num_frames"]
-        f["clip_ids"][slot] = clip_id
+        for name, value in {**row, "clip_ids": clip_id}.items():
+            self._file[name][slot] = value
         self._ids[slot] = clip_id
 
     def _commit(self, slot, clip_id, durable=True):
