@@ -258,7 +258,6 @@ class _ArrayFile(FeatureSource):
 
     def __init__(self, path):
         self.path = path
-        self._handle = None
         self._cache = {}
         try:
             if path.suffix.lower() == ".npz":
@@ -413,18 +412,105 @@ class _ArrayFile(FeatureSource):
         return {**features, "frame_indices": indices, "num_frames": num_frames}
 
     def close(self):
-        if isinstance(self._handle, h5py.File):
-            self._handle.close()
-        elif self._handle is not None:
-            self._handle.close()
+        self._handle.close()
         self._cache.clear()
 
 
-class _NpyFolder(FeatureSource):
+class NpyClips(FeatureSource):
+    """Clips held as one `(n, D)` `.npy` file per clip and stream.
+
+    Built by `_NpyFolder` (the folder layout of the module docstring) and by
+    `msl_keras.original.features.OriginalFeatureSource` (the original code's layout).
+
+    Args:
+        files: `{stream: [the file of each clip, in clip_ids order]}`.
+        num_frames: a list of each clip's frame count (None: the default) or None.
+        frames_dir: a folder of optional `<clip_id>.npy` frame indices, or None.
+        Others: as `FeatureSource`.
+    """
+
+    def __init__(
+        self, path, files, clip_ids, labels, groups, splits, class_names,
+        num_frames=None, frames_dir=None,
+    ):  # fmt: skip
+        super().__init__(
+            path, clip_ids, labels, groups, splits, class_names, tuple(files)
+        )
+        self._paths = files
+        self._num_frames = num_frames
+        self._frames_dir = frames_dir
+
+    def _frames_file(self, row):
+        if self._frames_dir is not None:
+            file = self._frames_dir / f"{self.clip_ids[row]}.npy"
+            if file.is_file():
+                return file
+        return None
+
+    def record_path(self, row):
+        return str(self._paths[self.streams[0]][row])
+
+    def _files(self):
+        files = [file for stream in self.streams for file in self._paths[stream]]
+        frames = (self._frames_file(row) for row in range(len(self)))
+        return files + [file for file in frames if file is not None]
+
+    def shapes(self):
+        """`({stream: D}, [n of each clip])`, checking every file (headers only)."""
+        found = {s: {} for s in self.streams}
+        lengths = []
+        for row in range(len(self)):
+            rows = {}
+            for stream in self.streams:
+                file = self._paths[stream][row]
+                array = load_npy(file, mmap=True)
+                if array.ndim != 2 or array.dtype.kind not in "fiu" or not array.shape[0]:
+                    raise DatasetError(
+                        f"'{file}' must be an (n, D) numeric array with n >= 1, one row "
+                        f"per frame. Received shape {array.shape}, dtype {array.dtype}."
+                    )
+                found[stream].setdefault(array.shape[1], file)
+                rows[file] = array.shape[0]
+                del array
+            if len(set(rows.values())) > 1:
+                raise DatasetError(
+                    f"Clip '{self.clip_ids[row]}': "
+                    + " but ".join(f"'{file}' has {n} rows" for file, n in rows.items())
+                    + "; both streams must describe the same frames."
+                )
+            lengths.append(next(iter(rows.values())))
+        for stream, sizes in found.items():
+            if len(sizes) > 1:
+                raise DatasetError(
+                    f"The {stream} features have several sizes: "
+                    + ", ".join(f"{d} in '{file}'" for d, file in sizes.items())
+                    + ". Every clip of a stream needs the same feature size D."
+                )
+        return {s: int(next(iter(found[s]))) for s in self.streams}, lengths
+
+    def dims(self):
+        return self.shapes()[0]
+
+    def clip(self, row):
+        clip_id = self.clip_ids[row]
+        features = {}
+        for stream in self.streams:
+            file = self._paths[stream][row]
+            features[stream] = load_npy(file)
+            _check_features({stream: features[stream]}, f"'{file}'", clip_id)
+        n = features[self.streams[0]].shape[0]
+        indices_file = self._frames_file(row)
+        indices = None if indices_file is None else load_npy(indices_file)
+        num_frames = None if self._num_frames is None else self._num_frames[row]
+        where = f"'{indices_file or self.path / CLIPS_CSV}'"
+        indices, num_frames = _frames(indices, num_frames, n, where, clip_id)
+        return {**features, "frame_indices": indices, "num_frames": num_frames}
+
+
+class _NpyFolder(NpyClips):
     """A folder with `clips.csv` and one `.npy` per clip and stream (module docstring)."""
 
     def __init__(self, folder):
-        self.path = folder
         table = folder / CLIPS_CSV
         if not table.is_file():
             raise DatasetError(
@@ -456,9 +542,9 @@ class _NpyFolder(FeatureSource):
                     f"Received {r['label']!r} for clip {r['clip_id']!r}."
                 ) from None
         groups = [r["group"].strip() for r in rows] if "group" in columns else ids
-        self._num_frames = None
+        num_frames = None
         if "num_frames" in columns:
-            self._num_frames = [int(r["num_frames"]) if r["num_frames"] else None for r in rows]
+            num_frames = [int(r["num_frames"]) if r["num_frames"] else None for r in rows]
         splits = {
             c: [r[c].strip() for r in rows]
             for c in sorted(columns, key=_split_number)
@@ -470,8 +556,9 @@ class _NpyFolder(FeatureSource):
                 f"'{folder}' has no 'context/' or 'action/' folder of per-clip .npy "
                 f"files. {_FORMAT_HINT}"
             )
+        files = {s: [folder / s / f"{c}.npy" for c in ids] for s in streams}
         for stream in streams:
-            absent = [c for c in ids if not (folder / stream / f"{c}.npy").is_file()]
+            absent = [c for c, f in zip(ids, files[stream]) if not f.is_file()]
             if absent:
                 raise DatasetError(
                     f"'{folder / stream}' has no .npy file for {len(absent)} clips of "
@@ -484,76 +571,16 @@ class _NpyFolder(FeatureSource):
             names = [line.strip() for line in names_file.read_text().splitlines()]
             names = [n for n in names if n]
         super().__init__(
-            folder, ids, np.asarray(labels, dtype=np.int64), groups, splits, names, streams
-        )
+            folder, files, ids, np.asarray(labels, dtype=np.int64), groups, splits,
+            names, num_frames, folder / FRAME_INDICES,
+        )  # fmt: skip
         self._check_table(where)
-
-    def _file(self, stream, row):
-        return self.path / stream / f"{self.clip_ids[row]}.npy"
-
-    def record_path(self, row):
-        return str(self._file(self.streams[0], row))
 
     def _files(self):
         files = [self.path / CLIPS_CSV]
         if (self.path / CLASSES_TXT).is_file():
             files.append(self.path / CLASSES_TXT)
-        for folder in (*self.streams, FRAME_INDICES):
-            files += [
-                self.path / folder / f"{c}.npy"
-                for c in self.clip_ids
-                if (self.path / folder / f"{c}.npy").is_file()
-            ]
-        return files
-
-    def dims(self):
-        found = {s: {} for s in self.streams}
-        for row in range(len(self)):
-            rows = set()
-            for stream in self.streams:
-                file = self._file(stream, row)
-                array = load_npy(file, mmap=True)
-                if array.ndim != 2 or array.dtype.kind not in "fiu" or not array.shape[0]:
-                    raise DatasetError(
-                        f"'{file}' must be an (n, D) numeric array with n >= 1, one row "
-                        f"per frame. Received shape {array.shape}, dtype {array.dtype}."
-                    )
-                found[stream].setdefault(array.shape[1], file)
-                rows.add(array.shape[0])
-                del array
-            if len(rows) > 1:
-                raise DatasetError(
-                    f"Clip '{self.clip_ids[row]}': "
-                    + " but ".join(
-                        f"'{self._file(s, row)}' has "
-                        f"{load_npy(self._file(s, row), mmap=True).shape[0]} rows"
-                        for s in self.streams
-                    )
-                    + "; both streams must describe the same frames."
-                )
-        for stream, sizes in found.items():
-            if len(sizes) > 1:
-                raise DatasetError(
-                    f"The {stream} features have several sizes: "
-                    + ", ".join(f"{d} in '{file}'" for d, file in sizes.items())
-                    + ". Every clip of a stream needs the same feature size D."
-                )
-        return {s: int(next(iter(found[s]))) for s in self.streams}
-
-    def clip(self, row):
-        clip_id = self.clip_ids[row]
-        features = {}
-        for stream in self.streams:
-            file = self._file(stream, row)
-            features[stream] = load_npy(file)
-            _check_features({stream: features[stream]}, f"'{file}'", clip_id)
-        n = features[self.streams[0]].shape[0]
-        indices_file = self.path / FRAME_INDICES / f"{clip_id}.npy"
-        indices = load_npy(indices_file) if indices_file.is_file() else None
-        num_frames = None if self._num_frames is None else self._num_frames[row]
-        where = f"'{indices_file if indices is not None else self.path / CLIPS_CSV}'"
-        indices, num_frames = _frames(indices, num_frames, n, where, clip_id)
-        return {**features, "frame_indices": indices, "num_frames": num_frames}
+        return files + super()._files()
 
 
 def _split_number(name):

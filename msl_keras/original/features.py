@@ -38,7 +38,7 @@ from msl_keras.data.feature_store import (
     StoreSettings,
     writing_new_store,
 )
-from msl_keras.data.imported import load_npy
+from msl_keras.data.imported import NpyClips, load_npy
 from msl_keras.errors import ConfigError, DatasetError, FeatureStoreError, listing
 
 SUBSETS = ("train", "val")
@@ -121,11 +121,7 @@ def _scan(stream_dir, subset):
 
 def original_roles(stream_dir, subsets=SUBSETS):
     """`{clip: "train" | "val"}` from one stream folder of the original layout."""
-    roles = {}
-    for subset in subsets:
-        for clip in _scan(stream_dir, subset):
-            roles[clip] = subset
-    return roles
+    return {clip: subset for subset in subsets for clip in _scan(stream_dir, subset)}
 
 
 def _read_label(paths, clip):
@@ -145,6 +141,86 @@ def _read_label(paths, clip):
         )
     widths = {width for _, width in decoded.values() if width is not None}
     return labels.pop(), widths
+
+
+class OriginalFeatureSource(NpyClips):
+    """The clips of the original layout (module docstring) as a `FeatureSource`.
+
+    Clips are paired by id across the two stream folders, in subset order, then by id.
+
+    Attributes:
+        subsets: each clip's subfolder ("train" or "val").
+        Others: as `FeatureSource`; `class_names` default to one per column of the
+            one-hot label files (else to the largest label + 1).
+
+    Raises:
+        DatasetError: missing folders, clips without a partner in the other stream
+            or in several subsets (listed), bad labels.
+    """
+
+    def __init__(self, context_dir, action_dir, subsets=SUBSETS, class_names=None):
+        context_dir, action_dir = Path(context_dir), Path(action_dir)
+        for name, folder in (("context_dir", context_dir), ("action_dir", action_dir)):
+            if not folder.is_dir():
+                raise DatasetError(
+                    f"{name} '{folder}' is not a folder of the original layout."
+                )
+        if any(s not in SUBSETS for s in subsets):
+            raise ConfigError(
+                f"subsets must be among {SUBSETS}. Received: subsets={subsets!r}"
+            )
+        clips = {}  # clip -> (subset, context path, action path)
+        context_only, action_only, repeated = [], [], []
+        for subset in subsets:
+            ctx, act = _scan(context_dir, subset), _scan(action_dir, subset)
+            context_only += [f"{subset}/{c}" for c in ctx if c not in act]
+            action_only += [f"{subset}/{c}" for c in act if c not in ctx]
+            for clip in ctx:
+                if clip in act:
+                    if clip in clips:
+                        repeated.append(clip)
+                    clips[clip] = (subset, ctx[clip], act[clip])
+        if context_only or action_only:
+            raise DatasetError(
+                "Clips without a partner in the other stream: "
+                f"only in {context_dir}: [{listing(context_only)}]; "
+                f"only in {action_dir}: [{listing(action_only)}]. Each clip needs "
+                "feature_<clip>.npy in both stream folders (same subset)."
+            )
+        if repeated:
+            raise DatasetError(
+                f"Clips found in more than one subset ({', '.join(subsets)}): "
+                f"{listing(repeated)}; a clip id must be unique."
+            )
+        if not clips:
+            raise DatasetError(
+                f"No {_PREFIX}<clip>{_SUFFIX} files in {context_dir} and {action_dir} "
+                f"under {', '.join(subsets)}/."
+            )
+        labels, widths = [], set()
+        for clip, (subset, _, _) in clips.items():
+            label_file = f"{subset}/{_LABEL_PREFIX}{clip}{_SUFFIX}"
+            paths = [context_dir / label_file, action_dir / label_file]
+            label, clip_widths = _read_label(paths, clip)
+            labels.append(label)
+            widths |= clip_widths
+        if len(widths) > 1:
+            raise DatasetError(
+                f"The one-hot label files have several widths {sorted(widths)}."
+            )
+        if class_names is None and widths:
+            class_names = [f"class_{i}" for i in range(widths.pop())]
+        ids = list(clips)
+        files = {
+            "context": [clips[c][1] for c in ids],
+            "action": [clips[c][2] for c in ids],
+        }
+        super().__init__(
+            context_dir, files, ids, np.asarray(labels, dtype=np.int64), ids, {},
+            class_names,
+        )  # fmt: skip
+        self.subsets = [clips[c][0] for c in ids]
+        self._check_table(f"'{context_dir}'")
 
 
 def import_original_features(
@@ -181,116 +257,31 @@ def import_original_features(
         The new store, open read-only (close it, or use `with`).
 
     Raises:
-        DatasetError: missing folders, clips without a partner in the other stream
-            (listed), unreadable files, bad labels, all-zero rows.
+        DatasetError: as `OriginalFeatureSource`; unreadable files, all-zero rows,
+            clips longer than T.
     """
-    context_dir, action_dir, out_path = (
-        Path(context_dir),
-        Path(action_dir),
-        Path(out_path),
-    )
-    for name, folder in (("context_dir", context_dir), ("action_dir", action_dir)):
-        if not folder.is_dir():
-            raise DatasetError(
-                f"{name} '{folder}' is not a folder of the original layout."
-            )
-    unknown = [s for s in subsets if s not in SUBSETS]
-    if unknown:
-        raise ConfigError(
-            f"subsets must be among {SUBSETS}. Received: subsets={subsets!r}"
-        )
+    out_path = Path(out_path)
     if out_path.exists():
         raise FeatureStoreError(
             f"'{out_path}' already exists; delete it or choose another path to import into."
         )
-
-    clips = {}  # clip -> (subset, context path, action path)
-    context_only, action_only, repeated = [], [], []
-    for subset in subsets:
-        ctx, act = _scan(context_dir, subset), _scan(action_dir, subset)
-        context_only += [f"{subset}/{c}" for c in ctx if c not in act]
-        action_only += [f"{subset}/{c}" for c in act if c not in ctx]
-        for clip in ctx:
-            if clip in act:
-                if clip in clips:
-                    repeated.append(clip)
-                clips[clip] = (subset, ctx[clip], act[clip])
-    if context_only or action_only:
-        raise DatasetError(
-            "Clips without a partner in the other stream: "
-            f"only in {context_dir}: [{listing(context_only)}]; "
-            f"only in {action_dir}: [{listing(action_only)}]. Each clip needs "
-            "feature_<clip>.npy in both stream folders (same subset)."
-        )
-    if repeated:
-        raise DatasetError(
-            f"Clips found in more than one subset ({', '.join(subsets)}): "
-            f"{listing(repeated)}; a clip id must be unique."
-        )
-    if not clips:
-        raise DatasetError(
-            f"No {_PREFIX}<clip>{_SUFFIX} files in {context_dir} and {action_dir} under "
-            f"{', '.join(subsets)}/."
-        )
-
-    # First pass: shapes (memory-mapped headers) and labels.
-    labels, widths, rows, dims = {}, set(), {}, {"context": set(), "action": set()}
-    for clip, (subset, ctx_path, act_path) in clips.items():
-        shapes = {}
-        for stream, path in (("context", ctx_path), ("action", act_path)):
-            array = load_npy(path, mmap=True)
-            if array.ndim != 2 or array.dtype.kind not in "fiu":
-                raise DatasetError(
-                    f"'{path}' must be a (T, D) numeric array. Received shape {array.shape}, "
-                    f"dtype {array.dtype}"
-                )
-            shapes[stream] = array.shape
-            dims[stream].add(array.shape[1])
-            del array
-        if shapes["context"][0] != shapes["action"][0]:
-            raise DatasetError(
-                f"Clip '{clip}': the context features have {shapes['context'][0]} rows but "
-                f"the action features {shapes['action'][0]}; both must describe the same "
-                "frames."
-            )
-        rows[clip] = shapes["context"][0]
-        label_paths = [
-            folder / subset / f"{_LABEL_PREFIX}{clip}{_SUFFIX}"
-            for folder in (context_dir, action_dir)
-        ]
-        labels[clip], clip_widths = _read_label(label_paths, clip)
-        widths |= clip_widths
-    for stream, found in dims.items():
-        if len(found) != 1:
-            raise DatasetError(
-                f"The {stream} features have several sizes {sorted(found)}."
-            )
-    if len(widths) > 1:
-        raise DatasetError(
-            f"The one-hot label files have several widths {sorted(widths)}."
-        )
-
-    if class_names is not None:
-        num_classes = len(class_names)
-    elif widths:
-        num_classes = widths.pop()
-    else:
-        num_classes = max(labels.values()) + 1
-    num_classes = settings_overrides.pop("num_classes", num_classes)
+    source = OriginalFeatureSource(context_dir, action_dir, subsets, class_names)
+    dims, lengths = source.shapes()
+    num_classes = settings_overrides.pop("num_classes", len(source.class_names))
     if class_names is None:
         class_names = [f"class_{i}" for i in range(num_classes)]
     defaults = {
         "dataset": "original",
         "split": "original",
-        "T": max(rows.values()),
+        "T": max(lengths),
         "frame_selection": "first",
         "observed_ratio": 1.0,
         "input_size": (224, 224),
         "preprocessing": "original",
         "extractor_fingerprint": "original",
         "cam_class": "oracle",
-        "context_dim": dims["context"].pop(),
-        "action_dim": dims["action"].pop(),
+        "context_dim": dims["context"],
+        "action_dim": dims["action"],
         "num_classes": num_classes,
         "dtype": "float32",
     }
@@ -301,17 +292,18 @@ def import_original_features(
         )
     settings = StoreSettings(**{**defaults, **settings_overrides})
 
-    # Second pass: the data, into <out>.partial; renamed once everything is in.
+    # Into <out>.partial; renamed once everything is in.
     zero_clips, too_long = [], []
     with writing_new_store(out_path, settings, class_names, compression) as store:
-        for clip, (subset, ctx_path, act_path) in clips.items():
-            context, action = load_npy(ctx_path), load_npy(act_path)
+        for row, clip in enumerate(source.clip_ids):
+            arrays = source.clip(row)
+            context, action = arrays["context"], arrays["action"]
             zero_context, zero_action = ~context.any(axis=1), ~action.any(axis=1)
             if not allow_zero_rows:
                 zeros = int((zero_context | zero_action).sum())
                 if zeros:
                     zero_clips.append(
-                        f"{subset}/{clip} ({zeros} of {len(context)} rows)"
+                        f"{source.subsets[row]}/{clip} ({zeros} of {len(context)} rows)"
                     )
                 if zero_clips:
                     continue  # the import fails; keep scanning to list every such clip
@@ -334,7 +326,7 @@ def import_original_features(
                 clip,
                 context,
                 action,
-                labels[clip],
+                int(source.labels[row]),
                 np.arange(n, dtype=np.int32),
                 n,
                 durable=False,
