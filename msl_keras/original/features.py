@@ -4,26 +4,18 @@ The original code wrote one folder tree per stream (context-aware, action-aware)
 
 ```
 <stream_dir>/train/feature_<clip>.npy   (T, D) float array, one row per frame
-<stream_dir>/train/label_<clip>.npy     the clip's label (formats below)
-<stream_dir>/val/feature_<clip>.npy     the same for its "val" clips (the test split)
-<stream_dir>/val/label_<clip>.npy
+<stream_dir>/train/label_<clip>.npy     the clip's label (`decode_original_label`)
+<stream_dir>/val/...                    the same for its "val" clips (the test split)
 ```
 
-Clips are paired by `<clip>` across the two stream folders.
+Clips are paired by `<clip>` across the two stream folders; when both hold a label
+file, they must agree. `OriginalFeatureSource` reads the tree as a
+`msl_keras.data.imported` feature source (one `.npy` per clip and stream).
 
-Label files: the original wrote a `(T, N)` float array with a one-hot row per frame.
-Accepted: that `(T, N)` array (all-zero rows, frames it never wrote, are ignored; the
-other rows must be one-hot and agree), a one-hot `(N,)` vector, or a scalar integer
-(shape `()`). When both stream folders hold a label file, they must agree.
-
-Zero rows: the original read frames as `frame, ret = cap.read()` (swapped) inside a bare
-`try/except: pass`, so a clip it failed to decode kept the all-zero rows it was
-preallocated with: every feature row, or the rows from the failing frame on (defect #1
-in the reproduction notes). All-zero rows cannot be told apart from padding of a short
-clip, so `import_original_features` refuses clips with any all-zero row unless
-`allow_zero_rows=True`; then trailing rows that are zero in both streams become
-masked padding, zero rows before the last non-zero one are kept as data, and clips
-with no non-zero row are recorded as failed (`FeatureStore.failed()`).
+Zero rows: a clip the original failed to decode kept the all-zero rows it was
+preallocated with (defect #1, `_ZERO_ROWS_EXPLANATION`), which cannot be told apart
+from padding of a short clip, so `import_original_features` refuses clips with any
+all-zero row unless `allow_zero_rows=True`.
 
 The layout has no frame numbers: an imported clip of n rows gets `frame_indices`
 0..n-1 and `num_frames` n (each row is taken as one frame, the clip as a whole).
@@ -55,15 +47,11 @@ _ZERO_ROWS_EXPLANATION = (
 
 
 def decode_original_label(array, where="label"):
-    """The class index held by one label file of the original layout.
+    """`(label, N)` held by one label file of the original layout (N None for a scalar).
 
-    Args:
-        array: a scalar integer `()`, a one-hot `(N,)` vector, or a `(T, N)` array of
-            one-hot rows (all-zero rows are ignored; the others must agree).
-        where: name used in error messages (the file).
-
-    Returns:
-        `(label, N)`; N is None for a scalar label.
+    The original wrote a `(T, N)` array of one-hot rows, one per frame; all-zero rows
+    (frames it never wrote) are ignored and the others must agree. A one-hot `(N,)`
+    vector or a scalar integer `()` are accepted too. `where` names the file in errors.
 
     Raises:
         DatasetError: anything else (not one-hot, rows that disagree, no label row).
@@ -144,14 +132,10 @@ def _read_label(paths, clip):
 
 
 class OriginalFeatureSource(NpyClips):
-    """The clips of the original layout (module docstring) as a `FeatureSource`.
+    """The clips of the original layout (module docstring), in subset order, then by id.
 
-    Clips are paired by id across the two stream folders, in subset order, then by id.
-
-    Attributes:
-        subsets: each clip's subfolder ("train" or "val").
-        Others: as `FeatureSource`; `class_names` default to one per column of the
-            one-hot label files (else to the largest label + 1).
+    `subsets` holds each clip's subfolder ("train" or "val"); `class_names` default to
+    one per column of the one-hot label files (else to the largest label + 1).
 
     Raises:
         DatasetError: missing folders, clips without a partner in the other stream
@@ -237,21 +221,19 @@ def import_original_features(
     """Imports the original code's per-video `.npy` features into a new `FeatureStore`.
 
     Args:
-        context_dir: the context-aware stream's folder (holding `train/`, `val/`).
-        action_dir: the action-aware stream's folder.
+        context_dir, action_dir: the two streams' folders (holding `train/`, `val/`).
         out_path: the store to write (must not exist; written to `out_path.partial`
             and renamed when complete).
         class_names: N class names; default "class_0".."class_{N-1}".
-        allow_zero_rows: accept clips with all-zero feature rows (see the module
-            docstring); by default they are refused with an error listing them.
+        allow_zero_rows: accept clips with all-zero feature rows: trailing rows zero
+            in both streams become masked padding, other zero rows are kept as data,
+            and clips with no non-zero row are recorded as failed
+            (`FeatureStore.failed()`). By default they are refused, listed.
         subsets: which subfolders to import into this one store.
         compression: as in `FeatureStore.create`.
-        **settings_overrides: `StoreSettings` fields. Defaults: dataset="original",
-            split="original", T = the most rows of any clip, frame_selection="first",
-            observed_ratio=1.0, input_size=(224, 224), preprocessing="original",
-            extractor_fingerprint="original", cam_class="oracle" (the original masked
-            with the true class, defect #2), context_dim/action_dim from the arrays,
-            num_classes from class_names or the labels, dtype="float32".
+        **settings_overrides: `StoreSettings` fields, over the defaults below (T: the
+            most rows of any clip; cam_class="oracle": the original masked with the
+            true class, defect #2).
 
     Returns:
         The new store, open read-only (close it, or use `with`).
@@ -322,15 +304,8 @@ def import_original_features(
             if n > settings.T:
                 too_long.append(f"{clip} ({n} rows)")
                 continue
-            store._append(
-                clip,
-                context,
-                action,
-                int(source.labels[row]),
-                np.arange(n, dtype=np.int32),
-                n,
-                durable=False,
-            )
+            label, frames = int(source.labels[row]), np.arange(n, dtype=np.int32)
+            store._append(clip, context, action, label, frames, n, durable=False)
         if zero_clips:
             raise DatasetError(
                 f"{len(zero_clips)} clips have all-zero feature rows: "

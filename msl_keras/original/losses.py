@@ -21,12 +21,10 @@ from keras import ops
 
 from msl_keras.losses import DEFAULT_EPSILON, SequenceLoss, _log_terms, _prepare
 
-
-ORIGINAL_LINEAR_T, ORIGINAL_LINEAR_LAST = 18, 20
-ORIGINAL_EXPONENTIAL_T, ORIGINAL_EXPONENTIAL_LAST = 18, 20
+ORIGINAL_T, ORIGINAL_LAST = 18, 20  # the T and the last t of its loops
 
 
-def original_linear_scale(T=ORIGINAL_LINEAR_T, last_step=ORIGINAL_LINEAR_LAST):
+def original_linear_scale(T=ORIGINAL_T, last_step=ORIGINAL_LAST):
     """The constant of the original's "totally_linear" loss: `sum_{t=1..last} t/T`.
 
     Its loop `for t in range(1, 21): loss += t / 18 * categorical_crossentropy(...)`
@@ -36,9 +34,7 @@ def original_linear_scale(T=ORIGINAL_LINEAR_T, last_step=ORIGINAL_LINEAR_LAST):
     return sum(t / T for t in range(1, int(last_step) + 1))
 
 
-def original_exponential_scale(
-    T=ORIGINAL_EXPONENTIAL_T, last_step=ORIGINAL_EXPONENTIAL_LAST
-):
+def original_exponential_scale(T=ORIGINAL_T, last_step=ORIGINAL_LAST):
     """The constant of the original's "exponential" loss: `sum_{t=0..last} exp(-(T-t))`.
 
     Its loop over `t in range(0, 21)` scales the same whole-clip cross-entropy by
@@ -63,9 +59,7 @@ def original_scaled_cross_entropy(
     So the original's "linear" and "exponential" losses are plain per-step
     cross-entropy with an 11.7x larger learning rate: no time weighting at all.
 
-    Args:
-        scale: the constant (`original_linear_scale()`, `original_exponential_scale()`).
-        Others and returns as `anticipation_loss`.
+    Args and returns as `anticipation_loss`; `scale` is the constant.
     """
     y_true, y_pred, weight, valid, _, length = _prepare(y_true, y_pred, sample_weight)
     positive, _ = _log_terms(y_true, y_pred, epsilon)
@@ -77,12 +71,11 @@ def original_linear_loss(
     y_true,
     y_pred,
     sample_weight=None,
-    T=ORIGINAL_LINEAR_T,
-    last_step=ORIGINAL_LINEAR_LAST,
+    T=ORIGINAL_T,
+    last_step=ORIGINAL_LAST,
     epsilon=DEFAULT_EPSILON,
 ):
-    """The original's "totally_linear" loss: `original_scaled_cross_entropy` times
-    `original_linear_scale(T, last_step)`. Args and returns as `anticipation_loss`."""
+    """`original_scaled_cross_entropy` times `original_linear_scale(T, last_step)`."""
     scale = original_linear_scale(T, last_step)
     return original_scaled_cross_entropy(y_true, y_pred, sample_weight, scale, epsilon)
 
@@ -91,13 +84,11 @@ def original_exponential_loss(
     y_true,
     y_pred,
     sample_weight=None,
-    T=ORIGINAL_EXPONENTIAL_T,
-    last_step=ORIGINAL_EXPONENTIAL_LAST,
+    T=ORIGINAL_T,
+    last_step=ORIGINAL_LAST,
     epsilon=DEFAULT_EPSILON,
 ):
-    """The original's "exponential" loss: `original_scaled_cross_entropy` times
-    `original_exponential_scale(T, last_step)`. Args and returns as
-    `anticipation_loss`."""
+    """`original_scaled_cross_entropy` times `original_exponential_scale(...)`."""
     scale = original_exponential_scale(T, last_step)
     return original_scaled_cross_entropy(y_true, y_pred, sample_weight, scale, epsilon)
 
@@ -105,7 +96,7 @@ def original_exponential_loss(
 def original_anticipation_loss(
     y_true, y_pred, sample_weight=None, T=150, N=21, batch=32, epsilon=DEFAULT_EPSILON
 ):
-    """The original code's implementation of Eq. 1 ("partially_linear"), one value per clip.
+    """The original code's Eq. 1 ("partially_linear"), one value per clip.
 
         L = -(1 / (N * batch)) sum_{t=1..min(T', T)} sum_k [ y_t(k) log(p_t(k) + eps)
                                        + ((t - 1) / T) (1 - y_t(k)) log(1 - p_t(k) + eps) ]
@@ -119,11 +110,10 @@ def original_anticipation_loss(
     With T = 150 and 50 stored steps the false-positive weight never passes 49/150.
     `eps` is added inside the logs as in the original (not a clip).
 
-    Args:
+    Args (others and returns as `anticipation_loss`):
         T: the fixed "clip length" of the time weight (150 in the original).
         N: the fixed number of classes dividing the sum (21, JHMDB's, in the original).
         batch: the constant the sum is divided by (32 in the original).
-        Others and returns as `anticipation_loss`.
     """
     y_true, y_pred, weight, valid, t, _ = _prepare(y_true, y_pred, sample_weight)
     positive = ops.sum(y_true * ops.log(y_pred + epsilon), axis=-1)
@@ -133,17 +123,13 @@ def original_anticipation_loss(
     return -ops.sum(weight * in_range * per_step, axis=1) / (N * batch)
 
 
+# Each class takes its function's options (after `sample_weight`) as keywords, and
+# `reduction`, `name`, `dtype` and its call arguments as `AnticipationLoss`.
+
+
 @keras.saving.register_keras_serializable(package="msl_keras")
 class OriginalScaledCrossEntropy(SequenceLoss):
-    """The original code's "crossentropy" loss (scale 1): Keras' categorical
-    cross-entropy at every step, averaged over the clip, times `scale`.
-
-    See `original_scaled_cross_entropy`. For comparing with the original only.
-
-    Args:
-        scale: constant factor (1 for its "crossentropy").
-        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
-    """
+    """The original's "crossentropy" loss (scale 1): `original_scaled_cross_entropy`."""
 
     fn = staticmethod(original_scaled_cross_entropy)
     default_name = "original_cross_entropy"
@@ -151,15 +137,11 @@ class OriginalScaledCrossEntropy(SequenceLoss):
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class OriginalLinearLoss(SequenceLoss):
-    """The original code's "totally_linear" loss: the whole-clip cross-entropy times
-    `sum_{t=1..last_step} t/T` (210/18 = 11.667 with its T = 18, last_step = 20).
+    """The original's "totally_linear" loss: the whole-clip cross-entropy times
+    `sum_{t=1..last_step} t/T` (11.667 with its T = 18, last_step = 20).
 
     Not the paper's LGL (Eq. 9, `LinearlyGrowingLoss`): no step is weighted by its
     time. Equivalent to `OriginalScaledCrossEntropy()` at an 11.667x learning rate.
-
-    Args:
-        T, last_step: the constants of its loop (`original_linear_scale`).
-        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
     """
 
     fn = staticmethod(original_linear_loss)
@@ -172,15 +154,11 @@ class OriginalLinearLoss(SequenceLoss):
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class OriginalExponentialLoss(SequenceLoss):
-    """The original code's "exponential" loss: the whole-clip cross-entropy times
+    """The original's "exponential" loss: the whole-clip cross-entropy times
     `sum_{t=0..last_step} exp(-(T - t))` (11.689 with its T = 18, last_step = 20).
 
     Not the paper's ECE (Eq. 8, `ExponentialCrossEntropy`): no step is weighted by
     its time. Equivalent to `OriginalScaledCrossEntropy()` at an 11.689x learning rate.
-
-    Args:
-        T, last_step: the constants of its loop (`original_exponential_scale`).
-        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
     """
 
     fn = staticmethod(original_exponential_loss)
@@ -193,16 +171,8 @@ class OriginalExponentialLoss(SequenceLoss):
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class OriginalAnticipationLoss(SequenceLoss):
-    """The original code's version of Eq. 1 ("partially_linear"): fixed T = 150,
-    N = 21, division by the batch size 32, time weight (t - 1)/T.
-
-    See `original_anticipation_loss`. For comparing with the original only; the
-    paper's loss is `AnticipationLoss`.
-
-    Args:
-        T, N, batch: its hard-coded constants (150, 21, 32), each >= 1.
-        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
-    """
+    """The original's version of Eq. 1 ("partially_linear"): see
+    `original_anticipation_loss`; its constants T, N and batch are options, each >= 1."""
 
     fn = staticmethod(original_anticipation_loss)
 

@@ -1,12 +1,10 @@
-"""The authors' per-frame feature extraction, reimplemented for the benchmark (own code).
+"""The authors' per-frame feature extraction, reimplemented for the speed benchmark.
 
-What their code did for every frame of every clip (paper Sec. 3.2.1 as implemented; see
-docs/original-code.md), and what this module does the same way:
+What their code did for every frame of every clip (docs/original-code.md):
 
 1. decode one frame, resize it and subtract the mean on the host (batch of 1);
-2. run the context-aware model, a FULL VGG-16 (conv1_1 .. conv5_3, pool5, fc6, fc7,
-   fc8), and keep fc7;
-3. run the action-aware model, a SECOND full VGG-16 conv stack with its own weights,
+2. run the context-aware model, a FULL VGG-16 (conv1_1 .. fc8), and keep fc7;
+3. run the action-aware model, a SECOND full VGG-16 conv stack with its own weights
    plus the CAM convolution (1024 filters), global average pool and classifier, and
    fetch conv5_3, the CAM maps and the class scores to the host;
 4. build the class activation map with a Python loop over the 1,024 CAM channels,
@@ -14,15 +12,12 @@ docs/original-code.md), and what this module does the same way:
 5. mask conv5_3 with ReLU(cam) in numpy and run the action model's pool5 -> fc6 -> fc7
    on it (a third model call), keep fc7.
 
-Two deliberate differences from their code, both in the original's favour: the class
-k of the CAM is the model's own prediction (theirs used the true label, a leak, not a
-speed matter) and every model call is `predict_on_batch` (theirs called `predict`, whose
-per-call overhead in Keras 3 is larger still). The defects that only change numbers
-(zero-padded 14x14 average pool, swapped `cap.read()`) are not reproduced.
-
-`OriginalExtractor.from_extractor(ours)` copies the weights of our
-`TwoStreamFeatureExtractor`, so both compute the same features (checked by the
-benchmark) and only the scheme differs.
+Two differences, both in the original's favour: the CAM's class k is the model's own
+prediction (theirs used the true label, a leak, not a speed matter) and every model
+call is `predict_on_batch` (theirs called `predict`, whose per-call overhead in Keras 3
+is larger still). The defects that only change numbers (zero-padded 14x14 average pool,
+swapped `cap.read()`) are not reproduced. `OriginalExtractor.from_extractor(ours)`
+copies our `TwoStreamFeatureExtractor`'s weights, so only the scheme differs.
 """
 
 import cv2
@@ -31,6 +26,9 @@ import numpy as np
 
 from msl_keras.data.preprocessing import IMAGENET_MEAN_BGR
 from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, scaled_filters
+
+FC = ("block5_conv3", "fc6", "fc7", "fc8")  # what a head copies into a model's top
+
 
 def _conv_stack(x, width):
     """VGG-16 conv1_1 .. conv5_3 (no pool5), Keras' layer names."""
@@ -111,26 +109,20 @@ class OriginalExtractor:
             head_a.cam_filters,
             head_c.num_classes,
         )
-        for layer in extractor.trunk.layers:
-            if layer.weights:
-                original.context_model.get_layer(layer.name).set_weights(
-                    layer.get_weights()
-                )
-                original.action_conv_model.get_layer(layer.name).set_weights(
-                    layer.get_weights()
-                )
-        for name in ("block5_conv3", "fc6", "fc7", "fc8"):
-            original.context_model.get_layer(name).set_weights(
-                getattr(head_c, name).get_weights()
-            )
-        for name in ("block5_conv3", "cam_conv", "cam_classifier"):
-            original.action_conv_model.get_layer(name).set_weights(
-                getattr(head_a, name).get_weights()
-            )
-        for name in ("fc6", "fc7", "fc8"):
-            original.action_fc_model.get_layer(name).set_weights(
-                getattr(head_a, name).get_weights()
-            )
+        copies = [
+            (layer, model)
+            for layer in extractor.trunk.layers
+            if layer.weights
+            for model in (original.context_model, original.action_conv_model)
+        ]
+        copies += [(getattr(head_c, name), original.context_model) for name in FC]
+        copies += [
+            (getattr(head_a, name), original.action_conv_model)
+            for name in ("block5_conv3", "cam_conv", "cam_classifier")
+        ]
+        copies += [(getattr(head_a, name), original.action_fc_model) for name in FC[1:]]
+        for layer, model in copies:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
         return original
 
     def preprocess(self, frame):
@@ -147,9 +139,6 @@ class OriginalExtractor:
             cam += weights[channel, k] * cam_maps[:, :, channel]
         return cam
 
-    def extract_frame(self, frame):
-        return self.features(self.preprocess(frame))
-
     def features(self, x):
         """fc7 of both models for one preprocessed frame `(1, S, S, 3)`."""
         context, _ = self.context_model.predict_on_batch(x)
@@ -161,5 +150,5 @@ class OriginalExtractor:
         return context[0], action[0]
 
     def extract(self, frames):
-        context, action = zip(*(self.extract_frame(f) for f in frames))
+        context, action = zip(*(self.features(self.preprocess(f)) for f in frames))
         return {"context": np.stack(context), "action": np.stack(action)}

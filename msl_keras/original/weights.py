@@ -1,37 +1,22 @@
 """Weights saved by the authors' original scripts, loaded into msl_keras' models.
 
-The original code (mangalutsav/Multi-Stage-LSTM-for-Action-Anticipation) saved its three
-models with Keras 2's `model.save_weights("....h5")`: an HDF5 file whose root attribute
-`layer_names` lists the model's layers in order and whose group per layer has an attribute
-`weight_names` (`conv2d_1/kernel:0`, ...). Layers it did not name carry Keras' default
-names (`conv2d_1`, `dense_2`, `lstm_1`, `time_distributed_1`; the number counts the
-layers of that type made so far in the session). No layer type is stored, so layers are
-recognised by their weights (a 4-D kernel and a bias: a convolution; a 2-D kernel and a
-bias: a dense layer; kernel, recurrent kernel and bias: an LSTM) and mapped BY ORDER
-within each type (the creation order of the default names, else the file's order).
+Its scripts saved their three models with Keras 2's `model.save_weights("....h5")`: root
+attribute `layer_names` lists the layers in order, each layer's group has an attribute
+`weight_names`. Its layers mostly carry Keras' default names (`conv2d_1`, `dense_2`:
+the number counts the layers of that type made so far in the session) and no layer type
+is stored, so layers are recognised by their weights (4-D kernel and bias: convolution;
+2-D kernel and bias: dense; kernel, recurrent kernel and bias: LSTM) and mapped BY
+ORDER within each type (the creation order of the default names, else file order).
+docs/original-code.md (section 2) tables what each of its files loads into.
 
-What its models hold and where each part goes:
+Conversions: Keras 2's LSTM gate order (i, f, c, o) is Keras 3's; Keras 1 files (12
+arrays per LSTM, gates i, c, f, o) are reordered, Theano-backend convolution kernels
+flipped (Theano convolves, TensorFlow correlates), channels-first kernels `(out, in,
+kh, kw)` transposed, and stage 2's input kernel rows swapped (the original read
+`[action, stage-1 hidden]`, msl_keras `[stage-1 hidden, action]`).
 
-| original file              | its layers, in order                        | msl_keras                        |
-| -------------------------- | ------------------------------------------- | -------------------------------- |
-| context-aware (`vgg_context`) | VGG-16 `block1_conv1` .. `block5_conv3`, dense x3 (4096, 4096, N) | `VGG16Trunk` (up to conv5_2) + `ContextAwareHead` (`block5_conv3`, fc6, fc7, fc8): everything |
-| action-aware (`vgg_action`)  | VGG-16 up to `block5_conv3`, `conv2d` (3x3, 1024), dense (1024 -> N) | `VGG16Trunk` + `ActionAwareHead` `block5_conv3`, `cam_conv`, `cam_classifier`; NOT fc6-fc8 of the masked path (the original has none: its action feature was the 1024-d pooled `cam_conv` output, defect 3) |
-| MS-LSTM (`MS_LSTM`)          | lstm, lstm, dense, dense (time-distributed)  | `MultiStageLSTM` stage1/stage2 LSTMs and classifiers, when its LSTMs ran over frames; the published code built them on `(4096, 50)` inputs (defect 5): their input kernels are `(50, 4 units)`, ours `(4096, 4 units)`, and nothing maps |
-
-Layouts: Keras 2's LSTM stores `kernel (input, 4 units)`, `recurrent_kernel (units,
-4 units)` and `bias (4 units,)` with the gates in the order i, f, c, o, as Keras 3's
-`LSTMCell` (`z0..z3 = i, f, c, o`): they load unchanged. Keras 1 files (12 arrays per
-LSTM, gates i, c, f, o) are reordered; a file saved with the Theano backend has its
-convolution kernels flipped (Theano convolves, TensorFlow correlates); a channels-first
-kernel `(out, in, kh, kw)` is transposed. Concatenation order differs in stage 2: the
-original concatenated `[action, stage-1 hidden]`, msl_keras `[stage-1 hidden, action]`;
-the rows of stage 2's input kernel are swapped to match.
-
-Every load returns a `WeightsImportReport` that lists what was loaded, which of our
-weights were not (left at their initial values) and why, which weights of the file were
-not used, and the differences in behaviour that remain (recurrent activation, CAM
-pooling, preprocessing the weights were fine-tuned on). A file of another architecture
-raises `WeightsError` naming the file and what was found in it.
+Every load returns a `WeightsImportReport`; a file of another architecture raises
+`WeightsError` naming the file and what was found in it.
 
 Example:
 
@@ -40,6 +25,7 @@ Example:
 >>> trunk, head = result.models["trunk"], result.models["context_head"]
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -70,6 +56,12 @@ TRUNK_LAYERS = [name for name, _ in VGG16_CONVS if name != HEAD_CONVOLUTION]
 ORIGINAL_TEMPORAL_LENGTH = 50  # its ms_lstm.py --temporal-length default
 ORIGINAL_FEATURE_DIM = 4096  # its MS_LSTM(INPUT_DIM=4096)
 _DEFAULT_NAME = re.compile(r"^(?P<prefix>[a-z_0-9]+?)_(?P<number>\d+)$")
+_KIND_WORDS = {
+    "conv": "convolution(s)",
+    "dense": "dense layer(s)",
+    "lstm": "LSTM(s)",
+    "other": "other layer(s)",
+}
 
 _PREPROCESSING_NOTE = (
     "Its CNNs were fine-tuned on RGB frames scaled to [0, 1] (ImageDataGenerator "
@@ -84,10 +76,11 @@ _TRUNK_NOTE = (
     "shares one trunk between the streams (the paper: the shared part is not trained "
     "end to end). The trunk returned here is this file's."
 )
-
-
-# --------------------------------------------------------------------------------------
-# The report
+_NO_MASKED_PATH = (
+    "the original has no masked path (Eq. 3) and no fc6-fc8 in its action model: its "
+    "action-aware feature was the 1024-d pooled cam_conv output (defect 3). Train the "
+    "head (train-cnn) before extracting action-aware features with it."
+)
 
 
 @dataclasses.dataclass
@@ -144,27 +137,18 @@ class WeightsImportReport:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------
-# Reading the file
-
-
 @dataclasses.dataclass
 class OriginalLayer:
-    """One layer group of a Keras 1/2 weights file, its weights in Keras 2 layout.
+    """One layer of a Keras 1/2 weights file, its arrays in Keras 2 TensorFlow layout.
 
     `kind` is `"conv"`, `"dense"`, `"lstm"` or `"other"`; `conversion` names what was
-    done to reach the Keras 2 TensorFlow layout ("" for nothing).
+    done to reach that layout ("" for nothing).
     """
 
     name: str
-    weight_names: tuple
     arrays: list
     kind: str
     conversion: str = ""
-
-    @property
-    def shapes(self):
-        return [tuple(int(d) for d in a.shape) for a in self.arrays]
 
 
 @dataclasses.dataclass
@@ -188,17 +172,9 @@ class OriginalWeightsFile:
         return layers
 
     def describe(self):
-        """`"13 convolutions, 3 dense layers"`: what the file holds, for messages."""
-        counts = {}
-        for layer in self.layers:
-            counts[layer.kind] = counts.get(layer.kind, 0) + 1
-        words = {
-            "conv": "convolution(s)",
-            "dense": "dense layer(s)",
-            "lstm": "LSTM(s)",
-            "other": "other layer(s)",
-        }
-        parts = [f"{counts[k]} {words[k]}" for k in words if k in counts]
+        """`"13 convolution(s), 3 dense layer(s)"`: what the file holds (messages)."""
+        counts = collections.Counter(layer.kind for layer in self.layers)
+        parts = [f"{counts[k]} {word}" for k, word in _KIND_WORDS.items() if counts[k]]
         others = [layer.name for layer in self.layers if layer.kind == "other"]
         if others:
             parts.append(f"unknown: {', '.join(others[:5])}")
@@ -206,15 +182,9 @@ class OriginalWeightsFile:
 
 
 def _read_attribute_list(group, name):
-    """A string-list attribute, joining the chunks `name0`, `name1`, ... Keras writes
-    when it is longer than HDF5's 64 KB header limit."""
-    if name in group.attrs:
-        values = group.attrs[name]
-    else:
-        values, chunk = [], 0
-        while f"{name}{chunk}" in group.attrs:
-            values.extend(group.attrs[f"{name}{chunk}"])
-            chunk += 1
+    """A string-list attribute (the original's models are far below the 64 KB that
+    makes Keras split one into chunks `name0`, `name1`, ...)."""
+    values = group.attrs.get(name, [])
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
@@ -225,57 +195,35 @@ def _attribute_text(group, name):
     return str(value)
 
 
-def _keras1_lstm(arrays):
-    """Keras 1's 12 LSTM arrays (W, U, b for gates i, c, f, o) -> kernel, recurrent
-    kernel, bias with gates i, f, c, o."""
-    order = (0, 2, 1, 3)  # i, c, f, o -> i, f, c, o
-    w, u, b = arrays[0::3], arrays[1::3], arrays[2::3]
-    return [
-        np.concatenate([w[g] for g in order], axis=-1),
-        np.concatenate([u[g] for g in order], axis=-1),
-        np.concatenate([b[g] for g in order], axis=-1),
-    ]
-
-
-def _classify(name, weight_names, arrays, backend):
-    shapes = [a.shape for a in arrays]
-    if len(arrays) == 12 and all(len(s) in (1, 2) for s in shapes):
-        return "lstm", _keras1_lstm(arrays), "Keras 1 LSTM gates i,c,f,o -> i,f,c,o"
-    if len(arrays) == 3 and [len(s) for s in shapes] == [2, 2, 1]:
-        units = shapes[1][0]
-        if (
-            shapes[1][1] == 4 * units
-            and shapes[0][1] == 4 * units
-            and shapes[2][0] == 4 * units
-        ):
-            return "lstm", list(arrays), ""
-    if len(arrays) == 2 and len(shapes[0]) == 4 and len(shapes[1]) == 1:
-        kernel, conversion = arrays[0], ""
+def _classify(arrays, backend):
+    """`(arrays in Keras 2 TensorFlow layout, kind, conversion)` of one layer."""
+    ranks = [a.ndim for a in arrays]
+    if len(arrays) == 12 and set(ranks) <= {1, 2}:
+        # Keras 1: W, U, b per gate, gates i, c, f, o -> kernel, recurrent kernel,
+        # bias with the gates i, f, c, o.
+        lstm = [
+            np.concatenate([arrays[3 * gate + k] for gate in (0, 2, 1, 3)], axis=-1)
+            for k in range(3)
+        ]
+        return lstm, "lstm", "Keras 1 LSTM gates i,c,f,o -> i,f,c,o"
+    if ranks == [2, 2, 1]:
+        gates = 4 * arrays[1].shape[0]
+        if arrays[0].shape[1] == arrays[1].shape[1] == arrays[2].shape[0] == gates:
+            return arrays, "lstm", ""
+    if ranks == [4, 1]:
         if backend == "theano":
             # Theano convolves (flipped kernel), TensorFlow correlates: Keras'
             # conv_utils.convert_kernel flips the spatial axes.
-            kernel = np.ascontiguousarray(kernel[::-1, ::-1])
-            conversion = "Theano kernel flipped"
-        return "conv", [kernel, arrays[1]], conversion
-    if (
-        len(arrays) == 2
-        and len(shapes[0]) == 2
-        and len(shapes[1]) == 1
-        and shapes[0][1] == shapes[1][0]
-    ):
-        return "dense", list(arrays), ""
-    return "other", list(arrays), ""
+            kernel = np.ascontiguousarray(arrays[0][::-1, ::-1])
+            return [kernel, arrays[1]], "conv", "Theano kernel flipped"
+        return arrays, "conv", ""
+    if ranks == [2, 1] and arrays[0].shape[1] == arrays[1].shape[0]:
+        return arrays, "dense", ""
+    return arrays, "other", ""
 
 
 def read_original_weights(path):
-    """Reads a Keras 1/2 `save_weights` (or `model.save`) HDF5 file.
-
-    Args:
-        path: the `.h5` file written by the original scripts.
-
-    Returns:
-        `OriginalWeightsFile`: the layers that have weights, in file order, each with
-        its kind (conv, dense, lstm, other) and its arrays in Keras 2 TensorFlow layout.
+    """The `OriginalWeightsFile` of a Keras 1/2 `save_weights` (or `model.save`) file.
 
     Raises:
         WeightsError: the file is missing, not HDF5, or not in the Keras 1/2 layout.
@@ -295,15 +243,14 @@ def read_original_weights(path):
         ) from error
     with file:
         root = file
-        if "layer_names" not in root.attrs and "layer_names0" not in root.attrs:
-            if "model_weights" in root:
-                root = root["model_weights"]
-            else:
+        if "layer_names" not in root.attrs:
+            if "model_weights" not in root:
                 raise WeightsError(
                     f"'{path}' is not a Keras 1/2 weights file: it has no 'layer_names' "
                     "attribute. (Files msl_keras writes, .keras and .weights.h5, load "
                     "with keras.saving.load_model / model.load_weights.)"
                 )
+            root = root["model_weights"]
         backend = _attribute_text(root, "backend") or _attribute_text(file, "backend")
         version = _attribute_text(root, "keras_version") or _attribute_text(
             file, "keras_version"
@@ -311,17 +258,10 @@ def read_original_weights(path):
         layers = []
         try:
             for name in _read_attribute_list(root, "layer_names"):
-                group = root[name]
-                weight_names = tuple(_read_attribute_list(group, "weight_names"))
-                if not weight_names:
-                    continue
-                arrays = [np.asarray(group[w]) for w in weight_names]
-                kind, arrays, conversion = _classify(
-                    name, weight_names, arrays, backend
-                )
-                layers.append(
-                    OriginalLayer(name, weight_names, arrays, kind, conversion)
-                )
+                weight_names = _read_attribute_list(root[name], "weight_names")
+                if weight_names:
+                    arrays = [np.asarray(root[name][w]) for w in weight_names]
+                    layers.append(OriginalLayer(name, *_classify(arrays, backend)))
         except (KeyError, OSError, ValueError) as error:
             raise WeightsError(
                 f"'{path}' is damaged: its layer list names weights it does not hold "
@@ -336,10 +276,6 @@ def _as_file(path_or_file):
     return read_original_weights(path_or_file)
 
 
-# --------------------------------------------------------------------------------------
-# Which model a file holds
-
-
 def _vgg_convs(file):
     """The file's VGG-16 convolutions `{vgg name: layer}` and the other convolutions.
 
@@ -348,13 +284,9 @@ def _vgg_convs(file):
     convs = file.of_kind("conv")
     named = {layer.name: layer for layer in convs if layer.name in dict(VGG16_CONVS)}
     if named:
-        others = [layer for layer in convs if layer.name not in named]
-        return named, others
+        return named, [layer for layer in convs if layer.name not in named]
     count = len(VGG16_CONVS)
-    return (
-        {name: layer for (name, _), layer in zip(VGG16_CONVS, convs[:count])},
-        convs[count:],
-    )
+    return dict(zip(dict(VGG16_CONVS), convs[:count])), convs[count:]
 
 
 def detect_original_kind(path_or_file):
@@ -367,17 +299,16 @@ def detect_original_kind(path_or_file):
         WeightsError: none of these (naming the file and what it holds).
     """
     file = _as_file(path_or_file)
-    counts = {k: len(file.of_kind(k)) for k in ("conv", "dense", "lstm", "other")}
-    if counts["other"] == 0:
-        if counts == {"conv": 0, "dense": 2, "lstm": 2, "other": 0}:
-            return "ms_lstm"
-        if counts["lstm"] == 0:
-            named, others = _vgg_convs(file)
-            if len(named) == len(VGG16_CONVS):
-                if not others and counts["dense"] == 3:
-                    return "context"
-                if len(others) == 1 and counts["dense"] == 1:
-                    return "action"
+    counts = collections.Counter(layer.kind for layer in file.layers)
+    if counts == {"dense": 2, "lstm": 2}:
+        return "ms_lstm"
+    if set(counts) <= {"conv", "dense"}:
+        named, others = _vgg_convs(file)
+        if len(named) == len(VGG16_CONVS):
+            if not others and counts["dense"] == 3:
+                return "context"
+            if len(others) == 1 and counts["dense"] == 1:
+                return "action"
     raise WeightsError(
         f"'{file.path}' is not a weights file of one of the original code's models. It "
         f"holds {file.describe()}. Expected: the context-aware model (VGG-16's 13 "
@@ -401,69 +332,39 @@ def _check_kind(file, kind):
     return found
 
 
-# --------------------------------------------------------------------------------------
-# Assigning arrays to our layers
-
-
-def _fit_arrays(file, layer, target, arrays, label):
-    """`arrays` reshaped to `target`'s weights (channels-first kernels transposed), or a
-    WeightsError naming the file and the shapes."""
-    expected = [tuple(int(d) for d in w.shape) for w in target.weights]
-    arrays = list(arrays)
-    note = ""
+def _assign(report, file, layer, target, label, arrays=None, note="", shown=None):
+    """Sets `target` (a layer, or one variable) to `arrays` (default: the file layer's)
+    and reports it; a channels-first kernel is transposed, other shapes that differ
+    raise `WeightsError` naming the file. `shown`: the array whose shape is reported."""
+    variables = [target] if isinstance(target, keras.Variable) else target.weights
+    expected = [tuple(int(d) for d in v.shape) for v in variables]
+    arrays = list(layer.arrays if arrays is None else arrays)
+    fit = ""
     if (
         len(arrays) == len(expected)
-        and arrays
         and arrays[0].ndim == 4
         and tuple(arrays[0].shape) != expected[0]
-        and tuple(np.transpose(arrays[0], (2, 3, 1, 0)).shape) == expected[0]
+        and np.transpose(arrays[0], (2, 3, 1, 0)).shape == expected[0]
     ):
-        arrays[0] = np.transpose(
-            arrays[0], (2, 3, 1, 0)
-        )  # (out, in, kh, kw) -> (kh, kw, in, out)
-        note = "channels-first kernel transposed"
+        arrays[0] = np.transpose(arrays[0], (2, 3, 1, 0))  # -> (kh, kw, in, out)
+        fit = "channels-first kernel transposed"
     found = [tuple(a.shape) for a in arrays]
     if found != expected:
         raise WeightsError(
             f"Layer '{layer.name}' of '{file.path}' has weight shapes {found}, but "
-            f"{label} needs "
-            f"{expected}. The file was made for another architecture, width, input size "
-            "or number of classes than the model it is loaded into."
+            f"{label} needs {expected}. The file was made for another architecture, "
+            "width, input size or number of classes than the model it is loaded into."
         )
-    return arrays, note
-
-
-def _assign(report, file, layer, target, label, arrays=None, note=""):
-    arrays, fit_note = _fit_arrays(
-        file, layer, target, layer.arrays if arrays is None else arrays, label
-    )
-    target.set_weights(arrays)
-    notes = [n for n in (layer.conversion, fit_note, note) if n]
+    for variable, array in zip(variables, arrays):
+        variable.assign(array)
     report.loaded.append(
         {
             "file": layer.name,
             "ours": label,
-            "shapes": [list(a.shape) for a in arrays],
-            "note": "; ".join(notes),
+            "shapes": [list(a.shape) for a in (arrays if shown is None else [shown])],
+            "note": "; ".join(n for n in (layer.conversion, fit, note) if n),
         }
     )
-
-
-def _new_report(file, kind):
-    return WeightsImportReport(
-        path=file.path,
-        kind=kind,
-        keras_version=file.keras_version,
-        backend=file.backend,
-    )
-
-
-def _require_built(model):
-    if not model.built:
-        raise WeightsError(
-            f"Build '{model.name}' before loading original weights into it (call it on "
-            "an input or call model.build(input_shape))."
-        )
 
 
 def _load_trunk(trunk, file, report):
@@ -472,18 +373,14 @@ def _load_trunk(trunk, file, report):
         _assign(
             report, file, named[name], trunk.get_layer(name), f"{trunk.name}/{name}"
         )
+    report.notes.append(_TRUNK_NOTE)
 
 
 def _load_context_head(head, file, report):
     named, _ = _vgg_convs(file)
-    _assign(
-        report,
-        file,
-        named["block5_conv3"],
-        head.block5_conv3,
-        f"{head.name}/block5_conv3",
-    )
-    for layer, target in zip(file.of_kind("dense"), (head.fc6, head.fc7, head.fc8)):
+    dense = file.of_kind("dense")
+    targets = (head.block5_conv3, head.fc6, head.fc7, head.fc8)
+    for layer, target in zip([named["block5_conv3"], *dense], targets):
         _assign(report, file, layer, target, f"{head.name}/{target.name}")
     report.notes.append(_PREPROCESSING_NOTE)
 
@@ -491,14 +388,11 @@ def _load_context_head(head, file, report):
 def _load_action_head(head, file, report, input_size=None):
     named, (cam_conv,) = _vgg_convs(file)
     (dense,) = file.of_kind("dense")
-    _assign(
-        report,
-        file,
-        named["block5_conv3"],
-        head.block5_conv3,
-        f"{head.name}/block5_conv3",
-    )
-    _assign(report, file, cam_conv, head.cam_conv, f"{head.name}/cam_conv")
+    for layer, target in (
+        (named["block5_conv3"], head.block5_conv3),
+        (cam_conv, head.cam_conv),
+    ):
+        _assign(report, file, layer, target, f"{head.name}/{target.name}")
     _assign(
         report,
         file,
@@ -507,18 +401,10 @@ def _load_action_head(head, file, report, input_size=None):
         f"{head.name}/cam_classifier",
         note="the original's softmax is applied after it, as here",
     )
-    for target in (head.fc6, head.fc7, head.fc8):
-        report.not_loaded.append(
-            {
-                "ours": f"{head.name}/{target.name}",
-                "why": (
-                    "the original has no masked path (Eq. 3) and no fc6-fc8 in its "
-                    "action model: its action-aware feature was the 1024-d pooled "
-                    "cam_conv output (defect 3). Train the head (train-cnn) before "
-                    "extracting action-aware features with it."
-                ),
-            }
-        )
+    report.not_loaded += [
+        {"ours": f"{head.name}/{target.name}", "why": _NO_MASKED_PATH}
+        for target in (head.fc6, head.fc7, head.fc8)
+    ]
     size = int(input_size) if input_size else 224
     h = size // 16
     report.notes.append(
@@ -539,11 +425,6 @@ def _load_action_head(head, file, report, input_size=None):
     report.notes.append(_PREPROCESSING_NOTE)
 
 
-def _stage2_kernel_rows(kernel, action_rows):
-    """Original stage-2 input `[action, hidden1]` -> ours `[hidden1, action]`."""
-    return np.concatenate([kernel[action_rows:], kernel[:action_rows]], axis=0)
-
-
 def _recurrent_activation_note(file):
     version = file.keras_version or "?"
     old = version.startswith("1") or re.match(r"^2\.[0-2]\.", version) is not None
@@ -560,6 +441,64 @@ def _recurrent_activation_note(file):
     )
 
 
+def _load_transposed(model, file, report, context_dim, allow_partial):
+    """The shape-compatible part of a MS-LSTM whose LSTMs ran over the feature axis
+    (its stage-1 input size is its temporal length); returns the report's caveat."""
+    lstm1, lstm2 = file.of_kind("lstm")
+    units = lstm1.arrays[1].shape[0]
+    rows1 = lstm1.arrays[0].shape[0]
+    why_kernel = (
+        "the original built its MS-LSTM on inputs of shape (D, T) = (feature size, "
+        f"{rows1}) instead of (T, D) (defect 5): its LSTMs ran over the feature "
+        f"positions with the {rows1} frames as the input of each step, so its input "
+        f"kernels are ({rows1}, {4 * units}) where frames of {context_dim}-d features "
+        f"need ({context_dim}, {4 * units}). There is no mapping between the two."
+    )
+    if not allow_partial:
+        raise WeightsError(
+            f"Cannot load the MS-LSTM of '{file.path}': {why_kernel} Retrain the "
+            "MS-LSTM in msl_keras on your features (msl-keras import-original, then "
+            "train-lstm). Pass allow_partial=True (--allow-partial) to load the "
+            "shape-compatible weights anyway (recurrent kernels, biases, "
+            "classifiers), which were trained for that transposed recurrence."
+        )
+    caveat = (
+        "shape-compatible only: trained for the transposed recurrence over feature "
+        "positions, not over frames"
+    )
+    cell1, cell2 = model.stage1_lstm.cell, model.stage2_lstm.cell
+    hidden_rows = lstm2.arrays[0][-units:]
+    kernel2 = keras.ops.convert_to_numpy(cell2.kernel).copy()
+    kernel2[:units] = hidden_rows  # its action rows have no counterpart
+    (_, recurrent1, bias1), (_, recurrent2, bias2) = lstm1.arrays, lstm2.arrays
+    pieces = (
+        ("stage1_lstm/recurrent_kernel", lstm1, cell1.recurrent_kernel, recurrent1),
+        ("stage1_lstm/bias", lstm1, cell1.bias, bias1),
+        ("stage2_lstm/kernel[:units] (stage-1 hidden rows)", lstm2, cell2.kernel, kernel2),
+        ("stage2_lstm/recurrent_kernel", lstm2, cell2.recurrent_kernel, recurrent2),
+        ("stage2_lstm/bias", lstm2, cell2.bias, bias2),
+    )
+    for name, layer, variable, value in pieces:
+        shown = hidden_rows if variable is cell2.kernel else None
+        label = f"{model.name}/{name}"
+        _assign(report, file, layer, variable, label, [value], caveat, shown)
+    report.not_loaded += [
+        {"ours": f"{model.name}/{part}", "why": why_kernel}
+        for part in ("stage1_lstm/kernel", "stage2_lstm/kernel[units:] (action rows)")
+    ]
+    report.unused += [
+        {
+            "file": f"{lstm1.name}/kernel",
+            "why": f"shape ({rows1}, {4 * units}): {why_kernel}",
+        },
+        {
+            "file": f"{lstm2.name}/kernel[:{rows1}] (its input rows)",
+            "why": "the same transposed input",
+        },
+    ]
+    return caveat
+
+
 def _load_ms_lstm(
     model,
     file,
@@ -570,13 +509,14 @@ def _load_ms_lstm(
     allow_partial=False,
 ):
     lstm1, lstm2 = file.of_kind("lstm")
-    dense1, dense2 = file.of_kind("dense")
     units = lstm1.arrays[1].shape[0]
     rows1, rows2 = lstm1.arrays[0].shape[0], lstm2.arrays[0].shape[0]
-    our_context = int(model.stage1_lstm.cell.kernel.shape[0])
-    our_action = int(model.stage2_lstm.cell.kernel.shape[0]) - model.units
-    context_dim = our_context if context_dim is None else int(context_dim)
-    action_dim = our_action if action_dim is None else int(action_dim)
+    cell1, cell2 = model.stage1_lstm.cell, model.stage2_lstm.cell
+    if context_dim is None:
+        context_dim = cell1.kernel.shape[0]
+    if action_dim is None:
+        action_dim = cell2.kernel.shape[0] - model.units
+    context_dim, action_dim = int(context_dim), int(action_dim)
     file_action_rows = rows2 - units
     transposed = rows1 != context_dim and rows1 == temporal_length
     if not transposed and (rows1 != context_dim or file_action_rows != action_dim):
@@ -589,114 +529,28 @@ def _load_ms_lstm(
             "axis (the published MS_LSTM did: defect 5)."
         )
     report.notes.append(_recurrent_activation_note(file))
+    note = ""
     if transposed:
-        why_kernel = (
-            "the original built its MS-LSTM on inputs of shape (D, T) = (feature size, "
-            f"{temporal_length}) instead of (T, D) (defect 5): its "
-            f"LSTMs ran over the feature positions with the {temporal_length} frames as "
-            f"the input of each step, so its input kernels are ({rows1}, {4 * units}) "
-            f"where frames of {context_dim}-d features need ({context_dim}, "
-            f"{4 * units}). There is no mapping between the two."
-        )
-        if not allow_partial:
-            raise WeightsError(
-                f"Cannot load the MS-LSTM of '{file.path}': {why_kernel} Retrain the "
-                "MS-LSTM in msl_keras on your features (msl-keras import-original, then "
-                "train-lstm). Pass allow_partial=True (--allow-partial) to load the "
-                "shape-compatible weights anyway (recurrent kernels, biases, "
-                "classifiers), which were trained for that transposed recurrence."
-            )
-        caveat = (
-            "shape-compatible only: trained for the transposed recurrence over feature "
-            "positions, not over frames"
-        )
-        cell1, cell2 = model.stage1_lstm.cell, model.stage2_lstm.cell
-        hidden_rows = lstm2.arrays[0][rows2 - units :]
-        kernel2 = keras.ops.convert_to_numpy(cell2.kernel).copy()
-        kernel2[:units] = hidden_rows  # its action rows have no counterpart
-        pieces = (
-            (lstm1, cell1.recurrent_kernel, "stage1_lstm/recurrent_kernel", lstm1.arrays[1]),
-            (lstm1, cell1.bias, "stage1_lstm/bias", lstm1.arrays[2]),
-            (lstm2, cell2.kernel, "stage2_lstm/kernel[:units] (stage-1 hidden rows)", kernel2),
-            (lstm2, cell2.recurrent_kernel, "stage2_lstm/recurrent_kernel", lstm2.arrays[1]),
-            (lstm2, cell2.bias, "stage2_lstm/bias", lstm2.arrays[2]),
+        note = _load_transposed(model, file, report, context_dim, allow_partial)
+    else:
+        # Original stage-2 input [action, hidden1] -> ours [hidden1, action].
+        kernel = lstm2.arrays[0]
+        kernel2 = np.concatenate([kernel[file_action_rows:], kernel[:file_action_rows]])
+        _assign(report, file, lstm1, cell1, f"{model.name}/stage1_lstm")
+        _assign(
+            report, file, lstm2, cell2, f"{model.name}/stage2_lstm",
+            arrays=[kernel2, *lstm2.arrays[1:]],
+            note="input rows reordered: original [action, hidden1] -> ours [hidden1, "
+            "action]",
         )  # fmt: skip
-        for layer, variable, label, value in pieces:
-            shown = hidden_rows if variable is cell2.kernel else None
-            _assign_partial(
-                report, file, layer, variable, label, value, caveat, model, shown
-            )
-        for layer, target in (
-            (dense1, model.stage1_classifier),
-            (dense2, model.stage2_classifier),
-        ):
-            _assign(
-                report, file, layer, target, f"{model.name}/{target.name}", note=caveat
-            )
-        report.not_loaded += [
-            {"ours": f"{model.name}/stage1_lstm/kernel", "why": why_kernel},
-            {
-                "ours": f"{model.name}/stage2_lstm/kernel[units:] (action rows)",
-                "why": why_kernel,
-            },
-        ]
-        report.unused += [
-            {
-                "file": f"{lstm1.name}/kernel",
-                "why": f"shape ({rows1}, {4 * units}): {why_kernel}",
-            },
-            {
-                "file": f"{lstm2.name}/kernel[:{rows1}] (its input rows)",
-                "why": "the same transposed input",
-            },
-        ]
-        return
-    _assign(report, file, lstm1, model.stage1_lstm.cell, f"{model.name}/stage1_lstm")
-    kernel2 = _stage2_kernel_rows(lstm2.arrays[0], file_action_rows)
-    _assign(
-        report,
-        file,
-        lstm2,
-        model.stage2_lstm.cell,
-        f"{model.name}/stage2_lstm",
-        arrays=[kernel2, lstm2.arrays[1], lstm2.arrays[2]],
-        note="input rows reordered: original [action, hidden1] -> ours [hidden1, action]",
-    )
-    _assign(
-        report, file, dense1, model.stage1_classifier, f"{model.name}/stage1_classifier"
-    )
-    _assign(
-        report, file, dense2, model.stage2_classifier, f"{model.name}/stage2_classifier"
-    )
-
-
-def _assign_partial(
-    report, file, layer, variable, label, value, note, model, shown=None
-):
-    value = np.asarray(value)
-    if tuple(variable.shape) != tuple(value.shape):
-        raise WeightsError(
-            f"Layer '{layer.name}' of '{file.path}': {label} has shape "
-            f"{tuple(value.shape)}, the model needs {tuple(variable.shape)} (another "
-            "number of units?)."
-        )
-    variable.assign(value)
-    report.loaded.append(
-        {
-            "file": layer.name,
-            "ours": f"{model.name}/{label}",
-            "shapes": [list((value if shown is None else shown).shape)],
-            "note": note,
-        }
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Public entry points
+    classifiers = (model.stage1_classifier, model.stage2_classifier)
+    for layer, target in zip(file.of_kind("dense"), classifiers):
+        _assign(report, file, layer, target, f"{model.name}/{target.name}", note=note)
 
 
 def load_original_weights(model, path_or_file, kind="auto", **options):
-    """Loads an original weights file into one of our (built) models.
+    """Loads an original weights file into one of our (built) models; returns the
+    `WeightsImportReport`.
 
     Args:
         model: a built `VGG16Trunk` (from a context or action file),
@@ -710,9 +564,6 @@ def load_original_weights(model, path_or_file, kind="auto", **options):
             (load the shape-compatible part of a transposed MS-LSTM instead of raising).
             For an `ActionAwareHead`: `input_size` (for the pooling note).
 
-    Returns:
-        `WeightsImportReport`.
-
     Raises:
         WeightsError: a file of another architecture or kind, shapes that differ from
             the model's (width, classes, units), or a transposed MS-LSTM without
@@ -720,36 +571,31 @@ def load_original_weights(model, path_or_file, kind="auto", **options):
     """
     file = _as_file(path_or_file)
     kind = _check_kind(file, kind)
-    _require_built(model)
-    report = _new_report(file, kind)
-    if isinstance(model, MultiStageLSTM):
-        _need(kind, "ms_lstm", model, file)
-        _load_ms_lstm(model, file, report, **options)
-    elif isinstance(model, VGG16Trunk):
-        _need(kind, ("context", "action"), model, file)
-        _load_trunk(model, file, report)
-        report.notes.append(_TRUNK_NOTE)
-    elif isinstance(model, ContextAwareHead):
-        _need(kind, "context", model, file)
-        _load_context_head(model, file, report)
-    elif isinstance(model, ActionAwareHead):
-        _need(kind, "action", model, file)
-        _load_action_head(model, file, report, **options)
-    else:
+    if not model.built:
         raise WeightsError(
-            f"Original weights load into a VGG16Trunk, ContextAwareHead, ActionAwareHead "
-            f"or MultiStageLSTM. Received a {type(model).__name__} ('{model.name}')."
+            f"Build '{model.name}' before loading original weights into it (call it on "
+            "an input or call model.build(input_shape))."
         )
-    return report
-
-
-def _need(kind, wanted, model, file):
-    wanted = (wanted,) if isinstance(wanted, str) else wanted
-    if kind not in wanted:
-        raise WeightsError(
-            f"'{file.path}' holds the original's {kind} model; a {type(model).__name__} "
-            f"loads from its {' or '.join(wanted)} model."
-        )
+    report = WeightsImportReport(file.path, kind, file.keras_version, file.backend)
+    loaders = (
+        (MultiStageLSTM, ("ms_lstm",), _load_ms_lstm, options),
+        (VGG16Trunk, ("context", "action"), _load_trunk, {}),
+        (ContextAwareHead, ("context",), _load_context_head, {}),
+        (ActionAwareHead, ("action",), _load_action_head, options),
+    )
+    for model_class, kinds, load, load_options in loaders:
+        if isinstance(model, model_class):
+            if kind not in kinds:
+                raise WeightsError(
+                    f"'{file.path}' holds the original's {kind} model; a "
+                    f"{type(model).__name__} loads from its {' or '.join(kinds)} model."
+                )
+            load(model, file, report, **load_options)
+            return report
+    raise WeightsError(
+        f"Original weights load into a VGG16Trunk, ContextAwareHead, ActionAwareHead "
+        f"or MultiStageLSTM. Received a {type(model).__name__} ('{model.name}')."
+    )
 
 
 @dataclasses.dataclass
@@ -764,31 +610,6 @@ class ImportedWeights:
     files: dict
 
 
-def _context_input_size(file, channels):
-    rows = file.of_kind("dense")[0].arrays[0].shape[0]
-    side = round(np.sqrt(rows / channels)) if rows % channels == 0 else 0
-    if side < 1 or side * side * channels != rows:
-        raise WeightsError(
-            f"'{file.path}': fc6 reads {rows} values, which is not (s/32)^2 x "
-            f"{channels} channels for any input size s: not the original's context model."
-        )
-    return 32 * side
-
-
-def _width_of(file, path):
-    named, _ = _vgg_convs(file)
-    channels = named["block5_conv3"].arrays[0].shape[-1]
-    width = channels / 512
-    for name, filters in VGG16_CONVS:
-        if named[name].arrays[0].shape[-1] != scaled_filters(filters, width):
-            raise WeightsError(
-                f"'{path}': {name} has {named[name].arrays[0].shape[-1]} filters where "
-                f"VGG-16 at width {width:g} has {scaled_filters(filters, width)}: not a "
-                "VGG-16 of the original's models."
-            )
-    return width, channels
-
-
 def build_from_original(
     path_or_file,
     kind="auto",
@@ -799,35 +620,31 @@ def build_from_original(
     temporal_length=ORIGINAL_TEMPORAL_LENGTH,
     allow_partial=False,
 ):
-    """Builds our models with the sizes an original file implies, and loads it.
+    """`(models by role, WeightsImportReport)`: our models built with the sizes an
+    original file implies, and loaded from it.
 
     Args:
-        path_or_file: the original `.h5` file.
-        kind: `"auto"`, `"context"`, `"action"` or `"ms_lstm"`.
         input_size: frame size of the CNNs (default: 224, or inferred from the context
             model's fc6).
         fc_units: fc6/fc7 units of our action head's masked path (not in the file).
         context_dim, action_dim: feature sizes the MS-LSTM reads (default: its own,
             or 4096 for a transposed one, the original's INPUT_DIM).
-        temporal_length, allow_partial: see `load_original_weights`.
-
-    Returns:
-        `(models dict, WeightsImportReport)`.
+        Others: as `load_original_weights`.
     """
     file = _as_file(path_or_file)
     kind = _check_kind(file, kind)
+    dense = file.of_kind("dense")
     if kind == "ms_lstm":
         lstm1, lstm2 = file.of_kind("lstm")
         units = int(lstm1.arrays[1].shape[0])
-        num_classes = int(file.of_kind("dense")[0].arrays[0].shape[1])
         rows1, rows2 = lstm1.arrays[0].shape[0], lstm2.arrays[0].shape[0]
-        transposed = rows1 == temporal_length and context_dim != rows1
-        if transposed:
+        if rows1 == temporal_length and context_dim != rows1:  # transposed
             context_dim = context_dim or ORIGINAL_FEATURE_DIM
             action_dim = action_dim or ORIGINAL_FEATURE_DIM
         else:
             context_dim = context_dim or rows1
             action_dim = action_dim or rows2 - units
+        num_classes = int(dense[0].arrays[0].shape[1])
         model = MultiStageLSTM(num_classes, units=units, dropout=0.5)
         model.build(
             {"context": (None, None, context_dim), "action": (None, None, action_dim)}
@@ -838,88 +655,65 @@ def build_from_original(
         )  # fmt: skip
         return {"ms_lstm": model}, report
 
-    width, channels = _width_of(file, file.path)
-    if kind == "context":
-        inferred = _context_input_size(file, channels)
-        if input_size is not None and int(input_size) != inferred:
+    named, others = _vgg_convs(file)
+    channels = named["block5_conv3"].arrays[0].shape[-1]
+    width = channels / 512
+    for name, filters in VGG16_CONVS:
+        if named[name].arrays[0].shape[-1] != scaled_filters(filters, width):
             raise WeightsError(
-                f"'{file.path}': its fc6 was made for {inferred}x{inferred} frames, not "
-                f"input_size={input_size}."
+                f"'{file.path}': {name} has {named[name].arrays[0].shape[-1]} filters "
+                f"where VGG-16 at width {width:g} has {scaled_filters(filters, width)}: "
+                "not a VGG-16 of the original's models."
             )
-        input_size = inferred
+    if kind == "context":
+        rows = dense[0].arrays[0].shape[0]
+        side = round(np.sqrt(rows / channels)) if rows % channels == 0 else 0
+        if side < 1 or side * side * channels != rows:
+            raise WeightsError(
+                f"'{file.path}': fc6 reads {rows} values, which is not (s/32)^2 x "
+                f"{channels} channels for any input size s: not the original's context "
+                "model."
+            )
+        if input_size is not None and int(input_size) != 32 * side:
+            raise WeightsError(
+                f"'{file.path}': its fc6 was made for {32 * side}x{32 * side} frames, "
+                f"not input_size={input_size}."
+            )
+        input_size = 32 * side
     size = int(input_size or 224)
     trunk = VGG16Trunk(input_shape=(size, size, 3), width=width)
-    maps = (None, size // 16, size // 16, channels)
     report = load_original_weights(trunk, file, kind)
     if kind == "context":
-        dense = file.of_kind("dense")
+        role, options = "context_head", {}
         head = ContextAwareHead(
             int(dense[2].arrays[0].shape[1]),
             fc_units=int(dense[0].arrays[0].shape[1]),
             width=width,
             dropout=0.5,
         )
-        head.build(maps)
-        head_report = load_original_weights(head, file, kind)
-        role = "context_head"
     else:
-        _, (cam_conv,) = _vgg_convs(file)
+        role, options = "action_head", {"input_size": size}
         head = ActionAwareHead(
-            int(file.of_kind("dense")[0].arrays[0].shape[1]),
+            int(dense[0].arrays[0].shape[1]),
             fc_units=fc_units,
-            cam_filters=int(cam_conv.arrays[0].shape[-1]),
+            cam_filters=int(others[0].arrays[0].shape[-1]),
             width=width,
             dropout=0.5,
         )
-        head.build(maps)
-        head_report = load_original_weights(head, file, kind, input_size=size)
-        role = "action_head"
-    report.loaded += head_report.loaded
-    report.not_loaded += head_report.not_loaded
-    report.unused += head_report.unused
-    report.notes += head_report.notes
+    head.build((None, size // 16, size // 16, channels))
+    head_report = load_original_weights(head, file, kind, **options)
+    for key in ("loaded", "not_loaded", "unused", "notes"):
+        getattr(report, key).extend(getattr(head_report, key))
     return {"trunk": trunk, role: head}, report
 
 
-def write_vgg16_weights(path, trunk, head):
-    """Writes the trunk's convolutions and the head's `block5_conv3` as a Keras legacy
-    VGG-16 file (the layout of Keras' ImageNet no-top file), so that
-    `--set cnn.weights=<path>` starts a run's trunk and both heads' conv5_3 from it."""
-    layers = {name: trunk.get_layer(name).get_weights() for name in TRUNK_LAYERS}
-    layers["block5_conv3"] = head.block5_conv3.get_weights()
-    return write_vgg16_h5(path, layers)
-
-
-def _save_model(model, path):
-    path = Path(path)
-    if path.name.endswith(".weights.h5"):
-        model.save_weights(path)
-    elif path.suffix == ".keras":
-        model.save(path)
-    else:
-        raise WeightsError(
-            f"Output '{path}' must end in .keras (whole model) or .weights.h5 (weights)."
-        )
-    return path
-
-
-def _base(path):
-    name = path.name
-    for suffix in (".weights.h5", ".keras"):
-        if name.endswith(suffix):
-            return path.with_name(name[: -len(suffix)])
-    return path
-
-
 def import_original_weights(path, kind="auto", out=None, overwrite=False, **options):
-    """Builds our models from an original weights file, loads it, optionally saves them.
-
-    The function the CLI calls (`msl-keras import-original-weights`).
+    """Builds our models from an original weights file, loads it, optionally saves them
+    (`msl-keras import-original-weights`).
 
     Args:
         path: the `.h5` file saved by the original scripts.
-        kind: `"auto"` (detected from the file), `"context"`, `"action"` or
-            `"ms_lstm"`.
+        kind: `"auto"` (detected from the file) or one of `KINDS`.
         out: where to write, ending in `.keras` (the whole model) or `.weights.h5`:
             the MS-LSTM, or the context/action head; for a CNN file the trunk and
             conv5_3 also go to `<out base>.vgg16.h5` (Keras' legacy VGG-16 layout:
@@ -930,10 +724,10 @@ def import_original_weights(path, kind="auto", out=None, overwrite=False, **opti
             `context_dim`, `action_dim`, `temporal_length`, `allow_partial`).
 
     Returns:
-        `ImportedWeights(kind, models, report, files)`.
+        `ImportedWeights`.
 
     Raises:
-        WeightsError: see `load_original_weights`; an output that exists (without
+        WeightsError: as `load_original_weights`; an output that exists (without
             `overwrite`) or with another suffix.
     """
     file = read_original_weights(path)
@@ -941,14 +735,15 @@ def import_original_weights(path, kind="auto", out=None, overwrite=False, **opti
     files = {}
     if out is not None:
         out = Path(out)
-        base = _base(out)
-        files = {"model": out, "report": base.with_name(base.name + ".import.json")}
-        if kind != "ms_lstm":
-            files["vgg16"] = base.with_name(base.name + ".vgg16.h5")
-        if not (out.name.endswith(".weights.h5") or out.suffix == ".keras"):
+        keras_weights = out.name.endswith(".weights.h5")
+        if not (keras_weights or out.suffix == ".keras"):
             raise WeightsError(
                 f"Output '{out}' must end in .keras (whole model) or .weights.h5 (weights)."
             )
+        base = out.name[: -len(".weights.h5")] if keras_weights else out.stem
+        files = {"model": out, "report": out.with_name(base + ".import.json")}
+        if kind != "ms_lstm":
+            files["vgg16"] = out.with_name(base + ".vgg16.h5")
         existing = [str(p) for p in files.values() if p.exists()]
         if existing and not overwrite:
             raise WeightsError(
@@ -960,15 +755,19 @@ def import_original_weights(path, kind="auto", out=None, overwrite=False, **opti
         models, report = build_from_original(file, kind, **options)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        main = (
-            models.get("ms_lstm")
-            or models.get("context_head")
-            or models.get("action_head")
-        )
-        _save_model(main, files["model"])
+        head = models.get("context_head") or models.get("action_head")
+        main = models.get("ms_lstm") or head
+        if keras_weights:
+            main.save_weights(out)
+        else:
+            main.save(out)
         if "vgg16" in files:
-            head = models.get("context_head") or models.get("action_head")
-            write_vgg16_weights(files["vgg16"], models["trunk"], head)
+            # Keras' legacy VGG-16 layout: `cnn.weights=<it>` starts a run's trunk and
+            # both heads' conv5_3 from it.
+            trunk = models["trunk"]
+            layers = {n: trunk.get_layer(n).get_weights() for n in TRUNK_LAYERS}
+            layers["block5_conv3"] = head.block5_conv3.get_weights()
+            write_vgg16_h5(files["vgg16"], layers)
         files["report"].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return ImportedWeights(kind, models, report, {k: str(v) for k, v in files.items()})
 
@@ -979,8 +778,8 @@ def inspect_original_weights(path, kind="auto", **options):
     Builds and loads as `import_original_weights` with `allow_partial=True`; nothing is
     written. Raises `WeightsError` only for a file of another architecture.
     """
-    options = {**options, "allow_partial": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        options = {**options, "allow_partial": True}
         _, report = build_from_original(path, kind, **options)
     return report
