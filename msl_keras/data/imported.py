@@ -1,32 +1,22 @@
 """Per-frame features made elsewhere (VGG-16 fc6/fc7, I3D, CLIP, ...): the "imported" dataset.
 
-A user who already has one feature vector per frame reads them here, and
-`msl_keras.pipeline.feature_import` writes them into the run directory's `FeatureStore`,
-so that `train_lstm` and `evaluate` run on them with the input's own split and the
-config's validation scheme (`data.validation_fraction`, by group). One or two streams:
-`context` and/or `action` (a single-stream store serves `lstm.model=context` or
-`action`). Three layouts hold the same information:
-
-One `.npz` (`numpy.savez`) or `.h5` file of arrays, one row per clip:
+A `FeatureSource` reads them and `msl_keras.pipeline.feature_import` writes them into
+the run directory's `FeatureStore`, so that `train_lstm` and `evaluate` run on them with
+the input's own split and the config's validation scheme (`data.validation_fraction`,
+by group). One or two streams, `context` and/or `action` (a single-stream store serves
+`lstm.model=context` or `action`). README.md ("Bring your own features") describes
+each field; in short, one `.npz` (`numpy.savez`) or `.h5` file of arrays, one row per
+clip:
 
 ```
-context        (clips, T, Dc) float   } one or both; steps past a clip's length are
-action         (clips, T, Da) float   } ignored (padding)
-labels         (clips,) int           class index in [0, N)
-lengths        (clips,) int           optional: valid steps of each clip, 1..T (default T)
-clip_ids       (clips,) str           optional: default "clip_00000", "clip_00001", ...
-groups         (clips,) str           optional: clips that must stay in one role
-                                      (same actors or source video); default: each clip
-                                      is its own group
-split1, split2 (clips,) str           "train", "validation", "test", or "" (the clip is
-                                      not in that split); `data.split=k` uses split<k>
-frame_indices  (clips, T) int         optional: the frame each step shows (default 0..n-1)
-num_frames     (clips,) int           optional: frames of the whole clip (default the
-                                      last frame index + 1)
-class_names    (N,) str               optional: default "class_0", ... (N = largest label + 1)
+context, action   (clips, T, D) float   one or both; steps past a clip's length ignored
+labels            (clips,) int          class index in [0, N)
+split1, split2... (clips,) str          "train", "validation", "test" or "" (not in it)
+optional: lengths (clips,), clip_ids (clips,), groups (clips,), frame_indices
+          (clips, T), num_frames (clips,), class_names (N,)
 ```
 
-A folder:
+or a folder:
 
 ```
 clips.csv                   header: clip_id,label[,group][,num_frames][,split1,...]
@@ -36,11 +26,12 @@ action/<clip_id>.npy        (n, Da) float  } between clips (no padding)
 frame_indices/<clip_id>.npy optional: (n,) int
 ```
 
-Rows are the clip's frames in order. A clip with more rows than `T = data.num_steps`
-contributes the rows `select_frames(n, T, data.frame_selection, data.observed_ratio)`
-picks, as extraction picks frames of a video. Bad input (ragged arrays, a missing
-`labels`, NaN, a label out of range, an unknown role in a split) raises `DatasetError`
-naming the file and what to change.
+Defaults: lengths T, clip ids "clip_00000", ..., one group per clip, frame indices
+0..n-1, num_frames the last frame index + 1, class names "class_0", ... A clip with
+more rows than `T = data.num_steps` contributes the rows `select_frames` picks, as
+extraction picks frames of a video. Bad input (ragged arrays, a missing `labels`, NaN,
+a label out of range, an unknown role in a split) raises `DatasetError` naming the file
+and what to change.
 
 Example:
 
@@ -300,7 +291,6 @@ class _ArrayFile(FeatureSource):
                 f"{where}: 'context' is {shapes['context']} but 'action' is "
                 f"{shapes['action']}; both streams need the same (clips, T)."
             )
-        self._steps = steps
         labels = self._array("labels")
         if labels.ndim != 1 or labels.shape[0] != clips:
             raise DatasetError(
@@ -320,9 +310,9 @@ class _ArrayFile(FeatureSource):
         self._lengths = lengths
         self._frame_indices = self._optional("frame_indices", (clips, steps))
         num_frames = self._optional("num_frames", (clips,))
-        self._num_frames = (
-            None if num_frames is None else _integers(num_frames, where, "num_frames")
-        )
+        if num_frames is not None:
+            num_frames = _integers(num_frames, where, "num_frames")
+        self._num_frames = num_frames
         ids = self._optional("clip_ids", (clips,))
         ids = [f"clip_{i:05d}" for i in range(clips)] if ids is None else _as_strings(ids)
         groups = self._optional("groups", (clips,))
@@ -333,15 +323,8 @@ class _ArrayFile(FeatureSource):
             if _SPLIT_NAME.match(key)
         }
         names = self._optional("class_names", None)
-        super().__init__(
-            path,
-            ids,
-            labels,
-            groups,
-            splits,
-            None if names is None else _as_strings(names),
-            streams,
-        )
+        names = None if names is None else _as_strings(names)
+        super().__init__(path, ids, labels, groups, splits, names, streams)
         self._check_table(where)
 
     def _shape(self, key):
@@ -353,12 +336,10 @@ class _ArrayFile(FeatureSource):
         try:
             with self._handle.zip.open(f"{key}.npy") as member:
                 version = np.lib.format.read_magic(member)
-                read_header = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, _, _ = read_header(member)
+                header = np.lib.format.read_array_header_2_0
+                if version == (1, 0):
+                    header = np.lib.format.read_array_header_1_0
+                shape, _, _ = header(member)
         except (OSError, ValueError, KeyError):
             return tuple(self._array(key).shape)  # its own error if unreadable
         return tuple(shape)
