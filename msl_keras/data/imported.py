@@ -573,13 +573,12 @@ def imported_records(source, split=1, validation_fraction=0.1, seed=0):
     """The `ClipRecord`s of split `split<split>` of `source`, validation carved by group.
 
     Args:
-        source: a `FeatureSource`.
         split: k of the input's `split<k>` (the config's `data.split`).
         validation_fraction, seed: as `records.carve_validation` (clips the split
             already marks "validation" stay there).
 
     Returns:
-        list of `ClipRecord` of the clips in the split (role "" left out), input order.
+        The `ClipRecord`s of the clips in the split (role "" left out), input order.
 
     Raises:
         DatasetError: the input has no such split (the message lists those it has).
@@ -596,16 +595,10 @@ def imported_records(source, split=1, validation_fraction=0.1, seed=0):
             f"'{source.path}' has no split '{name}' (data.split={split}); it defines "
             f"{', '.join(source.splits)}. Set data.split to one of those numbers."
         )
-    records = [
-        ClipRecord(
-            clip_id,
-            source.record_path(row),
-            int(source.labels[row]),
-            source.class_names[source.labels[row]],
-            source.groups[row],
-            role,
-        )
-        for row, (clip_id, role) in enumerate(zip(source.clip_ids, source.splits[name]))
-        if role
-    ]
+    records = []
+    for row, (clip_id, role) in enumerate(zip(source.clip_ids, source.splits[name])):
+        if role:
+            label, group = int(source.labels[row]), source.groups[row]
+            path, class_name = source.record_path(row), source.class_names[label]
+            records.append(ClipRecord(clip_id, path, label, class_name, group, role))
     return carve_validation(records, fraction=validation_fraction, seed=seed)

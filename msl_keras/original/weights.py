@@ -93,7 +93,7 @@ class WeightsImportReport:
         keras_version, backend: as recorded in the file ("" when absent).
         loaded: one dict per weight group loaded: `{"file": layer in the file, "ours":
             "<model>/<layer>", "shapes": [...], "note": conversion applied or ""}`.
-        not_loaded: our layers left at their initial values: `{"ours": ..., "why": ...}`.
+        not_loaded: our layers left at their initial values: `{"ours", "why"}`.
         unused: layers of the file not loaded: `{"file": ..., "why": ...}`.
         notes: differences in behaviour that remain after loading.
     """
@@ -292,8 +292,8 @@ def _vgg_convs(file):
 def detect_original_kind(path_or_file):
     """`"context"`, `"action"` or `"ms_lstm"`: which of the original's models a file holds.
 
-    Context: VGG-16's 13 convolutions and 3 dense layers. Action: 13 VGG-16 convolutions,
-    one more convolution and 1 dense layer. MS-LSTM: 2 LSTMs and 2 dense layers.
+    Context: VGG-16's 13 convolutions and 3 dense layers. Action: the 13 VGG-16
+    convolutions, one more and 1 dense layer. MS-LSTM: 2 LSTMs and 2 dense layers.
 
     Raises:
         WeightsError: none of these (naming the file and what it holds).
@@ -370,9 +370,8 @@ def _assign(report, file, layer, target, label, arrays=None, note="", shown=None
 def _load_trunk(trunk, file, report):
     named, _ = _vgg_convs(file)
     for name in TRUNK_LAYERS:
-        _assign(
-            report, file, named[name], trunk.get_layer(name), f"{trunk.name}/{name}"
-        )
+        target = trunk.get_layer(name)
+        _assign(report, file, named[name], target, f"{trunk.name}/{name}")
     report.notes.append(_TRUNK_NOTE)
 
 
@@ -393,21 +392,16 @@ def _load_action_head(head, file, report, input_size=None):
         (cam_conv, head.cam_conv),
     ):
         _assign(report, file, layer, target, f"{head.name}/{target.name}")
-    _assign(
-        report,
-        file,
-        dense,
-        head.cam_classifier,
-        f"{head.name}/cam_classifier",
-        note="the original's softmax is applied after it, as here",
-    )
+    softmax = "the original's softmax is applied after it, as here"
+    label = f"{head.name}/cam_classifier"
+    _assign(report, file, dense, head.cam_classifier, label, note=softmax)
     report.not_loaded += [
         {"ours": f"{head.name}/{target.name}", "why": _NO_MASKED_PATH}
         for target in (head.fc6, head.fc7, head.fc8)
     ]
     size = int(input_size) if input_size else 224
     h = size // 16
-    report.notes.append(
+    report.notes += [
         "CAM pooling: the original zero-padded the cam_conv maps to "
         f"{h + 2}x{h + 2} and average-pooled {14}x{14} windows with stride 14 (defect 4); "
         + (
@@ -420,9 +414,9 @@ def _load_action_head(head, file, report, input_size=None):
         )
         + "msl_keras' cam_pool is a true global average over the maps the CAM is "
         "computed on, so the loaded cam_classifier gives slightly different scores and "
-        "CAM classes."
-    )
-    report.notes.append(_PREPROCESSING_NOTE)
+        "CAM classes.",
+        _PREPROCESSING_NOTE,
+    ]
 
 
 def _recurrent_activation_note(file):
@@ -468,13 +462,14 @@ def _load_transposed(model, file, report, context_dim, allow_partial):
     )
     cell1, cell2 = model.stage1_lstm.cell, model.stage2_lstm.cell
     hidden_rows = lstm2.arrays[0][-units:]
+    hidden = "stage2_lstm/kernel[:units] (stage-1 hidden rows)"
     kernel2 = keras.ops.convert_to_numpy(cell2.kernel).copy()
     kernel2[:units] = hidden_rows  # its action rows have no counterpart
     (_, recurrent1, bias1), (_, recurrent2, bias2) = lstm1.arrays, lstm2.arrays
     pieces = (
         ("stage1_lstm/recurrent_kernel", lstm1, cell1.recurrent_kernel, recurrent1),
         ("stage1_lstm/bias", lstm1, cell1.bias, bias1),
-        ("stage2_lstm/kernel[:units] (stage-1 hidden rows)", lstm2, cell2.kernel, kernel2),
+        (hidden, lstm2, cell2.kernel, kernel2),
         ("stage2_lstm/recurrent_kernel", lstm2, cell2.recurrent_kernel, recurrent2),
         ("stage2_lstm/bias", lstm2, cell2.bias, bias2),
     )
@@ -685,20 +680,15 @@ def build_from_original(
     report = load_original_weights(trunk, file, kind)
     if kind == "context":
         role, options = "context_head", {}
-        head = ContextAwareHead(
-            int(dense[2].arrays[0].shape[1]),
-            fc_units=int(dense[0].arrays[0].shape[1]),
-            width=width,
-            dropout=0.5,
-        )
+        num_classes = int(dense[2].arrays[0].shape[1])
+        fc6_units = int(dense[0].arrays[0].shape[1])
+        head = ContextAwareHead(num_classes, fc6_units, width=width, dropout=0.5)
     else:
         role, options = "action_head", {"input_size": size}
+        num_classes = int(dense[0].arrays[0].shape[1])
+        cam_filters = int(others[0].arrays[0].shape[-1])
         head = ActionAwareHead(
-            int(dense[0].arrays[0].shape[1]),
-            fc_units=fc_units,
-            cam_filters=int(others[0].arrays[0].shape[-1]),
-            width=width,
-            dropout=0.5,
+            num_classes, fc_units, cam_filters, width=width, dropout=0.5
         )
     head.build((None, size // 16, size // 16, channels))
     head_report = load_original_weights(head, file, kind, **options)
@@ -762,8 +752,6 @@ def import_original_weights(path, kind="auto", out=None, overwrite=False, **opti
         else:
             main.save(out)
         if "vgg16" in files:
-            # Keras' legacy VGG-16 layout: `cnn.weights=<it>` starts a run's trunk and
-            # both heads' conv5_3 from it.
             trunk = models["trunk"]
             layers = {n: trunk.get_layer(n).get_weights() for n in TRUNK_LAYERS}
             layers["block5_conv3"] = head.block5_conv3.get_weights()
