@@ -1,16 +1,12 @@
 """Data: dataset readers, video decoding, augmentation, pipelines and feature stores.
 
 One module per idea (TensorFlow-based ones are imported from their modules directly):
-
-- `records`: `ClipRecord` and group-aware validation carving.
-- `ucf101`, `jhmdb`, `ut_interaction`, `generated`: readers of each dataset's official
-  layout and splits (and the generator of the embedded demo clips).
-- `video`: OpenCV decoding that counts the frames that really decode, frame selection.
-- `preprocessing`: the one preprocessing function shared by training, extraction, predict.
-- `augment`: the paper's augmentation as pure ops with explicit parameters.
-- `pipelines`: tf.data pipelines for frames (CNN stage) and feature sequences (LSTM stage).
-- `feature_store`: the HDF5 store shared by the two stages.
-- `trunk_cache`: the frozen trunk's maps of every training frame and view, computed once.
+`records` (`ClipRecord`, group-aware validation), the readers `ucf101`, `jhmdb`,
+`ut_interaction` and `generated` (which also writes the demo clips), `video`
+(decoding, frame selection), `preprocessing` (the one VGG-16 input convention),
+`augment` (the paper's augmentation), `pipelines` (feature sequences for the LSTMs),
+`feature_store` (the HDF5 store between the stages) and `trunk_cache` (the frozen
+trunk's maps of every training frame and view).
 """
 
 from msl_keras.data.feature_store import FeatureStore, StoreSettings, merge_stores

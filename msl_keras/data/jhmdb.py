@@ -6,49 +6,29 @@ Layout expected (the official archives)::
     <root>/<class>/<clip>/00001.png ...     (the per-frame images: Rename_Images/)
     <splits_dir>/<class>_test_split{1,2,3}.txt   (splits.zip)
 
-Each split file line is `<clip>.avi <id>`: id `1` = train, `2` = test (`0`, HMDB's "not
-used", is skipped). Labels are the position of the class in the 21 sorted `CLASSES`.
-
-JHMDB has no official groups, but its clips are cut from source videos and clip names
-follow `<video>_<class>_<body>_<camera>_<people>_<view>_<quality>_<n>` (e.g.
-`Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2`). Two clips of one video share actors and
-scene, and the official splits never put one video in both train and test. The group is
-therefore the clip name without its last six fields (`Goal_Keeping_Tips_catch`); a name
-not in that form falls back to the name without its trailing `_<n>`.
+A split file line is `<clip>.avi <id>`: `1` train, `2` test, `0` (HMDB's "not used")
+skipped. Labels are positions in the 21 sorted `CLASSES`. JHMDB has no groups, but two
+clips of one source video share actors and scene (the splits never separate them); clip
+names are `<video>_<class>_<body>_<camera>_<people>_<view>_<quality>_<n>`, so the group
+is the name without its last six fields (`Goal_Keeping_Tips_catch` of
+`Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2`), else without its trailing `_<n>`.
 """
 
-from __future__ import annotations
-
-import os
 import re
 from pathlib import Path
 
-from msl_keras.data.records import ClipRecord, carve_validation
+from msl_keras.data.records import (
+    ClipRecord,
+    carve_validation,
+    check_listed_once,
+    list_lines,
+)
 from msl_keras.errors import DatasetError
 
 URL = "http://jhmdb.is.tue.mpg.de/"
-CLASSES = (
-    "brush_hair",
-    "catch",
-    "clap",
-    "climb_stairs",
-    "golf",
-    "jump",
-    "kick_ball",
-    "pick",
-    "pour",
-    "pullup",
-    "push",
-    "run",
-    "shoot_ball",
-    "shoot_bow",
-    "shoot_gun",
-    "sit",
-    "stand",
-    "swing_baseball",
-    "throw",
-    "walk",
-    "wave",
+CLASSES = tuple(
+    "brush_hair catch clap climb_stairs golf jump kick_ball pick pour pullup push run "
+    "shoot_ball shoot_bow shoot_gun sit stand swing_baseball throw walk wave".split()
 )
 SPLITS = (1, 2, 3)
 _ROLE_OF_ID = {"1": "train", "2": "test", "0": None}
@@ -56,7 +36,7 @@ _META_SUFFIX = re.compile(r"_[a-z]+_(?:cm|nm)_np\d+_[a-z]+_[a-z]+_\d+$")
 _INDEX_SUFFIX = re.compile(r"_\d+$")
 
 
-def class_names(splits_dir: str | os.PathLike | None = None) -> list[str]:
+def class_names(splits_dir=None):
     """The 21 JHMDB classes, sorted (label = position).
 
     With `splits_dir`, also checks that every class has its three split files there.
@@ -66,16 +46,14 @@ def class_names(splits_dir: str | os.PathLike | None = None) -> list[str]:
     return list(CLASSES)
 
 
-def clip_group(clip_name: str) -> str:
+def clip_group(clip_name):
     """The source video of a JHMDB clip (see module docstring): its group."""
     name = clip_name[:-4] if clip_name.lower().endswith(".avi") else clip_name
     group = _META_SUFFIX.sub("", name)
-    if group == name:
-        group = _INDEX_SUFFIX.sub("", name)
-    return group
+    return _INDEX_SUFFIX.sub("", name) if group == name else group
 
 
-def _check_splits_dir(splits_dir: Path, splits) -> None:
+def _check_splits_dir(splits_dir, splits):
     missing = [
         f"{c}_test_split{s}.txt"
         for s in splits
@@ -91,7 +69,7 @@ def _check_splits_dir(splits_dir: Path, splits) -> None:
         )
 
 
-def _find_splits_dir(root: Path) -> Path:
+def _find_splits_dir(root):
     candidates = [root / "splits", root.parent / "splits"]
     for candidate in candidates:
         if candidate.is_dir():
@@ -104,32 +82,17 @@ def _find_splits_dir(root: Path) -> Path:
 
 
 def read_jhmdb(
-    root: str | os.PathLike,
-    split: int = 1,
-    splits_dir: str | os.PathLike | None = None,
-    validation_fraction: float = 0.1,
-    seed: int = 0,
-    check_files: bool = True,
-) -> list[ClipRecord]:
-    """Records of one official JHMDB split.
+    root, split=1, splits_dir=None, validation_fraction=0.1, seed=0, check_files=True
+):
+    """`ClipRecord`s of official split 1, 2 or 3, class by class, in file order.
 
     Args:
-        root: folder of the 21 class folders, holding either `<clip>.avi` files or
-            `<clip>/` frame folders (detected per clip; a video file wins if both
-            exist).
-        split: 1, 2 or 3.
-        splits_dir: folder of the split files; default `<root>/splits`, else
-            `<root>/../splits`.
-        validation_fraction: share of each class' training source videos moved to
-            validation (`carve_validation`). `0` keeps all in train.
-        seed: seed of the validation draw.
-        check_files: fail on a listed clip that is neither a video nor a frame
-            folder. With `False` the path is the frame folder where it exists, else
-            `<clip>.avi`.
-
-    Returns:
-        `ClipRecord`s, class by class in `CLASSES` order then file order; `clip_id` is
-        the clip name without `.avi`, `group` its source video (`clip_group`).
+        root: folder of the class folders, of `<clip>.avi` files or `<clip>/` frame
+            folders (per clip; a video file wins if both exist).
+        splits_dir: default `<root>/splits`, else `<root>/../splits`.
+        validation_fraction: share of each class' training source videos carved out
+            for validation (`carve_validation`).
+        check_files: fail on a listed clip that is neither a video nor a frame folder.
 
     Raises:
         DatasetError: the root, the split files or (check_files) a clip is missing, with
@@ -149,9 +112,7 @@ def read_jhmdb(
         )
     splits_dir = _find_splits_dir(root) if splits_dir is None else Path(splits_dir)
     _check_splits_dir(splits_dir, (split,))
-
-    records = []
-    seen = {}
+    records, seen = [], {}
     for label, class_name in enumerate(CLASSES):
         split_path = splits_dir / f"{class_name}_test_split{split}.txt"
         class_dir = root / class_name
@@ -161,17 +122,8 @@ def read_jhmdb(
                 f"'{split_path}'). The extraction is incomplete: download the videos "
                 f"or frames from {URL}."
             )
-        try:
-            lines = split_path.read_text(encoding="utf-8-sig").splitlines()
-        except UnicodeDecodeError as error:
-            raise DatasetError(
-                f"JHMDB split file '{split_path}' is not a text file ({error}). "
-                f"Download splits.zip from {URL} and extract it again."
-            ) from None
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{split_path}, line {number}"
+        fix = f"Download splits.zip from {URL} and extract it again."
+        for where, line in list_lines(split_path, "JHMDB split file", fix):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in _ROLE_OF_ID:
                 raise DatasetError(
@@ -182,25 +134,15 @@ def read_jhmdb(
             if role is None:
                 continue
             clip_id = parts[0][:-4] if parts[0].lower().endswith(".avi") else parts[0]
-            if clip_id in seen:
-                raise DatasetError(
-                    f"{where}: clip {clip_id!r} is listed twice (first at "
-                    f"{seen[clip_id]})"
-                )
-            seen[clip_id] = where
+            check_listed_once(seen, clip_id, where)
             video, frames = class_dir / f"{clip_id}.avi", class_dir / clip_id
-            if video.is_file():
-                path = video
-            elif frames.is_dir():
-                path = frames
-            elif check_files:
+            path = video if video.is_file() or not frames.is_dir() else frames
+            if check_files and path is video and not video.is_file():
                 raise DatasetError(
                     f"{where}: clip {clip_id!r} not found; expected the video "
                     f"'{video}' or the frame folder '{frames}/00001.png ...'. The "
                     f"extraction is incomplete: download JHMDB again from {URL}."
                 )
-            else:
-                path = video
             records.append(
                 ClipRecord(
                     clip_id=clip_id,

@@ -1,28 +1,24 @@
 """tf.data pipeline of feature sequences for the LSTMs.
 
-The builder reads like the keras-io examples: source -> shuffle (training only) ->
-batch -> map(AUTOTUNE) -> prefetch; the batch comes before the map because one
-vectorised call per batch is much cheaper than one small call per clip, and the result
-is the same. Targets are one-hot `(batch, T, N)` whose padded steps are all-zero rows:
-the losses derive the step mask from them (see `msl_keras.losses`). Shuffling depends
-only on `seed`: two datasets built with the same seed yield the same batches; each new
-pass (epoch) reshuffles, deterministically.
+Source -> shuffle (training only) -> batch -> map(AUTOTUNE) -> prefetch, as in the
+keras-io examples, with the batch before the map: one vectorised call per batch is much
+cheaper than one small call per clip, and the result is the same. Targets are one-hot
+`(batch, T, N)` whose padded steps are all-zero rows: the losses derive the step mask
+from them (`msl_keras.losses`). Shuffling depends only on `seed`, and each pass
+(epoch) reshuffles, deterministically.
 
-There is no tf.data frame pipeline: the CNN stage (`pipeline/head_training.py`) decodes
-each clip once, augments each view with `augment.augment_frame` from its own seed and
-runs the frozen trunk once per (frame, view) into the trunk cache, so the trunk, not the
-decoding, bounds it (a tf.data frame builder measured 48x the trunk's 8.9 frames/s at
-the paper's size, BENCHMARKS.md row 7 before it was removed, since no step ran it).
+There is no frame pipeline: the CNN stage runs the frozen trunk once per (frame, view)
+into the trunk cache (`pipeline/head_training.py`); the trunk, not the decoding, bounds
+it (a tf.data frame builder ran at 48x the trunk's 8.9 frames/s, BENCHMARKS.md row 7).
 """
-
-from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
 from msl_keras.errors import ConfigError, DatasetError
 
-def _check_positive_int(name, value):
+
+def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(
             f"`{name}` must be a positive int. Received: {name}={value!r}"
@@ -30,37 +26,13 @@ def _check_positive_int(name, value):
     return int(value)
 
 
-def _check_names(name, names, allow_none=False):
-    if names is None and allow_none:
-        return None
-    if (
-        isinstance(names, str)
-        or not names
-        or not all(isinstance(n, str) for n in names)
-    ):
+def _names(name, names):
+    valid = names and all(isinstance(n, str) for n in names)
+    if isinstance(names, str) or not valid:
         raise ConfigError(
             f"`{name}` must be a non-empty tuple of names. Received: {name}={names!r}"
         )
     return tuple(names)
-
-
-def _check_labels(labels, n, num_classes, name="labels"):
-    labels = np.asarray(labels)
-    if labels.shape != (n,):
-        raise DatasetError(
-            f"`{name}` must hold one int per clip, shape ({n},). "
-            f"Received: shape={labels.shape}"
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetError(f"`{name}` must be ints. Received: dtype={labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise DatasetError(f"`{name}` must be >= 0. Received: min={labels.min()}")
-    if num_classes is not None and labels.size and labels.max() >= num_classes:
-        raise DatasetError(
-            f"`{name}` must be < num_classes={num_classes}. "
-            f"Received: max={labels.max()}"
-        )
-    return labels.astype(np.int32)
 
 
 def sequence_dataset(
@@ -77,34 +49,23 @@ def sequence_dataset(
     """Per-clip feature sequences and targets for the (multi-stage) LSTM.
 
     Args:
-        arrays: dict of arrays (e.g. `FeatureStore.read()`): each name in `streams`
-            `(clips, T, D)` (float16 stores are cast to float32), `"labels"`
-            `(clips,)` int, `"lengths"` `(clips,)` int in [1, T] (valid steps; later
-            steps are padding). Other keys are ignored.
+        arrays: dict of arrays (e.g. `FeatureStore.read()`): each of `streams`
+            `(clips, T, D)`, `"labels"` `(clips,)` int, `"lengths"` `(clips,)` int in
+            [1, T] (valid steps; later steps are padding).
         num_classes: N, the width of the one-hot targets.
-        batch_size: clips per batch.
-        shuffle: shuffle the clips each epoch (training only).
-        seed: shuffling seed.
-        streams: the feature streams the model takes, e.g. `("context",)` for a
-            single-stage context LSTM.
-        outputs: the model's output names; every output gets the same targets.
-            `None` yields the targets as one tensor.
+        outputs: the model's output names, each given the same targets; `None`
+            yields the targets as one tensor.
         include_mask: also put the bool step mask `(batch, T)` in x under `"mask"`.
-        drop_remainder: drop the last incomplete batch.
 
     Returns:
         `tf.data.Dataset` of `(x, y)`: x = `{stream: float32 (batch, T, D)}` with
         padded steps zeroed (+ `"mask"`); y = `{output: float32 (batch, T, N)}`,
         one-hot on valid steps and all-zero rows on padded steps.
-
-    Example:
-    >>> ds = sequence_dataset(store.read(), num_classes=21, batch_size=32)
-    >>> model.fit(ds, epochs=50)
     """
-    num_classes = _check_positive_int("num_classes", num_classes)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    streams = _check_names("streams", streams)
-    outputs = _check_names("outputs", outputs, allow_none=True)
+    num_classes = _positive_int("num_classes", num_classes)
+    batch_size = _positive_int("batch_size", batch_size)
+    streams = _names("streams", streams)
+    outputs = None if outputs is None else _names("outputs", outputs)
     if not hasattr(arrays, "keys"):
         raise DatasetError(
             f"`arrays` must be a dict of arrays. Received: {type(arrays)}"
@@ -112,9 +73,8 @@ def sequence_dataset(
     missing = [k for k in (*streams, "labels", "lengths") if k not in arrays]
     if missing:
         raise DatasetError(
-            f"`arrays` lacks {missing}; it needs {list(streams)} + "
-            "['labels', 'lengths']. "
-            f"Received keys: {sorted(arrays.keys())}"
+            f"`arrays` lacks {missing}; it needs {list(streams)} + ['labels', "
+            f"'lengths']. Received keys: {sorted(arrays.keys())}"
         )
     features = {}
     for name in streams:
@@ -135,7 +95,21 @@ def sequence_dataset(
                 f"arrays['{name}'] has shape {tuple(value.shape)}, but "
                 f"arrays['{streams[0]}'] has (clips, T) = {(clips, steps)}."
             )
-    labels = _check_labels(arrays["labels"], clips, num_classes)
+    labels = np.asarray(arrays["labels"])
+    if labels.shape != (clips,):
+        raise DatasetError(
+            f"`labels` must hold one int per clip, shape ({clips},). "
+            f"Received: shape={labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"`labels` must be ints. Received: dtype={labels.dtype}")
+    if labels.min() < 0:
+        raise DatasetError(f"`labels` must be >= 0. Received: min={labels.min()}")
+    if labels.max() >= num_classes:
+        raise DatasetError(
+            f"`labels` must be < num_classes={num_classes}. "
+            f"Received: max={labels.max()}"
+        )
     lengths = np.asarray(arrays["lengths"])
     if lengths.shape != (clips,) or not np.issubdtype(lengths.dtype, np.integer):
         raise DatasetError(
@@ -148,7 +122,7 @@ def sequence_dataset(
             f"Received: min={lengths.min()}, max={lengths.max()}"
         )
     tables = {name: tf.convert_to_tensor(value) for name, value in features.items()}
-    label_table = tf.constant(labels)
+    label_table = tf.constant(labels.astype(np.int32))
     length_table = tf.constant(lengths.astype(np.int32))
 
     dataset = tf.data.Dataset.range(clips)

@@ -1,19 +1,17 @@
 """Clip records: what every dataset reader returns, and the validation carve-out.
 
-A reader (`ucf101`, `jhmdb`, `ut_interaction`, `generated`) turns a dataset on disk
-into a list of `ClipRecord`s, one per clip, each with its role in the protocol:
+A reader turns a dataset on disk into `ClipRecord`s, one per clip, each with its role:
 `"train"`, `"validation"` or `"test"`. The official splits only give train and test;
 model selection must never look at test (the original code's defect #9), so
-`carve_validation` moves whole *groups* of training clips to validation. A group is the
-unit that must not straddle two roles: a UCF-101 group `gNN` (same actors and
-background), a JHMDB source video, a UT-Interaction sequence.
+`carve_validation` moves whole *groups* of training clips to validation: the unit that
+must not straddle two roles (a UCF-101 `gNN` of the same actors and background, a JHMDB
+source video, a UT-Interaction sequence). The readers share `list_lines` and
+`check_listed_once` for their split lists.
 """
-
-from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -24,21 +22,10 @@ ROLES = ("train", "validation", "test")
 
 @dataclasses.dataclass(frozen=True)
 class ClipRecord:
-    """One clip of a dataset and its place in the protocol.
+    """One clip: its unique id, its video file or frame folder (`path`), 0-based
+    `label`, `class_name`, `group` (never split over two roles) and `role` (`ROLES`).
 
-    Args:
-        clip_id: unique name of the clip in its dataset, e.g.
-            `"v_ApplyEyeMakeup_g08_c01"`.
-        path: the video file, or the folder of numbered frame images, as a string.
-        label: class index, 0-based.
-        class_name: the class' name as the dataset spells it.
-        group: clips sharing a group never go to different roles (see module docstring).
-        role: one of `ROLES`.
-
-    Example:
-
-    >>> r = ClipRecord("0_1_4", "set1/0_1_4.avi", 4, "punch", "sequence1", "train")
-    >>> r.role
+    >>> ClipRecord("0_1_4", "set1/0_1_4.avi", 4, "punch", "sequence1", "train").role
     'train'
     """
 
@@ -69,43 +56,61 @@ class ClipRecord:
             )
 
 
-def by_role(records: Iterable[ClipRecord], role: str) -> list[ClipRecord]:
+def by_role(records, role):
     """The records with the given role, in their original order."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}. Received: role={role!r}")
     return [r for r in records if r.role == role]
 
 
-def _share(fraction: float, n: int) -> int:
+def summarize(records):
+    """Counts per role: `{role: {"clips": n, "groups": n, "classes": n}}`."""
+    records = list(records)
+    return {
+        role: {
+            "clips": len(rs := by_role(records, role)),
+            "groups": len({r.group for r in rs}),
+            "classes": len({r.label for r in rs}),
+        }
+        for role in ROLES
+    }
+
+
+def list_lines(path, what, fix):
+    """`(where, line)` of each non-blank line of a text list (`where`: "path, line n").
+    Raises `DatasetError` "`what` '`path`' is not a text file (...). `fix`"."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        message = f"{what} '{path}' is not a text file ({error}). {fix}"
+        raise DatasetError(message) from None
+    lines = enumerate(text.splitlines(), 1)
+    return [(f"{path}, line {n}", line.strip()) for n, line in lines if line.strip()]
+
+
+def check_listed_once(seen, clip_id, where):
+    """Remembers in `seen` that `clip_id` is listed at `where`; a second time raises."""
+    if clip_id in seen:
+        raise DatasetError(
+            f"{where}: clip {clip_id!r} is listed twice (first at {seen[clip_id]})"
+        )
+    seen[clip_id] = where
+
+
+def _share(fraction, n):
     """How many of `n` groups `fraction` asks for: rounded half up, >= 1, <= n - 1."""
-    if n < 2:
-        return 0
-    return min(n - 1, max(1, int(fraction * n + 0.5)))
+    return 0 if n < 2 else min(n - 1, max(1, int(fraction * n + 0.5)))
 
 
-def carve_validation(
-    records: Iterable[ClipRecord], fraction: float = 0.1, seed: int = 0
-) -> list[ClipRecord]:
-    """Move whole groups of training clips to the `"validation"` role.
+def carve_validation(records, fraction=0.1, seed=0):
+    """A new list of `records`, in order, with `fraction` (in [0, 1)) of the training
+    groups moved, whole, to the `"validation"` role.
 
-    The groups are drawn at random with `numpy.random.default_rng(seed)` from the
-    sorted group names, so the result depends only on the records and the seed (not on
-    their order). About `fraction` of the training *groups* move (rounded half up, at
-    least one, never all of them). When every group holds a single class (JHMDB: one
-    source video, one class), the draw is made class by class, so that every class with
-    two or more training groups has validation clips; otherwise (UCF-101's `gNN` and
-    UT-Interaction's sequences span all classes) the draw is over all groups. Test
-    records, and records already in validation, are left as they are.
-
-    Args:
-        records: the reader's records.
-        fraction: share of the training groups to move, in `[0, 1)`. `0` returns the
-            records unchanged.
-        seed: seed of the draw.
-
-    Returns:
-        A new list, in the order of `records`, with some `"train"` roles replaced by
-        `"validation"`.
+    The groups are drawn with `numpy.random.default_rng(seed)` from the sorted group
+    names (the result does not depend on the records' order): rounded half up, at
+    least one, never all. When every group holds one class (JHMDB's source videos) the
+    draw is class by class, so that every class with two training groups or more is
+    validated; otherwise (UCF-101's `gNN`, UT-Interaction's sequences) over all groups.
 
     Raises:
         ValueError: `fraction` outside `[0, 1)`.
@@ -132,7 +137,7 @@ def carve_validation(
     for r in train:
         classes_of_group[r.group].add(r.label)
     rng = np.random.default_rng(seed)
-    chosen: set[str] = set()
+    chosen = set()
     nested = all(len(c) == 1 for c in classes_of_group.values())
     if nested and len({r.label for r in train}) > 1:
         groups_of_class = defaultdict(list)
@@ -151,18 +156,3 @@ def carve_validation(
         else r
         for r in records
     ]
-
-
-def summarize(records: Iterable[ClipRecord]) -> dict[str, dict[str, int]]:
-    """Counts per role: `{role: {"clips": n, "groups": n, "classes": n}}` for every "
-    "role."""
-    records = list(records)
-    summary = {}
-    for role in ROLES:
-        rs = [r for r in records if r.role == role]
-        summary[role] = {
-            "clips": len(rs),
-            "groups": len({r.group for r in rs}),
-            "classes": len({r.label for r in rs}),
-        }
-    return summary

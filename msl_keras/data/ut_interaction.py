@@ -5,14 +5,10 @@ Layout expected (the official `segmented_set1.zip` and `segmented_set2.zip`)::
     <root>/segmented_set1/<clip>_<sequence>_<action>.avi    sequences 1-10
     <root>/segmented_set2/<clip>_<sequence>_<action>.avi    sequences 11-20
 
-Actions 0..5 are `ACTIONS`. Each set is evaluated by 10-fold leave-one-sequence-out:
-the held-out sequence is the test set, the other nine train. Validation takes whole
-sequences out of those nine, so that no actor pair or scene is seen in both training and
-model selection. The official archive is uneven: in set 1, sequence 6 has 5 clips (no
-punch) and sequence 8 has 7 (two punches), so those folds test on 5 and 7 clips.
+Actions 0..5 are `ACTIONS`. Each set is evaluated by 10-fold leave-one-sequence-out;
+validation takes whole sequences out of the nine training ones (no actor pair or scene
+in both). In set 1, sequence 6 has 5 clips (no punch) and sequence 8 has 7.
 """
-
-from __future__ import annotations
 
 import os
 import re
@@ -29,12 +25,12 @@ _CLIP_NAME = re.compile(
 )
 
 
-def class_names() -> list[str]:
+def class_names():
     """The six UT-Interaction actions, in label order."""
     return list(ACTIONS)
 
 
-def set_folder(root: str | os.PathLike, set_number: int) -> Path:
+def set_folder(root, set_number):
     """`<root>/segmented_set<n>`, checked to exist."""
     if set_number not in SETS:
         raise ValueError(
@@ -52,7 +48,7 @@ def set_folder(root: str | os.PathLike, set_number: int) -> Path:
     return folder
 
 
-def _scan(root, set_number: int) -> list[tuple[Path, str, int, int]]:
+def _scan(root, set_number):
     """(path, clip_id, sequence, action) of each clip of a set, by clip number."""
     folder = set_folder(root, set_number)
     clips = []
@@ -77,33 +73,20 @@ def _scan(root, set_number: int) -> list[tuple[Path, str, int, int]]:
                 f"'{entry.path}' names action {action}; UT-Interaction actions are "
                 f"0-{len(ACTIONS) - 1} ({', '.join(ACTIONS)})."
             )
-        clips.append(
-            (
-                Path(entry.path),
-                entry.name[:-4],
-                sequence,
-                action,
-                int(match.group("clip")),
-            )
-        )
+        clips.append((Path(entry.path), entry.name[:-4], sequence, action))
     if not clips:
         raise DatasetError(
             f"No clip in '{folder}': expected <clip>_<sequence>_<action>.avi files. "
             f"Download segmented_set{set_number}.zip from {URL} again."
         )
-    clips.sort(key=lambda c: (c[4], c[1]))
-    return [c[:4] for c in clips]
+    # By clip number (the clip id starts with it), then by name.
+    return sorted(clips, key=lambda c: (int(c[1].split("_")[0]), c[1]))
 
 
-def ut_interaction_folds(root: str | os.PathLike) -> list[tuple[int, int]]:
-    """The leave-one-sequence-out folds `(set_number, test_sequence)` of both sets.
-
-    Sequences are taken from the clips on disk; with the complete dataset, 20 folds:
-    `(1, 1) .. (1, 10), (2, 11) .. (2, 20)`.
-
-    Raises:
-        DatasetError: a set folder is missing or empty, or a sequence has no clip.
-    """
+def ut_interaction_folds(root):
+    """The folds `(set_number, test_sequence)` of both sets, from the clips on disk:
+    `(1, 1) .. (1, 10), (2, 11) .. (2, 20)`. Raises `DatasetError` when a set folder is
+    missing or empty, or a sequence has no clip."""
     folds = []
     for set_number, expected in SETS.items():
         found = sorted({sequence for _, _, sequence, _ in _scan(root, set_number)})
@@ -119,29 +102,19 @@ def ut_interaction_folds(root: str | os.PathLike) -> list[tuple[int, int]]:
 
 
 def read_ut_interaction(
-    root: str | os.PathLike,
-    set_number: int,
-    test_sequence: int,
-    validation_fraction: float = 0.1,
-    seed: int = 0,
+    root,
+    set_number,
+    test_sequence,
+    validation_fraction=0.1,
+    seed=0,
     validation_sequences=None,
-) -> list[ClipRecord]:
-    """Records of one leave-one-sequence-out fold of a UT-Interaction set.
+):
+    """`ClipRecord`s of every clip of set 1 or 2 (by clip number; group
+    `"sequence<k>"`) for the fold that tests on `test_sequence` (1-10 for set 1, 11-20
+    for set 2, as in the file names).
 
-    Args:
-        root: folder holding `segmented_set1/` and `segmented_set2/`.
-        set_number: 1 or 2.
-        test_sequence: the held-out sequence, numbered as in the file names (1-10 for
-            set 1, 11-20 for set 2).
-        validation_fraction: share of the nine training sequences moved, whole, to
-            validation (`carve_validation`; 0.1 moves one). `0` keeps all in train.
-        seed: seed of the validation draw.
-        validation_sequences: explicit sequence numbers for validation, instead of the
-            draw (then `validation_fraction` and `seed` are not used).
-
-    Returns:
-        `ClipRecord`s of every clip of the set, sorted by clip number; `clip_id` is the
-        file name without `.avi` (`"0_1_4"`), `group` is `"sequence<k>"`.
+    `validation_fraction` of the training sequences are carved out for validation
+    (`carve_validation`; 0.1 moves one), or the `validation_sequences` given.
 
     Raises:
         DatasetError: the set folder is missing (with the download URL) or a file
@@ -171,9 +144,7 @@ def read_ut_interaction(
     def role_of(sequence):
         if sequence == test_sequence:
             return "test"
-        if validation_sequences is not None and sequence in validation_sequences:
-            return "validation"
-        return "train"
+        return "validation" if sequence in (validation_sequences or ()) else "train"
 
     records = [
         ClipRecord(

@@ -1,22 +1,16 @@
 """Decoding clips into RGB frames, and choosing which frames a clip contributes.
 
-A clip is either a video file (decoded with OpenCV's FFmpeg backend) or a folder of
-numbered frame images (`00001.png`, `00002.png`, ...; JHMDB ships its clips this way).
-Every function here fails loudly: a clip that cannot be opened, decodes no frame, stops
-before a requested frame, or has a gap in its numbered images raises `VideoDecodeError`
-naming the file. The authors' code swallowed such failures and trained on all-zero rows
-(defect #1 in the notes); nothing here returns a placeholder.
-
-Videos are decoded sequentially from the first frame: seeking in MPEG-4/XviD streams
-(UT-Interaction, UCF-101) lands on the nearest key frame and is unreliable. Container
-headers are not trusted either: 119 of the 120 UT-Interaction clips claim one or two
-more frames than decode, so `count_frames` counts the frames that actually decode.
+A clip is a video file (OpenCV's FFmpeg backend) or a folder of numbered frame images
+(`00001.png`, ...; as JHMDB ships them). A clip that cannot be opened, decodes no
+frame, stops before a requested frame or has a gap in its images raises
+`VideoDecodeError` naming the file: the authors' code trained on all-zero rows instead
+(defect #1 in the notes). Videos are decoded sequentially from the first frame
+(`_decode`): seeking in MPEG-4/XviD streams lands on the nearest key frame. Headers are
+not trusted: 119 of the 120 UT-Interaction clips claim one or two more frames than
+decode, so `count_frames` counts the frames that decode.
 """
 
-from __future__ import annotations
-
 import functools
-import math
 import os
 import re
 from pathlib import Path
@@ -31,10 +25,13 @@ SELECT_MODES = ("first", "uniform")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+_NO_FRAME = (
+    "zero frames decode (the file opens but holds no readable video stream); "
+    "download or extract the clip again"
+)
 
 
-def _open_capture(path: Path) -> cv2.VideoCapture:
-    """Open `path` with FFmpeg (the backend that reads AVI/MP4) where available."""
+def _check_file(path):
     if not path.exists():
         raise VideoDecodeError(
             path, "no such file or folder; check the dataset root and the split lists"
@@ -45,12 +42,13 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
         raise VideoDecodeError(
             path, "the file is empty (0 bytes); download or extract the clip again"
         )
-    api = (
-        cv2.CAP_FFMPEG
-        if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
-        else cv2.CAP_ANY
-    )
-    cap = cv2.VideoCapture(str(path), api)
+
+
+def _open_capture(path):
+    """Opens `path` with FFmpeg (the backend that reads AVI/MP4) where available."""
+    _check_file(path)
+    ffmpeg = cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG if ffmpeg else cv2.CAP_ANY)
     if not cap.isOpened():
         cap.release()
         raise VideoDecodeError(
@@ -63,27 +61,46 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def frame_files(folder: str | os.PathLike) -> list[Path]:
+def _decode(path, keep):
+    """Yields `(index, frame)` for every frame that decodes, in order: uint8 RGB
+    `(H, W, 3)` where `keep(index)`, else None (grabbed without the colour conversion:
+    cheaper). Raises `VideoDecodeError` when no frame decodes."""
+    cap = _open_capture(path)
+    index = 0
+    try:
+        while True:
+            if keep(index):
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break
+                yield index, frame[..., ::-1].copy()  # BGR -> RGB
+            elif cap.grab():
+                yield index, None
+            else:
+                break
+            index += 1
+    finally:
+        cap.release()
+    if index == 0:
+        raise VideoDecodeError(path, _NO_FRAME)
+
+
+def frame_files(folder):
     """The numbered frame images of a frame folder, in frame order.
 
     Images are the files with an image extension whose name ends in a number
     (`00001.png`, `frame_0001.jpg`); other files (JHMDB's `joint_positions.mat`) are
-    ignored. The numbering must start at 0 or 1 and have no gap.
-
-    Raises:
-        VideoDecodeError: no numbered image, a number used twice, or a missing number
-            (the message names the folder and the first missing number).
+    ignored. Raises `VideoDecodeError` on no image, a number used twice, or a gap (the
+    numbering starts at 0 or 1).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise VideoDecodeError(folder, "no such frame folder")
-    numbered: dict[int, Path] = {}
+    numbered = {}
     for entry in os.scandir(folder):
-        suffix = os.path.splitext(entry.name)[1].lower()
-        if suffix not in IMAGE_EXTENSIONS or not entry.is_file():
-            continue
-        match = _TRAILING_NUMBER.search(os.path.splitext(entry.name)[0])
-        if match is None:
+        stem, suffix = os.path.splitext(entry.name)
+        match = _TRAILING_NUMBER.search(stem)
+        if suffix.lower() not in IMAGE_EXTENSIONS or not entry.is_file() or not match:
             continue
         number = int(match.group(1))
         if number in numbered:
@@ -100,25 +117,17 @@ def frame_files(folder: str | os.PathLike) -> list[Path]:
             "folder; extract the clip's frames again",
         )
     numbers = sorted(numbered)
-    start = numbers[0]
-    if start > 1:
+    missing = sorted(set(range(min(numbers[0], 1), numbers[-1])) - set(numbers))
+    if missing:
         raise VideoDecodeError(
             folder,
-            f"frame number 1 is missing (numbering starts at {start}); restore frames "
-            f"1..{start - 1} or extract the clip again",
+            f"frame number {missing[0]} is missing ({len(missing)} in all); restore "
+            "the missing images or extract the clip again",
         )
-    for expected, number in enumerate(numbers, start=start):
-        if number != expected:
-            raise VideoDecodeError(
-                folder,
-                f"frame number {expected} is missing (gap between "
-                f"'{numbered[expected - 1].name}' and '{numbered[number].name}'); "
-                "restore the missing images or extract the clip again",
-            )
     return [numbered[n] for n in numbers]
 
 
-def _as_indices(indices) -> np.ndarray:
+def _as_indices(indices):
     array = np.asarray(indices)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(
@@ -134,7 +143,15 @@ def _as_indices(indices) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
+def _past_folder(path, index, count):
+    return VideoDecodeError(
+        path,
+        f"frame index {index} requested but the folder holds {count} frames; request "
+        "indices below count_frames(path)",
+    )
+
+
+def _stack(path, frames):
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
         raise VideoDecodeError(
@@ -145,7 +162,8 @@ def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
     return np.stack(frames)
 
 
-def _read_image(file: Path) -> np.ndarray:
+def _read_image(file):
+    """One frame image as uint8 RGB `(H, W, 3)`."""
     image = cv2.imread(str(file), cv2.IMREAD_COLOR)
     if image is None:
         raise VideoDecodeError(
@@ -153,25 +171,22 @@ def _read_image(file: Path) -> np.ndarray:
             "OpenCV cannot read this frame image (damaged or not an image); extract "
             "the clip's frames again",
         )
-    return image
+    return image[..., ::-1].copy()
 
 
-def read_frames(path: str | os.PathLike, indices=None) -> np.ndarray:
-    """Decode frames of a clip as RGB.
+def read_frames(path, indices=None):
+    """Decode frames of a clip (a video file or a frame folder) as RGB.
 
     Args:
-        path: a video file, or a folder of numbered frame images.
         indices: 0-based frame numbers to return, in the order given (repeats allowed);
             `None` returns every frame that decodes.
 
     Returns:
-        uint8 array `(n, height, width, 3)` in RGB order (OpenCV decodes BGR; the
-        channels are reversed here), `n = len(indices)`.
+        uint8 array `(len(indices), height, width, 3)`.
 
     Raises:
         VideoDecodeError: the clip cannot be opened, decodes no frame, ends before the
-            largest requested index (truncated file), has a gap in its numbered images,
-            or one of its images cannot be read.
+            largest requested index, has a gap or an unreadable image.
         ValueError: `indices` is empty, not 1-D, not integer, or negative.
     """
     path = Path(path)
@@ -181,67 +196,33 @@ def read_frames(path: str | os.PathLike, indices=None) -> np.ndarray:
         if wanted is None:
             wanted = np.arange(len(files))
         elif wanted.max() >= len(files):
-            raise VideoDecodeError(
-                path,
-                f"frame index {int(wanted.max())} requested but the folder holds "
-                f"{len(files)} frames; request indices below count_frames(path)",
-            )
-        cache: dict[int, np.ndarray] = {}
-        for i in np.unique(wanted):
-            cache[int(i)] = _read_image(files[int(i)])
-        frames = [cache[int(i)] for i in wanted]
-        return _stack(path, frames)[..., ::-1].copy()
-
-    cap = _open_capture(path)
-    try:
-        needed = None if wanted is None else set(int(i) for i in wanted)
-        last = None if wanted is None else int(wanted.max())
-        decoded: dict[int, np.ndarray] = {}
-        index = 0
-        while last is None or index <= last:
-            if needed is None or index in needed:
-                ok, frame = cap.read()
-                ok = ok and frame is not None
-                if ok:
-                    decoded[index] = frame
-            else:
-                # grab() decodes without the colour conversion: cheaper when skipping.
-                ok = cap.grab()
-            if not ok:
-                break
-            index += 1
-    finally:
-        cap.release()
-    if index == 0:
-        raise VideoDecodeError(
-            path,
-            "zero frames decode (the file opens but holds no readable video stream); "
-            "download or extract the clip again",
-        )
+            raise _past_folder(path, int(wanted.max()), len(files))
+        frames = {i: _read_image(files[i]) for i in np.unique(wanted).tolist()}
+        return _stack(path, [frames[i] for i in wanted.tolist()])
+    needed = None if wanted is None else set(wanted.tolist())
+    last = None if wanted is None else int(wanted.max())
+    frames, count = {}, 0
+    for index, frame in _decode(path, lambda i: needed is None or i in needed):
+        frames[index], count = frame, index + 1
+        if index == last:
+            break
     if wanted is None:
-        wanted = np.arange(index)
-    elif last >= index:
+        wanted = np.arange(count)
+    elif last >= count:
         raise VideoDecodeError(
             path,
-            f"frame index {last} requested but only {index} frames decode (the file is "
+            f"frame index {last} requested but only {count} frames decode (the file is "
             "truncated or damaged); download the clip again, or request indices below "
             "count_frames(path)",
         )
-    frames = [decoded[int(i)] for i in wanted]
-    return _stack(path, frames)[..., ::-1].copy()
+    return _stack(path, [frames[i] for i in wanted.tolist()])
 
 
-def iter_frames(path: str | os.PathLike, indices=None, max_frames=None):
-    """Decode a clip one frame at a time, as RGB, for streaming (predict).
-
-    The same decoding as `read_frames` (FFmpeg backend, sequential, skipped frames
-    grabbed without colour conversion), without holding the clip in memory. A frame
-    folder is listed once (`frame_files`), each image read when its turn comes.
+def iter_frames(path, indices=None, max_frames=None):
+    """Decode a clip one frame at a time, as `read_frames` does, for streaming.
 
     Args:
-        path: a video file, or a folder of numbered frame images.
-        indices: optional increasing 0-based frame numbers to yield (others are
-            skipped); `None` yields every frame.
+        indices: optional increasing 0-based frame numbers to yield; `None`: all.
         max_frames: stop after yielding this many frames (`None`: to the end).
 
     Yields:
@@ -249,46 +230,32 @@ def iter_frames(path: str | os.PathLike, indices=None, max_frames=None):
         before a requested index stops there.
 
     Raises:
-        VideoDecodeError: the clip cannot be opened or yields no frame, a requested
-            index lies past a frame folder's last image, or an image cannot be read.
+        VideoDecodeError: as `read_frames`; also when no frame is yielded.
     """
     path = Path(path)
-    wanted = None if indices is None else [int(i) for i in _as_indices(indices)]
+    wanted = None if indices is None else _as_indices(indices).tolist()
     limit = np.inf if max_frames is None else int(max_frames)
     if path.is_dir():
         files = frame_files(path)
-        sequence = range(len(files)) if wanted is None else wanted
-        for emitted, index in enumerate(sequence):
+        wanted = range(len(files)) if wanted is None else wanted
+        for emitted, index in enumerate(wanted):
             if emitted >= limit:
                 return
             if index >= len(files):
-                raise VideoDecodeError(
-                    path,
-                    f"frame index {index} requested but the folder holds "
-                    f"{len(files)} frames; request indices below count_frames(path)",
-                )
-            yield index, _read_image(files[index])[..., ::-1].copy()
+                raise _past_folder(path, index, len(files))
+            yield index, _read_image(files[index])
         return
-    cap = _open_capture(path)
+    targets = None if wanted is None else iter(wanted)
+    target = None if targets is None else next(targets)
     emitted = 0
-    try:
-        targets = None if wanted is None else iter(wanted)
+    for index, frame in _decode(path, lambda i: targets is None or i == target):
+        if frame is None:
+            continue
+        yield index, frame
+        emitted += 1
         target = None if targets is None else next(targets, None)
-        index = 0
-        while emitted < limit and (targets is None or target is not None):
-            if targets is None or index == target:
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    break
-                yield index, frame[..., ::-1].copy()  # BGR -> RGB
-                emitted += 1
-                if targets is not None:
-                    target = next(targets, None)
-            elif not cap.grab():
-                break
-            index += 1
-    finally:
-        cap.release()
+        if emitted >= limit or (targets is not None and target is None):
+            break
     if emitted == 0 and limit > 0:
         raise VideoDecodeError(
             path,
@@ -299,17 +266,13 @@ def iter_frames(path: str | os.PathLike, indices=None, max_frames=None):
 
 
 @functools.lru_cache(maxsize=65536)
-def _count_frames_cached(path: str, mtime_ns: int, size: int) -> int:
-    return _decode_first(Path(path), keep=0)[1]
+def _count_frames_cached(path, mtime_ns, size):
+    return sum(1 for _ in _decode(Path(path), lambda i: False))
 
 
-def count_frames(path: str | os.PathLike) -> int:
-    """Number of frames that decode, not the container's claim.
-
-    A video is decoded once from start to end (`grab`, no colour conversion); the
-    answer is memoised per (path, modification time, size), so asking again for an
-    unchanged file is free and a replaced file is counted anew. For a frame folder it is
-    the number of numbered images (checked for gaps; each image is checked when read).
+def count_frames(path):
+    """Number of frames that decode (a video's; memoised per path, modification time
+    and size), or of numbered images (a frame folder's), not the container's claim.
 
     Raises:
         VideoDecodeError: the clip cannot be opened, decodes no frame, or has a gap.
@@ -317,24 +280,15 @@ def count_frames(path: str | os.PathLike) -> int:
     path = Path(path)
     if path.is_dir():
         return len(frame_files(path))
-    if not path.exists():
-        raise VideoDecodeError(
-            path, "no such file or folder; check the dataset root and the split lists"
-        )
+    _check_file(path)
     stat = path.stat()
     return _count_frames_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-def list_videos(paths) -> list[Path]:
-    """The videos named by files and folders, in the order given.
-
-    A file is one video. A folder holding video files (`VIDEO_EXTENSIONS`) stands for
-    those files, sorted by name; any other folder is one video of numbered frame images
-    (`frame_files`).
-
-    Raises:
-        VideoDecodeError: a path does not exist.
-    """
+def list_videos(paths):
+    """The videos named by files and folders, in the order given: a folder holding
+    video files (`VIDEO_EXTENSIONS`) stands for them, sorted by name; any other folder
+    is one frame folder. Raises `VideoDecodeError` for a path that does not exist."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     videos = []
@@ -352,38 +306,29 @@ def list_videos(paths) -> list[Path]:
     return videos
 
 
-def video_fps(path: str | os.PathLike) -> float | None:
-    """Frames per second a video file declares (None for a frame folder or no claim).
-
-    Only used to put times on frames (predict's CSV); frame selection never needs it.
-    """
+def video_fps(path):
+    """Frames per second a video file declares (None for a frame folder or no claim);
+    only used to put times on frames (predict's CSV)."""
     path = Path(path)
     if path.is_dir():
         return None
     cap = _open_capture(path)
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-    finally:
-        cap.release()
+    fps = float(cap.get(cv2.CAP_PROP_FPS))
+    cap.release()
     return fps if fps > 0 else None
 
 
-def observed_frames(num_frames, observed_ratio: float = 1.0):
-    """Frames seen after observing `observed_ratio` of a clip: `ceil(ratio * frames)`.
+def observed_frames(num_frames, observed_ratio=1.0):
+    """Frames seen after observing `observed_ratio` (in (0, 1]) of a clip of
+    `num_frames` (an int, or an int array): `ceil(ratio * frames)`, at least 1.
 
-    At least 1. The product is rounded to 9 decimals first, so that float noise does not
-    add a frame (`0.1 * 30` is `3.0000000000000004` in floating point; this returns 3).
-    The one place this rule lives: frame selection and `metrics.accuracy_at_ratio` use it.
-
-    Args:
-        num_frames: an int, or an int array of clip lengths (then an array is returned).
-        observed_ratio: the observed part, in (0, 1].
+    The product is rounded to 9 decimals first, so that float noise does not add a frame
+    (`0.1 * 30` is `3.0000000000000004`; this returns 3). The one place this rule lives:
+    frame selection and `metrics.accuracy_at_ratio` use it.
     """
     counts = np.asarray(num_frames)
-    if (
-        not np.issubdtype(counts.dtype, np.integer)
-        and not np.all(np.mod(counts, 1) == 0)
-    ) or np.any(counts < 1):
+    integral = np.issubdtype(counts.dtype, np.integer) or np.all(np.mod(counts, 1) == 0)
+    if not integral or np.any(counts < 1):
         raise ValueError(
             f"num_frames must be an int >= 1. Received: num_frames={num_frames}"
         )
@@ -398,13 +343,10 @@ def observed_frames(num_frames, observed_ratio: float = 1.0):
     return int(seen) if seen.ndim == 0 else seen
 
 
-def select_frames(
-    num_frames: int, T: int, mode: str = "first", observed_ratio: float = 1.0
-) -> np.ndarray:
+def select_frames(num_frames, T, mode="first", observed_ratio=1.0):
     """Which frames of a clip feed the T time steps.
 
-    Let `observed = observed_frames(num_frames, observed_ratio)`, the first
-    `ceil(observed_ratio * num_frames)` frames (the part of the clip seen so far).
+    Let `observed = observed_frames(num_frames, observed_ratio)`.
 
     - `"first"`: frames `0 .. min(T, observed) - 1`, one per step, as the paper's
       "at most the first T = 50 frames".
@@ -412,12 +354,6 @@ def select_frames(
       evenly from the first to the last observed frame,
       `i * (observed - 1) / (T - 1)` rounded half up (`T = 1` takes the last observed
       frame). Strictly increasing, deterministic.
-
-    Args:
-        num_frames: frames in the clip (use `count_frames`).
-        T: the most time steps a clip contributes.
-        mode: `"first"` or `"uniform"`.
-        observed_ratio: share of the clip observed, in `(0, 1]`.
 
     Returns:
         int64 array `(n,)` of 0-based frame indices, `1 <= n <= T`.
@@ -442,58 +378,22 @@ def select_frames(
     return (2 * i * (observed - 1) + (T - 1)) // (2 * (T - 1))
 
 
-def _decode_first(path: Path, keep: int) -> tuple[list[np.ndarray], int]:
-    """Decodes a video once: its first `keep` frames as RGB, and how many frames decode
-    in all (the rest are grabbed, without colour conversion)."""
-    cap = _open_capture(path)
-    kept, count = [], 0
-    try:
-        while True:
-            if count < keep:
-                ok, frame = cap.read()
-                ok = ok and frame is not None
-                if ok:
-                    kept.append(frame[..., ::-1].copy())
-            else:
-                ok = cap.grab()
-            if not ok:
-                break
-            count += 1
-    finally:
-        cap.release()
-    if count == 0:
-        raise VideoDecodeError(
-            path,
-            "zero frames decode (the file opens but holds no readable video stream); "
-            "download or extract the clip again",
-        )
-    return kept, count
+def read_clip(path, T, mode="first", observed_ratio=1.0):
+    """Count a clip's frames, select up to T of them (`select_frames`), decode those.
 
-
-def read_clip(
-    path: str | os.PathLike,
-    T: int,
-    mode: str = "first",
-    observed_ratio: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Count a clip's frames, select up to T of them, and decode those.
-
-    With `mode="first"` a video is decoded ONCE: its first T frames are kept while the
-    rest are counted (`"uniform"` needs the count before it knows which frames to keep,
-    so it counts first, memoised by `count_frames`, then decodes).
+    With `mode="first"` a video is decoded once: its first T frames are kept while the
+    rest are counted (`"uniform"` counts first, memoised, then decodes).
 
     Returns:
-        `(frames, indices, num_frames)`: uint8 RGB `(n, height, width, 3)`, the int64
-        frame indices `(n,)` from `select_frames`, and the clip's decodable frame count.
-
-    Raises:
-        VideoDecodeError: see `read_frames`.
+        `(frames, indices, num_frames)`: uint8 RGB `(n, height, width, 3)`, their int64
+        indices `(n,)` and the clip's decodable frame count.
     """
     if mode == "first" and not Path(path).is_dir():
         select_frames(1, T, mode=mode, observed_ratio=observed_ratio)  # check arguments
-        kept, num_frames = _decode_first(Path(path), int(T))
-        indices = select_frames(num_frames, T, mode=mode, observed_ratio=observed_ratio)
-        return _stack(Path(path), kept[: len(indices)]), indices, num_frames
+        decoded = list(_decode(Path(path), lambda i: i < int(T)))
+        indices = select_frames(len(decoded), T, mode, observed_ratio)
+        kept = [frame for _, frame in decoded[: len(indices)]]
+        return _stack(Path(path), kept), indices, len(decoded)
     num_frames = count_frames(path)
     indices = select_frames(num_frames, T, mode=mode, observed_ratio=observed_ratio)
     return read_frames(path, indices), indices, num_frames
