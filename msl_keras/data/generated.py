@@ -254,16 +254,14 @@ def _replace_set(staging, root, old_manifest, new_manifest):
 
 def _write_set(folder, parameters):
     """Renders, encodes and checks every clip; writes the lists and the manifest."""
-    num_classes = parameters["num_classes"]
-    num_groups = parameters["num_groups"]
-    seed = parameters["seed"]
+    num_classes, num_groups = parameters["num_classes"], parameters["num_groups"]
+    seed, per_class = parameters["seed"], parameters["clips_per_class"]
     names = list(ACTIONS[:num_classes])
     test_groups = set(range(num_groups - math.ceil(num_groups / 3), num_groups))
     actors = [_draw_actor(seed, group, num_groups) for group in range(num_groups)]
     clips, lines = [], {TRAIN_LIST: [], TEST_LIST: []}
     for label, name in enumerate(names):
         (folder / name).mkdir()
-        per_class = parameters["clips_per_class"]
         scenes = _draw_scenes(seed, label, num_classes, per_class)
         for index in range(per_class):
             group = index % num_groups
@@ -311,13 +309,12 @@ def _write_avi(path, frames, fps):
     height, width = frames.shape[1:3]
     fourcc = cv2.VideoWriter_fourcc(*FOURCC)
     # OpenCV's own MJPEG writer needs no FFmpeg; fall back to any backend otherwise.
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_OPENCV_MJPEG, fourcc, fps, (width, height)
-    )
+    size = (width, height)
+    writer = cv2.VideoWriter(str(path), cv2.CAP_OPENCV_MJPEG, fourcc, fps, size)
     if writer.isOpened():
         writer.set(cv2.VIDEOWRITER_PROP_QUALITY, JPEG_QUALITY)
     else:
-        writer = cv2.VideoWriter(str(path), fourcc, fps, (width, height))
+        writer = cv2.VideoWriter(str(path), fourcc, fps, size)
     if not writer.isOpened():
         raise DatasetError(
             f"This OpenCV ({cv2.__version__}) cannot write {FOURCC} AVI files "
@@ -519,8 +516,6 @@ def _pose(spec, t, width, height):
         raised = min(1.0, 1.5 * p)
         legs = [legs[0], 8.0 + 75.0 * a * raised]
         arms = [arms[0] - 25.0 * raised, arms[1]]
-    else:  # pragma: no cover - ACTIONS and this function are edited together
-        raise ValueError(f"No motion defined for action {action!r}")
     return dict(x=x, feet=feet, scale=scale, squash=squash, arms=arms, legs=legs)
 
 

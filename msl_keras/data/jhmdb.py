@@ -37,10 +37,8 @@ _INDEX_SUFFIX = re.compile(r"_\d+$")
 
 
 def class_names(splits_dir=None):
-    """The 21 JHMDB classes, sorted (label = position).
-
-    With `splits_dir`, also checks that every class has its three split files there.
-    """
+    """The 21 JHMDB classes, sorted (label = position); with `splits_dir`, checks
+    that every class has its three split files there."""
     if splits_dir is not None:
         _check_splits_dir(Path(splits_dir), SPLITS)
     return list(CLASSES)

@@ -25,10 +25,6 @@ SELECT_MODES = ("first", "uniform")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
-_NO_FRAME = (
-    "zero frames decode (the file opens but holds no readable video stream); "
-    "download or extract the clip again"
-)
 
 
 def _check_file(path):
@@ -82,7 +78,11 @@ def _decode(path, keep):
     finally:
         cap.release()
     if index == 0:
-        raise VideoDecodeError(path, _NO_FRAME)
+        raise VideoDecodeError(
+            path,
+            "zero frames decode (the file opens but holds no readable video stream); "
+            "download or extract the clip again",
+        )
 
 
 def frame_files(folder):
@@ -307,8 +307,8 @@ def list_videos(paths):
 
 
 def video_fps(path):
-    """Frames per second a video file declares (None for a frame folder or no claim);
-    only used to put times on frames (predict's CSV)."""
+    """Frames per second a video file declares (None for a frame folder or no claim),
+    for putting times on frames (predict's CSV)."""
     path = Path(path)
     if path.is_dir():
         return None
@@ -344,21 +344,12 @@ def observed_frames(num_frames, observed_ratio=1.0):
 
 
 def select_frames(num_frames, T, mode="first", observed_ratio=1.0):
-    """Which frames of a clip feed the T time steps.
+    """Which frames of a clip feed the T time steps: int64 indices `(n,)`, n <= T.
 
-    Let `observed = observed_frames(num_frames, observed_ratio)`.
-
-    - `"first"`: frames `0 .. min(T, observed) - 1`, one per step, as the paper's
-      "at most the first T = 50 frames".
-    - `"uniform"`: when `observed <= T`, every observed frame; otherwise T frames spread
-      evenly from the first to the last observed frame,
-      `i * (observed - 1) / (T - 1)` rounded half up (`T = 1` takes the last observed
-      frame). Strictly increasing, deterministic.
-
-    Returns:
-        int64 array `(n,)` of 0-based frame indices, `1 <= n <= T`.
-
-    Example:
+    Of the `observed = observed_frames(num_frames, observed_ratio)` frames, `"first"`
+    takes `0 .. min(T, observed) - 1` (the paper's "at most the first T = 50 frames");
+    `"uniform"` takes all when `observed <= T`, else T spread evenly from the first to
+    the last, `i * (observed - 1) / (T - 1)` rounded half up (`T = 1`: the last).
 
     >>> select_frames(120, 5, "uniform", observed_ratio=0.5).tolist()
     [0, 15, 30, 44, 59]
