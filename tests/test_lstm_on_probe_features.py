@@ -94,3 +94,6 @@ def test_one_fold_runs_through_the_import_path(shared_data, tmp_path):
     rows = payload["table"]["ours"]["per_fold"]
     assert list(rows) == ["set1_seq3"]
     assert rows["set1_seq3"]["test_clips"] == 6  # sequence 3 of set 1: 6 clips
+    # Earliest is UT-Interaction's 50% of the clip, not the imported dataset's 20%.
+    row = rows["set1_seq3"]
+    assert row["earliest"] == row["accuracy_vs_ratio"]["0.5"]
