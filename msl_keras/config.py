@@ -35,6 +35,7 @@ HEAD_SELECTIONS = ("val_loss", "val_accuracy")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 LSTM_MODELS = ("ms_lstm", "context", "action")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+CHECKPOINTS = ("every_epoch", "end_of_fit")
 # Keras policies "float32", "mixed_bfloat16", "mixed_float16" (models/precision.py).
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -229,6 +230,8 @@ class Config:
         data, cnn, lstm, eval: the parts described above.
         seed: seeds Python, NumPy, TensorFlow and Keras for a repeatable run.
         strategy: tf.distribute strategy for training: one of `STRATEGIES`.
+        checkpoints: when `train_lstm` writes its models, one of `CHECKPOINTS`
+            ("every_epoch": a resumable backup after each epoch; "end_of_fit": once).
         output_dir: where run directories are created.
     """
 
@@ -239,6 +242,7 @@ class Config:
     eval: EvalConfig = EvalConfig()
     seed: int = 0
     strategy: str = "default"
+    checkpoints: str = "every_epoch"
     output_dir: str = "runs"
 
     def __post_init__(self):
@@ -248,6 +252,7 @@ class Config:
         _check_choice("cnn.cam_class", self.cnn.cam_class, CAM_CLASSES)
         _check_choice("lstm.model", self.lstm.model, LSTM_MODELS)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("checkpoints", self.checkpoints, CHECKPOINTS)
         _check_choice(
             "cnn.weight_decay_mode", self.cnn.weight_decay_mode, WEIGHT_DECAY_MODES
         )

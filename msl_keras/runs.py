@@ -66,7 +66,7 @@ REFIT_DIRNAME = "refit"
 FEATURE_PARTS = ("data", "cnn", "seed")
 # Where a run lives and how training is spread over devices: they do not change what a
 # stage computes, so a resumed or reused stage may differ in them.
-PLACEMENT_KEYS = ("name", "output_dir", "strategy")
+PLACEMENT_KEYS = ("name", "output_dir", "strategy", "checkpoints")
 _MISSING = "(missing)"
 
 

@@ -414,3 +414,39 @@ def test_store_of_another_compute_dtype_is_refused(tmp_path):
     with pytest.raises(FeatureStoreMismatchError, match="compute_dtype"):
         stage.train_lstm(other, index, FOLD, run, verbose=0)
     assert not (run.lstm_dir(FOLD) / "best.keras").exists()
+
+
+def test_end_of_fit_checkpoints_write_the_same_best_model_once(tmp_path, monkeypatch):
+    """`checkpoints="end_of_fit"` keeps the best epoch in memory: one write, no backup,
+    and the same best.keras and training.json as the per-epoch checkpoints."""
+    overrides = {"lstm.epochs": 4}
+    config, index, run = make_feature_run(
+        tmp_path / "a", tiny_config(tmp_path / "a", **overrides)
+    )
+    per_epoch = stage.train_lstm(config, index, FOLD, run, verbose=0)
+    overrides["checkpoints"] = "end_of_fit"
+    config_b, index_b, run_b = make_feature_run(
+        tmp_path / "b", tiny_config(tmp_path / "b", **overrides)
+    )
+    saved = []
+    original_save = keras.Model.save
+
+    def recording_save(model, path, *args, **kwargs):
+        saved.append(Path(path).name)
+        return original_save(model, path, *args, **kwargs)
+
+    class NoBackup(keras.callbacks.BackupAndRestore):
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("end_of_fit made a BackupAndRestore")
+
+    monkeypatch.setattr(keras.Model, "save", recording_save)
+    monkeypatch.setattr(keras.callbacks, "BackupAndRestore", NoBackup)
+    at_end = stage.train_lstm(config_b, index_b, FOLD, run_b, verbose=0)
+    assert saved == ["best.tmp.keras"]
+    lstm_dir = run_b.lstm_dir(FOLD)
+    assert at_end == lstm_dir / "best.keras" and not (lstm_dir / "last.keras").exists()
+    records = [(p.parent / "training.json").read_text() for p in (per_epoch, at_end)]
+    first, second = map(json.loads, records)
+    assert first == second and second["epochs_done"] == 4
+    for a, b in zip(_weights(per_epoch), _weights(at_end)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
