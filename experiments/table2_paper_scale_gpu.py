@@ -27,10 +27,14 @@ Where this run differs from the paper (`PAPER_SCALE`), and why:
   sequences and keeps its best epoch on the validation sequence; the preset's `refit`
   (train again on training + validation for the chosen epochs) would double every
   training and checkpoint in the budget.
-- `lstm.epochs=10` (the paper: not stated; the preset: 50): at paper size every LSTM epoch
-  writes its checkpoint with the SGD momenta, 940 MB for the MS-LSTM and 403 MB for each
-  context LSTM (measured 1.6 s and 0.7 s per write), and best.keras again when validation
-  improves: 60 LSTMs x 50 epochs would take ~1.7 hours of writes alone.
+- `checkpoints=end_of_fit` (the default, `every_epoch`, makes each fit resumable at its
+  last epoch): at paper size a checkpoint with the SGD momenta is 940 MB for the MS-LSTM
+  and 403 MB for each context LSTM (measured 1.6 s and 0.7 s per write), and
+  `every_epoch` writes three an epoch (the backup, the copy of the one before, best.keras):
+  ~30 of the 47 minutes it would take. Here each LSTM keeps its best epoch's weights in
+  memory and writes best.keras once; an interrupted LSTM fit starts over (the finished
+  stages and fits are kept).
+- `lstm.epochs=10` (the paper: not stated; the preset: 50): 50 epochs add ~2 minutes.
 - `cnn.frozen_conv5_3=true`, `cnn.scale_head_inputs=true`: both heads share the trunk's
   frozen conv5_3 and read their input at unit RMS, the options with which the heads learn
   from these trunks at all (chosen on validation at 112 px, RESULTS.md); the paper
@@ -50,9 +54,10 @@ Folds already finished by an earlier run are projected at what a rerun does with
 (evaluate again). The script also projects the disk the run leaves and refuses to start
 when it exceeds the free space under `--output-dir`.
 
-At these settings the projection on one H100 is 37 minutes for the 20 folds (about 108 s
-per fold, 61 s of it writing checkpoints) and ~105 GiB of checkpoints (RESULTS.md): the
-whole table does NOT fit in 10 minutes; `--budget-minutes 10` runs ~5 folds per call.
+At these settings the projection on one H100 is 18 minutes for the 20 folds (about 51 s
+per fold, 34 s of it the assumed costs of building and tracing 10 models and 12 Keras
+functions, 4 s writing checkpoints) and ~72 GiB on disk (RESULTS.md): the whole table
+does NOT fit in 10 minutes; `--budget-minutes 10` runs ~10 folds per call.
 
 `--dry-run` checks everything on the CPU at tiny sizes through the same code path: the
 weights file, the dataset, the GPU report, the dtype setting, the paper-scale projection,
@@ -105,6 +110,7 @@ PAPER_SCALE = {
     "cnn.frozen_conv5_3": True,
     "cnn.scale_head_inputs": True,
     "cnn.extract_from_cache": True,
+    "checkpoints": "end_of_fit",
 }
 # The dry run: the tiny sizes of the tests (random trunk), the first fold of each set.
 DRY_RUN_FOLDS = {"1": "set1_seq1", "2": "set2_seq11"}

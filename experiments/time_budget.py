@@ -10,7 +10,8 @@ A step's seconds are the sum of
   LSTMs' recurrent weights read at every step of every batch, divided by the device's
   ASSUMED sustained throughput and bandwidth (`DEVICES`);
 - CPU-side costs a GPU does not remove, MEASURED on this project's machine (2 shared
-  cores, `MEASURED`): writing a `.keras` checkpoint (per parameter), decoding a frame,
+  cores, `MEASURED`): writing a `.keras` checkpoint (per parameter; as many as
+  `config.checkpoints` makes `train_lstm` write), decoding a frame,
   fingerprinting the extractor's weights per `extract` call, the probe's fits;
 - per-call costs ASSUMED for a GPU machine (`ASSUMED`): building a model (the LSTMs'
   orthogonal initialisers run a QR on the device), tracing each Keras function, a
@@ -58,6 +59,8 @@ ASSUMED = {
     "setup_s": 30.0,
     # Share of the dense peak that VGG-16's convolutions and the fc layers sustain.
     "efficiency": 0.35,
+    # `model.get_weights()` / `set_weights()` between GPU and host memory (PCIe).
+    "host_copy_bytes_s": 10e9,
 }
 # Dense tensor-core peaks (bfloat16 / float16; float32 runs as TF32, TensorFlow's default
 # on these GPUs) and memory bandwidth, from the vendors' data sheets (SXM parts).
@@ -201,17 +204,27 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
             # Forward and backward read each layer's recurrent kernel at every step.
             recurrent = layers * 4 * lstm.units * lstm.units * 4
             step = 3 * steps_t * recurrent / dev["bandwidth"] + ASSUMED["step_s"]
-            # Every epoch BackupAndRestore saves the weights and optimizer state, and
-            # ModelCheckpoint best.keras when validation improves (counted at every
-            # epoch: an upper bound; the backup's file copy of the epoch before is not).
-            epoch = batches * step + 2 * params * save
             part[f"{row}: train"] = fits * (
-                ASSUMED["build_s"] + 2 * ASSUMED["trace_s"] + lstm.epochs * epoch
+                ASSUMED["build_s"] + 2 * ASSUMED["trace_s"] + lstm.epochs * batches * step
             )
+            # What `train_lstm` writes (a file holds the weights and SGD momenta), with
+            # a validation improvement at every epoch (an upper bound).
+            write = params * save
+            if row_config.checkpoints == "every_epoch":
+                # Each epoch BackupAndRestore writes a backup and (from the second)
+                # copies the one before, at the write rate, and ModelCheckpoint writes
+                # best.keras; last.keras at the end: 3 files an epoch.
+                writes, kept = 3 * lstm.epochs * write, 2
+            else:
+                # "end_of_fit": EarlyStopping copies the weights (4 bytes a parameter)
+                # to host memory at each improvement and back once; one best.keras.
+                copies = (lstm.epochs + 1) * 4 * params / ASSUMED["host_copy_bytes_s"]
+                writes, kept = copies + write, 1
+            part[f"{row}: checkpoints"] = fits * writes
             part[f"{row}: evaluate"] = (
                 ASSUMED["build_s"] + params * save + ASSUMED["trace_s"]
             )
-            disk += fits * 2 * params * 8
+            disk += fits * kept * params * 8
         seconds[fold.name] = sum(part.values())
         parts[fold.name] = part
     from probe_frozen_trunk import ROW_STEPS
