@@ -1,24 +1,18 @@
 """Stage 1: check a dataset folder and build its clip index, split into folds.
 
-`prepare(config)` reads the dataset named by `config.data` with its reader
-(`msl_keras.data.{generated,ucf101,jhmdb,ut_interaction}`) and returns a `DatasetIndex`:
-the class names and one `Fold` per evaluation protocol fold, each holding every clip of
-the dataset with its role ("train", "validation" carved from train, or "test"):
+`prepare(config)` reads `config.data.dataset` with its reader (`msl_keras.data.*`) into
+a `DatasetIndex`: one `Fold` per protocol fold, each holding every clip with its role
+("train", "validation" carved from train, or "test"):
 
 - generated: one fold, "split1";
-- UCF-101 and JHMDB-21: the official split `config.data.split`, fold "split<n>";
-- imported features (`msl_keras.data.imported`): the input's split `split<data.split>`,
-  fold "split<n>";
-- UT-Interaction (paper Sec. 4.1): leave-one-sequence-out, fold "set<s>_seq<q>" for the
-  held-out sequence `config.data.ut_test_sequence`, or all 10 folds of set
-  `config.data.ut_set` when it is None, or all 20 folds of both sets when `ut_set` is
-  None too (the `paper_ut_interaction` preset: Table 2 is both sets). Each fold's
-  `subset` is its set ("set1", "set2"), which `run.summarize` reports on its own.
+- UCF-101, JHMDB-21 and imported features: the split `data.split`, fold "split<n>";
+- UT-Interaction (paper Sec. 4.1): leave-one-sequence-out, fold "set<s>_seq<q>" for
+  `data.ut_test_sequence`, or all 10 folds of `data.ut_set` when it is None, or all 20
+  folds of both sets when `ut_set` is None too (Table 2). Each fold's `subset` is its
+  set ("set1", "set2"), which `run.summarize` reports on its own.
 
 The readers' `DatasetError`s (missing folder or list, with the download URL) surface as
 they are. `describe(index)` reports the counts per fold and role and any missing clip.
-
-Example:
 
 >>> index = prepare(get_preset("paper_jhmdb"))
 >>> print(describe(index))
@@ -38,11 +32,10 @@ class Fold:
     """One protocol fold: every clip of the dataset with its role in this fold.
 
     Args:
-        name: the fold's name, also its folder in the run directory ("split1",
-            "set1_seq3").
+        name: also its folder in the run directory ("split1", "set1_seq3").
         records: `ClipRecord`s, each with role "train", "validation" or "test".
-        subset: the part of the protocol reported on its own, when there are several:
-            UT-Interaction's "set1" or "set2" (paper Table 2); None otherwise.
+        subset: the part of the protocol reported on its own: UT-Interaction's "set1"
+            or "set2" (paper Table 2); None otherwise.
     """
 
     name: str
@@ -69,15 +62,10 @@ class Fold:
 
 @dataclasses.dataclass
 class DatasetIndex:
-    """A dataset's clips, classes and folds, as `prepare` found them on disk.
+    """A dataset's clips, classes (in label order) and folds, as `prepare` found them.
 
-    Args:
-        dataset: "generated", "ucf101", "jhmdb" or "ut_interaction".
-        root: the dataset folder.
-        class_names: class names in label order.
-        folds: list of `Fold`.
-        missing: records listed by the split files whose clip is not on disk (only
-            filled with `prepare(..., check_files=False)`; they are left out of the folds).
+    `missing` holds the listed records whose clip is not on disk (only with
+    `prepare(..., check_files=False)`; they are left out of the folds).
     """
 
     dataset: str
@@ -119,26 +107,37 @@ def prepare(config, check_files=True, generate=True):
     """Builds the `DatasetIndex` of `config.data` (see the module docstring).
 
     Args:
-        config: a `msl_keras.config.Config`; uses `data.dataset`, `data.root`,
-            `data.lists_dir`, `data.split`, `data.ut_set`, `data.ut_test_sequence`,
-            `data.validation_fraction`, and `seed` (the validation draw).
+        config: a `Config`; `seed` draws the validation groups.
         check_files: UCF-101 and JHMDB: fail on a listed clip that is not on disk (the
-            reader's `DatasetError`); `False` keeps going, leaves such clips out and
-            lists them in `index.missing`.
-        generate: "generated" dataset only: write the clips into `data.root` (generator
+            reader's `DatasetError`); `False` leaves such clips out and lists them in
+            `index.missing`.
+        generate: "generated" only: write the clips into `data.root` (generator
             defaults) when the folder does not exist or is empty.
-
-    Returns:
-        `DatasetIndex`.
 
     Raises:
         DatasetError: the dataset folder, a split list or (check_files) a clip is
             missing; the message names the expected path and the download URL.
     """
     data = config.data
+    if data.dataset == "ut_interaction":
+        index = _prepare_ut_interaction(config)
+    else:
+        records, class_names = _read_split(config, check_files, generate)
+        fold = "split1" if data.dataset == "generated" else f"split{data.split}"
+        index = DatasetIndex(
+            data.dataset, str(Path(data.root)), list(class_names), [Fold(fold, records)]
+        )
+    if not check_files:
+        _move_missing(index)
+    return index
+
+
+def _read_split(config, check_files, generate):
+    """`(records, class_names)` of a dataset with one fold per split."""
+    data = config.data
     root = Path(data.root)
-    fraction = data.validation_fraction
-    seed = config.seed
+    draw = {"validation_fraction": data.validation_fraction, "seed": config.seed}
+    official = {"split": data.split, "check_files": check_files, **draw}
     if data.dataset == "generated":
         from msl_keras.data import generated
 
@@ -151,70 +150,23 @@ def prepare(config, check_files=True, generate=True):
                 num_groups=data.generated_groups,
                 seed=data.generated_seed,
             )
-        records = generated.read_generated(
-            root, validation_fraction=fraction, seed=seed
-        )
-        index = DatasetIndex(
-            "generated",
-            str(root),
-            list(generated.class_names(root)),
-            [Fold("split1", records)],
-        )
-    elif data.dataset == "ucf101":
+        return generated.read_generated(root, **draw), generated.class_names(root)
+    if data.dataset == "ucf101":
         from msl_keras.data import ucf101
 
-        records = ucf101.read_ucf101(
-            root,
-            split=data.split,
-            lists_dir=data.lists_dir,
-            validation_fraction=fraction,
-            seed=seed,
-            check_files=check_files,
-        )
-        lists_dir = (
-            Path(data.lists_dir) if data.lists_dir else root / ucf101.LISTS_FOLDER
-        )
-        index = DatasetIndex(
-            "ucf101",
-            str(root),
-            list(ucf101.class_names(lists_dir)),
-            [Fold(f"split{data.split}", records)],
-        )
-    elif data.dataset == "jhmdb":
+        records = ucf101.read_ucf101(root, lists_dir=data.lists_dir, **official)
+        lists_dir = Path(data.lists_dir or root / ucf101.LISTS_FOLDER)
+        return records, ucf101.class_names(lists_dir)
+    if data.dataset == "jhmdb":
         from msl_keras.data import jhmdb
 
-        records = jhmdb.read_jhmdb(
-            root,
-            split=data.split,
-            splits_dir=data.lists_dir,
-            validation_fraction=fraction,
-            seed=seed,
-            check_files=check_files,
-        )
-        index = DatasetIndex(
-            "jhmdb",
-            str(root),
-            list(jhmdb.class_names()),
-            [Fold(f"split{data.split}", records)],
-        )
-    elif data.dataset == "ut_interaction":
-        index = _prepare_ut_interaction(config)
-    elif data.dataset == "imported":
-        from msl_keras.data import imported
+        records = jhmdb.read_jhmdb(root, splits_dir=data.lists_dir, **official)
+        return records, jhmdb.class_names()
+    from msl_keras.data import imported
 
-        with imported.FeatureSource.open(root) as source:
-            records = imported.imported_records(
-                source, split=data.split, validation_fraction=fraction, seed=seed
-            )
-            class_names = list(source.class_names)
-        index = DatasetIndex(
-            "imported", str(root), class_names, [Fold(f"split{data.split}", records)]
-        )
-    else:  # Config validates the name; kept for configs built around the check.
-        raise ConfigError(f"Unknown dataset {data.dataset!r}.")
-    if not check_files:
-        _move_missing(index)
-    return index
+    with imported.FeatureSource.open(root) as source:
+        records = imported.imported_records(source, split=data.split, **draw)
+        return records, list(source.class_names)
 
 
 def _prepare_ut_interaction(config):
@@ -229,16 +181,15 @@ def _prepare_ut_interaction(config):
                 f"data.ut_set=None, data.ut_test_sequence={data.ut_test_sequence}"
             )
         pairs = ut_interaction.ut_interaction_folds(root)
+    elif data.ut_set not in ut_interaction.SETS:
+        raise ConfigError(
+            f"data.ut_set must be 1, 2 or None (both sets). Received: "
+            f"data.ut_set={data.ut_set!r}"
+        )
+    elif data.ut_test_sequence is None:
+        pairs = _folds_of_one_set(root, data.ut_set)
     else:
-        if data.ut_set not in ut_interaction.SETS:
-            raise ConfigError(
-                f"data.ut_set must be 1, 2 or None (both sets). Received: "
-                f"data.ut_set={data.ut_set!r}"
-            )
-        if data.ut_test_sequence is None:
-            pairs = _folds_of_one_set(root, data.ut_set)
-        else:
-            pairs = [(data.ut_set, int(data.ut_test_sequence))]
+        pairs = [(data.ut_set, int(data.ut_test_sequence))]
     folds = []
     for set_number, sequence in pairs:
         try:
@@ -262,7 +213,7 @@ def _prepare_ut_interaction(config):
 
 
 def _folds_of_one_set(root, set_number):
-    """Folds of one set when the other set is not on disk (ut_interaction_folds needs both)."""
+    """The folds of one set (`ut_interaction_folds` needs both sets on disk)."""
     from msl_keras.data import ut_interaction
 
     records = ut_interaction.read_ut_interaction(
@@ -280,15 +231,13 @@ def _folds_of_one_set(root, set_number):
 
 
 def _move_missing(index):
+    """Moves the records whose clip is not on disk from the folds to `index.missing`."""
     missing = {}
     for fold in index.folds:
-        kept = []
         for record in fold.records:
-            if Path(record.path).exists():
-                kept.append(record)
-            else:
+            if not Path(record.path).exists():
                 missing.setdefault(record.clip_id, record)
-        fold.records = kept
+        fold.records = [r for r in fold.records if r.clip_id not in missing]
     index.missing = list(missing.values())
 
 
@@ -307,54 +256,46 @@ def describe(index):
     """
     names = index.class_names
     shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    folds = index.folds
+    width = max([len("fold")] + [len(f.name) for f in folds])
     lines = [
         f"Dataset {index.dataset} at '{index.root}' ({len(names)} classes: {shown})",
-        (
-            f"{len(index.clips())} clips in {len(index.folds)} "
-            f"fold{'s' if len(index.folds) != 1 else ''}"
-        ),
+        f"{len(index.clips())} clips in {len(folds)} fold{'s' * (len(folds) != 1)}",
+        f"{'fold':<{width}}"
+        + "".join(f"  {role + ' clips/groups':>24}" for role in ROLES),
     ]
-    width = max([len("fold")] + [len(f.name) for f in index.folds])
-    header = f"{'fold':<{width}}" + "".join(
-        f"  {role + ' clips/groups':>24}" for role in ROLES
-    )
-    lines.append(header)
-    for fold in index.folds:
+    for fold in folds:
         counts = fold.counts()
-        lines.append(
-            f"{fold.name:<{width}}"
-            + "".join(
-                f"  {str(counts[r]['clips']) + '/' + str(counts[r]['groups']):>24}"
-                for r in ROLES
-            )
-        )
-    for fold in index.folds:
-        problems = _fold_problems(fold, len(names))
-        if problems:
+        cells = [f"{counts[r]['clips']}/{counts[r]['groups']}" for r in ROLES]
+        lines.append(f"{fold.name:<{width}}" + "".join(f"  {c:>24}" for c in cells))
+    for fold in folds:
+        if problems := _fold_problems(fold, len(names)):
             lines.append(f"{fold.name}: " + "; ".join(problems))
-    if index.missing:
-        listed = ", ".join(r.clip_id for r in index.missing[:10])
-        more = f" and {len(index.missing) - 10} more" if len(index.missing) > 10 else ""
-        lines.append(
-            f"Missing clips: {len(index.missing)} listed but not on disk ({listed}{more})"
-        )
-    else:
-        lines.append("Missing clips: none")
+    missing = index.missing
+    listed = ", ".join(r.clip_id for r in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    lines.append(
+        f"Missing clips: {len(missing)} listed but not on disk ({listed}{more})"
+        if missing
+        else "Missing clips: none"
+    )
     return "\n".join(lines)
 
 
 def _fold_problems(fold, num_classes):
     """Warnings a user should see before training on `fold`."""
-    problems = []
-    counts = fold.counts()
-    if counts["train"]["clips"] == 0:
-        problems.append("no training clip")
-    if counts["test"]["clips"] == 0:
-        problems.append("no test clip")
-    if counts["validation"]["clips"] == 0:
-        problems.append("no validation clip (the last epoch is kept)")
+    counts = {role: c["clips"] for role, c in fold.counts().items()}
+    problems = [
+        problem
+        for role, problem in (
+            ("train", "no training clip"),
+            ("test", "no test clip"),
+            ("validation", "no validation clip (the last epoch is kept)"),
+        )
+        if counts[role] == 0
+    ]
     per_class = Counter(r.label for r in fold.by_role("train"))
     absent = [c for c in range(num_classes) if per_class[c] == 0]
-    if fold.records and absent and counts["train"]["clips"]:
+    if absent and counts["train"]:
         problems.append(f"classes without training clips: {absent}")
     return problems
