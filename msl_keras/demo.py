@@ -1,19 +1,14 @@
 """The demo: every stage on the generated clips, our loss against cross-entropy.
 
-`msl-keras demo` generates the embedded clips (`data/generated`, seconds), fine-tunes the
-context- and action-aware heads from a cached frozen trunk, extracts both feature
-streams into a feature store, trains the MS-LSTM once per loss on the same features,
-evaluates each on the test clips, and prints a table of earliest/latest accuracy, whether
-our loss's lead at the earliest point exceeds the noise of that many test clips (a paired
-bootstrap, `early_advantage`), and a plot of accuracy against frames observed. The trunk
-is randomly initialised (no ImageNet weights can be downloaded offline); the features are
-learnt from the clips.
-
-Repeatable on any machine with the same package versions: the demo seeds everything, makes
-TensorFlow's kernels deterministic and runs them on one thread (`DEMO_THREADS`), and
+`msl-keras demo` generates the clips (`data/generated`), fine-tunes both heads from a
+cached frozen, randomly initialised trunk (no ImageNet weights offline), extracts the
+features, trains one MS-LSTM per loss on them, evaluates each on the test clips and
+prints a table of earliest/latest accuracy, whether our loss's earliest lead exceeds
+the noise of that many test clips (`early_advantage`), and a plot of accuracy against
+frames observed. It repeats on any machine with the same package versions: everything
+is seeded, TensorFlow's kernels are deterministic on one thread (`DEMO_THREADS`), and
 `msl-keras demo` turns oneDNN off before TensorFlow is imported (its kernels depend on
-the processor's instruction set). The output says when one of these could not be set
-(oneDNN on, or TensorFlow started before the demo with other thread pools).
+the processor); the output says when one of these could not be set.
 """
 
 import dataclasses
@@ -41,24 +36,24 @@ LOSS_LABELS = {
 # One thread per pool: the order of every sum is then the same whatever the core count.
 DEMO_THREADS = 1
 BOOTSTRAP_RESAMPLES = 10000
+TABLE_KEYS = ("earliest", "latest", "earliest_raw", "latest_raw")
 
 
 def demo(config=None, losses=("anticipation", "ce"), verbose=True):
     """Runs the whole method on the generated clips and compares `losses`.
 
-    One `run_fold` on the first fold: the heads and features are made once and one
+    One `run_fold` on the first fold: the heads and features are made once, and one
     MS-LSTM is trained and scored per loss on them.
 
     Args:
         config: a `Config` (default: the `demo` preset).
-        losses: loss names; one MS-LSTM is trained per loss on the same features.
         verbose: print stage progress and the final table.
 
     Returns:
-        dict with `table` (loss -> earliest/latest/mean accuracy of stage 2, pooled),
-        `early_advantage` (ours against cross-entropy at the earliest point, see
-        `early_advantage`), `numerics` (what was pinned), `results` (each loss's
-        `evaluate` output), `plot`, `json` and `wall_time_s`.
+        dict: `table` (loss -> stage 2's pooled `TABLE_KEYS` and `first_frame`
+        accuracy), `chance`, `test_clips`, `early_advantage` (ours against
+        cross-entropy), `numerics` (what was pinned), `config`, `wall_time_s`,
+        `results` (each loss's `evaluate` output), `plot` and `json` (the files).
     """
     config = config or get_preset("demo")
     start = time.perf_counter()
@@ -70,29 +65,18 @@ def demo(config=None, losses=("anticipation", "ce"), verbose=True):
         print(describe(index))
     fold = index.folds[0]
     run = RunDirectory.create(config)
-    results = run_fold(
-        config,
-        index,
-        fold,
-        run,
-        variants={loss: {"lstm.loss": loss} for loss in losses},
-        verbose=int(verbose),
-    )
-    table = {
-        loss: {
-            key: result["summary"][key]
-            for key in ("earliest", "latest", "earliest_raw", "latest_raw")
-        }
-        for loss, result in results.items()
-    }
-    for loss, row in table.items():
-        row["first_frame"] = results[loss]["stages"]["stage2"]["accuracy_vs_steps_pooled"][0]
+    variants = {loss: {"lstm.loss": loss} for loss in losses}
+    results = run_fold(config, index, fold, run, variants, verbose=int(verbose))
+    table, curves, correct = {}, {}, {}
+    for loss, result in results.items():
+        stage2 = result["stages"]["stage2"]
+        table[loss] = {key: result["summary"][key] for key in TABLE_KEYS}
+        table[loss]["first_frame"] = stage2["accuracy_vs_steps_pooled"][0]
+        curves[LOSS_LABELS.get(loss, loss)] = stage2["accuracy_vs_steps_pooled"]
+        correct[loss] = stage2["earliest_correct"]
     out_dir = run.fold_dir(fold)
     plot = plot_accuracy_curves(
-        {
-            LOSS_LABELS.get(loss, loss): result["stages"]["stage2"]["accuracy_vs_steps_pooled"]
-            for loss, result in results.items()
-        },
+        curves,
         out_dir / "demo_accuracy_vs_frames.png",
         title="MS-LSTM on the generated clips: accuracy vs frames observed (pooled)",
         chance=1.0 / index.num_classes,
@@ -102,7 +86,11 @@ def demo(config=None, losses=("anticipation", "ce"), verbose=True):
         "table": table,
         "chance": 1.0 / index.num_classes,
         "test_clips": len(fold.by_role("test")),
-        "early_advantage": _early_advantage_of(results, losses),
+        "early_advantage": (
+            early_advantage(correct["anticipation"], correct["ce"])
+            if {"anticipation", "ce"} <= set(correct)
+            else None
+        ),
         "numerics": numerics,
         "config": dataclasses.asdict(config),
         "wall_time_s": round(wall, 1),
@@ -113,16 +101,6 @@ def demo(config=None, losses=("anticipation", "ce"), verbose=True):
         print("\n" + format_table(report, index.num_classes))
         print(f"\nplot: {plot}\nresults: {path}\nwall time: {wall:.0f} s")
     return {**report, "results": results, "plot": str(plot), "json": str(path)}
-
-
-def _early_advantage_of(results, losses, ours="anticipation", baseline="ce"):
-    """`early_advantage` of stage 2 when both losses ran, else None."""
-    if ours not in losses or baseline not in losses:
-        return None
-    ours, baseline = (
-        results[loss]["stages"]["stage2"]["earliest_correct"] for loss in (ours, baseline)
-    )
-    return early_advantage(ours, baseline)
 
 
 def _pin_numerics(seed):
@@ -145,22 +123,18 @@ def _pin_numerics(seed):
 def early_advantage(ours, baseline, resamples=BOOTSTRAP_RESAMPLES, seed=0):
     """Is our loss ahead of the baseline at the earliest point by more than chance?
 
-    A paired bootstrap over the test clips: both models are scored on the same clips, so
-    the clips are resampled with replacement `resamples` times and the difference of
-    accuracies `d = mean(ours_i) - mean(baseline_i)` recomputed on each resample; the
-    95% interval of `d` decides the verdict.
+    A paired bootstrap: both models are scored on the same test clips, so the clips are
+    resampled with replacement `resamples` times and `d = mean(ours_i) - mean(
+    baseline_i)` recomputed on each resample; the 95% interval of `d` decides.
 
     Args:
         ours, baseline: `(clips,)` 0/1, each test clip right at the earliest point
             (`evaluate`'s `earliest_correct`), in the same clip order.
-        resamples: bootstrap resamples.
-        seed: the resampling seed (the verdict repeats).
 
     Returns:
         dict: `difference` (points of accuracy), `clips` (test clips it amounts to),
-        `interval` (the 95% bootstrap interval of the difference, points) and `verdict`:
-        "ahead beyond noise" (the interval is above 0), "behind beyond noise" (below)
-        or "within noise".
+        `interval` (95%, points) and `verdict`: "ahead beyond noise" (the interval is
+        above 0), "behind beyond noise" (below) or "within noise".
     """
     ours, baseline = np.asarray(ours, float), np.asarray(baseline, float)
     if ours.shape != baseline.shape or ours.ndim != 1 or not len(ours):
@@ -172,12 +146,11 @@ def early_advantage(ours, baseline, resamples=BOOTSTRAP_RESAMPLES, seed=0):
     clips = len(paired)
     rows = np.random.default_rng(seed).integers(0, clips, (resamples, clips))
     low, high = np.percentile(paired[rows].mean(axis=1), [2.5, 97.5])
+    verdict = "within noise"
     if low > 0:
         verdict = "ahead beyond noise"
     elif high < 0:
         verdict = "behind beyond noise"
-    else:
-        verdict = "within noise"
     return {
         "difference": round(100 * float(paired.mean()), 1),
         "clips": int(paired.sum()),
@@ -199,8 +172,7 @@ def format_table(report, num_classes):
             f"{100 * row['earliest']:8.1f}% {100 * row['latest']:8.1f}%"
         )
     lines.append("(accuracies with temporal average pooling, the paper's inference)")
-    advantage = report.get("early_advantage")
-    if advantage:
+    if advantage := report.get("early_advantage"):
         low, high = advantage["interval"]
         lines += [
             f"ours - cross-entropy at the earliest point: {advantage['difference']:+.1f} "

@@ -2,20 +2,12 @@
 
 `prepare(config)` reads `config.data.dataset` with its reader (`msl_keras.data.*`) into
 a `DatasetIndex`: one `Fold` per protocol fold, each holding every clip with its role
-("train", "validation" carved from train, or "test"):
-
-- generated: one fold, "split1";
-- UCF-101, JHMDB-21 and imported features: the split `data.split`, fold "split<n>";
-- UT-Interaction (paper Sec. 4.1): leave-one-sequence-out, fold "set<s>_seq<q>" for
-  `data.ut_test_sequence`, or all 10 folds of `data.ut_set` when it is None, or all 20
-  folds of both sets when `ut_set` is None too (Table 2). Each fold's `subset` is its
-  set ("set1", "set2"), which `run.summarize` reports on its own.
-
-The readers' `DatasetError`s (missing folder or list, with the download URL) surface as
-they are. `describe(index)` reports the counts per fold and role and any missing clip.
-
->>> index = prepare(get_preset("paper_jhmdb"))
->>> print(describe(index))
+("train", "validation" carved from train, or "test"). Generated: one fold, "split1";
+UCF-101, JHMDB-21 and imported features: the split `data.split`, fold "split<n>";
+UT-Interaction (paper Sec. 4.1): leave-one-sequence-out, fold "set<s>_seq<q>" for
+`data.ut_test_sequence`, or all 10 folds of `data.ut_set` when it is None, or all 20
+folds of both sets when `ut_set` is None too (Table 2). The readers' `DatasetError`s
+(missing folder or list, with the download URL) surface as they are.
 """
 
 import dataclasses
@@ -31,11 +23,9 @@ from msl_keras.errors import ConfigError, DatasetError
 class Fold:
     """One protocol fold: every clip of the dataset with its role in this fold.
 
-    Args:
-        name: also its folder in the run directory ("split1", "set1_seq3").
-        records: `ClipRecord`s, each with role "train", "validation" or "test".
-        subset: the part of the protocol reported on its own: UT-Interaction's "set1"
-            or "set2" (paper Table 2); None otherwise.
+    `name` is also its folder in the run directory ("split1", "set1_seq3"); `subset`
+    the part of the protocol reported on its own (UT-Interaction's "set1" or "set2",
+    paper Table 2; `orchestrator.summarize`), else None.
     """
 
     name: str
@@ -107,12 +97,10 @@ def prepare(config, check_files=True, generate=True):
     """Builds the `DatasetIndex` of `config.data` (see the module docstring).
 
     Args:
-        config: a `Config`; `seed` draws the validation groups.
         check_files: UCF-101 and JHMDB: fail on a listed clip that is not on disk (the
-            reader's `DatasetError`); `False` leaves such clips out and lists them in
-            `index.missing`.
-        generate: "generated" only: write the clips into `data.root` (generator
-            defaults) when the folder does not exist or is empty.
+            reader's `DatasetError`); `False` moves them to `index.missing`.
+        generate: "generated" only: write the clips into `data.root` when the folder
+            does not exist or is empty.
 
     Raises:
         DatasetError: the dataset folder, a split list or (check_files) a clip is
@@ -244,15 +232,8 @@ def _move_missing(index):
 def describe(index):
     """A readable report of a `DatasetIndex`: classes, clips per fold and role, missing.
 
-    Returns:
-        str, e.g.::
-
-            Dataset ut_interaction at 'data/ut' (6 classes: hand shake, hug, ...)
-            60 clips in 10 folds
-            fold          train clips/groups  validation clips/groups  test clips/groups
-            set1_seq1           48/8                  6/1                   6/1
-            ...
-            Missing clips: none
+    One line for the classes, one for the clip and fold counts, a table of clips/groups
+    per fold and role, the fold's problems (no test clip, ...), and the missing clips.
     """
     names = index.class_names
     shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")

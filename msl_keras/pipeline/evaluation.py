@@ -1,33 +1,12 @@
 """Stage 5: score the selected LSTM on a fold's TEST clips, after every observed step.
 
-`evaluate(config, index, fold)` loads `best.keras` (chosen on validation by `train_lstm`) and
-runs it ONCE, causally, over the fold's test clips: the output at step t only depends on
-steps 1..t, so one pass gives the prediction after every number of observed frames (the
-original code re-ran the model per prefix and scored stage 1 only; defect #8). For every
-stage it reports:
-
-- accuracy after t steps, t = 1..T, with and without temporal average pooling
-  (Sec. 3.2.2, Figs. 5-6), top-1 and top-k;
-- accuracy after observing each ratio of `config.eval.ratios` of the clips;
-- earliest and latest accuracy by the dataset's convention (Tables 1-3: JHMDB first 20%,
-  UT-Interaction first 50%, UCF-101 first 2 frames; latest = the whole clip, capped at T).
-
-Before scoring, `check_readings` works out which stored step (and source frame) every
-reported point reads on every test clip. Where earliest and latest would read the same step
-of a clip, or `data.observed_ratio < 1` keeps "latest" from being the whole clip, it
-refuses with a `ConfigError` naming the setting to change; where "latest" stops at the
-first T frames of long clips, or two ratios of `eval.ratios` read the same step, it warns
-and records the number of clips in `results["readings"]`.
-
-It writes `results.json`, `accuracy.csv` (one row per t) and `accuracy.png` into
-`<lstm dir>/results/` and returns the results dict. The headline (`results["summary"]`) is
-the final stage (stage 2 of the MS-LSTM) with pooling.
-
-Example:
-
->>> results = evaluate(config, index, "split1")
->>> results["summary"]
-{'stage': 'stage2', 'earliest': 0.55, 'latest': 0.58, ...}
+`evaluate(config, index, fold)` runs `best.keras` (chosen on validation by `train_lstm`)
+ONCE over the test clips: the LSTM is causal, so one pass gives the prediction after
+every number of observed frames (the original re-ran each prefix and scored stage 1
+only; defect #8). Per stage: accuracy after t = 1..T steps, raw and with temporal
+average pooling (Sec. 3.2.2, Figs. 5-6), top-1 and top-k; after each ratio of
+`eval.ratios`; earliest / latest by the dataset's convention (Tables 1-3,
+`metrics.EARLIEST`). The headline (`results["summary"]`) is the final stage, pooled.
 """
 
 import csv
@@ -40,6 +19,7 @@ import numpy as np
 from msl_keras import metrics
 from msl_keras.callbacks import causal_forward, final_stage
 from msl_keras.data.feature_store import check_model_inputs
+from msl_keras.data.records import ROLES
 from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.plots import plot_accuracy_curves
 from msl_keras.runs import (
@@ -56,6 +36,10 @@ RESULTS_FILENAME = "results.json"
 CSV_FILENAME = "accuracy.csv"
 PLOT_FILENAME = "accuracy.png"
 STAGE_LABELS = {"stage1": "stage 1 (context)", "stage2": "stage 2 (MS-LSTM)"}
+# The final stage's scores in `results["summary"]` (averaged over folds by `run_all`).
+SUMMARY_KEYS = (
+    "earliest", "latest", "earliest_raw", "latest_raw", "mean_accuracy_pooled"
+)
 
 
 def score_stage(
@@ -64,57 +48,39 @@ def score_stage(
     """Every number `evaluate` reports for one stage's `(clips, T, N)` probabilities.
 
     Returns:
-        dict with `accuracy_vs_steps` and `accuracy_vs_steps_pooled` `(T,)` lists,
-        `top_k_vs_steps` / `top_k_vs_steps_pooled` (`top_k`), `ratios`:
-        `{ratio: {"raw", "pooled", "top_k_pooled"}}`, `earliest` / `latest` (pooled),
-        `earliest_raw` / `latest_raw`, `top_k_earliest` / `top_k_latest` (pooled),
-        `earliest_correct` / `latest_correct` (pooled, one 0/1 per clip in the order
-        of `labels`: for paired comparisons of two models),
-        `mean_accuracy_pooled` (the validation selection score, here on test).
+        dict: `accuracy_vs_steps`, `top_k_vs_steps` and their `_pooled` twins, `(T,)`
+        lists; `mean_accuracy_pooled` (the validation selection score, here on test);
+        `ratios` `{ratio: {"raw", "pooled", "top_k_pooled"}}`; `earliest` / `latest`
+        (pooled), `_raw` and `top_k_` versions; `earliest_correct` / `latest_correct`
+        (pooled, one 0/1 per clip in the order of `labels`, for paired comparisons).
     """
+    clips = (probs, labels, frame_indices, num_frames)
     result = {}
-    for pooled, suffix in ((False, ""), (True, "_pooled")):
-        result[f"accuracy_vs_steps{suffix}"] = metrics.accuracy_vs_steps(
-            probs, labels, lengths, pooled=pooled
-        ).tolist()
-        result[f"top_k_vs_steps{suffix}"] = metrics.accuracy_vs_steps(
-            probs, labels, lengths, pooled=pooled, top_k=top_k
-        ).tolist()
+    for suffix, pooled in (("", False), ("_pooled", True)):
+        for name, k in (("accuracy", 1), ("top_k", top_k)):
+            result[f"{name}_vs_steps{suffix}"] = metrics.accuracy_vs_steps(
+                probs, labels, lengths, pooled=pooled, top_k=k
+            ).tolist()
     result["mean_accuracy_pooled"] = float(np.mean(result["accuracy_vs_steps_pooled"]))
     result["ratios"] = {
         _ratio_key(r): {
-            "raw": metrics.accuracy_at_ratio(
-                probs, labels, frame_indices, num_frames, r, pooled=False
-            ),
-            "pooled": metrics.accuracy_at_ratio(
-                probs, labels, frame_indices, num_frames, r, pooled=True
-            ),
-            "top_k_pooled": metrics.accuracy_at_ratio(
-                probs, labels, frame_indices, num_frames, r, pooled=True, top_k=top_k
-            ),
+            key: metrics.accuracy_at_ratio(*clips, r, pooled=pooled, top_k=k)
+            for key, pooled, k in (
+                ("raw", False, 1),
+                ("pooled", True, 1),
+                ("top_k_pooled", True, top_k),
+            )
         }
         for r in ratios
     }
-    correct = metrics.earliest_latest_correct(
-        dataset, probs, labels, frame_indices, num_frames
-    )
-    pooled = {point: float(hits.mean()) for point, hits in correct.items()}
-    raw = metrics.earliest_latest(
-        dataset, probs, labels, frame_indices, num_frames, pooled=False
-    )
-    top = metrics.earliest_latest(
-        dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=top_k
-    )
-    result.update(
-        earliest=pooled["earliest"],
-        latest=pooled["latest"],
-        earliest_raw=raw["earliest"],
-        latest_raw=raw["latest"],
-        top_k_earliest=top["earliest"],
-        top_k_latest=top["latest"],
-        earliest_correct=correct["earliest"].astype(int).tolist(),
-        latest_correct=correct["latest"].astype(int).tolist(),
-    )
+    correct = metrics.earliest_latest_correct(dataset, *clips)
+    raw = metrics.earliest_latest(dataset, *clips, pooled=False)
+    top = metrics.earliest_latest(dataset, *clips, top_k=top_k)
+    points = ("earliest", "latest")
+    result.update({p: float(correct[p].mean()) for p in points})
+    result.update({f"{p}_raw": raw[p] for p in points})
+    result.update({f"top_k_{p}": top[p] for p in points})
+    result.update({f"{p}_correct": correct[p].astype(int).tolist() for p in points})
     return result
 
 
@@ -125,44 +91,25 @@ def _ratio_key(ratio):
 def check_readings(config, frame_indices, num_frames, fold="the fold"):
     """Which stored step each reported point reads on each test clip; refuse or flag.
 
-    The points are earliest and latest (`metrics.EARLIEST`, `metrics.LATEST_FIRST_T`) and
-    every ratio of `config.eval.ratios` (`metrics.reported_readings`).
-
-    Refused (`ConfigError`: the number would not be what its label says):
-
-    - `data.observed_ratio < 1`: the store holds frames of the first part of each clip
-      only, so "latest" is not the whole clip and every ratio above it reads one step.
-    - earliest and latest read the same step of a clip although they observe different
-      parts of it (e.g. `frame_selection="first"`, T = 50 and a UT-Interaction clip of
-      100 frames or more: all 50 steps lie in its first half). The tables' two columns
-      would be one measurement.
-
-    Flagged (a warning, and the number of clips in the report):
-
-    - `latest_not_whole_clip`: latest stops before the end of the part it observes
-      (`"first"` and clips longer than T, where latest is the whole clip). The paper's
-      text says as much ("we only exploit the first T frames"); the report says how
-      many clips.
-    - `coinciding_readings`: two neighbouring ratios of `eval.ratios` read the same step
-      of a clip although they observe different frames; the accuracy-vs-ratio curve is
-      flat there by construction.
+    The points are earliest, latest and each ratio of `eval.ratios`
+    (`metrics.reported_readings`). Refused, as a number would not be what its label
+    says: `data.observed_ratio < 1`, and earliest and latest reading the same step of
+    a clip (e.g. "first", T = 50 and a UT-Interaction clip of 100+ frames). Flagged
+    (a warning and a clip count): latest not reaching the clip's end ("first" and
+    clips longer than T), and neighbouring ratios reading the same step.
 
     Args:
-        config: the run's `Config` (`data.dataset`, `data.frame_selection`,
-            `data.observed_ratio`, `eval.ratios`).
         frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
         num_frames: `(clips,)` frames in each source clip.
-        fold: the fold's name, for the messages.
 
     Returns:
-        dict for `results["readings"]`: `frame_selection`, `observed_ratio`,
-        `num_steps`, `clips`, `points` (`{point: {"frames_observed", "step",
+        dict for `results["readings"]`: `points` (`{point: {"frames_observed", "step",
         "share_of_clip_read"}}`, each `[min, max]` over clips), `latest_is_whole_clip`,
-        `latest_not_whole_clip` (clips), `coinciding_readings` (`{"clips": n, "pairs":
-        {"0.3/0.4": n}}`) and `warnings`.
+        `latest_not_whole_clip` and `coinciding_readings` (`{"clips": n, "pairs":
+        {"0.3/0.4": n}}`) clip counts, `warnings`, and the settings read.
 
     Raises:
-        ConfigError: a refused case above; the message names the setting to change.
+        ConfigError: a refused case; the message names the setting to change.
     """
     data = config.data
     if data.observed_ratio < 1.0:
@@ -173,16 +120,19 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
             f"{data.observed_ratio:g} would read the same step. Set data.observed_ratio=1 "
             "and extract again: one causal pass over the whole clip reads every ratio."
         )
-    frame_indices = np.asarray(frame_indices)
-    num_frames = np.asarray(num_frames)
+    frame_indices, num_frames = np.asarray(frame_indices), np.asarray(num_frames)
+    T = frame_indices.shape[1]
+    first = data.frame_selection == "first"
     ratios = sorted(float(r) for r in config.eval.ratios)
     readings = metrics.reported_readings(
         data.dataset, frame_indices, num_frames, ratios
     )
+
+    def coincide(a, b):
+        return (a["step"] == b["step"]) & (a["frames"] != b["frames"])
+
     earliest, latest = readings["earliest"], readings["latest"]
-    same = (earliest["step"] == latest["step"]) & (
-        earliest["frames"] != latest["frames"]
-    )
+    same = coincide(earliest, latest)
     if same.any():
         kind, amount = metrics.EARLIEST[data.dataset]
         part = f"first {100 * amount:g}%" if kind == "ratio" else f"first {amount} frames"
@@ -190,22 +140,21 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
             "Set data.frame_selection=uniform (T frames spread over the whole clip, so "
             "the earliest point reads an early step; the paper_ut_interaction and "
             "paper_jhmdb presets' default)"
-            if data.frame_selection == "first"
+            if first
             else "Raise data.num_steps"
         )
         raise ConfigError(
             f"evaluate, fold '{fold}': the earliest point ({part} of each clip) and the "
             f"latest read the same stored step for {int(same.sum())} of "
             f"{len(same)} test clips (data.frame_selection={data.frame_selection!r}, "
-            f"T={frame_indices.shape[1]}), so earliest and latest would be one number. "
+            f"T={T}), so earliest and latest would be one number. "
             f"{fix} and extract again."
         )
     short = latest["frame"] < latest["frames"] - 1
     pairs = {}
     coinciding = np.zeros(len(num_frames), dtype=bool)
     for low, high in zip(ratios, ratios[1:]):
-        a, b = readings[_ratio_key(low)], readings[_ratio_key(high)]
-        hit = (a["step"] == b["step"]) & (a["frames"] != b["frames"])
+        hit = coincide(readings[_ratio_key(low)], readings[_ratio_key(high)])
         if hit.any():
             pairs[f"{_ratio_key(low)}/{_ratio_key(high)}"] = int(hit.sum())
             coinciding |= hit
@@ -214,9 +163,8 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
         messages.append(
             f"evaluate, fold '{fold}': 'latest' does not reach the last frame of "
             f"{int(short.sum())} of {len(short)} test clips, so it is not the whole clip "
-            f"(data.frame_selection={data.frame_selection!r}, T="
-            f"{frame_indices.shape[1]}); data.frame_selection=uniform spreads the T "
-            "frames over the whole clip."
+            f"(data.frame_selection={data.frame_selection!r}, T={T}); "
+            "data.frame_selection=uniform spreads the T frames over the whole clip."
         )
     if coinciding.any():
         messages.append(
@@ -225,11 +173,8 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
             f"of {len(coinciding)} test clips (clips per pair: "
             f"{', '.join(f'{k}: {v}' for k, v in pairs.items())}): the accuracy-vs-ratio "
             "curve is flat there by construction. "
-            + (
-                "data.frame_selection=uniform or a larger data.num_steps separates them."
-                if data.frame_selection == "first"
-                else "A larger data.num_steps separates them."
-            )
+            + ("data.frame_selection=uniform or a larger" if first else "A larger")
+            + " data.num_steps separates them."
         )
     for message in messages:
         warnings.warn(message, stacklevel=3)
@@ -240,7 +185,7 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
     return {
         "frame_selection": data.frame_selection,
         "observed_ratio": float(data.observed_ratio),
-        "num_steps": int(frame_indices.shape[1]),
+        "num_steps": int(T),
         "clips": int(len(num_frames)),
         "points": {
             point: {
@@ -257,34 +202,22 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
     }
 
 
-def evaluate(
-    config, index, fold, run=None, checkpoint=None, batch_size=None, verbose="auto"
-):
+def evaluate(config, index, fold, run=None, verbose="auto"):
     """Scores the trained LSTM on the fold's test clips; writes and returns the results.
 
-    Args:
-        config: the run's `Config` (uses `eval.ratios`, `eval.top_k`, `data.dataset`).
-        index: the `DatasetIndex` (roles and class names).
-        fold: a fold name or `Fold`.
-        run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
-        checkpoint: the model file to score; default the LSTM folder's `best.keras`.
-        batch_size: clips per forward call (default `config.lstm.batch_size`).
-        verbose: Keras' convention (0 silent; 1, 2 or "auto" log the summary).
+    Writes `results.json` (the dict returned), `accuracy.csv` (one row per t) and
+    `accuracy.png` into `<lstm dir>/results/`. `run` is a `RunDirectory`, a run folder
+    or None (`RunDirectory.create(config)`); `verbose` follows Keras (0 silent).
 
     Returns:
-        dict, as written to `results.json`: `dataset`, `fold`, `config`, `clips`
-        (counts per role, `test_evaluated`, `test_missing` ids), `num_steps`,
-        `num_classes`, `class_names`, `top_k`, `subset` (the fold's set, e.g. "set1",
-        or None), `readings` (`check_readings`), `checkpoint` (path and
-        `runs.training_record`: model selection scheme, best epoch counted from 1,
-        its validation score, the refit's epochs and clips), `heads` (`heads_record`:
-        the CNN heads' scheme and epochs, None when the run has no `cnn_info.json`),
-        `stages` (`{stage: score_stage(...)}`), `summary` (final stage, pooled, with
-        `latest_is_whole_clip` and the `coinciding_readings` clip count), `files`.
+        dict: `dataset`, `fold`, `subset` ("set1", or None), `config`, `clips` (per
+        role, `test_evaluated`, `test_missing` ids), `num_steps`, `num_classes`,
+        `class_names`, `top_k`, `readings` (`check_readings`), `checkpoint` (path and
+        `runs.training_record`), `heads` (`heads_record`), `stages` (`{stage:
+        score_stage(...)}`), `summary` (final stage, pooled) and `files`.
 
     Raises:
-        ConfigError: earliest and latest read the same step of a test clip, or
-            `data.observed_ratio < 1` (see `check_readings`).
+        ConfigError: a refused reading (`check_readings`).
         FeatureStoreError: no store, or no test clip in it.
         FeatureStoreMismatchError: the store's settings or feature sizes differ from the
             config's or the model's.
@@ -312,37 +245,28 @@ def evaluate(
     readings = check_readings(
         config, test["frame_indices"], test["num_frames"], fold=name
     )
-    lstm_dir = run.lstm_dir(name)
-    checkpoint = checkpoint or run.best_path(name)
+    checkpoint = run.best_path(name)
     model = load_lstm(checkpoint)
     dims = model.input_dims
     check_model_inputs(
         settings, context_dim=dims.get("context"), action_dim=dims.get("action")
     )
     outputs = causal_forward(
-        model,
-        {s: test[s] for s in model.input_streams},
-        batch_size or config.lstm.batch_size,
+        model, {s: test[s] for s in model.input_streams}, config.lstm.batch_size
     )
     num_classes = len(class_names)
     top_k = max(1, min(int(config.eval.top_k), num_classes))
-    labels, lengths = test["labels"], test["lengths"]
+    labels = test["labels"]
+    clips = [test[key] for key in ("labels", "lengths", "frame_indices", "num_frames")]
     stages = {
-        stage: score_stage(
-            probs,
-            labels,
-            lengths,
-            test["frame_indices"],
-            test["num_frames"],
-            config.data.dataset,
-            config.eval.ratios,
-            top_k,
-        )
+        stage: score_stage(probs, *clips, config.data.dataset, config.eval.ratios, top_k)
         for stage, probs in sorted(outputs.items())
     }
     final = final_stage(outputs)
     results_dir = run.results_dir(name)
     results_dir.mkdir(parents=True, exist_ok=True)
+    files = {"results": RESULTS_FILENAME, "csv": CSV_FILENAME, "plot": PLOT_FILENAME}
+    files = {key: results_dir / filename for key, filename in files.items()}
     results = {
         "dataset": config.data.dataset,
         "fold": name,
@@ -351,10 +275,7 @@ def evaluate(
         "loss": config.lstm.loss,
         "config": config.to_dict(),
         "clips": {
-            **{
-                role: len(fold.by_role(role))
-                for role in ("train", "validation", "test")
-            },
+            **{role: len(fold.by_role(role)) for role in ROLES},
             "test_evaluated": len(labels),
             "test_missing": missing["test"],
         },
@@ -364,38 +285,29 @@ def evaluate(
         "top_k": top_k,
         "earliest_convention": list(metrics.EARLIEST.get(config.data.dataset, ())),
         "readings": readings,
-        "checkpoint": {"path": str(checkpoint), **training_record(lstm_dir)},
+        "checkpoint": {"path": str(checkpoint), **training_record(run.lstm_dir(name))},
         "heads": heads_record(run, name),
         "stages": stages,
         "summary": {
             "stage": final,
-            "earliest": stages[final]["earliest"],
-            "latest": stages[final]["latest"],
-            "earliest_raw": stages[final]["earliest_raw"],
-            "latest_raw": stages[final]["latest_raw"],
-            "mean_accuracy_pooled": stages[final]["mean_accuracy_pooled"],
+            **{key: stages[final][key] for key in SUMMARY_KEYS},
             "latest_is_whole_clip": readings["latest_is_whole_clip"],
             "coinciding_readings": readings["coinciding_readings"]["clips"],
         },
-        "files": {
-            "results": str(results_dir / RESULTS_FILENAME),
-            "csv": str(results_dir / CSV_FILENAME),
-            "plot": str(results_dir / PLOT_FILENAME),
-        },
+        "files": {key: str(path) for key, path in files.items()},
     }
-    (results_dir / RESULTS_FILENAME).write_text(json.dumps(results, indent=2) + "\n")
-    write_accuracy_csv(stages, top_k, results_dir / CSV_FILENAME)
+    files["results"].write_text(json.dumps(results, indent=2) + "\n")
+    write_accuracy_csv(stages, top_k, files["csv"])
     curves, styles = {}, {}
     for number, (stage, scores) in enumerate(stages.items()):
         label = STAGE_LABELS.get(stage, stage) if len(stages) > 1 else config.lstm.model
-        color = f"C{number}"
         curves[label] = scores["accuracy_vs_steps"]
-        styles[label] = {"color": color, "ls": "--", "lw": 1.2}
+        styles[label] = {"color": f"C{number}", "ls": "--", "lw": 1.2}
         curves[f"{label}, pooled"] = scores["accuracy_vs_steps_pooled"]
-        styles[f"{label}, pooled"] = {"color": color}
+        styles[f"{label}, pooled"] = {"color": f"C{number}"}
     plot_accuracy_curves(
         curves,
-        results_dir / PLOT_FILENAME,
+        files["plot"],
         styles=styles,
         title=(
             f"{config.data.dataset} {name}: {config.lstm.model}, {config.lstm.loss} loss "
@@ -414,7 +326,7 @@ def evaluate(
 
 
 def heads_record(run, fold):
-    """How the fold's CNN heads were chosen and trained (from `cnn_info.json`), or None.
+    """How the fold's CNN heads were chosen and trained (`cnn_info.json`), or None.
 
     Returns:
         dict: `model_selection`, `fit_frames` (frames the saved heads were trained on)
@@ -435,26 +347,20 @@ def heads_record(run, fold):
 
 def write_accuracy_csv(stages, top_k, path):
     """One row per step t: each stage's accuracy without and with pooling, top-1 and top-k."""
-    columns = ["t"]
-    for stage in stages:
-        columns += [
-            f"{stage}_raw",
-            f"{stage}_pooled",
-            f"{stage}_top{top_k}_raw",
-            f"{stage}_top{top_k}_pooled",
-        ]
-    steps = len(next(iter(stages.values()))["accuracy_vs_steps"])
+    keys = [f"{n}_vs_steps{s}" for n in ("accuracy", "top_k") for s in ("", "_pooled")]
+    columns = ["t"] + [
+        f"{stage}_{n}{s}"
+        for stage in stages
+        for n in ("", f"top{top_k}_")
+        for s in ("raw", "pooled")
+    ]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
+        steps = len(next(iter(stages.values()))["accuracy_vs_steps"])
         for t in range(steps):
             row = [t + 1]
             for scores in stages.values():
-                row += [
-                    scores["accuracy_vs_steps"][t],
-                    scores["accuracy_vs_steps_pooled"][t],
-                    scores["top_k_vs_steps"][t],
-                    scores["top_k_vs_steps_pooled"][t],
-                ]
+                row += [scores[key][t] for key in keys]
             writer.writerow(row)
     return path

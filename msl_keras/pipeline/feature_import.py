@@ -1,24 +1,12 @@
 """Stage 3 for features made elsewhere: write the fold's `FeatureStore` from them.
 
-With `data.dataset="imported"`, `data.root` is the user's features (a `.npz`, an `.h5` or
-a folder of per-clip `.npy`, layout in `msl_keras.data.imported`) and this stage takes
-the place of `train_cnn` and `extract`: it writes `<run>/<fold>/features/<fold>.h5`,
-which `train_lstm` and `evaluate` then read as they read extracted features. Each clip
-contributes at most `T = data.num_steps` rows, chosen by `data.frame_selection` as
-extraction chooses frames. The store holds the input's streams only, so a context-only
-input makes a single-stream store for `lstm.model=context`.
-
-Store settings: `dataset="imported"`, `split` the fold name, `T`, `frame_selection` and
-`observed_ratio` from the config, `preprocessing="imported"`, `cam_class="none"`,
-`input_size=(1, 1)` (no frame went through msl_keras' trunk), `extractor_fingerprint`
-the sha1 of the input's files, the input's feature sizes, `dtype=cnn.store_dtype`.
-
-Example:
-
->>> config = load_config(preset="imported", overrides=["data.root=my_features.npz"])
->>> index = prepare(config)
->>> import_features(config, index, "split1")
->>> train_lstm(config, index, "split1")
+With `data.dataset="imported"`, `data.root` holds the user's features (layout in
+`msl_keras.data.imported`) and `import_features` takes the place of `train_cnn` and
+`extract`. Each clip gives at most `T = data.num_steps` rows, chosen by
+`data.frame_selection` as extraction chooses frames; a context-only input makes a
+single-stream store. No frame went through our trunk: the store says
+`preprocessing="imported"`, `cam_class="none"`, `input_size=(1, 1)`, and its
+`extractor_fingerprint` is the sha1 of the input's files.
 """
 
 import logging
@@ -41,46 +29,18 @@ logger = logging.getLogger(__name__)
 DATASET = "imported"
 
 
-def imported_store_settings(config, fold_name, source):
-    """The `StoreSettings` of the store `import_features` writes for `source`."""
-    dims = source.dims()
-    return StoreSettings(
-        dataset=DATASET,
-        split=fold_name,
-        T=config.data.num_steps,
-        frame_selection=config.data.frame_selection,
-        observed_ratio=config.data.observed_ratio,
-        input_size=(1, 1),
-        preprocessing="imported",
-        extractor_fingerprint=source.fingerprint(),
-        cam_class="none",
-        context_dim=dims.get("context"),
-        action_dim=dims.get("action"),
-        num_classes=len(source.class_names),
-        dtype=config.cnn.store_dtype,
-    )
-
-
 def import_features(config, index, fold, run=None, overwrite=False, verbose="auto"):
-    """Writes the store of fold `fold` from the features in `config.data.root`.
+    """Writes the store of `fold` (a name or `Fold` of `index`) from `data.root`.
 
-    Args:
-        config: a `Config` with `data.dataset="imported"`.
-        index: the `DatasetIndex` from `prepare(config)` (which clips the fold holds).
-        fold: a fold name or `Fold` of `index`.
-        run: a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`).
-        overwrite: replace a store imported from other features or settings.
-        verbose: Keras' convention (0 silent; 1, 2 or "auto" log what was written).
-
-    Returns:
-        `Path` of the store. A store already imported from the same input with the same
-        settings is kept as it is (running the command again does nothing).
+    `run` is a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`);
+    `verbose` follows Keras (0 silent; 1, 2 or "auto" log what was written). A store
+    already imported from the same input with the same settings is kept as it is.
+    Returns the store's `Path`.
 
     Raises:
         ConfigError: another dataset than "imported".
         DatasetError: bad input (naming the file and what to change).
-        FeatureStoreError: a store of other features or settings exists and
-            `overwrite` is False.
+        FeatureStoreError: a store of other features or settings, without `overwrite`.
     """
     if config.data.dataset != DATASET:
         raise ConfigError(
@@ -92,8 +52,24 @@ def import_features(config, index, fold, run=None, overwrite=False, verbose="aut
     run = resolve_run(config, run)
     fold = index.fold(fold)
     path = run.store_path(fold.name)
-    with FeatureSource.open(config.data.root) as source:
-        settings = imported_store_settings(config, fold.name, source)
+    data = config.data
+    with FeatureSource.open(data.root) as source:
+        dims = source.dims()
+        settings = StoreSettings(
+            dataset=DATASET,
+            split=fold.name,
+            T=data.num_steps,
+            frame_selection=data.frame_selection,
+            observed_ratio=data.observed_ratio,
+            input_size=(1, 1),
+            preprocessing="imported",
+            extractor_fingerprint=source.fingerprint(),
+            cam_class="none",
+            context_dim=dims.get("context"),
+            action_dim=dims.get("action"),
+            num_classes=len(source.class_names),
+            dtype=config.cnn.store_dtype,
+        )
         if Path(path).exists():
             with FeatureStore.open(path) as existing:
                 differences = existing.settings.differences(settings)
@@ -112,8 +88,7 @@ def import_features(config, index, fold, run=None, overwrite=False, verbose="aut
         row_of = {clip_id: row for row, clip_id in enumerate(source.clip_ids)}
         with writing_new_store(path, settings, source.class_names) as store:
             for record in fold.records:
-                row = row_of[record.clip_id]
-                clip = source.clip(row)
+                clip = source.clip(row_of[record.clip_id])
                 n = clip["frame_indices"].shape[0]
                 keep = select_frames(
                     n, settings.T, settings.frame_selection, settings.observed_ratio

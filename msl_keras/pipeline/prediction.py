@@ -1,33 +1,17 @@
 """Stage 6: anticipate the action of a video as its frames arrive (paper Sec. 3.2.2).
 
-`predict_video(path, config, run, fold)` decodes a video one frame at a time and feeds
-each frame to `models.StreamingStep`, ONE graph that preprocesses the frame
-(`preprocess_frames`, the function training and extraction use), runs the trunk and
-both heads (batch 1), advances the trained LSTM by one step with its state kept, and
-updates the temporal average pooling. The anticipated class is printed as each frame is
-seen, then the anticipation moment (`metrics.anticipation_step`):
-
-```
-streaming every frame; the LSTM was trained on the first T=32 (...), later frames are marked
-frame   1  anticipated: punch (p=0.41)
-...
-frame  33  anticipated: punch (p=0.74)  [past training T=32]
-anticipation: punch at frame 12 (0.40 s), p=0.61 >= 0.50 and fixed to frame 280
-```
-
-Because the LSTM is causal, the per-frame pooled probabilities equal those of one pass
-over the whole clip (what `evaluate` scores); nothing is recomputed per prefix, and the
-stream runs past the training T (the frames beyond T are marked: the LSTM never saw a
-sequence that long while training).
-
-The frames fed: with `data.frame_selection="first"` every frame of the video (the
-training clips were its first T frames at the video's rate); with `"uniform"` the T
-frames `select_frames` picks, spread over the whole video (the rate training used).
-`max_frames` caps either. The first line printed says which.
+`predict_video(path, config, run, fold)` feeds a video, one decoded frame at a time, to
+`models.StreamingStep` (ONE graph: `preprocess_frames` as in training, the trunk and
+both heads, one LSTM step with its state kept, the temporal average pooling) and prints
+the anticipated class per frame, then the anticipation moment
+(`metrics.anticipation_step`); README "Predict, frame by frame" shows the output. The
+LSTM is causal, so the pooled probabilities equal those of one pass over the clip (what
+`evaluate` scores). With `data.frame_selection="first"` every frame is fed and those
+past the trained T are marked (the LSTM never saw a longer sequence); with "uniform"
+the T frames `select_frames` spreads over the video, the rate training used.
 """
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +23,13 @@ from msl_keras.data.video import (
     select_frames,
     video_fps,
 )
-from msl_keras.config import config_from_dict
 from msl_keras.errors import ConfigError
 from msl_keras.metrics import anticipation_step
 from msl_keras.models.streaming import StreamingStep
 from msl_keras.plots import plot_stream_probabilities
 from msl_keras.runs import (
     BEST_FILENAME,
+    CONFIG_FILENAME,
     RunDirectory,
     fold_name,
     load_extractor,
@@ -74,11 +58,11 @@ def streaming_step(extractor, model, input_size):
         )
     makes = {"context": extractor.context_dim, "action": extractor.action_dim}
     for stream, want in model.input_dims.items():
-        have = makes[stream]
-        if want != have:
+        if want != makes[stream]:
             raise ConfigError(
                 f"The LSTM expects {stream} features of size {want}, the extractor "
-                f"makes {have}. Use the heads and the LSTM of the same run and fold."
+                f"makes {makes[stream]}. Use the heads and the LSTM of the same run "
+                "and fold."
             )
     return StreamingStep(extractor, model, input_size)
 
@@ -101,8 +85,6 @@ def predict_video(
     max_frames=None,
     threshold=0.5,
     true_label=None,
-    extractor=None,
-    model=None,
     class_names=None,
     stream=None,
 ):
@@ -110,23 +92,16 @@ def predict_video(
 
     Args:
         video_path: a video file or a folder of numbered frame images.
-        config: the run's `Config` (`data.num_steps`, `data.frame_selection`,
-            `data.observed_ratio`, `cnn.input_size`).
         run: a `RunDirectory` or run folder (None: `RunDirectory.create(config)`).
-        fold: the fold whose heads and LSTM are used (default: the only fold folder).
-        plot_path: optional image file: pooled probabilities against frames, with a
-            strip of frame thumbnails under the time axis.
-        print_fn: called with one line per frame and the anticipation line (None:
-            silent).
-        max_frames: stop after this many frames (default: the whole video with
-            "first" selection, the T selected frames with "uniform").
-        threshold: the pooled probability the prediction must keep, fixed to the
-            end, to count as the anticipation moment (`metrics.anticipation_step`).
+        fold: the fold whose models stream (default: the only one with an LSTM).
+        plot_path: optional image: pooled probabilities against frames, over a strip
+            of frame thumbnails.
+        print_fn: gets each line printed (None: silent).
+        threshold: the pooled probability the prediction must keep to the end to
+            count as the anticipation moment (`metrics.anticipation_step`).
         true_label: optional true class index, marked in the plot.
-        extractor, model: already loaded models to use instead of the run's
-            (`load_extractor`, the LSTM folder's `best.keras`).
-        class_names: names to print (default: the run's, from train_cnn's cnn_info.json).
-        stream: an already built `StreamingStep` (then `extractor`, `model` unused).
+        class_names: default the run's (train_cnn's cnn_info.json).
+        stream: a built `StreamingStep` to use instead of the run's models.
 
     Returns:
         dict: `video`, `fold`, `stage`, `frame_indices (n,)` 0-based frames fed,
@@ -142,18 +117,22 @@ def predict_video(
         raise ConfigError(f"--max-frames must be at least 1. Received: {max_frames}")
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold must be in [0, 1]. Received: {threshold}")
+    say = print_fn or (lambda line: None)
     run = resolve_run(config, run)
     if fold is None:
-        fold = _only_fold(run)
+        folds = run.trained_folds()
+        if len(folds) != 1:
+            raise ConfigError(
+                f"Pass fold=...: run '{run.root}' has {len(folds)} folds with a trained "
+                "LSTM" + (f" ({', '.join(folds)})." if folds else ".")
+            )
+        fold = folds[0]
     name = fold_name(fold)
     if stream is None:
-        if model is None:
-            model = load_lstm(run.best_path(name))
-        if extractor is None:
-            extractor = load_extractor(config, run, name)
+        model = load_lstm(run.best_path(name))
+        extractor = load_extractor(config, run, name)
         stream = streaming_step(extractor, model, config.cnn.input_size)
-    if class_names is None:
-        class_names = _class_names(run, name, stream.num_classes)
+    class_names = class_names or _class_names(run, name, stream.num_classes)
 
     T = int(config.data.num_steps)
     indices = None
@@ -173,15 +152,13 @@ def predict_video(
         )
     if max_frames is not None:
         header += f"; stopping after {int(max_frames)}"
-    if print_fn is not None:
-        print_fn(header)
+    say(header)
     fps = video_fps(video_path)
 
     rows, frame_indices, thumbnails = [], [], []
     carry = stream.initial_carry()
-    for step, (index, frame) in enumerate(
-        iter_frames(video_path, indices, max_frames=max_frames)
-    ):
+    frames = iter_frames(video_path, indices, max_frames=max_frames)
+    for step, (index, frame) in enumerate(frames):
         out = stream.step(frame, **carry)
         carry = {k: out[k] for k in ("state", "prob_sum", "count")}
         row = {k: np.asarray(out[k]) for k in ("probs", "pooled", "stage1")}
@@ -189,17 +166,20 @@ def predict_video(
         frame_indices.append(index)
         if plot_path is not None:
             thumbnails.append(_thumbnail(frame))
-        if print_fn is not None:
-            k = int(out["anticipated"])
-            past = f"  [past training T={T}]" if step >= T else ""
-            print_fn(
-                f"frame {index + 1:3d}  anticipated: {class_names[k]} "
-                f"(p={row['pooled'][k]:.2f}){past}"
-            )
-    pooled = np.stack([r["pooled"] for r in rows]).astype(np.float64)
+        k = int(out["anticipated"])
+        past = f"  [past training T={T}]" if step >= T else ""
+        say(
+            f"frame {index + 1:3d}  anticipated: {class_names[k]} "
+            f"(p={row['pooled'][k]:.2f}){past}"
+        )
+    probs, pooled, stage1 = (
+        np.stack([r[k] for r in rows]).astype(np.float64)
+        for k in ("probs", "pooled", "stage1")
+    )
     predicted = pooled.argmax(axis=-1)
     frame_indices = np.asarray(frame_indices, dtype=np.int64)
     times = frame_indices / fps if fps else np.full(len(frame_indices), np.nan)
+    step = anticipation_step(pooled, threshold)
     result = {
         "video": str(video_path),
         "fold": name,
@@ -209,13 +189,9 @@ def predict_video(
         "fps": fps,
         "trained_steps": T,
         "past_training": np.arange(len(frame_indices)) >= T,
-        "probs": np.stack([r["probs"] for r in rows]).astype(np.float64),
+        "probs": probs,
         "pooled": pooled,
-        "stage1_probs": (
-            np.stack([r["stage1"] for r in rows]).astype(np.float64)
-            if stream.multi_stage
-            else None
-        ),
+        "stage1_probs": stage1 if stream.multi_stage else None,
         "predicted": predicted,
         "predicted_names": [class_names[k] for k in predicted],
         "confidence": pooled[np.arange(len(pooled)), predicted],
@@ -224,7 +200,6 @@ def predict_video(
         "anticipation": None,
         "plot": None,
     }
-    step = anticipation_step(pooled, threshold)
     if step is not None:
         k = int(predicted[step])
         result["anticipation"] = {
@@ -235,8 +210,7 @@ def predict_video(
             "name": class_names[k],
             "probability": float(pooled[step, k]),
         }
-    if print_fn is not None:
-        print_fn(describe_anticipation(result))
+    say(describe_anticipation(result))
     if plot_path is not None:
         result["plot"] = str(
             plot_stream_probabilities(
@@ -277,22 +251,18 @@ def describe_anticipation(result):
 def write_predictions_csv(results, path, top_k=3):
     """One row per streamed frame of every video: video, frame, time, pooled top-k.
 
-    Columns: `video`, `frame` (1-based frame number), `time_s` (empty when the video
-    declares no frame rate), `past_training` (1 on steps beyond the training T),
-    `anticipation` (1 from the anticipation moment on), then `top1`, `p1`, ... `top<k>`,
-    `p<k>` (class names and pooled probabilities, best first).
-
-    Returns:
-        `Path` of the written file.
+    Columns: `video`, `frame` (1-based), `time_s` (empty when the video declares no
+    frame rate), `past_training` (1 on steps beyond the training T), `anticipation` (1
+    from the anticipation moment on), then `top1`, `p1`, ... `top<k>`, `p<k>` (class
+    names and pooled probabilities, best first). Returns the `Path` written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    k = min(int(top_k), len(results[0]["class_names"])) if results else int(top_k)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        k = min(int(top_k), len(results[0]["class_names"])) if results else int(top_k)
         header = ["video", "frame", "time_s", "past_training", "anticipation"]
-        for rank in range(1, k + 1):
-            header += [f"top{rank}", f"p{rank}"]
+        header += [f"{c}{r}" for r in range(1, k + 1) for c in ("top", "p")]
         writer.writerow(header)
         for result in results:
             names = result["class_names"]
@@ -314,34 +284,33 @@ def write_predictions_csv(results, path, top_k=3):
     return path
 
 
-def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
-    """The config, fold and models of a trained run folder (predict and export use it).
+def open_trained_lstm(run_dir, fold=None, lstm=None, print_fn=print):
+    """A trained LSTM of a run folder: `(run, fold, lstm_dir)`.
 
     Args:
         run_dir: a run folder made by the pipeline (`<output_dir>/<config.run_name()>`).
-        fold: which fold's models (default: the first fold, by name, with a trained LSTM).
-        lstm: which LSTM subfolder of `<fold>/lstm/` (default: the only one; the first by
-            name, with a note, when there are several).
-        print_fn: where the note goes (None: silent).
+        fold: default the first by name with a trained LSTM.
+        lstm: which subfolder of `<fold>/lstm/` (default: the only one; the first by
+            name, with a note to `print_fn`, when there are several).
 
     Returns:
-        dict: `config` (the LSTM folder's `config.json`), `run`, `fold`, `lstm` (the
-        subfolder name), `stream` (a `StreamingStep`), `class_names`.
+        `run` bound to the LSTM folder's `config.json` (else the run's), the fold's
+        name and the LSTM folder.
+
+    Raises:
+        ConfigError: no trained LSTM, or none called `lstm`.
     """
     run = RunDirectory.open(run_dir)
-    trained = run.trained_folds()
     if fold is None:
+        trained = run.trained_folds()
         if not trained:
             raise ConfigError(
                 f"Run '{run.root}' has no trained LSTM. Run the train-lstm stage first."
             )
         fold = trained[0]
     lstm_root = run.fold_dir(fold) / "lstm"
-    choices = []
-    if lstm_root.is_dir():
-        choices = sorted(
-            p.name for p in lstm_root.iterdir() if (p / BEST_FILENAME).is_file()
-        )
+    best = lstm_root.glob(f"*/{BEST_FILENAME}")
+    choices = sorted(p.parent.name for p in best if p.is_file())
     if lstm is None:
         if not choices:
             raise ConfigError(
@@ -350,9 +319,9 @@ def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
             )
         lstm = choices[0]
         if len(choices) > 1 and print_fn is not None:
-            others = ", ".join(choices[1:])
             print_fn(
-                f"using LSTM '{lstm}' (also here: {others}; pick one with --lstm NAME)"
+                f"using LSTM '{lstm}' (also here: {', '.join(choices[1:])}; pick one "
+                "with --lstm NAME)"
             )
     elif lstm not in choices:
         raise ConfigError(
@@ -360,33 +329,33 @@ def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
             f"Trained: {', '.join(choices) or 'none'}."
         )
     lstm_dir = lstm_root / lstm
-    config = run.config
-    if (lstm_dir / "config.json").is_file():
-        config = config_from_dict(json.loads((lstm_dir / "config.json").read_text()))
-    run = RunDirectory(config, root=run.root)
-    model = load_lstm(lstm_dir / BEST_FILENAME)
-    extractor = load_extractor(config, run, fold)
+    if (lstm_dir / CONFIG_FILENAME).is_file():
+        run = RunDirectory(RunDirectory.open(lstm_dir).config, root=run.root)
+    return run, fold, lstm_dir
+
+
+def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
+    """The config, fold and models of a trained run folder (predict and export use it).
+
+    `run_dir`, `fold`, `lstm`: which LSTM (`open_trained_lstm`). Returns `config` (the
+    LSTM folder's), `run`, `fold`, `lstm` (the subfolder name), `stream` (a
+    `StreamingStep`) and `class_names`.
+    """
+    run, fold, lstm_dir = open_trained_lstm(run_dir, fold, lstm, print_fn)
+    model = load_lstm(lstm_dir)
+    extractor = load_extractor(run.config, run, fold)
     return {
-        "config": config,
+        "config": run.config,
         "run": run,
         "fold": fold,
-        "lstm": lstm,
-        "stream": streaming_step(extractor, model, config.cnn.input_size),
+        "lstm": lstm_dir.name,
+        "stream": streaming_step(extractor, model, run.config.cnn.input_size),
         "class_names": _class_names(run, fold, int(model.num_classes)),
     }
 
 
 def predict_from_run_dir(
-    videos,
-    run_dir,
-    fold=None,
-    lstm=None,
-    max_frames=None,
-    threshold=0.5,
-    plot_path=None,
-    csv_path=None,
-    top_k=3,
-    print_fn=print,
+    videos, run_dir, fold=None, lstm=None, csv_path=None, top_k=3, **options
 ):
     """`predict_video` on one or more videos with the models of a run folder (the CLI's).
 
@@ -394,17 +363,17 @@ def predict_from_run_dir(
         videos: a video file, a frame folder, a folder of video files, or a list of
             them (`data.video.list_videos`).
         run_dir, fold, lstm: the trained models (`load_trained_run`).
-        max_frames, threshold, print_fn: as `predict_video`.
-        plot_path: optional image file; with several videos, one file per video named
-            `<stem>_<video name><suffix>`.
-        csv_path: optional CSV file, one row per frame of every video
-            (`write_predictions_csv`).
-        top_k: classes per CSV row.
+        csv_path: optional CSV, `write_predictions_csv` with `top_k` classes a row.
+        **options: `predict_video`'s `plot_path`, `print_fn`, `max_frames` and
+            `threshold`; several videos get a plot each, `<stem>_<video><suffix>`.
 
     Returns:
         list of `predict_video` results, one per video, in order.
     """
+    print_fn = options.get("print_fn", print)
+    plot_path = options.pop("plot_path", None)
     loaded = load_trained_run(run_dir, fold, lstm, print_fn)
+    say = print_fn or (lambda line: None)
     paths = list_videos(videos)
     results = []
     for path in paths:
@@ -412,8 +381,8 @@ def predict_from_run_dir(
         if plot_path is not None and len(paths) > 1:
             plot = Path(plot_path)
             plot = plot.with_name(f"{plot.stem}_{path.stem}{plot.suffix or '.png'}")
-        if print_fn is not None and len(paths) > 1:
-            print_fn(f"== {path}")
+        if len(paths) > 1:
+            say(f"== {path}")
         results.append(
             predict_video(
                 path,
@@ -421,25 +390,12 @@ def predict_from_run_dir(
                 loaded["run"],
                 loaded["fold"],
                 plot_path=plot,
-                print_fn=print_fn,
-                max_frames=max_frames,
-                threshold=threshold,
                 class_names=loaded["class_names"],
                 stream=loaded["stream"],
+                **options,
             )
         )
     if csv_path is not None:
-        written = write_predictions_csv(results, csv_path, top_k=top_k)
-        if print_fn is not None:
-            print_fn(f"wrote {written}")
+        say(f"wrote {write_predictions_csv(results, csv_path, top_k=top_k)}")
     return results
 
-
-def _only_fold(run):
-    folds = run.trained_folds()
-    if len(folds) != 1:
-        raise ConfigError(
-            f"Pass fold=...: run '{run.root}' has {len(folds)} folds with a trained LSTM"
-            + (f" ({', '.join(folds)})." if folds else ".")
-        )
-    return folds[0]
