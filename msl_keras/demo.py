@@ -1,14 +1,12 @@
 """The demo: every stage on the generated clips, our loss against cross-entropy.
 
-`msl-keras demo` generates the clips (`data/generated`), fine-tunes both heads from a
-cached frozen, randomly initialised trunk (no ImageNet weights offline), extracts the
-features, trains one MS-LSTM per loss on them, evaluates each on the test clips and
-prints a table of earliest/latest accuracy, whether our loss's earliest lead exceeds
-the noise of that many test clips (`early_advantage`), and a plot of accuracy against
-frames observed. It repeats on any machine with the same package versions: everything
-is seeded, TensorFlow's kernels are deterministic on one thread (`DEMO_THREADS`), and
-`msl-keras demo` turns oneDNN off before TensorFlow is imported (its kernels depend on
-the processor); the output says when one of these could not be set.
+`msl-keras demo` runs the method on the generated clips with a randomly initialised
+frozen trunk (no ImageNet weights offline), one MS-LSTM per loss on the same features,
+and prints earliest/latest accuracy, whether our loss's earliest lead exceeds the noise
+of that many test clips (`early_advantage`), and a plot. It repeats on any machine with
+the same package versions: everything is seeded, TensorFlow's kernels are deterministic
+on `DEMO_THREADS` thread, and `msl-keras demo` turns oneDNN off before TensorFlow is
+imported (its kernels depend on the processor); the output says what could not be set.
 """
 
 import dataclasses
@@ -123,18 +121,13 @@ def _pin_numerics(seed):
 def early_advantage(ours, baseline, resamples=BOOTSTRAP_RESAMPLES, seed=0):
     """Is our loss ahead of the baseline at the earliest point by more than chance?
 
-    A paired bootstrap: both models are scored on the same test clips, so the clips are
-    resampled with replacement `resamples` times and `d = mean(ours_i) - mean(
-    baseline_i)` recomputed on each resample; the 95% interval of `d` decides.
-
-    Args:
-        ours, baseline: `(clips,)` 0/1, each test clip right at the earliest point
-            (`evaluate`'s `earliest_correct`), in the same clip order.
-
-    Returns:
-        dict: `difference` (points of accuracy), `clips` (test clips it amounts to),
-        `interval` (95%, points) and `verdict`: "ahead beyond noise" (the interval is
-        above 0), "behind beyond noise" (below) or "within noise".
+    A paired bootstrap: `ours` and `baseline` are `(clips,)` 0/1, each test clip right
+    at the earliest point (`evaluate`'s `earliest_correct`), in the same clip order; the
+    clips are resampled with replacement `resamples` times and `d = mean(ours_i) -
+    mean(baseline_i)` recomputed on each. Returns `difference` (points of accuracy),
+    `clips` (test clips it amounts to), `interval` (95% of `d`, points) and `verdict`:
+    "ahead beyond noise" (the interval is above 0), "behind beyond noise" (below) or
+    "within noise".
     """
     ours, baseline = np.asarray(ours, float), np.asarray(baseline, float)
     if ours.shape != baseline.shape or ours.ndim != 1 or not len(ours):

@@ -49,8 +49,10 @@ def _class_names(run, fold, num_classes):
     return [f"class {k}" for k in range(num_classes)]
 
 
-def streaming_step(extractor, model, input_size):
-    """The `StreamingStep` of a run's extractor and LSTM, checked to fit together."""
+def load_stream(config, run, fold, lstm_path):
+    """The `StreamingStep` of the fold's heads and the LSTM at `lstm_path`, checked."""
+    model = load_lstm(lstm_path)
+    extractor = load_extractor(config, run, fold)
     if extractor.action_head.cam_class == "oracle":
         raise ConfigError(
             "predict cannot use cam_class='oracle': the true label of a new video is "
@@ -64,7 +66,7 @@ def streaming_step(extractor, model, input_size):
                 f"makes {makes[stream]}. Use the heads and the LSTM of the same run "
                 "and fold."
             )
-    return StreamingStep(extractor, model, input_size)
+    return StreamingStep(extractor, model, config.cnn.input_size)
 
 
 def _thumbnail(frame):
@@ -129,9 +131,7 @@ def predict_video(
         fold = folds[0]
     name = fold_name(fold)
     if stream is None:
-        model = load_lstm(run.best_path(name))
-        extractor = load_extractor(config, run, name)
-        stream = streaming_step(extractor, model, config.cnn.input_size)
+        stream = load_stream(config, run, name, run.best_path(name))
     class_names = class_names or _class_names(run, name, stream.num_classes)
 
     T = int(config.data.num_steps)
@@ -342,15 +342,14 @@ def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
     `StreamingStep`) and `class_names`.
     """
     run, fold, lstm_dir = open_trained_lstm(run_dir, fold, lstm, print_fn)
-    model = load_lstm(lstm_dir)
-    extractor = load_extractor(run.config, run, fold)
+    stream = load_stream(run.config, run, fold, lstm_dir)
     return {
         "config": run.config,
         "run": run,
         "fold": fold,
         "lstm": lstm_dir.name,
-        "stream": streaming_step(extractor, model, run.config.cnn.input_size),
-        "class_names": _class_names(run, fold, int(model.num_classes)),
+        "stream": stream,
+        "class_names": _class_names(run, fold, stream.num_classes),
     }
 
 
