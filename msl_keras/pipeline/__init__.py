@@ -1,4 +1,4 @@
-"""The pipeline: plain functions taking a `Config`, one module each (the CLI calls them).
+"""The pipeline: plain functions taking a `Config`, one module each (the CLI's steps).
 
 `prepare` (`dataset_index`) -> `train_cnn` (`head_training`) -> `extract` (`extraction`;
 or per shard, then `merge_shards`) -> `train_lstm` (`lstm_training`) -> `evaluate`

@@ -258,8 +258,9 @@ def evaluate(config, index, fold, run=None, verbose="auto"):
     top_k = max(1, min(int(config.eval.top_k), num_classes))
     labels = test["labels"]
     clips = [test[key] for key in ("labels", "lengths", "frame_indices", "num_frames")]
+    protocol = (config.data.dataset, config.eval.ratios, top_k)
     stages = {
-        stage: score_stage(probs, *clips, config.data.dataset, config.eval.ratios, top_k)
+        stage: score_stage(probs, *clips, *protocol)
         for stage, probs in sorted(outputs.items())
     }
     final = final_stage(outputs)
@@ -346,7 +347,7 @@ def heads_record(run, fold):
 
 
 def write_accuracy_csv(stages, top_k, path):
-    """One row per step t: each stage's accuracy without and with pooling, top-1 and top-k."""
+    """One row per step t: each stage's top-1 and top-k accuracy, raw and pooled."""
     keys = [f"{n}_vs_steps{s}" for n in ("accuracy", "top_k") for s in ("", "_pooled")]
     columns = ["t"] + [
         f"{stage}_{n}{s}"
@@ -354,13 +355,9 @@ def write_accuracy_csv(stages, top_k, path):
         for n in ("", f"top{top_k}_")
         for s in ("raw", "pooled")
     ]
+    series = [scores[key] for scores in stages.values() for key in keys]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
-        steps = len(next(iter(stages.values()))["accuracy_vs_steps"])
-        for t in range(steps):
-            row = [t + 1]
-            for scores in stages.values():
-                row += [scores[key][t] for key in keys]
-            writer.writerow(row)
+        writer.writerows([t + 1, *values] for t, values in enumerate(zip(*series)))
     return path

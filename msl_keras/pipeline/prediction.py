@@ -90,20 +90,18 @@ def predict_video(
     class_names=None,
     stream=None,
 ):
-    """Streams a video through the trained models; returns what was anticipated per frame.
+    """Streams a video through a run's models; returns what was anticipated per frame.
 
     Args:
         video_path: a video file or a folder of numbered frame images.
         run: a `RunDirectory` or run folder (None: `RunDirectory.create(config)`).
-        fold: the fold whose models stream (default: the only one with an LSTM).
-        plot_path: optional image: pooled probabilities against frames, over a strip
-            of frame thumbnails.
+        fold: default the only fold with a trained LSTM.
+        plot_path: optional image: pooled probabilities against frames, over thumbnails.
         print_fn: gets each line printed (None: silent).
         threshold: the pooled probability the prediction must keep to the end to
             count as the anticipation moment (`metrics.anticipation_step`).
         true_label: optional true class index, marked in the plot.
-        class_names: default the run's (train_cnn's cnn_info.json).
-        stream: a built `StreamingStep` to use instead of the run's models.
+        class_names, stream: default the run's (cnn_info.json) and its fold's models.
 
     Returns:
         dict: `video`, `fold`, `stage`, `frame_indices (n,)` 0-based frames fed,
@@ -124,9 +122,10 @@ def predict_video(
     if fold is None:
         folds = run.trained_folds()
         if len(folds) != 1:
+            listed = f" ({', '.join(folds)})." if folds else "."
             raise ConfigError(
-                f"Pass fold=...: run '{run.root}' has {len(folds)} folds with a trained "
-                "LSTM" + (f" ({', '.join(folds)})." if folds else ".")
+                f"Pass fold=...: run '{run.root}' has {len(folds)} folds with a "
+                f"trained LSTM{listed}"
             )
         fold = folds[0]
     name = fold_name(fold)
@@ -229,7 +228,7 @@ def predict_video(
 
 
 def describe_anticipation(result):
-    """One line: when a `predict_video` result's prediction committed, or that it did not."""
+    """One line: when a `predict_video` result's prediction committed, or not."""
     last = int(result["frame_indices"][-1]) + 1
     threshold = result["threshold"]
     moment = result["anticipation"]
@@ -356,7 +355,7 @@ def load_trained_run(run_dir, fold=None, lstm=None, print_fn=print):
 def predict_from_run_dir(
     videos, run_dir, fold=None, lstm=None, csv_path=None, top_k=3, **options
 ):
-    """`predict_video` on one or more videos with the models of a run folder (the CLI's).
+    """`predict_video` on one or more videos with a run folder's models (the CLI's).
 
     Args:
         videos: a video file, a frame folder, a folder of video files, or a list of
