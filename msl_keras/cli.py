@@ -19,7 +19,7 @@ import textwrap
 import time
 
 from msl_keras import __version__
-from msl_keras.config import PRESETS
+from msl_keras.config import PRESETS, STRATEGIES
 from msl_keras.errors import MslKerasError
 
 EPILOG = """\
@@ -31,8 +31,22 @@ interrupted stage.
 """
 
 
-def _add_config_arguments(parser):
-    group = parser.add_argument_group("configuration")
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="msl-keras",
+        description=(
+            "Multi-stage LSTM action anticipation (Aliakbarian et al., ICCV 2017) "
+            "in Keras 3."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"msl_keras {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # The arguments several subcommands share, as `parents=`.
+    config = argparse.ArgumentParser(add_help=False)
+    group = config.add_argument_group("configuration")
     group.add_argument(
         "--preset",
         metavar="NAME",
@@ -50,41 +64,28 @@ def _add_config_arguments(parser):
     group.add_argument("--root", help="dataset folder (same as --set data.root=...)")
     group.add_argument("--output-dir", help="where run directories go (default: runs)")
     group.add_argument("--seed", type=int, help="random seed (same as --set seed=...)")
-
-
-def _add_fold_argument(parser):
-    parser.add_argument(
+    fold = argparse.ArgumentParser(add_help=False)
+    fold.add_argument(
         "--fold",
         help="run one fold (e.g. split1, set1_seq3); default: every fold of the config",
     )
-
-
-def _add_strategy_argument(parser):
-    parser.add_argument(
+    strategy = argparse.ArgumentParser(add_help=False)
+    strategy.add_argument(
         "--strategy",
-        choices=("default", "mirrored", "multi_worker", "tpu"),
+        choices=STRATEGIES,
         help="tf.distribute strategy for training (default: the config's)",
     )
+    run_dir = argparse.ArgumentParser(add_help=False)
+    run_dir.add_argument("--run-dir", required=True, help="a run directory made by `run`/`demo`")
+    run_dir.add_argument("--fold", help="which fold's models (default: the first)")
+    run_dir.add_argument("--lstm", help="which LSTM subdirectory (default: the only/first one)")
 
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="msl-keras",
-        description=(
-            "Multi-stage LSTM action anticipation (Aliakbarian et al., ICCV 2017) "
-            "in Keras 3."
-        ),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"msl_keras {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def add(name, help_text, description=None):
+    def add(name, help_text, description=None, parents=(config, fold)):
         return sub.add_parser(
             name,
             help=help_text,
             description=description or help_text,
+            parents=parents,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
@@ -95,34 +96,25 @@ def build_parser():
         "heads, extracts features,\ntrains the MS-LSTM with the anticipation loss and "
         "with plain cross-entropy, and prints a table\nof earliest/latest accuracy with "
         "an accuracy-vs-frames plot.",
+        parents=[config],
     )
-    _add_config_arguments(p)
     p.add_argument(
         "--losses",
         default="anticipation,ce",
         help="comma-separated loss names to compare (default: anticipation,ce)",
     )
-
-    p = add("prepare", "check a dataset folder and list its clips, splits and folds")
-    _add_config_arguments(p)
-
-    p = add(
-        "train-cnn",
-        "fine-tune the context- and action-aware heads on frames (frozen trunk)",
+    add(
+        "prepare",
+        "check a dataset folder and list its clips, splits and folds",
+        parents=[config],
     )
-    _add_config_arguments(p)
-    _add_fold_argument(p)
-
-    p = add("extract", "write the HDF5 feature store of each fold (resumable)")
-    _add_config_arguments(p)
-    _add_fold_argument(p)
-    p.add_argument(
+    add("train-cnn", "fine-tune the context- and action-aware heads on frames (frozen trunk)")
+    add("extract", "write the HDF5 feature store of each fold (resumable)").add_argument(
         "--shard",
         metavar="I/N",
         help="extract only shard I of N (0-based) into its own store; merge them after",
     )
-
-    p = add(
+    add(
         "import-features",
         "write the feature store of each fold from per-frame features made elsewhere",
         "Reads --root (data.root): a .npz or .h5 of (clips, T, D) 'context' and/or "
@@ -130,29 +122,20 @@ def build_parser():
         "and context/<clip>.npy, action/<clip>.npy\n(layout: README, 'Bring your own "
         "features'). Then train-lstm and evaluate run on the\nstore with the same "
         "options. Needs data.dataset=imported (--preset imported).",
-    )
-    _add_config_arguments(p)
-    _add_fold_argument(p)
-    p.add_argument(
+    ).add_argument(
         "--overwrite",
         action="store_true",
         help="replace a store imported from other features or settings",
     )
-
-    p = add("merge", "merge the feature stores written by `extract --shard I/N`")
-    _add_config_arguments(p)
-    _add_fold_argument(p)
-    p.add_argument("--shards", type=int, required=True, help="N, the number of shards")
-
-    p = add("train-lstm", "train the MS-LSTM (or one stream) with a loss chosen by name")
-    _add_config_arguments(p)
-    _add_fold_argument(p)
-    _add_strategy_argument(p)
-    p.add_argument("--no-resume", action="store_true", help="start over, ignoring backups")
-
-    p = add("evaluate", "accuracy against frames observed on the test clips")
-    _add_config_arguments(p)
-    _add_fold_argument(p)
+    add("merge", "merge the feature stores written by `extract --shard I/N`").add_argument(
+        "--shards", type=int, required=True, help="N, the number of shards"
+    )
+    add(
+        "train-lstm",
+        "train the MS-LSTM (or one stream) with a loss chosen by name",
+        parents=[config, fold, strategy],
+    ).add_argument("--no-resume", action="store_true", help="start over, ignoring backups")
+    add("evaluate", "accuracy against frames observed on the test clips")
 
     p = add(
         "predict",
@@ -162,13 +145,11 @@ def build_parser():
         "anticipation moment:\nthe first frame from which the prediction stays fixed "
         "at p >= --threshold.\nThe whole video runs (the LSTM is causal); frames past "
         "the training T are marked.",
+        parents=[run_dir],
     )
     p.add_argument(
         "videos", nargs="+", help="video files, frame folders or folders of videos"
     )
-    p.add_argument("--run-dir", required=True, help="a run directory made by `run`/`demo`")
-    p.add_argument("--fold", help="which fold's models (default: the first)")
-    p.add_argument("--lstm", help="which LSTM subdirectory (default: the only/first one)")
     p.add_argument(
         "--max-frames", type=int, help="stop each video after this many frames"
     )
@@ -194,10 +175,8 @@ def build_parser():
         "preprocessed\ninside) plus the recurrent state, the running sum of the "
         "probabilities and the frame\ncount, and returns the pooled probabilities, the "
         "anticipated class and the next state\n(see msl_keras/export.py).",
+        parents=[run_dir],
     )
-    p.add_argument("--run-dir", required=True, help="a run directory made by `run`/`demo`")
-    p.add_argument("--fold", help="which fold's models (default: the first)")
-    p.add_argument("--lstm", help="which LSTM subdirectory (default: the only/first one)")
     p.add_argument(
         "--format",
         choices=("saved_model", "tflite"),
@@ -206,14 +185,16 @@ def build_parser():
     )
     p.add_argument("--out", required=True, help="the output folder (new or empty)")
 
-    p = add("run", "every stage from one config: prepare, train-cnn, extract, train-lstm, evaluate")
-    _add_config_arguments(p)
-    _add_fold_argument(p)
-    _add_strategy_argument(p)
+    add(
+        "run",
+        "every stage from one config: prepare, train-cnn, extract, train-lstm, evaluate",
+        parents=[config, fold, strategy],
+    )
 
     p = add(
         "import-original",
         "import the original code's per-video .npy features into a feature store",
+        parents=[],
     )
     p.add_argument("--context-dir", required=True, help="its context-aware feature folder")
     p.add_argument("--action-dir", required=True, help="its action-aware feature folder")
@@ -231,6 +212,7 @@ def build_parser():
         "Reads a Keras 2 `save_weights` file of the original code's context model, action"
         "\nmodel or MS-LSTM, maps its layers onto ours and reports exactly what loaded and "
         "what\ncannot (see docs/original-code.md).",
+        parents=[],
     )
     p.add_argument("file", help="the original's .h5 weights file")
     p.add_argument(
@@ -253,8 +235,11 @@ def build_parser():
         help="load what fits and report the rest instead of refusing the file",
     )
 
-    p = add("config", "print the resolved config, every valid key or every preset")
-    _add_config_arguments(p)
+    p = add(
+        "config",
+        "print the resolved config, every valid key or every preset",
+        parents=[config],
+    )
     p.add_argument("--keys", action="store_true", help="list every settable key")
     p.add_argument("--presets", action="store_true", help="list every preset")
     return parser
@@ -265,12 +250,10 @@ def resolve_config(args):
     from msl_keras.config import load_config
 
     overrides = list(args.overrides)
-    for flag, key in (("root", "data.root"), ("output_dir", "output_dir"), ("seed", "seed")):
+    for flag in ("root", "output_dir", "seed", "strategy"):
         value = getattr(args, flag, None)
         if value is not None:
-            overrides.append(f"{key}={value}")
-    if getattr(args, "strategy", None):
-        overrides.append(f"strategy={args.strategy}")
+            overrides.append(f"{'data.root' if flag == 'root' else flag}={value}")
     return load_config(args.config, preset=args.preset, overrides=overrides)
 
 
@@ -379,17 +362,8 @@ def _dispatch(args):
     if args.command == "import-original-weights":
         from msl_keras.original import weights as original_weights
 
-        options = {
-            key: getattr(args, key)
-            for key in (
-                "input_size",
-                "fc_units",
-                "context_dim",
-                "action_dim",
-                "temporal_length",
-            )
-            if getattr(args, key) is not None
-        }
+        sizes = ("input_size", "fc_units", "context_dim", "action_dim", "temporal_length")
+        options = {k: getattr(args, k) for k in sizes if getattr(args, k) is not None}
         if args.allow_partial:
             options["allow_partial"] = True
         if args.inspect:
@@ -431,11 +405,8 @@ def _dispatch(args):
         demo(config, losses=losses)
         return 0
 
-    if config.data.dataset == "imported" and args.command in (
-        "train-cnn",
-        "extract",
-        "merge",
-    ):
+    features_only = config.data.dataset == "imported"
+    if features_only and args.command in ("train-cnn", "extract", "merge"):
         raise MslKerasError(
             f"data.dataset=imported holds features, not videos: there is nothing to "
             f"{args.command}. Write its feature store with `msl-keras import-features`, "
@@ -471,6 +442,3 @@ def _dispatch(args):
         )
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

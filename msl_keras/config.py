@@ -1,11 +1,8 @@
 """Run configuration: a frozen dataclass tree with the paper's presets.
 
-A `Config` holds four parts: `data` (which dataset, split or fold, how frames are chosen),
-`cnn` (the VGG-16 trunk and the two feature heads, trained on frames), `lstm` (the
-MS-LSTM and its loss) and `eval`. `PRESETS` holds every named setting of the project: the
-paper's (`paper_ucf101`, `paper_jhmdb`, `paper_ut_interaction`), a small CPU one (`demo`),
-and the demo at the sizes the experiments (`cpu_real`, `tiny`) and benchmarks
-(`bench_paper`, `bench_cpu`, `bench_tiny`) run; `msl-keras config --presets` lists them.
+A `Config` holds four parts: `data` (which clips and frames), `cnn` (the VGG-16 trunk
+and the two feature heads, trained on frames), `lstm` (the MS-LSTM and its loss) and
+`eval`. `PRESETS` holds every named setting (`msl-keras config --presets` lists them).
 Any field can be overridden with dotted keys, from the command line or from a JSON/YAML
 file:
 
@@ -15,12 +12,14 @@ config = apply_overrides(config, {"lstm.loss": "ce", "data.split": 2})
 config = load_config("my_run.yaml")  # {"preset": "demo", "lstm": {"epochs": 5}}
 ```
 
-An unknown key raises `ConfigError` naming the valid ones.
+An unknown key raises `ConfigError` naming the valid ones. The options the paper leaves
+open are explained once, in README.md ("Choices where the paper is silent").
 """
 
 import dataclasses
 import hashlib
 import json
+from operator import attrgetter
 from pathlib import Path
 from typing import Optional
 
@@ -42,50 +41,26 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Which clips, and which frames of them, feed the models.
+    """Which clips, and which frames of them, feed the models."""
 
-    Args:
-        dataset: one of `DATASETS`.
-        root: the dataset's folder as downloaded (for "generated": where the clips are
-            written; for "imported": the features, a .npz, .h5 or folder of .npy, see
-            `msl_keras.data.imported`).
-        lists_dir: the folder of official split lists when it is not inside `root`.
-        split: the official split (1-3) of UCF-101 and JHMDB-21 ("imported": k of the
-            input's `split<k>`).
-        ut_set: UT-Interaction set (1 or 2), or None for both (the paper's Table 2:
-            20 folds, the `paper_ut_interaction` preset).
-        ut_test_sequence: the held-out sequence of a leave-one-sequence-out fold
-            (1-10 in set 1, 11-20 in set 2); None runs every fold of the set(s).
-        num_steps: T, the most frames per clip fed to the LSTM (the paper: 50).
-        frame_selection: "first" (the first T frames: UCF-101's "latest" in the paper)
-            or "uniform" (T frames spread over the observed part; with
-            `observed_ratio=1` the whole clip, so that observing a ratio r of a clip
-            longer than T reads step round(r * T), or one more: the UT-Interaction and
-            JHMDB presets, whose earliest point is a ratio of the clip).
-        observed_ratio: the observed part of each clip for frame selection; `evaluate`
-            refuses a value below 1 (its "latest" would not be the whole clip).
-        validation_fraction: share of training groups held out for model selection.
-        model_selection: how the validation clips pick the model, for the CNN heads and
-            the LSTM alike: "holdout" trains on the training clips minus the validation
-            ones and keeps the epoch that scores best on validation; "refit" does that
-            to choose the number of epochs, then trains again from the same seed on ALL
-            training clips (train + validation) for exactly that many epochs. Neither
-            looks at the test clips.
-        generated_clips_per_class, generated_groups, generated_seed: the generated
-            clips written into `root` when it is empty ("generated" dataset only).
-    """
-
-    dataset: str = "generated"
+    dataset: str = "generated"  # one of DATASETS
+    # The dataset's folder as downloaded ("generated": where the clips are written;
+    # "imported": the features, see `msl_keras.data.imported`).
     root: str = "data/generated"
-    lists_dir: Optional[str] = None
-    split: int = 1
+    lists_dir: Optional[str] = None  # the official split lists, when not in `root`
+    split: int = 1  # UCF-101's and JHMDB-21's split (1-3); "imported": `split<k>`
+    # UT-Interaction: the set (1, 2, or None for both) and the held-out sequence of one
+    # leave-one-sequence-out fold (None: every fold).
     ut_set: Optional[int] = 1
     ut_test_sequence: Optional[int] = 1
-    num_steps: int = 50
-    frame_selection: str = "first"
-    observed_ratio: float = 1.0
-    validation_fraction: float = 0.1
+    num_steps: int = 50  # T, the most frames per clip fed to the LSTM
+    frame_selection: str = "first"  # the first T frames, or "uniform" over the clip
+    observed_ratio: float = 1.0  # the part of each clip frames are selected from
+    validation_fraction: float = 0.1  # share of training groups held out
+    # For the heads and the LSTM: "holdout" keeps the best validation epoch, "refit"
+    # trains that many epochs again on train + validation. Neither looks at test clips.
     model_selection: str = "holdout"
+    # The clips written into `root` when it is empty ("generated" only).
     generated_clips_per_class: int = 24
     generated_groups: int = 6
     generated_seed: int = 0
@@ -93,189 +68,117 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CNNConfig:
-    """The VGG-16 trunk and the context- and action-aware heads (paper Sec. 3.1, 4.2).
+    """The VGG-16 trunk and the two feature heads (paper Sec. 3.1, 4.2)."""
 
-    Args:
-        input_size: network input height = width (the paper: 224).
-        width: filter-count factor of the trunk and heads (1.0 = VGG-16).
-        fc_units: size of fc6 and fc7, i.e. of the stored features (the paper: 4096).
-        cam_filters: filters of the CAM branch's convolution (the paper: 1024).
-        weights: trunk initialisation: "imagenet", a path to Keras' VGG-16 no-top
-            weights file, or None (random). The heads' conv5_3 starts from it too.
-        top_weights: where the heads' conv5_3, fc6 and fc7 start from (VGG-16's
-            block5_conv3, fc1, fc2, each where the shapes match: fc6 needs
-            input_size 224 and fc_units 4096): "auto" (Keras' with-top ImageNet file
-            when weights="imagenet", `weights` itself when it holds fc1 / fc2, else
-            fc6 / fc7 start random), "imagenet", a path to a with-top file, or None
-            (fc6 / fc7 random). What each layer started from is in `cnn_info.json`.
-        cam_class: the class whose CAM masks the action stream at extraction:
-            "predicted" (default), "top_k" or "oracle" (the label: leaks at test time).
-        top_k: classes summed for `cam_class="top_k"`.
-        frames_per_clip: frames sampled from each training clip to train the heads.
-        augment_views: augmented copies of each sampled frame; the frozen trunk's output
-            is computed once per copy and reused for every epoch (and fold).
-        augment: apply the paper's augmentation (flip, rotation, crop, colour).
-        epochs, batch_size, learning_rate, momentum, weight_decay: SGD settings.
-        weight_decay_mode: "l2" (Caffe's reading: `wd * w` added to the gradient,
-            inside momentum) or "decoupled" (Keras' `w -= lr * wd * w`), see
-            `msl_keras.weight_decay`; biases are not decayed.
-        cam_normalization: the action head's mask, "max" (`ReLU(M_k) / max ReLU(M_k)`
-            per frame) or None (`ReLU(M_k)` as printed in Eq. 3; `=none` on the
-            command line), see `ActionAwareHead`.
-        selection: which validation number picks each head's epoch: "val_loss"
-            (lowest validation loss, the default) or "val_accuracy" (highest per-frame
-            validation accuracy of the head's classifier, the first such epoch). On the
-            real UT clips the validation loss of one held-out sequence (48 frames) is
-            often lowest at epoch 1-2, keeping heads at ~20% training accuracy
-            (RESULTS.md, Table 2 at 112 px).
-        store_dtype: feature store precision, "float16" or "float32".
-        compute_dtype: the precision the trunk and heads compute in, for head
-            training and extraction: "float32", "bfloat16" or "float16" (Keras'
-            mixed policies: weights stay float32; the store records it, and the LSTM
-            stages refuse a store made in another one). bfloat16 extracts ~1.9x
-            faster on a CPU with AVX512-BF16 (RESULTS.md: its accuracy).
-        extract_from_cache: extraction reads the frozen trunk's conv5_2 maps of each
-            frame from the run's trunk cache (computing and adding the missing ones),
-            so the folds of a protocol that share clips run the trunk once per frame;
-            the heads see the float16 maps they were trained on. One process at a
-            time (the cache is one HDF5 file): keep False for sharded extraction.
-        frozen_conv5_3: the frozen trunk ends at conv5_3 (from the weights file) and
-            both heads start after it, sharing it, instead of each fine-tuning its own
-            conv5_3 (the paper). The cache then holds conv5_3 maps and the heads train
-            only their fc and CAM layers: ~10x less compute per epoch.
-        scale_head_inputs: the heads multiply their input maps by 1 / RMS of the
-            fold's training maps (fixed before training, saved with the heads), so the
-            randomly initialised fc6 and CAM layers see values of order 1.
-    """
-
-    input_size: int = 224
-    width: float = 1.0
-    fc_units: int = 4096
-    cam_filters: int = 1024
+    input_size: int = 224  # height = width
+    width: float = 1.0  # filter-count factor of the trunk and heads (1.0 = VGG-16)
+    fc_units: int = 4096  # fc6 and fc7, i.e. the stored features
+    cam_filters: int = 1024  # the CAM branch's convolution
+    # "imagenet", a Keras VGG-16 no-top weights file, or None (random); the heads'
+    # conv5_3 starts from it too.
     weights: Optional[str] = "imagenet"
+    # The heads' conv5_3, fc6 and fc7: "auto", "imagenet", a with-top file, or None.
     top_weights: Optional[str] = "auto"
-    cam_class: str = "predicted"
-    top_k: int = 3
-    frames_per_clip: int = 10
-    augment_views: int = 2
-    augment: bool = True
+    cam_class: str = "predicted"  # the CAM masking the action stream: CAM_CLASSES
+    top_k: int = 3  # classes summed for cam_class="top_k"
+    frames_per_clip: int = 10  # frames sampled from each training clip
+    augment_views: int = 2  # augmented copies per frame, each through the trunk once
+    augment: bool = True  # flip, rotation, crop, colour (paper Sec. 4.2)
     epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0005
-    weight_decay_mode: str = "l2"
-    cam_normalization: Optional[str] = "max"
-    selection: str = "val_loss"
+    weight_decay_mode: str = "l2"  # or "decoupled": msl_keras/weight_decay.py
+    cam_normalization: Optional[str] = "max"  # or None (`=none`): ActionAwareHead
+    selection: str = "val_loss"  # or "val_accuracy": what picks each head's epoch
     dropout: float = 0.5
-    store_dtype: str = "float16"
-    compute_dtype: str = "float32"
+    store_dtype: str = "float16"  # the feature store's precision
+    compute_dtype: str = "float32"  # of the trunk and heads; weights stay float32
+    # Extraction reads the trunk's maps from the run's trunk cache, one process at a
+    # time (one HDF5 file): keep False for sharded extraction.
     extract_from_cache: bool = False
-    frozen_conv5_3: bool = False
-    scale_head_inputs: bool = False
+    frozen_conv5_3: bool = False  # the frozen trunk ends at conv5_3, shared by heads
+    scale_head_inputs: bool = False  # heads scale their input maps by 1 / RMS
 
 
 @dataclasses.dataclass(frozen=True)
 class LSTMConfig:
-    """The multi-stage LSTM (paper Sec. 3.2) and its training.
+    """The multi-stage LSTM (paper Sec. 3.2) and its training."""
 
-    Args:
-        model: "ms_lstm" (both stages), "context" or "action" (one stream, Table 4).
-        units: LSTM hidden units (the paper: 2048).
-        dropout: dropout after each LSTM (not stated in the paper; the authors' code
-            uses 0.5).
-        loss: a name `msl_keras.losses.get_loss` knows ("anticipation", "ce", ...; the
-            original code's "original_*" from `msl_keras.original.losses`).
-        epochs, batch_size, learning_rate, momentum: SGD settings (the paper: lr 0.001,
-            momentum 0.9, batch 32).
-        weight_decay: weight decay factor (not stated for the LSTM; 0 by default).
-        weight_decay_mode: "l2" or "decoupled", as `CNNConfig.weight_decay_mode`.
-        compute_dtype: the precision the LSTMs compute in, "float32", "bfloat16" or
-            "float16" (weights stay float32, softmax outputs float32; float16 trains
-            with Keras' loss scaling).
-    """
-
-    model: str = "ms_lstm"
+    model: str = "ms_lstm"  # both stages, or one stream: "context", "action" (Table 4)
     units: int = 2048
-    dropout: float = 0.5
+    dropout: float = 0.5  # after each LSTM (the authors' code; not in the paper)
+    # A name `msl_keras.losses.get_loss` knows ("anticipation", "ce", ...; the original
+    # code's "original_*" from `msl_keras.original.losses`).
     loss: str = "anticipation"
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 0.001
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # not stated for the LSTM
     weight_decay_mode: str = "l2"
-    compute_dtype: str = "float32"
+    compute_dtype: str = "float32"  # float16 trains with Keras' loss scaling
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation: accuracy against frames observed, with and without pooling.
+    """Evaluation: accuracy against frames observed, with and without pooling."""
 
-    Args:
-        top_k: also report top-k accuracy.
-        ratios: observation ratios reported beside the per-step curve.
-    """
+    top_k: int = 5  # also report top-k accuracy
+    ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # observed
 
-    top_k: int = 5
-    ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+# The settings with a fixed set of values, checked in this order.
+_CHOICES = {
+    "data.dataset": DATASETS,
+    "data.frame_selection": FRAME_SELECTIONS,
+    "data.model_selection": MODEL_SELECTIONS,
+    "cnn.cam_class": CAM_CLASSES,
+    "lstm.model": LSTM_MODELS,
+    "strategy": STRATEGIES,
+    "checkpoints": CHECKPOINTS,
+    "cnn.weight_decay_mode": WEIGHT_DECAY_MODES,
+    "lstm.weight_decay_mode": WEIGHT_DECAY_MODES,
+    "cnn.cam_normalization": CAM_NORMALIZATIONS,
+    "cnn.selection": HEAD_SELECTIONS,
+    "cnn.store_dtype": ("float16", "float32"),
+    "cnn.compute_dtype": COMPUTE_DTYPES,
+    "lstm.compute_dtype": COMPUTE_DTYPES,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything one run needs; `run_name()` derives its directory from the settings.
+    """Everything one run needs; `run_name()` derives its directory from the settings."""
 
-    Args:
-        name: a label for the run (the preset's name by default).
-        data, cnn, lstm, eval: the parts described above.
-        seed: seeds Python, NumPy, TensorFlow and Keras for a repeatable run.
-        strategy: tf.distribute strategy for training: one of `STRATEGIES`.
-        checkpoints: when `train_lstm` writes its models, one of `CHECKPOINTS`
-            ("every_epoch": a resumable backup after each epoch; "end_of_fit": once).
-        output_dir: where run directories are created.
-    """
-
-    name: str = "demo"
+    name: str = "demo"  # a label for the run (the preset's name)
     data: DataConfig = DataConfig()
     cnn: CNNConfig = CNNConfig()
     lstm: LSTMConfig = LSTMConfig()
     eval: EvalConfig = EvalConfig()
-    seed: int = 0
-    strategy: str = "default"
+    seed: int = 0  # seeds Python, NumPy, TensorFlow and Keras
+    strategy: str = "default"  # the tf.distribute strategy of training: STRATEGIES
+    # When `train_lstm` writes its models: "every_epoch" (a resumable backup after each
+    # epoch) or "end_of_fit" (once).
     checkpoints: str = "every_epoch"
-    output_dir: str = "runs"
+    output_dir: str = "runs"  # where run directories are created
 
     def __post_init__(self):
-        _check_choice("data.dataset", self.data.dataset, DATASETS)
-        _check_choice("data.frame_selection", self.data.frame_selection, FRAME_SELECTIONS)
-        _check_choice("data.model_selection", self.data.model_selection, MODEL_SELECTIONS)
-        _check_choice("cnn.cam_class", self.cnn.cam_class, CAM_CLASSES)
-        _check_choice("lstm.model", self.lstm.model, LSTM_MODELS)
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("checkpoints", self.checkpoints, CHECKPOINTS)
-        _check_choice(
-            "cnn.weight_decay_mode", self.cnn.weight_decay_mode, WEIGHT_DECAY_MODES
-        )
-        _check_choice(
-            "lstm.weight_decay_mode", self.lstm.weight_decay_mode, WEIGHT_DECAY_MODES
-        )
-        _check_choice(
-            "cnn.cam_normalization", self.cnn.cam_normalization, CAM_NORMALIZATIONS
-        )
-        _check_choice("cnn.selection", self.cnn.selection, HEAD_SELECTIONS)
-        _check_choice("cnn.store_dtype", self.cnn.store_dtype, ("float16", "float32"))
-        _check_choice("cnn.compute_dtype", self.cnn.compute_dtype, COMPUTE_DTYPES)
-        _check_choice("lstm.compute_dtype", self.lstm.compute_dtype, COMPUTE_DTYPES)
+        for key, choices in _CHOICES.items():
+            value = attrgetter(key)(self)
+            if value not in choices:
+                raise ConfigError(
+                    f"{key} must be one of {', '.join(map(repr, choices))}. "
+                    f"Received: {key}={value!r}"
+                )
         if not 0.0 < self.data.observed_ratio <= 1.0:
             raise ConfigError(
                 "data.observed_ratio must be in (0, 1]. "
                 f"Received: data.observed_ratio={self.data.observed_ratio}"
             )
-        for key, value in (
-            ("data.num_steps", self.data.num_steps),
-            ("lstm.units", self.lstm.units),
-            ("cnn.input_size", self.cnn.input_size),
-        ):
+        for key in ("data.num_steps", "lstm.units", "cnn.input_size"):
+            value = attrgetter(key)(self)
             if value < 1:
                 raise ConfigError(f"{key} must be positive. Received: {key}={value}")
 
@@ -294,7 +197,7 @@ class Config:
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def run_name(self):
-        """The run directory's name: the settings that make the features.
+        """The run directory's name, from the settings that make the features.
 
         The CNN heads and feature stores depend on `data`, `cnn` and `seed` only, so
         LSTMs trained with other losses or sizes share one run directory (and its
@@ -305,35 +208,22 @@ class Config:
             where = f"split{data.split}"
         else:
             where = "sets1-2" if data.ut_set is None else f"set{data.ut_set}"
-        parts = [
-            self.name,
-            data.dataset,
-            where,
-            f"T{data.num_steps}",
-            data.frame_selection,
-            f"seed{self.seed}",
-            self.fingerprint("data", "cnn", "seed"),
-        ]
-        return "_".join(str(p) for p in parts)
+        fingerprint = self.fingerprint("data", "cnn", "seed")
+        return (
+            f"{self.name}_{data.dataset}_{where}_T{data.num_steps}_"
+            f"{data.frame_selection}_seed{self.seed}_{fingerprint}"
+        )
 
     def lstm_run_name(self):
         """The LSTM subdirectory's name, from the `lstm`, `eval` and `seed` settings.
 
         The seed draws the LSTM's initial weights and clip order, so LSTMs of two seeds
-        never share a folder. The other settings (`data`, `cnn`) name the run directory
-        above it; a stage bound to that directory with other ones finds them in the
-        folder's `config.json` and refuses to resume (`train_lstm`).
+        never share a folder. A stage bound to the run directory with other `data` or
+        `cnn` settings finds them in its `config.json` and refuses to resume.
         """
         lstm = self.lstm
         fingerprint = self.fingerprint("lstm", "eval", "seed")
         return f"{lstm.model}_{lstm.loss}_u{lstm.units}_seed{self.seed}_{fingerprint}"
-
-
-def _check_choice(key, value, choices):
-    if value not in choices:
-        raise ConfigError(
-            f"{key} must be one of {', '.join(map(repr, choices))}. Received: {key}={value!r}"
-        )
 
 
 def _paper(dataset, root, **data):
@@ -342,8 +232,6 @@ def _paper(dataset, root, **data):
     return Config(
         name=f"paper_{dataset}",
         data=DataConfig(dataset=dataset, root=root, model_selection="refit", **data),
-        cnn=CNNConfig(),
-        lstm=LSTMConfig(),
     )
 
 
@@ -351,8 +239,6 @@ def _demo():
     return Config(
         name="demo",
         data=DataConfig(
-            dataset="generated",
-            root="data/generated",
             num_steps=32,
             validation_fraction=0.3,
             generated_clips_per_class=48,
@@ -367,7 +253,6 @@ def _demo():
             frames_per_clip=16,
             augment_views=1,
             epochs=100,
-            batch_size=32,
             learning_rate=0.05,
             dropout=0.2,
             # The demo's measured behaviour (README): a random trunk, whose maps are
@@ -438,7 +323,7 @@ TINY = {
 
 
 def _network(input_size, width, fc_units, cam_filters, units, steps, batch):
-    """The network's sizes as settings: the benchmarks' sizes (benchmarks/_common.py)."""
+    """The network's sizes as settings (the benchmarks', benchmarks/_common.py)."""
     return {
         "data.num_steps": steps,
         "cnn.input_size": input_size,
@@ -468,12 +353,9 @@ def _on(base, name, settings):
     return apply_overrides(get_preset(base), {"name": name, **settings})
 
 
-# UCF-101 reads the first T frames (its earliest point is 2 frames, its latest "never
-# more than the first T = 50 frames"); UT-Interaction and JHMDB-21 spread T frames over
-# the whole clip, since their earliest point is a ratio of it (50%, 20%): with the first
-# 50 frames, 76 of the 120 UT clips would read earliest and latest at the same step.
-# The UT-Interaction preset runs both sets, 20 folds (Table 2).
 # Each preset: (one line for `msl-keras config --presets`, the function that builds it).
+# Why each paper preset selects its frames so: README.md, "Frames behind earliest and
+# latest".
 PRESETS = {
     "paper_ucf101": (
         "the paper on UCF-101: first T=50 frames, VGG-16 from ImageNet",
@@ -547,10 +429,6 @@ def preset_descriptions():
     return [f"{name:<{width}}  {text}" for name, (text, _) in PRESETS.items()]
 
 
-def _field_types(cls):
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
 def _coerce(key, value, current):
     """Converts a command-line string to the type of the field's current value."""
     if not isinstance(value, str):
@@ -572,11 +450,13 @@ def _coerce(key, value, current):
         if isinstance(current, int):
             return int(text)
         if isinstance(current, float):
-            return float(eval_fraction(text))
+            # '0.0625' or '1/16'
+            num, slash, den = text.partition("/")
+            return float(num) / float(den) if slash else float(num)
     except ValueError:
+        kind = "whole number" if isinstance(current, int) else "number"
         raise ConfigError(
-            f"{key} must be a {'whole number' if isinstance(current, int) else 'number'}. "
-            f"Received: {key}={value!r}"
+            f"{key} must be a {kind}. Received: {key}={value!r}"
         ) from None
     if current is None:
         # Optional fields: keep numbers as numbers.
@@ -588,12 +468,20 @@ def _coerce(key, value, current):
     return text
 
 
-def eval_fraction(text):
-    """Parses '0.0625' or '1/16' as a float."""
-    if "/" in text:
-        num, den = text.split("/", 1)
-        return float(num) / float(den)
-    return float(text)
+def flatten(mapping, prefix=""):
+    """A nested mapping as `{dotted key: value}`, e.g. `{"lstm.units": 512}`."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def valid_keys():
+    """Every settable dotted key, e.g. 'lstm.units'."""
+    return list(flatten(Config().to_dict()))
 
 
 def apply_overrides(config, overrides):
@@ -602,64 +490,29 @@ def apply_overrides(config, overrides):
     Args:
         config: a `Config`.
         overrides: a mapping such as `{"lstm.units": 512, "seed": 3}` or a nested
-            mapping `{"lstm": {"units": 512}}`; values may be strings from a command line.
+            mapping `{"lstm": {"units": 512}}`; values may be command-line strings.
     """
-    flat = {}
-    _flatten(overrides, "", flat)
-    updates = {}
-    for key, value in flat.items():
+    keys = valid_keys()
+    listed = f"Valid keys: {', '.join(keys)}."
+    top, sections = {}, {}
+    for key, value in flatten(overrides).items():
         part, _, field = key.partition(".")
-        top = _field_types(Config)
-        if part not in top:
-            raise ConfigError(_unknown_key_message(key))
-        if field:
-            section = getattr(config, part)
-            if not dataclasses.is_dataclass(section) or field not in _field_types(
-                type(section)
-            ):
-                raise ConfigError(_unknown_key_message(key))
-            current = getattr(section, field)
-            updates.setdefault(part, {})[field] = _coerce(key, value, current)
-        else:
-            if dataclasses.is_dataclass(getattr(config, part)):
+        name = f"{part}.{field}" if field else part
+        if name not in keys:
+            if not field and any(k.startswith(f"{part}.") for k in keys):
                 raise ConfigError(
                     f"'{key}' is a section; set its fields, e.g. '{key}.<field>=...'. "
-                    + _unknown_key_message(key, only_list=True)
+                    + listed
                 )
-            updates[part] = _coerce(key, value, getattr(config, part))
-    changes = {}
-    for part, value in updates.items():
-        if isinstance(value, dict):
-            changes[part] = dataclasses.replace(getattr(config, part), **value)
+            raise ConfigError(f"Unknown config key '{key}'. {listed}")
+        value = _coerce(key, value, attrgetter(name)(config))
+        if field:
+            sections.setdefault(part, {})[field] = value
         else:
-            changes[part] = value
-    return dataclasses.replace(config, **changes)
-
-
-def _flatten(mapping, prefix, out):
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            _flatten(value, name + ".", out)
-        else:
-            out[name] = value
-
-
-def valid_keys():
-    """Every settable dotted key, e.g. 'lstm.units'."""
-    keys = []
-    for name, field in _field_types(Config).items():
-        default = getattr(Config(), name)
-        if dataclasses.is_dataclass(default):
-            keys.extend(f"{name}.{sub}" for sub in _field_types(type(default)))
-        else:
-            keys.append(name)
-    return keys
-
-
-def _unknown_key_message(key, only_list=False):
-    text = f"Valid keys: {', '.join(valid_keys())}."
-    return text if only_list else f"Unknown config key '{key}'. {text}"
+            top[part] = value
+    for part, fields in sections.items():
+        top[part] = dataclasses.replace(getattr(config, part), **fields)
+    return dataclasses.replace(config, **top)
 
 
 def parse_override(text):
@@ -671,7 +524,7 @@ def parse_override(text):
 
 
 def load_config(path=None, preset=None, overrides=()):
-    """Builds a `Config` from a preset, then a JSON/YAML file, then `key=value` overrides.
+    """A `Config` from a preset, then a JSON/YAML file, then `key=value` overrides.
 
     The file may name its own preset (`preset: paper_jhmdb`) and holds nested sections
     (`lstm: {units: 512}`) or dotted keys; a file written by `save_config` loads back
@@ -701,8 +554,7 @@ def load_config(path=None, preset=None, overrides=()):
     file_preset = mapping.pop("preset", None)
     config = get_preset(preset or file_preset or "demo")
     config = apply_overrides(config, mapping)
-    flat = dict(parse_override(item) for item in overrides)
-    return apply_overrides(config, flat)
+    return apply_overrides(config, dict(parse_override(item) for item in overrides))
 
 
 def save_config(config, path):
