@@ -1,13 +1,7 @@
 """The small pieces `fit` and `predict` need beyond Keras' own, for both training stages.
 
-Resume and model selection are Keras' callbacks (`pipeline/lstm_training.py`):
-`keras.callbacks.BackupAndRestore` resumes an interrupted fit, `ModelCheckpoint` keeps the
-best epoch by `metrics.AnticipationAccuracy`, which `fit`'s own validation pass computes.
-
-Epochs are numbered from 1 in every file and message (`best_epoch` in `training.json`,
-`cnn_info.json` and `results.json`, the `epoch` column of the CSV histories written by
-`EpochCSVLogger`), as Keras' progress lines print them: epoch 1 is the first pass over
-the training clips.
+Resume and model selection are Keras' callbacks (`pipeline/lstm_training.py`). Epochs
+are numbered from 1 in every file and message, as Keras' progress lines print them.
 """
 
 import keras
@@ -17,16 +11,14 @@ import numpy as np
 def causal_forward(model, features, batch_size=32):
     """Runs `model` once over whole sequences (`model.predict`): every step's output.
 
-    The LSTMs are causal, so the output at step t only depends on steps 1..t: one pass
-    gives the prediction for every number of observed steps (re-running each prefix is
-    never needed; the original code's defect #8). Padded steps after a clip's end do not
-    change its valid outputs.
+    The LSTMs are causal, so one pass gives the prediction for every number of observed
+    steps (the original code re-ran each prefix, its defect #8); padded steps after a
+    clip's end do not change its valid outputs.
 
     Args:
         model: a `MultiStageLSTM` or `SingleStageLSTM` (any model returning a dict of
             `(batch, time, N)` probabilities, or one such tensor).
         features: `{"context": (clips, T, Dc), "action": (clips, T, Da)}` numpy arrays.
-        batch_size: clips per forward call.
 
     Returns:
         `{output_name: (clips, T, N) float32 numpy}`, e.g. `{"stage1": ..., "stage2": ...}`
@@ -51,9 +43,8 @@ def final_stage(outputs):
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):
-    """`keras.callbacks.CSVLogger` whose `epoch` column counts from 1 (Keras' own counts
-    from 0, and has no option for it), so a history row and `best_epoch` name an epoch
-    the same way."""
+    """`keras.callbacks.CSVLogger` whose `epoch` column counts from 1 (Keras': from 0),
+    so a history row and `best_epoch` name an epoch the same way."""
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(int(epoch) + 1, logs)

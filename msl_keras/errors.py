@@ -10,11 +10,7 @@ class DatasetError(MslKerasError):
 
 
 class VideoDecodeError(MslKerasError):
-    """A clip cannot be opened, is empty, truncated or has a gap in its frames.
-
-    Attributes:
-        path: the file or frame folder that failed.
-    """
+    """A clip cannot be opened, is empty, truncated or has a gap; `path` names it."""
 
     def __init__(self, path, reason):
         self.path = str(path)

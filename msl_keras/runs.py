@@ -16,15 +16,13 @@ data, cnn and seed for the heads:
   <fold>/features/<fold>.h5        FeatureStore of every clip of the fold
   <fold>/features/<fold>.shard-<i>-of-<n>.h5
   <fold>/lstm/<config.lstm_run_name()>/config.json, best.keras, training.json, refit/, ...
-  <fold>/lstm/<...>/results/
+  <fold>/lstm/<...>/results/       results.json, accuracy.csv, accuracy.png
 ```
 
 The file names are this module's constants, and what one step writes the next reads back
 here: `build_trunk`, `load_heads`, `load_extractor` and `load_lstm` rebuild the models,
 `read_fold_features` the fold's features checked against the config, `training_record`
 how `best.keras` was chosen. So no step of `msl_keras.pipeline` imports another.
-
-Example:
 
 >>> run = RunDirectory.create(get_preset("demo"))
 >>> run.store_path("split1")
@@ -38,14 +36,14 @@ from pathlib import Path
 
 import keras
 
-from msl_keras.config import Config, config_from_dict, save_config
+from msl_keras.config import Config, config_from_dict, flatten, save_config
 from msl_keras.data.feature_store import (
     FeatureStore,
     check_compatible,
     check_streams,
     weights_fingerprint,
 )
-from msl_keras.errors import ConfigError, FeatureStoreError, MslKerasError, WeightsError
+from msl_keras.errors import ConfigError, MslKerasError, WeightsError
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.feature_extractor import TwoStreamFeatureExtractor
 from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM, lstm_from_config
@@ -73,13 +71,8 @@ _MISSING = "(missing)"
 def fold_name(fold):
     """The name of a fold given as a string or as an object with a `.name` (a `Fold`)."""
     name = getattr(fold, "name", fold)
-    if (
-        not isinstance(name, str)
-        or not name
-        or name in (".", "..")
-        or "/" in name
-        or (os.sep in name)
-    ):
+    bad = not isinstance(name, str) or name in ("", ".", "..")
+    if bad or "/" in name or os.sep in name:
         raise ConfigError(
             "A fold name must be a non-empty string usable as a folder name, such as "
             f"'split1' or 'set1_seq3'. Received: fold={fold!r}"
@@ -88,7 +81,7 @@ def fold_name(fold):
 
 
 class RunDirectory:
-    """Paths of one run: `<config.output_dir>/<config.run_name()>`.
+    """Paths of one run (the module docstring's layout); `fold` is a name or a `Fold`.
 
     Nothing is written by the constructor; `RunDirectory.create(config)` makes the folder
     and writes `config.json`, and `RunDirectory.open(path)` reopens one from its
@@ -97,23 +90,17 @@ class RunDirectory:
     Args:
         config: the run's `Config`.
         root: the run folder; default `Path(config.output_dir) / config.run_name()`.
-
-    Attributes:
-        config: the `Config`.
-        root: `pathlib.Path` of the run folder.
     """
 
     def __init__(self, config, root=None):
         if not isinstance(config, Config):
             raise ConfigError(
-                f"RunDirectory needs a msl_keras.config.Config. Received: {type(config).__name__}"
+                "RunDirectory needs a msl_keras.config.Config. "
+                f"Received: {type(config).__name__}"
             )
         self.config = config
-        self.root = (
-            Path(root)
-            if root is not None
-            else (Path(config.output_dir) / config.run_name())
-        )
+        default = Path(config.output_dir) / config.run_name()
+        self.root = default if root is None else Path(root)
 
     def __repr__(self):
         return f"RunDirectory('{self.root}')"
@@ -124,24 +111,20 @@ class RunDirectory:
 
     @property
     def trunk_weights_path(self):
-        """`<root>/trunk.weights.h5`: the random trunk (`cnn.weights=None`) of every fold."""
         return self.root / TRUNK_WEIGHTS_FILENAME
 
     @property
     def trunk_cache_dir(self):
-        """`<root>/trunk_cache`: frozen-trunk outputs shared by every fold of the run."""
         return self.root / "trunk_cache"
 
     def fold_dir(self, fold):
-        """`<root>/<fold>`; `fold` is a name or a `Fold`."""
         return self.root / fold_name(fold)
 
     def cnn_dir(self, fold):
-        """`<root>/<fold>/cnn`: the two heads and their training histories."""
         return self.fold_dir(fold) / "cnn"
 
     def cnn_info_path(self, fold):
-        """`<root>/<fold>/cnn/cnn_info.json`: how `train_cnn` made the fold's heads."""
+        """How `train_cnn` made the fold's heads."""
         return self.cnn_dir(fold) / INFO_FILENAME
 
     def read_cnn_info(self, fold):
@@ -150,15 +133,10 @@ class RunDirectory:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def features_dir(self, fold):
-        """`<root>/<fold>/features`: the fold's feature store (and its shards)."""
         return self.fold_dir(fold) / "features"
 
     def store_path(self, fold, shard=None):
-        """The fold's feature store, or shard `shard=(i, n)` of it.
-
-        Returns:
-            `<root>/<fold>/features/<fold>.h5`, or `<fold>.shard-<i>-of-<n>.h5`.
-        """
+        """The fold's feature store, or shard `shard=(i, n)` of it."""
         name = fold_name(fold)
         if shard is None:
             return self.features_dir(name) / f"{name}.h5"
@@ -166,11 +144,11 @@ class RunDirectory:
         return self.features_dir(name) / f"{name}.shard-{index}-of-{count}.h5"
 
     def lstm_dir(self, fold):
-        """`<root>/<fold>/lstm/<config.lstm_run_name()>`: one LSTM's checkpoints and logs."""
+        """One LSTM's checkpoints and logs, named by `config.lstm_run_name()`."""
         return self.fold_dir(fold) / "lstm" / self.config.lstm_run_name()
 
     def best_path(self, fold):
-        """`<lstm_dir>/best.keras`: the LSTM `evaluate` scores and `predict` streams."""
+        """The LSTM `evaluate` scores and `predict` streams."""
         return self.lstm_dir(fold) / BEST_FILENAME
 
     def trained_folds(self):
@@ -178,7 +156,6 @@ class RunDirectory:
         return sorted(p.name for p in self.root.iterdir() if (p / "lstm").is_dir())
 
     def results_dir(self, fold):
-        """`<lstm_dir>/results`: results.json, accuracy.csv, accuracy.png."""
         return self.lstm_dir(fold) / "results"
 
     @classmethod
@@ -186,8 +163,7 @@ class RunDirectory:
         """Makes the run folder and writes `config.json` (first creator only).
 
         An existing folder is reused when its `config.json` has the same `data`, `cnn`
-        and `seed` settings (the LSTM and eval parts may differ: each LSTM keeps its own
-        config in its subdirectory).
+        and `seed` settings (each LSTM keeps its own config in its subdirectory).
 
         Raises:
             ConfigError: the folder exists and was made with other data/cnn/seed
@@ -209,11 +185,7 @@ class RunDirectory:
 
     @classmethod
     def open(cls, path):
-        """Reopens an existing run folder from its `config.json`.
-
-        Raises:
-            ConfigError: no readable `config.json` in `path`.
-        """
+        """Reopens a run folder from its `config.json` (`ConfigError` without one)."""
         path = Path(path)
         config_path = path / CONFIG_FILENAME
         if not config_path.is_file():
@@ -222,8 +194,7 @@ class RunDirectory:
                 "folder made by RunDirectory.create (or the CLI), "
                 "'<output_dir>/<config.run_name()>'."
             )
-        config = config_from_dict(_read_config_mapping(config_path))
-        return cls(config, root=path)
+        return cls(config_from_dict(_read_config_mapping(config_path)), root=path)
 
 
 def resolve_run(config, run=None):
@@ -233,9 +204,7 @@ def resolve_run(config, run=None):
         return RunDirectory.create(config)
     if isinstance(run, RunDirectory):
         # The same folder, bound to this config, so that its settings name the LSTM
-        # folder (LSTMs with other losses share one run's heads and features). The
-        # the pipeline steps check what they reuse themselves: the heads' settings (train_cnn), the
-        # store's settings and trunk fingerprint, the LSTM folder's config.json.
+        # folder; each step checks what it reuses itself.
         return run if run.config == config else RunDirectory(config, root=run.root)
     if isinstance(run, (str, os.PathLike)):
         path = Path(run)
@@ -243,7 +212,8 @@ def resolve_run(config, run=None):
             return RunDirectory(config, root=path)
         return RunDirectory.create(config, root=path)
     raise ConfigError(
-        f"`run` must be None, a RunDirectory or a folder path. Received: {type(run).__name__}"
+        "`run` must be None, a RunDirectory or a folder path. "
+        f"Received: {type(run).__name__}"
     )
 
 
@@ -263,10 +233,8 @@ def settings_differences(stored, config, parts=None):
     ours = config.to_dict()
     if parts is None:
         parts = [part for part in ours if part not in PLACEMENT_KEYS]
-    old, new = {}, {}
-    for part in parts:
-        _flatten_settings(stored.get(part, _MISSING), part, old)
-        _flatten_settings(ours[part], part, new)
+    old = flatten({part: stored.get(part, _MISSING) for part in parts})
+    new = flatten({part: ours[part] for part in parts})
     return [
         (key, old.get(key, _MISSING), new.get(key, _MISSING))
         for key in sorted(set(old) | set(new))
@@ -276,17 +244,10 @@ def settings_differences(stored, config, parts=None):
 
 
 def check_same_settings(path, config, parts, what, remedy):
-    """Raises unless the config stored in `path` equals `config` on `parts`.
+    """Raises `ConfigError` naming each key (`key: stored -> new`) unless the config
+    stored in `path` equals `config` on `parts` (None: all but `PLACEMENT_KEYS`).
 
-    Args:
-        path: a `config.json`.
-        config: the `Config` a stage was called with.
-        parts: top-level parts compared; None: all but `PLACEMENT_KEYS`.
-        what: the folder or files that config made, for the message.
-        remedy: how to proceed, for the message.
-
-    Raises:
-        ConfigError: naming each differing key as `key: stored -> new`.
+    `what` names the folder or files that config made, `remedy` how to proceed.
     """
     differences = settings_differences(_read_config_mapping(path), config, parts)
     if differences:
@@ -295,14 +256,6 @@ def check_same_settings(path, config, parts, what, remedy):
             f"{what} was made with other settings ('{path}'; stored -> asked for):\n"
             f"{listing}\n{remedy}"
         )
-
-
-def _flatten_settings(value, prefix, out):
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten_settings(item, f"{prefix}.{key}", out)
-    else:
-        out[prefix] = value
 
 
 def check_shard(shard):
@@ -333,12 +286,8 @@ def build_trunk(config, run=None):
     """The frozen VGG-16 trunk of `config.cnn`, up to conv5_2 (paper Fig. 3), or up to
     conv5_3 with `cnn.frozen_conv5_3`.
 
-    Args:
-        config: uses `cnn.input_size`, `cnn.width`, `cnn.weights` ("imagenet", a path to
-            a Keras VGG-16 weights file, or None), `cnn.frozen_conv5_3` and `seed`.
-        run: optional `RunDirectory` (or folder). With `cnn.weights=None` the random
-            trunk is drawn from `config.seed`; when the run holds `trunk.weights.h5`
-            (written by `train_cnn`), those weights are loaded instead.
+    With `cnn.weights=None` the random trunk is drawn from `config.seed`, or loaded
+    from the `run`'s `trunk.weights.h5` (written by `train_cnn`) when it holds one.
 
     Returns:
         A `VGG16Trunk` with `trainable=False` computing in `cnn.compute_dtype`, output
@@ -370,10 +319,6 @@ def build_trunk(config, run=None):
 def load_heads(run, fold):
     """`(ContextAwareHead, ActionAwareHead)` saved by `train_cnn` for `fold`.
 
-    Args:
-        run: a `RunDirectory` (or a run folder).
-        fold: a `Fold` or fold name.
-
     Raises:
         WeightsError: the heads are not there (run `train_cnn` first).
     """
@@ -388,12 +333,9 @@ def load_heads(run, fold):
             f"fold '{getattr(fold, 'name', fold)}' first."
         )
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", UserWarning
-        )  # an "oracle" head warns on rebuild
-        context = keras.saving.load_model(paths[0], compile=False)
-        action = keras.saving.load_model(paths[1], compile=False)
-    return context, action
+        # An "oracle" head warns on rebuild.
+        warnings.simplefilter("ignore", UserWarning)
+        return tuple(keras.saving.load_model(path, compile=False) for path in paths)
 
 
 def load_extractor(config, run, fold):
@@ -409,18 +351,15 @@ def load_extractor(config, run, fold):
     run = resolve_run(config, run)
     context, action = load_heads(run, fold)
     trunk = build_trunk(config, run)
-    info = run.read_cnn_info(fold)
-    if info is not None:
-        trained_on = info.get("trunk_fingerprint")
-        found = weights_fingerprint(trunk)
-        if trained_on and trained_on != found:
-            raise WeightsError(
-                f"The heads in '{run.cnn_dir(fold)}' were trained on trunk {trained_on}, but "
-                f"config.cnn (weights={config.cnn.weights!r}, input_size="
-                f"{config.cnn.input_size}, width={config.cnn.width}) builds trunk {found}. "
-                "Use the config of that run."
-            )
     cnn = config.cnn
+    trained_on = (run.read_cnn_info(fold) or {}).get("trunk_fingerprint")
+    found = weights_fingerprint(trunk) if trained_on else None
+    if trained_on and trained_on != found:
+        raise WeightsError(
+            f"The heads in '{run.cnn_dir(fold)}' were trained on trunk {trained_on}, but "
+            f"config.cnn (weights={cnn.weights!r}, input_size={cnn.input_size}, "
+            f"width={cnn.width}) builds trunk {found}. Use the config of that run."
+        )
     top_k = min(cnn.top_k, action.num_classes)
     if action.cam_class != cnn.cam_class or action.top_k != top_k:
         rebuilt = ActionAwareHead.from_config(
@@ -447,7 +386,7 @@ def load_lstm(path, compile=False):
         The `MultiStageLSTM` or `SingleStageLSTM`.
 
     Raises:
-        WeightsError: no such file.
+        WeightsError: no such file, a damaged one, or another model.
     """
     path = Path(path)
     if path.is_dir():
@@ -510,21 +449,22 @@ def expected_store_settings(config, num_classes, fold=None):
     Features imported from elsewhere (`data.dataset="imported"`) were made by no CNN of
     the config: their CAM class, feature sizes and compute dtype are the store's own.
     """
-    cam_class = config.cnn.cam_class
+    data, cnn = config.data, config.cnn
+    cam_class = cnn.cam_class
     if cam_class == "top_k":
-        cam_class = f"top_k{min(config.cnn.top_k, num_classes)}"
+        cam_class = f"top_k{min(cnn.top_k, num_classes)}"
     expected = {
-        "dataset": config.data.dataset,
-        "T": config.data.num_steps,
-        "frame_selection": config.data.frame_selection,
-        "observed_ratio": config.data.observed_ratio,
+        "dataset": data.dataset,
+        "T": data.num_steps,
+        "frame_selection": data.frame_selection,
+        "observed_ratio": data.observed_ratio,
         "cam_class": cam_class,
-        "context_dim": config.cnn.fc_units,
-        "action_dim": config.cnn.fc_units,
+        "context_dim": cnn.fc_units,
+        "action_dim": cnn.fc_units,
         "num_classes": num_classes,
-        "compute_dtype": config.cnn.compute_dtype,
+        "compute_dtype": cnn.compute_dtype,
     }
-    if config.data.dataset == "imported":
+    if data.dataset == "imported":
         for key in ("cam_class", "context_dim", "action_dim", "compute_dtype"):
             del expected[key]
     if fold is not None:
@@ -536,10 +476,7 @@ def read_fold_features(config, index, fold, run, roles):
     """Reads the fold's store and returns the arrays of the clips of each role.
 
     Args:
-        config: the run's `Config`.
         index: the `DatasetIndex` (its class names fix N).
-        fold: a fold name or `Fold`.
-        run: a `RunDirectory`.
         roles: e.g. `("train", "validation")`.
 
     Returns:
@@ -555,21 +492,12 @@ def read_fold_features(config, index, fold, run, roles):
             reads both streams.
     """
     fold = index.fold(fold)
-    path = run.store_path(fold.name)
-    if not Path(path).is_file():
-        raise FeatureStoreError(
-            f"No feature store for fold '{fold.name}' at '{path}'. Run the extraction "
-            "stage first (msl_keras.pipeline.extract, or `python -m msl_keras "
-            "extract`)."
-        )
+    num_classes = len(index.class_names)
     arrays, missing = {}, {}
-    with FeatureStore.open(path) as store:
-        check_compatible(
-            store, expected_store_settings(config, len(index.class_names), fold)
-        )
+    with FeatureStore.open(run.store_path(fold.name)) as store:
+        check_compatible(store, expected_store_settings(config, num_classes, fold))
         # not built: no variables, but it knows the streams it reads
-        model = lstm_from_config(config.lstm, len(index.class_names))
-        check_streams(store, model.input_streams)
+        check_streams(store, lstm_from_config(config.lstm, num_classes).input_streams)
         done = set(store.completed_ids())
         for role in roles:
             ids = [r.clip_id for r in fold.by_role(role)]

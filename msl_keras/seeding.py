@@ -1,16 +1,14 @@
 """Seeds every source of randomness of a run; pins what else moves its numbers.
 
-`set_seed` fixes the random draws. Two runs with the same seed can still differ in the
-last bits of their sums, which training over many epochs turns into other predictions:
-the order of a kernel's additions depends on how many threads split it
-(`pin_cpu_threads`), on whether the kernel itself is deterministic
-(`set_seed(..., deterministic_ops=True)`), and on oneDNN, whose CPU kernels are chosen
-at run time by the processor's instruction set (AVX2, AVX-512, AMX). oneDNN can only be
-turned off before TensorFlow is imported: `TF_ENABLE_ONEDNN_OPTS=0` (`onednn_enabled`).
+Two runs with the same seed can still differ in the last bits of their sums, which
+training over many epochs turns into other predictions: the order of a kernel's
+additions depends on how many threads split it (`pin_cpu_threads`), on whether the
+kernel is deterministic (`deterministic_ops`), and on oneDNN, whose CPU kernels are
+chosen by the processor's instruction set and can only be turned off before TensorFlow
+is imported: `TF_ENABLE_ONEDNN_OPTS=0` (`onednn_enabled`).
 """
 
 import os
-import random
 
 import keras
 import numpy as np
@@ -20,23 +18,17 @@ def set_seed(seed, deterministic_ops=False):
     """Seeds Python's `random`, NumPy, TensorFlow and Keras for a repeatable run.
 
     Args:
-        seed: int.
+        seed: a non-negative int; returned as an int.
         deterministic_ops: also make TensorFlow's kernels deterministic
             (`tf.config.experimental.enable_op_determinism`): repeatable on GPU too, at
             some speed cost, and irreversible for the process.
-
-    Returns:
-        `seed`.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative int. Received: seed={seed!r}")
     seed = int(seed)
     # For subprocesses (data workers); the running interpreter's hash seed is fixed.
     os.environ["PYTHONHASHSEED"] = str(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    # Seeds Python, NumPy and the backend (tf.random.set_seed) together.
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)  # Python's `random`, NumPy and TensorFlow
     if deterministic_ops:
         import tensorflow as tf
 
@@ -45,18 +37,12 @@ def set_seed(seed, deterministic_ops=False):
 
 
 def pin_cpu_threads(threads=1):
-    """Runs TensorFlow's CPU ops on `threads` threads, whatever the core count.
+    """Runs TensorFlow's CPU ops (intra- and inter-op pools) on `threads` threads.
 
     TensorFlow's default is one thread per core, and a kernel split over more threads
-    adds its partial sums in another order. It must be called before TensorFlow runs its
-    first op; later it only checks.
-
-    Args:
-        threads: int >= 1, for both the intra-op and the inter-op thread pool.
-
-    Returns:
-        True when both pools run `threads` threads, False when TensorFlow had already
-        started with other settings (the pools cannot change for the process).
+    adds its partial sums in another order. Call it before TensorFlow runs its first
+    op: it returns True when both pools run `threads` threads, False when TensorFlow
+    had already started with other settings (they cannot change for the process).
     """
     import tensorflow as tf
 
@@ -77,9 +63,7 @@ def pin_cpu_threads(threads=1):
 
 
 def onednn_enabled():
-    """Whether TensorFlow's oneDNN CPU kernels are on (its default on x86 Linux).
-
-    Read from `TF_ENABLE_ONEDNN_OPTS`, which TensorFlow reads once, at import.
-    """
+    """Whether TensorFlow's oneDNN CPU kernels are on (`TF_ENABLE_ONEDNN_OPTS`, read by
+    TensorFlow once, at import; on by default on x86 Linux)."""
     value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower()
     return value not in ("0", "false")
