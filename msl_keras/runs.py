@@ -81,15 +81,11 @@ def fold_name(fold):
 
 
 class RunDirectory:
-    """Paths of one run (the module docstring's layout); `fold` is a name or a `Fold`.
+    """Paths of one run (the module's layout): `root` defaults to
+    `Path(config.output_dir) / config.run_name()`; `fold` is a name or a `Fold`.
 
-    Nothing is written by the constructor; `RunDirectory.create(config)` makes the folder
-    and writes `config.json`, and `RunDirectory.open(path)` reopens one from its
-    `config.json`.
-
-    Args:
-        config: the run's `Config`.
-        root: the run folder; default `Path(config.output_dir) / config.run_name()`.
+    The constructor writes nothing: `create(config)` makes the folder and writes
+    `config.json`, `open(path)` reopens one from its `config.json`.
     """
 
     def __init__(self, config, root=None):
@@ -132,16 +128,13 @@ class RunDirectory:
         path = self.cnn_info_path(fold)
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def features_dir(self, fold):
-        return self.fold_dir(fold) / "features"
-
     def store_path(self, fold, shard=None):
         """The fold's feature store, or shard `shard=(i, n)` of it."""
         name = fold_name(fold)
         if shard is None:
-            return self.features_dir(name) / f"{name}.h5"
+            return self.fold_dir(name) / "features" / f"{name}.h5"
         index, count = check_shard(shard)
-        return self.features_dir(name) / f"{name}.shard-{index}-of-{count}.h5"
+        return self.fold_dir(name) / "features" / f"{name}.shard-{index}-of-{count}.h5"
 
     def lstm_dir(self, fold):
         """One LSTM's checkpoints and logs, named by `config.lstm_run_name()`."""
@@ -163,11 +156,7 @@ class RunDirectory:
         """Makes the run folder and writes `config.json` (first creator only).
 
         An existing folder is reused when its `config.json` has the same `data`, `cnn`
-        and `seed` settings (each LSTM keeps its own config in its subdirectory).
-
-        Raises:
-            ConfigError: the folder exists and was made with other data/cnn/seed
-                settings, or its `config.json` is unreadable.
+        and `seed` settings, else `ConfigError` (each LSTM keeps its own config).
         """
         run = cls(config, root)
         if run.config_path.is_file():
@@ -218,13 +207,8 @@ def resolve_run(config, run=None):
 
 
 def settings_differences(stored, config, parts=None):
-    """The settings in which a stored config and `config` differ.
-
-    Args:
-        stored: a `Config.to_dict()` mapping as read back from a `config.json`.
-        config: a `Config`.
-        parts: the top-level parts compared (e.g. `FEATURE_PARTS`); default every part
-            but `PLACEMENT_KEYS`.
+    """The settings in which `stored` (a `Config.to_dict()` read back from a
+    `config.json`) and `config` differ, on `parts` (default: all but `PLACEMENT_KEYS`).
 
     Returns:
         `[(dotted key, stored value, new value)]`, sorted by key; a key only one side
@@ -283,15 +267,11 @@ def _read_config_mapping(path):
 
 
 def build_trunk(config, run=None):
-    """The frozen VGG-16 trunk of `config.cnn`, up to conv5_2 (paper Fig. 3), or up to
-    conv5_3 with `cnn.frozen_conv5_3`.
+    """The frozen `VGG16Trunk` of `config.cnn`, up to conv5_2 (paper Fig. 3) or conv5_3
+    (`cnn.frozen_conv5_3`): `(batch, input_size / 16, input_size / 16, 512 * width)`.
 
     With `cnn.weights=None` the random trunk is drawn from `config.seed`, or loaded
     from the `run`'s `trunk.weights.h5` (written by `train_cnn`) when it holds one.
-
-    Returns:
-        A `VGG16Trunk` with `trainable=False` computing in `cnn.compute_dtype`, output
-        `(batch, input_size / 16, input_size / 16, round(512 * width))`.
     """
     cnn = config.cnn
     size = int(cnn.input_size)
@@ -317,11 +297,7 @@ def build_trunk(config, run=None):
 
 
 def load_heads(run, fold):
-    """`(ContextAwareHead, ActionAwareHead)` saved by `train_cnn` for `fold`.
-
-    Raises:
-        WeightsError: the heads are not there (run `train_cnn` first).
-    """
+    """`(ContextAwareHead, ActionAwareHead)` of `train_cnn`; `WeightsError` without."""
     if not isinstance(run, RunDirectory):
         run = RunDirectory.open(run)
     cnn_dir = run.cnn_dir(fold)
@@ -341,12 +317,8 @@ def load_heads(run, fold):
 def load_extractor(config, run, fold):
     """The `TwoStreamFeatureExtractor` (trunk + trained heads) of `fold`.
 
-    The action head uses `config.cnn.cam_class` / `top_k` (rebuilt with the trained
-    weights when it was trained in another mode; "oracle" warns: label leakage).
-
-    Raises:
-        WeightsError: the heads are missing, or the trunk built from `config` is not the
-            one the heads were trained on (other weights file, input size or width).
+    The action head is rebuilt with `config.cnn.cam_class` / `top_k` when it was trained
+    in another mode. `WeightsError`: no heads, or not trained on this config's trunk.
     """
     run = resolve_run(config, run)
     context, action = load_heads(run, fold)
@@ -376,17 +348,10 @@ def load_extractor(config, run, fold):
 
 
 def load_lstm(path, compile=False):
-    """Loads a trained LSTM (`best.keras`, `last.keras`, or an LSTM folder: its best).
+    """The `MultiStageLSTM` or `SingleStageLSTM` in a `.keras` file or an LSTM folder
+    (its `best.keras`); `compile` also restores the optimizer, to go on training.
 
-    Args:
-        path: a `.keras` file, or the LSTM folder holding `best.keras`.
-        compile: also restore the optimizer and losses (to go on training).
-
-    Returns:
-        The `MultiStageLSTM` or `SingleStageLSTM`.
-
-    Raises:
-        WeightsError: no such file, a damaged one, or another model.
+    `WeightsError`: no such file, a damaged one, or another model.
     """
     path = Path(path)
     if path.is_dir():
@@ -473,11 +438,7 @@ def expected_store_settings(config, num_classes, fold=None):
 
 
 def read_fold_features(config, index, fold, run, roles):
-    """Reads the fold's store and returns the arrays of the clips of each role.
-
-    Args:
-        index: the `DatasetIndex` (its class names fix N).
-        roles: e.g. `("train", "validation")`.
+    """The arrays of the fold's clips of each of `roles` (e.g. `("train", "test")`).
 
     Returns:
         `(settings, class_names, arrays, missing)`: the store's `StoreSettings` and class
@@ -487,9 +448,8 @@ def read_fold_features(config, index, fold, run, roles):
 
     Raises:
         FeatureStoreError: no store for the fold.
-        FeatureStoreMismatchError: a store made with other settings (T, feature sizes,
-            classes, frame selection, ...), or a single-stream store for a model that
-            reads both streams.
+        FeatureStoreMismatchError: a store made with other settings than `config` and
+            the `index`'s classes, or a single-stream store for a two-stream model.
     """
     fold = index.fold(fold)
     num_classes = len(index.class_names)
