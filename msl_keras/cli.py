@@ -298,7 +298,7 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 130
-    if args.command not in ("config",):
+    if args.command != "config":
         print(f"[{args.command} finished in {time.perf_counter() - start:.1f} s]")
     return code
 
@@ -307,13 +307,9 @@ class _StdoutHandler(logging.StreamHandler):
     """Writes to `sys.stdout` as it is at each message: a caller that swaps it after
     `main()` (a notebook, pytest's capture) gets the messages, not a closed stream."""
 
-    @property
-    def stream(self):
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, value):  # StreamHandler.__init__ assigns it; the property wins
-        pass
+    def emit(self, record):
+        self.stream = sys.stdout
+        super().emit(record)
 
 
 def _log_to_stdout():

@@ -227,8 +227,7 @@ class Config:
 
 
 def _paper(dataset, root, **data):
-    # "refit": the paper trains on every training clip (9 UT-Interaction sequences per
-    # fold), so the validation carve-out only picks the number of epochs.
+    # "refit": the paper trains on every training clip (README, "Model selection").
     return Config(
         name=f"paper_{dataset}",
         data=DataConfig(dataset=dataset, root=root, model_selection="refit", **data),
@@ -432,26 +431,23 @@ def preset_descriptions():
 def _coerce(key, value, current):
     """Converts a command-line string to the type of the field's current value."""
     if not isinstance(value, str):
-        if isinstance(current, tuple) and isinstance(value, list):
-            return tuple(value)
-        return value
+        from_list = isinstance(current, tuple) and isinstance(value, list)
+        return tuple(value) if from_list else value
     text = value.strip()
-    if text.lower() in ("none", "null"):
+    word = text.lower()
+    if word in ("none", "null"):
         return None
     if isinstance(current, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key} takes true or false. Received: {key}={value!r}")
+        if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigError(f"{key} takes true or false. Received: {key}={value!r}")
+        return word in ("1", "true", "yes", "on")
     if isinstance(current, tuple):
         return tuple(float(v) for v in text.strip("()[]").split(",") if v.strip())
     try:
         if isinstance(current, int):
             return int(text)
         if isinstance(current, float):
-            # '0.0625' or '1/16'
-            num, slash, den = text.partition("/")
+            num, slash, den = text.partition("/")  # '0.0625' or '1/16'
             return float(num) / float(den) if slash else float(num)
     except ValueError:
         kind = "whole number" if isinstance(current, int) else "number"
