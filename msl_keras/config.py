@@ -44,22 +44,16 @@ class DataConfig:
     """Which clips, and which frames of them, feed the models."""
 
     dataset: str = "generated"  # one of DATASETS
-    # The dataset's folder as downloaded ("generated": where the clips are written;
-    # "imported": the features, see `msl_keras.data.imported`).
-    root: str = "data/generated"
+    root: str = "data/generated"  # as downloaded; "imported": the features file
     lists_dir: Optional[str] = None  # the official split lists, when not in `root`
     split: int = 1  # UCF-101's and JHMDB-21's split (1-3); "imported": `split<k>`
-    # UT-Interaction: the set (1, 2, or None for both) and the held-out sequence of one
-    # leave-one-sequence-out fold (None: every fold).
-    ut_set: Optional[int] = 1
-    ut_test_sequence: Optional[int] = 1
+    ut_set: Optional[int] = 1  # UT-Interaction's set: 1, 2, or None for both
+    ut_test_sequence: Optional[int] = 1  # its held-out sequence; None: every fold
     num_steps: int = 50  # T, the most frames per clip fed to the LSTM
     frame_selection: str = "first"  # the first T frames, or "uniform" over the clip
     observed_ratio: float = 1.0  # the part of each clip frames are selected from
     validation_fraction: float = 0.1  # share of training groups held out
-    # For the heads and the LSTM: "holdout" keeps the best validation epoch, "refit"
-    # trains that many epochs again on train + validation. Neither looks at test clips.
-    model_selection: str = "holdout"
+    model_selection: str = "holdout"  # or "refit" (README, "Model selection")
     # The clips written into `root` when it is empty ("generated" only).
     generated_clips_per_class: int = 24
     generated_groups: int = 6
@@ -74,11 +68,8 @@ class CNNConfig:
     width: float = 1.0  # filter-count factor of the trunk and heads (1.0 = VGG-16)
     fc_units: int = 4096  # fc6 and fc7, i.e. the stored features
     cam_filters: int = 1024  # the CAM branch's convolution
-    # "imagenet", a Keras VGG-16 no-top weights file, or None (random); the heads'
-    # conv5_3 starts from it too.
-    weights: Optional[str] = "imagenet"
-    # The heads' conv5_3, fc6 and fc7: "auto", "imagenet", a with-top file, or None.
-    top_weights: Optional[str] = "auto"
+    weights: Optional[str] = "imagenet"  # or a Keras VGG-16 no-top file, None: random
+    top_weights: Optional[str] = "auto"  # README, "fc6 / fc7 of the heads"
     cam_class: str = "predicted"  # the CAM masking the action stream: CAM_CLASSES
     top_k: int = 3  # classes summed for cam_class="top_k"
     frames_per_clip: int = 10  # frames sampled from each training clip
@@ -95,9 +86,7 @@ class CNNConfig:
     dropout: float = 0.5
     store_dtype: str = "float16"  # the feature store's precision
     compute_dtype: str = "float32"  # of the trunk and heads; weights stay float32
-    # Extraction reads the trunk's maps from the run's trunk cache, one process at a
-    # time (one HDF5 file): keep False for sharded extraction.
-    extract_from_cache: bool = False
+    extract_from_cache: bool = False  # one process at a time: not for sharding
     frozen_conv5_3: bool = False  # the frozen trunk ends at conv5_3, shared by heads
     scale_head_inputs: bool = False  # heads scale their input maps by 1 / RMS
 
@@ -109,9 +98,7 @@ class LSTMConfig:
     model: str = "ms_lstm"  # both stages, or one stream: "context", "action" (Table 4)
     units: int = 2048
     dropout: float = 0.5  # after each LSTM (the authors' code; not in the paper)
-    # A name `msl_keras.losses.get_loss` knows ("anticipation", "ce", ...; the original
-    # code's "original_*" from `msl_keras.original.losses`).
-    loss: str = "anticipation"
+    loss: str = "anticipation"  # a name `msl_keras.losses.get_loss` knows
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 0.001
@@ -150,7 +137,7 @@ _CHOICES = {
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything one run needs; `run_name()` derives its directory from the settings."""
+    """Everything one run needs; `run_name()` names its directory from the settings."""
 
     name: str = "demo"  # a label for the run (the preset's name)
     data: DataConfig = DataConfig()
@@ -197,12 +184,8 @@ class Config:
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def run_name(self):
-        """The run directory's name, from the settings that make the features.
-
-        The CNN heads and feature stores depend on `data`, `cnn` and `seed` only, so
-        LSTMs trained with other losses or sizes share one run directory (and its
-        features); each LSTM gets a subdirectory named by `lstm_run_name()`.
-        """
+        """The run directory's name, from the settings that make the heads and
+        features (`data`, `cnn`, `seed`): LSTMs of other losses or sizes share it."""
         data = self.data
         if data.dataset != "ut_interaction":
             where = f"split{data.split}"
@@ -215,12 +198,8 @@ class Config:
         )
 
     def lstm_run_name(self):
-        """The LSTM subdirectory's name, from the `lstm`, `eval` and `seed` settings.
-
-        The seed draws the LSTM's initial weights and clip order, so LSTMs of two seeds
-        never share a folder. A stage bound to the run directory with other `data` or
-        `cnn` settings finds them in its `config.json` and refuses to resume.
-        """
+        """The LSTM subdirectory's name, from the `lstm`, `eval` and `seed` settings
+        (the seed draws the LSTM's initial weights and clip order)."""
         lstm = self.lstm
         fingerprint = self.fingerprint("lstm", "eval", "seed")
         return f"{lstm.model}_{lstm.loss}_u{lstm.units}_seed{self.seed}_{fingerprint}"
@@ -352,9 +331,8 @@ def _on(base, name, settings):
     return apply_overrides(get_preset(base), {"name": name, **settings})
 
 
-# Each preset: (one line for `msl-keras config --presets`, the function that builds it).
-# Why each paper preset selects its frames so: README.md, "Frames behind earliest and
-# latest".
+# Each preset: (one line for `msl-keras config --presets`, the function that builds it);
+# each paper preset's frame selection: README.md, "Frames behind earliest and latest".
 PRESETS = {
     "paper_ucf101": (
         "the paper on UCF-101: first T=50 frames, VGG-16 from ImageNet",

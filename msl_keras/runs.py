@@ -1,11 +1,10 @@
 """The run directory: where each step writes, and how the next one reads it back.
 
-A run directory is named by the settings that make the features (`Config.run_name()`:
-data, cnn and seed), so LSTMs trained with other losses share its CNN heads and feature
-stores; each LSTM gets a subdirectory named by `Config.lstm_run_name()` (its lstm, eval
-and seed settings). A stage reuses what a folder holds only when the settings stored
-beside it equal its own (`check_same_settings`): all but `PLACEMENT_KEYS` for an LSTM,
-data, cnn and seed for the heads:
+A run directory is named by the settings that make the features (`Config.run_name()`),
+so LSTMs trained with other losses share its heads and feature stores. A stage reuses
+what a folder holds only when the settings stored beside it equal its own
+(`check_same_settings`): all but `PLACEMENT_KEYS` for an LSTM, `FEATURE_PARTS` for the
+heads:
 
 ```
 <output_dir>/<config.run_name()>/
@@ -20,13 +19,8 @@ data, cnn and seed for the heads:
 ```
 
 The file names are this module's constants, and what one step writes the next reads back
-here: `build_trunk`, `load_heads`, `load_extractor` and `load_lstm` rebuild the models,
-`read_fold_features` the fold's features checked against the config, `training_record`
-how `best.keras` was chosen. So no step of `msl_keras.pipeline` imports another.
-
->>> run = RunDirectory.create(get_preset("demo"))
->>> run.store_path("split1")
-PosixPath('runs/demo_generated_split1_T32_first_seed0_1a2b3c4d/split1/features/split1.h5')
+here (`build_trunk`, `load_heads`, `load_extractor`, `load_lstm`, `read_fold_features`,
+`training_record`), so no step of `msl_keras.pipeline` imports another.
 """
 
 import json
@@ -187,8 +181,8 @@ class RunDirectory:
 
 
 def resolve_run(config, run=None):
-    """The `RunDirectory` a stage writes to: `run` as given (a `RunDirectory` or a path to
-    an existing one), or `RunDirectory.create(config)` when `run` is None."""
+    """The `RunDirectory` a stage writes to: `run` (a `RunDirectory` or a folder) bound to
+    `config`, or `RunDirectory.create(config)` when `run` is None."""
     if run is None:
         return RunDirectory.create(config)
     if isinstance(run, RunDirectory):
@@ -378,14 +372,9 @@ def load_lstm(path, compile=False):
 
 
 def training_record(lstm_dir):
-    """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`.
-
-    Returns:
-        dict: `model_selection`, `best_epoch` (1-based) and `val_anticipation_accuracy`
-        of the run on the train clips, its `epochs_done` and `trained_on` (clips per
-        role), and for "refit" `refit`: `{"epochs", "epochs_done", "trained_on"}` of the
-        model retrained on train + validation. Values the folder lacks are None.
-    """
+    """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`:
+    `best_epoch` is 1-based, `trained_on` counts clips per role, and "refit" adds the
+    retrained model's `refit` record. Values the folder lacks are None."""
 
     def read(directory):
         path = Path(directory) / RECORD_FILENAME
@@ -408,12 +397,9 @@ def training_record(lstm_dir):
 
 
 def expected_store_settings(config, num_classes, fold=None):
-    """The `StoreSettings` values a store must have for this config's LSTM.
-
-    The CAM class is named as extraction names it ("top_k3" for `cam_class="top_k"`).
-    Features imported from elsewhere (`data.dataset="imported"`) were made by no CNN of
-    the config: their CAM class, feature sizes and compute dtype are the store's own.
-    """
+    """The `StoreSettings` values a store must have for this config's LSTM (the CAM
+    class named as extraction names it, "top_k3"). Imported features were made by no
+    CNN of the config: their CAM class, feature sizes and compute dtype are their own."""
     data, cnn = config.data, config.cnn
     cam_class = cnn.cam_class
     if cam_class == "top_k":
