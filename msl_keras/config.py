@@ -241,9 +241,7 @@ def _demo():
         # Chosen on the validation clips: at lr 0.02 both losses peaked at epoch 1 and
         # then memorised the 72 training clips; at 0.002 with dropout 0.5 validation
         # loss falls for 40 epochs and validation accuracy peaks at epochs 3-14.
-        lstm=LSTMConfig(
-            units=64, dropout=0.5, epochs=30, batch_size=16, learning_rate=0.002
-        ),
+        lstm=LSTMConfig(units=64, epochs=30, batch_size=16, learning_rate=0.002),
         eval=EvalConfig(top_k=2),
     )
 
@@ -336,18 +334,17 @@ def _on(base, name, settings):
 PRESETS = {
     "paper_ucf101": (
         "the paper on UCF-101: first T=50 frames, VGG-16 from ImageNet",
-        lambda: _paper("ucf101", "data/UCF-101", num_steps=50, frame_selection="first"),
+        lambda: _paper("ucf101", "data/UCF-101", frame_selection="first"),
     ),
     "paper_jhmdb": (
         "the paper on JHMDB-21: T=50 frames spread over each clip",
-        lambda: _paper("jhmdb", "data/JHMDB", num_steps=50, frame_selection="uniform"),
+        lambda: _paper("jhmdb", "data/JHMDB", frame_selection="uniform"),
     ),
     "paper_ut_interaction": (
         "the paper on UT-Interaction: both sets, 20 leave-one-sequence-out folds",
         lambda: _paper(
             "ut_interaction",
             "data/ut-interaction",
-            num_steps=50,
             frame_selection="uniform",
             ut_set=None,
             ut_test_sequence=None,
@@ -356,8 +353,7 @@ PRESETS = {
     "imported": (
         "features made elsewhere (msl-keras import-features): only the LSTM stages run",
         lambda: Config(
-            name="imported",
-            data=DataConfig(dataset="imported", root="features.npz", num_steps=50),
+            name="imported", data=DataConfig(dataset="imported", root="features.npz")
         ),
     ),
     "demo": (
@@ -524,7 +520,6 @@ def load_config(path=None, preset=None, overrides=()):
                 raise ConfigError(f"'{path}' is not valid JSON: {error}") from None
         if not isinstance(mapping, dict):
             raise ConfigError(f"'{path}' must hold a mapping of config keys.")
-        mapping = dict(mapping)
     file_preset = mapping.pop("preset", None)
     config = get_preset(preset or file_preset or "demo")
     config = apply_overrides(config, mapping)
