@@ -451,3 +451,53 @@ def read_fold_features(config, index, fold, run, roles):
             missing[role] = [c for c in ids if c not in done]
             arrays[role] = store.read(present) if present else None
         return store.settings, list(store.class_names), arrays, missing
+
+
+def open_trained_lstm(run_dir, fold=None, lstm=None, print_fn=print):
+    """A trained LSTM of a run folder: `(run, fold, lstm_dir)`.
+
+    Args:
+        run_dir: a run folder made by the pipeline (`<output_dir>/<config.run_name()>`).
+        fold: default the first by name with a trained LSTM.
+        lstm: which subfolder of `<fold>/lstm/` (default: the only one; the first by
+            name, with a note to `print_fn`, when there are several).
+
+    Returns:
+        `run` bound to the LSTM folder's `config.json` (else the run's), the fold's
+        name and the LSTM folder.
+
+    Raises:
+        ConfigError: no trained LSTM, or none called `lstm`.
+    """
+    run = RunDirectory.open(run_dir)
+    if fold is None:
+        trained = run.trained_folds()
+        if not trained:
+            raise ConfigError(
+                f"Run '{run.root}' has no trained LSTM. Run the train-lstm stage first."
+            )
+        fold = trained[0]
+    lstm_root = run.fold_dir(fold) / "lstm"
+    best = lstm_root.glob(f"*/{BEST_FILENAME}")
+    choices = sorted(p.parent.name for p in best if p.is_file())
+    if lstm is None:
+        if not choices:
+            raise ConfigError(
+                f"Fold '{fold}' of run '{run.root}' has no trained LSTM (no "
+                f"{lstm_root}/*/{BEST_FILENAME}). Run the train-lstm stage first."
+            )
+        lstm = choices[0]
+        if len(choices) > 1 and print_fn is not None:
+            print_fn(
+                f"using LSTM '{lstm}' (also here: {', '.join(choices[1:])}; pick one "
+                "with --lstm NAME)"
+            )
+    elif lstm not in choices:
+        raise ConfigError(
+            f"No trained LSTM '{lstm}' in '{lstm_root}'. "
+            f"Trained: {', '.join(choices) or 'none'}."
+        )
+    lstm_dir = lstm_root / lstm
+    if (lstm_dir / CONFIG_FILENAME).is_file():
+        run = RunDirectory(RunDirectory.open(lstm_dir).config, root=run.root)
+    return run, fold, lstm_dir
