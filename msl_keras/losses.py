@@ -1,59 +1,38 @@
 """Sequence losses for action anticipation: the paper's Eq. 1 and its baselines.
 
-Every loss is a pure function on tensors (`keras.ops`: it runs eagerly, in graph mode
-and under `fit`) plus a thin registered `keras.losses.Loss` subclass. The equations are
-restated in `shared/paper/baseline-losses.md`.
-
-Shapes and conventions, shared by every loss here:
+Each loss is a pure function on tensors (`keras.ops`: eager, graph mode and `fit`) plus
+a registered `keras.losses.Loss` subclass of `SequenceLoss`. The equations are restated
+in `shared/paper/baseline-losses.md`. Shapes and conventions, shared by every loss:
 
 - `y_true (batch, time, classes)`: one-hot labels; a PADDED step is an all-zero row.
-- `y_pred (batch, time, classes)`: probabilities (softmax outputs).
-- `sample_weight (batch, time)`, optional: per-step weights. When it is `None`, the
-  weights are the mask `sum(y_true, -1) > 0`. A step is VALID when its weight is > 0.
-  Valid steps are numbered `t = 1..T` in order, where `T` is the clip's own number of
-  valid steps (its true length, not the padded one): `t/T` and `exp(-(T - t))` use each
-  clip's length, and "the last step" is the clip's last valid step. Each step's term is
-  multiplied by its weight (1 under the default mask).
-- The functions return `(batch,)`, one value per clip (0 for a clip with no valid
-  step). The `Loss` classes average them over the batch (Keras'
-  `"sum_over_batch_size"`), so the MS-LSTM objective of Eq. 4,
-  `mean_i (L_c,i + L_a,i)`, is
+- `y_pred (batch, time, classes)`: probabilities, clipped to `[epsilon, 1 - epsilon]`
+  inside every log.
+- `sample_weight (batch, time)`, optional: per-step weights (default: the mask
+  `sum(y_true, -1) > 0`); a step is VALID when its weight is > 0. Valid steps are
+  numbered `t = 1..T`, `T` the clip's own number of valid steps (not the padded one), so
+  `t/T`, `exp(-(T - t))` and "the last step" are per clip.
+- The functions return `(batch,)`, one value per clip (0 for a clip with no valid step);
+  the `Loss` classes average them over the batch, so Eq. 4's `mean_i (L_c,i + L_a,i)` is
   `model.compile(loss={"stage1": AnticipationLoss(), "stage2": AnticipationLoss()})`.
 
-Keras masks: when `y_pred` carries a Keras mask `(batch, time)` (from a `Masking` layer
-or a masked model upstream), the `Loss` classes multiply the step weights by it, instead
-of letting Keras apply it to the `(batch,)` per-clip values (which it would broadcast
-wrongly). With zero padding the mask and the all-zero label rows agree, so the value is
-the same with and without the mask. A `(batch,)` `sample_weight` given to a `Loss`
-class weighs whole clips.
-
-Probabilities are clipped to `[epsilon, 1 - epsilon]` inside every log.
-
-The authors' original code's losses (its constants and loops, not the paper's equations)
-are in `msl_keras.original.losses`; `get_loss` knows their names (`original_*`) too.
-
-Note: Keras reads the string `"ce"` in `compile(loss="ce")` as its own categorical
-cross-entropy; pass `get_loss("ce")` (an instance) to use `CrossEntropyLastStep`.
+The authors' original code's losses are in `msl_keras.original.losses`; `get_loss`
+knows their names (`original_*`) too. Keras reads `compile(loss="ce")` as its own
+cross-entropy: pass `get_loss("ce")` (an instance) for `CrossEntropyLastStep`.
 """
 
 import inspect
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-# The mask Keras attaches to a model's output. Kept from `keras.src`: Keras 3 has no
-# public accessor, and `Loss.__call__` (which reads it the same way) would apply it to
-# the per-clip values, where it must weight the steps (see `__call__` below).
+# Keras 3 has no public accessor for the mask on a model's output, nor for the
+# reduction its `Loss.__call__` applies (which `SequenceLoss.__call__` replaces).
 from keras.src.backend import get_keras_mask
+from keras.src.losses.loss import reduce_weighted_values
 
 from msl_keras.errors import ConfigError
 
 DEFAULT_EPSILON = 1e-7
-
-
-# --------------------------------------------------------------------------------------
-# Shared pieces: step weights, the time index t = 1..T, the log terms.
 
 
 def _prepare(y_true, y_pred, sample_weight):
@@ -64,20 +43,15 @@ def _prepare(y_true, y_pred, sample_weight):
         dtype = keras.backend.floatx()
     y_pred = ops.cast(y_pred, dtype)
     y_true = ops.cast(ops.convert_to_tensor(y_true), dtype)
-    if len(y_true.shape) != 3 or len(y_pred.shape) != 3:
+    shapes = zip(y_true.shape, y_pred.shape)
+    if len(y_true.shape) != 3 or len(y_pred.shape) != 3 or any(
+        a is not None and b is not None and a != b for a, b in shapes
+    ):
         raise ValueError(
-            "Expected y_true and y_pred of shape (batch, time, classes). "
+            "Expected y_true and y_pred of the same shape (batch, time, classes). "
             f"Received: y_true.shape={tuple(y_true.shape)}, "
             f"y_pred.shape={tuple(y_pred.shape)}"
         )
-    for axis in range(3):
-        a, b = y_true.shape[axis], y_pred.shape[axis]
-        if a is not None and b is not None and a != b:
-            raise ValueError(
-                "y_true and y_pred must have the same shape (batch, time, classes). "
-                f"Received: y_true.shape={tuple(y_true.shape)}, "
-                f"y_pred.shape={tuple(y_pred.shape)}"
-            )
     if sample_weight is None:
         weight = ops.cast(ops.sum(y_true, axis=-1) > 0, dtype)
     else:
@@ -102,55 +76,15 @@ def _log_terms(y_true, y_pred, epsilon):
     return positive, negative
 
 
-def _linear_weight(t, length):
-    """t / T on valid steps (0 on padded steps and for empty clips)."""
-    return ops.divide_no_nan(t, length)
-
-
-def _exponential_weight(t, length, valid):
-    """exp(-(T - t)) on valid steps, 0 on padded ones."""
-    return ops.exp(-(length - t)) * valid
-
-
-def _running_max_before(values, valid, fill):
-    """max_{t' < t, t' valid} values_t' at every step (b, T); `fill` where none exists.
-
-    Built from a (b, T, T) comparison: no loop, and it works with a dynamic T.
-    """
-    steps = ops.arange(ops.shape(values)[1])
-    before = ops.expand_dims(steps, 0) < ops.expand_dims(
-        steps, 1
-    )  # (T, T): [t, t'] = t' < t
-    candidates = ops.logical_and(
-        ops.expand_dims(before, 0), ops.expand_dims(valid > 0, 1)
-    )  # (b, T, T)
-    filled = ops.where(
-        candidates, ops.expand_dims(values, 1), ops.cast(fill, values.dtype)
-    )
-    return ops.max(filled, axis=-1)
-
-
-# --------------------------------------------------------------------------------------
-# The losses as pure functions: (y_true, y_pred, sample_weight) -> (batch,)
-
-
 def anticipation_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILON):
-    """The paper's anticipation loss (Eq. 1), one value per clip.
+    """The paper's anticipation loss (Eq. 1), one value per clip `(batch,)`.
 
         L = -(1/N) sum_k sum_{t=1..T} [ y_t(k) log p_t(k)
                                         + (t/T) (1 - y_t(k)) log(1 - p_t(k)) ]
 
     False negatives cost the same at every step; false positives are weighed by t/T:
     a wrong guess early in the clip costs little, so the model may commit early.
-
-    Args:
-        y_true: one-hot labels `(batch, time, classes)`; padded steps are all-zero rows.
-        y_pred: probabilities `(batch, time, classes)`.
-        sample_weight: optional `(batch, time)` step weights (default: the label mask).
-        epsilon: probabilities are clipped to `[epsilon, 1 - epsilon]` inside the logs.
-
-    Returns:
-        `(batch,)` loss per clip.
+    Arguments as the module docstring says; every loss below takes the same ones.
 
     Example:
     ```python
@@ -161,7 +95,7 @@ def anticipation_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILO
     y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
     positive, negative = _log_terms(y_true, y_pred, epsilon)
     num_classes = ops.cast(ops.shape(y_pred)[-1], y_pred.dtype)
-    per_step = positive + _linear_weight(t, length) * negative
+    per_step = positive + ops.divide_no_nan(t, length) * negative
     return -ops.sum(weight * valid * per_step, axis=1) / num_classes
 
 
@@ -171,8 +105,6 @@ def cross_entropy_last_step(
     """Cross-entropy on each clip's last valid step only (paper Eq. 7, "CE").
 
         L = - sum_k [ y_T(k) log p_T(k) + (1 - y_T(k)) log(1 - p_T(k)) ]
-
-    Args and returns as `anticipation_loss`; T is the clip's last valid step.
     """
     y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
     positive, negative = _log_terms(y_true, y_pred, epsilon)
@@ -187,12 +119,10 @@ def exponential_cross_entropy(
 
         L = - sum_{t=1..T} exp(-(T - t)) sum_k [ y_t(k) log p_t(k)
                                                 + (1 - y_t(k)) log(1 - p_t(k)) ]
-
-    Args and returns as `anticipation_loss`.
     """
     y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
     positive, negative = _log_terms(y_true, y_pred, epsilon)
-    time_weight = _exponential_weight(t, length, valid)
+    time_weight = ops.exp(-(length - t)) * valid
     return -ops.sum(weight * time_weight * (positive + negative), axis=1)
 
 
@@ -203,12 +133,10 @@ def linearly_growing_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EP
 
         L = - sum_{t=1..T} (t/T) sum_k [ y_t(k) log p_t(k)
                                         + (1 - y_t(k)) log(1 - p_t(k)) ]
-
-    Args and returns as `anticipation_loss`.
     """
     y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
     positive, negative = _log_terms(y_true, y_pred, epsilon)
-    time_weight = _linear_weight(t, length)
+    time_weight = ops.divide_no_nan(t, length)
     return -ops.sum(weight * time_weight * (positive + negative), axis=1)
 
 
@@ -216,12 +144,44 @@ def jain_exponential_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EP
     """Exponentially weighted softmax loss of Jain et al., ICRA 2016 (paper ref. [11]).
 
         L = - sum_{t=1..T} exp(-(T - t)) log p_t(y)
-
-    Args and returns as `anticipation_loss`.
     """
     y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
     positive, _ = _log_terms(y_true, y_pred, epsilon)
-    return -ops.sum(weight * _exponential_weight(t, length, valid) * positive, axis=1)
+    time_weight = ops.exp(-(length - t)) * valid
+    return -ops.sum(weight * time_weight * positive, axis=1)
+
+
+def _running_max_before(values, valid, fill):
+    """max_{t' < t, t' valid} values_t' at every step (b, T); `fill` where none exists.
+
+    Built from a (b, T, T) comparison: no loop, and it works with a dynamic T.
+    """
+    steps = ops.arange(ops.shape(values)[1])
+    before = ops.expand_dims(steps, 0) < ops.expand_dims(steps, 1)  # [t, t'] = t' < t
+    candidates = ops.logical_and(
+        ops.expand_dims(before, 0), ops.expand_dims(valid > 0, 1)
+    )  # (b, T, T)
+    fill = ops.cast(fill, values.dtype)
+    return ops.max(ops.where(candidates, ops.expand_dims(values, 1), fill), axis=-1)
+
+
+def _ranking_loss(y_true, y_pred, sample_weight, lambda_r, epsilon, on_margin):
+    """-log p_t(y) + lambda_r * max(0, s*_t - s_t) over the valid steps (Ma et al.).
+
+    `s_t` is the detection score p_t(y), or with `on_margin` the margin
+    `p_t(y) - max_{k != y} p_t(k)` (in [-1, 1]). The running maximum s*_t is a
+    constant (`stop_gradient`), as in Ma et al.; only earlier VALID steps enter it, and
+    at t = 1 there is no ranking penalty.
+    """
+    y_true, y_pred, weight, valid, t, _ = _prepare(y_true, y_pred, sample_weight)
+    positive, _ = _log_terms(y_true, y_pred, epsilon)
+    score = ops.sum(y_true * y_pred, axis=-1)  # p_t(y), (b, T)
+    if on_margin:  # the true class drops below -1 in the max over the others
+        score = score - ops.max(y_pred - 2.0 * y_true, axis=-1)
+    fill = -1.0 if on_margin else 0.0
+    best_before = ops.stop_gradient(_running_max_before(score, valid, fill))
+    rank = ops.cast(t > 1, y_pred.dtype) * ops.relu(best_before - score)
+    return ops.sum(weight * valid * (-positive + lambda_r * rank), axis=1)
 
 
 def ranking_detection_loss(
@@ -232,21 +192,10 @@ def ranking_detection_loss(
         L = sum_{t=1..T} [ -log p_t(y) + lambda_r * max(0, p*_t(y) - p_t(y)) ],
         p*_t(y) = max_{t' < t} p_t'(y),  p*_1(y) = 0
 
-    Ma, Sigal, Sclaroff, CVPR 2016. The score of the true class must not fall as more
-    of the clip is seen. The running maximum p*_t is a constant (`stop_gradient`), as in
-    Ma et al.; only earlier VALID steps enter it.
-
-    Args:
-        lambda_r: weight of the ranking term.
-        Others and returns as `anticipation_loss`.
+    Ma, Sigal, Sclaroff, CVPR 2016: the score of the true class must not fall as more
+    of the clip is seen. `lambda_r`: weight of the ranking term.
     """
-    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
-    positive, _ = _log_terms(y_true, y_pred, epsilon)
-    score = ops.sum(y_true * y_pred, axis=-1)  # p_t(y), (b, T)
-    best_before = ops.stop_gradient(_running_max_before(score, valid, 0.0))
-    has_before = ops.cast(t > 1, y_pred.dtype)
-    rank = has_before * ops.relu(best_before - score)
-    return ops.sum(weight * valid * (-positive + lambda_r * rank), axis=1)
+    return _ranking_loss(y_true, y_pred, sample_weight, lambda_r, epsilon, False)
 
 
 def ranking_margin_loss(
@@ -257,65 +206,30 @@ def ranking_margin_loss(
         L = sum_{t=1..T} [ -log p_t(y) + lambda_r * max(0, m*_t - m_t) ],
         m_t = p_t(y) - max_{k != y} p_t(k),  m*_t = max_{t' < t} m_t'
 
-    The margin of the true class over the best other class must not fall. At t = 1
-    there is no earlier step and no ranking penalty. m*_t is a constant
-    (`stop_gradient`).
-
-    Args:
-        lambda_r: weight of the ranking term.
-        Others and returns as `anticipation_loss`.
+    The margin of the true class over the best other class must not fall.
     """
-    y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
-    positive, _ = _log_terms(y_true, y_pred, epsilon)
-    score = ops.sum(y_true * y_pred, axis=-1)
-    best_other = ops.max(
-        y_pred - 2.0 * y_true, axis=-1
-    )  # the true class drops below -1
-    margin = score - best_other  # in [-1, 1]
-    best_before = ops.stop_gradient(_running_max_before(margin, valid, -1.0))
-    has_before = ops.cast(t > 1, y_pred.dtype)
-    rank = has_before * ops.relu(best_before - margin)
-    return ops.sum(weight * valid * (-positive + lambda_r * rank), axis=1)
-
-
-# --------------------------------------------------------------------------------------
-# Keras Loss classes
-
-
-def _reduce(values, reduction, clip_weight=None):
-    """Keras' reductions of per-clip values (batch,), with tf.distribute's scaling."""
-    if reduction is None or reduction == "none":
-        return values
-    total = ops.sum(values)
-    if reduction == "sum":
-        return total
-    if reduction == "mean_with_sample_weight" and clip_weight is not None:
-        divisor = ops.sum(clip_weight)
-    else:
-        divisor = ops.cast(ops.shape(values)[0], values.dtype)
-    loss = ops.divide_no_nan(total, divisor)
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss / replicas  # Keras' trainers scale every loss this way
-    return loss
+    return _ranking_loss(y_true, y_pred, sample_weight, lambda_r, epsilon, True)
 
 
 class SequenceLoss(keras.losses.Loss):
     """A sequence loss function as a `keras.losses.Loss`, as `LossFunctionWrapper` does.
 
-    A subclass sets `fn`, a function `fn(y_true, y_pred, sample_weight, **options)`
-    returning `(batch,)` values. Its options are `fn`'s keyword arguments after
-    `sample_weight` (`epsilon`, `lambda_r`, ...): the constructor takes them as keywords
-    with `fn`'s defaults, keeps them as attributes and in `get_config`. The default
-    name is `fn`'s (or the subclass's `default_name`).
+    A subclass sets `fn(y_true, y_pred, sample_weight, **options)`, returning `(batch,)`
+    values. The options are `fn`'s keyword arguments after `sample_weight` (`epsilon`,
+    `lambda_r`, ...): the constructor takes them with `fn`'s defaults and keeps them as
+    attributes and in `get_config`. The default name is `default_name` or `fn`'s.
 
-    Keras' `Loss.__call__` would apply `sample_weight` and the Keras mask of `y_pred` to
-    the returned `(batch,)` values; here they are per-step quantities that enter the
-    loss function itself.
+    `sample_weight` and the Keras mask of `y_pred` weight the steps inside `fn`; Keras'
+    `Loss.__call__` would apply them to the `(batch,)` values (and broadcast the mask
+    wrongly). With zero padding the mask and the all-zero label rows agree.
 
     Args:
         reduction, name, dtype: as `keras.losses.Loss`.
         **options: keyword arguments of `fn`.
+
+    Call arguments:
+        y_true, y_pred: `(batch, time, classes)`, as the module docstring says.
+        sample_weight: optional `(batch, time)` step weights or `(batch,)` clip weights.
 
     Raises:
         TypeError: an option `fn` does not take.
@@ -375,9 +289,9 @@ class SequenceLoss(keras.losses.Loss):
                     step_weight = ops.cast(ops.sum(y_true, axis=-1) > 0, self.dtype)
                 step_weight = step_weight * ops.cast(keras_mask, self.dtype)
             values = self.call(y_true, y_pred, step_weight)
-            if clip_weight is not None:
-                values = values * clip_weight
-            return _reduce(values, self.reduction, clip_weight)
+            return reduce_weighted_values(
+                values, clip_weight, reduction=self.reduction, dtype=self.dtype
+            )
 
     def get_config(self):
         config = super().get_config()
@@ -387,88 +301,49 @@ class SequenceLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class AnticipationLoss(SequenceLoss):
-    """The paper's anticipation loss (Eq. 1) averaged over the clips of a batch.
-
-        L = -(1/N) sum_k sum_{t=1..T} [ y_t(k) log p_t(k)
-                                        + (t/T) (1 - y_t(k)) log(1 - p_t(k)) ]
-
-    Args:
-        epsilon: probabilities are clipped to `[epsilon, 1 - epsilon]` inside the logs.
-        reduction, name, dtype: as `keras.losses.Loss`.
-
-    Call arguments:
-        y_true: one-hot `(batch, time, classes)`; padded steps are all-zero rows.
-        y_pred: probabilities `(batch, time, classes)`.
-        sample_weight: optional `(batch, time)` step weights or `(batch,)` clip weights.
-
-    Example:
-    ```python
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
-        loss={"stage1": AnticipationLoss(), "stage2": AnticipationLoss()},  # Eq. 4
-    )
-    ```
-    """
+    """`anticipation_loss` (Eq. 1) as a Keras loss (Eq. 4: one per stage)."""
 
     fn = staticmethod(anticipation_loss)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class CrossEntropyLastStep(SequenceLoss):
-    """Cross-entropy on each clip's last valid step (paper Eq. 7, "CE"); see
-    `cross_entropy_last_step`. Args and call arguments as `AnticipationLoss`."""
+    """`cross_entropy_last_step` (Eq. 7, "CE") as a Keras loss."""
 
     fn = staticmethod(cross_entropy_last_step)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class ExponentialCrossEntropy(SequenceLoss):
-    """Exponentially weighted cross-entropy (paper Eq. 8, "ECE"); see
-    `exponential_cross_entropy`. Args and call arguments as `AnticipationLoss`."""
+    """`exponential_cross_entropy` (Eq. 8, "ECE") as a Keras loss."""
 
     fn = staticmethod(exponential_cross_entropy)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class LinearlyGrowingLoss(SequenceLoss):
-    """Linearly growing cross-entropy (paper Eq. 9, "LGL"); see `linearly_growing_loss`.
-    Args and call arguments as `AnticipationLoss`."""
+    """`linearly_growing_loss` (Eq. 9, "LGL") as a Keras loss."""
 
     fn = staticmethod(linearly_growing_loss)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class JainExponentialLoss(SequenceLoss):
-    """Exponentially weighted softmax loss of Jain et al. (ref. [11]); see
-    `jain_exponential_loss`. Args and call arguments as `AnticipationLoss`."""
+    """`jain_exponential_loss` (Jain et al. [11]) as a Keras loss."""
 
     fn = staticmethod(jain_exponential_loss)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class RankingDetectionLoss(SequenceLoss):
-    """Cross-entropy plus the ranking loss on the detection score (Ma et al. [21]).
-
-    See `ranking_detection_loss`.
-
-    Args:
-        lambda_r: weight of the ranking term (default 1).
-        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
-    """
+    """`ranking_detection_loss` (Ma et al. [21]) as a Keras loss; option `lambda_r`."""
 
     fn = staticmethod(ranking_detection_loss)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class RankingMarginLoss(SequenceLoss):
-    """Cross-entropy plus the ranking loss on the discriminative margin (Ma et al.).
-
-    See `ranking_margin_loss`.
-
-    Args:
-        lambda_r: weight of the ranking term (default 1).
-        epsilon, reduction, name, dtype, call arguments: as `AnticipationLoss`.
-    """
+    """`ranking_margin_loss` (Ma et al. [21]) as a Keras loss; option `lambda_r`."""
 
     fn = staticmethod(ranking_margin_loss)
 
