@@ -1,27 +1,23 @@
 """Accuracy against the part of a clip observed (paper Tables 1-4, Figs. 5-6).
 
-The functions are numpy; `AnticipationAccuracy` is the same score as a Keras metric, for
-`fit`'s validation pass (model selection of the LSTM stage).
+The functions are numpy; `AnticipationAccuracy` is the pooled score as a Keras metric,
+for `fit`'s validation pass. The LSTMs are causal, so ONE forward pass over each clip
+gives the prediction after every number of observed steps. Arguments, everywhere:
 
-The LSTMs are causal, so ONE forward pass over each clip gives `probs (clips, T, N)`,
-the prediction after every number of observed steps: re-running the model on each
-prefix is never needed. Pooled predictions use `temporal_average_pooling` (Sec. 3.2.2).
+- `probs (clips, T, N)`: per-step probabilities from that pass; `labels (clips,)`:
+  true classes.
+- `lengths (clips,)`, optional: each clip's valid steps (default T; padding is at the
+  end); "after t steps" for a clip shorter than t means after all of them.
+- `frame_indices (clips, T)`: the source frame of each stored step (-1 on padding);
+  `num_frames (clips,)`: each clip's frame count. Observing a ratio r of a clip means
+  seeing its first `ceil(r * num_frames)` frames (`observed_frames`); the prediction is
+  read at the last stored step whose source frame is among them (at least the first).
+- `pooled`: temporal average pooling of the probabilities first (Sec. 3.2.2).
+- `top_k`: a clip is correct when its label is among its k highest scores (ties go to
+  the lower class index, as `argmax` does for k = 1).
 
-Conventions:
-
-- A step is one stored frame. `lengths (clips,)` counts each clip's valid steps (a clip
-  shorter than T is padded at the end); "after t steps" for a clip shorter than t means
-  after all of its valid steps.
-- `frame_indices (clips, T)` gives the source frame of each stored step (-1 on padding)
-  and `num_frames (clips,)` each clip's frame count. Observing a ratio r of a clip means
-  seeing its first `ceil(r * num_frames)` frames; the prediction is read at the last
-  stored step whose source frame is among them (at least the first step).
-- Earliest / latest follow the paper (see `EARLIEST`); latest is the last valid stored
-  step: the whole clip, capped at the T stored steps. `reported_readings` says which step
-  and source frame each reported point reads, clip by clip, so a caller can check that
-  two points observing different parts of a clip do not read the same step.
-- top-k: a clip counts as correct when its label is among the k highest scores (ties go
-  to the lower class index, as `argmax` does for k = 1).
+Earliest follows the paper (`EARLIEST`); latest is the last valid stored step: the
+whole clip, capped at the T stored steps.
 """
 
 import keras
@@ -36,92 +32,78 @@ from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 RATIOS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 # dataset -> ("ratio", fraction of each clip) or ("frames", frame count); paper Sec. 4.
+# The generated clips (data.generated) and imported features (data.imported) follow
+# JHMDB's convention.
 EARLIEST = {
     "jhmdb": ("ratio", 0.2),
     "ut_interaction": ("ratio", 0.5),
     "ucf101": ("frames", 2),
-    # The synthetic smoke-test clips (msl_keras.data.generated): JHMDB's convention.
     "generated": ("ratio", 0.2),
-    # Features made elsewhere (msl_keras.data.imported): JHMDB's convention too; every
-    # ratio's accuracy is in results.json.
     "imported": ("ratio", 0.2),
 }
 
-# Datasets whose latest point is "the whole clip, but never more than its first T frames"
-# (paper Sec. 4.3, UCF-101: "in the latest setting ... we only exploit the first T
-# frames"). Elsewhere latest is the whole clip (UT-Interaction: "the entire sequence").
+# Datasets whose latest point is the whole clip but at most its first T frames (paper
+# Sec. 4.3, UCF-101: "in the latest setting ... we only exploit the first T frames").
+# Elsewhere latest is the whole clip (UT-Interaction: "the entire sequence").
 LATEST_FIRST_T = ("ucf101",)
 
 
-def _check_probs(probs):
+def _integers(name, values, shape, what):
+    """`values` as an array, or a ValueError unless they are integers of `shape`."""
+    values = np.asarray(values)
+    if values.shape != shape or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(
+            f"Expected integer {name} of shape {shape}, {what}. "
+            f"Received: {name}.shape={values.shape}, dtype={values.dtype}"
+        )
+    return values
+
+
+def _check(probs, labels=None, lengths=None):
+    """probs `(clips, T, N)`, labels in [0, N) and lengths in [1, T] (default T)."""
     probs = np.asarray(probs)
     if probs.ndim != 3:
         raise ValueError(
             "Expected probs of shape (clips, time, classes). "
             f"Received: probs.shape={probs.shape}"
         )
-    return probs
-
-
-def _check_labels(labels, probs):
-    labels = np.asarray(labels)
-    num_clips, _, num_classes = probs.shape
-    if labels.shape != (num_clips,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"Expected integer labels of shape ({num_clips},), one per clip of probs "
-            f"{probs.shape}. Received: labels.shape={labels.shape}, "
-            f"dtype={labels.dtype}"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"Labels must lie in [0, {num_classes}) for probs with {num_classes} "
-            f"classes. Received: labels from {labels.min()} to {labels.max()}"
-        )
-    return labels
-
-
-def _check_lengths(lengths, probs):
-    num_clips, num_steps, _ = probs.shape
+    num_clips, num_steps, num_classes = probs.shape
+    one_each = f"one per clip of probs {probs.shape}"
+    if labels is not None:
+        labels = _integers("labels", labels, (num_clips,), one_each)
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"Labels must lie in [0, {num_classes}) for probs with {num_classes} "
+                f"classes. Received: labels from {labels.min()} to {labels.max()}"
+            )
     if lengths is None:
-        return np.full(num_clips, num_steps, dtype=np.int64)
-    lengths = np.asarray(lengths)
-    if lengths.shape != (num_clips,) or not np.issubdtype(lengths.dtype, np.integer):
-        raise ValueError(
-            f"Expected integer lengths of shape ({num_clips},), one per clip of probs "
-            f"{probs.shape}. Received: lengths.shape={lengths.shape}, "
-            f"dtype={lengths.dtype}"
-        )
+        return probs, labels, np.full(num_clips, num_steps, dtype=np.int64)
+    lengths = _integers("lengths", lengths, (num_clips,), one_each)
     if lengths.size and (lengths.min() < 1 or lengths.max() > num_steps):
         raise ValueError(
             f"Every clip needs between 1 and {num_steps} valid steps. "
             f"Received: lengths from {lengths.min()} to {lengths.max()}"
         )
-    return lengths
+    return probs, labels, lengths
 
 
 def _check_frames(frame_indices, num_frames, probs):
-    frame_indices = np.asarray(frame_indices)
-    if frame_indices.shape != probs.shape[:2] or not np.issubdtype(
-        frame_indices.dtype, np.integer
-    ):
-        raise ValueError(
-            f"Expected integer frame_indices of shape {probs.shape[:2]} (clips, time), "
-            f"-1 on padded steps. Received: frame_indices.shape={frame_indices.shape}, "
-            f"dtype={frame_indices.dtype}"
-        )
+    """frame_indices `(clips, T)` with a stored step per clip, num_frames `(clips,)`."""
+    frame_indices = _integers(
+        "frame_indices", frame_indices, probs.shape[:2], "(clips, time), -1 on padding"
+    )
     lengths = (frame_indices >= 0).sum(axis=1)
     if lengths.size and lengths.min() < 1:
         raise ValueError(
             "Every clip needs at least one stored step (frame index >= 0). "
             f"Received: clips {np.flatnonzero(lengths < 1).tolist()} with none"
         )
-    if num_frames is not None:
-        num_frames = np.asarray(num_frames)
-        if num_frames.shape != (probs.shape[0],):
-            raise ValueError(
-                f"Expected num_frames of shape ({probs.shape[0]},), one per clip. "
-                f"Received: num_frames.shape={num_frames.shape}"
-            )
+    num_frames = np.asarray(num_frames)
+    if num_frames.shape != (probs.shape[0],):
+        raise ValueError(
+            f"Expected num_frames of shape ({probs.shape[0]},), one per clip. "
+            f"Received: num_frames.shape={num_frames.shape}"
+        )
     return frame_indices, lengths, num_frames
 
 
@@ -136,21 +118,18 @@ def _top_k_correct(scores, labels, top_k):
     return (ranked == labels[:, None]).any(axis=-1)
 
 
+def _scores_at(scores, steps, lengths):
+    """(clips, N): row min(steps, lengths) - 1 of each clip's (T, N) scores."""
+    index = np.minimum(steps, lengths) - 1
+    return scores[np.arange(len(index)), index]
+
+
 def prediction_at_step(probs, steps, lengths=None, pooled=True):
-    """Class scores after `steps` observed steps, one row per clip.
+    """Class scores `(clips, N)` after `steps` observed steps; the class is the argmax.
 
-    Args:
-        probs: `(clips, T, N)` per-step probabilities from one causal pass.
-        steps: number of observed steps, 1-based: an int or `(clips,)` ints. A clip with
-            fewer valid steps uses its last valid step.
-        lengths: optional `(clips,)` valid steps per clip (default: all T).
-        pooled: average the probabilities over the observed steps (Sec. 3.2.2).
-
-    Returns:
-        `(clips, N)` scores; the predicted class is their argmax.
+    `steps`: observed steps, 1-based: an int or `(clips,)` ints.
     """
-    probs = _check_probs(probs)
-    lengths = _check_lengths(lengths, probs)
+    probs, _, lengths = _check(probs, lengths=lengths)
     steps = np.broadcast_to(np.asarray(steps), lengths.shape)
     if not np.issubdtype(steps.dtype, np.integer) or (steps.size and steps.min() < 1):
         raise ValueError(
@@ -161,29 +140,9 @@ def prediction_at_step(probs, steps, lengths=None, pooled=True):
     return _scores_at(scores, steps, lengths)
 
 
-def _scores_at(scores, steps, lengths):
-    """(clips, N): row min(steps, lengths) - 1 of each clip's (T, N) scores."""
-    index = np.minimum(steps, lengths) - 1
-    return scores[np.arange(len(index)), index]
-
-
 def accuracy_vs_steps(probs, labels, lengths=None, pooled=True, top_k=1):
-    """Accuracy after t observed steps, for t = 1..T (paper Figs. 5-6).
-
-    Args:
-        probs: `(clips, T, N)` per-step probabilities from one causal pass.
-        labels: `(clips,)` true classes.
-        lengths: optional `(clips,)` valid steps per clip; a clip shorter than t is
-            scored at its last valid step.
-        pooled: temporal average pooling of the probabilities first.
-        top_k: count a clip correct when its label is among the k best classes.
-
-    Returns:
-        `(T,)` accuracies in [0, 1].
-    """
-    probs = _check_probs(probs)
-    labels = _check_labels(labels, probs)
-    lengths = _check_lengths(lengths, probs)
+    """Accuracy `(T,)` after t observed steps, for t = 1..T (paper Figs. 5-6)."""
+    probs, labels, lengths = _check(probs, labels, lengths)
     scores = temporal_average_pooling(probs, lengths) if pooled else probs
     return np.array(
         [
@@ -195,24 +154,19 @@ def accuracy_vs_steps(probs, labels, lengths=None, pooled=True, top_k=1):
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class AnticipationAccuracy(keras.metrics.Metric):
-    """The mean over t = 1..T of the pooled accuracy after t observed steps.
+    """`mean(accuracy_vs_steps(probs, labels, lengths, pooled=True))` as a Keras metric.
 
-    `mean(accuracy_vs_steps(probs, labels, lengths, pooled=True))` over every clip seen
-    since the last reset: the LSTM stage's model-selection score (paper Sec. 3.2.2,
-    temporal average pooling; read on the validation clips, never test). Every clip is
-    stored at the same T steps, so the mean over steps of the mean over clips is one
-    ratio of counts, accumulated batch by batch:
+    Over the clips seen since the last reset: the LSTM stage's model-selection score
+    (on the validation clips). Every clip is stored at the same T steps, so the mean
+    over steps of the mean over clips is one ratio of counts, summed batch by batch:
 
         mean_t (1/C) sum_c hit[c, t] = (sum_c sum_t hit[c, t]) / (C * T),
         hit[c, t] = [argmax_k pbar_{min(t, length_c)}[c, k] == label_c]
 
-    Args:
-        name: the logged name (`fit` logs `val_<name>`, prefixed with the output's name
-            when the model has several outputs, e.g. `val_stage2_anticipation_accuracy`).
-
-    `update_state(y_true, y_pred)`: `y_true (batch, T, N)` one-hot on the valid steps
-    and all-zero on padding (`sequence_dataset`'s targets), which give each clip's label
-    and length; `y_pred (batch, T, N)` per-step probabilities.
+    `fit` logs it as `val_<name>` (`val_stage2_anticipation_accuracy` with several
+    outputs). `update_state(y_true, y_pred)`: `y_true (batch, T, N)` one-hot on the
+    valid steps and all-zero on padding (`sequence_dataset`'s targets: each clip's label
+    and length); `y_pred (batch, T, N)` per-step probabilities.
     """
 
     def __init__(self, name="anticipation_accuracy", dtype=None):
@@ -236,68 +190,32 @@ class AnticipationAccuracy(keras.metrics.Metric):
 
 
 def steps_observing(frame_indices, limits):
-    """`(clips,)` the 1-based step read after observing the first `limits` frames.
-
-    The last stored step whose source frame is `< limit`, or the first step when none is.
-
-    Args:
-        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
-        limits: `(clips,)` frames observed of each clip.
-    """
+    """`(clips,)` the 1-based step read after observing the first `limits (clips,)`
+    frames: the last stored step whose source frame is `< limit`, else the first."""
     frame_indices = np.asarray(frame_indices)
     observed = (frame_indices >= 0) & (frame_indices < np.asarray(limits)[:, None])
     positions = np.arange(1, frame_indices.shape[1] + 1)
     return np.maximum(np.where(observed, positions, 0).max(axis=1), 1)
 
 
-def _accuracy_at_frame_limits(probs, labels, frame_indices, limits, pooled, top_k):
-    """Accuracy reading each clip at its last stored step with frame < limit (>= 1)."""
-    steps = steps_observing(frame_indices, limits)
-    lengths = (frame_indices >= 0).sum(axis=1)
+def _correct_at(probs, labels, steps, lengths, pooled, top_k):
+    """(clips,) bool: right after `steps (clips,)` observed steps."""
     scores = prediction_at_step(probs, steps, lengths, pooled)
-    return float(_top_k_correct(scores, labels, top_k).mean())
-
-
-def _frame_limits(ratio, num_frames):
-    if not 0.0 < float(ratio) <= 1.0:
-        raise ValueError(f"ratio must lie in (0, 1]. Received: ratio={ratio}")
-    return np.asarray(observed_frames(np.asarray(num_frames), float(ratio)))
+    return _top_k_correct(scores, labels, top_k)
 
 
 def accuracy_at_ratio(
     probs, labels, frame_indices, num_frames, ratio, pooled=True, top_k=1
 ):
-    """Accuracy after observing the first `ceil(ratio * num_frames)` frames of clips.
-
-    Args:
-        probs: `(clips, T, N)` per-step probabilities from one causal pass.
-        labels: `(clips,)` true classes.
-        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
-        num_frames: `(clips,)` frames in each source clip.
-        ratio: observed fraction of each clip, in (0, 1].
-        pooled, top_k: as `accuracy_vs_steps`.
-
-    Returns:
-        accuracy (float). Each clip is read at its last stored step whose source frame
-        index is < ceil(ratio * num_frames), or at its first step if there is none.
-    """
-    probs = _check_probs(probs)
-    labels = _check_labels(labels, probs)
-    frame_indices, _, num_frames = _check_frames(frame_indices, num_frames, probs)
-    limits = _frame_limits(ratio, num_frames)
-    return _accuracy_at_frame_limits(
-        probs, labels, frame_indices, limits, pooled, top_k
-    )
+    """Accuracy (float) after observing a `ratio` in (0, 1] of each clip."""
+    probs, labels, _ = _check(probs, labels)
+    frame_indices, lengths, num_frames = _check_frames(frame_indices, num_frames, probs)
+    steps = steps_observing(frame_indices, observed_frames(num_frames, float(ratio)))
+    return float(_correct_at(probs, labels, steps, lengths, pooled, top_k).mean())
 
 
 def accuracy_at_ratios(
-    probs,
-    labels,
-    frame_indices,
-    num_frames,
-    ratios=RATIOS,
-    pooled=True,
-    top_k=1,
+    probs, labels, frame_indices, num_frames, ratios=RATIOS, pooled=True, top_k=1
 ):
     """`accuracy_at_ratio` for each ratio (default `RATIOS`); `(len(ratios),)` array."""
     return np.array(
@@ -310,62 +228,23 @@ def accuracy_at_ratios(
     )
 
 
-def accuracy_at_frames(probs, labels, frame_indices, count, pooled=True, top_k=1):
-    """Accuracy after observing the first `count` frames of each clip.
-
-    Args:
-        probs, labels, frame_indices, pooled, top_k: as `accuracy_at_ratio`.
-        count: frames observed (>= 1), e.g. 2 for UCF-101's earliest point.
-
-    Returns:
-        accuracy (float). Each clip is read at its last stored step whose source frame
-        index is < count, or at its first step if there is none.
-    """
-    probs = _check_probs(probs)
-    labels = _check_labels(labels, probs)
-    frame_indices, _, _ = _check_frames(frame_indices, None, probs)
-    if int(count) != count or count < 1:
-        raise ValueError(f"count must be a whole number >= 1. Received: count={count}")
-    limits = np.full(probs.shape[0], int(count))
-    return _accuracy_at_frame_limits(
-        probs, labels, frame_indices, limits, pooled, top_k
-    )
-
-
-def _earliest_limits(dataset, num_frames, num_clips):
-    """(clips,) frames the earliest point observes (`num_frames` may be None for a
-    frame-count convention)."""
-    if dataset not in EARLIEST:
-        raise ConfigError(
-            f"No earliest-observation convention for dataset '{dataset}'. "
-            f"Valid datasets: {', '.join(sorted(EARLIEST))}."
-        )
-    kind, amount = EARLIEST[dataset]
-    if kind == "ratio":
-        return _frame_limits(amount, num_frames)
-    limits = np.full(num_clips, int(amount))
-    return limits if num_frames is None else np.minimum(limits, num_frames)
-
-
 def reported_readings(dataset, frame_indices, num_frames, ratios=RATIOS):
     """Which stored step, and which source frame, each reported point reads, per clip.
 
-    The reported points are the dataset's "earliest" (`EARLIEST`), "latest" and each
-    ratio of `ratios` (keyed `f"{ratio:g}"`). A point observes the first `frames` frames
-    of a clip and is read at `steps_observing(frame_indices, frames)`; latest is read at
-    the last valid step and observes the whole clip (`LATEST_FIRST_T`: at most its first
-    T frames, T the stored steps).
-
-    Args:
-        dataset: a key of `EARLIEST`.
-        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
-        num_frames: `(clips,)` frames in each source clip.
-        ratios: observed fractions in (0, 1].
+    The points are the dataset's "earliest" (`EARLIEST`), "latest" and each ratio of
+    `ratios` (keyed `f"{ratio:g}"`). A point observes the first `frames` frames of a
+    clip and is read at `steps_observing(frame_indices, frames)`; latest is read at the
+    last valid step and observes the whole clip (`LATEST_FIRST_T`: at most its first T
+    frames). A caller can check that two points observing different parts of a clip do
+    not read the same step.
 
     Returns:
-        `{point: {"frames": (clips,) frames observed, "step": (clips,) 1-based step read,
-        "frame": (clips,) source frame of that step}}`. Latest reaches the end of the
-        part it observes where `frame == frames - 1`.
+        `{point: {"frames": (clips,) frames observed, "step": (clips,) 1-based step
+        read, "frame": (clips,) source frame of that step}}`. Latest reaches the end of
+        the part it observes where `frame == frames - 1`.
+
+    Raises:
+        ConfigError: a `dataset` not in `EARLIEST`.
 
     Example:
 
@@ -379,72 +258,64 @@ def reported_readings(dataset, frame_indices, num_frames, ratios=RATIOS):
     if frame_indices.ndim != 2 or num_frames.shape != frame_indices.shape[:1]:
         raise ValueError(
             "Expected frame_indices (clips, T) and num_frames (clips,). Received: "
-            f"frame_indices.shape={frame_indices.shape}, num_frames.shape={num_frames.shape}"
+            f"frame_indices.shape={frame_indices.shape}, "
+            f"num_frames.shape={num_frames.shape}"
+        )
+    if dataset not in EARLIEST:
+        raise ConfigError(
+            f"No earliest-observation convention for dataset '{dataset}'. "
+            f"Valid datasets: {', '.join(sorted(EARLIEST))}."
         )
     lengths = (frame_indices >= 0).sum(axis=1)
     rows = np.arange(len(lengths))
 
     def reading(frames, steps):
-        return {"frames": frames, "step": steps, "frame": frame_indices[rows, steps - 1]}
+        frame = frame_indices[rows, steps - 1]
+        return {"frames": frames, "step": steps, "frame": frame}
 
+    def observing(frames):
+        return reading(frames, steps_observing(frame_indices, frames))
+
+    kind, amount = EARLIEST[dataset]
+    if kind == "ratio":
+        earliest = observed_frames(num_frames, amount)
+    else:
+        earliest = np.minimum(np.full(len(lengths), int(amount)), num_frames)
     whole = num_frames
     if dataset in LATEST_FIRST_T:
         whole = np.minimum(num_frames, frame_indices.shape[1])
-    earliest = _earliest_limits(dataset, num_frames, len(lengths))
     readings = {
-        "earliest": reading(earliest, steps_observing(frame_indices, earliest)),
+        "earliest": observing(earliest),
         "latest": reading(whole, np.maximum(lengths, 1)),
     }
     for ratio in ratios:
-        frames = _frame_limits(ratio, num_frames)
-        readings[f"{float(ratio):g}"] = reading(
-            frames, steps_observing(frame_indices, frames)
-        )
+        readings[f"{float(ratio):g}"] = observing(observed_frames(num_frames, ratio))
     return readings
-
-
-def earliest_latest(
-    dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=1
-):
-    """The paper's earliest and latest accuracies (Tables 1-3) for one dataset.
-
-    Args:
-        dataset: a key of `EARLIEST` ("jhmdb": first 20% of each clip,
-            "ut_interaction": first 50%, "ucf101": first 2 frames, "generated": 20%).
-        probs, labels, frame_indices, num_frames, pooled, top_k: as `accuracy_at_ratio`.
-
-    Returns:
-        `{"earliest": float, "latest": float}`; latest reads each clip at its last valid
-        stored step (the whole clip, capped at the T stored steps).
-    """
-    correct = earliest_latest_correct(
-        dataset, probs, labels, frame_indices, num_frames, pooled, top_k
-    )
-    return {point: float(hits.mean()) for point, hits in correct.items()}
 
 
 def earliest_latest_correct(
     dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=1
 ):
-    """Which clips are right at the earliest and latest points (`earliest_latest`).
-
-    Returns:
-        `{"earliest": (clips,) bool, "latest": (clips,) bool}`: per clip, for paired
-        comparisons of two models on the same clips.
-    """
-    probs = _check_probs(probs)
-    labels = _check_labels(labels, probs)
+    """`{"earliest": (clips,) bool, "latest": (clips,) bool}`: which clips are right at
+    the points of `earliest_latest`, for paired comparisons of two models."""
+    probs, labels, _ = _check(probs, labels)
     frame_indices, lengths, num_frames = _check_frames(frame_indices, num_frames, probs)
-    limits = _earliest_limits(dataset, num_frames, probs.shape[0])
-    earliest_steps = steps_observing(frame_indices, limits)
+    readings = reported_readings(dataset, frame_indices, num_frames, ratios=())
     return {
-        "earliest": _top_k_correct(
-            prediction_at_step(probs, earliest_steps, lengths, pooled), labels, top_k
-        ),
-        "latest": _top_k_correct(
-            prediction_at_step(probs, lengths, lengths, pooled), labels, top_k
-        ),
+        point: _correct_at(probs, labels, reading["step"], lengths, pooled, top_k)
+        for point, reading in readings.items()
     }
+
+
+def earliest_latest(
+    dataset, probs, labels, frame_indices, num_frames, pooled=True, top_k=1
+):
+    """`{"earliest": float, "latest": float}`: the paper's accuracies (Tables 1-3),
+    earliest by the convention of `dataset` (a key of `EARLIEST`)."""
+    correct = earliest_latest_correct(
+        dataset, probs, labels, frame_indices, num_frames, pooled, top_k
+    )
+    return {point: float(hits.mean()) for point, hits in correct.items()}
 
 
 def anticipation_step(pooled, threshold=0.5):
@@ -473,7 +344,9 @@ def anticipation_step(pooled, threshold=0.5):
             f"step. Received: shape={pooled.shape}"
         )
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1]. Received: threshold={threshold}")
+        raise ValueError(
+            f"threshold must be in [0, 1]. Received: threshold={threshold}"
+        )
     predicted = pooled.argmax(axis=-1)
     confident = (predicted == predicted[-1]) & (pooled.max(axis=-1) >= threshold)
     if not confident[-1]:

@@ -240,15 +240,6 @@ def test_ratio_rounding_keeps_whole_frame_counts():
     assert accuracy == 1.0
 
 
-def test_accuracy_at_frames():
-    probs = _staircase_probs()
-    labels = np.array([1, 2, 2, 1]) - 1  # first 2 frames: steps 1, 2, 2, 1
-    assert metrics.accuracy_at_frames(probs, labels, FRAME_INDICES, 2) == 1.0
-    assert metrics.accuracy_at_frames(probs, labels, FRAME_INDICES, 1) == 0.5
-    with pytest.raises(ValueError, match="count=0"):
-        metrics.accuracy_at_frames(probs, labels, FRAME_INDICES, 0)
-
-
 def test_earliest_latest():
     probs = _staircase_probs()
     latest_labels = np.array([5, 3, 5, 5]) - 1
