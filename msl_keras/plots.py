@@ -1,7 +1,7 @@
-"""Figures of the stages: accuracy curves (Figs. 5-6), streamed probabilities, CAMs (Fig. 7).
+"""Figures: accuracy curves (Figs. 5-6), streamed probabilities, CAMs (Fig. 7).
 
-Every function draws with matplotlib's non-interactive Agg backend, writes one image file and
-returns its path, so it runs on a headless server and in tests.
+Every function draws with matplotlib's non-interactive Agg backend (headless servers,
+tests), writes one image file and returns its `Path`.
 """
 
 from pathlib import Path
@@ -27,85 +27,85 @@ def _save(fig, path):
 
 
 def plot_accuracy_curves(
-    curves, path, title="", chance=None, xlabel="frames observed (t)", styles=None
+    curves, path, title="", chance=None, xlabel=None, styles=None, paper_points=None
 ):
-    """Accuracy against the number of observed steps, one line per curve (paper Figs. 5-6).
+    """Accuracy curves, one line per label (paper Figs. 5-6).
 
     Args:
-        curves: mapping `label -> accuracy (T,)` in [0, 1]; step t is plotted at x = t
-            (1-based). Curves may have different lengths.
+        curves: `label -> accuracy (T,)` in [0, 1], drawn against the steps observed
+            (x = t, 1-based; lengths may differ), or `label -> (ratios (n,), accuracy
+            (n,))` tuples, drawn with markers against the observed part of each clip.
         path: the image file to write (`.png`, `.pdf`, ...).
-        title: figure title.
         chance: optional chance level (e.g. `1 / num_classes`), drawn dashed.
-        xlabel: x-axis label.
+        xlabel: x-axis label (default: the steps or the part observed).
         styles: optional `label -> matplotlib line kwargs` (e.g. `{"ls": "--"}`).
-
-    Returns:
-        `Path` of the written file.
+        paper_points: optional `label -> [(ratio, accuracy %), ...]`, the paper's
+            numbers, drawn as stars in the colour of the curve with the same position.
     """
     if not curves:
         raise ValueError("plot_accuracy_curves needs at least one curve. Received: {}")
+    by_ratio = all(isinstance(values, tuple) for values in curves.values())
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, values in curves.items():
-        values = np.asarray(values, dtype=float).reshape(-1)
-        style = {"lw": 1.8, **((styles or {}).get(label, {}))}
-        ax.plot(
-            np.arange(1, len(values) + 1), 100.0 * values, label=str(label), **style
-        )
+    for number, (label, values) in enumerate(curves.items()):
+        if by_ratio:
+            x, values = 100 * np.asarray(values[0]), np.asarray(values[1], dtype=float)
+            style = {"marker": "o", "ms": 3, "color": f"C{number}"}
+        else:
+            values = np.asarray(values, dtype=float).reshape(-1)
+            x, style = np.arange(1, len(values) + 1), {"lw": 1.8}
+        style.update((styles or {}).get(label, {}))
+        ax.plot(x, 100.0 * values, label=str(label), **style)
+    for number, (label, points) in enumerate((paper_points or {}).items()):
+        ratios, accuracies = zip(*points)
+        ax.scatter(
+            100 * np.asarray(ratios), accuracies, marker="*", s=90, color=f"C{number}",
+            edgecolor="black", zorder=5, label=f"paper: {label}",
+        )  # fmt: skip
     if chance is not None:
         ax.axhline(100.0 * chance, color="grey", ls="--", lw=1, label="chance")
+    if xlabel is None:
+        xlabel = "observed part of each clip (%)" if by_ratio else "frames observed (t)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 102)
+    if by_ratio:
+        ax.set_xlim(0, 102)
     ax.grid(alpha=0.3)
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, **({"fontsize": 10} if by_ratio else {}))
+    if by_ratio:
+        ax.legend(loc="upper left", fontsize=7)
+    else:
+        ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 
 def plot_stream_probabilities(
-    probs,
-    class_names,
-    path,
-    true_label=None,
-    top=5,
-    title="",
-    frame_numbers=None,
-    thumbnails=None,
-    strip=6,
-    trained_steps=None,
-    committed_step=None,
-):
+    probs, class_names, path, true_label=None, top=5, title="", frame_numbers=None,
+    thumbnails=None, strip=6, trained_steps=None, committed_step=None,
+):  # fmt: skip
     """Per-frame class probabilities of a streamed video, for `predict`.
 
-    Under the curves, a strip of frame thumbnails on the same time axis shows what the
-    model saw; the frame at which the prediction committed is framed in red.
+    Under the curves, an optional strip of frame thumbnails on the same time axis shows
+    what the model saw, the frame at which the prediction committed framed in red.
 
     Args:
         probs: `(T, N)` probabilities (pooled or per frame) after each observed frame.
-        class_names: the N class names.
-        path: the image file to write.
         true_label: optional true class index; its line is drawn thick and black.
         top: the classes drawn: the `top` highest at the last frame (plus the true one).
-        title: figure title.
-        frame_numbers: optional `(T,)` frame number of each step (x axis); default
-            1..T.
+        frame_numbers: optional `(T,)` frame number of each step (x axis; default 1..T).
         thumbnails: optional list of T uint8 RGB images, one per step (any size; all
-            the same height reads best); without them no strip is drawn.
-        strip: how many thumbnails the strip shows, evenly spread over the steps (plus
-            the committed one).
+            the same height reads best).
+        strip: how many thumbnails the strip shows, evenly spread (plus the committed).
         trained_steps: optional training T: steps past it are shaded ("past training").
         committed_step: optional 0-based step of the anticipation moment, drawn as a
             red line labelled with the class of `probs` there.
-
-    Returns:
-        `Path` of the written file.
     """
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
         raise ValueError(
-            "plot_stream_probabilities needs probs of shape (frames, len(class_names)). "
+            "plot_stream_probabilities needs probs of shape (frames, "
+            "len(class_names)). "
             f"Received: probs.shape={probs.shape}, {len(class_names)} class names"
         )
     steps = len(probs)
@@ -129,12 +129,9 @@ def plot_stream_probabilities(
     for k in shown:
         is_true = true_label is not None and k == int(true_label)
         ax.plot(
-            x,
-            probs[:, k],
-            label=f"{class_names[k]}{' (true)' if is_true else ''}",
-            lw=3 if is_true else 1.5,
-            color="black" if is_true else None,
-        )
+            x, probs[:, k], label=f"{class_names[k]}{' (true)' if is_true else ''}",
+            lw=3 if is_true else 1.5, color="black" if is_true else None,
+        )  # fmt: skip
     if trained_steps is not None and steps > trained_steps:
         ax.axvspan(
             x[trained_steps], x[-1], color="grey", alpha=0.12,
@@ -175,13 +172,10 @@ def _frame_strip(ax, x, thumbnails, count, committed_step):
     height = max(np.asarray(t).shape[0] for t in thumbnails)
     for i in sorted(picked):
         committed = committed_step is not None and i == committed_step
+        color, width = ("red", 2.5) if committed else ("grey", 0.8)
         box = AnnotationBbox(
-            OffsetImage(np.asarray(thumbnails[i]), zoom=56 / height),
-            (x[i], 0.5),
-            frameon=True,
-            pad=0.15,
-            bboxprops={"edgecolor": "red" if committed else "grey",
-                       "lw": 2.5 if committed else 0.8},
+            OffsetImage(np.asarray(thumbnails[i]), zoom=56 / height), (x[i], 0.5),
+            frameon=True, pad=0.15, bboxprops={"edgecolor": color, "lw": width},
         )  # fmt: skip
         box.set_zorder(3 if committed else 2)
         ax.add_artist(box)
@@ -205,7 +199,7 @@ def _upsample(heatmap, height, width):
 
 
 def plot_cam(frame, context_map, action_map, path, title=""):
-    """A frame and the mean conv5 activations of the two streams overlaid (paper Fig. 7).
+    """A frame and the mean conv5 activations of the two streams overlaid (Fig. 7).
 
     Args:
         frame: uint8 `(H, W, 3)` RGB frame.
@@ -213,13 +207,8 @@ def plot_cam(frame, context_map, action_map, path, title=""):
             its conv5_3 output.
         action_map: `(h, w)` map of the action-aware stream (its conv5_3 masked by the
             CAM, Eq. 3, channel mean).
-        path: the image file to write.
-        title: figure title.
 
-    Each map is min-max normalised and resized to the frame (bilinear) before overlaying.
-
-    Returns:
-        `Path` of the written file.
+    Each map is min-max normalised and resized to the frame (bilinear), then overlaid.
     """
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[-1] != 3:
@@ -236,9 +225,8 @@ def plot_cam(frame, context_map, action_map, path, title=""):
         (axes[2], action_map, "action-aware conv5"),
     ):
         ax.imshow(frame)
-        ax.imshow(
-            _upsample(heatmap, height, width), cmap="jet", alpha=0.5, vmin=0, vmax=1
-        )
+        heatmap = _upsample(heatmap, height, width)
+        ax.imshow(heatmap, cmap="jet", alpha=0.5, vmin=0, vmax=1)
         ax.set_title(name)
     for ax in axes:
         ax.axis("off")
