@@ -1,31 +1,27 @@
-"""tf.distribute strategies by name, for training the LSTMs (and heads) on many devices.
-
-`get_strategy(name)` returns the strategy a config asks for (`Config.strategy`):
+"""tf.distribute strategies by name (`Config.strategy`), for training on many devices:
 
 - `"default"`: `tf.distribute.get_strategy()`, one device, no distribution.
-- `"mirrored"`: `tf.distribute.MirroredStrategy` over every visible GPU; on a machine
-  without a GPU, over the logical CPU devices (call `configure_logical_cpus(n)` before
-  TensorFlow initialises to get `n` of them, e.g. to test data parallelism on a laptop).
-- `"multi_worker"`: `tf.distribute.MultiWorkerMirroredStrategy`; the cluster comes from the
-  `TF_CONFIG` environment variable, which must be set on every worker.
+- `"mirrored"`: `tf.distribute.MirroredStrategy` over every visible GPU; without a GPU,
+  over the logical CPU devices (`configure_logical_cpus(n)` before TensorFlow
+  initialises makes `n` of them, e.g. to test data parallelism on a laptop).
+- `"multi_worker"`: `tf.distribute.MultiWorkerMirroredStrategy`; the cluster comes from
+  the `TF_CONFIG` environment variable, which must be set on every worker.
 - `"tpu"`: `TPUStrategy` on the TPU named by `$TPU_NAME` (empty: the local TPU VM).
 
-Models AND optimizers must be created inside `strategy.scope()` (the stages do this):
+Models AND optimizers must be created inside `strategy.scope()` (the stages do this);
+`fit` splits the global batch across `strategy.num_replicas_in_sync`:
 
 ```python
-strategy = get_strategy("mirrored")
-with strategy.scope():
+with get_strategy("mirrored").scope():
     model = MultiStageLSTM(num_classes=101)
     model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9), loss=...)
-model.fit(dataset)  # the global batch is split across strategy.num_replicas_in_sync
 ```
-
-An unknown name raises `ConfigError`; a strategy that cannot start (no TPU, a malformed
-`TF_CONFIG`, devices already initialised) raises `StrategyError` saying what to do.
 """
 
 import json
 import os
+
+import tensorflow as tf
 
 from msl_keras.errors import ConfigError, MslKerasError
 
@@ -37,23 +33,15 @@ class StrategyError(MslKerasError, RuntimeError):
 
 
 def configure_logical_cpus(n):
-    """Splits the host CPU into `n` logical devices (for `"mirrored"` without a GPU).
+    """Splits the host CPU into `n >= 1` logical devices; returns their names.
 
-    Must run before TensorFlow initialises its devices (before any op, model or dataset is
-    created in the process); calling it again with the same `n` is harmless.
-
-    Args:
-        n: int >= 1, the number of logical CPU devices.
-
-    Returns:
-        The logical CPU device names, e.g. `["/device:CPU:0", "/device:CPU:1"]`.
+    Must run before TensorFlow initialises its devices (before any op, model or dataset
+    is created in the process); calling it again with the same `n` is harmless.
 
     Raises:
         ValueError: `n < 1`.
         StrategyError: TensorFlow is already initialised with another device layout.
     """
-    import tensorflow as tf
-
     n = int(n)
     if n < 1:
         raise ValueError(f"configure_logical_cpus needs n >= 1. Received: n={n}")
@@ -63,45 +51,35 @@ def configure_logical_cpus(n):
         tf.config.set_logical_device_configuration(cpu, wanted)
     except RuntimeError as error:
         current = tf.config.list_logical_devices("CPU")
-        if len(current) == n:
-            return [d.name for d in current]
-        raise StrategyError(
-            f"Cannot split the CPU into {n} logical devices: TensorFlow is already "
-            f"initialised with {len(current)} CPU device(s). Call "
-            "msl_keras.distribute.configure_logical_cpus(n) at the start of the "
-            "process, before any model, tensor or dataset is created. "
-            f"TensorFlow said: {error}"
-        ) from None
+        if len(current) != n:
+            raise StrategyError(
+                f"Cannot split the CPU into {n} logical devices: TensorFlow is already "
+                f"initialised with {len(current)} CPU device(s). Call "
+                "msl_keras.distribute.configure_logical_cpus(n) at the start of the "
+                "process, before any model, tensor or dataset is created. "
+                f"TensorFlow said: {error}"
+            ) from None
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
 def get_strategy(name="default"):
-    """Returns the `tf.distribute.Strategy` called `name` (one of `STRATEGY_NAMES`).
-
-    Args:
-        name: `"default"`, `"mirrored"`, `"multi_worker"` or `"tpu"` (see module docstring).
+    """The `tf.distribute.Strategy` called `name`, one of `STRATEGY_NAMES`.
 
     Raises:
         ConfigError: an unknown name.
-        StrategyError: the strategy cannot start here.
+        StrategyError: the strategy cannot start here; the message says what to do.
     """
     if name not in STRATEGY_NAMES:
         raise ConfigError(
             f"Unknown strategy {name!r}. Valid strategies: "
             f"{', '.join(map(repr, STRATEGY_NAMES))}."
         )
-    import tensorflow as tf
-
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return _mirrored(tf)
-    if name == "multi_worker":
-        return _multi_worker(tf)
-    return _tpu(tf)
+    return {"mirrored": _mirrored, "multi_worker": _multi_worker, "tpu": _tpu}[name]()
 
 
-def _mirrored(tf):
+def _mirrored():
     gpus = tf.config.list_logical_devices("GPU")
     try:
         if gpus:
@@ -118,14 +96,15 @@ def _mirrored(tf):
         ) from None
 
 
-def _multi_worker(tf):
+def _multi_worker():
     text = os.environ.get("TF_CONFIG")
     if not text:
         raise StrategyError(
             "strategy='multi_worker' needs the TF_CONFIG environment variable on every "
             'worker, e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", '
             '"host2:12345"]}, "task": {"type": "worker", "index": 0}}\'. Received: '
-            "TF_CONFIG is not set. Use strategy='mirrored' for the devices of one machine."
+            "TF_CONFIG is not set. Use strategy='mirrored' for the devices of one "
+            "machine."
         )
     try:
         tf_config = json.loads(text)
@@ -133,11 +112,7 @@ def _multi_worker(tf):
         raise StrategyError(
             f"TF_CONFIG is not valid JSON ({error}). Received: {text!r}"
         ) from None
-    if (
-        not isinstance(tf_config, dict)
-        or "cluster" not in tf_config
-        or "task" not in tf_config
-    ):
+    if not isinstance(tf_config, dict) or not {"cluster", "task"} <= set(tf_config):
         raise StrategyError(
             "TF_CONFIG must hold 'cluster' and 'task' entries. "
             f"Received: TF_CONFIG={text!r}"
@@ -162,7 +137,6 @@ def _nested_reduce(strategy_class):
     not. This `reduce` reduces leaf by leaf, and a scalar over the replicas alone: what
     Keras means, and what MirroredStrategy does.
     """
-    import tensorflow as tf
 
     class NestedReduce(strategy_class):
         def reduce(self, reduce_op, value, axis):
@@ -179,7 +153,7 @@ def _nested_reduce(strategy_class):
     return NestedReduce
 
 
-def _tpu(tf):
+def _tpu():
     tpu_name = os.environ.get("TPU_NAME", "")
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_name)
@@ -190,7 +164,8 @@ def _tpu(tf):
         raise StrategyError(
             f"No TPU could be reached (TPU_NAME={tpu_name!r}): "
             f"{type(error).__name__}: {error}. Run on a TPU VM or set TPU_NAME to the "
-            "TPU's name or grpc:// address; use strategy='default' or 'mirrored' otherwise."
+            "TPU's name or grpc:// address; use strategy='default' or 'mirrored' "
+            "otherwise."
         ) from None
 
 

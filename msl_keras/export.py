@@ -1,29 +1,23 @@
-"""Export the streaming model: one frame in, the anticipated class out (SavedModel, TFLite).
+"""Export the streaming model (SavedModel, TFLite): one frame in, the class out.
 
-The exported graph is `models.StreamingStep.graph`, the one predict runs: it takes one
-uint8 RGB frame of any size (resized and preprocessed inside, with `preprocess_frames`)
-plus what the stream carries between frames, and returns the pooled probabilities, the
-anticipated class and the carry for the next frame. Its signature, `serve`:
+The graph is `models.StreamingStep.graph`, the one predict runs: a uint8 RGB frame of
+any size (resized and preprocessed inside) and the carry between frames in; the pooled
+probabilities, the anticipated class and the next carry out. Its signature, `serve`:
 
     inputs:  frame (H, W, 3) uint8, state (S, units) float32, prob_sum (N,) float32,
-             count () float32                                (zeros at the first frame)
+             count () float32                             (zeros at the first frame)
     outputs: pooled (N,), anticipated () int32, probs (N,), stage1 (N,),
-             state, prob_sum, count                          (feed back at the next frame)
+             state, prob_sum, count                       (fed back at the next frame)
 
 `S` is 4 for the MS-LSTM (`[h1, c1, h2, c2]`), 2 for a single-stage LSTM (`[h, c]`).
-Next to the model, `streaming.json` records the class names, input size, training T
-and the shapes above, so a program on another machine needs nothing of this package.
+`streaming.json`, next to the model, records the class names, input size, training T,
+the shapes above and the compute dtypes: the SavedModel keeps the run's
+`cnn.compute_dtype` and `lstm.compute_dtype`; the TFLite files compute in float32
+(TFLite's built-in kernels take no bfloat16 or float16 activations), the float16 variant
+storing its weights in float16. From Python (TensorFlow's TFLite interpreter):
 
-What the graph computes in (`streaming.json`: `"compute_dtype": {"cnn": ..., "lstm":
-...}`): the SavedModel keeps the models' dtype policies, the trunk and heads in the run's
-`cnn.compute_dtype` and the LSTM step in `lstm.compute_dtype`; the TFLite files compute
-in float32 whatever those are (TFLite's built-in kernels take no bfloat16 or float16
-activations: the converter refuses such a graph), the float16 variant storing its
-weights in float16. Inputs and outputs are the uint8 and float32 tensors above.
-
-Use from Python (the TFLite interpreter is part of TensorFlow):
-
-    runner = tf.lite.Interpreter("streaming_float32.tflite").get_signature_runner("serve")
+    interpreter = tf.lite.Interpreter("streaming_float32.tflite")
+    runner = interpreter.get_signature_runner("serve")
     carry = {"state": np.zeros((4, units), "float32"),
              "prob_sum": np.zeros(N, "float32"), "count": np.float32(0)}
     for frame in frames:  # (H, W, 3) uint8 RGB
@@ -45,17 +39,12 @@ from msl_keras.models.precision import set_compute_dtype
 
 SIGNATURE = "serve"
 FORMATS = ("saved_model", "tflite")
-# TFLite variants: the name suffix and how the weights are stored.
-TFLITE_WEIGHTS = ("float32", "float16")
+TFLITE_WEIGHTS = ("float32", "float16")  # TFLite variants: how the weights are stored
 METADATA_FILENAME = "streaming.json"
 
 
 def export_saved_model(stream, path):
-    """Writes `stream` (a `StreamingStep`) as a SavedModel with the `serve` signature.
-
-    Returns:
-        `Path` of the SavedModel folder.
-    """
+    """Writes `stream` (a `StreamingStep`) as a SavedModel folder `path`; its `Path`."""
     archive = keras.export.ExportArchive()
     archive.track(stream.extractor)
     archive.track(stream.lstm)
@@ -67,17 +56,10 @@ def export_saved_model(stream, path):
 
 
 def convert_to_tflite(saved_model, path, weights="float32"):
-    """Converts an exported SavedModel to a TFLite file.
+    """Converts the SavedModel folder `saved_model` to a TFLite file `path`; its `Path`.
 
-    Args:
-        saved_model: the folder `export_saved_model` wrote.
-        path: the `.tflite` file to write.
-        weights: `"float32"` (the same numbers as the SavedModel up to float
-            reassociation) or `"float16"` (weights stored in float16, half the file,
-            dequantised to float32 when loaded: compute stays float32).
-
-    Returns:
-        `Path` of the written file.
+    `weights`: `"float32"` (the SavedModel's numbers up to float reassociation) or
+    `"float16"` (stored in float16, half the file, dequantised to float32 when loaded).
     """
     if weights not in TFLITE_WEIGHTS:
         raise ValueError(
@@ -95,11 +77,9 @@ def convert_to_tflite(saved_model, path, weights="float32"):
 
 
 def export_streaming(stream, out, format="saved_model", metadata=None):
-    """Exports a `StreamingStep` into the folder `out`.
+    """Exports the `StreamingStep` `stream` into the new or empty folder `out`.
 
     Args:
-        stream: the `StreamingStep` to export.
-        out: the output folder (created; must not hold an earlier export).
         format: `"saved_model"` (`out` is the SavedModel folder) or `"tflite"`
             (`out/streaming_float32.tflite` and `out/streaming_float16.tflite`).
         metadata: optional dict added to `streaming.json` (class names, training T).
@@ -117,10 +97,9 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
         )
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    compute_dtype = {
-        "cnn": stream.extractor.compute_dtype_name,
-        "lstm": stream.lstm.compute_dtype,
-    }
+    cnn_dtype = stream.extractor.compute_dtype_name
+    lstm_dtype = stream.lstm.compute_dtype
+    compute_dtype = {"cnn": cnn_dtype, "lstm": lstm_dtype}
     if format == "saved_model":
         written["saved_model"] = export_saved_model(stream, out)
     else:
@@ -134,8 +113,8 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
                     saved, out / f"streaming_{weights}.tflite", weights
                 )
         finally:
-            stream.extractor.set_compute_dtype(compute_dtype["cnn"])
-            set_compute_dtype(stream.lstm, compute_dtype["lstm"])
+            stream.extractor.set_compute_dtype(cnn_dtype)
+            set_compute_dtype(stream.lstm, lstm_dtype)
             shutil.rmtree(staging, ignore_errors=True)
         compute_dtype = {"cnn": "float32", "lstm": "float32"}
     info = {
@@ -163,15 +142,10 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
 def export_from_run_dir(
     run_dir, out, format="saved_model", fold=None, lstm=None, print_fn=print
 ):
-    """Exports the streaming model of a trained run folder (`msl-keras export` calls it).
+    """`export_streaming` of a trained run folder's models (`msl-keras export`).
 
-    Args:
-        run_dir, fold, lstm: the trained models (`pipeline.prediction.load_trained_run`).
-        out, format: as `export_streaming`.
-        print_fn: one line per file written (None: silent).
-
-    Returns:
-        dict `name -> Path` of what was written.
+    `run_dir`, `fold`, `lstm` pick them as `pipeline.prediction.load_trained_run` does;
+    `print_fn` gets one line per file written (None: silent).
     """
     from msl_keras.pipeline.prediction import load_trained_run
 
