@@ -23,9 +23,8 @@ import os
 
 import tensorflow as tf
 
+from msl_keras.config import STRATEGIES as STRATEGY_NAMES
 from msl_keras.errors import ConfigError, MslKerasError
-
-STRATEGY_NAMES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 class StrategyError(MslKerasError, RuntimeError):
@@ -122,8 +121,8 @@ def _multi_worker():
     except (RuntimeError, ValueError) as error:
         raise StrategyError(
             f"MultiWorkerMirroredStrategy could not start: {error}. It must be created "
-            "at the start of the program, before any other TensorFlow op, with the same "
-            "TF_CONFIG cluster on every worker."
+            "at the start of the program, before any other TensorFlow op, with the "
+            "same TF_CONFIG cluster on every worker."
         ) from None
 
 

@@ -10,11 +10,10 @@ probabilities, the anticipated class and the next carry out. Its signature, `ser
              state, prob_sum, count                       (fed back at the next frame)
 
 `S` is 4 for the MS-LSTM (`[h1, c1, h2, c2]`), 2 for a single-stage LSTM (`[h, c]`).
-`streaming.json`, next to the model, records the class names, input size, training T,
-the shapes above and the compute dtypes: the SavedModel keeps the run's
-`cnn.compute_dtype` and `lstm.compute_dtype`; the TFLite files compute in float32
-(TFLite's built-in kernels take no bfloat16 or float16 activations), the float16 variant
-storing its weights in float16. From Python (TensorFlow's TFLite interpreter):
+`streaming.json` beside the model records the class names, input size, training T, the
+shapes above and the compute dtypes: the run's `cnn.compute_dtype` and
+`lstm.compute_dtype` in the SavedModel, float32 in the TFLite files (its built-in
+kernels take no bfloat16 or float16 activations). From Python:
 
     interpreter = tf.lite.Interpreter("streaming_float32.tflite")
     runner = interpreter.get_signature_runner("serve")

@@ -212,28 +212,20 @@ def ranking_margin_loss(
 
 
 class SequenceLoss(keras.losses.Loss):
-    """A sequence loss function as a `keras.losses.Loss`, as `LossFunctionWrapper` does.
+    """A loss function `fn` as a `keras.losses.Loss`, as `LossFunctionWrapper` does.
 
-    A subclass sets `fn(y_true, y_pred, sample_weight, **options)`, returning `(batch,)`
-    values. The options are `fn`'s keyword arguments after `sample_weight` (`epsilon`,
-    `lambda_r`, ...): the constructor takes them with `fn`'s defaults and keeps them as
-    attributes and in `get_config`. The default name is `default_name` or `fn`'s.
+    A subclass sets `fn(y_true, y_pred, sample_weight, **options) -> (batch,)`. The
+    options are `fn`'s keyword arguments after `sample_weight` (`epsilon`, `lambda_r`,
+    ...): the constructor takes them (default: `fn`'s), keeps them as attributes and in
+    `get_config`; `reduction`, `name` (default `default_name` or `fn`'s) and `dtype` are
+    `keras.losses.Loss`'s. A `TypeError` names an option `fn` does not take, a
+    `ValueError` a whole-number option given a fraction.
 
-    `sample_weight` and the Keras mask of `y_pred` weight the steps inside `fn`; Keras'
-    `Loss.__call__` would apply them to the `(batch,)` values (and broadcast the mask
-    wrongly). With zero padding the mask and the all-zero label rows agree.
-
-    Args:
-        reduction, name, dtype: as `keras.losses.Loss`.
-        **options: keyword arguments of `fn`.
-
-    Call arguments:
-        y_true, y_pred: `(batch, time, classes)`, as the module docstring says.
-        sample_weight: optional `(batch, time)` step weights or `(batch,)` clip weights.
-
-    Raises:
-        TypeError: an option `fn` does not take.
-        ValueError: a whole-number option given a fraction.
+    Call arguments: `y_true, y_pred (batch, time, classes)`; `sample_weight`, optional:
+    `(batch, time)` step weights or `(batch,)` clip weights. The step weights and the
+    Keras mask of `y_pred` enter `fn`: Keras' `Loss.__call__` would apply them to the
+    `(batch,)` values (and broadcast the mask wrongly). With zero padding the mask and
+    the all-zero label rows agree.
     """
 
     fn = None

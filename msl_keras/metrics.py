@@ -48,13 +48,18 @@ EARLIEST = {
 LATEST_FIRST_T = ("ucf101",)
 
 
-def _integers(name, values, shape, what):
-    """`values` as an array, or a ValueError unless they are integers of `shape`."""
+def _integers(name, values, shape, low, high):
+    """`values` as an array; a ValueError unless integers of `shape` in [low, high]."""
     values = np.asarray(values)
     if values.shape != shape or not np.issubdtype(values.dtype, np.integer):
         raise ValueError(
-            f"Expected integer {name} of shape {shape}, {what}. "
+            f"Expected integer {name} of shape {shape}. "
             f"Received: {name}.shape={values.shape}, dtype={values.dtype}"
+        )
+    if values.size and (values.min() < low or values.max() > high):
+        raise ValueError(
+            f"{name} must lie in [{low}, {high}]. "
+            f"Received: {name} from {values.min()} to {values.max()}"
         )
     return values
 
@@ -67,31 +72,18 @@ def _check(probs, labels=None, lengths=None):
             "Expected probs of shape (clips, time, classes). "
             f"Received: probs.shape={probs.shape}"
         )
-    num_clips, num_steps, num_classes = probs.shape
-    one_each = f"one per clip of probs {probs.shape}"
+    clips, steps, classes = probs.shape
     if labels is not None:
-        labels = _integers("labels", labels, (num_clips,), one_each)
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"Labels must lie in [0, {num_classes}) for probs with {num_classes} "
-                f"classes. Received: labels from {labels.min()} to {labels.max()}"
-            )
+        labels = _integers("labels", labels, (clips,), 0, classes - 1)
     if lengths is None:
-        return probs, labels, np.full(num_clips, num_steps, dtype=np.int64)
-    lengths = _integers("lengths", lengths, (num_clips,), one_each)
-    if lengths.size and (lengths.min() < 1 or lengths.max() > num_steps):
-        raise ValueError(
-            f"Every clip needs between 1 and {num_steps} valid steps. "
-            f"Received: lengths from {lengths.min()} to {lengths.max()}"
-        )
-    return probs, labels, lengths
+        return probs, labels, np.full(clips, steps, dtype=np.int64)
+    return probs, labels, _integers("lengths", lengths, (clips,), 1, steps)
 
 
 def _check_frames(frame_indices, num_frames, probs):
     """frame_indices `(clips, T)` with a stored step per clip, num_frames `(clips,)`."""
-    frame_indices = _integers(
-        "frame_indices", frame_indices, probs.shape[:2], "(clips, time), -1 on padding"
-    )
+    shape = probs.shape[:2]  # (clips, T), -1 on padding
+    frame_indices = _integers("frame_indices", frame_indices, shape, -1, np.inf)
     lengths = (frame_indices >= 0).sum(axis=1)
     if lengths.size and lengths.min() < 1:
         raise ValueError(
@@ -154,11 +146,9 @@ def accuracy_vs_steps(probs, labels, lengths=None, pooled=True, top_k=1):
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class AnticipationAccuracy(keras.metrics.Metric):
-    """`mean(accuracy_vs_steps(probs, labels, lengths, pooled=True))` as a Keras metric.
-
-    Over the clips seen since the last reset: the LSTM stage's model-selection score
-    (on the validation clips). Every clip is stored at the same T steps, so the mean
-    over steps of the mean over clips is one ratio of counts, summed batch by batch:
+    """`mean(accuracy_vs_steps(probs, labels, lengths, pooled=True))` as a Keras metric:
+    the LSTM stage's model-selection score. Every clip is stored at the same T steps, so
+    the mean over steps of the mean over clips is one ratio of counts, batch by batch:
 
         mean_t (1/C) sum_c hit[c, t] = (sum_c sum_t hit[c, t]) / (C * T),
         hit[c, t] = [argmax_k pbar_{min(t, length_c)}[c, k] == label_c]
@@ -218,35 +208,19 @@ def accuracy_at_ratios(
     probs, labels, frame_indices, num_frames, ratios=RATIOS, pooled=True, top_k=1
 ):
     """`accuracy_at_ratio` for each ratio (default `RATIOS`); `(len(ratios),)` array."""
-    return np.array(
-        [
-            accuracy_at_ratio(
-                probs, labels, frame_indices, num_frames, r, pooled=pooled, top_k=top_k
-            )
-            for r in ratios
-        ]
-    )
+    args = (probs, labels, frame_indices, num_frames)
+    return np.array([accuracy_at_ratio(*args, r, pooled, top_k) for r in ratios])
 
 
 def reported_readings(dataset, frame_indices, num_frames, ratios=RATIOS):
     """Which stored step, and which source frame, each reported point reads, per clip.
 
-    The points are the dataset's "earliest" (`EARLIEST`), "latest" and each ratio of
-    `ratios` (keyed `f"{ratio:g}"`). A point observes the first `frames` frames of a
-    clip and is read at `steps_observing(frame_indices, frames)`; latest is read at the
-    last valid step and observes the whole clip (`LATEST_FIRST_T`: at most its first T
-    frames). A caller can check that two points observing different parts of a clip do
-    not read the same step.
-
-    Returns:
-        `{point: {"frames": (clips,) frames observed, "step": (clips,) 1-based step
-        read, "frame": (clips,) source frame of that step}}`. Latest reaches the end of
-        the part it observes where `frame == frames - 1`.
-
-    Raises:
-        ConfigError: a `dataset` not in `EARLIEST`.
-
-    Example:
+    The points are "earliest" (`EARLIEST[dataset]`; a `ConfigError` for another
+    dataset), "latest" (the last valid step, observing the whole clip; `LATEST_FIRST_T`:
+    at most its first T frames) and each of `ratios` (keyed `f"{ratio:g}"`). Returns
+    `{point: {"frames": (clips,) frames observed, "step": (clips,) 1-based step read
+    (`steps_observing`), "frame": (clips,) its source frame}}`, so that a caller can
+    check that points observing different parts of a clip read different steps.
 
     >>> first = np.arange(50)[None]  # the first T = 50 frames of a 120-frame clip
     >>> readings = reported_readings("ut_interaction", first, [120])
@@ -280,7 +254,7 @@ def reported_readings(dataset, frame_indices, num_frames, ratios=RATIOS):
     if kind == "ratio":
         earliest = observed_frames(num_frames, amount)
     else:
-        earliest = np.minimum(np.full(len(lengths), int(amount)), num_frames)
+        earliest = np.minimum(int(amount), num_frames)
     whole = num_frames
     if dataset in LATEST_FIRST_T:
         whole = np.minimum(num_frames, frame_indices.shape[1])
@@ -319,20 +293,11 @@ def earliest_latest(
 
 
 def anticipation_step(pooled, threshold=0.5):
-    """The step at which a streamed prediction commits: fixed from there on, confident.
+    """The 0-based step at which a streamed prediction commits (None: it does not).
 
-    The anticipation moment of one video: the first step `t` such that for every later
-    step `t' >= t` (to the last one seen) the pooled prediction `argmax_k pbar_t'[k]` is
-    the class of the last step and its probability `max_k pbar_t'[k] >= threshold`.
-
-    Args:
-        pooled: `(steps, N)` pooled probabilities of one video, step by step.
-        threshold: the probability the committed class must keep, in [0, 1].
-
-    Returns:
-        The 0-based step, or None when the last step itself is below `threshold`.
-
-    Example:
+    The anticipation moment of one video's pooled probabilities `(steps, N)`: the first
+    step `t` such that at every step `t' >= t` the prediction `argmax_k pbar_t'[k]` is
+    the class of the last step, with probability `max_k pbar_t'[k] >= threshold`.
 
     >>> anticipation_step([[0.6, 0.4], [0.45, 0.55], [0.3, 0.7], [0.35, 0.65]], 0.6)
     2
