@@ -442,49 +442,6 @@ def percent(value):
     return None if value is None else 100.0 * float(value)
 
 
-def plot_ratio_curves(curves, path, title="", chance=None, paper_points=None):
-    """Accuracy against the observed part of the clips, one line per method.
-
-    Args:
-        curves: `label -> (ratios (n,), accuracy (n,))`, accuracy in [0, 1].
-        path: image file to write.
-        chance: optional chance level, drawn dashed.
-        paper_points: optional `label -> [(ratio, accuracy %), ...]` of the paper, drawn as
-            markers.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for number, (label, (ratios, values)) in enumerate(curves.items()):
-        ax.plot(
-            100 * np.asarray(ratios), 100 * np.asarray(values), marker="o", ms=3,
-            color=f"C{number}", label=label,
-        )
-    for number, (label, points) in enumerate((paper_points or {}).items()):
-        xs, ys = zip(*points)
-        ax.scatter(
-            100 * np.asarray(xs), ys, marker="*", s=90, color=f"C{number}",
-            edgecolor="black", zorder=5, label=f"paper: {label}",
-        )
-    if chance is not None:
-        ax.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xlabel("observed part of each clip (%)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 102)
-    ax.set_xlim(0, 102)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper left", fontsize=7)
-    path = Path(path)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def finish(out_dir, payload, config, wall, plot, text, note=""):
     """Writes an experiment's `results.json` and prints where it went.
 

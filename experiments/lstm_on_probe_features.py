@@ -241,7 +241,9 @@ def main(argv=None):
             text += f"\n  {reading:8s} " + fold_statistics.format_comparison(
                 name, result
             )
-    plot = common.plot_ratio_curves(
+    from msl_keras.plots import plot_accuracy_curves
+
+    plot = plot_accuracy_curves(
         {
             tables.LABELS[m]: (
                 [float(k) for k in common.RATIO_KEYS],

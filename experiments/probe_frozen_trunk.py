@@ -361,7 +361,9 @@ def main(argv=None):
         ],
     )
     keys = common.RATIO_KEYS
-    plot = common.plot_ratio_curves(
+    from msl_keras.plots import plot_accuracy_curves
+
+    plot = plot_accuracy_curves(
         {"probe": ([float(k) for k in keys], [summary["accuracy_vs_ratio"][k] for k in keys])},
         out_dir / "accuracy_vs_observed.png", title=text.splitlines()[0],
         chance=1.0 / index.num_classes,

@@ -236,7 +236,9 @@ def run_table(key, script, description, argv=None, before_step=None):
                 text += f"\n  {reading:8s} " + fold_statistics.format_comparison(
                     method, result
                 )
-    plot = common.plot_ratio_curves(
+    from msl_keras.plots import plot_accuracy_curves
+
+    plot = plot_accuracy_curves(
         curves,
         out_dir / "accuracy_vs_observed.png",
         title=f"{key}: {where}",
