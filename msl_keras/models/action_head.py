@@ -8,19 +8,13 @@ from keras import ops
 from msl_keras.config import CAM_NORMALIZATIONS
 from msl_keras.layers.class_activation_map import ClassActivationMap
 from msl_keras.models import fast_ops
-from msl_keras.models.vgg16_trunk import (
-    HEAD_CONVOLUTION,
-    head_conv5_3,
-    load_vgg16_weights,
-    resolve_weights,
-    vgg16_filters,
-)
+from msl_keras.models.context_head import VGG16Head
 
 CAM_CLASS_MODES = ("predicted", "top_k", "oracle")
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
-class ActionAwareHead(keras.Model):
+class ActionAwareHead(VGG16Head):
     """Action-aware stream: conv5_3 masked by a class activation map, then fc6-fc8.
 
     Two branches share the head's own `block5_conv3`:
@@ -62,23 +56,14 @@ class ActionAwareHead(keras.Model):
     `set_weights`).
 
     Args:
-        num_classes: int, number of actions `N`.
-        fc_units: int, units of fc6 and fc7 (4096, VGG-16's size, our reading).
+        num_classes, fc_units, width, dropout, conv5_3, input_scale: as
+            `ContextAwareHead`.
         cam_filters: int, filters of `cam_conv` (1024 as in Zhou et al.).
-        width: float, the trunk's width factor (conv5_3 has `round(512 * width)`
-            filters).
-        dropout: float, dropout rate after fc6 and fc7.
         cam_class: `"predicted"`, `"top_k"` or `"oracle"`, see above.
         top_k: int, classes summed in `"top_k"` mode.
         cam_normalization: `"max"` or `None`, see above.
-        weights: `None`, `"imagenet"` or a path: where
-            `block5_conv3` starts from (fc6-fc8 and the CAM branch start random).
-        conv5_3: the head has its own `block5_conv3` (the paper); False for a trunk
-            that ends at conv5_3 (`VGG16Trunk(include_conv5_3=True)`).
-        input_scale: a fixed factor on the input maps (1.0: none). Pretrained conv5
-            maps reach hundreds, which blows up randomly initialised fc6 / CAM layers;
-            `train_cnn` sets it to 1 / RMS of the training maps (`cnn.scale_head_inputs`).
-        name: model name.
+        weights: `None`, `"imagenet"` or a path: where `block5_conv3` starts from
+            (fc6-fc8 and the CAM branch start random).
 
     Call arguments:
         inputs: conv5_2 maps `(batch, h, w, round(512 * width))`, or a dict
@@ -114,7 +99,6 @@ class ActionAwareHead(keras.Model):
         name="action_head",
         **kwargs,
     ):
-        super().__init__(name=name, **kwargs)
         if cam_class not in CAM_CLASS_MODES:
             raise ValueError(
                 f"`cam_class` must be one of {CAM_CLASS_MODES}. Received: "
@@ -127,7 +111,8 @@ class ActionAwareHead(keras.Model):
             )
         if cam_class == "top_k" and not 1 <= top_k <= num_classes:
             raise ValueError(
-                f"`top_k` must be in [1, num_classes={num_classes}]. Received: top_k={top_k}"
+                f"`top_k` must be in [1, num_classes={num_classes}]. "
+                f"Received: top_k={top_k}"
             )
         if cam_class == "oracle":
             warnings.warn(
@@ -138,19 +123,13 @@ class ActionAwareHead(keras.Model):
                 UserWarning,
                 stacklevel=2,
             )
-        self.num_classes = int(num_classes)
-        self.fc_units = int(fc_units)
+        super().__init__(
+            num_classes, fc_units, width, dropout, conv5_3, input_scale, name, **kwargs
+        )
         self.cam_filters = int(cam_filters)
-        self.width = float(width)
-        self.dropout = float(dropout)
         self.cam_class = cam_class
         self.top_k = int(top_k)
         self.cam_normalization = cam_normalization
-
-        self.conv5_3 = bool(conv5_3)
-        self.input_scale = float(input_scale)
-        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
-        self.block5_conv3 = head_conv5_3(self.width, self.conv5_3)
         self.cam_conv = keras.layers.Conv2D(
             self.cam_filters, 3, padding="same", activation="relu", name="cam_conv"
         )
@@ -159,42 +138,15 @@ class ActionAwareHead(keras.Model):
         self.cam_map = ClassActivationMap(
             top_k=self.top_k if cam_class == "top_k" else 1, name="cam_map"
         )
-        self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
-        self.flatten = keras.layers.Flatten(name="flatten")
-        self.fc6 = fast_ops.Dense(self.fc_units, activation="relu", name="fc6")
-        self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
-        self.fc7 = fast_ops.Dense(self.fc_units, activation="relu", name="fc7")
-        self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
-        self.fc8 = fast_ops.Dense(self.num_classes, activation="softmax", name="fc8")
-
-        weights_path = resolve_weights(weights, self.width)
-        if weights_path is not None and self.conv5_3:
-            self.block5_conv3.build((None, None, None, channels))
-            load_vgg16_weights(self, weights_path, layer_names=["block5_conv3"])
+        self.make_top(weights)
 
     def build(self, input_shape):
         if isinstance(input_shape, dict):
             input_shape = input_shape["maps"]
-        input_shape = tuple(input_shape)
-        if self.conv5_3 and self.block5_conv3.built:
-            expected = self.block5_conv3.kernel.shape[2]
-            if input_shape[-1] != expected:
-                raise ValueError(
-                    f"{self.name} expects conv5_2 maps with {expected} channels. "
-                    f"Received: input_shape={input_shape}"
-                )
-        else:
-            self.block5_conv3.build(input_shape)
-        conv5_3 = self.block5_conv3.compute_output_shape(input_shape)
+        super().build(input_shape)
+        conv5_3 = self.block5_conv3.compute_output_shape(tuple(input_shape))
         self.cam_conv.build(conv5_3)
         self.cam_classifier.build((None, self.cam_filters))
-        flat = self.flatten.compute_output_shape(
-            self.block5_pool.compute_output_shape(conv5_3)
-        )
-        self.fc6.build(flat)
-        self.fc7.build((None, self.fc_units))
-        self.fc8.build((None, self.fc_units))
-        self.built = True
 
     def _split_inputs(self, inputs, labels):
         if isinstance(inputs, dict):
@@ -247,10 +199,7 @@ class ActionAwareHead(keras.Model):
             mask = mask / (peak + keras.config.epsilon())
         mask = ops.stop_gradient(mask)
         masked = conv5_3 * ops.expand_dims(mask, -1)  # Eq. 3, (b, h, w, C)
-        x = self.flatten(self.block5_pool(masked))
-        x = self.dropout6(self.fc6(x), training=training)
-        fc7 = self.fc7(x)
-        probs = self.fc8(self.dropout7(fc7, training=training))
+        fc7, probs = self.top(masked, training=training)
         return {
             "conv5_3": conv5_3,
             "cam_features": cam_features,
@@ -293,16 +242,10 @@ class ActionAwareHead(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "num_classes": self.num_classes,
-                "fc_units": self.fc_units,
                 "cam_filters": self.cam_filters,
-                "width": self.width,
-                "dropout": self.dropout,
                 "cam_class": self.cam_class,
                 "top_k": self.top_k,
                 "cam_normalization": self.cam_normalization,
-                "conv5_3": self.conv5_3,
-                "input_scale": self.input_scale,
             }
         )
         return config

@@ -5,15 +5,105 @@ import keras
 from msl_keras.models import fast_ops
 from msl_keras.models.vgg16_trunk import (
     HEAD_CONVOLUTION,
-    head_conv5_3,
     load_vgg16_weights,
     resolve_weights,
+    vgg16_conv,
     vgg16_filters,
 )
 
 
+class VGG16Head(keras.Model):
+    """What both heads share: their own `block5_conv3`, then VGG-16's `block5_pool`,
+    fc6, fc7 and a `num_classes`-way softmax fc8 (arguments: `ContextAwareHead`).
+
+    A subclass makes its own layers between `super().__init__` and `make_top`: the
+    order in which layers are made fixes their random start for a given seed.
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        fc_units,
+        width,
+        dropout,
+        conv5_3,
+        input_scale,
+        name,
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = int(num_classes)
+        self.fc_units = int(fc_units)
+        self.width = float(width)
+        self.dropout = float(dropout)
+        self.conv5_3 = bool(conv5_3)
+        self.input_scale = float(input_scale)
+        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
+        if self.conv5_3:
+            self.block5_conv3 = vgg16_conv(HEAD_CONVOLUTION, channels)
+        else:  # the trunk already ends at conv5_3 (`cnn.frozen_conv5_3`)
+            self.block5_conv3 = keras.layers.Identity(name=HEAD_CONVOLUTION)
+
+    def make_top(self, weights):
+        """Makes block5_pool to fc8; starts conv5_3 from `weights` (fc6-fc8 random)."""
+        self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.fc6 = fast_ops.Dense(self.fc_units, activation="relu", name="fc6")
+        self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
+        self.fc7 = fast_ops.Dense(self.fc_units, activation="relu", name="fc7")
+        self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
+        self.fc8 = fast_ops.Dense(self.num_classes, activation="softmax", name="fc8")
+        weights_path = resolve_weights(weights, self.width)
+        if weights_path is not None and self.conv5_3:
+            channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
+            self.block5_conv3.build((None, None, None, channels))
+            load_vgg16_weights(self, weights_path, layer_names=["block5_conv3"])
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.conv5_3 and self.block5_conv3.built:  # weights loaded: check the input
+            expected = self.block5_conv3.kernel.shape[2]
+            if input_shape[-1] != expected:
+                raise ValueError(
+                    f"{self.name} expects conv5_2 maps with {expected} channels. "
+                    f"Received: input_shape={input_shape}"
+                )
+        else:
+            self.block5_conv3.build(input_shape)
+        flat = self.flatten.compute_output_shape(
+            self.block5_pool.compute_output_shape(
+                self.block5_conv3.compute_output_shape(input_shape)
+            )
+        )
+        self.fc6.build(flat)
+        self.fc7.build((None, self.fc_units))
+        self.fc8.build((None, self.fc_units))
+        self.built = True
+
+    def top(self, maps, training=None):
+        """block5_pool to fc8 on `(b, h, w, C)` maps: `(fc7 (b, fc_units), probs)`."""
+        x = self.flatten(self.block5_pool(maps))
+        x = self.dropout6(self.fc6(x), training=training)
+        fc7 = self.fc7(x)
+        return fc7, self.fc8(self.dropout7(fc7, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "fc_units": self.fc_units,
+                "width": self.width,
+                "dropout": self.dropout,
+                "conv5_3": self.conv5_3,
+                "input_scale": self.input_scale,
+            }
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="msl_keras")
-class ContextAwareHead(keras.Model):
+class ContextAwareHead(VGG16Head):
     """Context-aware stream: `block5_conv3 -> block5_pool -> fc6 -> fc7 -> fc8` (Fig. 3).
 
     VGG-16's top with its own conv5_3 and a `num_classes`-way softmax; trained with
@@ -26,15 +116,13 @@ class ContextAwareHead(keras.Model):
         width: float, the trunk's width factor; conv5_3 has `round(512 * width)`
             filters and expects as many input channels.
         dropout: float, dropout rate after fc6 and fc7 (training only).
-        weights: `None`, `"imagenet"` or a path: where
-            `block5_conv3` starts from (the trunk's file, see `load_vgg16_weights`);
-            fc6-fc8 start random.
+        weights: `None`, `"imagenet"` or a path: where `block5_conv3` starts from (the
+            trunk's file, see `load_vgg16_weights`); fc6-fc8 start random.
         conv5_3: the head has its own `block5_conv3` (the paper); False for a trunk
             that ends at conv5_3 (`VGG16Trunk(include_conv5_3=True)`).
         input_scale: a fixed factor on the input maps (1.0: none). Pretrained conv5
             maps reach hundreds, which blows up randomly initialised fc6 / CAM layers;
             `train_cnn` sets it to 1 / RMS of the training maps (`cnn.scale_head_inputs`).
-        name: model name.
 
     Call arguments:
         inputs: conv5_2 maps `(batch, h, w, round(512 * width))` from `VGG16Trunk`.
@@ -62,57 +150,16 @@ class ContextAwareHead(keras.Model):
         name="context_head",
         **kwargs,
     ):
-        super().__init__(name=name, **kwargs)
-        self.num_classes = int(num_classes)
-        self.fc_units = int(fc_units)
-        self.width = float(width)
-        self.dropout = float(dropout)
-        self.conv5_3 = bool(conv5_3)
-        self.input_scale = float(input_scale)
-        channels = vgg16_filters(HEAD_CONVOLUTION, self.width)
-        self.block5_conv3 = head_conv5_3(self.width, self.conv5_3)
-        self.block5_pool = keras.layers.MaxPooling2D(2, strides=2, name="block5_pool")
-        self.flatten = keras.layers.Flatten(name="flatten")
-        self.fc6 = fast_ops.Dense(self.fc_units, activation="relu", name="fc6")
-        self.dropout6 = keras.layers.Dropout(self.dropout, name="dropout6")
-        self.fc7 = fast_ops.Dense(self.fc_units, activation="relu", name="fc7")
-        self.dropout7 = keras.layers.Dropout(self.dropout, name="dropout7")
-        self.fc8 = fast_ops.Dense(self.num_classes, activation="softmax", name="fc8")
-
-        weights_path = resolve_weights(weights, self.width)
-        if weights_path is not None and self.conv5_3:
-            self.block5_conv3.build((None, None, None, channels))
-            load_vgg16_weights(self, weights_path, layer_names=["block5_conv3"])
-
-    def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if self.conv5_3 and self.block5_conv3.built:
-            # already built (weights loaded): only check the input matches.
-            expected = self.block5_conv3.kernel.shape[2]
-            if input_shape[-1] != expected:
-                raise ValueError(
-                    f"{self.name} expects conv5_2 maps with {expected} channels. "
-                    f"Received: input_shape={input_shape}"
-                )
-        else:
-            self.block5_conv3.build(input_shape)
-        pooled = self.block5_pool.compute_output_shape(
-            self.block5_conv3.compute_output_shape(input_shape)
+        super().__init__(
+            num_classes, fc_units, width, dropout, conv5_3, input_scale, name, **kwargs
         )
-        flat = self.flatten.compute_output_shape(pooled)
-        self.fc6.build(flat)
-        self.fc7.build((None, self.fc_units))
-        self.fc8.build((None, self.fc_units))
-        self.built = True
+        self.make_top(weights)
 
     def endpoints(self, inputs, training=None):
         """All intermediate outputs: `{"conv5_3": (b, h, w, C), "fc7": (b, fc_units),
         "probs": (b, num_classes)}`."""
         conv5_3 = self.block5_conv3(inputs * self.input_scale)
-        x = self.flatten(self.block5_pool(conv5_3))
-        x = self.dropout6(self.fc6(x), training=training)
-        fc7 = self.fc7(x)
-        probs = self.fc8(self.dropout7(fc7, training=training))
+        fc7, probs = self.top(conv5_3, training=training)
         return {"conv5_3": conv5_3, "fc7": fc7, "probs": probs}
 
     def call(self, inputs, training=None):
@@ -129,17 +176,3 @@ class ContextAwareHead(keras.Model):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "fc_units": self.fc_units,
-                "width": self.width,
-                "dropout": self.dropout,
-                "conv5_3": self.conv5_3,
-                "input_scale": self.input_scale,
-            }
-        )
-        return config

@@ -1,9 +1,9 @@
 """The shared VGG-16 part of the feature extractor, up to conv5_2 (paper Sec. 3.2.1, Fig. 3).
 
 Also the weight loading used by the trunk and by the heads' `block5_conv3`, fc6 and fc7,
-through Keras' `Model.load_weights`: Keras' own ImageNet files, or any HDF5 file in the
-Keras legacy layout (Keras 2 and Keras 3 `model.save("x.h5")` /
-`save_weights_to_hdf5_group`), or a Keras 3 `.weights.h5` file saved from a trunk.
+through Keras' `Model.load_weights`: Keras' own ImageNet files, any HDF5 file in the
+Keras legacy layout (`model.save("x.h5")`, `save_weights_to_hdf5_group`), or a Keras 3
+`.weights.h5` file saved from a trunk.
 """
 
 import os
@@ -14,18 +14,11 @@ import keras
 
 from msl_keras.errors import WeightsError
 
+KERAS_VGG16_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 VGG16_NOTOP_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-VGG16_NOTOP_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    + VGG16_NOTOP_FILENAME
-)
 VGG16_NOTOP_MD5 = "6d6bbae143d832006294945121d1f1fc"
 # The full model (with fc1, fc2 and the ImageNet classifier), for the heads' fc6 / fc7.
 VGG16_TOP_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-VGG16_TOP_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    + VGG16_TOP_FILENAME
-)
 VGG16_TOP_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
 # (head layer, Keras VGG-16 layer) started from a with-top file: the paper's heads are
 # VGG-16 "from conv5-3 up to the last fully-connected layer", only fc8 replaced.
@@ -33,8 +26,7 @@ VGG16_HEAD_LAYERS = (("block5_conv3", "block5_conv3"), ("fc6", "fc1"), ("fc7", "
 
 # VGG-16's convolutions (Simonyan & Zisserman 2015, configuration D): (block, number of
 # 3x3 convolutions, filters at width 1); a 2x2 max-pool closes each block. The package's
-# one copy: the trunk, the heads' conv5_3, the weight converters and the benchmarks'
-# FLOP counts read it.
+# one copy: the trunk, the heads, the weight converters and the benchmarks read it.
 VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 # conv5_3 belongs to each head (the two streams fine-tune their own copy): the trunk
 # stops at conv5_2.
@@ -66,34 +58,26 @@ def keras_home():
     if os.environ.get("KERAS_HOME"):
         return os.environ["KERAS_HOME"]
     base = os.path.expanduser("~")
-    if not os.access(base, os.W_OK):
-        base = "/tmp"
-    return os.path.join(base, ".keras")
+    return os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
 
 
 def imagenet_weights_path(include_top=False):
-    """Path of Keras' VGG-16 ImageNet file, downloaded on first use.
+    """Local path of Keras' VGG-16 ImageNet file: the no-top file (58 MB), or with
+    `include_top` the full model with fc1, fc2 and the classifier (528 MB).
 
-    Uses `keras.utils.get_file` with Keras' own URL and md5, so a file that
-    `keras.applications.VGG16(include_top=...)` already fetched is reused.
-
-    Args:
-        include_top: False: the no-top file (convolutions only, 58 MB); True: the full
-            model with fc1, fc2 and the classifier (528 MB).
-
-    Returns:
-        The local path of `vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5`.
+    Downloaded on first use by `keras.utils.get_file` with Keras' own URL and md5, so a
+    file that `keras.applications.VGG16` already fetched is reused.
 
     Raises:
         WeightsError: the file is not cached and cannot be downloaded (offline), or its
             hash does not match.
     """
-    filename, url, md5 = (
-        (VGG16_TOP_FILENAME, VGG16_TOP_URL, VGG16_TOP_MD5)
+    filename, md5 = (
+        (VGG16_TOP_FILENAME, VGG16_TOP_MD5)
         if include_top
-        else (VGG16_NOTOP_FILENAME, VGG16_NOTOP_URL, VGG16_NOTOP_MD5)
+        else (VGG16_NOTOP_FILENAME, VGG16_NOTOP_MD5)
     )
-    folder = os.path.join(keras_home(), "models")
+    url = KERAS_VGG16_URL + filename
     try:
         return keras.utils.get_file(
             filename, url, cache_subdir="models", file_hash=md5
@@ -106,15 +90,14 @@ def imagenet_weights_path(include_top=False):
             else "weights=<path to the file>, or weights=None for random initialisation"
         )
         raise WeightsError(
-            f"Cannot get the ImageNet VGG-16 weights '{filename}' "
-            f"({error}). Download it from {url} into the folder "
-            f"'{folder}{os.sep}' ($KERAS_HOME/models/), or pass {what}."
+            f"Cannot get the ImageNet VGG-16 weights '{filename}' ({error}). Download "
+            f"it from {url} into the folder '{os.path.join(keras_home(), 'models')}"
+            f"{os.sep}' ($KERAS_HOME/models/), or pass {what}."
         ) from error
 
 
 def _layers_with_weights(path):
-    """The layer names of a Keras legacy-layout `.h5` file (Keras' own VGG-16 files,
-    `model.save("x.h5")`, `save_weights_to_hdf5_group`) that hold weights: what
+    """The layers of a Keras legacy-layout `.h5` file that hold weights: what
     `Model.load_weights(path, by_name=True)` can load, which it does not say itself."""
     try:
         with h5py.File(path, "r") as file:
@@ -150,17 +133,16 @@ def write_vgg16_h5(path, layers, **attributes):
 def load_vgg16_weights(model, path, layer_names=None):
     """Loads a VGG-16 weights file into the layers of `model` that carry its names.
 
-    Keras' `Model.load_weights` reads the file: by layer name for the Keras legacy
-    layout (Keras' ImageNet files, `model.save("x.h5")`, the converters' and
-    `original.weights` output); by structure for a Keras 3 `.weights.h5` file, which
-    loads only into a model built like the one that saved it.
+    `Model.load_weights` reads the file by layer name for the Keras legacy layout
+    (Keras' ImageNet files, `model.save("x.h5")`, the converters' output), by structure
+    for a Keras 3 `.weights.h5` file (which loads only into a model built like the one
+    that saved it).
 
     Args:
         model: a built Keras model whose layers carry Keras' VGG-16 names.
         path: str or path-like, the `.h5` file.
         layer_names: the layers the file must hold; default: every layer of `model`
-            that has weights. The heads pass `["block5_conv3"]` to start their
-            conv5_3 from the trunk's file (no other of their layers has a VGG-16 name).
+            with weights. The heads pass `["block5_conv3"]`.
 
     Returns:
         The list of layer names loaded.
@@ -182,22 +164,17 @@ def load_vgg16_weights(model, path, layer_names=None):
                 f"Layers in the file: {sorted(in_file)}."
             )
     try:
-        if keras3:
-            model.load_weights(path)
-        else:
-            model.load_weights(path, by_name=True)
+        model.load_weights(path, **({} if keras3 else {"by_name": True}))
     except ValueError as error:
+        hint = (
+            ". A Keras 3 .weights.h5 file loads only into a model built like the one "
+            "that saved it; save the trunk with model.save('x.h5') to start other "
+            "models from it by layer name."
+        )
         raise WeightsError(
             f"'{path}' does not fit '{model.name}': {error}. The file was made for "
             "another architecture or width (ImageNet weights need width=1.0); pass a "
-            "matching file or weights=None"
-            + (
-                ". A Keras 3 .weights.h5 file loads only into a model built like the "
-                "one that saved it; save the trunk with model.save('x.h5') to start "
-                "other models from it by layer name."
-                if keras3
-                else "."
-            )
+            f"matching file or weights=None{hint if keras3 else '.'}"
         ) from error
     return list(layer_names)
 
@@ -236,8 +213,7 @@ def resolve_top_weights(top_weights, weights):
         weights: the trunk's `weights` argument (`None`, `"imagenet"` or a path).
 
     Returns:
-        `(path, source)`: the file (or None) and a sentence saying where it came from,
-        or why there is none.
+        `(path or None, a sentence saying where it came from, or why there is none)`.
 
     Raises:
         WeightsError: the with-top ImageNet file cannot be had (offline), or a path is
@@ -278,8 +254,8 @@ def load_top_weights(head, path, source, initial):
 
     fc6 matches only at 224x224 input (7 x 7 x 512 inputs) with `fc_units=4096`, fc7
     with `fc_units=4096`, conv5_3 at width 1; a layer that does not match keeps its
-    initial values, and the returned text says why. Each layer is loaded by Keras'
-    `load_weights(by_name=True)` into a copy of it named as in the file.
+    initial values. Each layer is loaded by `load_weights(by_name=True)` into a copy of
+    it named as in the file.
 
     Args:
         head: a built `ContextAwareHead` or `ActionAwareHead`.
@@ -322,6 +298,13 @@ def load_top_weights(head, path, source, initial):
     return report
 
 
+def vgg16_conv(name, filters):
+    """VGG-16's 3x3 same-padded ReLU convolution, under Keras' layer `name`."""
+    return keras.layers.Conv2D(
+        filters, 3, padding="same", activation="relu", name=name
+    )
+
+
 @keras.saving.register_keras_serializable(package="msl_keras")
 class VGG16Trunk(keras.Model):
     """VGG-16 from the input image up to conv5_2, shared by both streams (Fig. 3).
@@ -333,7 +316,7 @@ class VGG16Trunk(keras.Model):
     Args:
         input_shape: `(height, width, 3)` of the preprocessed frames; height and width
             divisible by 16.
-        width: float, filters of every convolution are `max(1, round(filters * width))`
+        width: float, every convolution has `max(1, round(filters * width))` filters
             (1.0 is VGG-16; small values give tiny test models).
         weights: `None` (random), `"imagenet"` (Keras' no-top file, width 1.0 only), or
             a path to an `.h5` file with these layer names and shapes
@@ -341,7 +324,6 @@ class VGG16Trunk(keras.Model):
         include_conv5_3: also `block5_conv3`, so the trunk ends at conv5_3 and the
             heads (built with `conv5_3=False`) start after it. The paper fine-tunes a
             conv5_3 in each head; freezing it lets a CPU cache it with the rest.
-        name: model name.
 
     Call arguments:
         frames: `(batch, height, width, 3)` float32 frames preprocessed as Keras' VGG-16
@@ -385,17 +367,10 @@ class VGG16Trunk(keras.Model):
                 conv_name = f"block{block}_conv{conv}"
                 if conv_name == HEAD_CONVOLUTION and not include_conv5_3:
                     break
-                x = keras.layers.Conv2D(
-                    scaled_filters(filters, width),
-                    3,
-                    padding="same",
-                    activation="relu",
-                    name=conv_name,
-                )(x)
+                x = vgg16_conv(conv_name, scaled_filters(filters, width))(x)
             if block < 5:
-                x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(
-                    x
-                )
+                pool = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")
+                x = pool(x)
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
 
         self.image_shape = input_shape
@@ -422,17 +397,3 @@ class VGG16Trunk(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def head_conv5_3(width, own=True):
-    """A head's `block5_conv3`: its own Conv2D, or (`own=False`) an Identity for a head
-    reading a trunk that already ends at conv5_3 (`cnn.frozen_conv5_3`)."""
-    if not own:
-        return keras.layers.Identity(name=HEAD_CONVOLUTION)
-    return keras.layers.Conv2D(
-        vgg16_filters(HEAD_CONVOLUTION, width),
-        3,
-        padding="same",
-        activation="relu",
-        name=HEAD_CONVOLUTION,
-    )
