@@ -8,39 +8,22 @@ from keras import ops
 class ClassActivationMap(keras.layers.Layer):
     """Class activation map `M_k(x, y) = sum_l w_l^k f_l(x, y)` (paper Eq. 2).
 
-    `f_l` are the maps of the last convolutional layer (the one that feeds the global
-    average pool) and `w^k` is column `k` of the kernel of the linear classifier that
-    follows the pool, so `S_k = sum_l w_l^k F_l` with `F_l` the pooled unit `l`. The
-    classifier bias is not part of the map.
-
-    The class is either given (`classes`, e.g. the true label) or chosen from the
-    classifier's scores (`scores`): with `top_k=1` the map of the arg-max class is
-    returned as is (it can be negative; the action-aware head applies the ReLU of Eq. 3);
-    with `top_k>1` the maps of the `top_k` best-scored classes are summed after a ReLU,
-    `sum_{k in top-k} ReLU(M_k)`, so no single wrong guess decides the mask.
-
-    The layer has no weights of its own: the classifier kernel is passed in.
-
-    Args:
-        top_k: int >= 1, how many of the best-scored classes are combined when `scores`
-            is given. Ignored when `classes` is given.
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+    `f_l` are the maps of the convolution that feeds the global average pool and `w^k`
+    is column `k` of the kernel of the linear classifier after the pool (its bias is not
+    part of the map). The class is given (`classes`, e.g. the true label) or chosen from
+    the classifier's `scores`: with `top_k=1` the map of the arg-max class, as is (it
+    can be negative; the action head applies the ReLU of Eq. 3); with `top_k>1`
+    `sum_{k in top-k} ReLU(M_k)`, so no single wrong guess decides the mask. The layer
+    has no weights: the classifier kernel is passed in.
 
     Call arguments:
         feature_maps: `(batch, height, width, units)` activations `f_l(x, y)`.
         class_weights: `(units, num_classes)` classifier kernel `w_l^k`.
-        classes: optional `(batch,)` integer class per sample.
-        scores: optional `(batch, num_classes)` classifier scores (logits or
-            probabilities; only their order is used). Exactly one of `classes` and
-            `scores` must be given.
+        classes: `(batch,)` integer class per sample, or
+        scores: `(batch, num_classes)` scores (only their order is used); exactly one.
 
     Returns:
         `(batch, height, width)` map per sample.
-
-    Example:
-
-    >>> cam = ClassActivationMap(top_k=1)
-    >>> maps = cam(f, classifier.kernel, scores=logits)  # (batch, 14, 14)
     """
 
     def __init__(self, top_k=1, **kwargs):
@@ -76,6 +59,4 @@ class ClassActivationMap(keras.layers.Layer):
         return tuple(feature_maps_shape[:-1])
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"top_k": self.top_k})
-        return config
+        return {**super().get_config(), "top_k": self.top_k}

@@ -10,7 +10,6 @@ from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
 from msl_keras.models.streaming import StreamingStep
 from msl_keras.models.vgg16_trunk import (
     VGG16_NOTOP_FILENAME,
-    VGG16_TOP_FILENAME,
     VGG16Trunk,
     imagenet_weights_path,
     load_top_weights,
@@ -20,7 +19,6 @@ from msl_keras.models.vgg16_trunk import (
 
 __all__ = [
     "VGG16_NOTOP_FILENAME",
-    "VGG16_TOP_FILENAME",
     "ActionAwareHead",
     "ContextAwareHead",
     "MultiStageLSTM",

@@ -20,67 +20,49 @@ class ActionAwareHead(VGG16Head):
     Two branches share the head's own `block5_conv3`:
 
     - CAM branch (Zhou et al. 2016): `cam_conv` (3x3, `cam_filters`, ReLU) -> global
-      average pool -> `cam_classifier` (linear, `num_classes`) -> softmax, output
-      `"cam"`. `M_k(x, y) = sum_l w_l^k f_l(x, y)` (Eq. 2) uses the maps `f` of
-      `cam_conv` and the kernel `w` of `cam_classifier`: the pool is a true global
-      average pool over the same maps the CAM is computed on.
-    - Masked path: `A_k = conv5_3 * ReLU(M_k)` (Eq. 3), the mask broadcast over the
-      channels of conv5_3 -> `block5_pool` -> fc6 -> fc7 -> fc8 softmax, output
-      `"action"`. fc7 is the action-aware feature fed to the second LSTM stage.
+      average pool -> `cam_classifier` (linear) -> softmax, output `"cam"`. The map
+      `M_k(x, y) = sum_l w_l^k f_l(x, y)` (Eq. 2) uses the maps `f` of `cam_conv`
+      and the kernel `w` of `cam_classifier`, so the pool is a true global average
+      pool over the maps the CAM is computed on.
+    - Masked path: `A_k = conv5_3 * mask` (Eq. 3, `mask = ReLU(M_k)` broadcast over
+      the channels) -> `block5_pool` -> fc6 -> fc7 -> fc8 softmax, output `"action"`.
+      fc7 is the action-aware feature fed to the second LSTM stage.
 
-    The mask's scale (`cam_normalization`, the paper prints Eq. 3 without one):
+    `cam_normalization` (the paper prints Eq. 3 without one): `"max"` (default)
+    divides the mask by its per-frame maximum (+ eps), as CAM visualisations do, so
+    `A_k` keeps the scale of conv5_3: with a pretrained trunk the raw mask reaches ~100
+    at 224 px, the masked maps ~25,000, and SGD at the paper's lr 0.001 diverges
+    (RESULTS.md, "The action head at the paper's learning rate"); `None`: as printed.
 
-    - `"max"` (default): `mask = ReLU(M_k) / (max_{x,y} ReLU(M_k) + eps)` per frame, as
-      CAM visualisations do (Zhou et al. 2016): the mask lies in [0, 1] and `A_k` keeps
-      the scale of conv5_3. With a pretrained trunk the raw `ReLU(M_k)` reaches ~100 at
-      224 px, the masked maps ~25,000, and SGD at the paper's lr 0.001 diverges
-      (RESULTS.md, "The action head at the paper's learning rate").
-    - `None`: `mask = ReLU(M_k)` as printed.
+    `cam_class`, the class `k` (the paper leaves it open): `"predicted"` (default),
+    the arg-max of the CAM branch's scores (no label: training, extraction and test
+    see the same mask); `"top_k"`, `sum_{k in top_k} ReLU(M_k)` over the best-scored
+    classes; `"oracle"`, the true label (`{"maps": ..., "labels": ...}`), what the
+    authors' code did, also on test clips: it leaks the answer into the features (a
+    warning is issued).
 
-    Which class `k` (the paper leaves it open):
-
-    - `"predicted"` (default): the arg-max of the CAM branch's own scores. Needs no
-      label, so training, extraction and test see the same mask.
-    - `"top_k"`: `sum_{k in top_k} ReLU(M_k)` over the `top_k` best-scored classes.
-    - `"oracle"`: the true label, given as `{"maps": ..., "labels": ...}`. This is what
-      the authors' code did, also on test clips: it leaks the answer into the features.
-      For reproducing their numbers only; a warning is issued.
-
-    Training (our choice, the paper does not say): one model, cross-entropy on both
-    outputs, `compile(loss={"cam": "categorical_crossentropy", "action": ...})`. The
-    mask is wrapped in `stop_gradient`, so the CAM branch (`cam_conv`,
-    `cam_classifier`) learns only from its own loss and the masked path learns fc6-fc8
-    (and conv5_3, through the un-masked factor of Eq. 3) under exactly the mask it will
-    see at extraction time. `cam_class` changes no weights: a head trained in one mode
-    can be rebuilt in another (`from_config` with another `cam_class`, then
-    `set_weights`).
+    Training (our choice, the paper does not say): cross-entropy on both outputs. The
+    mask is wrapped in `stop_gradient`, so the CAM branch learns only from its own loss
+    and the masked path learns fc6-fc8 (and conv5_3, through the un-masked factor of
+    Eq. 3) under the mask it will see at extraction time. `cam_class` changes no
+    weights: a head trained in one mode can be rebuilt in another.
 
     Args:
         num_classes, fc_units, width, dropout, conv5_3, input_scale: as
             `ContextAwareHead`.
-        cam_filters: int, filters of `cam_conv` (1024 as in Zhou et al.).
-        cam_class: `"predicted"`, `"top_k"` or `"oracle"`, see above.
-        top_k: int, classes summed in `"top_k"` mode.
-        cam_normalization: `"max"` or `None`, see above.
-        weights: `None`, `"imagenet"` or a path: where `block5_conv3` starts from
-            (fc6-fc8 and the CAM branch start random).
+        weights: where `block5_conv3` starts from (fc6-fc8 and the CAM branch start
+            random), as `ContextAwareHead`.
 
     Call arguments:
         inputs: conv5_2 maps `(batch, h, w, round(512 * width))`, or a dict
             `{"maps": ..., "labels": ...}` with labels `(batch,)` int or
-            `(batch, num_classes)` one-hot (required in `"oracle"` mode, ignored in the
-            others).
+            `(batch, num_classes)` one-hot (required in `"oracle"` mode, else ignored).
         training: bool, enables dropout.
 
     Returns:
         `{"cam": (batch, num_classes), "action": (batch, num_classes)}` probabilities.
 
-    Example:
-
-    >>> head = ActionAwareHead(num_classes=101)
-    >>> head.compile(optimizer="sgd", loss={"cam": "categorical_crossentropy",
-    ...                                     "action": "categorical_crossentropy"})
-    >>> head.features(conv5_2)["fc7"].shape  # (batch, 4096)
+    >>> ActionAwareHead(num_classes=101).features(conv5_2)["fc7"].shape  # (b, 4096)
     """
 
     def __init__(
@@ -171,17 +153,10 @@ class ActionAwareHead(VGG16Head):
         return inputs, ops.cast(labels, "int32")
 
     def endpoints(self, inputs, labels=None, training=None):
-        """Every intermediate output of the head, as a dict.
-
-        Returns:
-            `"conv5_3"` (b, h, w, C); `"cam_features"` the `cam_conv` maps
-            (b, h, w, cam_filters); `"cam_scores"` the linear scores `S_k`
-            (b, num_classes); `"cam_probs"` their softmax; `"cam"` the map `M_k`
-            (b, h, w) of the chosen class (for `"top_k"`, the sum of ReLU maps);
-            `"mask"` `ReLU(M_k)`, divided by its per-frame maximum with
-            `cam_normalization="max"` (b, h, w), gradient stopped; `"masked"` `A_k`
-            (b, h, w, C) (Eq. 3); `"fc7"` (b, fc_units); `"probs"` (b, num_classes).
-        """
+        """Every intermediate output: `"conv5_3"` (b, h, w, C), `"cam_features"`
+        (b, h, w, cam_filters), `"cam_scores"` `S_k` (b, N) and `"cam_probs"`, `"cam"`
+        `M_k` (b, h, w), `"mask"` (b, h, w, gradient stopped), `"masked"` `A_k`
+        (b, h, w, C), `"fc7"` (b, fc_units), `"probs"` (b, N)."""
         maps, labels = self._split_inputs(inputs, labels)
         conv5_3 = self.block5_conv3(maps * self.input_scale)
         cam_features = self.cam_conv(conv5_3)
@@ -191,8 +166,7 @@ class ActionAwareHead(VGG16Head):
             cam = self.cam_map(cam_features, kernel, classes=labels)
         else:
             cam = self.cam_map(cam_features, kernel, scores=cam_scores)
-        # The mask is a fixed input to the masked path: the CAM branch learns only
-        # from the "cam" loss (see class docstring).
+        # A fixed input to the masked path (see "Training" above).
         mask = ops.relu(cam)
         if self.cam_normalization == "max":
             peak = ops.max(mask, axis=(1, 2), keepdims=True)  # (b, 1, 1)
@@ -217,12 +191,7 @@ class ActionAwareHead(VGG16Head):
         return {"cam": out["cam_probs"], "action": out["probs"]}
 
     def features(self, inputs, labels=None):
-        """Action-aware features in inference mode.
-
-        Returns:
-            `{"fc7": (b, fc_units), "cam_scores": (b, N) linear scores S_k,
-            "mask": (b, h, w) the mask of Eq. 3, "probs": (b, N) action probabilities}`.
-        """
+        """`"fc7"`, `"cam_scores"`, `"mask"` and `"probs"` of `endpoints`, inference."""
         out = self.endpoints(inputs, labels=labels, training=False)
         return {k: out[k] for k in ("fc7", "cam_scores", "mask", "probs")}
 
@@ -239,13 +208,10 @@ class ActionAwareHead(VGG16Head):
         return {"cam": shape, "action": shape}
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "cam_filters": self.cam_filters,
-                "cam_class": self.cam_class,
-                "top_k": self.top_k,
-                "cam_normalization": self.cam_normalization,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "cam_filters": self.cam_filters,
+            "cam_class": self.cam_class,
+            "top_k": self.top_k,
+            "cam_normalization": self.cam_normalization,
+        }

@@ -14,11 +14,8 @@ from msl_keras.models.vgg16_trunk import (
 
 class VGG16Head(keras.Model):
     """What both heads share: their own `block5_conv3`, then VGG-16's `block5_pool`,
-    fc6, fc7 and a `num_classes`-way softmax fc8 (arguments: `ContextAwareHead`).
-
-    A subclass makes its own layers between `super().__init__` and `make_top`: the
-    order in which layers are made fixes their random start for a given seed.
-    """
+    fc6, fc7 and a softmax fc8 (arguments: `ContextAwareHead`). A subclass makes its
+    layers before `make_top`: the order layers are made in fixes their random start."""
 
     def __init__(
         self,
@@ -88,54 +85,42 @@ class VGG16Head(keras.Model):
         return fc7, self.fc8(self.dropout7(fc7, training=training))
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "fc_units": self.fc_units,
-                "width": self.width,
-                "dropout": self.dropout,
-                "conv5_3": self.conv5_3,
-                "input_scale": self.input_scale,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "fc_units": self.fc_units,
+            "width": self.width,
+            "dropout": self.dropout,
+            "conv5_3": self.conv5_3,
+            "input_scale": self.input_scale,
+        }
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class ContextAwareHead(VGG16Head):
     """Context-aware stream: `block5_conv3 -> block5_pool -> fc6 -> fc7 -> fc8` (Fig. 3).
 
-    VGG-16's top with its own conv5_3 and a `num_classes`-way softmax; trained with
-    cross-entropy on single frames. Its fc7 output is the context-aware feature fed to
-    the first LSTM stage.
+    VGG-16's top with its own conv5_3 and a `num_classes`-way softmax, trained with
+    cross-entropy on single frames. Its fc7 is the context-aware feature fed to the
+    first LSTM stage.
 
     Args:
         num_classes: int, number of actions `N`.
         fc_units: int, units of fc6 and fc7 (4096 as in VGG-16).
-        width: float, the trunk's width factor; conv5_3 has `round(512 * width)`
-            filters and expects as many input channels.
-        dropout: float, dropout rate after fc6 and fc7 (training only).
-        weights: `None`, `"imagenet"` or a path: where `block5_conv3` starts from (the
-            trunk's file, see `load_vgg16_weights`); fc6-fc8 start random.
+        width: float, the trunk's width factor (conv5_3: `round(512 * width)` filters).
+        dropout: float, dropout rate after fc6 and fc7.
+        weights: `None`, `"imagenet"` or a path: where `block5_conv3` starts from
+            (`load_vgg16_weights`); fc6-fc8 start random.
         conv5_3: the head has its own `block5_conv3` (the paper); False for a trunk
             that ends at conv5_3 (`VGG16Trunk(include_conv5_3=True)`).
-        input_scale: a fixed factor on the input maps (1.0: none). Pretrained conv5
-            maps reach hundreds, which blows up randomly initialised fc6 / CAM layers;
+        input_scale: a fixed factor on the input maps. Pretrained conv5 maps reach
+            hundreds, which blows up randomly initialised fc6 / CAM layers;
             `train_cnn` sets it to 1 / RMS of the training maps (`cnn.scale_head_inputs`).
 
-    Call arguments:
-        inputs: conv5_2 maps `(batch, h, w, round(512 * width))` from `VGG16Trunk`.
-        training: bool, enables dropout.
+    Call: conv5_2 maps `(batch, h, w, round(512 * width))` -> probabilities
+    `(batch, num_classes)`.
 
-    Returns:
-        Class probabilities `(batch, num_classes)`.
-
-    Example:
-
-    >>> head = ContextAwareHead(num_classes=101)
-    >>> head.compile(optimizer="sgd", loss="categorical_crossentropy")
-    >>> head.features(conv5_2).shape  # (batch, 4096): fc7, the context-aware feature
+    >>> ContextAwareHead(num_classes=101).features(conv5_2).shape  # (batch, 4096)
     """
 
     def __init__(
@@ -156,8 +141,7 @@ class ContextAwareHead(VGG16Head):
         self.make_top(weights)
 
     def endpoints(self, inputs, training=None):
-        """All intermediate outputs: `{"conv5_3": (b, h, w, C), "fc7": (b, fc_units),
-        "probs": (b, num_classes)}`."""
+        """`{"conv5_3": (b, h, w, C), "fc7": (b, fc_units), "probs": (b, N)}`."""
         conv5_3 = self.block5_conv3(inputs * self.input_scale)
         fc7, probs = self.top(conv5_3, training=training)
         return {"conv5_3": conv5_3, "fc7": fc7, "probs": probs}
@@ -170,8 +154,7 @@ class ContextAwareHead(VGG16Head):
         return self.endpoints(inputs, training=False)["fc7"]
 
     def activation_maps(self, inputs):
-        """conv5_3 maps `{"conv5_3": (batch, h, w, C)}` for a Fig. 7 visualisation
-        (the paper averages them over channels)."""
+        """`{"conv5_3": (b, h, w, C)}` for a Fig. 7 visualisation."""
         return {"conv5_3": self.block5_conv3(inputs * self.input_scale)}
 
     def compute_output_shape(self, input_shape):

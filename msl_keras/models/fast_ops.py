@@ -10,19 +10,10 @@ for the same product written as an einsum (a batched matmul), e.g.:
 | fc6 input gradient, 4096 -> 25088 | 309 ms | 60 ms |
 | LSTM recurrent gradient, 8192 -> 2048 | 49 ms | 7.7 ms |
 
-`matmul` below has the same forward product and a custom gradient made of einsums.
-An MS-LSTM training step at the paper's size runs about 1.5x faster with it, a
-head-training step ~1.2x (BENCHMARKS.md).
-
-What a saved model holds does not depend on the machine that wrote it: the layers
-are standard Keras layers in the weights file and the config (`layers/dense/...`,
-`layers/lstm/cell/...`), whichever machine wrote or reads the file.
-
-- `lstm_layer` is a `keras.layers.LSTM` whose cell is a `FastLSTMCell` (same config,
-  same variables). `keras.layers.LSTM` decides at call time: on a GPU it runs cuDNN on
-  the cell's variables, elsewhere it steps the cell, i.e. runs the fast gradient.
-- `Dense` is `keras.layers.Dense` with the fast gradient. It keeps the class name, so
-  its weights sit where a `keras.layers.Dense`'s do.
+`matmul` has the same forward product and a custom gradient made of einsums: an
+MS-LSTM training step at the paper's size runs about 1.5x faster, a head-training step
+~1.2x (BENCHMARKS.md). The layers are standard Keras layers in a saved model's weights
+and config (`layers/dense/...`, `layers/lstm/cell/...`), whichever machine wrote it.
 """
 
 import keras
@@ -47,9 +38,8 @@ class Dense(keras.layers.Dense):
     """`keras.layers.Dense` on `(batch, features)` inputs with the fast gradient.
 
     Named `Dense` on purpose: where Keras files a layer's weights under its class name
-    (a model's `layers` list: `layers/dense/vars/0`), they sit where a
-    `keras.layers.Dense`'s do.
-    Other ranks, LoRA and quantized layers use `keras.layers.Dense.call` unchanged.
+    (`layers/dense/vars/0`), they sit where a `keras.layers.Dense`'s do. Other ranks,
+    LoRA and quantized layers run `keras.layers.Dense.call` unchanged.
     """
 
     def call(self, inputs, training=None):
@@ -71,7 +61,7 @@ class FastLSTMCell(keras.layers.LSTMCell):
         h_t = sigma(z_o) * tanh(c_t)
 
     With dropout or recurrent dropout active, or `implementation=1`, Keras' own step
-    runs. Used as the cell of `lstm_layer`.
+    runs.
     """
 
     def call(self, inputs, states, training=False):
@@ -94,15 +84,13 @@ class FastLSTMCell(keras.layers.LSTMCell):
 def lstm_layer(units, name):
     """`keras.layers.LSTM(units, return_sequences=True)` with a `FastLSTMCell` inside.
 
-    The layer, its config and its variables (`<name>/lstm_cell/{kernel,
-    recurrent_kernel, bias}`) are `keras.layers.LSTM`'s; only the cell's step differs.
-    Keras' LSTM runs cuDNN where a GPU is visible (it reads the cell's variables, not
-    its step) and steps the cell elsewhere, so the machine that runs the model picks
-    the implementation, not the one that built or saved it.
+    The layer, its config and its variables are `keras.layers.LSTM`'s. Keras' LSTM runs
+    cuDNN where a GPU is visible (on the cell's variables, not its step) and steps the
+    cell elsewhere, so the machine that runs the model picks the implementation.
     """
     layer = keras.layers.LSTM(units, return_sequences=True, name=name)
-    # `keras.layers.LSTM` makes its own `LSTMCell` and takes no cell argument: replace
-    # it by the same cell (same config, dtype policy included) with the fast step. The
-    # replaced one is unbuilt: it never makes variables, so nothing saves or trains it.
+    # The LSTM takes no cell argument: replace its cell by the same one (same config,
+    # dtype policy included) with the fast step. The replaced one is unbuilt: it never
+    # makes variables, so nothing saves or trains it.
     layer.cell = FastLSTMCell.from_config(layer.cell.get_config())
     return layer

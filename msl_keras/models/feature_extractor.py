@@ -7,41 +7,29 @@ from keras import ops
 
 from msl_keras.models.action_head import ActionAwareHead
 from msl_keras.models.context_head import ContextAwareHead
-from msl_keras.models.precision import check_compute_dtype, set_compute_dtype
+from msl_keras.models.precision import set_compute_dtype
 from msl_keras.models.vgg16_trunk import VGG16Trunk, resolve_weights
+
+# The outputs of `call` and `extract`.
+OUTPUTS = ("context", "action", "cam_scores", "context_probs", "action_probs")
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class TwoStreamFeatureExtractor(keras.Model):
     """The two-stream network of Fig. 3: shared VGG-16 trunk, context and action heads.
 
-    Each frame goes through the trunk once (conv5_2); both heads read that output.
-    The context-aware feature is the context head's fc7, the action-aware feature the
-    action head's fc7 (Sec. 3.2.1).
+    Each frame goes through the trunk (a `VGG16Trunk` or any model mapping frames to
+    conv5_2 maps) once; both heads read its output. The context-aware feature is the
+    context head's fc7, the action-aware feature the action head's fc7 (Sec. 3.2.1).
+    `compute_dtype`: the precision the convolutions and matmuls run in
+    (`set_compute_dtype`); the features come out as float32 either way.
 
-    Args:
-        trunk: a `VGG16Trunk` (or any model mapping frames to conv5_2 maps).
-        context_head: a `ContextAwareHead`.
-        action_head: an `ActionAwareHead`.
-        compute_dtype: `"float32"` (default), `"bfloat16"` or `"float16"`: the
-            precision the convolutions and matmuls run in (`set_compute_dtype`); the
-            weights stay float32 and the features come out as float32 either way.
-        name: model name.
+    Call: `(batch, height, width, 3)` preprocessed float32 frames, or `{"frames": ...,
+    "labels": (batch,)}` for an action head with `cam_class="oracle"` ->
+    `{"context": (batch, Dc), "action": (batch, Da), "cam_scores": (batch, N),
+    "context_probs": (batch, N), "action_probs": (batch, N)}`.
 
-    Call arguments:
-        frames: `(batch, height, width, 3)` float32 frames, preprocessed (Keras VGG-16
-            "caffe" mode), or `{"frames": ..., "labels": (batch,)}` when the action
-            head uses `cam_class="oracle"`.
-
-    Returns:
-        `{"context": (batch, Dc), "action": (batch, Da), "cam_scores": (batch, N),
-        "context_probs": (batch, N), "action_probs": (batch, N)}`.
-
-    Example:
-
-    >>> extractor = build_feature_extractor(num_classes=101, weights="imagenet")
-    >>> out = extractor.extract(frames)  # numpy arrays, one trunk pass
-    >>> out["context"].shape, out["action"].shape  # (n, 4096), (n, 4096)
+    >>> build_feature_extractor(101, weights="imagenet").extract(frames)["context"]
     """
 
     def __init__(
@@ -63,22 +51,11 @@ class TwoStreamFeatureExtractor(keras.Model):
             self.set_compute_dtype(compute_dtype)
 
     def set_compute_dtype(self, compute_dtype):
-        """Runs the trunk and both heads in `"float32"`, `"bfloat16"` or `"float16"`.
-
-        Every layer gets the Keras policy of `compute_dtype`
-        (`msl_keras.models.precision.set_compute_dtype`): variables stay float32
-        (nothing is lost from trained weights, and the switch is reversible),
-        activations and matmuls run in the lower precision (bfloat16: 8 bits of
-        mantissa, float32 accumulation on CPUs with AVX512-BF16 / AMX and on GPUs).
-        Extraction runs about 2x faster on such CPUs and much faster on tensor-core
-        GPUs; the features differ from float32 by about 1% (relative), and the CAM's
-        arg-max class can flip where two classes score within that margin (RESULTS.md
-        measures both with trained heads). Use float32 to reproduce numbers exactly.
-
-        Args:
-            compute_dtype: one of `precision.COMPUTE_DTYPES`.
-        """
-        check_compute_dtype(compute_dtype)
+        """Runs the trunk and both heads in `"float32"`, `"bfloat16"` or `"float16"`
+        (variables stay float32). bfloat16 extraction runs about 2x faster on CPUs
+        with AVX512-BF16 / AMX; the features differ from float32 by about 1% and the
+        CAM's arg-max class can flip where two classes score within that margin
+        (RESULTS.md). Use float32 to reproduce numbers exactly."""
         for model in (self.trunk, self.context_head, self.action_head):
             set_compute_dtype(model, compute_dtype)
         self.compute_dtype_name = compute_dtype
@@ -86,13 +63,11 @@ class TwoStreamFeatureExtractor(keras.Model):
 
     @property
     def context_dim(self):
-        """Size `Dc` of the context-aware feature (the context head's fc7)."""
-        return self.context_head.fc_units
+        return self.context_head.fc_units  # Dc
 
     @property
     def action_dim(self):
-        """Size `Da` of the action-aware feature (the action head's fc7)."""
-        return self.action_head.fc_units
+        return self.action_head.fc_units  # Da
 
     @property
     def num_classes(self):
@@ -138,9 +113,8 @@ class TwoStreamFeatureExtractor(keras.Model):
         # String keys: a SavedModel export walks this dict, and only saves str keys.
         key = ("maps" if from_maps else "frames") + ("_and_labels" if with_labels else "")
         if key not in self._extract_fns:
-            model = self.trunk
-            shape = tuple(model.output_shape[1:] if from_maps else model.input_shape[1:])
-            inputs_spec = tf.TensorSpec((None,) + shape, tf.float32)
+            shape = self.trunk.output_shape if from_maps else self.trunk.input_shape
+            signature = [tf.TensorSpec((None,) + tuple(shape[1:]), tf.float32)]
 
             def features(inputs, labels=None):
                 if from_maps:
@@ -151,34 +125,24 @@ class TwoStreamFeatureExtractor(keras.Model):
 
             if with_labels:
                 extract_fn = features
-                signature = [inputs_spec, tf.TensorSpec((None,), tf.int32)]
+                signature.append(tf.TensorSpec((None,), tf.int32))
             else:
 
                 def extract_fn(inputs):
                     return features(inputs)
 
-                signature = [inputs_spec]
             self._extract_fns[key] = tf.function(
                 extract_fn, input_signature=signature, reduce_retracing=True
             )
         return self._extract_fns[key]
 
     def extract(self, frames, labels=None, batch_size=32, from_maps=False):
-        """Features of many frames, in batches of `batch_size`, as numpy arrays.
+        """The outputs of `call` for many frames, as numpy float32 arrays `(n, ...)`.
 
-        Args:
-            frames: `(n, height, width, 3)` preprocessed float32 frames, or with
-                `from_maps=True` the trunk's conv5_2 maps of them `(n, h, w, C)` (e.g.
-                from the trunk cache; the trunk is then skipped).
-            labels: `(n,)` int true classes; only used (and required) when the action
-                head has `cam_class="oracle"`.
-            batch_size: frames per trunk pass.
-            from_maps: bool, see `frames`.
-
-        Returns:
-            dict of numpy float32 arrays, keys as `call`: `"context"` (n, Dc),
-            `"action"` (n, Da), `"cam_scores"` (n, N), `"context_probs"` (n, N),
-            `"action_probs"` (n, N).
+        `frames`: `(n, height, width, 3)` preprocessed float32 frames, or with
+        `from_maps` their conv5_2 maps `(n, h, w, C)` (e.g. from the trunk cache; the
+        trunk is skipped). `labels`: `(n,)` int true classes, used (and required) only
+        when the action head has `cam_class="oracle"`.
         """
         frames = np.asarray(frames, dtype=np.float32)
         oracle = self.action_head.cam_class == "oracle"
@@ -189,44 +153,30 @@ class TwoStreamFeatureExtractor(keras.Model):
             )
         if not self.built:
             self.build((None,) + tuple(self.trunk.input_shape[1:]))
-        fn = self._extract_fn(oracle, from_maps)
-        chunks = []
-        for start in range(0, len(frames), batch_size):
-            batch = tf.constant(frames[start : start + batch_size])
-            if oracle:
-                lab = tf.constant(
-                    np.asarray(labels)[start : start + batch_size], tf.int32
-                )
-                out = fn(batch, lab)
-            else:
-                out = fn(batch)
-            chunks.append({k: v.numpy() for k, v in out.items()})
-        if not chunks:
-            n = self.num_classes
+        if not len(frames):
             dims = {"context": self.context_dim, "action": self.action_dim}
             return {
-                k: np.zeros((0, dims.get(k, n)), np.float32)
-                for k in (
-                    "context",
-                    "action",
-                    "cam_scores",
-                    "context_probs",
-                    "action_probs",
-                )
+                k: np.zeros((0, dims.get(k, self.num_classes)), np.float32)
+                for k in OUTPUTS
             }
-        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        fn = self._extract_fn(oracle, from_maps)
+        arrays = [frames, np.asarray(labels).astype(np.int32)] if oracle else [frames]
+        # Not `self.predict`: on 320 frames of a width-1/4 trunk (same run, medians of
+        # 9) it gave the same numbers but took 1.3x this loop's time, 2x with labels.
+        chunks = [
+            fn(*[tf.constant(a[start : start + batch_size]) for a in arrays])
+            for start in range(0, len(frames), batch_size)
+        ]
+        return {k: np.concatenate([c[k].numpy() for c in chunks]) for k in chunks[0]}
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "trunk": keras.saving.serialize_keras_object(self.trunk),
-                "context_head": keras.saving.serialize_keras_object(self.context_head),
-                "action_head": keras.saving.serialize_keras_object(self.action_head),
-                "compute_dtype": self.compute_dtype_name,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "trunk": keras.saving.serialize_keras_object(self.trunk),
+            "context_head": keras.saving.serialize_keras_object(self.context_head),
+            "action_head": keras.saving.serialize_keras_object(self.action_head),
+            "compute_dtype": self.compute_dtype_name,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -249,38 +199,24 @@ def build_feature_extractor(
     dropout=0.5,
     compute_dtype="float32",
 ):
-    """Builds trunk + both heads, the trunk and each head's conv5_3 from `weights`.
+    """A built `TwoStreamFeatureExtractor`: trunk and both heads, the trunk and each
+    head's conv5_3 from `weights` (`None`, `"imagenet"` or an `.h5` path, read once).
 
-    Args:
-        num_classes: int, number of actions.
-        input_shape: `(height, width, 3)` of the preprocessed frames.
-        width: float, VGG-16 width factor (1.0 for the paper and ImageNet weights).
-        fc_units: units of fc6/fc7 in both heads (feature sizes `Dc = Da`).
-        cam_filters: filters of the action head's CAM convolution.
-        weights: `None`, `"imagenet"` or an `.h5` path, read once for trunk and heads.
-        cam_class, top_k, cam_normalization: see `ActionAwareHead`.
-        dropout: dropout after fc6 and fc7 in both heads.
-        compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`, see
-            `TwoStreamFeatureExtractor.set_compute_dtype`.
-
-    Returns:
-        A built `TwoStreamFeatureExtractor`.
+    The other arguments are those of `VGG16Trunk` and the heads (`fc_units`, the
+    feature sizes `Dc = Da`, and `dropout` for both) and of
+    `TwoStreamFeatureExtractor` (`compute_dtype`).
     """
-    path = resolve_weights(weights, width)  # fetched (ImageNet) once for all three parts
+    path = resolve_weights(weights, width)  # fetched (ImageNet) once for all three
     trunk = VGG16Trunk(input_shape=input_shape, width=width, weights=path)
-    context_head = ContextAwareHead(
-        num_classes, fc_units=fc_units, width=width, dropout=dropout, weights=path
-    )
+    shared = dict(fc_units=fc_units, width=width, dropout=dropout, weights=path)
+    context_head = ContextAwareHead(num_classes, **shared)
     action_head = ActionAwareHead(
         num_classes,
-        fc_units=fc_units,
         cam_filters=cam_filters,
-        width=width,
-        dropout=dropout,
         cam_class=cam_class,
         top_k=top_k,
         cam_normalization=cam_normalization,
-        weights=path,
+        **shared,
     )
     extractor = TwoStreamFeatureExtractor(
         trunk, context_head, action_head, compute_dtype=compute_dtype

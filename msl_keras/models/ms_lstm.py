@@ -20,23 +20,10 @@ def _check_mask(mask, sequence):
     mask = ops.convert_to_tensor(mask)
     if len(mask.shape) != 2:
         raise ValueError(
-            f"`mask` must be (batch, time) booleans. Received: mask.shape={mask.shape}, "
-            f"inputs.shape={sequence.shape}"
+            "`mask` must be (batch, time) booleans. Received: "
+            f"mask.shape={mask.shape}, inputs.shape={sequence.shape}"
         )
     return ops.cast(mask, "bool")
-
-
-def _compiled(model, method):
-    """`model.<method>` traced once into a graph (`tf.function`).
-
-    A streaming step is a few small ops: run eagerly, their dispatch costs more than
-    the matmuls at small sizes (1.7 ms vs 0.1 ms per step at 16 units), so `step`
-    runs them as one traced function, reused for every frame (any batch size).
-    """
-    cache = model.__dict__.setdefault("_msl_compiled", {})
-    if method not in cache:
-        cache[method] = tf.function(getattr(model, method), reduce_retracing=True)
-    return cache[method]
 
 
 def _kernel_rows(model, lstm):
@@ -53,50 +40,118 @@ def _get_stream(inputs, key, model_name):
     if not isinstance(inputs, dict) or key not in inputs:
         received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
         raise ValueError(
-            f"{model_name} expects a dict with the key '{key}' ((batch, time, features)). "
-            f"Received: {received}"
+            f"{model_name} expects a dict with the key '{key}' "
+            f"((batch, time, features)). Received: {received}"
         )
     return inputs[key]
 
 
+class StagedLSTM(keras.Model):
+    """What both LSTMs share: stage 1 (`LSTM(units)` -> dropout -> softmax over the
+    first input stream), the states of `step`, the config (see `MultiStageLSTM`)."""
+
+    def __init__(self, num_classes, units, dropout, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = int(num_classes)
+        self.units = int(units)
+        self.dropout = float(dropout)
+        self.stage1_lstm, self.stage1_dropout, self.stage1_classifier = self._stage(1)
+
+    def _stage(self, n):
+        """`(LSTM, Dropout, softmax Dense)` of stage `n`, made in this order."""
+        return (
+            lstm_layer(self.units, name=f"stage{n}_lstm"),
+            keras.layers.Dropout(self.dropout, name=f"stage{n}_dropout"),
+            keras.layers.Dense(
+                self.num_classes, activation="softmax", name=f"stage{n}_classifier"
+            ),
+        )
+
+    def _select(self, inputs):
+        """The entry of the first input stream; a single stream may be passed bare."""
+        if isinstance(inputs, dict) or len(self.input_streams) > 1:
+            return _get_stream(inputs, self.input_streams[0], self.name)
+        return inputs
+
+    def build(self, input_shape):
+        shape = tuple(self._select(input_shape))
+        self.stage1_lstm.build(shape)
+        self.stage1_classifier.build(shape[:-1] + (self.units,))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(self._select(input_shape))[:-1] + (self.num_classes,)
+        return {stage: shape for stage in self.stage_names}
+
+    def compute_mask(self, inputs, mask=None):
+        mask = _check_mask(mask, self._select(inputs))
+        return None if mask is None else {stage: mask for stage in self.stage_names}
+
+    def initial_state(self, batch_size):
+        """Zero states `[h1, c1, ...]` (two per stage), each `(batch_size, units)`."""
+        zeros = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
+        return [zeros] * (2 * len(self.stage_names))
+
+    def _run_step(self, inputs, states):
+        """`step` on tensors of `compute_dtype`, built on first use, as one graph.
+
+        A streaming step is a few small ops: run eagerly, their dispatch costs more
+        than the matmuls at small sizes (1.7 ms vs 0.1 ms per step at 16 units), so
+        it runs them as one traced `tf.function`, reused for every frame (any batch).
+        """
+        inputs = [ops.convert_to_tensor(x, dtype=self.compute_dtype) for x in inputs]
+        if not self.built:
+            streams = zip(self.input_streams, inputs)
+            self.build({s: (None, None, x.shape[-1]) for s, x in streams})
+        if "_msl_step" not in self.__dict__:
+            self.__dict__["_msl_step"] = tf.function(
+                self._step_graph, reduce_retracing=True
+            )
+        states = [ops.convert_to_tensor(s, dtype=self.compute_dtype) for s in states]
+        *probs, new_states = self.__dict__["_msl_step"](*inputs, states)
+        return (*probs, list(new_states))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "units": self.units,
+            "dropout": self.dropout,
+            "compute_dtype": self.compute_dtype,
+        }
+
+
 @keras.saving.register_keras_serializable(package="msl_keras")
-class MultiStageLSTM(keras.Model):
+class MultiStageLSTM(StagedLSTM):
     """Multi-stage LSTM: context first, then context + action (Fig. 2).
 
     Stage 1: `LSTM(units)` over the context-aware features -> dropout -> softmax,
-    output `"stage1"`. Stage 2: `LSTM(units)` over the concatenation of the (dropped
-    out) stage-1 hidden sequence and the action-aware features -> dropout -> softmax,
-    output `"stage2"`, the model's prediction. Both outputs are supervised at every
-    step with the anticipation loss (Eq. 1) or a baseline (`msl_keras.losses`).
-
-    The recurrence is causal, so steps padded at the end of a clip never change the
-    outputs of valid steps; `mask` also stops the states on padded steps.
+    output `"stage1"`. Stage 2: `LSTM(units)` over the (dropped out) stage-1 hidden
+    sequence concatenated with the action-aware features -> dropout -> softmax, output
+    `"stage2"`, the prediction. Both are supervised at every step with the
+    anticipation loss (Eq. 1) or a baseline (`msl_keras.losses`). The recurrence is
+    causal: padded steps at the end of a clip never change valid steps' outputs.
 
     Args:
         num_classes: int, number of actions `N`.
         units: int, hidden units of each LSTM (2048 in the paper).
         dropout: float, dropout rate after each LSTM (0.5, the authors' code).
-        compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`: the Keras policy of
-            every layer (`msl_keras.models.precision`; weights and the softmax outputs
-            stay float32; float16 compiles with loss scaling).
-        name: model name.
+        compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`, the Keras policy of
+            every layer (`msl_keras.models.precision`).
 
-    Call arguments:
-        inputs: `{"context": (batch, time, Dc), "action": (batch, time, Da)}`.
-        mask: optional `(batch, time)` bool, True on valid steps.
-        training: bool, enables dropout.
+    Call: `{"context": (batch, time, Dc), "action": (batch, time, Da)}`, an optional
+    `(batch, time)` bool `mask` (True on valid steps) -> `{"stage1": (batch, time, N),
+    "stage2": (batch, time, N)}` probabilities.
 
-    Returns:
-        `{"stage1": (batch, time, N), "stage2": (batch, time, N)}` probabilities.
+    Streaming, one frame at a time (the numbers of `call` on the whole sequence):
 
-    Streaming (one frame at a time, states kept between calls; same numbers as `call`
-    on the whole sequence):
-
-    >>> model = MultiStageLSTM(num_classes=101)
     >>> states = model.initial_state(batch_size=1)
     >>> for context_t, action_t in frames:  # (1, Dc), (1, Da)
     ...     probs1, probs2, states = model.step(context_t, action_t, states)
     """
+
+    input_streams = STREAMS  # the keys of the input dict it reads
+    stage_names = ("stage1", "stage2")  # the keys of the output dict, one per stage
 
     def __init__(
         self,
@@ -107,33 +162,18 @@ class MultiStageLSTM(keras.Model):
         name="ms_lstm",
         **kwargs,
     ):
-        super().__init__(name=name, **kwargs)
-        self.num_classes = int(num_classes)
-        self.units = int(units)
-        self.dropout = float(dropout)
-        self.stage1_lstm = lstm_layer(self.units, name="stage1_lstm")
-        self.stage1_dropout = keras.layers.Dropout(self.dropout, name="stage1_dropout")
-        self.stage1_classifier = keras.layers.Dense(
-            self.num_classes, activation="softmax", name="stage1_classifier"
-        )
-        self.stage2_lstm = lstm_layer(self.units, name="stage2_lstm")
-        self.stage2_dropout = keras.layers.Dropout(self.dropout, name="stage2_dropout")
-        self.stage2_classifier = keras.layers.Dense(
-            self.num_classes, activation="softmax", name="stage2_classifier"
-        )
+        super().__init__(num_classes, units, dropout, name, **kwargs)
+        self.stage2_lstm, self.stage2_dropout, self.stage2_classifier = self._stage(2)
         set_compute_dtype(self, compute_dtype)
 
     def build(self, input_shape):
-        context = tuple(_get_stream(input_shape, "context", self.name))
+        super().build(input_shape)
         action = tuple(_get_stream(input_shape, "action", self.name))
-        self.stage1_lstm.build(context)
-        self.stage1_classifier.build(context[:-1] + (self.units,))
         self.stage2_lstm.build(action[:-1] + (self.units + action[-1],))
         self.stage2_classifier.build(action[:-1] + (self.units,))
-        self.built = True
 
     def call(self, inputs, mask=None, training=None):
-        context = _get_stream(inputs, "context", self.name)
+        context = self._select(inputs)
         action = _get_stream(inputs, "action", self.name)
         mask = _check_mask(mask, context)
         hidden1 = self.stage1_lstm(context, mask=mask, training=training)
@@ -149,25 +189,6 @@ class MultiStageLSTM(keras.Model):
             "stage2": self.stage2_classifier(hidden2),
         }
 
-    def compute_output_shape(self, input_shape):
-        context = tuple(_get_stream(input_shape, "context", self.name))
-        shape = context[:-1] + (self.num_classes,)
-        return {"stage1": shape, "stage2": shape}
-
-    def compute_mask(self, inputs, mask=None):
-        mask = _check_mask(mask, _get_stream(inputs, "context", self.name))
-        return None if mask is None else {"stage1": mask, "stage2": mask}
-
-    @property
-    def input_streams(self):
-        """The keys of the input dict it reads: `("context", "action")`."""
-        return STREAMS
-
-    @property
-    def stage_names(self):
-        """The keys of the output dict, one per stage: `("stage1", "stage2")`."""
-        return ("stage1", "stage2")
-
     @property
     def input_dims(self):
         """`{stream: feature size}` of a built model, for each of `input_streams`."""
@@ -177,36 +198,10 @@ class MultiStageLSTM(keras.Model):
             "action": _kernel_rows(self, self.stage2_lstm) - self.units,
         }
 
-    def initial_state(self, batch_size):
-        """Zero states `[h1, c1, h2, c2]`, each `(batch_size, units)`."""
-        zeros = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
-        return [zeros, zeros, zeros, zeros]
-
     def step(self, context_t, action_t, states):
-        """One LSTM step of both stages (inference: no dropout).
-
-        Args:
-            context_t: `(batch, Dc)` context-aware features of the new frame.
-            action_t: `(batch, Da)` action-aware features of the new frame.
-            states: `[h1, c1, h2, c2]` from `initial_state` or the previous step.
-
-        Returns:
-            `(probs1 (batch, N), probs2 (batch, N), new_states)`.
-        """
-        context_t = ops.convert_to_tensor(context_t, dtype=self.compute_dtype)
-        action_t = ops.convert_to_tensor(action_t, dtype=self.compute_dtype)
-        if not self.built:
-            self.build(
-                {
-                    "context": (None, None, context_t.shape[-1]),
-                    "action": (None, None, action_t.shape[-1]),
-                }
-            )
-        states = [ops.convert_to_tensor(s, dtype=self.compute_dtype) for s in states]
-        probs1, probs2, new_states = _compiled(self, "_step_graph")(
-            context_t, action_t, states
-        )
-        return probs1, probs2, list(new_states)
+        """One step of both stages, no dropout: `(batch, Dc)`, `(batch, Da)` features
+        and `[h1, c1, h2, c2]` -> `(probs1 (batch, N), probs2 (batch, N), states)`."""
+        return self._run_step([context_t, action_t], states)
 
     def _step_graph(self, context_t, action_t, states):
         hidden1, (h1, c1) = self.stage1_lstm.cell(
@@ -221,47 +216,20 @@ class MultiStageLSTM(keras.Model):
         probs2 = self.stage2_classifier(hidden2)
         return probs1, probs2, [h1, c1, h2, c2]
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "units": self.units,
-                "dropout": self.dropout,
-                "compute_dtype": self.compute_dtype,
-            }
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable(package="msl_keras")
-class SingleStageLSTM(keras.Model):
-    """One LSTM over one feature stream: the context-aware or action-aware LSTM
-    baselines of Table 4. `LSTM(units)` -> dropout -> softmax, output `"stage1"`.
+class SingleStageLSTM(StagedLSTM):
+    """One LSTM over one feature stream, the context-aware or action-aware LSTM
+    baselines of Table 4: `LSTM(units)` -> dropout -> softmax, output `"stage1"`.
 
-    Args:
-        num_classes: int, number of actions `N`.
-        units: int, hidden units (2048 in the paper).
-        dropout: float, dropout rate after the LSTM.
-        compute_dtype: as `MultiStageLSTM`.
-        stream: `"context"` or `"action"`: which key of the input dict is read (the
-            other key, if present, is ignored, so the same dataset feeds both models).
-        name: model name.
+    Arguments as `MultiStageLSTM`, and `stream`, `"context"` or `"action"`: the key of
+    the input dict it reads (other keys are ignored, so one dataset feeds both models).
 
-    Call arguments:
-        inputs: `{stream: (batch, time, D)}` (other keys ignored) or the tensor itself.
-        mask: optional `(batch, time)` bool, True on valid steps.
-        training: bool, enables dropout.
-
-    Returns:
-        `{"stage1": (batch, time, N)}` probabilities.
-
-    Example:
-
-    >>> model = SingleStageLSTM(num_classes=101, stream="action")
-    >>> states = model.initial_state(1)
-    >>> probs, states = model.step(action_t, states)  # (1, N)
+    Call: `{stream: (batch, time, D)}` or the tensor itself, an optional `mask` ->
+    `{"stage1": (batch, time, N)}`. `step(features_t, [h, c])` -> `(probs, states)`.
     """
+
+    stage_names = ("stage1",)
 
     def __init__(
         self,
@@ -277,28 +245,14 @@ class SingleStageLSTM(keras.Model):
             raise ValueError(
                 f"`stream` must be one of {STREAMS}. Received: stream={stream!r}"
             )
-        super().__init__(name=name or f"{stream}_lstm", **kwargs)
-        self.num_classes = int(num_classes)
-        self.units = int(units)
-        self.dropout = float(dropout)
+        name = name or f"{stream}_lstm"
+        super().__init__(num_classes, units, dropout, name, **kwargs)
         self.stream = stream
-        self.stage1_lstm = lstm_layer(self.units, name="stage1_lstm")
-        self.stage1_dropout = keras.layers.Dropout(self.dropout, name="stage1_dropout")
-        self.stage1_classifier = keras.layers.Dense(
-            self.num_classes, activation="softmax", name="stage1_classifier"
-        )
         set_compute_dtype(self, compute_dtype)
 
-    def _select(self, inputs):
-        if isinstance(inputs, dict):
-            return _get_stream(inputs, self.stream, self.name)
-        return inputs
-
-    def build(self, input_shape):
-        shape = tuple(self._select(input_shape))
-        self.stage1_lstm.build(shape)
-        self.stage1_classifier.build(shape[:-1] + (self.units,))
-        self.built = True
+    @property
+    def input_streams(self):
+        return (self.stream,)
 
     def call(self, inputs, mask=None, training=None):
         features = self._select(inputs)
@@ -308,83 +262,26 @@ class SingleStageLSTM(keras.Model):
         hidden = self.stage1_dropout(hidden, training=training)
         return {"stage1": self.stage1_classifier(hidden)}
 
-    def compute_output_shape(self, input_shape):
-        shape = tuple(self._select(input_shape))
-        return {"stage1": shape[:-1] + (self.num_classes,)}
-
-    def compute_mask(self, inputs, mask=None):
-        mask = _check_mask(mask, self._select(inputs))
-        return None if mask is None else {"stage1": mask}
-
-    @property
-    def input_streams(self):
-        """The keys of the input dict it reads: `(stream,)`."""
-        return (self.stream,)
-
-    @property
-    def stage_names(self):
-        """The keys of the output dict: `("stage1",)`."""
-        return ("stage1",)
-
     @property
     def input_dims(self):
-        """`{stream: feature size}` of a built model."""
         return {self.stream: _kernel_rows(self, self.stage1_lstm)}
 
-    def initial_state(self, batch_size):
-        """Zero states `[h, c]`, each `(batch_size, units)`."""
-        zeros = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
-        return [zeros, zeros]
-
     def step(self, features_t, states):
-        """One LSTM step (inference: no dropout).
-
-        Args:
-            features_t: `(batch, D)` features of the new frame, or a dict holding them
-                under the model's `stream` key.
-            states: `[h, c]` from `initial_state` or the previous step.
-
-        Returns:
-            `(probs (batch, N), new_states)`.
-        """
-        features_t = ops.convert_to_tensor(
-            self._select(features_t), dtype=self.compute_dtype
-        )
-        if not self.built:
-            self.build((None, None, features_t.shape[-1]))
-        states = [ops.convert_to_tensor(s, dtype=self.compute_dtype) for s in states]
-        probs, new_states = _compiled(self, "_step_graph")(features_t, states)
-        return probs, list(new_states)
+        """One step, no dropout: `(batch, D)` features (or a dict holding them under
+        `stream`) and `[h, c]` -> `(probs (batch, N), states)`."""
+        return self._run_step([self._select(features_t)], states)
 
     def _step_graph(self, features_t, states):
         hidden, (h, c) = self.stage1_lstm.cell(features_t, list(states), training=False)
         return self.stage1_classifier(hidden), [h, c]
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "units": self.units,
-                "dropout": self.dropout,
-                "stream": self.stream,
-                "compute_dtype": self.compute_dtype,
-            }
-        )
-        return config
+        return {**super().get_config(), "stream": self.stream}
 
 
 def lstm_from_config(lstm, num_classes):
-    """The LSTM that `lstm.model` names, not built (its `input_streams` are known).
-
-    Args:
-        lstm: a `config.LSTMConfig` (`model`: "ms_lstm", "context" or "action";
-            `units`, `dropout`, `compute_dtype`).
-        num_classes: N.
-
-    Returns:
-        A `MultiStageLSTM`, or a `SingleStageLSTM` reading the stream `lstm.model`.
-    """
+    """The unbuilt LSTM a `config.LSTMConfig` names: a `MultiStageLSTM` for
+    `model="ms_lstm"`, else a `SingleStageLSTM` reading the stream `lstm.model`."""
     options = dict(
         units=lstm.units, dropout=lstm.dropout, compute_dtype=lstm.compute_dtype
     )

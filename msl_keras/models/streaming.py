@@ -1,8 +1,6 @@
-"""Per-frame anticipation as ONE traced graph: preprocessing, trunk, heads, LSTM step, pooling.
-
-The one streaming path of the package: `predict` runs it frame by frame, `msl_keras.export`
-saves it as a SavedModel and a TFLite file, `benchmarks/bench_streaming_predict.py` times it.
-"""
+"""Per-frame anticipation as ONE traced graph: preprocessing, trunk, heads, LSTM step,
+pooling. `predict` runs it frame by frame, `msl_keras.export` saves it as a SavedModel
+and a TFLite file, `benchmarks/bench_streaming_predict.py` times it."""
 
 import keras
 import tensorflow as tf
@@ -12,7 +10,7 @@ from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
 
 
 class StreamingStep:
-    """One uint8 RGB frame in, the pooled anticipation after it out, states kept outside.
+    """One uint8 RGB frame in, the pooled anticipation after it out, states outside.
 
     For every new frame `x_t` (paper Sec. 3.2.2) the graph runs
 
@@ -20,42 +18,24 @@ class StreamingStep:
         f_t = extractor(x)                             # context / action features
         p_t, state_t = lstm_step(f_t, state_{t-1})     # final stage's probabilities
         sum_t = sum_{t-1} + p_t,   pbar_t = sum_t / t  # temporal average pooling
-        anticipated_t = argmax_k pbar_t[k]
 
-    Everything the stream carries from frame to frame is an input and an output (no
-    variable changes), so the same graph is a `tf.function`, a SavedModel signature and a
-    TFLite signature. The resize is `preprocess_frames`' (`tf.image.resize`, bilinear,
-    half-pixel centres), the one training and extraction use. Traced together, the
-    stage-1 LSTM (which needs only the context feature) runs while the action head is
-    still computing (BENCHMARKS.md row 6: per frame ~1.1x the extraction alone).
+    Everything carried from frame to frame is an input and an output, so the same
+    graph is a `tf.function`, a SavedModel and a TFLite signature. Traced together,
+    the stage-1 LSTM runs while the action head is still computing (BENCHMARKS.md row
+    6: per frame ~1.1x the extraction alone). The LSTM is causal: `pbar_t` equals step
+    t of one pass over the whole clip, for any number of frames.
 
-    Because the LSTM is causal, `pbar_t` equals step t of one pass over the whole clip
-    (`temporal_average_pooling(lstm(features))`), for any number of frames: past the
-    training T too.
+    `extractor`: a `TwoStreamFeatureExtractor` not using `cam_class="oracle"` (a new
+    video has no label); `lstm`: a `MultiStageLSTM` or `SingleStageLSTM`;
+    `input_size`: S (`config.cnn.input_size`), default the trunk's input size.
 
-    Args:
-        extractor: a `TwoStreamFeatureExtractor` (its action head must not use
-            `cam_class="oracle"`: a new video has no label).
-        lstm: a `MultiStageLSTM`, or a `SingleStageLSTM` (reading its own stream).
-        input_size: the network input side S (`config.cnn.input_size`); default the
-            trunk's input size.
+    `step(frame, state, prob_sum, count)`: `frame` `(height, width, 3)` uint8 RGB of
+    any size, `state` `(num_states, units)` float32 (`[h1, c1, h2, c2]` or `[h, c]`
+    stacked), `prob_sum` `(N,)` and `count` `()` float32 -> `"pooled"` `(N,)`
+    `pbar_t`, `"anticipated"` `()` int32 `argmax_k pbar_t[k]`, `"probs"` `(N,)` this
+    frame's final-stage probabilities, `"stage1"` `(N,)`, and the next `"state"`,
+    `"prob_sum"`, `"count"`.
 
-    Call (`step(frame, state, prob_sum, count)`), all tensors of batch 1:
-        frame: `(height, width, 3)` uint8 RGB, any size.
-        state: `(num_states, units)` float32 recurrent state, `[h1, c1, h2, c2]` of the
-            MS-LSTM or `[h, c]` of a single-stage LSTM stacked; zeros at the start.
-        prob_sum: `(N,)` float32 running sum of the per-frame probabilities.
-        count: `()` float32 frames seen before this one.
-
-    Returns:
-        dict: `"pooled"` `(N,)` pooled probabilities `pbar_t`, `"anticipated"` `()`
-        int32 class, `"probs"` `(N,)` this frame's final-stage probabilities, `"stage1"`
-        `(N,)` (MS-LSTM: stage 1's; single stage: equal to `"probs"`), and the next
-        call's `"state"`, `"prob_sum"`, `"count"`.
-
-    Example:
-
-    >>> stream = StreamingStep(extractor, ms_lstm, input_size=224)
     >>> carry = stream.initial_carry()
     >>> for frame in frames:  # (H, W, 3) uint8
     ...     out = stream.step(frame, **carry)
@@ -77,12 +57,12 @@ class StreamingStep:
         shape = tuple(extractor.trunk.input_shape[1:])
         if not extractor.built:
             extractor.build((None,) + shape)
-        self.multi_stage = isinstance(lstm, MultiStageLSTM)
         if not lstm.built:  # variables must not be made inside the traced step
             dims = {"context": extractor.context_dim, "action": extractor.action_dim}
             lstm.build({s: (None, None, dims[s]) for s in lstm.input_streams})
         self.extractor = extractor
         self.lstm = lstm
+        self.multi_stage = isinstance(lstm, MultiStageLSTM)
         size = shape[0] if input_size is None else input_size
         self.input_size = (int(size), int(size))
         self.num_classes = int(lstm.num_classes)
@@ -117,8 +97,7 @@ class StreamingStep:
         inputs = [tf.cast(features[s], dtype) for s in self.lstm.input_streams]
         # (probs1, probs2, states) of the MS-LSTM, (probs, states) of a single stage
         *stages, new_states = self.lstm._step_graph(*inputs, states)
-        stage1, probs = stages[0], stages[-1]
-        probs = tf.cast(probs[0], tf.float32)
+        probs = tf.cast(stages[-1][0], tf.float32)
         prob_sum = prob_sum + probs
         count = count + 1.0
         pooled = prob_sum / count
@@ -126,7 +105,7 @@ class StreamingStep:
             "pooled": pooled,
             "anticipated": tf.argmax(pooled, output_type=tf.int32),
             "probs": probs,
-            "stage1": tf.cast(stage1[0], tf.float32),
+            "stage1": tf.cast(stages[0][0], tf.float32),
             "state": tf.cast(tf.concat(new_states, axis=0), tf.float32),
             "prob_sum": prob_sum,
             "count": count,
@@ -143,14 +122,11 @@ class StreamingStep:
 
     def run(self, frames):
         """The step over `frames` from the zero carry: numpy outputs, one row per frame."""
-        carry = self.initial_carry()
-        rows = []
+        carry, rows = self.initial_carry(), []
         for frame in frames:
-            out = self.step(frame, **carry)
-            carry = {k: out[k] for k in ("state", "prob_sum", "count")}
-            rows.append(out)
+            rows.append(self.step(frame, **carry))
+            carry = {k: rows[-1][k] for k in ("state", "prob_sum", "count")}
         return {
             k: keras.ops.convert_to_numpy(tf.stack([r[k] for r in rows]))
             for k in ("pooled", "anticipated", "probs", "stage1")
         }
-

@@ -1,10 +1,5 @@
-"""The shared VGG-16 part of the feature extractor, up to conv5_2 (paper Sec. 3.2.1, Fig. 3).
-
-Also the weight loading used by the trunk and by the heads' `block5_conv3`, fc6 and fc7,
-through Keras' `Model.load_weights`: Keras' own ImageNet files, any HDF5 file in the
-Keras legacy layout (`model.save("x.h5")`, `save_weights_to_hdf5_group`), or a Keras 3
-`.weights.h5` file saved from a trunk.
-"""
+"""The shared VGG-16 trunk up to conv5_2 (paper Sec. 3.2.1, Fig. 3), and the weight
+loading of the trunk and the heads' conv5_3, fc6 and fc7 (`Model.load_weights`)."""
 
 import os
 from pathlib import Path
@@ -24,12 +19,10 @@ VGG16_TOP_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
 # VGG-16 "from conv5-3 up to the last fully-connected layer", only fc8 replaced.
 VGG16_HEAD_LAYERS = (("block5_conv3", "block5_conv3"), ("fc6", "fc1"), ("fc7", "fc2"))
 
-# VGG-16's convolutions (Simonyan & Zisserman 2015, configuration D): (block, number of
-# 3x3 convolutions, filters at width 1); a 2x2 max-pool closes each block. The package's
-# one copy: the trunk, the heads, the weight converters and the benchmarks read it.
+# VGG-16 (configuration D): (block, number of 3x3 convolutions, filters at width 1); a
+# 2x2 max-pool closes each block. The package's one copy.
 VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
-# conv5_3 belongs to each head (the two streams fine-tune their own copy): the trunk
-# stops at conv5_2.
+# Each head fine-tunes its own conv5_3: the trunk stops at conv5_2.
 HEAD_CONVOLUTION = "block5_conv3"
 
 
@@ -54,7 +47,7 @@ def vgg16_filters(name, width=1.0):
 
 
 def keras_home():
-    """Keras' cache root: `$KERAS_HOME`, else `~/.keras` (`/tmp/.keras` if `~` is read-only)."""
+    """`$KERAS_HOME`, else `~/.keras` (`/tmp/.keras` if `~` is read-only)."""
     if os.environ.get("KERAS_HOME"):
         return os.environ["KERAS_HOME"]
     base = os.path.expanduser("~")
@@ -62,16 +55,10 @@ def keras_home():
 
 
 def imagenet_weights_path(include_top=False):
-    """Local path of Keras' VGG-16 ImageNet file: the no-top file (58 MB), or with
-    `include_top` the full model with fc1, fc2 and the classifier (528 MB).
-
-    Downloaded on first use by `keras.utils.get_file` with Keras' own URL and md5, so a
-    file that `keras.applications.VGG16` already fetched is reused.
-
-    Raises:
-        WeightsError: the file is not cached and cannot be downloaded (offline), or its
-            hash does not match.
-    """
+    """Path of Keras' VGG-16 ImageNet file (no top, 58 MB; `include_top`: with fc1,
+    fc2 and the classifier, 528 MB), fetched by `keras.utils.get_file` with Keras' URL
+    and md5 (a file `keras.applications.VGG16` fetched is reused). WeightsError when
+    it cannot be had (offline, wrong hash)."""
     filename, md5 = (
         (VGG16_TOP_FILENAME, VGG16_TOP_MD5)
         if include_top
@@ -111,8 +98,7 @@ def _layers_with_weights(path):
 
 def write_vgg16_h5(path, layers, **attributes):
     """Writes `{layer: [kernel (3, 3, in, out), bias (out,)]}` in the layout of Keras'
-    VGG-16 no-top file, which `load_vgg16_weights` reads by layer name; `attributes`
-    (str) are kept as root attributes (e.g. `source`). Returns the path."""
+    VGG-16 no-top file, `attributes` (str, e.g. `source`) at its root; returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as file:
@@ -131,21 +117,12 @@ def write_vgg16_h5(path, layers, **attributes):
 
 
 def load_vgg16_weights(model, path, layer_names=None):
-    """Loads a VGG-16 weights file into the layers of `model` that carry its names.
+    """Loads a VGG-16 `.h5` file into the layers of a built `model`; returns their names.
 
-    `Model.load_weights` reads the file by layer name for the Keras legacy layout
-    (Keras' ImageNet files, `model.save("x.h5")`, the converters' output), by structure
-    for a Keras 3 `.weights.h5` file (which loads only into a model built like the one
-    that saved it).
-
-    Args:
-        model: a built Keras model whose layers carry Keras' VGG-16 names.
-        path: str or path-like, the `.h5` file.
-        layer_names: the layers the file must hold; default: every layer of `model`
-            with weights. The heads pass `["block5_conv3"]`.
-
-    Returns:
-        The list of layer names loaded.
+    A Keras legacy-layout file (Keras' ImageNet files, `model.save("x.h5")`, the
+    converters' output) loads by layer name, a Keras 3 `.weights.h5` file by structure
+    (only into a model built like the one that saved it). `layer_names`: the layers the
+    file must hold (default: every layer of `model` with weights).
 
     Raises:
         WeightsError: the file is missing or not HDF5, lacks a layer, or its shapes
@@ -180,9 +157,8 @@ def load_vgg16_weights(model, path, layer_names=None):
 
 
 def resolve_weights(weights, width):
-    """`None`, `"imagenet"` or a path -> `None` or a checked local path (str).
-
-    `width`: the model's width; `"imagenet"` needs 1.0 (None: not checked)."""
+    """`None`, `"imagenet"` (needs `width` 1.0, or None: not checked) or a path ->
+    `None` or a checked local path (str)."""
     if weights is None:
         return None
     if isinstance(weights, str) and weights == "imagenet":
@@ -203,21 +179,14 @@ def resolve_weights(weights, width):
 
 
 def resolve_top_weights(top_weights, weights):
-    """Where the heads' conv5_3, fc6 and fc7 start from (`VGG16_HEAD_LAYERS`).
+    """`(file or None, where it came from or why there is none)`: where the heads'
+    conv5_3, fc6 and fc7 start from (`VGG16_HEAD_LAYERS`).
 
-    Args:
-        top_weights: `"auto"`: Keras' with-top ImageNet file when `weights` is
-            `"imagenet"`, the trunk's own file when it holds `fc1` and `fc2`, else
-            nothing; `"imagenet"`: Keras' with-top file; a path to a Keras VGG-16 file
-            with `fc1` / `fc2` (legacy layout); `None`: nothing.
-        weights: the trunk's `weights` argument (`None`, `"imagenet"` or a path).
-
-    Returns:
-        `(path or None, a sentence saying where it came from, or why there is none)`.
-
-    Raises:
-        WeightsError: the with-top ImageNet file cannot be had (offline), or a path is
-            not a weights file.
+    `top_weights`: `"auto"` (Keras' with-top ImageNet file when the trunk's `weights`
+    are `"imagenet"`, the trunk's own file when it holds `fc1` and `fc2`, else
+    nothing), `"imagenet"`, a path to a legacy-layout VGG-16 file with `fc1` / `fc2`,
+    or `None`. WeightsError when the ImageNet file cannot be had or a path is no
+    weights file.
     """
     if top_weights is None:
         return None, "none (cnn.top_weights=None)"
@@ -249,24 +218,14 @@ def weights_source(weights):
 
 
 def load_top_weights(head, path, source, initial):
-    """Starts a built head's conv5_3, fc6 and fc7 from a VGG-16 file's block5_conv3,
-    fc1 and fc2, each layer only where its shapes match.
+    """Starts a built head's conv5_3, fc6 and fc7 from the block5_conv3, fc1 and fc2
+    of `path` (from `resolve_top_weights` with its `source`; None: nothing loads),
+    each layer only where its shapes match: fc6 at 224x224 input with
+    `fc_units=4096`, fc7 with `fc_units=4096`, conv5_3 at width 1.
 
-    fc6 matches only at 224x224 input (7 x 7 x 512 inputs) with `fc_units=4096`, fc7
-    with `fc_units=4096`, conv5_3 at width 1; a layer that does not match keeps its
-    initial values. Each layer is loaded by `load_weights(by_name=True)` into a copy of
-    it named as in the file.
-
-    Args:
-        head: a built `ContextAwareHead` or `ActionAwareHead`.
-        path: the file (`resolve_top_weights`), or None (nothing is loaded).
-        source: where `path` came from (`resolve_top_weights`).
-        initial: `{head layer: what it holds now}` for the three layers, e.g.
-            `{"block5_conv3": "block5_conv3 of 'trunk.h5'", "fc6": "random", ...}`.
-
-    Returns:
-        `{head layer: what it holds after the call}`, e.g. `"fc1 of <source>"` or
-        `"random (fc1 of <source> does not fit fc6: ... shape (128, 8) ...)"`.
+    `initial`: `{head layer: what it holds now}`, e.g. `{"fc6": "random", ...}`.
+    Returns `{head layer: what it holds after}`, e.g. `"fc1 of <source>"` or
+    `"random (fc1 of <source> does not fit fc6: ... shape (128, 8) ...)"`.
     """
     if path is None:
         return dict(initial)
@@ -309,34 +268,24 @@ def vgg16_conv(name, filters):
 class VGG16Trunk(keras.Model):
     """VGG-16 from the input image up to conv5_2, shared by both streams (Fig. 3).
 
-    Keras' layer names are kept (`block1_conv1` ... `block4_pool`, `block5_conv1`,
-    `block5_conv2`) so ImageNet weights load by name. The paper keeps this part fixed
-    at its ImageNet values; set `trainable=False` to freeze it.
+    Keras' layer names (`block1_conv1` ... `block5_conv2`) let ImageNet weights load by
+    name. The paper keeps this part fixed: `trainable=False` freezes it.
 
     Args:
-        input_shape: `(height, width, 3)` of the preprocessed frames; height and width
-            divisible by 16.
+        input_shape: `(height, width, 3)`, height and width divisible by 16.
         width: float, every convolution has `max(1, round(filters * width))` filters
             (1.0 is VGG-16; small values give tiny test models).
-        weights: `None` (random), `"imagenet"` (Keras' no-top file, width 1.0 only), or
-            a path to an `.h5` file with these layer names and shapes
-            (`load_vgg16_weights`).
-        include_conv5_3: also `block5_conv3`, so the trunk ends at conv5_3 and the
-            heads (built with `conv5_3=False`) start after it. The paper fine-tunes a
-            conv5_3 in each head; freezing it lets a CPU cache it with the rest.
+        weights: `None` (random), `"imagenet"` (width 1.0 only), or a path to an `.h5`
+            file with these layer names and shapes (`load_vgg16_weights`).
+        include_conv5_3: end at `block5_conv3` instead, for heads built with
+            `conv5_3=False` (a frozen conv5_3 a CPU can cache with the rest).
 
-    Call arguments:
-        frames: `(batch, height, width, 3)` float32 frames preprocessed as Keras' VGG-16
-            expects ("caffe": BGR, ImageNet mean subtracted).
+    Call: `(batch, height, width, 3)` float32 frames preprocessed as Keras' VGG-16
+    expects ("caffe": BGR, mean subtracted) -> conv5_2 (or conv5_3) activations
+    `(batch, height / 16, width / 16, round(512 * width))`.
 
-    Returns:
-        conv5_2 (or conv5_3) activations `(batch, height / 16, width / 16,
-        round(512 * width))`.
-
-    Example:
-
-    >>> trunk = VGG16Trunk(input_shape=(224, 224, 3), weights="imagenet")
-    >>> trunk(frames).shape  # (batch, 14, 14, 512)
+    >>> VGG16Trunk(input_shape=(224, 224, 3), weights="imagenet")(frames).shape
+    (batch, 14, 14, 512)
     """
 
     def __init__(
