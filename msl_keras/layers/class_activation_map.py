@@ -37,8 +37,9 @@ class ClassActivationMap(keras.layers.Layer):
     def call(self, feature_maps, class_weights, classes=None, scores=None):
         if (classes is None) == (scores is None):
             raise ValueError(
-                "Pass exactly one of `classes` (batch,) and `scores` (batch, num_classes) "
-                f"to ClassActivationMap. Received: classes={classes}, scores={scores}"
+                "Pass exactly one of `classes` (batch,) and `scores` "
+                "(batch, num_classes) to ClassActivationMap. Received: "
+                f"classes={classes}, scores={scores}"
             )
         feature_maps = ops.convert_to_tensor(feature_maps, dtype=self.compute_dtype)
         class_weights = ops.cast(class_weights, feature_maps.dtype)

@@ -35,7 +35,8 @@ def temporal_average_pooling(probs, lengths=None, mask=None):
         )
     if lengths is not None and mask is not None:
         raise ValueError(
-            f"Pass `lengths` or `mask`, not both. Received: lengths={lengths}, mask={mask}"
+            "Pass `lengths` or `mask`, not both. "
+            f"Received: lengths={lengths}, mask={mask}"
         )
     probs = ops.convert_to_tensor(probs)
     if lengths is not None:

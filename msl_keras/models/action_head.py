@@ -1,4 +1,4 @@
-"""The action-aware sub-model: conv5_3 masked by a class activation map (paper Eqs. 2-3)."""
+"""The action-aware sub-model: conv5_3 masked by a class activation map (Eqs. 2-3)."""
 
 import warnings
 
@@ -9,6 +9,7 @@ from msl_keras.config import CAM_NORMALIZATIONS
 from msl_keras.layers.class_activation_map import ClassActivationMap
 from msl_keras.models import fast_ops
 from msl_keras.models.context_head import VGG16Head
+from msl_keras.models.vgg16_trunk import vgg16_conv
 
 CAM_CLASS_MODES = ("predicted", "top_k", "oracle")
 
@@ -100,8 +101,8 @@ class ActionAwareHead(VGG16Head):
             warnings.warn(
                 "ActionAwareHead(cam_class='oracle') builds the class activation map "
                 "from the TRUE label: on validation/test clips this leaks the answer "
-                "into the action-aware features (as the authors' code did). Use it only "
-                "to reproduce their numbers; use cam_class='predicted' otherwise.",
+                "into the action-aware features (as the authors' code did). Use it "
+                "only to reproduce their numbers; use cam_class='predicted' otherwise.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -112,9 +113,7 @@ class ActionAwareHead(VGG16Head):
         self.cam_class = cam_class
         self.top_k = int(top_k)
         self.cam_normalization = cam_normalization
-        self.cam_conv = keras.layers.Conv2D(
-            self.cam_filters, 3, padding="same", activation="relu", name="cam_conv"
-        )
+        self.cam_conv = vgg16_conv("cam_conv", self.cam_filters)
         self.cam_pool = keras.layers.GlobalAveragePooling2D(name="cam_pool")
         self.cam_classifier = fast_ops.Dense(self.num_classes, name="cam_classifier")
         self.cam_map = ClassActivationMap(

@@ -1,4 +1,4 @@
-"""The context-aware sub-model: VGG-16 from conv5_3 to the classifier (paper Sec. 3.2.1)."""
+"""The context-aware sub-model: VGG-16 from conv5_3 to the classifier (Sec. 3.2.1)."""
 
 import keras
 
@@ -98,7 +98,7 @@ class VGG16Head(keras.Model):
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class ContextAwareHead(VGG16Head):
-    """Context-aware stream: `block5_conv3 -> block5_pool -> fc6 -> fc7 -> fc8` (Fig. 3).
+    """Context-aware stream: `block5_conv3 -> block5_pool -> fc6 -> fc7 -> fc8`.
 
     VGG-16's top with its own conv5_3 and a `num_classes`-way softmax, trained with
     cross-entropy on single frames. Its fc7 is the context-aware feature fed to the
@@ -115,7 +115,8 @@ class ContextAwareHead(VGG16Head):
             that ends at conv5_3 (`VGG16Trunk(include_conv5_3=True)`).
         input_scale: a fixed factor on the input maps. Pretrained conv5 maps reach
             hundreds, which blows up randomly initialised fc6 / CAM layers;
-            `train_cnn` sets it to 1 / RMS of the training maps (`cnn.scale_head_inputs`).
+            `train_cnn` sets it to 1 / RMS of the training maps
+            (`cnn.scale_head_inputs`).
 
     Call: conv5_2 maps `(batch, h, w, round(512 * width))` -> probabilities
     `(batch, num_classes)`.

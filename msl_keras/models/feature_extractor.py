@@ -12,6 +12,7 @@ from msl_keras.models.vgg16_trunk import VGG16Trunk, resolve_weights
 
 # The outputs of `call` and `extract`.
 OUTPUTS = ("context", "action", "cam_scores", "context_probs", "action_probs")
+PARTS = ("trunk", "context_head", "action_head")
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -56,8 +57,8 @@ class TwoStreamFeatureExtractor(keras.Model):
         with AVX512-BF16 / AMX; the features differ from float32 by about 1% and the
         CAM's arg-max class can flip where two classes score within that margin
         (RESULTS.md). Use float32 to reproduce numbers exactly."""
-        for model in (self.trunk, self.context_head, self.action_head):
-            set_compute_dtype(model, compute_dtype)
+        for part in PARTS:
+            set_compute_dtype(getattr(self, part), compute_dtype)
         self.compute_dtype_name = compute_dtype
         self._extract_fns = {}  # traced for the previous dtype
 
@@ -79,10 +80,9 @@ class TwoStreamFeatureExtractor(keras.Model):
         if not self.trunk.built:
             self.trunk.build(input_shape)
         maps = self.trunk.compute_output_shape(input_shape)
-        if not self.context_head.built:
-            self.context_head.build(maps)
-        if not self.action_head.built:
-            self.action_head.build(maps)
+        for head in (self.context_head, self.action_head):
+            if not head.built:
+                head.build(maps)
         self.built = True
 
     def call(self, inputs, training=None):
@@ -111,7 +111,8 @@ class TwoStreamFeatureExtractor(keras.Model):
     def _extract_fn(self, with_labels, from_maps=False):
         """A tf.function with a fixed signature (any batch size): traced once."""
         # String keys: a SavedModel export walks this dict, and only saves str keys.
-        key = ("maps" if from_maps else "frames") + ("_and_labels" if with_labels else "")
+        key = "maps" if from_maps else "frames"
+        key += "_and_labels" if with_labels else ""
         if key not in self._extract_fns:
             shape = self.trunk.output_shape if from_maps else self.trunk.input_shape
             signature = [tf.TensorSpec((None,) + tuple(shape[1:]), tf.float32)]
@@ -170,19 +171,16 @@ class TwoStreamFeatureExtractor(keras.Model):
         return {k: np.concatenate([c[k].numpy() for c in chunks]) for k in chunks[0]}
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "trunk": keras.saving.serialize_keras_object(self.trunk),
-            "context_head": keras.saving.serialize_keras_object(self.context_head),
-            "action_head": keras.saving.serialize_keras_object(self.action_head),
-            "compute_dtype": self.compute_dtype_name,
-        }
+        config = super().get_config()
+        for part in PARTS:
+            config[part] = keras.saving.serialize_keras_object(getattr(self, part))
+        return {**config, "compute_dtype": self.compute_dtype_name}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("trunk", "context_head", "action_head"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for part in PARTS:
+            config[part] = keras.saving.deserialize_keras_object(config[part])
         return cls(**config)
 
 

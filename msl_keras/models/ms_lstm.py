@@ -132,18 +132,13 @@ class MultiStageLSTM(StagedLSTM):
     anticipation loss (Eq. 1) or a baseline (`msl_keras.losses`). The recurrence is
     causal: padded steps at the end of a clip never change valid steps' outputs.
 
-    Args:
-        num_classes: int, number of actions `N`.
-        units: int, hidden units of each LSTM (2048 in the paper).
-        dropout: float, dropout rate after each LSTM (0.5, the authors' code).
-        compute_dtype: `"float32"`, `"bfloat16"` or `"float16"`, the Keras policy of
-            every layer (`msl_keras.models.precision`).
+    `units`: hidden units of each LSTM (2048 in the paper); `dropout` after each (0.5,
+    the authors' code); `compute_dtype`: `"float32"`, `"bfloat16"` or `"float16"`
+    (`msl_keras.models.precision`).
 
     Call: `{"context": (batch, time, Dc), "action": (batch, time, Da)}`, an optional
     `(batch, time)` bool `mask` (True on valid steps) -> `{"stage1": (batch, time, N),
-    "stage2": (batch, time, N)}` probabilities.
-
-    Streaming, one frame at a time (the numbers of `call` on the whole sequence):
+    "stage2": (batch, time, N)}` probabilities. Streaming gives the same numbers:
 
     >>> states = model.initial_state(batch_size=1)
     >>> for context_t, action_t in frames:  # (1, Dc), (1, Da)
@@ -191,7 +186,7 @@ class MultiStageLSTM(StagedLSTM):
 
     @property
     def input_dims(self):
-        """`{stream: feature size}` of a built model, for each of `input_streams`."""
+        """`{stream: feature size}` of a built model."""
         return {
             "context": _kernel_rows(self, self.stage1_lstm),
             # stage 2 reads [stage-1 hidden (units), action]

@@ -121,7 +121,7 @@ class StreamingStep:
         )
 
     def run(self, frames):
-        """The step over `frames` from the zero carry: numpy outputs, one row per frame."""
+        """`step` over `frames` from the zero carry: numpy outputs, a row per frame."""
         carry, rows = self.initial_carry(), []
         for frame in frames:
             rows.append(self.step(frame, **carry))

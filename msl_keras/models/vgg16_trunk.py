@@ -27,7 +27,7 @@ HEAD_CONVOLUTION = "block5_conv3"
 
 
 def scaled_filters(filters, width):
-    """Filters of a layer at `width` times VGG-16's size: `max(1, round(filters * width))`."""
+    """Filters of a layer at `width` times VGG-16's size."""
     return max(1, round(filters * width))
 
 
@@ -98,7 +98,7 @@ def _layers_with_weights(path):
 
 def write_vgg16_h5(path, layers, **attributes):
     """Writes `{layer: [kernel (3, 3, in, out), bias (out,)]}` in the layout of Keras'
-    VGG-16 no-top file, `attributes` (str, e.g. `source`) at its root; returns `path`."""
+    VGG-16 no-top file, `attributes` (str, e.g. `source`) at its root; returns it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as file:
@@ -117,7 +117,7 @@ def write_vgg16_h5(path, layers, **attributes):
 
 
 def load_vgg16_weights(model, path, layer_names=None):
-    """Loads a VGG-16 `.h5` file into the layers of a built `model`; returns their names.
+    """Loads a VGG-16 `.h5` file into the layers of a built `model`; returns them.
 
     A Keras legacy-layout file (Keras' ImageNet files, `model.save("x.h5")`, the
     converters' output) loads by layer name, a Keras 3 `.weights.h5` file by structure
@@ -209,7 +209,7 @@ def resolve_top_weights(top_weights, weights):
 
 
 def weights_source(weights):
-    """A short text naming a `weights` argument: random, Keras' ImageNet file, a path."""
+    """A short text naming a `weights` argument (random, Keras' ImageNet, a path)."""
     if weights is None:
         return "random initialisation"
     if isinstance(weights, str) and weights == "imagenet":
@@ -273,12 +273,11 @@ class VGG16Trunk(keras.Model):
 
     Args:
         input_shape: `(height, width, 3)`, height and width divisible by 16.
-        width: float, every convolution has `max(1, round(filters * width))` filters
-            (1.0 is VGG-16; small values give tiny test models).
+        width: float, every convolution has `max(1, round(filters * width))` filters.
         weights: `None` (random), `"imagenet"` (width 1.0 only), or a path to an `.h5`
             file with these layer names and shapes (`load_vgg16_weights`).
-        include_conv5_3: end at `block5_conv3` instead, for heads built with
-            `conv5_3=False` (a frozen conv5_3 a CPU can cache with the rest).
+        include_conv5_3: end at `block5_conv3`, for heads built with `conv5_3=False`
+            (a frozen conv5_3 a CPU can cache with the rest).
 
     Call: `(batch, height, width, 3)` float32 frames preprocessed as Keras' VGG-16
     expects ("caffe": BGR, mean subtracted) -> conv5_2 (or conv5_3) activations
@@ -318,8 +317,8 @@ class VGG16Trunk(keras.Model):
                     break
                 x = vgg16_conv(conv_name, scaled_filters(filters, width))(x)
             if block < 5:
-                pool = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")
-                x = pool(x)
+                pool_name = f"block{block}_pool"
+                x = keras.layers.MaxPooling2D(2, strides=2, name=pool_name)(x)
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
 
         self.image_shape = input_shape
@@ -342,7 +341,3 @@ class VGG16Trunk(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
