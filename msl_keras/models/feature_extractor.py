@@ -162,8 +162,8 @@ class TwoStreamFeatureExtractor(keras.Model):
             }
         fn = self._extract_fn(oracle, from_maps)
         arrays = [frames, np.asarray(labels).astype(np.int32)] if oracle else [frames]
-        # Not `self.predict`: on 320 frames of a width-1/4 trunk (same run, medians of
-        # 9) it gave the same numbers but took 1.3x this loop's time, 2x with labels.
+        # Not `self.predict`: on 320 frames of a width-1/4 trunk (same runs) it gave the
+        # same numbers in 0.9-1.3x this loop's time, and 2-3x with oracle labels.
         chunks = [
             fn(*[tf.constant(a[start : start + batch_size]) for a in arrays])
             for start in range(0, len(frames), batch_size)
