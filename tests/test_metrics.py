@@ -8,7 +8,6 @@ import tensorflow as tf
 from msl_keras import metrics
 from msl_keras.errors import ConfigError
 from msl_keras.layers.temporal_average_pooling import (
-    StreamingAveragePooling,
     TemporalAveragePooling,
     temporal_average_pooling,
 )
@@ -52,18 +51,6 @@ def test_pooling_numpy_tensor_layer_and_streaming_agree():
     from_layer = TemporalAveragePooling()(probs, mask=mask)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(from_layer), want, rtol=1e-6)
 
-    for i, length in enumerate(lengths):
-        stream = StreamingAveragePooling()
-        for t in range(length):
-            np.testing.assert_allclose(stream.update(probs[i, t]), want[i, t], 1e-6)
-        assert stream.count == length
-
-    batched = StreamingAveragePooling()
-    for t in range(5):
-        np.testing.assert_allclose(
-            batched.update(probs[:, t]), reference_pooling(probs, [5] * 3)[:, t], 1e-6
-        )
-
 
 def test_pooling_layer_in_a_graph_keeps_the_mask(tmp_path):
     inputs = keras.Input((None, 4))
@@ -88,10 +75,6 @@ def test_pooling_errors():
         temporal_average_pooling(np.ones((3, 5, 4)), lengths=[1, 2])
     with pytest.raises(ValueError, match="probs.shape"):
         temporal_average_pooling(np.ones(4))
-    stream = StreamingAveragePooling()
-    stream.update(np.ones(4))
-    with pytest.raises(ValueError, match="reset"):
-        stream.update(np.ones(3))
 
 
 # --------------------------------------------------------------------------------------

@@ -84,27 +84,3 @@ class TemporalAveragePooling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-
-class StreamingAveragePooling:
-    """The pooling one step at a time: `update(p_t)` (`(classes,)` or
-    `(batch, classes)`) returns `pbar_t`, the value `temporal_average_pooling` gives at
-    step t of the whole sequence; `reset()` starts a new clip."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.running_sum = None
-        self.count = 0
-
-    def update(self, p_t):
-        p_t = np.asarray(p_t, dtype=np.float64)
-        if self.running_sum is not None and p_t.shape != self.running_sum.shape:
-            raise ValueError(
-                f"Expected probabilities of shape {self.running_sum.shape} as at the "
-                f"previous steps (call reset() for a new clip). Received: {p_t.shape}"
-            )
-        self.running_sum = p_t if self.running_sum is None else self.running_sum + p_t
-        self.count += 1
-        return self.running_sum / self.count
