@@ -65,13 +65,6 @@ def unit_rms(features):
     return (features / np.maximum(rms, 1e-12)).astype(np.float32)
 
 
-def ut_folds(root):
-    """`[(set, test sequence)]` of the 20 leave-one-sequence-out folds."""
-    from msl_keras.data.ut_interaction import ut_interaction_folds
-
-    return ut_interaction_folds(root)
-
-
 def imported_arrays(features, root, validation_fraction, seed, folds, selected=None):
     """The `import-features` arrays of the probe's features, one split per fold.
 
@@ -178,7 +171,9 @@ def main(argv=None):
 
     start = time.perf_counter()
     out_dir = common.experiment_dir(args, "lstm_on_probe_features")
-    every_fold = ut_folds(args.root)
+    from msl_keras.data.ut_interaction import ut_interaction_folds
+
+    every_fold = ut_interaction_folds(args.root)
     folds = [f for f in every_fold if not args.folds or f"set{f[0]}_seq{f[1]}" in args.folds]
     with np.load(args.features) as opened:
         features = {k: opened[k] for k in opened.files}

@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import lstm_on_probe_features as script  # noqa: E402
+from msl_keras.data.ut_interaction import ut_interaction_folds  # noqa: E402
 
 
 def test_unit_rms_scales_each_frame_alone():
@@ -43,7 +44,7 @@ def test_each_fold_is_a_split_with_table2s_roles(shared_data):
 
     root = shared_data / "ut_interaction"
     features = _probe_like(root)
-    folds = script.ut_folds(root)
+    folds = ut_interaction_folds(root)
     assert len(folds) == 20
     arrays = script.imported_arrays(features, root, 0.1, 0, folds, selected=[(2, 13)])
     assert [k for k in arrays if k.startswith("split")] == ["split13"]
@@ -76,7 +77,7 @@ def test_features_of_other_clips_are_refused(shared_data):
     features["clip_ids"] = features["clip_ids"].copy()
     features["clip_ids"][0] = "not_a_clip"
     with pytest.raises(ValueError, match="has no row in the features"):
-        script.imported_arrays(features, root, 0.1, 0, script.ut_folds(root))
+        script.imported_arrays(features, root, 0.1, 0, ut_interaction_folds(root))
 
 
 @pytest.mark.slow
