@@ -30,7 +30,7 @@ FRAME_SELECTIONS = ("first", "uniform")
 MODEL_SELECTIONS = ("holdout", "refit")
 CAM_CLASSES = ("predicted", "top_k", "oracle")
 CAM_NORMALIZATIONS = ("max", None)
-HEAD_SELECTIONS = ("val_loss", "val_accuracy")
+HEAD_SELECTIONS = ("val_loss", "val_accuracy", "last")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 LSTM_MODELS = ("ms_lstm", "context", "action")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -82,7 +82,7 @@ class CNNConfig:
     weight_decay: float = 0.0005
     weight_decay_mode: str = "l2"  # or "decoupled": msl_keras/weight_decay.py
     cam_normalization: Optional[str] = "max"  # or None (`=none`): ActionAwareHead
-    selection: str = "val_loss"  # or "val_accuracy": what picks each head's epoch
+    selection: str = "val_loss"  # or "val_accuracy", "last": picks each head's epoch
     dropout: float = 0.5
     store_dtype: str = "float16"  # the feature store's precision
     compute_dtype: str = "float32"  # of the trunk and heads; weights stay float32

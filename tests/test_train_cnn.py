@@ -425,10 +425,11 @@ def test_frozen_conv5_3_and_scaled_head_inputs(setup, tmp_path):
     assert extractor.extract(preprocess_frames(frames, (32, 32)))["context"].shape == (2, 8)
 
 
-@pytest.mark.parametrize("selection", ["val_loss", "val_accuracy"])
+@pytest.mark.parametrize("selection", ["val_loss", "val_accuracy", "last"])
 def test_each_head_keeps_the_epoch_its_selection_picks(setup, tmp_path, selection):
     """cnn.selection: the kept epoch is the first best one of the history CSV, by the
-    lowest val_loss or by the highest accuracy of the head's own classifier."""
+    lowest val_loss or by the highest accuracy of the head's own classifier; "last"
+    keeps the last epoch, its validation still scored."""
     config, index = setup
     config = apply_overrides(
         config,
@@ -441,9 +442,12 @@ def test_each_head_keeps_the_epoch_its_selection_picks(setup, tmp_path, selectio
             rows = list(csv.DictReader(handle))
         if selection == "val_loss":
             values = [-float(row["val_loss"]) for row in rows]
-        else:
+        elif selection == "val_accuracy":
             values = [float(row[accuracy]) for row in rows]
+        else:
+            values = list(range(len(rows)))
         best = 1 + values.index(max(values))
+        assert len(rows) == 4
         assert result[name]["best_epoch"] == best
         assert result[name][accuracy] == pytest.approx(float(rows[best - 1][accuracy]))
 

@@ -7,8 +7,9 @@ per frame and view into `<run>/trunk_cache/` (`data.trunk_cache`), from which bo
 heads, every epoch and every fold sharing the clips train: `cnn.frames_per_clip` frames
 of each training clip in `cnn.augment_views` views (fixed draws instead of on-line
 augmentation), the same frames of the validation clips unaugmented. Each head keeps its
-epoch of the best validation score (`cnn.selection`); "refit" then trains both again
-from the same seed on the training AND validation clips for that many epochs. The test
+epoch of the best validation score (`cnn.selection`; "last" keeps its last epoch and
+only scores validation); "refit" then trains both again from the same seed on the
+training AND validation clips for that many epochs. The test
 clips are never read. conv5_3, fc6 and fc7 start from a with-top VGG-16 file where the
 shapes match (`cnn.top_weights`): the paper fine-tunes "from conv5-3 up to the last
 fully-connected layer". Written to `<run>/<fold>/cnn/`: `context_head.keras`,
@@ -112,14 +113,16 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
 
 
 def _fit(model, train, validation, epochs, history_path, verbose, monitor="val_loss"):
-    """Fits `epochs` epochs; with `validation`, restores the epoch that `monitor` picks
-    (the lowest "val_loss" or the highest accuracy; the first of a tie).
+    """Fits `epochs` epochs; with `validation` and a `monitor`, restores the epoch it
+    picks (the lowest "val_loss" or the highest accuracy; the first of a tie). With
+    `monitor=None` the last epoch is kept and `validation` is only scored.
 
     Returns:
         `{"best_epoch": the epoch kept, counted from 1, **its logged values}`.
     """
     callbacks = [EpochCSVLogger(str(history_path))]
-    if validation is not None:
+    select = validation is not None and monitor is not None
+    if select:
         mode = "min" if monitor == "val_loss" else "max"
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=epochs + 1, restore_best_weights=True
@@ -129,7 +132,7 @@ def _fit(model, train, validation, epochs, history_path, verbose, monitor="val_l
         verbose=verbose,
     ).history  # fmt: skip
     epoch = len(logs["loss"]) - 1
-    if validation is not None:
+    if select:
         epoch = int(callbacks[-1].best_epoch)
     return {"best_epoch": epoch + 1, **{k: float(v[epoch]) for k, v in logs.items()}}
 
@@ -256,14 +259,16 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
                 validation = None
                 if epochs is None and len(val_rows):
                     validation = dataset(val_rows, val_labels, name, shuffle=False)
-                accuracy = (
-                    "val_accuracy" if name == "context" else "val_action_accuracy"
+                accuracy = "val_action_accuracy" if name == "action" else "val_accuracy"
+                # "last" keeps the last epoch: no monitor, validation only scored.
+                monitor = {"val_loss": "val_loss", "val_accuracy": accuracy}.get(
+                    cnn.selection
                 )
                 results[name] = _fit(
                     model, dataset(rows, labels, name, shuffle=True), validation,
                     epochs[name] if epochs else int(cnn.epochs),
                     cnn_dir / f"history_{name}{suffix}.csv", verbose,
-                    monitor="val_loss" if cnn.selection == "val_loss" else accuracy,
+                    monitor=monitor,
                 )  # fmt: skip
             return results
 
