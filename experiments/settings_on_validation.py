@@ -11,7 +11,8 @@ scale's config and `--set`) and each of `--folds`, trains the two heads (`train_
 extracts the features and trains our MS-LSTM (`train_lstm`), and prints what validation
 says: the heads' per-frame accuracy on training and validation frames at their kept
 epoch, and the LSTM's best mean validation anticipation accuracy and epoch. `evaluate`
-is never called, so no test clip is read by a model. The variants of one trunk share
+is never called, so no test clip is read by a model, and `data.model_selection=refit`
+is refused (its heads train on the validation clips). The variants of one trunk share
 one trunk cache (`<output-dir>/runs/shared_trunk_cache/`) when their trunk settings
 agree, so only the first pays for the trunk.
 
@@ -79,11 +80,25 @@ def main(argv=None):
 
     args = common.parse_args(__doc__, "ut_interaction", argv, extra=_extra)
     base = apply_overrides(common.scale_config(args), common.METHODS["ours"][1])
+    variants = {
+        name: apply_overrides(base, dict(parse_override(o) for o in overrides))
+        for name, *overrides in args.variant
+    }
+    refit = [name for name, c in variants.items() if c.data.model_selection == "refit"]
+    if refit:
+        # Refit heads train on the validation clips, whose features the LSTM is then
+        # scored on: such a score says how well the clips were learnt, not how well
+        # the setting generalises (RESULTS.md, "Heads: epochs and training frames").
+        raise SystemExit(
+            f"settings_on_validation: variant(s) {', '.join(refit)} use "
+            "data.model_selection=refit, whose heads train on the validation clips. "
+            "Pass --set data.model_selection=holdout: validation scores need heads and "
+            "an LSTM that never trained on them."
+        )
     index = common.prepare_index(base, not args.quiet)
     shared = Path(args.output_dir) / "runs" / "shared_trunk_cache"
     scores = {}
-    for name, *overrides in args.variant:
-        config = apply_overrides(base, dict(parse_override(o) for o in overrides))
+    for name, config in variants.items():
         run = RunDirectory.create(config)
         settings = cache_settings(config, weights_fingerprint(build_trunk(config, run)))
         folder = shared / cache_fingerprint(settings)

@@ -178,6 +178,17 @@ def test_settings_on_validation_reads_no_test_clip(workspace, tmp_path, monkeypa
     assert len(shared) == 1 and len(list(shared[0].iterdir())) == 1
 
 
+def test_settings_on_validation_refuses_refit_heads(workspace, tmp_path):
+    """Refit heads train on the validation clips: their validation scores would be
+    scores on training clips, so the sweep stops before training anything."""
+    script = _import("settings_on_validation")
+    argv = _argv({**workspace, "out": str(tmp_path)}, "--folds", "split1",
+                 "--variant", "a", "data.model_selection=refit")
+    with pytest.raises(SystemExit, match="model_selection=holdout"):
+        script.main(argv)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_probe_classifier_reaches_the_minimum():
     """`fit_softmax` returns the minimiser: the objective's gradient vanishes there."""
     probe = _import("probe_frozen_trunk")
