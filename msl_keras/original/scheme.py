@@ -1,23 +1,11 @@
 """The authors' per-frame feature extraction, reimplemented for the speed benchmark.
 
-What their code did for every frame of every clip (docs/original-code.md):
-
-1. decode one frame, resize it and subtract the mean on the host (batch of 1);
-2. run the context-aware model, a FULL VGG-16 (conv1_1 .. fc8), and keep fc7;
-3. run the action-aware model, a SECOND full VGG-16 conv stack with its own weights
-   plus the CAM convolution (1024 filters), global average pool and classifier, and
-   fetch conv5_3, the CAM maps and the class scores to the host;
-4. build the class activation map with a Python loop over the 1,024 CAM channels,
-   `cam += w[l, k] * f[:, :, l]`, in numpy;
-5. mask conv5_3 with ReLU(cam) in numpy and run the action model's pool5 -> fc6 -> fc7
-   on it (a third model call), keep fc7.
-
-Two differences, both in the original's favour: the CAM's class k is the model's own
-prediction (theirs used the true label, a leak, not a speed matter) and every model
-call is `predict_on_batch` (theirs called `predict`, whose per-call overhead in Keras 3
-is larger still). The defects that only change numbers (zero-padded 14x14 average pool,
-swapped `cap.read()`) are not reproduced. `OriginalExtractor.from_extractor(ours)`
-copies our `TwoStreamFeatureExtractor`'s weights, so only the scheme differs.
+Per frame, as their code did: host-side OpenCV preprocessing (batch of 1), a full
+VGG-16 for the context fc7, a second VGG-16 conv stack with the CAM branch, the class
+activation map as a Python loop over the CAM channels, and the masked conv5_3 through
+a third model for the action fc7. In its favour: the CAM's class is the model's own
+prediction (theirs: the true label) and every call is `predict_on_batch` (theirs:
+`predict`, slower still). Defects that only change numbers are not reproduced.
 """
 
 import cv2
@@ -25,7 +13,7 @@ import keras
 import numpy as np
 
 from msl_keras.data.preprocessing import IMAGENET_MEAN_BGR
-from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, scaled_filters
+from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, scaled_filters, vgg16_conv
 
 FC = ("block5_conv3", "fc6", "fc7", "fc8")  # what a head copies into a model's top
 
@@ -34,13 +22,9 @@ def _conv_stack(x, width):
     """VGG-16 conv1_1 .. conv5_3 (no pool5), Keras' layer names."""
     for block, convs, filters in VGG16_BLOCKS:
         for conv in range(1, convs + 1):
-            x = keras.layers.Conv2D(
-                scaled_filters(filters, width),
-                3,
-                padding="same",
-                activation="relu",
-                name=f"block{block}_conv{conv}",
-            )(x)
+            x = vgg16_conv(f"block{block}_conv{conv}", scaled_filters(filters, width))(
+                x
+            )
         if block < 5:
             x = keras.layers.MaxPooling2D(2, 2, name=f"block{block}_pool")(x)
     return x
@@ -57,15 +41,8 @@ def _fc_top(x, fc_units, num_classes):
 
 
 class OriginalExtractor:
-    """Per-frame, two-model feature extraction as the authors' code did it.
-
-    Args:
-        image: input side (224).
-        width: VGG-16 width factor.
-        fc_units: fc6/fc7 units of both models.
-        cam_filters: filters of the CAM convolution (1024).
-        num_classes: N.
-
+    """Per-frame, two-model feature extraction as the authors' code did it (frames of
+    side `image`, VGG-16 `width`, `fc_units` in fc6/fc7, `cam_filters` in the CAM conv):
     `extract(frames uint8 (n, H, W, 3))` -> `{"context": (n, fc), "action": (n, fc)}`.
     """
 
@@ -82,9 +59,7 @@ class OriginalExtractor:
         # The action-aware model: a second whole conv stack + the CAM branch.
         inputs = keras.Input(shape)
         conv5_3 = _conv_stack(inputs, width)
-        cam_maps = keras.layers.Conv2D(
-            cam_filters, 3, padding="same", activation="relu", name="cam_conv"
-        )(conv5_3)
+        cam_maps = vgg16_conv("cam_conv", cam_filters)(conv5_3)
         pooled = keras.layers.GlobalAveragePooling2D(name="cam_pool")(cam_maps)
         scores = keras.layers.Dense(num_classes, name="cam_classifier")(pooled)
         self.action_conv_model = keras.Model(
@@ -98,23 +73,14 @@ class OriginalExtractor:
 
     @classmethod
     def from_extractor(cls, extractor):
-        """The original scheme holding the weights of a `TwoStreamFeatureExtractor`:
-        the trunk's weights go into both conv stacks, each head's conv5_3, fc6-fc8 (and
-        the CAM branch) into its model."""
-        head_a, head_c = extractor.action_head, extractor.context_head
-        original = cls(
-            extractor.trunk.image_shape[0],
-            extractor.trunk.width,
-            head_c.fc_units,
-            head_a.cam_filters,
-            head_c.num_classes,
-        )
-        copies = [
-            (layer, model)
-            for layer in extractor.trunk.layers
-            if layer.weights
-            for model in (original.context_model, original.action_conv_model)
-        ]
+        """The original scheme holding the weights of a `TwoStreamFeatureExtractor`
+        (the trunk's in both conv stacks)."""
+        trunk, head_c = extractor.trunk, extractor.context_head
+        head_a = extractor.action_head
+        sizes = (trunk.image_shape[0], trunk.width, head_c.fc_units, head_a.cam_filters)
+        original = cls(*sizes, head_c.num_classes)
+        stacks = (original.context_model, original.action_conv_model)
+        copies = [(layer, m) for layer in trunk.layers if layer.weights for m in stacks]
         copies += [(getattr(head_c, name), original.context_model) for name in FC]
         copies += [
             (getattr(head_a, name), original.action_conv_model)
