@@ -1,42 +1,15 @@
-"""Per-frame features made elsewhere (VGG-16 fc6/fc7, I3D, CLIP, ...): the "imported" dataset.
+"""Per-frame features made elsewhere (VGG-16 fc6/fc7, I3D, CLIP, ...): "imported" data.
 
-A `FeatureSource` reads them and `msl_keras.pipeline.feature_import` writes them into
-the run directory's `FeatureStore`, so that `train_lstm` and `evaluate` run on them with
-the input's own split and the config's validation scheme (`data.validation_fraction`,
-by group). One or two streams, `context` and/or `action` (a single-stream store serves
-`lstm.model=context` or `action`). README.md ("Bring your own features") describes
-each field; in short, one `.npz` (`numpy.savez`) or `.h5` file of arrays, one row per
-clip:
-
-```
-context, action   (clips, T, D) float   one or both; steps past a clip's length ignored
-labels            (clips,) int          class index in [0, N)
-split1, split2... (clips,) str          "train", "validation", "test" or "" (not in it)
-optional: lengths (clips,), clip_ids (clips,), groups (clips,), frame_indices
-          (clips, T), num_frames (clips,), class_names (N,)
-```
-
-or a folder:
-
-```
-clips.csv                   header: clip_id,label[,group][,num_frames][,split1,...]
-classes.txt                 optional: one class name per line (line i names label i)
-context/<clip_id>.npy       (n, Dc) float  } one or both stream folders; n may differ
-action/<clip_id>.npy        (n, Da) float  } between clips (no padding)
-frame_indices/<clip_id>.npy optional: (n,) int
-```
-
-Defaults: lengths T, clip ids "clip_00000", ..., one group per clip, frame indices
-0..n-1, num_frames the last frame index + 1, class names "class_0", ... A clip with
-more rows than `T = data.num_steps` contributes the rows `select_frames` picks, as
-extraction picks frames of a video. Bad input (ragged arrays, a missing `labels`, NaN,
-a label out of range, an unknown role in a split) raises `DatasetError` naming the file
-and what to change.
-
-Example:
-
->>> source = FeatureSource.open("my_features.npz")
->>> records = imported_records(source, split=1, validation_fraction=0.1, seed=0)
+A `FeatureSource` reads one input for `msl_keras.pipeline.feature_import`: a `.npz`
+(`numpy.savez`) or `.h5` file with one row per clip of `context` and/or `action`
+`(clips, T, D)` float, `labels` `(clips,)` int and `split1`, `split2`, ... `(clips,)`
+roles ("train", "validation", "test" or "": not in it), optionally `lengths`,
+`clip_ids`, `groups`, `frame_indices` `(clips, T)`, `num_frames`, `class_names`; or a
+folder of `clips.csv` (header `clip_id,label[,group][,num_frames][,split1,...]`),
+optional `classes.txt` (line i names label i), `context/<clip_id>.npy` and/or
+`action/<clip_id>.npy` `(n, D)` (n free per clip) and optional
+`frame_indices/<clip_id>.npy` `(n,)`. README.md ("Bring your own features") describes
+each field and its default.
 """
 
 import collections
@@ -58,26 +31,16 @@ CLIPS_CSV = "clips.csv"
 CLASSES_TXT = "classes.txt"
 FRAME_INDICES = "frame_indices"
 _SPLIT_NAME = re.compile(r"^split(\d+)$")
-_FORMAT_HINT = (
-    "See the 'Bring your own features' section of the README (or the docstring of "
-    "msl_keras.data.imported) for the layout."
-)
+_FORMAT_HINT = "See the 'Bring your own features' section of the README for the layout."
 
 
 class FeatureSource:
     """The clips of one input (a `.npz`, an `.h5`, or a folder of per-clip `.npy`).
 
-    `FeatureSource.open(path)` reads and checks the clip table only (ids, labels,
-    groups, splits, class names); features are read clip by clip with `clip(i)`.
-
-    Attributes:
-        path: the input file or folder.
-        clip_ids: list of clip ids, in input order.
-        labels: `(clips,)` int64 class indices.
-        groups: list of group names.
-        splits: `{"split1": [role per clip], ...}`, roles as in `SPLIT_ROLES`.
-        class_names: the N class names.
-        streams: the streams the input holds, `("context", "action")` or one of them.
+    `open(path)` reads and checks the clip table (`labels` `(clips,)` int64, `splits`
+    `{"split1": [role of each clip], ...}`, `streams` it holds, ...). A subclass reads
+    the features: `dims()` -> `{stream: D}` (every clip checked), `clip(row)` ->
+    `{stream: (n, D), "frame_indices": (n,) int, "num_frames": int}` (checked).
     """
 
     def __init__(self, path, clip_ids, labels, groups, splits, class_names, streams):
@@ -95,29 +58,16 @@ class FeatureSource:
         path = Path(path)
         if path.is_dir():
             return _NpyFolder(path)
-        if not path.exists():
+        if not path.exists() or path.suffix.lower() not in FILE_SUFFIXES:
+            found = "is not a .npz or .h5 file" if path.exists() else "does not exist"
             raise DatasetError(
-                f"No features at '{path}'. Point data.root (--root) at a .npz or .h5 "
-                f"file or at a folder holding {CLIPS_CSV}. {_FORMAT_HINT}"
-            )
-        if path.suffix.lower() not in FILE_SUFFIXES:
-            raise DatasetError(
-                f"'{path}' is not a feature input: use a .npz (numpy.savez) or .h5 file, "
-                f"or a folder of per-clip .npy files with {CLIPS_CSV}. {_FORMAT_HINT}"
+                f"No features at '{path}': it {found}. Point data.root (--root) at a "
+                f".npz or .h5 file or at a folder holding {CLIPS_CSV}. {_FORMAT_HINT}"
             )
         return _ArrayFile(path)
 
     def __len__(self):
         return len(self.clip_ids)
-
-    def dims(self):
-        """`{stream: D}` of the input's streams (checks every clip agrees)."""
-        raise NotImplementedError
-
-    def clip(self, row):
-        """Clip `row`'s features: `{stream: (n, D) array, "frame_indices": (n,) int,
-        "num_frames": int}`, checked (finite values, frame indices in range)."""
-        raise NotImplementedError
 
     def record_path(self, row):
         """What a `ClipRecord.path` of clip `row` names (the file holding it)."""
@@ -147,36 +97,24 @@ class FeatureSource:
 
     def _check_table(self, where):
         """Checks the clip table read by a subclass; `where` names its file."""
-        ids = self.clip_ids
+        ids, labels = self.clip_ids, self.labels
         if not ids:
             raise DatasetError(f"{where} holds no clip.")
-        empty = [i for i, c in enumerate(ids) if not c or "/" in c]
-        if empty:
+        counts = collections.Counter(ids)
+        bad = [repr(c) for c in counts if not c or "/" in c or counts[c] > 1]
+        if bad:
             raise DatasetError(
-                f"{where}: clip ids must be non-empty and hold no '/'. Received rows "
-                f"{listing(empty)} ({listing(repr(ids[i]) for i in empty)})."
-            )
-        repeated = [clip_id for clip_id, n in collections.Counter(ids).items() if n > 1]
-        if repeated:
-            raise DatasetError(
-                f"{where}: clip ids must be unique; repeated: {listing(repeated)}."
-            )
-        labels = self.labels
-        if labels.size and labels.min() < 0:
-            bad = np.flatnonzero(labels < 0)
-            raise DatasetError(
-                f"{where}: labels are class indices >= 0. Received "
-                f"{listing(f'{ids[i]}={labels[i]}' for i in bad)}."
+                f"{where}: clip ids must be unique, non-empty and hold no '/'. "
+                f"Received {listing(bad)}."
             )
         if self.class_names is None:
             self.class_names = [f"class_{i}" for i in range(int(labels.max()) + 1)]
-        elif labels.size and labels.max() >= len(self.class_names):
-            bad = np.flatnonzero(labels >= len(self.class_names))
+        n = len(self.class_names)
+        bad = np.flatnonzero((labels < 0) | (labels >= n))
+        if bad.size:
             raise DatasetError(
-                f"{where}: labels must lie in [0, {len(self.class_names)}), the "
-                f"{len(self.class_names)} class names given. Received "
-                f"{listing(f'{ids[i]}={labels[i]}' for i in bad)}. Fix the labels or "
-                "list every class name."
+                f"{where}: labels must lie in [0, {n}), one per class name (list "
+                f"them all). Received {listing(f'{ids[i]}={labels[i]}' for i in bad)}."
             )
         for name, roles in self.splits.items():
             unknown = sorted({r for r in roles if r not in SPLIT_ROLES})
@@ -215,12 +153,13 @@ def _integers(array, where, what):
 
 def _check_features(features, where, clip_id):
     for stream, array in features.items():
+        if array.dtype.kind not in "fiu":
+            raise DatasetError(f"{where}: '{stream}' is {array.dtype}, not numeric.")
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             raise DatasetError(
                 f"{where}: clip '{clip_id}' has NaN or inf {stream} features at steps "
-                f"{listing(np.flatnonzero(~finite).tolist())}. Re-extract that clip, or "
-                "leave it out of the input."
+                f"{listing(np.flatnonzero(~finite).tolist())}. Re-extract or drop it."
             )
 
 
@@ -244,8 +183,14 @@ def _frames(indices, num_frames, n, where, clip_id):
     return indices, int(num_frames)
 
 
+def _split_columns(names):
+    """The `split<k>` names among `names`, in the order of k."""
+    splits = [name for name in names if _SPLIT_NAME.match(name)]
+    return sorted(splits, key=lambda name: (int(_SPLIT_NAME.match(name)[1]), name))
+
+
 class _ArrayFile(FeatureSource):
-    """A `.npz` or `.h5` file of `(clips, T, D)` arrays (layout in the module docstring)."""
+    """A `.npz` or `.h5` file of `(clips, T, D)` arrays (module docstring)."""
 
     def __init__(self, path):
         self.path = path
@@ -253,74 +198,56 @@ class _ArrayFile(FeatureSource):
         try:
             if path.suffix.lower() == ".npz":
                 self._handle = np.load(path, allow_pickle=False)
-                keys = list(self._handle.files)
+                self._keys = list(self._handle.files)
             else:
                 self._handle = h5py.File(path, "r")
-                keys = list(self._handle.keys())
+                self._keys = list(self._handle.keys())
         except (OSError, ValueError) as error:
             raise DatasetError(
-                f"Cannot read '{path}': {error}. Write it with numpy.savez (.npz) or "
-                "h5py (.h5)."
+                f"Cannot read '{path}': {error}. Write it with numpy.savez or h5py."
             ) from None
-        self._keys = keys
         where = f"'{path}'"
-        streams = tuple(s for s in STREAMS if s in keys)
+        streams = tuple(s for s in STREAMS if s in self._keys)
         if not streams:
             raise DatasetError(
-                f"{where} holds no 'context' or 'action' array (its arrays: "
-                f"{listing(keys)}). Name the (clips, T, D) features 'context' and/or "
-                f"'action'. {_FORMAT_HINT}"
+                f"{where} holds no (clips, T, D) 'context' or 'action' array (its "
+                f"arrays: {listing(self._keys)}). {_FORMAT_HINT}"
             )
-        if "labels" not in keys:
+        if "labels" not in self._keys:
             raise DatasetError(
-                f"{where} has no 'labels' array: add labels, (clips,) integer class "
-                "indices in the order of the feature rows."
+                f"{where} has no 'labels' array of (clips,) integer class indices."
             )
         shapes = {s: self._shape(s) for s in streams}
         for stream, shape in shapes.items():
             if len(shape) != 3:
                 raise DatasetError(
-                    f"{where}: '{stream}' must be (clips, T, D), padded to the longest "
-                    f"clip with 'lengths' giving each clip's rows. Received shape {shape}. "
-                    "Clips of different lengths can also go in a folder of per-clip .npy "
-                    "files."
+                    f"{where}: '{stream}' must be (clips, T, D), with 'lengths' giving "
+                    f"each clip's rows (or a folder). Received shape {shape}."
                 )
-        clips, steps = shapes[streams[0]][:2]
         if len({shape[:2] for shape in shapes.values()}) != 1:
             raise DatasetError(
                 f"{where}: 'context' is {shapes['context']} but 'action' is "
                 f"{shapes['action']}; both streams need the same (clips, T)."
             )
-        labels = self._array("labels")
-        if labels.ndim != 1 or labels.shape[0] != clips:
-            raise DatasetError(
-                f"{where}: 'labels' must be ({clips},), one class index per clip. "
-                f"Received shape {labels.shape}."
-            )
-        labels = _integers(labels, where, "labels")
-        lengths = self._optional("lengths", (clips,))
-        if lengths is None:
-            lengths = np.full((clips,), steps, dtype=np.int64)
-        lengths = _integers(lengths, where, "lengths")
-        if clips and (lengths.min() < 1 or lengths.max() > steps):
+        clips, steps = shapes[streams[0]][:2]
+        labels = _integers(self._optional("labels", (clips,)), where, "labels")
+        lengths = self._optional("lengths", (clips,), np.full(clips, steps))
+        self._lengths = _integers(lengths, where, "lengths")
+        if clips and (self._lengths.min() < 1 or self._lengths.max() > steps):
             raise DatasetError(
                 f"{where}: 'lengths' must lie in [1, T={steps}]. Received min "
-                f"{lengths.min()}, max {lengths.max()}."
+                f"{self._lengths.min()}, max {self._lengths.max()}."
             )
-        self._lengths = lengths
         self._frame_indices = self._optional("frame_indices", (clips, steps))
-        num_frames = self._optional("num_frames", (clips,))
-        if num_frames is not None:
-            num_frames = _integers(num_frames, where, "num_frames")
-        self._num_frames = num_frames
-        ids = self._optional("clip_ids", (clips,))
-        ids = [f"clip_{i:05d}" for i in range(clips)] if ids is None else _as_strings(ids)
-        groups = self._optional("groups", (clips,))
-        groups = list(ids) if groups is None else _as_strings(groups)
+        self._num_frames = self._optional("num_frames", (clips,))
+        if self._num_frames is not None:
+            self._num_frames = _integers(self._num_frames, where, "num_frames")
+        default_ids = [f"clip_{i:05d}" for i in range(clips)]
+        ids = _as_strings(self._optional("clip_ids", (clips,), default_ids))
+        groups = _as_strings(self._optional("groups", (clips,), ids))
         splits = {
             key: _as_strings(self._optional(key, (clips,)))
-            for key in sorted(keys, key=_split_number)
-            if _SPLIT_NAME.match(key)
+            for key in _split_columns(self._keys)
         }
         names = self._optional("class_names", None)
         names = None if names is None else _as_strings(names)
@@ -352,21 +279,20 @@ class _ArrayFile(FeatureSource):
                 value = value[()] if isinstance(value, h5py.Dataset) else value
             except ValueError as error:  # object arrays, e.g. a ragged list
                 raise DatasetError(
-                    f"'{self.path}': array '{key}' cannot be read ({error}). Arrays of "
-                    "Python objects (such as a list of clips of different lengths) are "
-                    "not accepted: pad them into one (clips, T, D) array with 'lengths', "
-                    "or write one .npy per clip into a folder."
+                    f"'{self.path}': array '{key}' cannot be read ({error}). Pad clips "
+                    "of different lengths into one (clips, T, D) array with "
+                    "'lengths', or write one .npy per clip into a folder."
                 ) from None
             self._cache[key] = np.asarray(value)
         return self._cache[key]
 
-    def _optional(self, key, shape):
+    def _optional(self, key, shape, default=None):
         if key not in self._keys:
-            return None
+            return default
         array = self._array(key)
         if shape is not None and array.shape != shape:
             raise DatasetError(
-                f"'{self.path}': '{key}' must have shape {shape}. Received {array.shape}."
+                f"'{self.path}': '{key}' must be {shape}. Received {array.shape}."
             )
         return array
 
@@ -374,22 +300,15 @@ class _ArrayFile(FeatureSource):
         return {s: int(self._shape(s)[2]) for s in self.streams}
 
     def clip(self, row):
-        n = int(self._lengths[row])
-        clip_id = self.clip_ids[row]
-        where = f"'{self.path}'"
+        n, where = int(self._lengths[row]), f"'{self.path}'"
         if isinstance(self._handle, h5py.File):
             features = {s: np.asarray(self._handle[s][row, :n]) for s in self.streams}
         else:
             features = {s: self._array(s)[row, :n] for s in self.streams}
-        for stream, array in features.items():
-            if array.dtype.kind not in "fiu":
-                raise DatasetError(
-                    f"{where}: '{stream}' must hold numbers. Received dtype {array.dtype}."
-                )
-        _check_features(features, where, clip_id)
+        _check_features(features, where, self.clip_ids[row])
         indices = None if self._frame_indices is None else self._frame_indices[row, :n]
         num_frames = None if self._num_frames is None else int(self._num_frames[row])
-        indices, num_frames = _frames(indices, num_frames, n, where, clip_id)
+        indices, num_frames = _frames(indices, num_frames, n, where, self.clip_ids[row])
         return {**features, "frame_indices": indices, "num_frames": num_frames}
 
     def close(self):
@@ -398,17 +317,9 @@ class _ArrayFile(FeatureSource):
 
 
 class NpyClips(FeatureSource):
-    """Clips held as one `(n, D)` `.npy` file per clip and stream.
-
-    Built by `_NpyFolder` (the folder layout of the module docstring) and by
-    `msl_keras.original.features.OriginalFeatureSource` (the original code's layout).
-
-    Args:
-        files: `{stream: [the file of each clip, in clip_ids order]}`.
-        num_frames: a list of each clip's frame count (None: the default) or None.
-        frames_dir: a folder of optional `<clip_id>.npy` frame indices, or None.
-        Others: as `FeatureSource`.
-    """
+    """Clips held as one `(n, D)` `.npy` file per clip and stream (`files`: `{stream:
+    [file of each clip]}`), with optional frame counts (`num_frames`: one per clip,
+    None for the default) and `<clip_id>.npy` frame indices in `frames_dir`."""
 
     def __init__(
         self, path, files, clip_ids, labels, groups, splits, class_names,
@@ -422,11 +333,9 @@ class NpyClips(FeatureSource):
         self._frames_dir = frames_dir
 
     def _frames_file(self, row):
-        if self._frames_dir is not None:
-            file = self._frames_dir / f"{self.clip_ids[row]}.npy"
-            if file.is_file():
-                return file
-        return None
+        """The clip's frame-indices file, or None."""
+        file = self._frames_dir and self._frames_dir / f"{self.clip_ids[row]}.npy"
+        return file if file and file.is_file() else None
 
     def record_path(self, row):
         return str(self._paths[self.streams[0]][row])
@@ -438,17 +347,17 @@ class NpyClips(FeatureSource):
 
     def shapes(self):
         """`({stream: D}, [n of each clip])`, checking every file (headers only)."""
-        found = {s: {} for s in self.streams}
+        found = {s: {} for s in self.streams}  # stream -> {D: first file with it}
         lengths = []
         for row in range(len(self)):
             rows = {}
             for stream in self.streams:
                 file = self._paths[stream][row]
-                array = load_npy(file, mmap=True)
-                if array.ndim != 2 or array.dtype.kind not in "fiu" or not array.shape[0]:
+                array = load_npy(file, mmap=True)  # reads the header only
+                if array.ndim != 2 or array.dtype.kind not in "fiu" or not len(array):
                     raise DatasetError(
-                        f"'{file}' must be an (n, D) numeric array with n >= 1, one row "
-                        f"per frame. Received shape {array.shape}, dtype {array.dtype}."
+                        f"'{file}' must be an (n, D) numeric array, n >= 1. Received "
+                        f"shape {array.shape}, dtype {array.dtype}."
                     )
                 found[stream].setdefault(array.shape[1], file)
                 rows[file] = array.shape[0]
@@ -459,7 +368,7 @@ class NpyClips(FeatureSource):
                     + " but ".join(f"'{file}' has {n} rows" for file, n in rows.items())
                     + "; both streams must describe the same frames."
                 )
-            lengths.append(next(iter(rows.values())))
+            lengths.append(rows[file])
         for stream, sizes in found.items():
             if len(sizes) > 1:
                 raise DatasetError(
@@ -489,25 +398,23 @@ class NpyClips(FeatureSource):
 
 
 class _NpyFolder(NpyClips):
-    """A folder with `clips.csv` and one `.npy` per clip and stream (module docstring)."""
+    """A folder with `clips.csv` and one `.npy` per clip and stream."""
 
     def __init__(self, folder):
         table = folder / CLIPS_CSV
         if not table.is_file():
             raise DatasetError(
-                f"'{folder}' has no {CLIPS_CSV}. A folder of features needs {CLIPS_CSV} "
-                "with a header line 'clip_id,label' (and optionally group, num_frames, "
-                f"split1, split2, ...) and one line per clip. {_FORMAT_HINT}"
+                f"'{folder}' has no {CLIPS_CSV} (header 'clip_id,label[,group]"
+                f"[,num_frames][,split1,...]', one line per clip). {_FORMAT_HINT}"
             )
         where = f"'{table}'"
         try:
             with open(table, newline="") as handle:
                 rows = list(csv.DictReader(handle))
-                columns = list(rows[0].keys()) if rows else []
         except (OSError, csv.Error, UnicodeDecodeError) as error:
             raise DatasetError(f"Cannot read {where}: {error}.") from None
-        missing = [c for c in ("clip_id", "label") if c not in columns]
-        if missing or not rows:
+        columns = list(rows[0]) if rows else []
+        if "clip_id" not in columns or "label" not in columns:
             raise DatasetError(
                 f"{where} needs a header with 'clip_id' and 'label' and one line per "
                 f"clip. Received columns {columns} and {len(rows)} clip lines."
@@ -525,13 +432,10 @@ class _NpyFolder(NpyClips):
         groups = [r["group"].strip() for r in rows] if "group" in columns else ids
         num_frames = None
         if "num_frames" in columns:
-            num_frames = [int(r["num_frames"]) if r["num_frames"] else None for r in rows]
-        splits = {
-            c: [r[c].strip() for r in rows]
-            for c in sorted(columns, key=_split_number)
-            if _SPLIT_NAME.match(c)
-        }
-        streams = tuple(s for s in STREAMS if (folder / s).is_dir())
+            counts = (r["num_frames"] for r in rows)
+            num_frames = [int(count) if count else None for count in counts]
+        splits = {c: [r[c].strip() for r in rows] for c in _split_columns(columns)}
+        streams = [s for s in STREAMS if (folder / s).is_dir()]
         if not streams:
             raise DatasetError(
                 f"'{folder}' has no 'context/' or 'action/' folder of per-clip .npy "
@@ -543,14 +447,12 @@ class _NpyFolder(NpyClips):
             if absent:
                 raise DatasetError(
                     f"'{folder / stream}' has no .npy file for {len(absent)} clips of "
-                    f"{CLIPS_CSV}: {listing(absent)}. Every clip needs "
-                    f"{stream}/<clip_id>.npy, or leave it out of {CLIPS_CSV}."
+                    f"{CLIPS_CSV}: {listing(absent)}. Add them or leave them out."
                 )
-        names_file = folder / CLASSES_TXT
         names = None
-        if names_file.is_file():
-            names = [line.strip() for line in names_file.read_text().splitlines()]
-            names = [n for n in names if n]
+        if (folder / CLASSES_TXT).is_file():
+            lines = (folder / CLASSES_TXT).read_text().splitlines()
+            names = [line.strip() for line in lines if line.strip()]
         super().__init__(
             folder, files, ids, np.asarray(labels, dtype=np.int64), groups, splits,
             names, num_frames, folder / FRAME_INDICES,
@@ -564,33 +466,18 @@ class _NpyFolder(NpyClips):
         return files + super()._files()
 
 
-def _split_number(name):
-    match = _SPLIT_NAME.match(name)
-    return (int(match.group(1)) if match else 0, name)
-
-
 def imported_records(source, split=1, validation_fraction=0.1, seed=0):
-    """The `ClipRecord`s of split `split<split>` of `source`, validation carved by group.
-
-    Args:
-        split: k of the input's `split<k>` (the config's `data.split`).
-        validation_fraction, seed: as `records.carve_validation` (clips the split
-            already marks "validation" stay there).
-
-    Returns:
-        The `ClipRecord`s of the clips in the split (role "" left out), input order.
-
-    Raises:
-        DatasetError: the input has no such split (the message lists those it has).
-    """
+    """The `ClipRecord`s of the clips in split `split<split>` of `source` (role ""
+    left out), in input order, validation carved by group as
+    `records.carve_validation` (clips the split marks "validation" stay there); a
+    `DatasetError` lists the splits it has if it has no such split."""
     name = f"split{split}"
+    if not source.splits:
+        raise DatasetError(
+            f"'{source.path}' defines no split: add a 'split1' array (or {CLIPS_CSV} "
+            "column) giving each clip's role: 'train', 'validation', 'test' or ''."
+        )
     if name not in source.splits:
-        if not source.splits:
-            raise DatasetError(
-                f"'{source.path}' defines no split: add a 'split1' array (a column of "
-                f"{CLIPS_CSV} for a folder) giving each clip's role, 'train' or 'test' "
-                "(or 'validation', or '' to leave it out)."
-            )
         raise DatasetError(
             f"'{source.path}' has no split '{name}' (data.split={split}); it defines "
             f"{', '.join(source.splits)}. Set data.split to one of those numbers."
