@@ -4,6 +4,7 @@ prepare -> (each fold) train_cnn -> extract (or import_features) -> train_lstm -
 evaluate, then the mean over folds (the paper's: over the official splits, or over
 each UT-Interaction set's 10 folds, reporting each set and their mean). Every stage
 resumes: re-running the same config skips finished heads, clips and epochs.
+`prune_fold` deletes a scored fold's models; `run_fold` then returns its stored results.
 """
 
 import json
@@ -13,8 +14,8 @@ import numpy as np
 
 from msl_keras.config import apply_overrides
 from msl_keras.errors import ConfigError
-from msl_keras.runs import RunDirectory, fold_name, training_record
-from msl_keras.pipeline.evaluation import SUMMARY_KEYS, evaluate
+from msl_keras.runs import PRUNED_FILENAME, RunDirectory, fold_name, training_record
+from msl_keras.pipeline.evaluation import RESULTS_FILENAME, SUMMARY_KEYS, evaluate
 from msl_keras.pipeline.extraction import extract
 from msl_keras.pipeline.feature_import import import_features
 from msl_keras.pipeline.dataset_index import describe, prepare
@@ -41,10 +42,12 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
 
     Returns:
         `{name: evaluate result}` in the order of `variants`, each with `timings_s`
-        (seconds per step; the heads and features count in the first variant's).
+        (seconds per step; the heads and features count in the first variant's; empty
+        for a pruned fold, whose results are read back).
 
     Raises:
-        ConfigError: a variant sets a key outside `VARIANT_PARTS` (other features).
+        ConfigError: a variant sets a key outside `VARIANT_PARTS` (other features), or
+            the fold was pruned (`prune_fold`) without that variant's results.
     """
     variants = {"config": {}} if variants is None else variants
     for name, overrides in variants.items():
@@ -56,6 +59,20 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
                 "another config for other features."
             )
     fold = index.fold(fold)
+    if (run.fold_dir(fold) / PRUNED_FILENAME).is_file():
+        if verbose:
+            print(f"== {fold.name}: scored, its models deleted: the stored results")
+        paths, missing = _results_paths(config, fold, run, variants)
+        if missing:
+            raise ConfigError(
+                f"Fold '{fold.name}' was pruned (its models deleted once scored, "
+                f"'{run.fold_dir(fold) / PRUNED_FILENAME}') and has no results for "
+                f"{', '.join(missing)}. Run them in another output_dir, or delete "
+                f"'{run.fold_dir(fold)}' to run the fold again."
+            )
+        return {
+            v: {**json.loads(p.read_text()), "timings_s": {}} for v, p in paths.items()
+        }
     start = time.perf_counter()
     timings = {}
 
@@ -86,7 +103,10 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
     for name, overrides in variants.items():
         variant = apply_overrides(config, overrides)
         what = f"({name}: {variant.lstm.model}, {variant.lstm.loss} loss)"
-        best = step(f"train_lstm {what}", train_lstm, variant, verbose=2 * fit_verbose)
+        best, model = step(
+            f"train_lstm {what}", train_lstm, variant, verbose=2 * fit_verbose,
+            return_model=True,
+        )  # fmt: skip
         if verbose:
             record = training_record(best.parent)
             best_epoch = record["best_epoch"]
@@ -96,11 +116,51 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
                 f"{'-' if best_epoch is None else best_epoch} by validation "
                 f"anticipation accuracy {100 * accuracy:.1f}% -> {best}"
             )
-        result = step(f"evaluate {what}", evaluate, variant, verbose=bool(verbose))
+        # The model in memory when it holds best.keras's weights: no second load.
+        result = step(
+            f"evaluate {what}", evaluate, variant, verbose=bool(verbose), model=model
+        )
+        del model
         result["timings_s"] = dict(timings)
         timings.clear()
         results[name] = result
     return results
+
+
+def _results_paths(config, fold, run, variants):
+    """`({variant: its results.json in the fold}, [variants without one])`."""
+    paths = {}
+    for name, overrides in variants.items():
+        variant = RunDirectory(apply_overrides(config, overrides), root=run.root)
+        paths[name] = variant.results_dir(fold) / RESULTS_FILENAME
+    return paths, [name for name, path in paths.items() if not path.is_file()]
+
+
+def prune_fold(config, fold, run, variants=None):
+    """Deletes the `.keras` files of a scored fold (its heads and each variant's LSTMs:
+    3.7 GB a fold at paper size), keeping its records, features and results.
+
+    Writes `<fold>/pruned.json` first, so an interrupted prune is one too; `run_fold`
+    then returns the fold's stored results. `variants` as `run_fold`'s. Returns the
+    deleted paths. `ConfigError` when a variant has not been scored on the fold.
+    """
+    variants = {"config": {}} if variants is None else variants
+    run = run if isinstance(run, RunDirectory) else RunDirectory.open(run)
+    paths, missing = _results_paths(config, fold, run, variants)
+    if missing:
+        raise ConfigError(
+            f"Fold '{fold_name(fold)}' is not pruned: {', '.join(missing)} has no "
+            f"results ('{paths[missing[0]]}'). Run the fold first (run_fold)."
+        )
+    marker = run.fold_dir(fold) / PRUNED_FILENAME
+    listing = {v: str(p) for v, p in paths.items()}
+    marker.write_text(json.dumps(listing, indent=2) + "\n")
+    files = sorted(run.cnn_dir(fold).glob("*.keras"))
+    for path in paths.values():
+        files += sorted(path.parent.parent.rglob("*.keras"))  # <lstm dir>/results/..
+    for path in files:
+        path.unlink()
+    return files
 
 
 def _means(results):

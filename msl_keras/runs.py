@@ -16,6 +16,7 @@ heads:
   <fold>/features/<fold>.shard-<i>-of-<n>.h5
   <fold>/lstm/<config.lstm_run_name()>/config.json, best.keras, training.json, refit/, ...
   <fold>/lstm/<...>/results/       results.json, accuracy.csv, accuracy.png
+  <fold>/pruned.json               once scored, the fold's .keras files were deleted
 ```
 
 The file names are this module's constants, and what one step writes the next reads back
@@ -54,6 +55,7 @@ BEST_FILENAME = "best.keras"
 LAST_FILENAME = "last.keras"
 RECORD_FILENAME = "training.json"
 REFIT_DIRNAME = "refit"
+PRUNED_FILENAME = "pruned.json"
 # The parts of a config that decide what a run directory holds (see Config.run_name).
 FEATURE_PARTS = ("data", "cnn", "seed")
 # Where a run lives and how training is spread over devices: they do not change what a

@@ -1,5 +1,6 @@
 """run_all / summarize: every fold of a protocol, reported per UT-Interaction set and overall."""
 
+import json
 import os
 
 import pytest
@@ -7,7 +8,11 @@ import pytest
 from msl_keras.config import apply_overrides, get_preset
 from msl_keras.pipeline.dataset_index import prepare
 from msl_keras.errors import ConfigError
-from msl_keras.orchestrator import format_summary, run_all, run_fold, summarize
+from msl_keras.orchestrator import (
+    format_summary, prune_fold, run_all, run_fold, summarize,
+)  # fmt: skip
+from msl_keras.runs import RunDirectory
+from tests.lstm_fixtures import FOLD, make_feature_run
 
 
 def _result(fold, subset, earliest, latest):
@@ -58,6 +63,41 @@ def test_a_variant_changes_only_the_lstm_it_trains():
             get_preset("demo"), None, "split1", None,
             variants={"ce": {"lstm.loss": "ce"}, "wide": {"cnn.fc_units": 128}},
         )  # fmt: skip
+
+
+def test_a_pruned_fold_returns_its_stored_results(tmp_path):
+    """`prune_fold` deletes a scored fold's .keras files; `run_fold` then reads its
+    results back instead of training again (the synthetic fold has no clip to train
+    on). A variant without results is refused by both."""
+    config, index, run = make_feature_run(tmp_path)
+    variants = {"ce": {"lstm.loss": "ce"}, "default": {}}
+    kept = []
+    for name in ("context_head.keras", "action_head.keras"):
+        kept.append(run.cnn_dir(FOLD) / name)
+    for name, overrides in variants.items():
+        variant = RunDirectory(apply_overrides(config, overrides), root=run.root)
+        refit = variant.lstm_dir(FOLD) / "refit" / "last.keras"
+        kept += [variant.best_path(FOLD), refit]
+        results = variant.results_dir(FOLD) / "results.json"
+        if name == "ce":
+            results.parent.mkdir(parents=True)
+            results.write_text(json.dumps({"fold": FOLD, "loss": "ce"}))
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"model")
+    with pytest.raises(ConfigError, match="default has no results"):
+        prune_fold(config, FOLD, run, variants)
+    assert all(path.is_file() for path in kept)
+    results.parent.mkdir(parents=True)
+    results.write_text(json.dumps({"fold": FOLD, "loss": "anticipation"}))
+    assert sorted(prune_fold(config, FOLD, run, variants)) == sorted(kept)
+    assert not any(path.exists() for path in kept) and results.is_file()
+    assert run_fold(config, index, FOLD, run, variants=variants, verbose=0) == {
+        "ce": {"fold": FOLD, "loss": "ce", "timings_s": {}},
+        "default": {"fold": FOLD, "loss": "anticipation", "timings_s": {}},
+    }
+    with pytest.raises(ConfigError, match="was pruned .* no results for jain"):
+        run_fold(config, index, FOLD, run, variants={"jain": {"lstm.loss": "jain"}})
 
 
 @pytest.mark.slow

@@ -202,12 +202,14 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
     }
 
 
-def evaluate(config, index, fold, run=None, verbose="auto"):
+def evaluate(config, index, fold, run=None, verbose="auto", model=None):
     """Scores the trained LSTM on the fold's test clips; writes and returns the results.
 
     Writes `results.json` (the dict returned), `accuracy.csv` (one row per t) and
     `accuracy.png` into `<lstm dir>/results/`. `run` is a `RunDirectory`, a run folder
     or None (`RunDirectory.create(config)`); `verbose` follows Keras (0 silent).
+    `model`: the LSTM holding `best.keras`'s weights (`train_lstm(...,
+    return_model=True)`), scored without loading the file again; default: load it.
 
     Returns:
         dict: `dataset`, `fold`, `subset` ("set1", or None), `config`, `clips` (per
@@ -246,7 +248,7 @@ def evaluate(config, index, fold, run=None, verbose="auto"):
         config, test["frame_indices"], test["num_frames"], fold=name
     )
     checkpoint = run.best_path(name)
-    model = load_lstm(checkpoint)
+    model = load_lstm(checkpoint) if model is None else model
     dims = model.input_dims
     check_model_inputs(
         settings, context_dim=dims.get("context"), action_dim=dims.get("action")

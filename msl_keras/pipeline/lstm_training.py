@@ -75,7 +75,11 @@ def compile_lstm(model, config):
     """SGD (lr, momentum, weight decay as `lstm.weight_decay_mode`) and
     `get_loss(lstm.loss)` on each output of the built `model` (summed with weight 1:
     Eq. 4), `AnticipationAccuracy` on the last one. A float16 model gets Keras'
-    `LossScaleOptimizer` from `compile` itself."""
+    `LossScaleOptimizer` from `compile` itself.
+
+    `jit_compile=False` says what Keras' "auto" resolves to for these models anyway: no
+    XLA on a CPU, and on a GPU the LSTM layers run cuDNN's fused kernel, which XLA
+    cannot compile (Keras then turns XLA off for the model)."""
     lstm = config.lstm
     outputs = model.stage_names
     optimizer = weight_decay.sgd(
@@ -86,17 +90,23 @@ def compile_lstm(model, config):
         optimizer=optimizer,
         loss={name: get_loss(lstm.loss) for name in outputs},
         metrics={outputs[-1]: [AnticipationAccuracy()]},
+        jit_compile=False,
     )
     return model
 
 
-def train_lstm(config, index, fold, run=None, resume=True, verbose="auto"):
+def train_lstm(
+    config, index, fold, run=None, resume=True, verbose="auto", return_model=False
+):
     """Trains the LSTM of `config` on `fold` of `index`; returns `best.keras`'s `Path`
     (the last epoch, with a warning, when the fold has no validation clip).
 
     `run`: a `RunDirectory`, a folder, or None (`RunDirectory.create(config)`).
     `resume=False` starts over, removing the folder's models, backups and histories.
     `verbose`: Keras' (0, 1, 2, "auto"); messages go to `logging`.
+    `return_model=True` returns `(path, model)`: the trained model when it holds the
+    weights just written to `best.keras` (so `evaluate` need not load them again), else
+    None (the fit had already finished, or "every_epoch" kept an earlier best epoch).
 
     Raises:
         ConfigError: `resume=True` and the LSTM folder was made with other settings.
@@ -150,14 +160,16 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose="auto"):
     fit = functools.partial(
         _fit_phase, config, strategy, settings, len(index.class_names), verbose
     )
-    record, _ = fit(
+    record, model = fit(
         lstm_dir, train, validation, config.lstm.epochs, None if refit else best_path,
         {"model_selection": scheme, "trained_on": {"train": n_train}},
     )
     if not refit:
+        written = validation is not None and config.checkpoints == "end_of_fit"
         if not best_path.is_file():  # no validation clip: the last epoch
             shutil.copyfile(lstm_dir / LAST_FILENAME, best_path)
-        return best_path
+            written = True
+        return (best_path, model if written else None) if return_model else best_path
 
     epochs = int(record["best_epoch"])
     refit_dir = lstm_dir / REFIT_DIRNAME
@@ -169,13 +181,13 @@ def train_lstm(config, index, fold, run=None, resume=True, verbose="auto"):
         )
     both = {key: np.concatenate([train[key], validation[key]]) for key in train}
     trained_on = {"train": n_train, "validation": n_validation}
-    _, trained = fit(
+    _, model = fit(
         refit_dir, both, None, epochs, None,
         {"model_selection": scheme, "epochs": epochs, "trained_on": trained_on},
     )
-    if trained or not best_path.is_file():
+    if model is not None or not best_path.is_file():
         shutil.copyfile(refit_dir / LAST_FILENAME, best_path)
-    return best_path
+    return (best_path, model) if return_model else best_path
 
 
 def _claim_lstm_dir(lstm_dir, config, resume):
@@ -224,15 +236,15 @@ def _fit_phase(
     twice (`_history` keeps its last row); one during a save leaves the epoch before's.
 
     Returns:
-        `(record, trained)`: `record` with `epochs_done` and, with validation clips,
-        the 1-based `best_epoch` and its score `best` (as written to `training.json`),
-        and False when the phase had already finished.
+        `(record, model)`: `record` with `epochs_done` and, with validation clips,
+        the 1-based `best_epoch` and its score `best` (as written to `training.json`);
+        the fitted model as saved, or None when the phase had already finished.
     """
     record_path = directory / RECORD_FILENAME
     if record_path.is_file():
         if verbose:
             logger.info(f"train_lstm: already trained in '{directory}'.")
-        return json.loads(record_path.read_text()), False
+        return json.loads(record_path.read_text()), None
     history_path = directory / HISTORY_FILENAME
     set_seed(config.seed)
     with strategy.scope():
@@ -296,7 +308,7 @@ def _fit_phase(
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, record_path)
     shutil.rmtree(directory / BACKUP_DIRNAME, ignore_errors=True)
-    return record, True
+    return record, model
 
 
 def _history(path):
