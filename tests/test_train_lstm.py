@@ -457,16 +457,19 @@ def test_the_model_in_memory_scores_as_its_best_keras(tmp_path):
     """`return_model`: the fitted model when it holds best.keras's weights, which
     `evaluate` then scores as it scores the file; None when the fit had finished or
     "every_epoch" kept an earlier epoch in best.keras."""
-    at_end = {"lstm.epochs": 3, "checkpoints": "end_of_fit"}
-    config, index, run = make_feature_run(tmp_path, tiny_config(tmp_path, **at_end))
     train = functools.partial(stage.train_lstm, verbose=0, return_model=True)
-    best, model = train(config, index, FOLD, run)
-    for a, b in zip(model.get_weights(), load_lstm(best).get_weights()):
-        np.testing.assert_array_equal(a, b)
-    in_memory = evaluate(config, index, FOLD, run, verbose=0, model=model)
-    loaded = evaluate(config, index, FOLD, run, verbose=0)
-    assert in_memory["stages"] == loaded["stages"]
-    assert train(config, index, FOLD, run) == (best, None)  # already trained
+    at_end = {"lstm.epochs": 3, "checkpoints": "end_of_fit"}
+    refit = {"lstm.epochs": 3, "data.model_selection": "refit"}
+    for name, overrides in (("end_of_fit", at_end), ("refit", refit)):
+        where = tmp_path / name
+        config, index, run = make_feature_run(where, tiny_config(where, **overrides))
+        best, model = train(config, index, FOLD, run)
+        for a, b in zip(model.get_weights(), load_lstm(best).get_weights()):
+            np.testing.assert_array_equal(a, b)
+        in_memory = evaluate(config, index, FOLD, run, verbose=0, model=model)
+        loaded = evaluate(config, index, FOLD, run, verbose=0)
+        assert in_memory["stages"] == loaded["stages"]
+        assert train(config, index, FOLD, run) == (best, None)  # already trained
     every = tiny_config(tmp_path / "b", **{"lstm.epochs": 3})
     config_b, index_b, run_b = make_feature_run(tmp_path / "b", every)
     assert train(config_b, index_b, FOLD, run_b)[1] is None
