@@ -43,6 +43,13 @@ Where this run differs from the paper (`PAPER_SCALE`), and why:
   (the heads see the float16 maps they were trained on).
 - `cnn.compute_dtype` = `lstm.compute_dtype` = `--dtype` (default bfloat16; weights stay
   float32): the paper does not say; bfloat16 is what a data-centre GPU computes fastest.
+- Disk: once a fold is scored its `.keras` files (heads 2.0 GB, LSTMs 1.75 GB, with
+  their optimizer state) are deleted (`orchestrator.prune_fold`; `--keep-models` keeps
+  them), its records, features and results kept: a rerun reads its results. The table
+  is the same; what is lost is `predict` / `export` on those folds afterwards.
+- XLA: the LSTMs compile with `jit_compile=False` (what Keras' "auto" gives them on a
+  GPU: cuDNN's LSTM kernel is not XLA-compatible); the heads keep Keras' "auto", i.e.
+  XLA on a GPU, compiled again for each fold's new heads (projected as on this CPU).
 
 The budget (`--budget-minutes`, default 10): before the run the script projects each
 step's time (`time_budget.project`: GPU work from FLOP counts and an assumed sustained
@@ -141,6 +148,9 @@ def parse_args(argv=None):
                         help="only these folds, e.g. set1_seq1 (default: all of --sets)")
     parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append",
                         default=[], help="override a config key (repeatable)")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="keep every fold's .keras files (~72 GiB at paper size); "
+                        "by default a fold's are deleted once it is scored")
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything on the CPU at tiny sizes (< 1 min)")
     parser.add_argument("--quiet", action="store_true")
@@ -240,24 +250,50 @@ def protocol(argv):
     return config, index, folds, methods
 
 
-def finished_folds(methods, folds):
-    """The folds whose every LSTM row has trained all its epochs (a rerun only evaluates
-    them again)."""
-    from msl_keras.runs import RunDirectory, training_record
+def finished_folds(config, methods, folds):
+    """`{fold: pruned}` of the folds whose every LSTM row has trained all its epochs: a
+    rerun reads a pruned fold's results, and evaluates the others again."""
+    from msl_keras.runs import PRUNED_FILENAME, RunDirectory, training_record
 
     def done(config, fold):
         record = training_record(RunDirectory(config).lstm_dir(fold.name))
         return (record["epochs_done"] or 0) >= config.lstm.epochs
 
-    return [f.name for f in folds if all(done(c, f) for c in methods.values())]
+    run = RunDirectory(config)
+    return {f.name: (run.fold_dir(f) / PRUNED_FILENAME).is_file() for f in folds
+            if all(done(c, f) for c in methods.values())}  # fmt: skip
 
 
-def resumed(seconds, parts, names):
-    """`seconds` with each fold of `names` projected at what a rerun does: evaluate."""
-    seconds = dict(seconds)
-    for name in names:
-        seconds[name] = sum(v for k, v in parts[name].items() if k.endswith("evaluate"))
+def resumed(seconds, parts, finished, methods, num_classes):
+    """`seconds` with each finished fold projected at what a rerun does: nothing for a
+    pruned one, else evaluate, each LSTM loaded from its best.keras."""
+    seconds, load = dict(seconds), time_budget.load_s(methods, num_classes)
+    for name, pruned in finished.items():
+        evaluate = sum(v for k, v in parts[name].items() if k.endswith("evaluate"))
+        seconds[name] = 0.0 if pruned else evaluate + load
     return seconds
+
+
+def prune_after(before_step, config, variants, folds):
+    """`before_step` that first prunes the fold run before it
+    (`orchestrator.prune_fold`: its .keras files deleted, its results kept for a
+    rerun), and `prune_last()` for the fold run last."""
+    from msl_keras.orchestrator import prune_fold
+    from msl_keras.runs import RunDirectory
+
+    names, previous = {f.name for f in folds}, []
+
+    def prune_last():
+        for fold in previous:
+            prune_fold(config, fold, RunDirectory(config), variants)
+        previous.clear()
+
+    def step(name):
+        prune_last()
+        previous.extend([name] if name in names else [])
+        before_step(name)
+
+    return step, prune_last
 
 
 def format_projection(seconds, parts, budget_s, device, dtype):
@@ -350,8 +386,12 @@ def main(argv=None):
     say(f"compute dtype: cnn.compute_dtype = lstm.compute_dtype = {args.dtype}")
 
     paper = protocol(table_argv(args, dry_run=False))
-    seconds, parts, disk = time_budget.project(*paper, device=device, dtype=args.dtype)
-    seconds = resumed(seconds, parts, finished_folds(paper[3], paper[2]))
+    seconds, parts, disk = time_budget.project(
+        *paper, device=device, dtype=args.dtype, keep_models=args.keep_models
+    )
+    classes = paper[1].num_classes
+    finished = finished_folds(paper[0], paper[3], paper[2])
+    seconds = resumed(seconds, parts, finished, paper[3], classes)
     say(format_projection(seconds, parts, budget_s, device, args.dtype))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -362,7 +402,8 @@ def main(argv=None):
         raise RuntimeError(
             f"The run keeps ~{disk / 2**30:.0f} GiB under '{out}' (checkpoints with their "
             f"optimizer state) and {free / 2**30:.0f} GiB are free there: pass an "
-            "--output-dir on a larger disk."
+            "--output-dir on a larger disk"
+            + (", or leave out --keep-models." if args.keep_models else ".")
         )
 
     argv = table_argv(args, dry_run=args.dry_run)
@@ -370,10 +411,18 @@ def main(argv=None):
     run_seconds, run_parts, _ = time_budget.project(
         *run, device=device if gpu else "CPU", dtype=args.dtype
     )
-    budget.projection.update(resumed(run_seconds, run_parts, finished_folds(run[3], run[2])))
+    finished = finished_folds(run[0], run[3], run[2])
+    budget.projection.update(resumed(run_seconds, run_parts, finished, run[3], classes))
+    before_step, prune_last = budget.start, lambda: None
+    if not args.keep_models:
+        variants = common.methods_of(list(run[3]))
+        before_step, prune_last = prune_after(budget.start, run[0], variants, run[2])
 
     try:
-        payload = tables.run_table("table2", SCRIPT, __doc__, argv, before_step=budget.start)
+        payload = tables.run_table(
+            "table2", SCRIPT, __doc__, argv, before_step=before_step
+        )
+        prune_last()
     except time_budget.BudgetExceeded as stop:
         budget.finish()
         path = common.write_results(common.experiment_dir(args, "table2_paper_scale_gpu"), {
@@ -390,6 +439,7 @@ def main(argv=None):
     report = {
         "gpu": gpu, "compute_capability": capability, "device_projected": device,
         "dtype": args.dtype, "dry_run": args.dry_run, "settings": PAPER_SCALE,
+        "keep_models": args.keep_models,
         "budget_s": budget_s, "wall_s": round(budget.elapsed(), 1),
         "steps": budget.report(), "paper_scale_projection_s": seconds,
         "paper_scale_projection_parts_s": parts, "paper_scale_disk_bytes": disk,

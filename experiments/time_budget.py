@@ -12,10 +12,12 @@ A step's seconds are the sum of
 - CPU-side costs a GPU does not remove, MEASURED on this project's machine (2 shared
   cores, `MEASURED`): writing a `.keras` checkpoint (per parameter; as many as
   `config.checkpoints` makes `train_lstm` write), decoding a frame,
-  fingerprinting the extractor's weights per `extract` call, the probe's fits;
-- per-call costs ASSUMED for a GPU machine (`ASSUMED`): building a model (the LSTMs'
-  orthogonal initialisers run a QR on the device), tracing each Keras function, a
-  Keras step's dispatch.
+  fingerprinting the extractor's weights per `extract` call, the probe's fits, and at
+  paper size building each model and tracing each Keras function a fold calls
+  (`python experiments/time_budget.py` measures them: `measure_builds_and_traces`);
+- costs ASSUMED for a GPU machine (`ASSUMED`): the LSTMs' orthogonal initialisers (a
+  QR) on the device instead of the CPU's, the heads' XLA compiles taken as on the CPU
+  (`HEADS_XLA`), a Keras step's dispatch, the setup.
 
 `TimeBudget` prints each step's projection against its actual time and raises
 `BudgetExceeded` before a step that would end past the budget; once a step has run, the
@@ -45,14 +47,34 @@ MEASURED = {
     # The probe's fits per fold at T = 16 (RESULTS.md: 18 s for 20 folds, features
     # cached); they grow with the training rows per clip (`ROW_STEPS` up to T).
     "probe_fit_s_per_fold_t16": 0.9,
-}
+    # `measure_builds_and_traces` at paper size, bfloat16, in CPU seconds of the process
+    # (load average 14-20: the wall times were 5-20x more): building each model (with
+    # its optimizer), one LSTM recurrent kernel's orthogonal initialiser (a QR), and
+    # tracing each function (first call minus the second, batch 2). On a GPU an LSTM
+    # traces cuDNN's fused kernel instead of the step loop traced here.
+    "build_s": {"both heads": 2.09, "ms_lstm LSTM": 11.15, "context LSTM": 5.91},
+    "orthogonal_s": 5.21,
+    "trace_s": {
+        "context head: train": 1.17, "context head: validation": 0.36,
+        "action head: train": 2.35, "action head: validation": 0.28,
+        "extract (cached maps)": 0.53,  # with the extractor's build
+        "ms_lstm LSTM: train": 11.54, "ms_lstm LSTM: validation": 0.52,
+        "ms_lstm LSTM: evaluate": 0.25,
+        "context LSTM: train": 0.82, "context LSTM: validation": 0.08,
+        # Not measured (the process was killed before it): taken as the MS-LSTM's.
+        "context LSTM: evaluate": 0.25,
+    },
+    # The heads' functions with `jit_compile=True`: tracing and XLA's compile (CPU).
+    "xla_s": {
+        "context head: train": 2.15, "context head: validation": 0.91,
+        "action head: train": 4.58, "action head: validation": 1.89,
+    },
+}  # fmt: skip
 # Assumed for a GPU machine (not measured: no GPU was lent to this project).
 ASSUMED = {
-    # Building one model on the GPU: the LSTM's orthogonal recurrent kernels (2048 x
-    # 8192) are a QR on the device (on 2 CPU cores: 14.7 s measured for the MS-LSTM).
-    "build_s": 1.0,
-    # Tracing one Keras train / predict function.
-    "trace_s": 2.0,
+    # One LSTM recurrent kernel's orthogonal initialiser (a QR of 8192 x 2048, ~6e10
+    # FLOPs) on the device.
+    "orthogonal_gpu_s": 0.1,
     # Dispatch of one Keras training step.
     "step_s": 0.01,
     # Imports, the GPU's start, prepare() of the 120 clips.
@@ -62,6 +84,10 @@ ASSUMED = {
     # `model.get_weights()` / `set_weights()` between GPU and host memory (PCIe).
     "host_copy_bytes_s": 10e9,
 }
+# `head_training` compiles the heads with Keras' default `jit_compile="auto"`, which on
+# a GPU is XLA (`keras.src.trainers.trainer.Trainer._resolve_auto_jit_compile`): each
+# fold's new heads are compiled again, projected at XLA's compile time on this CPU.
+HEADS_XLA = True
 # Dense tensor-core peaks (bfloat16 / float16; float32 runs as TF32, TensorFlow's default
 # on these GPUs) and memory bandwidth, from the vendors' data sheets (SXM parts).
 DEVICES = {
@@ -134,7 +160,46 @@ def head_parameters(config, num_classes):
     return conv5_3 + cam + dense
 
 
-def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
+def gpu_build_s(model):
+    """Seconds to build `model` (a `MEASURED["build_s"]` key) on a GPU machine: as on
+    this CPU, less its LSTMs' orthogonal initialisers (a GPU runs those on the
+    device)."""
+    qrs = {"ms_lstm LSTM": 2, "context LSTM": 1}.get(model, 0)
+    qr = MEASURED["orthogonal_s"] - ASSUMED["orthogonal_gpu_s"]
+    return MEASURED["build_s"][model] - qrs * qr
+
+
+def lstm_build_s(model):
+    """`gpu_build_s` of an LSTM of `lstm.model` (the two one-stream ones are alike)."""
+    return gpu_build_s("ms_lstm LSTM" if model == "ms_lstm" else "context LSTM")
+
+
+def traces():
+    """Seconds to trace each function a fold calls (`MEASURED["trace_s"]` keys, the
+    LSTMs' by `lstm.model`), with the heads' XLA compiles while Keras turns XLA on for
+    them (`HEADS_XLA`)."""
+    trace = {k.replace(" LSTM", ""): v for k, v in MEASURED["trace_s"].items()}
+    for what in ("train", "validation", "evaluate"):
+        trace[f"action: {what}"] = trace[f"context: {what}"]
+    trace["extract"] = trace.pop("extract (cached maps)")
+    trace["trunk"] = trace["extract"]  # the trunk's function: assumed alike
+    if HEADS_XLA:  # XLA's compile on a GPU: taken as on this CPU (not measured)
+        trace.update(MEASURED["xla_s"])
+    return trace
+
+
+def load_s(methods, num_classes):
+    """Seconds to build and load each LSTM row's best.keras (a finished, kept fold)."""
+    total = 0.0
+    for row in methods.values():
+        lstm = row.lstm
+        params = lstm_parameters(lstm.model, lstm.units, row.cnn.fc_units, num_classes)
+        total += lstm_build_s(lstm.model) + params * MEASURED["save_s_per_param"]
+    return total
+
+
+def project(config, index, folds, methods, device="H100", dtype="bfloat16",
+            keep_models=True):  # fmt: skip
     """`({step: seconds}, {step: {part: seconds}}, bytes on disk)` of the run.
 
     Args:
@@ -143,6 +208,8 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
         methods: `{row name: Config}` of the LSTM rows (each row's config).
         device: a `DEVICES` key.
         dtype: the compute dtype of the trunk, heads and LSTMs.
+        keep_models: every fold's `.keras` files stay on disk; False: a fold's are
+            deleted once it is scored (`orchestrator.prune_fold`).
     """
     spec = _size(config, index.num_classes)
     dev = DEVICES[device]
@@ -164,7 +231,12 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
     fpc, views = config.cnn.frames_per_clip, config.cnn.augment_views
     head_params = head_parameters(config, index.num_classes)
 
-    seconds, parts, disk = {"setup": ASSUMED["setup_s"]}, {}, 0
+    seconds, parts, disk, peak_models = {"setup": ASSUMED["setup_s"]}, {}, 0, 0
+    trace = traces()
+    heads_setup = gpu_build_s("both heads") + sum(
+        trace[f"{head} head: {what}"]
+        for head in ("context", "action") for what in ("train", "validation")
+    )  # fmt: skip
     parts["setup"] = {"imports, GPU start, prepare": ASSUMED["setup_s"]}
     cached_head, cached_frames = set(), set()
     for fold in folds:
@@ -184,15 +256,16 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
         head_steps = -(-head_frames // config.cnn.batch_size)
         part = {
             "trunk passes": trunk_passes * frame_s,
+            "trunk: trace": trace["trunk"] if trunk_passes else 0.0,
             "heads: train": fits * config.cnn.epochs
             * (head_frames * heads_training / rate + head_steps * ASSUMED["step_s"]),
-            "heads: build, trace, save": fits * (2 * ASSUMED["build_s"] + 2 * ASSUMED["trace_s"])
-            + 2 * head_params * save,
-            "extract": MEASURED["extract_call_s"] + 2 * ASSUMED["build_s"] + ASSUMED["trace_s"]
+            "heads: build, trace, save": fits * heads_setup + 2 * head_params * save,
+            "extract": MEASURED["extract_call_s"] + trace["extract"]
             + len(clips) * steps_t * heads_forward / rate,
         }  # fmt: skip
         # Saved models hold their optimizer's momenta: 8 bytes per parameter.
-        disk += 2 * head_params * 8 + len(clips) * steps_t * 2 * config.cnn.fc_units * 2
+        models = 2 * head_params * 8
+        disk += len(clips) * steps_t * 2 * config.cnn.fc_units * 2
         n_train = len(fold.by_role("train"))
         for row, row_config in methods.items():
             lstm = row_config.lstm
@@ -205,8 +278,9 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
             recurrent = layers * 4 * lstm.units * lstm.units * 4
             step = 3 * steps_t * recurrent / dev["bandwidth"] + ASSUMED["step_s"]
             part[f"{row}: train"] = fits * (
-                ASSUMED["build_s"] + 2 * ASSUMED["trace_s"] + lstm.epochs * batches * step
-            )
+                lstm_build_s(lstm.model) + trace[f"{lstm.model}: train"]
+                + trace[f"{lstm.model}: validation"] + lstm.epochs * batches * step
+            )  # fmt: skip
             # What `train_lstm` writes (a file holds the weights and SGD momenta), with
             # a validation improvement at every epoch (an upper bound).
             write = params * save
@@ -221,12 +295,20 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16"):
                 copies = (lstm.epochs + 1) * 4 * params / ASSUMED["host_copy_bytes_s"]
                 writes, kept = copies + write, 1
             part[f"{row}: checkpoints"] = fits * writes
-            part[f"{row}: evaluate"] = (
-                ASSUMED["build_s"] + params * save + ASSUMED["trace_s"]
+            # `run_fold` scores the model in memory when it holds best.keras's
+            # weights (`train_lstm(return_model=True)`), else builds and loads it.
+            in_memory = fits == 2 or row_config.checkpoints == "end_of_fit"
+            part[f"{row}: evaluate"] = trace[f"{lstm.model}: evaluate"] + (
+                0.0 if in_memory else lstm_build_s(lstm.model) + params * save
             )
-            disk += fits * kept * params * 8
+            models += fits * kept * params * 8
         seconds[fold.name] = sum(part.values())
         parts[fold.name] = part
+        # Pruned (`orchestrator.prune_fold`), a fold's models are deleted once it is
+        # scored: only the largest fold's are on disk at once.
+        disk += models if keep_models else 0
+        peak_models = max(peak_models, models)
+    disk += 0 if keep_models else peak_models
     from probe_frozen_trunk import ROW_STEPS
 
     def rows(t):
@@ -315,3 +397,148 @@ class TimeBudget:
             {k: (round(v, 1) if isinstance(v, float) else v) for k, v in row.items()}
             for row in self.rows
         ]
+
+
+class _Timings(dict):
+    """`{what: (wall s, CPU s)}`, each printed as it is measured."""
+
+    def __setitem__(self, key, pair):
+        print(f"  {key}: {pair[0]:.2f} s wall, {pair[1]:.2f} s CPU", flush=True)
+        super().__setitem__(key, pair)
+
+
+def _timed(call):
+    """`(wall s, CPU s of this process)` of `call()`: on a shared machine the CPU time
+    is what the call would take alone (tracing is one Python thread)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _trace(call):
+    """`(wall s, CPU s)` of the first call minus the second: what tracing (and with
+    XLA, compiling) the call's function costs."""
+    first, steady = _timed(call), _timed(call)
+    return first[0] - steady[0], first[1] - steady[1]
+
+
+def _measure_heads(config, num_classes, maps, onehot, built, traced, xla):
+    """The heads' and extractor's part of `measure_builds_and_traces`."""
+    import keras
+
+    from msl_keras.models.feature_extractor import TwoStreamFeatureExtractor
+    from msl_keras.models.vgg16_trunk import VGG16Trunk
+    from msl_keras.pipeline import head_training
+
+    cnn = config.cnn
+    heads = []
+    built["both heads"] = _timed(lambda: heads.extend(
+        head_training._build_heads(config, num_classes, maps.shape[1:])[:2]))
+    context, action = heads
+    targets = {"context": onehot, "action": {"cam": onehot, "action": onehot}}
+    for name, head in zip(targets, heads):
+        y = targets[name]
+        traced[f"{name} head: train"] = _trace(lambda: head.train_on_batch(maps, y))
+        traced[f"{name} head: validation"] = _trace(lambda: head.test_on_batch(maps, y))
+    trunk = VGG16Trunk((cnn.input_size,) * 2 + (3,), width=cnn.width,
+                       include_conv5_3=cnn.frozen_conv5_3)
+    extractor = []
+    built["extractor (trunk built)"] = _timed(lambda: extractor.append(
+        TwoStreamFeatureExtractor(trunk, context, action,
+                                  compute_dtype=cnn.compute_dtype)))
+    traced["extract (cached maps)"] = _trace(
+        lambda: extractor[0].extract(maps, from_maps=True))
+    for name, head in zip(targets, heads):
+        y = targets[name]
+        head.jit_compile = True
+        head.train_function = head.test_function = None
+        xla[f"{name} head: train"] = _trace(lambda: head.train_on_batch(maps, y))
+        xla[f"{name} head: validation"] = _trace(lambda: head.test_on_batch(maps, y))
+    del context, action, heads, extractor, trunk
+    keras.backend.clear_session()
+
+
+def measure_builds_and_traces(config, num_classes, batch=2, heads=True,
+                              lstms=("ms_lstm", "context")):  # fmt: skip
+    """Seconds `(wall, CPU)` to build each model of a fold at `config`'s sizes, and to
+    trace each Keras function the fold's loop calls (`_trace`, on `batch` examples: a
+    traced graph does not depend on the batch size), as `run_fold` builds and calls
+    them.
+
+    Returns `{"build_s": {model: (wall, CPU)}, "orthogonal_s": (wall, CPU), "trace_s":
+    {function: (wall, CPU)}, "xla_s": {function: (wall, CPU)}}`: `orthogonal_s` is one
+    LSTM recurrent kernel's orthogonal initialiser (a QR, run on the device by a GPU);
+    `xla_s` the heads' functions traced again with `jit_compile=True` (XLA on the CPU:
+    Keras' "auto" turns XLA on for them on a GPU). `heads=False` skips the heads;
+    `lstms` are the `lstm.model`s measured, in order: one measured again (as a later
+    fold's is built and traced again in the same process) is keyed "... again".
+    """
+    import keras
+    import numpy as np
+
+    from msl_keras.config import apply_overrides
+    from msl_keras.pipeline import lstm_training
+
+    cnn, lstm = config.cnn, config.lstm
+    side = cnn.input_size // 16
+    maps_shape = (side, side, round(512 * cnn.width))
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((batch, *maps_shape)).astype("float32")
+    onehot = np.eye(num_classes, dtype="float32")[np.arange(batch) % num_classes]
+    built, traced, xla = _Timings(), _Timings(), _Timings()
+
+    if heads:
+        _measure_heads(config, num_classes, maps, onehot, built, traced, xla)
+    built["orthogonal initialiser"] = _timed(
+        lambda: keras.initializers.Orthogonal(seed=0)((lstm.units, 4 * lstm.units)))
+    orthogonal = built.pop("orthogonal initialiser")
+    steps = config.data.num_steps
+    features = {s: rng.standard_normal((batch, steps, cnn.fc_units)).astype("float32")
+                for s in ("context", "action")}
+    sequence = np.repeat(onehot[:, None], steps, axis=1)
+    for number, model_name in enumerate(lstms):
+        again = " again" if model_name in lstms[:number] else ""
+        row = apply_overrides(config, {"lstm.model": model_name})
+        models = []
+
+        def build():
+            dims = (cnn.fc_units, cnn.fc_units)
+            model = lstm_training.build_lstm(row, num_classes, *dims)
+            lstm_training.compile_lstm(model, row)
+            model.optimizer.build(model.trainable_variables)
+            models.append(model)
+
+        built[f"{model_name} LSTM{again}"] = _timed(build)
+        model = models[0]
+        x = {s: features[s] for s in model.input_streams}
+        y = {name: sequence for name in model.stage_names}
+        for what, call in (("train", lambda: model.train_on_batch(x, y)),
+                           ("validation", lambda: model.test_on_batch(x, y)),
+                           ("evaluate", lambda: model.predict_on_batch(x))):
+            traced[f"{model_name} LSTM: {what}{again}"] = _trace(call)
+        del model, models
+        keras.backend.clear_session()
+
+    def rounded(pairs):
+        return {k: [round(v, 2) for v in pair] for k, pair in pairs.items()}
+
+    return {"build_s": rounded(built), "trace_s": rounded(traced),
+            "xla_s": rounded(xla), "orthogonal_s": [round(v, 2) for v in orthogonal]}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    import table2_paper_scale_gpu as script
+
+    parser = argparse.ArgumentParser(description=measure_builds_and_traces.__doc__)
+    parser.add_argument("--no-heads", action="store_true")
+    parser.add_argument("--lstms", nargs="+", default=["ms_lstm", "context"])
+    options = parser.parse_args()
+    # The run's settings, random weights (the sizes are the trunk file's).
+    args = script.parse_args(["--weights", "none"])
+    config, index, _, _ = script.protocol(script.table_argv(args, dry_run=False))
+    print(json.dumps(measure_builds_and_traces(
+        config, index.num_classes, heads=not options.no_heads, lstms=options.lstms,
+    ), indent=2))  # fmt: skip

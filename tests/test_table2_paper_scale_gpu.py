@@ -130,6 +130,11 @@ def test_paper_scale_projection_counts_the_work(generated_ut, tmp_path, weights)
     models = [c.lstm.model for c in methods.values()]
     lstms = sum(time_budget.lstm_parameters(m, 2048, 4096, 6) for m in models)
     assert every_disk - disk == pytest.approx(20 * lstms * 8)  # last.keras of each
+    # Pruned, a fold's models are deleted once it is scored: one fold's at a time.
+    _, _, pruned = time_budget.project(config, index, folds, methods, keep_models=False)
+    fold_models = 2 * time_budget.head_parameters(config, 6) * 8 + lstms * 8
+    assert pruned == pytest.approx(disk - 19 * fold_models)
+    assert pruned < 16 * 2**30
 
 
 def _check_payload(payload, out, folds):
@@ -163,6 +168,21 @@ def test_dry_run_on_generated_ut_clips(generated_ut, weights, tmp_path, capsys):
     _check_payload(payload, out, list(script.DRY_RUN_FOLDS.values()))
     assert set(payload["table"]["ours"]["per_set"]) == {"set1", "set2"}
     assert set(payload["paired"]) == {"context_jain", "context_ranking", "probe"}
+    # Each scored fold's models were deleted; run again, its stored results are read.
+    runs = out / "runs"
+    assert not list(runs.rglob("*.keras"))
+    assert len(list(runs.rglob("pruned.json"))) == len(script.DRY_RUN_FOLDS)
+    again = script.main([*argv, "--budget-minutes", "60"])
+
+    def scores(table):  # nothing ran again: no stage times
+        return {fold: {k: v for k, v in row.items() if k != "timings_s"}
+                for fold, row in table["per_fold"].items()}  # fmt: skip
+
+    for row in ("ours", "context_jain", "context_ranking"):
+        assert scores(again["table"][row]) == scores(payload["table"][row])
+        assert all(not r["timings_s"] for r in again["table"][row]["per_fold"].values())
+    projected = {r["step"]: r["projected_s"] for r in again["paper_scale_gpu"]["steps"]}
+    assert [projected[f] for f in script.DRY_RUN_FOLDS.values()] == [0.0, 0.0]
 
 
 @pytest.mark.slow  # ~30 s of CPU; the generated clips above take the same code path
