@@ -53,18 +53,19 @@ Where this run differs from the paper (`PAPER_SCALE`), and why:
 
 The budget (`--budget-minutes`, default 10): before the run the script projects each
 step's time (`time_budget.project`: GPU work from FLOP counts and an assumed sustained
-throughput; CPU-side costs, checkpoint writes, frame decoding, measured on this project's
-2-core machine), prints it against the budget, and before each step stops, keeping every
+throughput; CPU-side costs, checkpoint writes, frame decoding, model builds and traces,
+measured on this project's 2-core machine), prints it against the budget, and before each step stops, keeping every
 finished step, when the step would end past the budget. Run the same command again to
 resume: every stage skips what is done (`tables.run_table` resumes through `run_fold`).
 Folds already finished by an earlier run are projected at what a rerun does with them
 (evaluate again). The script also projects the disk the run leaves and refuses to start
 when it exceeds the free space under `--output-dir`.
 
-At these settings the projection on one H100 is 18 minutes for the 20 folds (about 51 s
-per fold, 34 s of it the assumed costs of building and tracing 10 models and 12 Keras
-functions, 4 s writing checkpoints) and ~72 GiB on disk (RESULTS.md): the whole table
-does NOT fit in 10 minutes; `--budget-minutes 10` runs ~10 folds per call.
+At these settings the projection on one H100 is 15.4 minutes for the 20 folds (43-47 s
+per fold, ~30 s of it building the fold's models and tracing their functions, measured on
+this CPU, the heads' XLA compiles included) and ~6 GiB on disk (~72 GiB with
+`--keep-models`; RESULTS.md): the whole table does NOT fit in 10 minutes;
+`--budget-minutes 10` runs ~12 folds per call.
 
 `--dry-run` checks everything on the CPU at tiny sizes through the same code path: the
 weights file, the dataset, the GPU report, the dtype setting, the paper-scale projection,

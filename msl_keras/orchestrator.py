@@ -120,7 +120,7 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
         result = step(
             f"evaluate {what}", evaluate, variant, verbose=bool(verbose), model=model
         )
-        del model
+        del model  # one LSTM in memory at a time
         result["timings_s"] = dict(timings)
         timings.clear()
         results[name] = result

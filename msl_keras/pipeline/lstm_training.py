@@ -171,6 +171,7 @@ def train_lstm(
             written = True
         return (best_path, model if written else None) if return_model else best_path
 
+    del model  # the refit trains another: one in memory at a time
     epochs = int(record["best_epoch"])
     refit_dir = lstm_dir / REFIT_DIRNAME
     refit_dir.mkdir(exist_ok=True)
