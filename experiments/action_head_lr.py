@@ -22,6 +22,7 @@ CPU-sized (112 px, fc 256, 6 frames per clip, 10 epochs) and can be changed with
 Writes `<output-dir>/action_head_lr/results.json` and `action_head_lr.png`.
 """
 
+import csv
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,13 @@ def _extra(parser):
         help="cnn.cam_normalization values to compare (default: max none)",
     )
     parser.add_argument("--learning-rate", type=float, default=0.001)
+
+
+def read_history(path):
+    """A head's CSV history (`train_cnn`'s `history_<head>.csv`) as `{column: [float]}`."""
+    with open(Path(path), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
 
 def _curves(history, prefix):
@@ -104,7 +112,7 @@ def main(argv=None):
     import keras
 
     from msl_keras.config import apply_overrides, parse_override
-    from msl_keras.pipeline.head_training import read_history, train_cnn
+    from msl_keras.pipeline.head_training import train_cnn
 
     args = common.parse_args(
         "Action head at lr 0.001 with a pretrained trunk, with and without the CAM "

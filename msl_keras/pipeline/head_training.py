@@ -17,11 +17,9 @@ fully-connected layer". Written to `<run>/<fold>/cnn/`: `context_head.keras`,
 `cnn.weights=None` the random trunk is saved once as `<run>/trunk.weights.h5`.
 """
 
-import csv
 import json
 import logging
 import warnings
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -315,10 +313,3 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
     }
     run.cnn_info_path(fold).write_text(json.dumps(info, indent=2) + "\n")
     return {**info, "skipped": False}
-
-
-def read_history(path):
-    """A head's CSV history as `{column: [float, ...]}`."""
-    with open(Path(path), newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
