@@ -84,10 +84,10 @@ ASSUMED = {
     # `model.get_weights()` / `set_weights()` between GPU and host memory (PCIe).
     "host_copy_bytes_s": 10e9,
 }
-# `head_training` compiles the heads with Keras' default `jit_compile="auto"`, which on
-# a GPU is XLA (`keras.src.trainers.trainer.Trainer._resolve_auto_jit_compile`): each
-# fold's new heads are compiled again, projected at XLA's compile time on this CPU.
-HEADS_XLA = True
+# `head_training` compiles the heads with `jit_compile=False`. Keras' default "auto" would
+# be XLA on a GPU (`keras.src.trainers.trainer.Trainer._resolve_auto_jit_compile`), each
+# fold's new heads compiled again; True projects that, at XLA's compile time on this CPU.
+HEADS_XLA = False
 # Dense tensor-core peaks (bfloat16 / float16; float32 runs as TF32, TensorFlow's default
 # on these GPUs) and memory bandwidth, from the vendors' data sheets (SXM parts).
 DEVICES = {

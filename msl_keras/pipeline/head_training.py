@@ -101,11 +101,18 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
             **{name: "random" for name in others},
         }
     ce = "categorical_crossentropy"
-    context.compile(optimizer=_optimizer(cnn, context), loss=ce, metrics=["accuracy"])
+    # No XLA: Keras' "auto" turns it on for these heads on a GPU, where each fold's new
+    # heads would be compiled again, longer than their training takes at paper scale
+    # (RESULTS.md, "Table 2 at paper scale"); on a CPU "auto" is already no XLA.
+    context.compile(
+        optimizer=_optimizer(cnn, context), loss=ce, metrics=["accuracy"],
+        jit_compile=False,
+    )  # fmt: skip
     action.compile(
         optimizer=_optimizer(cnn, action),
         loss={"cam": ce, "action": ce},
         metrics={"cam": ["accuracy"], "action": ["accuracy"]},
+        jit_compile=False,
     )
     return context, action, initialisation
 
