@@ -19,7 +19,7 @@ import textwrap
 import time
 
 from msl_keras import __version__
-from msl_keras.config import PRESETS, STRATEGIES
+from msl_keras.config import EXPORT_FORMATS, PRESETS, STRATEGIES
 from msl_keras.errors import MslKerasError
 
 EPILOG = """\
@@ -34,26 +34,26 @@ interrupted stage.
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="msl-keras",
-        description=(
-            "Multi-stage LSTM action anticipation (Aliakbarian et al., ICCV 2017) "
-            "in Keras 3."
-        ),
+        description="Multi-stage LSTM action anticipation (Aliakbarian et al., ICCV "
+        "2017) in Keras 3.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"msl_keras {__version__}")
+    version = f"msl_keras {__version__}"
+    parser.add_argument("--version", action="version", version=version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     # The arguments several subcommands share, as `parents=`.
     config = argparse.ArgumentParser(add_help=False)
-    group = config.add_argument_group("configuration")
-    group.add_argument(
+    arg = config.add_argument_group("configuration").add_argument
+    names = ", ".join(PRESETS)
+    arg(
         "--preset",
         metavar="NAME",
-        help=f"a named preset: {', '.join(PRESETS)} (default: demo, or the file's own)",
+        help=f"a named preset: {names} (default: demo, or the file's own)",
     )
-    group.add_argument("--config", metavar="FILE", help="a JSON or YAML config file")
-    group.add_argument(
+    arg("--config", metavar="FILE", help="a JSON or YAML config file")
+    arg(
         "--set",
         dest="overrides",
         metavar="KEY=VALUE",
@@ -61,35 +61,34 @@ def build_parser():
         default=[],
         help="override one setting, e.g. lstm.units=512 (repeatable)",
     )
-    group.add_argument("--root", help="dataset folder (same as --set data.root=...)")
-    group.add_argument("--output-dir", help="where run directories go (default: runs)")
-    group.add_argument("--seed", type=int, help="random seed (same as --set seed=...)")
+    arg("--root", help="dataset folder (same as --set data.root=...)")
+    arg("--output-dir", help="where run directories go (default: runs)")
+    arg("--seed", type=int, help="random seed (same as --set seed=...)")
     fold = argparse.ArgumentParser(add_help=False)
-    fold.add_argument(
-        "--fold",
-        help="run one fold (e.g. split1, set1_seq3); default: every fold of the config",
+    fold_help = (
+        "run one fold (e.g. split1, set1_seq3); default: every fold of the config"
     )
+    fold.add_argument("--fold", help=fold_help)
     strategy = argparse.ArgumentParser(add_help=False)
-    strategy.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        help="tf.distribute strategy for training (default: the config's)",
-    )
+    strategy_help = "tf.distribute strategy for training (default: the config's)"
+    strategy.add_argument("--strategy", choices=STRATEGIES, help=strategy_help)
     run_dir = argparse.ArgumentParser(add_help=False)
-    run_dir.add_argument("--run-dir", required=True, help="a run directory made by `run`/`demo`")
-    run_dir.add_argument("--fold", help="which fold's models (default: the first)")
-    run_dir.add_argument("--lstm", help="which LSTM subdirectory (default: the only/first one)")
+    arg = run_dir.add_argument
+    arg("--run-dir", required=True, help="a run directory made by `run`/`demo`")
+    arg("--fold", help="which fold's models (default: the first)")
+    arg("--lstm", help="which LSTM subdirectory (default: the only/first one)")
 
     def add(name, help_text, description=None, parents=(config, fold)):
+        """The subcommand `name`; returns its `add_argument`."""
         return sub.add_parser(
             name,
             help=help_text,
             description=description or help_text,
             parents=parents,
             formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        ).add_argument
 
-    p = add(
+    arg = add(
         "demo",
         "every stage on generated clips: our loss against cross-entropy (a few minutes)",
         "Generates small labelled clips (data/generated), fine-tunes the two feature "
@@ -98,23 +97,23 @@ def build_parser():
         "an accuracy-vs-frames plot.",
         parents=[config],
     )
-    p.add_argument(
-        "--losses",
-        default="anticipation,ce",
-        help="comma-separated loss names to compare (default: anticipation,ce)",
-    )
+    losses_help = "comma-separated loss names to compare (default: anticipation,ce)"
+    arg("--losses", default="anticipation,ce", help=losses_help)
     add(
         "prepare",
         "check a dataset folder and list its clips, splits and folds",
         parents=[config],
     )
-    add("train-cnn", "fine-tune the context- and action-aware heads on frames (frozen trunk)")
-    add("extract", "write the HDF5 feature store of each fold (resumable)").add_argument(
-        "--shard",
-        metavar="I/N",
-        help="extract only shard I of N (0-based) into its own store; merge them after",
-    )
     add(
+        "train-cnn",
+        "fine-tune the context- and action-aware heads on frames (frozen trunk)",
+    )
+    arg = add("extract", "write the HDF5 feature store of each fold (resumable)")
+    shard_help = (
+        "extract only shard I of N (0-based) into its own store; merge them after"
+    )
+    arg("--shard", metavar="I/N", help=shard_help)
+    arg = add(
         "import-features",
         "write the feature store of each fold from per-frame features made elsewhere",
         "Reads --root (data.root): a .npz or .h5 of (clips, T, D) 'context' and/or "
@@ -122,22 +121,20 @@ def build_parser():
         "and context/<clip>.npy, action/<clip>.npy\n(layout: README, 'Bring your own "
         "features'). Then train-lstm and evaluate run on the\nstore with the same "
         "options. Needs data.dataset=imported (--preset imported).",
-    ).add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a store imported from other features or settings",
     )
-    add("merge", "merge the feature stores written by `extract --shard I/N`").add_argument(
-        "--shards", type=int, required=True, help="N, the number of shards"
-    )
-    add(
+    overwrite_help = "replace a store imported from other features or settings"
+    arg("--overwrite", action="store_true", help=overwrite_help)
+    arg = add("merge", "merge the feature stores written by `extract --shard I/N`")
+    arg("--shards", type=int, required=True, help="N, the number of shards")
+    arg = add(
         "train-lstm",
         "train the MS-LSTM (or one stream) with a loss chosen by name",
         parents=[config, fold, strategy],
-    ).add_argument("--no-resume", action="store_true", help="start over, ignoring backups")
+    )
+    arg("--no-resume", action="store_true", help="start over, ignoring backups")
     add("evaluate", "accuracy against frames observed on the test clips")
 
-    p = add(
+    arg = add(
         "predict",
         "anticipate the action of videos, frame by frame",
         "Streams each video through the trained model one frame at a time (one LSTM "
@@ -147,28 +144,22 @@ def build_parser():
         "the training T are marked.",
         parents=[run_dir],
     )
-    p.add_argument(
-        "videos", nargs="+", help="video files, frame folders or folders of videos"
-    )
-    p.add_argument(
-        "--max-frames", type=int, help="stop each video after this many frames"
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=0.5,
-        help="pooled probability of the anticipation moment (default: 0.5)",
-    )
-    p.add_argument("--csv", metavar="FILE", help="write one row per frame of every video")
-    p.add_argument("--top-k", type=int, default=3, help="classes per CSV row (default: 3)")
-    p.add_argument(
+    arg("videos", nargs="+", help="video files, frame folders or folders of videos")
+    arg("--max-frames", type=int, help="stop each video after this many frames")
+    threshold_help = "pooled probability of the anticipation moment (default: 0.5)"
+    arg("--threshold", type=float, default=0.5, help=threshold_help)
+    csv_help = "write one row per frame of every video"
+    arg("--csv", metavar="FILE", dest="csv_path", help=csv_help)
+    arg("--top-k", type=int, default=3, help="classes per CSV row (default: 3)")
+    arg(
         "--plot",
         metavar="PNG",
+        dest="plot_path",
         help="write the class probabilities over time with a frame strip (several "
         "videos: one file each, named <stem>_<video>.png)",
     )
 
-    p = add(
+    arg = add(
         "export",
         "export the streaming model (one frame in, the anticipated class out)",
         "Writes one graph that takes one uint8 RGB frame of any size (resized and "
@@ -177,13 +168,9 @@ def build_parser():
         "anticipated class and the next state\n(see msl_keras/export.py).",
         parents=[run_dir],
     )
-    p.add_argument(
-        "--format",
-        choices=("saved_model", "tflite"),
-        default="saved_model",
-        help="a SavedModel folder, or float32 and float16-weight .tflite files",
-    )
-    p.add_argument("--out", required=True, help="the output folder (new or empty)")
+    format_help = "a SavedModel folder, or float32 and float16-weight .tflite files"
+    arg("--format", choices=EXPORT_FORMATS, default="saved_model", help=format_help)
+    arg("--out", required=True, help="the output folder (new or empty)")
 
     add(
         "run",
@@ -191,22 +178,22 @@ def build_parser():
         parents=[config, fold, strategy],
     )
 
-    p = add(
+    arg = add(
         "import-original",
         "import the original code's per-video .npy features into a feature store",
         parents=[],
     )
-    p.add_argument("--context-dir", required=True, help="its context-aware feature folder")
-    p.add_argument("--action-dir", required=True, help="its action-aware feature folder")
-    p.add_argument("--out", required=True, help="the feature store (.h5) to write")
-    p.add_argument("--dataset", default="imported", help="dataset name recorded in the store")
-    p.add_argument(
+    arg("--context-dir", required=True, help="its context-aware feature folder")
+    arg("--action-dir", required=True, help="its action-aware feature folder")
+    arg("--out", required=True, help="the feature store (.h5) to write")
+    arg("--dataset", default="imported", help="dataset name recorded in the store")
+    arg(
         "--allow-zero-rows",
         action="store_true",
         help="accept all-zero feature rows (the original wrote them when decoding failed)",
     )
 
-    p = add(
+    arg = add(
         "import-original-weights",
         "load weights saved by the original scripts into msl_keras models",
         "Reads a Keras 2 `save_weights` file of the original code's context model, action"
@@ -214,34 +201,31 @@ def build_parser():
         "what\ncannot (see docs/original-code.md).",
         parents=[],
     )
-    p.add_argument("file", help="the original's .h5 weights file")
-    p.add_argument(
-        "--kind",
-        default="auto",
-        choices=("auto", "context", "action", "ms_lstm"),
-        help="which model the file holds (default: detected)",
-    )
-    p.add_argument("--out", help="write our model: a .keras or .weights.h5 path")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--inspect", action="store_true", help="only list the file's layers")
-    p.add_argument("--input-size", type=int, help="CNN input size the file was trained at")
-    p.add_argument("--fc-units", type=int, help="fc6/fc7 size")
-    p.add_argument("--context-dim", type=int, help="MS-LSTM context feature size")
-    p.add_argument("--action-dim", type=int, help="MS-LSTM action feature size")
-    p.add_argument("--temporal-length", type=int, help="the original's T (its LSTM input)")
-    p.add_argument(
+    arg("file", help="the original's .h5 weights file")
+    kinds = ("auto", "context", "action", "ms_lstm")
+    kind_help = "which model the file holds (default: detected)"
+    arg("--kind", default="auto", choices=kinds, help=kind_help)
+    arg("--out", help="write our model: a .keras or .weights.h5 path")
+    arg("--overwrite", action="store_true", help="replace existing outputs")
+    arg("--inspect", action="store_true", help="only list the file's layers")
+    arg("--input-size", type=int, help="CNN input size the file was trained at")
+    arg("--fc-units", type=int, help="fc6/fc7 size")
+    arg("--context-dim", type=int, help="MS-LSTM context feature size")
+    arg("--action-dim", type=int, help="MS-LSTM action feature size")
+    arg("--temporal-length", type=int, help="the original's T (its LSTM input)")
+    arg(
         "--allow-partial",
         action="store_true",
         help="load what fits and report the rest instead of refusing the file",
     )
 
-    p = add(
+    arg = add(
         "config",
         "print the resolved config, every valid key or every preset",
         parents=[config],
     )
-    p.add_argument("--keys", action="store_true", help="list every settable key")
-    p.add_argument("--presets", action="store_true", help="list every preset")
+    arg("--keys", action="store_true", help="list every settable key")
+    arg("--presets", action="store_true", help="list every preset")
     return parser
 
 
@@ -261,7 +245,9 @@ def _parse_shard(text):
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
-        raise MslKerasError(f"--shard takes I/N, e.g. 0/4. Received: --shard={text}") from None
+        raise MslKerasError(
+            f"--shard takes I/N, e.g. 0/4. Received: --shard={text}"
+        ) from None
     if not 0 <= index < count:
         raise MslKerasError(f"--shard I/N needs 0 <= I < N. Received: --shard={text}")
     return index, count
@@ -277,10 +263,22 @@ def _folds(index, name):
     return chosen
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to `sys.stdout` as it is at each message: a caller that swaps it after
+    `main()` (a notebook, pytest's capture) gets the messages, not a closed stream."""
+
+    def emit(self, record):
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    _log_to_stdout()
+    # The stages' messages (logger "msl_keras"; the default format is the message).
+    logger = logging.getLogger("msl_keras")
+    logger.handlers = [_StdoutHandler()]
+    logger.setLevel(logging.INFO)
     if args.command is None:
         parser.print_help()
         return 0
@@ -293,32 +291,14 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         print(
-            f"\nmsl-keras {args.command}: interrupted. Finished work is kept; run the same "
-            "command again to resume.",
+            f"\nmsl-keras {args.command}: interrupted. Finished work is kept; run the "
+            "same command again to resume.",
             file=sys.stderr,
         )
         return 130
     if args.command != "config":
         print(f"[{args.command} finished in {time.perf_counter() - start:.1f} s]")
     return code
-
-
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to `sys.stdout` as it is at each message: a caller that swaps it after
-    `main()` (a notebook, pytest's capture) gets the messages, not a closed stream."""
-
-    def emit(self, record):
-        self.stream = sys.stdout
-        super().emit(record)
-
-
-def _log_to_stdout():
-    """The stages' messages (`logging`, logger "msl_keras") go to this run's stdout."""
-    handler = _StdoutHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("msl_keras")
-    logger.handlers = [handler]
-    logger.setLevel(logging.INFO)
 
 
 def _dispatch(args):
@@ -358,12 +338,21 @@ def _dispatch(args):
     if args.command == "import-original-weights":
         from msl_keras.original import weights as original_weights
 
-        sizes = ("input_size", "fc_units", "context_dim", "action_dim", "temporal_length")
+        sizes = (
+            "input_size",
+            "fc_units",
+            "context_dim",
+            "action_dim",
+            "temporal_length",
+        )
         options = {k: getattr(args, k) for k in sizes if getattr(args, k) is not None}
-        if args.allow_partial:
-            options["allow_partial"] = True
+        options["allow_partial"] = args.allow_partial
         if args.inspect:
-            print(original_weights.inspect_original_weights(args.file, args.kind, **options))
+            print(
+                original_weights.inspect_original_weights(
+                    args.file, args.kind, **options
+                )
+            )
             return 0
         imported = original_weights.import_original_weights(
             args.file, args.kind, out=args.out, overwrite=args.overwrite, **options
@@ -374,17 +363,9 @@ def _dispatch(args):
         return 0
 
     if args.command == "predict":
-        pipeline.predict_from_run_dir(
-            args.videos,
-            args.run_dir,
-            fold=args.fold,
-            lstm=args.lstm,
-            max_frames=args.max_frames,
-            threshold=args.threshold,
-            plot_path=args.plot,
-            csv_path=args.csv,
-            top_k=args.top_k,
-        )
+        # Its options are the function's arguments, by name.
+        options = {k: v for k, v in vars(args).items() if k != "command"}
+        pipeline.predict_from_run_dir(**options)
         return 0
 
     if args.command == "export":
@@ -401,8 +382,11 @@ def _dispatch(args):
         demo(config, losses=losses)
         return 0
 
-    features_only = config.data.dataset == "imported"
-    if features_only and args.command in ("train-cnn", "extract", "merge"):
+    if config.data.dataset == "imported" and args.command in (
+        "train-cnn",
+        "extract",
+        "merge",
+    ):
         raise MslKerasError(
             f"data.dataset=imported holds features, not videos: there is nothing to "
             f"{args.command}. Write its feature store with `msl-keras import-features`, "
@@ -424,7 +408,9 @@ def _dispatch(args):
             shard = _parse_shard(args.shard) if args.shard else (0, 1)
             pipeline.extract(config, index, fold, run=run, shard=shard)
         elif args.command == "import-features":
-            pipeline.import_features(config, index, fold, run=run, overwrite=args.overwrite)
+            pipeline.import_features(
+                config, index, fold, run=run, overwrite=args.overwrite
+            )
         elif args.command == "merge":
             pipeline.merge_shards(config, fold, run, args.shards)
         elif args.command == "train-lstm":
@@ -437,4 +423,3 @@ def _dispatch(args):
             "--preset/--config/--set/--root options."
         )
     return 0
-

@@ -1,19 +1,16 @@
 """Run configuration: a frozen dataclass tree with the paper's presets.
 
-A `Config` holds four parts: `data` (which clips and frames), `cnn` (the VGG-16 trunk
-and the two feature heads, trained on frames), `lstm` (the MS-LSTM and its loss) and
-`eval`. `PRESETS` holds every named setting (`msl-keras config --presets` lists them).
-Any field can be overridden with dotted keys, from the command line or from a JSON/YAML
-file:
+A `Config` holds `data` (which clips and frames), `cnn` (the VGG-16 trunk and the two
+feature heads, trained on frames), `lstm` (the MS-LSTM and its loss) and `eval`; every
+named setting is in `PRESETS`. Any field can be overridden by its dotted key:
 
 ```python
-config = get_preset("paper_jhmdb")
-config = apply_overrides(config, {"lstm.loss": "ce", "data.split": 2})
+config = apply_overrides(get_preset("paper_jhmdb"), {"lstm.loss": "ce", "data.split": 2})
 config = load_config("my_run.yaml")  # {"preset": "demo", "lstm": {"epochs": 5}}
 ```
 
-An unknown key raises `ConfigError` naming the valid ones. The options the paper leaves
-open are explained once, in README.md ("Choices where the paper is silent").
+The options the paper leaves open are explained in README.md ("Choices where the paper
+is silent").
 """
 
 import dataclasses
@@ -21,20 +18,15 @@ import hashlib
 import json
 from operator import attrgetter
 from pathlib import Path
-from typing import Optional
 
 from msl_keras.errors import ConfigError
 
-DATASETS = ("generated", "ucf101", "jhmdb", "ut_interaction", "imported")
 FRAME_SELECTIONS = ("first", "uniform")
-MODEL_SELECTIONS = ("holdout", "refit")
-CAM_CLASSES = ("predicted", "top_k", "oracle")
 CAM_NORMALIZATIONS = ("max", None)
 HEAD_SELECTIONS = ("val_loss", "val_accuracy", "last")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
-LSTM_MODELS = ("ms_lstm", "context", "action")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-CHECKPOINTS = ("every_epoch", "end_of_fit")
+EXPORT_FORMATS = ("saved_model", "tflite")  # `msl-keras export --format`
 # Keras policies "float32", "mixed_bfloat16", "mixed_float16" (models/precision.py).
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -43,12 +35,12 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 class DataConfig:
     """Which clips, and which frames of them, feed the models."""
 
-    dataset: str = "generated"  # one of DATASETS
+    dataset: str = "generated"
     root: str = "data/generated"  # as downloaded; "imported": the features file
-    lists_dir: Optional[str] = None  # the official split lists, when not in `root`
+    lists_dir: str | None = None  # the official split lists, when not in `root`
     split: int = 1  # UCF-101's and JHMDB-21's split (1-3); "imported": `split<k>`
-    ut_set: Optional[int] = 1  # UT-Interaction's set: 1, 2, or None for both
-    ut_test_sequence: Optional[int] = 1  # its held-out sequence; None: every fold
+    ut_set: int | None = 1  # UT-Interaction's set: 1, 2, or None for both
+    ut_test_sequence: int | None = 1  # its held-out sequence; None: every fold
     num_steps: int = 50  # T, the most frames per clip fed to the LSTM
     frame_selection: str = "first"  # the first T frames, or "uniform" over the clip
     observed_ratio: float = 1.0  # the part of each clip frames are selected from
@@ -68,9 +60,9 @@ class CNNConfig:
     width: float = 1.0  # filter-count factor of the trunk and heads (1.0 = VGG-16)
     fc_units: int = 4096  # fc6 and fc7, i.e. the stored features
     cam_filters: int = 1024  # the CAM branch's convolution
-    weights: Optional[str] = "imagenet"  # or a Keras VGG-16 no-top file, None: random
-    top_weights: Optional[str] = "auto"  # README, "fc6 / fc7 of the heads"
-    cam_class: str = "predicted"  # the CAM masking the action stream: CAM_CLASSES
+    weights: str | None = "imagenet"  # or a Keras VGG-16 no-top file, None: random
+    top_weights: str | None = "auto"  # README, "fc6 / fc7 of the heads"
+    cam_class: str = "predicted"  # the CAM masking the action stream
     top_k: int = 3  # classes summed for cam_class="top_k"
     frames_per_clip: int = 10  # frames sampled from each training clip
     augment_views: int = 2  # augmented copies per frame, each through the trunk once
@@ -81,7 +73,7 @@ class CNNConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0005
     weight_decay_mode: str = "l2"  # or "decoupled": msl_keras/weight_decay.py
-    cam_normalization: Optional[str] = "max"  # or None (`=none`): ActionAwareHead
+    cam_normalization: str | None = "max"  # or None (`=none`): ActionAwareHead
     selection: str = "val_loss"  # or "val_accuracy", "last": picks each head's epoch
     dropout: float = 0.5
     store_dtype: str = "float16"  # the feature store's precision
@@ -118,13 +110,13 @@ class EvalConfig:
 
 # The settings with a fixed set of values, checked in this order.
 _CHOICES = {
-    "data.dataset": DATASETS,
+    "data.dataset": ("generated", "ucf101", "jhmdb", "ut_interaction", "imported"),
     "data.frame_selection": FRAME_SELECTIONS,
-    "data.model_selection": MODEL_SELECTIONS,
-    "cnn.cam_class": CAM_CLASSES,
-    "lstm.model": LSTM_MODELS,
+    "data.model_selection": ("holdout", "refit"),
+    "cnn.cam_class": ("predicted", "top_k", "oracle"),
+    "lstm.model": ("ms_lstm", "context", "action"),
     "strategy": STRATEGIES,
-    "checkpoints": CHECKPOINTS,
+    "checkpoints": ("every_epoch", "end_of_fit"),
     "cnn.weight_decay_mode": WEIGHT_DECAY_MODES,
     "lstm.weight_decay_mode": WEIGHT_DECAY_MODES,
     "cnn.cam_normalization": CAM_NORMALIZATIONS,
@@ -145,10 +137,8 @@ class Config:
     lstm: LSTMConfig = LSTMConfig()
     eval: EvalConfig = EvalConfig()
     seed: int = 0  # seeds Python, NumPy, TensorFlow and Keras
-    strategy: str = "default"  # the tf.distribute strategy of training: STRATEGIES
-    # When `train_lstm` writes its models: "every_epoch" (a resumable backup after each
-    # epoch) or "end_of_fit" (once).
-    checkpoints: str = "every_epoch"
+    strategy: str = "default"  # the tf.distribute strategy of training
+    checkpoints: str = "every_epoch"  # a resumable LSTM backup, or "end_of_fit" (once)
     output_dir: str = "runs"  # where run directories are created
 
     def __post_init__(self):
@@ -184,8 +174,8 @@ class Config:
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def run_name(self):
-        """The run directory's name, from the settings that make the heads and
-        features (`data`, `cnn`, `seed`): LSTMs of other losses or sizes share it."""
+        """The run directory's name, from what makes the heads and features (`data`,
+        `cnn`, `seed`): LSTMs of other losses or sizes share it."""
         data = self.data
         if data.dataset != "ut_interaction":
             where = f"split{data.split}"
@@ -198,10 +188,9 @@ class Config:
         )
 
     def lstm_run_name(self):
-        """The LSTM subdirectory's name, from the `lstm`, `eval` and `seed` settings
-        (the seed draws the LSTM's initial weights and clip order)."""
-        lstm = self.lstm
-        fingerprint = self.fingerprint("lstm", "eval", "seed")
+        """The LSTM subdirectory's name, from `lstm`, `eval` and `seed` (which draws the
+        LSTM's initial weights and clip order)."""
+        lstm, fingerprint = self.lstm, self.fingerprint("lstm", "eval", "seed")
         return f"{lstm.model}_{lstm.loss}_u{lstm.units}_seed{self.seed}_{fingerprint}"
 
 
@@ -312,25 +301,13 @@ def _network(input_size, width, fc_units, cam_filters, units, steps, batch):
     }
 
 
-# The benchmarks' `--size` (benchmarks/_common.py): the demo preset's clips and training
-# at the paper's network (its sizes: 224x224, VGG-16, fc 4096, 2048 units, T 50), at
-# half of it for a CPU, and at a few seconds for CI.
-BENCH_PAPER = _network(224, 1.0, 4096, 1024, units=2048, steps=50, batch=32)
-BENCH_CPU = _network(112, 0.5, 1024, 256, units=512, steps=50, batch=32)
-BENCH_TINY = _network(32, 1 / 16, 32, 16, units=16, steps=8, batch=4)
-
 # experiments/original_vs_ours.py: the demo's clips, heads and LSTM size, with the
 # LSTM's step and epochs that script has always used.
 ORIGINAL_VS_OURS = {"lstm.epochs": 40, "lstm.learning_rate": 0.05}
 
-
-def _on(base, name, settings):
-    """Preset `base` with `settings` (dotted keys) applied, named `name`."""
-    return apply_overrides(get_preset(base), {"name": name, **settings})
-
-
-# Each preset: (one line for `msl-keras config --presets`, the function that builds it);
-# each paper preset's frame selection: README.md, "Frames behind earliest and latest".
+# Each preset: (its line in `msl-keras config --presets`, the function that builds it or
+# the settings it changes on `demo`); the paper presets' frame selection: README.md,
+# "Frames behind earliest and latest".
 PRESETS = {
     "paper_ucf101": (
         "the paper on UCF-101: first T=50 frames, VGG-16 from ImageNet",
@@ -362,38 +339,44 @@ PRESETS = {
     ),
     "cpu_real": (
         "demo sizes for a real dataset on 2 CPU cores (experiments --scale cpu)",
-        lambda: _on("demo", "cpu_real", CPU_REAL),
+        CPU_REAL,
     ),
     "tiny": (
         "seconds per stage, any dataset (experiments --scale tiny, the tests)",
-        lambda: _on("demo", "tiny", TINY),
+        TINY,
     ),
+    # The benchmarks' `--size` (benchmarks/_common.py): the demo's clips and training at
+    # the paper's network (224x224, VGG-16, fc 4096, 2048 units, T 50), at half of it
+    # for a CPU, and at a few seconds for CI.
     "bench_paper": (
         "the demo at the paper's network sizes (benchmarks --size paper)",
-        lambda: _on("demo", "bench_paper", BENCH_PAPER),
+        _network(224, 1.0, 4096, 1024, units=2048, steps=50, batch=32),
     ),
     "bench_cpu": (
         "the demo at half the paper's network (benchmarks --size cpu)",
-        lambda: _on("demo", "bench_cpu", BENCH_CPU),
+        _network(112, 0.5, 1024, 256, units=512, steps=50, batch=32),
     ),
     "bench_tiny": (
         "the demo at a few seconds' network (benchmarks --size tiny)",
-        lambda: _on("demo", "bench_tiny", BENCH_TINY),
+        _network(32, 1 / 16, 32, 16, units=16, steps=8, batch=4),
     ),
     "original_vs_ours": (
         "the demo with experiments/original_vs_ours.py's LSTM step and epochs",
-        lambda: _on("demo", "original_vs_ours", ORIGINAL_VS_OURS),
+        ORIGINAL_VS_OURS,
     ),
 }
 
 
 def get_preset(name):
-    """Returns the preset `Config` called `name` (see `PRESETS`)."""
+    """The preset `Config` called `name` (see `PRESETS`)."""
     if name not in PRESETS:
         raise ConfigError(
             f"Unknown preset '{name}'. Valid presets: {', '.join(sorted(PRESETS))}."
         )
-    return PRESETS[name][1]()
+    build = PRESETS[name][1]
+    if callable(build):
+        return build()
+    return apply_overrides(_demo(), {"name": name, **build})
 
 
 def preset_descriptions():
@@ -455,13 +438,8 @@ def valid_keys():
 
 
 def apply_overrides(config, overrides):
-    """Returns `config` with dotted-key overrides applied.
-
-    Args:
-        config: a `Config`.
-        overrides: a mapping such as `{"lstm.units": 512, "seed": 3}` or a nested
-            mapping `{"lstm": {"units": 512}}`; values may be command-line strings.
-    """
+    """`config` with `overrides` applied: `{"lstm.units": 512, "seed": 3}` or nested,
+    `{"lstm": {"units": 512}}`; values may be command-line strings."""
     keys = valid_keys()
     listed = f"Valid keys: {', '.join(keys)}."
     top, sections = {}, {}
@@ -497,8 +475,7 @@ def load_config(path=None, preset=None, overrides=()):
     """A `Config` from a preset, then a JSON/YAML file, then `key=value` overrides.
 
     The file may name its own preset (`preset: paper_jhmdb`) and holds nested sections
-    (`lstm: {units: 512}`) or dotted keys; a file written by `save_config` loads back
-    to the same config.
+    (`lstm: {units: 512}`) or dotted keys, as `save_config` writes.
     """
     mapping = {}
     if path is not None:
