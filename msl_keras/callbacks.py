@@ -1,4 +1,4 @@
-"""The small pieces `fit` and `predict` need beyond Keras' own, for both training stages.
+"""The small pieces `fit` and `predict` need beyond Keras' own, for both stages.
 
 Resume and model selection are Keras' callbacks (`pipeline/lstm_training.py`). Epochs
 are numbered from 1 in every file and message, as Keras' progress lines print them.
@@ -9,20 +9,18 @@ import numpy as np
 
 
 def causal_forward(model, features, batch_size=32):
-    """Runs `model` once over whole sequences (`model.predict`): every step's output.
+    """Every step's output of `model` (an LSTM) run once over whole sequences.
 
     The LSTMs are causal, so one pass gives the prediction for every number of observed
     steps (the original code re-ran each prefix, its defect #8); padded steps after a
     clip's end do not change its valid outputs.
 
     Args:
-        model: a `MultiStageLSTM` or `SingleStageLSTM` (any model returning a dict of
-            `(batch, time, N)` probabilities, or one such tensor).
+        model: a model returning a dict of `(batch, time, N)` probabilities, or one.
         features: `{"context": (clips, T, Dc), "action": (clips, T, Da)}` numpy arrays.
 
     Returns:
-        `{output_name: (clips, T, N) float32 numpy}`, e.g. `{"stage1": ..., "stage2": ...}`
-        (a model with one unnamed output: `{"stage1": ...}`).
+        `{output_name: (clips, T, N) float32}`, e.g. `{"stage1": ..., "stage2": ...}`.
     """
     inputs = {k: np.asarray(v, "float32") for k, v in features.items()}
     if len(next(iter(inputs.values()))) <= int(batch_size):
@@ -38,13 +36,12 @@ def causal_forward(model, features, batch_size=32):
 
 
 def final_stage(outputs):
-    """The name of the model's prediction: `"stage2"` for the MS-LSTM, else `"stage1"`."""
+    """The name of the model's prediction: "stage2" for the MS-LSTM, else "stage1"."""
     return "stage2" if "stage2" in outputs else "stage1"
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):
-    """`keras.callbacks.CSVLogger` whose `epoch` column counts from 1 (Keras': from 0),
-    so a history row and `best_epoch` name an epoch the same way."""
+    """`keras.callbacks.CSVLogger` counting epochs from 1, as `best_epoch` does."""
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(int(epoch) + 1, logs)

@@ -46,12 +46,8 @@ def build_parser():
     # The arguments several subcommands share, as `parents=`.
     config = argparse.ArgumentParser(add_help=False)
     arg = config.add_argument_group("configuration").add_argument
-    names = ", ".join(PRESETS)
-    arg(
-        "--preset",
-        metavar="NAME",
-        help=f"a named preset: {names} (default: demo, or the file's own)",
-    )
+    text = f"a named preset: {', '.join(PRESETS)} (default: demo, or the file's own)"
+    arg("--preset", metavar="NAME", help=text)
     arg("--config", metavar="FILE", help="a JSON or YAML config file")
     arg(
         "--set",
@@ -65,13 +61,11 @@ def build_parser():
     arg("--output-dir", help="where run directories go (default: runs)")
     arg("--seed", type=int, help="random seed (same as --set seed=...)")
     fold = argparse.ArgumentParser(add_help=False)
-    fold_help = (
-        "run one fold (e.g. split1, set1_seq3); default: every fold of the config"
-    )
-    fold.add_argument("--fold", help=fold_help)
+    text = "run one fold (e.g. split1, set1_seq3); default: every fold of the config"
+    fold.add_argument("--fold", help=text)
     strategy = argparse.ArgumentParser(add_help=False)
-    strategy_help = "tf.distribute strategy for training (default: the config's)"
-    strategy.add_argument("--strategy", choices=STRATEGIES, help=strategy_help)
+    text = "tf.distribute strategy for training (default: the config's)"
+    strategy.add_argument("--strategy", choices=STRATEGIES, help=text)
     run_dir = argparse.ArgumentParser(add_help=False)
     arg = run_dir.add_argument
     arg("--run-dir", required=True, help="a run directory made by `run`/`demo`")
@@ -97,22 +91,15 @@ def build_parser():
         "an accuracy-vs-frames plot.",
         parents=[config],
     )
-    losses_help = "comma-separated loss names to compare (default: anticipation,ce)"
-    arg("--losses", default="anticipation,ce", help=losses_help)
-    add(
-        "prepare",
-        "check a dataset folder and list its clips, splits and folds",
-        parents=[config],
-    )
-    add(
-        "train-cnn",
-        "fine-tune the context- and action-aware heads on frames (frozen trunk)",
-    )
+    text = "comma-separated loss names to compare (default: anticipation,ce)"
+    arg("--losses", default="anticipation,ce", help=text)
+    text = "check a dataset folder and list its clips, splits and folds"
+    add("prepare", text, parents=[config])
+    text = "fine-tune the context- and action-aware heads on frames (frozen trunk)"
+    add("train-cnn", text)
     arg = add("extract", "write the HDF5 feature store of each fold (resumable)")
-    shard_help = (
-        "extract only shard I of N (0-based) into its own store; merge them after"
-    )
-    arg("--shard", metavar="I/N", help=shard_help)
+    text = "extract only shard I of N (0-based) into its own store; merge them after"
+    arg("--shard", metavar="I/N", help=text)
     arg = add(
         "import-features",
         "write the feature store of each fold from per-frame features made elsewhere",
@@ -122,15 +109,12 @@ def build_parser():
         "features'). Then train-lstm and evaluate run on the\nstore with the same "
         "options. Needs data.dataset=imported (--preset imported).",
     )
-    overwrite_help = "replace a store imported from other features or settings"
-    arg("--overwrite", action="store_true", help=overwrite_help)
+    text = "replace a store imported from other features or settings"
+    arg("--overwrite", action="store_true", help=text)
     arg = add("merge", "merge the feature stores written by `extract --shard I/N`")
     arg("--shards", type=int, required=True, help="N, the number of shards")
-    arg = add(
-        "train-lstm",
-        "train the MS-LSTM (or one stream) with a loss chosen by name",
-        parents=[config, fold, strategy],
-    )
+    text = "train the MS-LSTM (or one stream) with a loss chosen by name"
+    arg = add("train-lstm", text, parents=[config, fold, strategy])
     arg("--no-resume", action="store_true", help="start over, ignoring backups")
     add("evaluate", "accuracy against frames observed on the test clips")
 
@@ -146,18 +130,16 @@ def build_parser():
     )
     arg("videos", nargs="+", help="video files, frame folders or folders of videos")
     arg("--max-frames", type=int, help="stop each video after this many frames")
-    threshold_help = "pooled probability of the anticipation moment (default: 0.5)"
-    arg("--threshold", type=float, default=0.5, help=threshold_help)
-    csv_help = "write one row per frame of every video"
-    arg("--csv", metavar="FILE", dest="csv_path", help=csv_help)
+    text = "pooled probability of the anticipation moment (default: 0.5)"
+    arg("--threshold", type=float, default=0.5, help=text)
+    text = "write one row per frame of every video"
+    arg("--csv", metavar="FILE", dest="csv_path", help=text)
     arg("--top-k", type=int, default=3, help="classes per CSV row (default: 3)")
-    arg(
-        "--plot",
-        metavar="PNG",
-        dest="plot_path",
-        help="write the class probabilities over time with a frame strip (several "
-        "videos: one file each, named <stem>_<video>.png)",
+    text = (
+        "write the class probabilities over time with a frame strip (several videos: "
+        "one file each, named <stem>_<video>.png)"
     )
+    arg("--plot", metavar="PNG", dest="plot_path", help=text)
 
     arg = add(
         "export",
@@ -168,8 +150,8 @@ def build_parser():
         "anticipated class and the next state\n(see msl_keras/export.py).",
         parents=[run_dir],
     )
-    format_help = "a SavedModel folder, or float32 and float16-weight .tflite files"
-    arg("--format", choices=EXPORT_FORMATS, default="saved_model", help=format_help)
+    text = "a SavedModel folder, or float32 and float16-weight .tflite files"
+    arg("--format", choices=EXPORT_FORMATS, default="saved_model", help=text)
     arg("--out", required=True, help="the output folder (new or empty)")
 
     add(
@@ -178,14 +160,12 @@ def build_parser():
         parents=[config, fold, strategy],
     )
 
-    arg = add(
-        "import-original",
-        "import the original code's per-video .npy features into a feature store",
-        parents=[],
-    )
+    text = "import the original code's per-video .npy features into a feature store"
+    arg = add("import-original", text, parents=[])
     arg("--context-dir", required=True, help="its context-aware feature folder")
     arg("--action-dir", required=True, help="its action-aware feature folder")
-    arg("--out", required=True, help="the feature store (.h5) to write")
+    text = "the feature store (.h5) to write"
+    arg("--out", dest="out_path", metavar="OUT", required=True, help=text)
     arg("--dataset", default="imported", help="dataset name recorded in the store")
     arg(
         "--allow-zero-rows",
@@ -203,8 +183,8 @@ def build_parser():
     )
     arg("file", help="the original's .h5 weights file")
     kinds = ("auto", "context", "action", "ms_lstm")
-    kind_help = "which model the file holds (default: detected)"
-    arg("--kind", default="auto", choices=kinds, help=kind_help)
+    text = "which model the file holds (default: detected)"
+    arg("--kind", default="auto", choices=kinds, help=text)
     arg("--out", help="write our model: a .keras or .weights.h5 path")
     arg("--overwrite", action="store_true", help="replace existing outputs")
     arg("--inspect", action="store_true", help="only list the file's layers")
@@ -213,17 +193,11 @@ def build_parser():
     arg("--context-dim", type=int, help="MS-LSTM context feature size")
     arg("--action-dim", type=int, help="MS-LSTM action feature size")
     arg("--temporal-length", type=int, help="the original's T (its LSTM input)")
-    arg(
-        "--allow-partial",
-        action="store_true",
-        help="load what fits and report the rest instead of refusing the file",
-    )
+    text = "load what fits and report the rest instead of refusing the file"
+    arg("--allow-partial", action="store_true", help=text)
 
-    arg = add(
-        "config",
-        "print the resolved config, every valid key or every preset",
-        parents=[config],
-    )
+    text = "print the resolved config, every valid key or every preset"
+    arg = add("config", text, parents=[config])
     arg("--keys", action="store_true", help="list every settable key")
     arg("--presets", action="store_true", help="list every preset")
     return parser
@@ -311,32 +285,27 @@ def _dispatch(args):
     from msl_keras.demo import demo
     from msl_keras.orchestrator import run_all
 
+    # The options of the commands that take no config are their function's arguments.
+    options = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "config":
-        from msl_keras.config import preset_descriptions, valid_keys
+        from msl_keras.config import valid_keys
 
+        width = max(map(len, PRESETS))
         if args.keys:
             print("\n".join(valid_keys()))
         elif args.presets:
-            print("\n".join(preset_descriptions()))
+            for name, (text, _) in PRESETS.items():
+                print(f"{name:<{width}}  {text}")
         else:
             print(resolve_config(args).to_json())
         return 0
-
     if args.command == "import-original":
         from msl_keras.original.features import import_original_features
 
-        store = import_original_features(
-            args.context_dir,
-            args.action_dir,
-            args.out,
-            dataset=args.dataset,
-            allow_zero_rows=args.allow_zero_rows,
-        )
-        print(f"wrote {store}")
+        print(f"wrote {import_original_features(**options)}")
         return 0
-
     if args.command == "import-original-weights":
-        from msl_keras.original import weights as original_weights
+        from msl_keras.original import weights
 
         sizes = (
             "input_size",
@@ -345,35 +314,25 @@ def _dispatch(args):
             "action_dim",
             "temporal_length",
         )
-        options = {k: getattr(args, k) for k in sizes if getattr(args, k) is not None}
-        options["allow_partial"] = args.allow_partial
+        sizes = {k: options[k] for k in sizes if options[k] is not None}
+        sizes["allow_partial"] = args.allow_partial
         if args.inspect:
-            print(
-                original_weights.inspect_original_weights(
-                    args.file, args.kind, **options
-                )
-            )
+            print(weights.inspect_original_weights(args.file, args.kind, **sizes))
             return 0
-        imported = original_weights.import_original_weights(
-            args.file, args.kind, out=args.out, overwrite=args.overwrite, **options
+        imported = weights.import_original_weights(
+            args.file, args.kind, out=args.out, overwrite=args.overwrite, **sizes
         )
         print(imported.report)
         for role, path in imported.files.items():
             print(f"wrote {role}: {path}")
         return 0
-
     if args.command == "predict":
-        # Its options are the function's arguments, by name.
-        options = {k: v for k, v in vars(args).items() if k != "command"}
         pipeline.predict_from_run_dir(**options)
         return 0
-
     if args.command == "export":
         from msl_keras.export import export_from_run_dir
 
-        export_from_run_dir(
-            args.run_dir, args.out, args.format, fold=args.fold, lstm=args.lstm
-        )
+        export_from_run_dir(**options)
         return 0
 
     config = resolve_config(args)
@@ -381,7 +340,6 @@ def _dispatch(args):
         losses = [name.strip() for name in args.losses.split(",") if name.strip()]
         demo(config, losses=losses)
         return 0
-
     if config.data.dataset == "imported" and args.command in (
         "train-cnn",
         "extract",

@@ -379,12 +379,6 @@ def get_preset(name):
     return apply_overrides(_demo(), {"name": name, **build})
 
 
-def preset_descriptions():
-    """`name: what it is` lines of every preset (`msl-keras config --presets`)."""
-    width = max(map(len, PRESETS))
-    return [f"{name:<{width}}  {text}" for name, (text, _) in PRESETS.items()]
-
-
 def _coerce(key, value, current):
     """Converts a command-line string to the type of the field's current value."""
     if not isinstance(value, str):

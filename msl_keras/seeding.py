@@ -8,6 +8,7 @@ chosen by the processor's instruction set and can only be turned off before Tens
 is imported: `TF_ENABLE_ONEDNN_OPTS=0` (`onednn_enabled`).
 """
 
+import contextlib
 import os
 
 import keras
@@ -15,13 +16,10 @@ import numpy as np
 
 
 def set_seed(seed, deterministic_ops=False):
-    """Seeds Python's `random`, NumPy, TensorFlow and Keras for a repeatable run.
+    """Seeds Python's `random`, NumPy, TensorFlow and Keras; returns `seed` as an int.
 
-    Args:
-        seed: a non-negative int; returned as an int.
-        deterministic_ops: also make TensorFlow's kernels deterministic
-            (`tf.config.experimental.enable_op_determinism`): repeatable on GPU too, at
-            some speed cost, and irreversible for the process.
+    `deterministic_ops` also makes TensorFlow's kernels deterministic (repeatable on GPU
+    too, at some speed cost, and irreversible for the process).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative int. Received: seed={seed!r}")
@@ -39,23 +37,18 @@ def set_seed(seed, deterministic_ops=False):
 def pin_cpu_threads(threads=1):
     """Runs TensorFlow's CPU ops (intra- and inter-op pools) on `threads` threads.
 
-    TensorFlow's default is one thread per core, and a kernel split over more threads
-    adds its partial sums in another order. Call it before TensorFlow runs its first
-    op: it returns True when both pools run `threads` threads, False when TensorFlow
-    had already started with other settings (they cannot change for the process).
+    A kernel split over more threads (TensorFlow's default: one per core) adds its
+    partial sums in another order. Returns whether both pools now run `threads`: they
+    cannot change once TensorFlow has run its first op.
     """
     import tensorflow as tf
 
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(
-            f"`threads` must be a positive int. Received: threads={threads!r}"
-        )
+        raise ValueError(f"`threads` must be a positive int. Received: {threads=!r}")
     threading = tf.config.threading
-    try:
+    with contextlib.suppress(RuntimeError):  # TensorFlow has started: they stay
         threading.set_intra_op_parallelism_threads(threads)
         threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass
     return (
         threading.get_intra_op_parallelism_threads() == threads
         and threading.get_inter_op_parallelism_threads() == threads
@@ -63,7 +56,6 @@ def pin_cpu_threads(threads=1):
 
 
 def onednn_enabled():
-    """Whether TensorFlow's oneDNN CPU kernels are on (`TF_ENABLE_ONEDNN_OPTS`, read by
-    TensorFlow once, at import; on by default on x86 Linux)."""
+    """Whether TensorFlow's oneDNN CPU kernels are on (on by default on x86 Linux)."""
     value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower()
     return value not in ("0", "false")

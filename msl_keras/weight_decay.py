@@ -1,4 +1,4 @@
-"""SGD with weight decay in the Caffe reading (an L2 term in the gradient) or Keras' own.
+"""SGD with weight decay as Caffe does it (an L2 term in the gradient) or as Keras does.
 
 "Weight decay 0.0005, momentum 0.9" (paper Sec. 4.2, VGG's Caffe solver) adds the
 gradient of `wd / 2 * ||w||^2` to the loss gradient, inside momentum (mode `"l2"`):
@@ -19,12 +19,9 @@ from msl_keras.config import WEIGHT_DECAY_MODES
 def sgd(model, learning_rate, momentum, weight_decay=0.0, mode="l2"):
     """A `keras.optimizers.SGD` for `model`, to pass to `model.compile`.
 
-    Args:
-        model: a BUILT Keras model; in `"l2"` mode its trainable non-bias variables get
-            `keras.regularizers.L2(wd / 2)` (a training setting: not saved with the
-            model, so apply it again after loading a model to train on).
-        weight_decay: float >= 0; 0 means no decay.
-        mode: `"l2"` or `"decoupled"`.
+    In `"l2"` mode the BUILT `model`'s trainable non-bias variables get
+    `keras.regularizers.L2(wd / 2)`: a training setting, not saved with the model, so
+    apply it again after loading a model to train on. `weight_decay=0` means no decay.
     """
     if mode not in WEIGHT_DECAY_MODES:
         raise ValueError(
