@@ -1,14 +1,8 @@
 """The `msl-keras` command line: one subcommand per step of the pipeline.
 
 The CLI only parses arguments, resolves the config and calls the functions in
-`msl_keras.pipeline`; notebooks and experiments call the same functions.
-
-    msl-keras demo                                  # every stage on the generated clips
-    msl-keras run --preset paper_jhmdb --set data.root=/data/JHMDB
-    msl-keras train-lstm --preset paper_jhmdb --set lstm.loss=ce
-    msl-keras predict clip.avi --run-dir runs/<run> --plot probs.png --csv frames.csv
-    msl-keras export --run-dir runs/<run> --format tflite --out exported/
-    msl-keras import-features --preset imported --root my_features.npz
+`msl_keras.pipeline`; notebooks and experiments call the same functions. Examples of
+each command: README.md.
 """
 
 import argparse
@@ -19,7 +13,7 @@ import textwrap
 import time
 
 from msl_keras import __version__
-from msl_keras.config import EXPORT_FORMATS, PRESETS, STRATEGIES
+from msl_keras.config import EXPORT_FORMATS, PRESETS, STRATEGIES, load_config
 from msl_keras.errors import MslKerasError
 
 EPILOG = """\
@@ -49,14 +43,8 @@ def build_parser():
     text = f"a named preset: {', '.join(PRESETS)} (default: demo, or the file's own)"
     arg("--preset", metavar="NAME", help=text)
     arg("--config", metavar="FILE", help="a JSON or YAML config file")
-    arg(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override one setting, e.g. lstm.units=512 (repeatable)",
-    )
+    text = "override one setting, e.g. lstm.units=512 (repeatable)"
+    arg("--set", dest="overrides", metavar="KEY=VALUE", action="append", help=text)
     arg("--root", help="dataset folder (same as --set data.root=...)")
     arg("--output-dir", help="where run directories go (default: runs)")
     arg("--seed", type=int, help="random seed (same as --set seed=...)")
@@ -205,9 +193,7 @@ def build_parser():
 
 def resolve_config(args):
     """The config from --preset, --config, --set and the shortcut flags."""
-    from msl_keras.config import load_config
-
-    overrides = list(args.overrides)
+    overrides = list(args.overrides or ())
     for flag in ("root", "output_dir", "seed", "strategy"):
         value = getattr(args, flag, None)
         if value is not None:
@@ -228,13 +214,11 @@ def _parse_shard(text):
 
 
 def _folds(index, name):
-    if name is None:
-        return index.folds
-    chosen = [fold for fold in index.folds if fold.name == name]
-    if not chosen:
-        valid = ", ".join(fold.name for fold in index.folds)
+    """The folds of `index`, or the one called `name`."""
+    if name is not None and name not in index.fold_names:
+        valid = ", ".join(index.fold_names)
         raise MslKerasError(f"Unknown fold '{name}'. Folds of this config: {valid}.")
-    return chosen
+    return [fold for fold in index.folds if name in (None, fold.name)]
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -277,9 +261,8 @@ def main(argv=None):
 
 def _dispatch(args):
     if args.command == "demo":
-        # oneDNN picks its CPU kernels by instruction set, so its round-off differs
-        # between processors; TensorFlow reads this once, at import (below). The user's
-        # value wins.
+        # oneDNN's CPU kernels, and so their round-off, depend on the processor;
+        # TensorFlow reads this once, at import (below). The user's value wins.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from msl_keras import pipeline
     from msl_keras.demo import demo
@@ -294,7 +277,7 @@ def _dispatch(args):
         if args.keys:
             print("\n".join(valid_keys()))
         elif args.presets:
-            for name, (text, _) in PRESETS.items():
+            for name, text in PRESETS.items():
                 print(f"{name:<{width}}  {text}")
         else:
             print(resolve_config(args).to_json())

@@ -13,6 +13,7 @@ The options the paper leaves open are explained in README.md ("Choices where the
 is silent").
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -305,65 +306,54 @@ def _network(input_size, width, fc_units, cam_filters, units, steps, batch):
 # LSTM's step and epochs that script has always used.
 ORIGINAL_VS_OURS = {"lstm.epochs": 40, "lstm.learning_rate": 0.05}
 
-# Each preset: (its line in `msl-keras config --presets`, the function that builds it or
-# the settings it changes on `demo`); the paper presets' frame selection: README.md,
-# "Frames behind earliest and latest".
+# Every preset, with its line in `msl-keras config --presets`; the paper presets' frame
+# selection: README.md, "Frames behind earliest and latest".
 PRESETS = {
-    "paper_ucf101": (
-        "the paper on UCF-101: first T=50 frames, VGG-16 from ImageNet",
-        lambda: _paper("ucf101", "data/UCF-101", frame_selection="first"),
-    ),
-    "paper_jhmdb": (
-        "the paper on JHMDB-21: T=50 frames spread over each clip",
-        lambda: _paper("jhmdb", "data/JHMDB", frame_selection="uniform"),
-    ),
+    "paper_ucf101": "the paper on UCF-101: first T=50 frames, VGG-16 from ImageNet",
+    "paper_jhmdb": "the paper on JHMDB-21: T=50 frames spread over each clip",
     "paper_ut_interaction": (
-        "the paper on UT-Interaction: both sets, 20 leave-one-sequence-out folds",
-        lambda: _paper(
-            "ut_interaction",
-            "data/ut-interaction",
-            frame_selection="uniform",
-            ut_set=None,
-            ut_test_sequence=None,
-        ),
+        "the paper on UT-Interaction: both sets, 20 leave-one-sequence-out folds"
     ),
     "imported": (
-        "features made elsewhere (msl-keras import-features): only the LSTM stages run",
-        lambda: Config(
-            name="imported", data=DataConfig(dataset="imported", root="features.npz")
-        ),
+        "features made elsewhere (msl-keras import-features): only the LSTM stages run"
     ),
     "demo": (
-        "the generated clips, small enough for 2 CPU cores in minutes (msl-keras demo)",
-        _demo,
+        "the generated clips, small enough for 2 CPU cores in minutes (msl-keras demo)"
     ),
-    "cpu_real": (
-        "demo sizes for a real dataset on 2 CPU cores (experiments --scale cpu)",
-        CPU_REAL,
+    "cpu_real": "demo sizes for a real dataset on 2 CPU cores (experiments --scale cpu)",
+    "tiny": "seconds per stage, any dataset (experiments --scale tiny, the tests)",
+    "bench_paper": "the demo at the paper's network sizes (benchmarks --size paper)",
+    "bench_cpu": "the demo at half the paper's network (benchmarks --size cpu)",
+    "bench_tiny": "the demo at a few seconds' network (benchmarks --size tiny)",
+    "original_vs_ours": (
+        "the demo with experiments/original_vs_ours.py's LSTM step and epochs"
     ),
-    "tiny": (
-        "seconds per stage, any dataset (experiments --scale tiny, the tests)",
-        TINY,
+}
+
+# How each preset is made: a function, or the settings it changes on `demo`.
+_BUILDERS = {
+    "paper_ucf101": lambda: _paper("ucf101", "data/UCF-101", frame_selection="first"),
+    "paper_jhmdb": lambda: _paper("jhmdb", "data/JHMDB", frame_selection="uniform"),
+    "paper_ut_interaction": lambda: _paper(
+        "ut_interaction",
+        "data/ut-interaction",
+        frame_selection="uniform",
+        ut_set=None,
+        ut_test_sequence=None,
     ),
+    "imported": lambda: Config(
+        name="imported", data=DataConfig(dataset="imported", root="features.npz")
+    ),
+    "demo": _demo,
+    "cpu_real": CPU_REAL,
+    "tiny": TINY,
     # The benchmarks' `--size` (benchmarks/_common.py): the demo's clips and training at
     # the paper's network (224x224, VGG-16, fc 4096, 2048 units, T 50), at half of it
     # for a CPU, and at a few seconds for CI.
-    "bench_paper": (
-        "the demo at the paper's network sizes (benchmarks --size paper)",
-        _network(224, 1.0, 4096, 1024, units=2048, steps=50, batch=32),
-    ),
-    "bench_cpu": (
-        "the demo at half the paper's network (benchmarks --size cpu)",
-        _network(112, 0.5, 1024, 256, units=512, steps=50, batch=32),
-    ),
-    "bench_tiny": (
-        "the demo at a few seconds' network (benchmarks --size tiny)",
-        _network(32, 1 / 16, 32, 16, units=16, steps=8, batch=4),
-    ),
-    "original_vs_ours": (
-        "the demo with experiments/original_vs_ours.py's LSTM step and epochs",
-        ORIGINAL_VS_OURS,
-    ),
+    "bench_paper": _network(224, 1.0, 4096, 1024, units=2048, steps=50, batch=32),
+    "bench_cpu": _network(112, 0.5, 1024, 256, units=512, steps=50, batch=32),
+    "bench_tiny": _network(32, 1 / 16, 32, 16, units=16, steps=8, batch=4),
+    "original_vs_ours": ORIGINAL_VS_OURS,
 }
 
 
@@ -373,7 +363,7 @@ def get_preset(name):
         raise ConfigError(
             f"Unknown preset '{name}'. Valid presets: {', '.join(sorted(PRESETS))}."
         )
-    build = PRESETS[name][1]
+    build = _BUILDERS[name]
     if callable(build):
         return build()
     return apply_overrides(_demo(), {"name": name, **build})
@@ -405,13 +395,10 @@ def _coerce(key, value, current):
         raise ConfigError(
             f"{key} must be a {kind}. Received: {key}={value!r}"
         ) from None
-    if current is None:
-        # Optional fields: keep numbers as numbers.
+    if current is None:  # an optional field: numbers stay numbers
         for cast in (int, float):
-            try:
+            with contextlib.suppress(ValueError):
                 return cast(text)
-            except ValueError:
-                pass
     return text
 
 
@@ -492,8 +479,7 @@ def load_config(path=None, preset=None, overrides=()):
         if not isinstance(mapping, dict):
             raise ConfigError(f"'{path}' must hold a mapping of config keys.")
     file_preset = mapping.pop("preset", None)
-    config = get_preset(preset or file_preset or "demo")
-    config = apply_overrides(config, mapping)
+    config = apply_overrides(get_preset(preset or file_preset or "demo"), mapping)
     return apply_overrides(config, dict(parse_override(item) for item in overrides))
 
 
