@@ -72,11 +72,12 @@ def build_parser():
 
     arg = add(
         "demo",
-        "every stage on generated clips: our loss against cross-entropy (a few minutes)",
+        "every stage on generated clips: our loss against cross-entropy (a few "
+        "minutes)",
         "Generates small labelled clips (data/generated), fine-tunes the two feature "
         "heads, extracts features,\ntrains the MS-LSTM with the anticipation loss and "
-        "with plain cross-entropy, and prints a table\nof earliest/latest accuracy with "
-        "an accuracy-vs-frames plot.",
+        "with plain cross-entropy, and prints a table\nof earliest/latest accuracy "
+        "with an accuracy-vs-frames plot.",
         parents=[config],
     )
     text = "comma-separated loss names to compare (default: anticipation,ce)"
@@ -144,7 +145,8 @@ def build_parser():
 
     add(
         "run",
-        "every stage from one config: prepare, train-cnn, extract, train-lstm, evaluate",
+        "every stage from one config: prepare, train-cnn, extract, train-lstm, "
+        "evaluate",
         parents=[config, fold, strategy],
     )
 
@@ -158,15 +160,16 @@ def build_parser():
     arg(
         "--allow-zero-rows",
         action="store_true",
-        help="accept all-zero feature rows (the original wrote them when decoding failed)",
+        help="accept all-zero feature rows (the original wrote them when decoding "
+        "failed)",
     )
 
     arg = add(
         "import-original-weights",
         "load weights saved by the original scripts into msl_keras models",
-        "Reads a Keras 2 `save_weights` file of the original code's context model, action"
-        "\nmodel or MS-LSTM, maps its layers onto ours and reports exactly what loaded and "
-        "what\ncannot (see docs/original-code.md).",
+        "Reads a Keras 2 `save_weights` file of the original code's context model, "
+        "action\nmodel or MS-LSTM, maps its layers onto ours and reports exactly what "
+        "loaded and what\ncannot (see docs/original-code.md).",
         parents=[],
     )
     arg("file", help="the original's .h5 weights file")
@@ -323,15 +326,12 @@ def _dispatch(args):
         losses = [name.strip() for name in args.losses.split(",") if name.strip()]
         demo(config, losses=losses)
         return 0
-    if config.data.dataset == "imported" and args.command in (
-        "train-cnn",
-        "extract",
-        "merge",
-    ):
+    cnn_stage = args.command in ("train-cnn", "extract", "merge")
+    if cnn_stage and config.data.dataset == "imported":
         raise MslKerasError(
             f"data.dataset=imported holds features, not videos: there is nothing to "
-            f"{args.command}. Write its feature store with `msl-keras import-features`, "
-            "then run train-lstm and evaluate."
+            f"{args.command}. Write its feature store with `msl-keras "
+            "import-features`, then run train-lstm and evaluate."
         )
     index = pipeline.prepare(config)
     if args.command == "prepare":

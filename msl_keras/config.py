@@ -5,7 +5,8 @@ feature heads, trained on frames), `lstm` (the MS-LSTM and its loss) and `eval`;
 named setting is in `PRESETS`. Any field can be overridden by its dotted key:
 
 ```python
-config = apply_overrides(get_preset("paper_jhmdb"), {"lstm.loss": "ce", "data.split": 2})
+config = get_preset("paper_jhmdb")
+config = apply_overrides(config, {"lstm.loss": "ce", "data.split": 2})
 config = load_config("my_run.yaml")  # {"preset": "demo", "lstm": {"epochs": 5}}
 ```
 
@@ -320,7 +321,9 @@ PRESETS = {
     "demo": (
         "the generated clips, small enough for 2 CPU cores in minutes (msl-keras demo)"
     ),
-    "cpu_real": "demo sizes for a real dataset on 2 CPU cores (experiments --scale cpu)",
+    "cpu_real": (
+        "demo sizes for a real dataset on 2 CPU cores (experiments --scale cpu)"
+    ),
     "tiny": "seconds per stage, any dataset (experiments --scale tiny, the tests)",
     "bench_paper": "the demo at the paper's network sizes (benchmarks --size paper)",
     "bench_cpu": "the demo at half the paper's network (benchmarks --size cpu)",
