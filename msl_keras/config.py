@@ -140,7 +140,8 @@ class Config:
     eval: EvalConfig = EvalConfig()
     seed: int = 0  # seeds Python, NumPy, TensorFlow and Keras
     strategy: str = "default"  # the tf.distribute strategy of training
-    checkpoints: str = "every_epoch"  # a resumable LSTM backup, or "end_of_fit" (once)
+    # When `train_lstm` writes its models: after each epoch (resumable) or "end_of_fit".
+    checkpoints: str = "every_epoch"
     output_dir: str = "runs"  # where run directories are created
 
     def __post_init__(self):
