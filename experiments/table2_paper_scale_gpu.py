@@ -47,9 +47,10 @@ Where this run differs from the paper (`PAPER_SCALE`), and why:
   their optimizer state) are deleted (`orchestrator.prune_fold`; `--keep-models` keeps
   them), its records, features and results kept: a rerun reads its results. The table
   is the same; what is lost is `predict` / `export` on those folds afterwards.
-- XLA: the LSTMs compile with `jit_compile=False` (what Keras' "auto" gives them on a
-  GPU: cuDNN's LSTM kernel is not XLA-compatible); the heads keep Keras' "auto", i.e.
-  XLA on a GPU, compiled again for each fold's new heads (projected as on this CPU).
+- XLA: the LSTMs and the heads compile with `jit_compile=False`. For the LSTMs that is
+  what Keras' "auto" gives them on a GPU (cuDNN's LSTM kernel is not XLA-compatible); for
+  the heads "auto" would be XLA on a GPU, compiled again for each fold's new heads, which
+  takes longer than they train.
 
 The budget (`--budget-minutes`, default 10): before the run the script projects each
 step's time (`time_budget.project`: GPU work from FLOP counts and an assumed sustained
@@ -61,11 +62,10 @@ Folds already finished by an earlier run are projected at what a rerun does with
 (evaluate again). The script also projects the disk the run leaves and refuses to start
 when it exceeds the free space under `--output-dir`.
 
-At these settings the projection on one H100 is 15.4 minutes for the 20 folds (43-47 s
-per fold, ~30 s of it building the fold's models and tracing their functions, measured on
-this CPU, the heads' XLA compiles included) and ~6 GiB on disk (~72 GiB with
-`--keep-models`; RESULTS.md): the whole table does NOT fit in 10 minutes;
-`--budget-minutes 10` runs ~12 folds per call.
+At these settings the projection on one H100 is 13.6 minutes for the 20 folds (37-41 s
+per fold, ~26 s of it building the fold's models, tracing their functions and saving them,
+measured on this CPU) and ~6 GiB on disk (~72 GiB with `--keep-models`; RESULTS.md): the
+whole table does NOT fit in 10 minutes; `--budget-minutes 10` runs ~14 folds per call.
 
 `--dry-run` checks everything on the CPU at tiny sizes through the same code path: the
 weights file, the dataset, the GPU report, the dtype setting, the paper-scale projection,

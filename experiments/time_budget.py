@@ -16,8 +16,8 @@ A step's seconds are the sum of
   paper size building each model and tracing each Keras function a fold calls
   (`python experiments/time_budget.py` measures them: `measure_builds_and_traces`);
 - costs ASSUMED for a GPU machine (`ASSUMED`): the LSTMs' orthogonal initialisers (a
-  QR) on the device instead of the CPU's, the heads' XLA compiles taken as on the CPU
-  (`HEADS_XLA`), a Keras step's dispatch, the setup.
+  QR) on the device instead of the CPU's, a Keras step's dispatch, the setup (and, with
+  `HEADS_XLA`, the heads' XLA compiles taken as on the CPU).
 
 `TimeBudget` prints each step's projection against its actual time and raises
 `BudgetExceeded` before a step that would end past the budget; once a step has run, the
