@@ -95,9 +95,7 @@ class AugmentationConfig:
         if self.jitter_mode not in JITTER_MODES:
             fail("jitter_mode", f"one of {JITTER_MODES}")
         if self.jitter_mode == "random" and not 0 <= self.jitter < 1:
-            fail(
-                "jitter", "in [0, 1) with jitter_mode='random' (factors stay positive)"
-            )
+            fail("jitter", "in [0, 1) with jitter_mode='random' (factors stay > 0)")
         if self.jitter_mode == "fixed" and not self.jitter > 0:
             fail("jitter", "> 0 with jitter_mode='fixed'")
         if self.fill_mode not in FILL_MODES:
@@ -105,15 +103,13 @@ class AugmentationConfig:
 
 
 def _as_image(image, name):
-    x = check_rgb(tf.convert_to_tensor(image), name)
-    return tf.cast(x, tf.float32) if x.dtype != tf.float32 else x
+    return tf.cast(check_rgb(tf.convert_to_tensor(image), name), tf.float32)
 
 
 def _per_frame(param, trailing_rank=0):
     """A scalar or per-frame parameter (`lead + trailing` shaped, `trailing` `(3,)`
     for channel offsets) reshaped to broadcast against `(..., H, W, 3)`."""
-    p = tf.convert_to_tensor(param)
-    p = tf.cast(p, tf.float32) if p.dtype != tf.float32 else p
+    p = tf.cast(param, tf.float32)
     lead_rank = p.shape.rank - trailing_rank
     if lead_rank <= 0:
         return p
@@ -137,9 +133,13 @@ def _flat_param(param, lead_shape, dtype=tf.float32):
     return tf.reshape(tf.broadcast_to(p, lead_shape), [-1])
 
 
-def _matrix(*rows):
-    """`(N, 3, 3)` from three rows of three `(N,)` tensors."""
-    return tf.stack([tf.stack(row, -1) for row in rows], -2)
+def _affine(*entries):
+    """`(N, 3, 3)` matrices `[[a, b, c], [d, e, f], [0, 0, 1]]` of the six `entries`
+    `a .. f`: `a` is `(N,)`, the others `(N,)` or numbers."""
+    shape = tf.shape(entries[0])
+    cells = [tf.broadcast_to(tf.cast(v, tf.float32), shape) for v in entries]
+    cells += [tf.zeros(shape), tf.zeros(shape), tf.ones(shape)]
+    return tf.reshape(tf.stack(cells, -1), tf.concat([shape, [3, 3]], 0))
 
 
 def _rotation_matrix(angle_degrees, height, width):
@@ -149,11 +149,8 @@ def _rotation_matrix(angle_degrees, height, width):
     cos, sin = tf.cos(theta), tf.sin(theta)
     cx = (tf.cast(width, tf.float32) - 1.0) / 2.0
     cy = (tf.cast(height, tf.float32) - 1.0) / 2.0
-    zero, one = tf.zeros_like(cos), tf.ones_like(cos)
-    return _matrix(
-        [cos, -sin, (1.0 - cos) * cx + sin * cy],
-        [sin, cos, (1.0 - cos) * cy - sin * cx],
-        [zero, zero, one],
+    return _affine(
+        cos, -sin, (1.0 - cos) * cx + sin * cy, sin, cos, (1.0 - cos) * cy - sin * cx
     )
 
 
@@ -161,8 +158,7 @@ def _flip_matrix(flip, width):
     """Output -> input coordinates of an optional horizontal mirror."""
     sign = tf.where(flip, -1.0, 1.0)
     shift = tf.where(flip, tf.cast(width, tf.float32) - 1.0, 0.0)
-    zero, one = tf.zeros_like(sign), tf.ones_like(sign)
-    return _matrix([sign, zero, shift], [zero, one, zero], [zero, zero, one])
+    return _affine(sign, 0.0, shift, 0.0, 1.0, 0.0)
 
 
 def _crop_matrix(box, output_size):
@@ -170,12 +166,7 @@ def _crop_matrix(box, output_size):
     top, left, crop_h, crop_w = tf.unstack(tf.cast(box, tf.float32), axis=-1)
     sy = crop_h / float(output_size[0])
     sx = crop_w / float(output_size[1])
-    zero, one = tf.zeros_like(sx), tf.ones_like(sx)
-    return _matrix(
-        [sx, zero, left + 0.5 * sx - 0.5],
-        [zero, sy, top + 0.5 * sy - 0.5],
-        [zero, zero, one],
-    )
+    return _affine(sx, 0.0, left + 0.5 * sx - 0.5, 0.0, sy, top + 0.5 * sy - 0.5)
 
 
 def aspect_crop_box(height, width, scale, offset_y, offset_x, aspect=PAPER_ASPECT):
@@ -229,17 +220,13 @@ def adjust_saturation(image, alpha):
 
 
 def draw_augmentation(seed, config=None, batch_size=None):
-    """Draw the random parameters of one augmentation (or `batch_size` of them).
+    """The random parameters of one augmentation (or, with `batch_size` n, of n: each
+    value gets a leading `(n,)`), drawn from `seed`: a `(2,)` int tensor / array /
+    tuple (stateless: the same seed, the same parameters) or a `tf.random.Generator`.
 
-    Args:
-        seed: a `(2,)` int tensor / array / tuple (stateless: the same seed gives the
-            same parameters), or a `tf.random.Generator`.
-        batch_size: `None` for scalar parameters, or n (values get a leading `(n,)`).
-
-    Returns:
-        dict of `PARAM_KEYS`: `flip` bool, `angle` degrees, `crop_scale`, `offset_y`
-        and `offset_x` in [0, 1], `channel_shift` `(3,)`, and the `brightness`,
-        `contrast`, `saturation` factors, in the ranges of `config`.
+    Returns a dict of `PARAM_KEYS`: `flip` bool, `angle` degrees, `crop_scale`,
+    `offset_y` and `offset_x` in [0, 1], `channel_shift` `(3,)`, and the `brightness`,
+    `contrast`, `saturation` factors, in the ranges of `config`.
     """
     config = AugmentationConfig() if config is None else config
     shape = [11] if batch_size is None else [batch_size, 11]
@@ -247,9 +234,7 @@ def draw_augmentation(seed, config=None, batch_size=None):
         u = seed.uniform(shape, dtype=tf.float32)
     else:
         seed = tf.convert_to_tensor(seed)
-        if not seed.dtype.is_integer or (
-            seed.shape.rank is not None and seed.shape != [2]
-        ):
+        if not seed.dtype.is_integer or seed.shape not in ([2], None):
             raise ValueError(
                 "`seed` must be a (2,) int tensor or a tf.random.Generator. "
                 f"Received: {seed!r}"
@@ -279,7 +264,8 @@ def draw_augmentation(seed, config=None, batch_size=None):
 
 
 def augment_frame(image, params, config=None):
-    """Apply the paper's augmentation with `params` (from `draw_augmentation`).
+    """The paper's augmentation of RGB `image` `(..., H, W, 3)` in [0, 255] (uint8 or
+    float) with `params` (from `draw_augmentation`): float32 `(..., out_h, out_w, 3)`.
 
     The flip, rotation, crop and resize are one affine map, so the frame is resampled
     once: sharper (one bilinear interpolation instead of two), about 1.7x cheaper on
@@ -287,12 +273,6 @@ def augment_frame(image, params, config=None):
     from the step-by-step chain only by the interpolation (and, where the crop is
     upsampled, its outermost pixel row reads the pixel outside the box instead of
     repeating the box edge); `tests/test_augment.py` checks it against that chain.
-
-    Args:
-        image: RGB `(..., H, W, 3)` in [0, 255], uint8 or float.
-
-    Returns:
-        float32 `(..., out_h, out_w, 3)` in [0, 255].
 
     >>> params = draw_augmentation(tf.constant([1, 2]))
     >>> augment_frame(np.zeros((240, 320, 3), np.uint8), params).shape

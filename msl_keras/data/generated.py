@@ -3,18 +3,16 @@
 The demo, the notebooks and the tests run on these clips, through the decoder the real
 datasets use (`video.read_frames`). Anticipation is a real problem on them:
 
-- One actor (a stick figure) stands in the same idle pose in every clip; after a short
-  random onset the class's motion (`ACTIONS`: `walk_right` translates right, `jump`
-  rises, `approach` grows, ...) starts and grows to the end. The first frames look
-  alike for every class; the last decide it. The actor covers about 5% of the frame.
+- One actor (a stick figure, about 5% of the frame) stands in the same idle pose in
+  every clip; after a short random onset the class's motion (`ACTIONS`) starts and
+  grows to the end: the first frames look alike for every class, the last decide it.
 - The background is the class's own scene with probability `CONTEXT_PROBABILITY`,
   another class's otherwise: context alone beats chance but stays far from perfect.
 - Actors ("groups", like UCF-101's `gXX`) differ in clothes, skin and size, never in
   motion; start, onset, speed and amplitude vary per clip; a distractor square drifts;
   every frame gets pixel noise; lengths vary in [75%, 100%] of `num_frames`.
 
-Layout written by `generate_dataset(root)` (clip ids follow UCF-101; groups never
-straddle the two lists; `read_generated` carves validation groups from the train list):
+Layout written by `generate_dataset(root)` (groups never straddle the two lists):
 
 ```
 <root>/<class_name>/<class_name>_g<group>_c<clip>.avi    MJPG AVI, RGB content
@@ -73,15 +71,14 @@ def generate_dataset(
 
     `clips_per_class` are spread evenly over `num_groups` actors, the last
     `ceil(num_groups / 3)` of which form the test list; `num_frames` is the longest
-    clip; `frame_size` is `(width, height)`. A complete set made with the same
-    parameters is reused as it is, an incomplete one written again (staged in a
-    sibling folder, then moved in); `overwrite` replaces a set made with other
-    parameters (otherwise an error) and regenerates a matching one.
+    clip; `frame_size` is `(width, height)`. A complete set of these parameters is
+    reused, an incomplete one written again (staged in a sibling folder, then moved
+    in); `overwrite` regenerates it, or replaces a set of other parameters.
 
     Raises:
         ValueError: a parameter is out of range.
-        DatasetError: `root` holds another set (or other files) and `overwrite` is
-            False, or this OpenCV cannot write and read back MJPG AVI files.
+        DatasetError: `root` holds other files and `overwrite` is False, or this
+            OpenCV cannot write and read back MJPG AVI files.
     """
     root = Path(root)
     parameters = _parameters(
@@ -91,17 +88,16 @@ def generate_dataset(
     if manifest is not None and not overwrite:
         if manifest.get("parameters") != parameters:
             raise DatasetError(
-                f"'{root}' holds a generated set made with other parameters: "
-                f"{manifest.get('parameters')}. Received: {parameters}. Pass "
+                f"'{root}' holds a generated set of other parameters "
+                f"({manifest.get('parameters')}, not {parameters}). Pass "
                 "overwrite=True to replace it, or choose another root."
             )
         if _is_complete(root, manifest):
             return root
     elif manifest is None and root.is_dir() and any(root.iterdir()) and not overwrite:
         raise DatasetError(
-            f"'{root}' is not empty and holds no generated set ({MANIFEST_NAME} is "
-            "missing). Choose an empty or new folder, or pass overwrite=True to write "
-            "the generated set into it."
+            f"'{root}' is not empty and holds no generated set (no {MANIFEST_NAME}). "
+            "Choose an empty or new folder, or pass overwrite=True."
         )
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
@@ -117,25 +113,22 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
     of its groups drawn with `seed`, "validation"), then of the test list ("test").
     Raises `DatasetError` when the set is missing or incomplete."""
     root = Path(root)
-    names = class_names(root)
+    names, hint = class_names(root), _regenerate_hint(root)
     records = []
     for list_name, role in ((TRAIN_LIST, "train"), (TEST_LIST, "test")):
-        for where, line in _read_lines(root, list_name):
+        listed = list_lines(root / SPLITS_DIR / list_name, "Split list", hint)
+        for where, line in listed:
             parts = line.split()
             valid = len(parts) == 3 and parts[1].isdecimal()
             if not valid or int(parts[1]) >= len(names):
                 raise DatasetError(
                     f"{where}: expected '<class_name>/<clip_id>.avi <label> <group>' "
                     f"with a label below {len(names)} (the classes of "
-                    f"'{root / SPLITS_DIR / CLASSES_FILE}'). Received: {line!r}. "
-                    + _regenerate_hint(root)
+                    f"'{root / SPLITS_DIR / CLASSES_FILE}'). Received: {line!r}. {hint}"
                 )
             path, label = root / parts[0], int(parts[1])
             if not path.is_file():
-                raise DatasetError(
-                    f"Clip '{path}' listed in {list_name} is missing. "
-                    + _regenerate_hint(root)
-                )
+                raise DatasetError(f"{where}: clip '{path}' is missing. {hint}")
             records.append(
                 ClipRecord(
                     clip_id=Path(parts[0]).stem,
@@ -153,25 +146,15 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
 
 def class_names(root=DEFAULT_ROOT):
     """The class names of the set under `root` in label order (splits/classes.txt)."""
-    return [line for _, line in _read_lines(Path(root), CLASSES_FILE)]
+    path = Path(root) / SPLITS_DIR / CLASSES_FILE
+    return [line for _, line in list_lines(path, "Class list", _regenerate_hint(root))]
 
 
 def _regenerate_hint(root):
     return (
         f"Create the clips with `msl_keras.data.generated.generate_dataset('{root}')` "
-        f"or `msl-keras demo`."
+        "or `msl-keras demo`."
     )
-
-
-def _read_lines(root, name):
-    path = root / SPLITS_DIR / name
-    if not path.is_file():
-        what = "folder" if not root.is_dir() else "split list"
-        raise DatasetError(
-            f"No generated data set at '{root}' ({what} '{path}' not found). "
-            + _regenerate_hint(root)
-        )
-    return list_lines(path, "Split list", _regenerate_hint(root))
 
 
 def _parameters(
@@ -180,29 +163,27 @@ def _parameters(
     """Validates the arguments; returns them as the manifest records them."""
     if not 2 <= int(num_classes) <= len(ACTIONS):
         raise ValueError(
-            f"num_classes must be between 2 and {len(ACTIONS)} ({', '.join(ACTIONS)}). "
-            f"Received: num_classes={num_classes}"
+            f"num_classes must be in [2, {len(ACTIONS)}] ({', '.join(ACTIONS)}). "
+            f"Received: {num_classes=}"
         )
     if int(num_groups) < 2:
         raise ValueError(
-            "num_groups must be at least 2 (train and test groups are disjoint). "
-            f"Received: num_groups={num_groups}"
+            "num_groups must be >= 2 (train and test groups are disjoint). "
+            f"Received: {num_groups=}"
         )
     if int(clips_per_class) < int(num_groups):
         raise ValueError(
-            "clips_per_class must be at least num_groups, so every group shows every "
-            f"class. Received: clips_per_class={clips_per_class}, "
-            f"num_groups={num_groups}"
+            "clips_per_class must be >= num_groups (every group shows every class). "
+            f"Received: {clips_per_class=}, {num_groups=}"
         )
     if int(num_frames) < 4:
         raise ValueError(f"num_frames must be at least 4. Received: {num_frames=}")
     if len(frame_size) != 2 or min(frame_size) < 16:
         raise ValueError(
-            "frame_size must be (width, height), both at least 16 pixels. "
-            f"Received: frame_size={frame_size}"
+            f"frame_size must be (width, height), both >= 16. Received: {frame_size=}"
         )
     if not fps > 0:
-        raise ValueError(f"fps must be positive. Received: fps={fps}")
+        raise ValueError(f"fps must be positive. Received: {fps=}")
     return {
         "generator_version": GENERATOR_VERSION,
         "num_classes": int(num_classes),
@@ -231,10 +212,9 @@ def _load_manifest(root):
 
 
 def _is_complete(root, manifest):
-    lists = (CLASSES_FILE, TRAIN_LIST, TEST_LIST)
-    return all((root / SPLITS_DIR / name).is_file() for name in lists) and all(
-        (root / clip["path"]).is_file() for clip in manifest.get("clips", [])
-    )
+    files = [f"{SPLITS_DIR}/{name}" for name in (CLASSES_FILE, TRAIN_LIST, TEST_LIST)]
+    files += [clip["path"] for clip in manifest.get("clips", [])]
+    return all((root / name).is_file() for name in files)
 
 
 def _replace_set(staging, root, old_manifest, new_manifest):
@@ -259,7 +239,7 @@ def _write_set(folder, parameters):
     names = list(ACTIONS[:num_classes])
     test_groups = set(range(num_groups - math.ceil(num_groups / 3), num_groups))
     actors = [_draw_actor(seed, group, num_groups) for group in range(num_groups)]
-    clips, lines = [], {TRAIN_LIST: [], TEST_LIST: []}
+    clips, lines = [], {"train": [], "test": []}
     for label, name in enumerate(names):
         (folder / name).mkdir()
         scenes = _draw_scenes(seed, label, num_classes, per_class)
@@ -269,19 +249,20 @@ def _write_set(folder, parameters):
                 seed, label, index, scenes[index], actors[group], parameters
             )
             frames = render_clip(spec, parameters["frame_size"])
-            clip_id = f"{name}_g{group + 1:02d}_c{index // num_groups + 1:02d}"
+            group_name = f"g{group + 1:02d}"
+            clip_id = f"{name}_{group_name}_c{index // num_groups + 1:02d}"
             relative = f"{name}/{clip_id}.avi"
             _write_avi(folder / relative, frames, parameters["fps"])
-            split = TEST_LIST if group in test_groups else TRAIN_LIST
-            lines[split].append(f"{relative} {label} g{group + 1:02d}")
+            split = "test" if group in test_groups else "train"
+            lines[split].append(f"{relative} {label} {group_name}")
             clips.append(
                 {
                     "clip_id": clip_id,
                     "path": relative,
                     "label": label,
                     "class_name": name,
-                    "group": f"g{group + 1:02d}",
-                    "split": "test" if split == TEST_LIST else "train",
+                    "group": group_name,
+                    "split": split,
                     "num_frames": len(frames),
                     "frames_sha1": hashlib.sha1(frames.tobytes()).hexdigest(),
                     # With manifest["actors"][group] as "actor": render_clip's input.
@@ -289,7 +270,8 @@ def _write_set(folder, parameters):
                 }
             )
     (folder / SPLITS_DIR).mkdir()
-    for list_name, entries in [(CLASSES_FILE, names), *lines.items()]:
+    listed = {CLASSES_FILE: names, TRAIN_LIST: lines["train"], TEST_LIST: lines["test"]}
+    for list_name, entries in listed.items():
         text = "".join(f"{entry}\n" for entry in entries)
         (folder / SPLITS_DIR / list_name).write_text(text)
     manifest = {
@@ -307,9 +289,8 @@ def _write_set(folder, parameters):
 def _write_avi(path, frames, fps):
     """Encodes RGB frames `(n, H, W, 3)` as MJPG AVI and checks they decode back."""
     height, width = frames.shape[1:3]
-    fourcc = cv2.VideoWriter_fourcc(*FOURCC)
+    fourcc, size = cv2.VideoWriter_fourcc(*FOURCC), (width, height)
     # OpenCV's own MJPEG writer needs no FFmpeg; fall back to any backend otherwise.
-    size = (width, height)
     writer = cv2.VideoWriter(str(path), cv2.CAP_OPENCV_MJPEG, fourcc, fps, size)
     if writer.isOpened():
         writer.set(cv2.VIDEOWRITER_PROP_QUALITY, JPEG_QUALITY)
@@ -332,9 +313,9 @@ def _write_avi(path, frames, fps):
     capture.release()
     if decoded != len(frames):
         raise DatasetError(
-            f"'{path}' was written with {len(frames)} frames of {width}x{height} but "
-            f"{decoded} decode back with this OpenCV ({cv2.__version__}): its {FOURCC} "
-            "codec does not round-trip. Install opencv-python with FFmpeg support."
+            f"'{path}': {len(frames)} frames of {width}x{height} written, {decoded} "
+            f"decode back with this OpenCV ({cv2.__version__}). Install "
+            "opencv-python with FFmpeg support."
         )
 
 

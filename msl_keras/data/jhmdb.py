@@ -23,7 +23,7 @@ from msl_keras.data.records import (
     check_listed_once,
     list_lines,
 )
-from msl_keras.errors import DatasetError
+from msl_keras.errors import DatasetError, listing
 
 URL = "http://jhmdb.is.tue.mpg.de/"
 CLASSES = tuple(
@@ -34,6 +34,7 @@ SPLITS = (1, 2, 3)
 _ROLE_OF_ID = {"1": "train", "2": "test", "0": None}
 _META_SUFFIX = re.compile(r"_[a-z]+_(?:cm|nm)_np\d+_[a-z]+_[a-z]+_\d+$")
 _INDEX_SUFFIX = re.compile(r"_\d+$")
+_GET_SPLITS = f"Download splits.zip from {URL} and extract it"
 
 
 def class_names(splits_dir=None):
@@ -52,18 +53,12 @@ def clip_group(clip_name):
 
 
 def _check_splits_dir(splits_dir, splits):
-    missing = [
-        f"{c}_test_split{s}.txt"
-        for s in splits
-        for c in CLASSES
-        if not (splits_dir / f"{c}_test_split{s}.txt").is_file()
-    ]
+    names = [f"{c}_test_split{s}.txt" for s in splits for c in CLASSES]
+    missing = [name for name in names if not (splits_dir / name).is_file()]
     if missing:
         raise DatasetError(
-            f"JHMDB split files missing in '{splits_dir}': "
-            f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} "
-            f"({len(missing)} in all). Download splits.zip from {URL} and extract it "
-            "there, or pass splits_dir."
+            f"JHMDB split files missing in '{splits_dir}': {listing(missing, 4)}. "
+            f"{_GET_SPLITS} there, or pass splits_dir."
         )
 
 
@@ -74,8 +69,8 @@ def _find_splits_dir(root):
             return candidate
     raise DatasetError(
         "JHMDB split files not found: looked for '<class>_test_split<n>.txt' in "
-        f"{' and '.join(repr(str(c)) for c in candidates)}. Download splits.zip from "
-        f"{URL} and extract it there, or pass splits_dir."
+        f"{' and '.join(repr(str(c)) for c in candidates)}. {_GET_SPLITS} there, or "
+        "pass splits_dir."
     )
 
 
@@ -97,16 +92,12 @@ def read_jhmdb(
             the download URL; a malformed split line.
     """
     if split not in SPLITS:
-        raise ValueError(
-            f"JHMDB split must be one of {SPLITS}. Received: split={split!r}"
-        )
+        raise ValueError(f"JHMDB split must be one of {SPLITS}. Received: {split=}")
     root = Path(root)
     if check_files and not root.is_dir():
         raise DatasetError(
-            f"JHMDB not found: the folder '{root}' does not exist. Expected "
-            f"'{root}/<class>/<clip>.avi' (JHMDB_video.zip) or "
-            f"'{root}/<class>/<clip>/00001.png' (the frames archive), for the 21 "
-            f"classes. Download from {URL}."
+            f"JHMDB not found: no folder '{root}' of '<class>/<clip>.avi' videos or "
+            f"'<class>/<clip>/00001.png' frames. Download them from {URL}."
         )
     splits_dir = _find_splits_dir(root) if splits_dir is None else Path(splits_dir)
     _check_splits_dir(splits_dir, (split,))
@@ -116,11 +107,10 @@ def read_jhmdb(
         class_dir = root / class_name
         if check_files and not class_dir.is_dir():
             raise DatasetError(
-                f"JHMDB class folder '{class_dir}' not found (needed by "
-                f"'{split_path}'). The extraction is incomplete: download the videos "
-                f"or frames from {URL}."
+                f"JHMDB class folder '{class_dir}' (of '{split_path}') not found. "
+                f"Download the videos or frames from {URL} again."
             )
-        fix = f"Download splits.zip from {URL} and extract it again."
+        fix = f"{_GET_SPLITS} again."
         for where, line in list_lines(split_path, "JHMDB split file", fix):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in _ROLE_OF_ID:
@@ -137,9 +127,8 @@ def read_jhmdb(
             path = video if video.is_file() or not frames.is_dir() else frames
             if check_files and path is video and not video.is_file():
                 raise DatasetError(
-                    f"{where}: clip {clip_id!r} not found; expected the video "
-                    f"'{video}' or the frame folder '{frames}/00001.png ...'. The "
-                    f"extraction is incomplete: download JHMDB again from {URL}."
+                    f"{where}: clip {clip_id!r} not found: no video '{video}' nor "
+                    f"frame folder '{frames}'. Download JHMDB from {URL} again."
                 )
             records.append(
                 ClipRecord(

@@ -20,9 +20,7 @@ from msl_keras.errors import ConfigError, DatasetError
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(
-            f"`{name}` must be a positive int. Received: {name}={value!r}"
-        )
+        raise ConfigError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
     return int(value)
 
 
@@ -33,6 +31,23 @@ def _names(name, names):
             f"`{name}` must be a non-empty tuple of names. Received: {name}={names!r}"
         )
     return tuple(names)
+
+
+def _int_table(arrays, key, clips, low, high, bounds):
+    """`arrays[key]` checked to be `(clips,)` ints in [low, high] (`bounds` says it to
+    the user), as an int32 tensor."""
+    value = np.asarray(arrays[key])
+    if value.shape != (clips,) or not np.issubdtype(value.dtype, np.integer):
+        raise DatasetError(
+            f"arrays['{key}'] must be ({clips},) ints. "
+            f"Received: shape={value.shape}, dtype={value.dtype}"
+        )
+    if value.min() < low or value.max() > high:
+        raise DatasetError(
+            f"arrays['{key}'] must lie in {bounds}. "
+            f"Received: min={value.min()}, max={value.max()}"
+        )
+    return tf.constant(value.astype(np.int32))
 
 
 def sequence_dataset(
@@ -50,8 +65,8 @@ def sequence_dataset(
 
     Args:
         arrays: dict of arrays (e.g. `FeatureStore.read()`): each of `streams`
-            `(clips, T, D)`, `"labels"` `(clips,)` int, `"lengths"` `(clips,)` int in
-            [1, T] (valid steps; later steps are padding).
+            `(clips, T, D)`, `"labels"` `(clips,)` int in [0, N), `"lengths"`
+            `(clips,)` int in [1, T] (valid steps; later steps are padding).
         num_classes: N, the width of the one-hot targets.
         outputs: the model's output names, each given the same targets; `None`
             yields the targets as one tensor.
@@ -67,14 +82,11 @@ def sequence_dataset(
     streams = _names("streams", streams)
     outputs = None if outputs is None else _names("outputs", outputs)
     if not hasattr(arrays, "keys"):
-        raise DatasetError(
-            f"`arrays` must be a dict of arrays. Received: {type(arrays)}"
-        )
+        raise DatasetError(f"`arrays` must be a dict. Received: {type(arrays)}")
     missing = [k for k in (*streams, "labels", "lengths") if k not in arrays]
     if missing:
         raise DatasetError(
-            f"`arrays` lacks {missing}; it needs {list(streams)} + ['labels', "
-            f"'lengths']. Received keys: {sorted(arrays.keys())}"
+            f"`arrays` lacks {missing}. Received keys: {sorted(arrays.keys())}"
         )
     features = {}
     for name in streams:
@@ -95,35 +107,10 @@ def sequence_dataset(
                 f"arrays['{name}'] has shape {tuple(value.shape)}, but "
                 f"arrays['{streams[0]}'] has (clips, T) = {(clips, steps)}."
             )
-    labels = np.asarray(arrays["labels"])
-    if labels.shape != (clips,):
-        raise DatasetError(
-            f"`labels` must hold one int per clip, shape ({clips},). "
-            f"Received: shape={labels.shape}"
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetError(f"`labels` must be ints. Received: dtype={labels.dtype}")
-    if labels.min() < 0:
-        raise DatasetError(f"`labels` must be >= 0. Received: min={labels.min()}")
-    if labels.max() >= num_classes:
-        raise DatasetError(
-            f"`labels` must be < num_classes={num_classes}. "
-            f"Received: max={labels.max()}"
-        )
-    lengths = np.asarray(arrays["lengths"])
-    if lengths.shape != (clips,) or not np.issubdtype(lengths.dtype, np.integer):
-        raise DatasetError(
-            f"arrays['lengths'] must be ({clips},) ints. "
-            f"Received: shape={lengths.shape}, dtype={lengths.dtype}"
-        )
-    if lengths.min() < 1 or lengths.max() > steps:
-        raise DatasetError(
-            f"arrays['lengths'] must lie in [1, T={steps}]. "
-            f"Received: min={lengths.min()}, max={lengths.max()}"
-        )
+    bounds = f"[0, num_classes={num_classes})"
+    label_table = _int_table(arrays, "labels", clips, 0, num_classes - 1, bounds)
+    length_table = _int_table(arrays, "lengths", clips, 1, steps, f"[1, T={steps}]")
     tables = {name: tf.convert_to_tensor(value) for name, value in features.items()}
-    label_table = tf.constant(labels.astype(np.int32))
-    length_table = tf.constant(lengths.astype(np.int32))
 
     dataset = tf.data.Dataset.range(clips)
     if shuffle:

@@ -28,8 +28,7 @@ def resize_frames(frames, size):
     float32: half-pixel centres and no antialiasing, the sampling of OpenCV's
     `cv2.resize(..., interpolation=cv2.INTER_LINEAR)`. Frames already of `size` are
     returned as they are (the same sampling is the identity)."""
-    x = tf.convert_to_tensor(frames)
-    x = tf.cast(x, tf.float32) if x.dtype != tf.float32 else x
+    x = tf.cast(frames, tf.float32)
     try:
         height, width = (int(s) for s in size)
     except (TypeError, ValueError):
@@ -57,10 +56,7 @@ def preprocess_frames(frames, size=(224, 224)):
     TensorShape([2, 224, 224, 3])
     """
     x = check_rgb(tf.convert_to_tensor(frames), "preprocess_frames")
-    if size is None:
-        x = tf.cast(x, tf.float32) if x.dtype != tf.float32 else x
-    else:
-        x = resize_frames(x, size)
+    x = tf.cast(x, tf.float32) if size is None else resize_frames(x, size)
     # tf.reverse is several times faster than the strided slice x[..., ::-1].
     return tf.reverse(x, axis=[-1]) - tf.constant(IMAGENET_MEAN_BGR, tf.float32)
 

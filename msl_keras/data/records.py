@@ -42,17 +42,11 @@ class ClipRecord:
                 f"ClipRecord role must be one of {ROLES}. Received: role={self.role!r} "
                 f"for clip {self.clip_id!r}"
             )
-        if isinstance(self.label, bool) or not isinstance(
-            self.label, (int, np.integer)
-        ):
+        is_int = isinstance(self.label, (int, np.integer))
+        if isinstance(self.label, bool) or not is_int or self.label < 0:
             raise ValueError(
-                "ClipRecord label must be an int class index. Received: "
-                f"label={self.label!r} for clip {self.clip_id!r}"
-            )
-        if self.label < 0:
-            raise ValueError(
-                "ClipRecord label must be >= 0 (0-based class index). Received: "
-                f"label={self.label} for clip {self.clip_id!r}"
+                "ClipRecord label must be an int >= 0 (0-based class index). "
+                f"Received: label={self.label!r} for clip {self.clip_id!r}"
             )
 
 
@@ -78,7 +72,9 @@ def summarize(records):
 
 def list_lines(path, what, fix):
     """`(where, line)` of each non-blank line of a text list (`where`: "path, line n").
-    Raises `DatasetError` "`what` '`path`' is not a text file (...). `fix`"."""
+    Raises `DatasetError` "`what` '`path`' not found / is not a text file. `fix`"."""
+    if not Path(path).is_file():
+        raise DatasetError(f"{what} '{path}' not found. {fix}")
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
@@ -118,20 +114,16 @@ def carve_validation(records, fraction=0.1, seed=0):
     """
     records = list(records)
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(
-            "validation fraction must be in [0, 1): a share of the training groups. "
-            f"Received: fraction={fraction}"
-        )
+        raise ValueError(f"validation fraction must be in [0, 1). Received: {fraction}")
     train = [r for r in records if r.role == "train"]
     if fraction == 0.0 or not train:
         return records
     groups = sorted({r.group for r in train})
     if len(groups) < 2:
         raise DatasetError(
-            f"Cannot carve a validation set out of {len(train)} training clips: they "
-            f"all belong to group {groups[0]!r} and a group is never split. Pass "
-            "validation_fraction=0 to train without validation, or use a dataset with "
-            "more groups."
+            f"Cannot carve validation out of {len(train)} training clips of one group "
+            f"({groups[0]!r}; a group is never split). Pass validation_fraction=0, or "
+            "use a dataset with more groups."
         )
     classes_of_group = defaultdict(set)
     for r in train:

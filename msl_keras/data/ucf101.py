@@ -35,13 +35,7 @@ _SPLITS_ZIP = f"UCF101TrainTestSplits-RecognitionTask.zip from {URL}"
 
 
 def _lines(path):
-    if not path.is_file():
-        raise DatasetError(
-            f"UCF-101 split list not found: expected '{path}'. Download {_SPLITS_ZIP} "
-            f"and extract it so that '{path.parent}' holds classInd.txt, "
-            "trainlist01-03.txt and testlist01-03.txt (or pass lists_dir)."
-        )
-    fix = f"Download {_SPLITS_ZIP} and extract it again."
+    fix = f"Download {_SPLITS_ZIP} and extract it into '{path.parent}'."
     return list_lines(path, "UCF-101 split list", fix)
 
 
@@ -50,14 +44,11 @@ def class_names(lists_dir):
     names = []
     for where, line in _lines(Path(lists_dir) / "classInd.txt"):
         parts = line.split()
-        if len(parts) != 2 or not parts[0].isdecimal():
+        index = int(parts[0]) if len(parts) == 2 and parts[0].isdecimal() else None
+        if index != len(names) + 1:
             raise DatasetError(
-                f"{where}: expected '<index> <ClassName>'. Received: {line!r}"
-            )
-        if int(parts[0]) != len(names) + 1:
-            raise DatasetError(
-                f"{where}: class indices must run 1, 2, 3, ... in order; "
-                f"expected {len(names) + 1}. Received: {line!r}"
+                f"{where}: expected '{len(names) + 1} <ClassName>' (indices run 1, 2, "
+                f"3, ... in order). Received: {line!r}"
             )
         names.append(parts[1])
     return names
@@ -92,22 +83,17 @@ def read_ucf101(
             list line is malformed, or (check_files) a listed clip is not on disk.
     """
     if split not in SPLITS:
-        raise ValueError(
-            f"UCF-101 split must be one of {SPLITS}. Received: split={split!r}"
-        )
+        raise ValueError(f"UCF-101 split must be one of {SPLITS}. Received: {split=}")
     root = Path(root)
     if lists_dir is None and not root.is_dir():
         raise DatasetError(
-            f"UCF-101 not found: the folder '{root}' does not exist. Expected "
-            f"'{root / VIDEOS_FOLDER}/<Class>/v_<Class>_gNN_cNN.avi' and "
-            f"'{root / LISTS_FOLDER}/classInd.txt'. Download UCF101.rar and "
+            f"UCF-101 not found: no folder '{root}'. Download UCF101.rar and "
             f"{_SPLITS_ZIP} and extract both there."
         )
     lists_dir = root / LISTS_FOLDER if lists_dir is None else Path(lists_dir)
     if not lists_dir.is_dir():
         raise DatasetError(
-            f"UCF-101 split lists not found: expected the folder '{lists_dir}' with "
-            "classInd.txt, trainlist01-03.txt and testlist01-03.txt. Download "
+            f"UCF-101 split lists not found: no folder '{lists_dir}'. Download "
             f"{_SPLITS_ZIP} and extract it there, or pass lists_dir."
         )
     names = class_names(lists_dir)
@@ -116,8 +102,7 @@ def read_ucf101(
     video_dir = root / VIDEOS_FOLDER if (root / VIDEOS_FOLDER).is_dir() else root
     if check_files and not video_dir.is_dir():
         raise DatasetError(
-            "UCF-101 videos not found: expected "
-            f"'{root / VIDEOS_FOLDER}/<Class>/v_<Class>_gNN_cNN.avi'. Download "
+            f"UCF-101 videos not found: no folder '{root / VIDEOS_FOLDER}'. Download "
             f"UCF101.rar from {URL} and extract it into '{root}', or pass "
             "check_files=False to read the lists only."
         )
@@ -147,16 +132,16 @@ def read_ucf101(
             match = _CLIP_NAME.match(clip_id)
             if match is None:
                 raise DatasetError(
-                    f"{where}: file name does not follow v_<Class>_gNN_cNN.avi. "
+                    f"{where}: file name not of the form v_<Class>_gNN_cNN.avi. "
                     f"Received: {line!r}"
                 )
             check_listed_once(seen, clip_id, where)
             path = on_disk.get((folder.lower(), filename.lower()))
             if check_files and path is None:
                 raise DatasetError(
-                    f"{where}: clip {parts[0]!r} not found; expected "
-                    f"'{video_dir / folder / filename}'. The UCF-101 extraction is "
-                    f"incomplete: extract UCF101.rar from {URL} again."
+                    f"{where}: clip {parts[0]!r} not found at "
+                    f"'{video_dir / folder / filename}'. Extract UCF101.rar from {URL} "
+                    "again."
                 )
             records.append(
                 ClipRecord(

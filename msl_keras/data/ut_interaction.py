@@ -33,24 +33,19 @@ def class_names():
 def set_folder(root, set_number):
     """`<root>/segmented_set<n>`, checked to exist."""
     if set_number not in SETS:
-        raise ValueError(
-            "UT-Interaction set_number must be 1 or 2. Received: "
-            f"set_number={set_number!r}"
-        )
+        raise ValueError(f"set_number must be 1 or 2. Received: {set_number=}")
     folder = Path(root) / f"segmented_set{set_number}"
     if not folder.is_dir():
         raise DatasetError(
-            f"UT-Interaction set {set_number} not found: expected "
-            f"'{folder}/<clip>_<sequence>_<action>.avi'. Download "
-            f"segmented_set{set_number}.zip from {URL} and extract it into "
-            f"'{Path(root)}'."
+            f"UT-Interaction set {set_number}: no folder '{folder}'. Download "
+            f"segmented_set{set_number}.zip from {URL} and extract it into '{root}'."
         )
     return folder
 
 
 def _scan(root, set_number):
     """(path, clip_id, sequence, action) of each clip of a set, by clip number."""
-    folder = set_folder(root, set_number)
+    folder, sequences = set_folder(root, set_number), SETS[set_number]
     clips = []
     for entry in os.scandir(folder):
         if not entry.name.lower().endswith(".avi"):
@@ -58,15 +53,14 @@ def _scan(root, set_number):
         match = _CLIP_NAME.match(entry.name)
         if match is None:
             raise DatasetError(
-                f"'{entry.path}' does not follow the official name "
-                "<clip>_<sequence>_<action>.avi; rename or remove it."
+                f"'{entry.path}' is not named <clip>_<sequence>_<action>.avi as the "
+                "official clips are; rename or remove it."
             )
         sequence, action = int(match.group("sequence")), int(match.group("action"))
-        if sequence not in SETS[set_number]:
+        if sequence not in sequences:
             raise DatasetError(
                 f"'{entry.path}' names sequence {sequence}, but set {set_number} holds "
-                f"sequences {SETS[set_number][0]}-{SETS[set_number][-1]}; move it to "
-                "the right set folder."
+                f"{sequences[0]}-{sequences[-1]}; move it to the right set folder."
             )
         if action >= len(ACTIONS):
             raise DatasetError(
@@ -76,8 +70,8 @@ def _scan(root, set_number):
         clips.append((Path(entry.path), entry.name[:-4], sequence, action))
     if not clips:
         raise DatasetError(
-            f"No clip in '{folder}': expected <clip>_<sequence>_<action>.avi files. "
-            f"Download segmented_set{set_number}.zip from {URL} again."
+            f"No <clip>_<sequence>_<action>.avi clip in '{folder}'. Download "
+            f"segmented_set{set_number}.zip from {URL} again."
         )
     # By clip number (the clip id starts with it), then by name.
     return sorted(clips, key=lambda c: (int(c[1].split("_")[0]), c[1]))
@@ -111,10 +105,9 @@ def read_ut_interaction(
 ):
     """`ClipRecord`s of every clip of set 1 or 2 (by clip number; group
     `"sequence<k>"`) for the fold that tests on `test_sequence` (1-10 for set 1, 11-20
-    for set 2, as in the file names).
-
-    `validation_fraction` of the training sequences are carved out for validation
-    (`carve_validation`; 0.1 moves one), or the `validation_sequences` given.
+    for set 2, as in the file names). `validation_fraction` of the training sequences
+    go to validation (`carve_validation`; 0.1 moves one), or the `validation_sequences`
+    given.
 
     Raises:
         DatasetError: the set folder is missing (with the download URL) or a file
@@ -126,26 +119,19 @@ def read_ut_interaction(
     if test_sequence not in sequences:
         raise ValueError(
             f"test_sequence must be one of the sequences of set {set_number} on disk "
-            f"{sequences} (set 2 is numbered 11-20, as in its file names). Received: "
-            f"test_sequence={test_sequence!r}"
+            f"{sequences} (set 2 is numbered 11-20). Received: {test_sequence=}"
         )
     if validation_sequences is not None:
         validation_sequences = sorted({int(s) for s in validation_sequences})
-        bad = [
-            s for s in validation_sequences if s not in sequences or s == test_sequence
-        ]
-        if bad or len(validation_sequences) >= len(sequences) - 1:
+        # A proper subset of the other sequences: at least one is left to train on.
+        if not set(validation_sequences) < set(sequences) - {test_sequence}:
             raise ValueError(
                 "validation_sequences must be sequences of the set other than the "
                 f"test sequence {test_sequence}, leaving at least one to train on. "
-                f"Received: validation_sequences={validation_sequences}"
+                f"Received: {validation_sequences=}"
             )
-
-    def role_of(sequence):
-        if sequence == test_sequence:
-            return "test"
-        return "validation" if sequence in (validation_sequences or ()) else "train"
-
+    roles = {sequence: "validation" for sequence in validation_sequences or ()}
+    roles[test_sequence] = "test"
     records = [
         ClipRecord(
             clip_id=clip_id,
@@ -153,7 +139,7 @@ def read_ut_interaction(
             label=action,
             class_name=ACTIONS[action],
             group=f"sequence{sequence}",
-            role=role_of(sequence),
+            role=roles.get(sequence, "train"),
         )
         for path, clip_id, sequence, action in clips
     ]

@@ -25,19 +25,19 @@ SELECT_MODES = ("first", "uniform")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+_AGAIN = "download or extract the clip again"
 
 
 def _check_file(path):
     if not path.exists():
-        raise VideoDecodeError(
-            path, "no such file or folder; check the dataset root and the split lists"
-        )
-    if not path.is_file():
-        raise VideoDecodeError(path, "not a regular file")
-    if path.stat().st_size == 0:
-        raise VideoDecodeError(
-            path, "the file is empty (0 bytes); download or extract the clip again"
-        )
+        reason = "no such file or folder; check the dataset root and the split lists"
+    elif not path.is_file():
+        reason = "not a regular file"
+    elif path.stat().st_size == 0:
+        reason = f"the file is empty (0 bytes); {_AGAIN}"
+    else:
+        return
+    raise VideoDecodeError(path, reason)
 
 
 def _open_capture(path):
@@ -49,10 +49,8 @@ def _open_capture(path):
         cap.release()
         raise VideoDecodeError(
             path,
-            "OpenCV cannot open it as a video (not a video file, a damaged download, "
-            "or a codec missing from this OpenCV build: check "
-            "`cv2.getBuildInformation()` for FFMPEG); download or extract the clip "
-            "again",
+            "OpenCV cannot open it as a video (not a video, a damaged download, or a "
+            f"codec this OpenCV lacks: see `cv2.getBuildInformation()`); {_AGAIN}",
         )
     return cap
 
@@ -79,9 +77,7 @@ def _decode(path, keep):
         cap.release()
     if index == 0:
         raise VideoDecodeError(
-            path,
-            "zero frames decode (the file opens but holds no readable video stream); "
-            "download or extract the clip again",
+            path, f"zero frames decode (the file holds no readable video); {_AGAIN}"
         )
 
 
@@ -113,41 +109,36 @@ def frame_files(folder):
     if not numbered:
         raise VideoDecodeError(
             folder,
-            f"zero frames: no numbered image ({', '.join(IMAGE_EXTENSIONS)}) in the "
-            "folder; extract the clip's frames again",
+            f"zero frames: no numbered image ({', '.join(IMAGE_EXTENSIONS)}); extract "
+            "the clip's frames again",
         )
     numbers = sorted(numbered)
     missing = sorted(set(range(min(numbers[0], 1), numbers[-1])) - set(numbers))
     if missing:
         raise VideoDecodeError(
             folder,
-            f"frame number {missing[0]} is missing ({len(missing)} in all); restore "
-            "the missing images or extract the clip again",
+            f"frame number {missing[0]} is missing ({len(missing)} in all); "
+            "extract the clip's frames again",
         )
     return [numbered[n] for n in numbers]
 
 
 def _as_indices(indices):
     array = np.asarray(indices)
-    if array.ndim != 1 or array.size == 0:
+    integral = np.issubdtype(array.dtype, np.integer)
+    if array.ndim != 1 or array.size == 0 or not integral or array.min() < 0:
         raise ValueError(
-            "indices must be a non-empty 1-D sequence of frame numbers. Received "
-            f"shape {array.shape}"
-        )
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"indices must be integers. Received dtype {array.dtype}")
-    if array.min() < 0:
-        raise ValueError(
-            f"indices must be >= 0 (0-based frame numbers). Received min {array.min()}"
+            "indices must be a non-empty 1-D sequence of 0-based frame numbers. "
+            f"Received: {array!r}"
         )
     return array.astype(np.int64)
 
 
-def _past_folder(path, index, count):
+def _past_end(path, index, holds):
     return VideoDecodeError(
         path,
-        f"frame index {index} requested but the folder holds {count} frames; request "
-        "indices below count_frames(path)",
+        f"frame index {index} requested but {holds}; request indices below "
+        "count_frames(path)",
     )
 
 
@@ -155,9 +146,7 @@ def _stack(path, frames):
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
         raise VideoDecodeError(
-            path,
-            f"frames have different sizes {sorted(shapes)}; re-encode the clip at one "
-            "frame size",
+            path, f"frames of different sizes {sorted(shapes)}; re-encode the clip"
         )
     return np.stack(frames)
 
@@ -167,22 +156,15 @@ def _read_image(file):
     image = cv2.imread(str(file), cv2.IMREAD_COLOR)
     if image is None:
         raise VideoDecodeError(
-            file,
-            "OpenCV cannot read this frame image (damaged or not an image); extract "
-            "the clip's frames again",
+            file, "OpenCV cannot read this image; extract the clip's frames again"
         )
     return image[..., ::-1].copy()
 
 
 def read_frames(path, indices=None):
-    """Decode frames of a clip (a video file or a frame folder) as RGB.
-
-    Args:
-        indices: 0-based frame numbers to return, in the order given (repeats allowed);
-            `None` returns every frame that decodes.
-
-    Returns:
-        uint8 array `(len(indices), height, width, 3)`.
+    """Frames of a clip (a video file or a frame folder) as uint8 RGB
+    `(len(indices), height, width, 3)`: `indices` are 0-based frame numbers, in the
+    order given (repeats allowed); `None` returns every frame that decodes.
 
     Raises:
         VideoDecodeError: the clip cannot be opened, decodes no frame, ends before the
@@ -196,7 +178,7 @@ def read_frames(path, indices=None):
         if wanted is None:
             wanted = np.arange(len(files))
         elif wanted.max() >= len(files):
-            raise _past_folder(path, int(wanted.max()), len(files))
+            raise _past_end(path, wanted.max(), f"the folder holds {len(files)} frames")
         frames = {i: _read_image(files[i]) for i in np.unique(wanted).tolist()}
         return _stack(path, [frames[i] for i in wanted.tolist()])
     needed = None if wanted is None else set(wanted.tolist())
@@ -209,28 +191,18 @@ def read_frames(path, indices=None):
     if wanted is None:
         wanted = np.arange(count)
     elif last >= count:
-        raise VideoDecodeError(
-            path,
-            f"frame index {last} requested but only {count} frames decode (the file is "
-            "truncated or damaged); download the clip again, or request indices below "
-            "count_frames(path)",
-        )
+        why = f"only {count} frames decode (the file is truncated: download it again)"
+        raise _past_end(path, last, why)
     return _stack(path, [frames[i] for i in wanted.tolist()])
 
 
 def iter_frames(path, indices=None, max_frames=None):
-    """Decode a clip one frame at a time, as `read_frames` does, for streaming.
+    """Decodes a clip one frame at a time, as `read_frames` does, for streaming.
 
-    Args:
-        indices: optional increasing 0-based frame numbers to yield; `None`: all.
-        max_frames: stop after yielding this many frames (`None`: to the end).
-
-    Yields:
-        `(frame_index, uint8 RGB (height, width, 3))`, in order. A video that ends
-        before a requested index stops there.
-
-    Raises:
-        VideoDecodeError: as `read_frames`; also when no frame is yielded.
+    Yields `(frame_index, uint8 RGB (height, width, 3))` in order: of the increasing
+    `indices` (`None`: all), at most `max_frames` of them (`None`: to the end). A video
+    that ends before a requested index stops there; one that yields no frame raises
+    `VideoDecodeError`, as do the cases of `read_frames`.
     """
     path = Path(path)
     wanted = None if indices is None else _as_indices(indices).tolist()
@@ -242,7 +214,7 @@ def iter_frames(path, indices=None, max_frames=None):
             if emitted >= limit:
                 return
             if index >= len(files):
-                raise _past_folder(path, index, len(files))
+                raise _past_end(path, index, f"the folder holds {len(files)} frames")
             yield index, _read_image(files[index])
         return
     targets = None if wanted is None else iter(wanted)
@@ -259,9 +231,8 @@ def iter_frames(path, indices=None, max_frames=None):
     if emitted == 0 and limit > 0:
         raise VideoDecodeError(
             path,
-            "zero frames decode (the file opens but holds no readable video stream, "
-            "or it ends before the first requested frame); download or extract the "
-            "clip again, or request indices below count_frames(path)",
+            "zero frames decode (no readable video, or it ends before the first "
+            f"requested frame); {_AGAIN}, or request indices below count_frames(path)",
         )
 
 
@@ -273,10 +244,7 @@ def _count_frames_cached(path, mtime_ns, size):
 def count_frames(path):
     """Number of frames that decode (a video's; memoised per path, modification time
     and size), or of numbered images (a frame folder's), not the container's claim.
-
-    Raises:
-        VideoDecodeError: the clip cannot be opened, decodes no frame, or has a gap.
-    """
+    Raises `VideoDecodeError` as `read_frames` does."""
     path = Path(path)
     if path.is_dir():
         return len(frame_files(path))
@@ -329,13 +297,10 @@ def observed_frames(num_frames, observed_ratio=1.0):
     counts = np.asarray(num_frames)
     integral = np.issubdtype(counts.dtype, np.integer) or np.all(np.mod(counts, 1) == 0)
     if not integral or np.any(counts < 1):
-        raise ValueError(
-            f"num_frames must be an int >= 1. Received: num_frames={num_frames}"
-        )
+        raise ValueError(f"num_frames must be an int >= 1. Received: {num_frames=}")
     if not 0.0 < observed_ratio <= 1.0:
         raise ValueError(
-            "observed_ratio must be in (0, 1]. Received: "
-            f"observed_ratio={observed_ratio}"
+            f"observed_ratio must be in (0, 1]. Received: {observed_ratio=}"
         )
     counts = counts.astype(np.int64)
     seen = np.ceil(np.round(float(observed_ratio) * counts, 9)).astype(np.int64)
@@ -370,14 +335,12 @@ def select_frames(num_frames, T, mode="first", observed_ratio=1.0):
 
 
 def read_clip(path, T, mode="first", observed_ratio=1.0):
-    """Count a clip's frames, select up to T of them (`select_frames`), decode those.
+    """Counts a clip's frames, selects up to T of them (`select_frames`), decodes those.
 
     With `mode="first"` a video is decoded once: its first T frames are kept while the
-    rest are counted (`"uniform"` counts first, memoised, then decodes).
-
-    Returns:
-        `(frames, indices, num_frames)`: uint8 RGB `(n, height, width, 3)`, their int64
-        indices `(n,)` and the clip's decodable frame count.
+    rest are counted (`"uniform"` counts first, memoised, then decodes). Returns
+    `(frames, indices, num_frames)`: uint8 RGB `(n, height, width, 3)`, their int64
+    indices `(n,)` and the clip's decodable frame count.
     """
     if mode == "first" and not Path(path).is_dir():
         select_frames(1, T, mode=mode, observed_ratio=observed_ratio)  # check arguments
