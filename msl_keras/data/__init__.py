@@ -1,12 +1,7 @@
 """Data: dataset readers, video decoding, augmentation, pipelines and feature stores.
 
-One module per idea (TensorFlow-based ones are imported from their modules directly):
-`records` (`ClipRecord`, group-aware validation), the readers `ucf101`, `jhmdb`,
-`ut_interaction` and `generated` (which also writes the demo clips), `video`
-(decoding, frame selection), `preprocessing` (the one VGG-16 input convention),
-`augment` (the paper's augmentation), `pipelines` (feature sequences for the LSTMs),
-`feature_store` (the HDF5 store between the stages) and `trunk_cache` (the frozen
-trunk's maps of every training frame and view).
+One module per idea; the TensorFlow-based ones (`preprocessing`, `augment`,
+`pipelines`, `trunk_cache`) are imported from their modules directly.
 """
 
 from msl_keras.data.feature_store import FeatureStore, StoreSettings, merge_stores

@@ -66,10 +66,9 @@ class AugmentationConfig:
 
     def __post_init__(self):
         def fail(field, rule):
-            value = getattr(self, field)
             raise ConfigError(
                 f"AugmentationConfig.{field} must be {rule}. "
-                f"Received: {field}={value!r}"
+                f"Received: {field}={getattr(self, field)!r}"
             )
 
         try:
@@ -129,8 +128,7 @@ def grey(image):
 
 
 def _flat_param(param, lead_shape, dtype=tf.float32):
-    p = tf.cast(tf.convert_to_tensor(param), dtype)
-    return tf.reshape(tf.broadcast_to(p, lead_shape), [-1])
+    return tf.reshape(tf.broadcast_to(tf.cast(param, dtype), lead_shape), [-1])
 
 
 def _affine(*entries):

@@ -53,6 +53,10 @@ NOISE_STD = 6.0  # per-frame Gaussian pixel noise, 0-255 scale
 MIN_LENGTH_FRACTION = 0.75
 
 _SKIN_TONES = ((241, 194, 160), (224, 172, 105), (198, 134, 66), (141, 85, 36))
+_REGENERATE = (
+    "Create the clips with `msl_keras.data.generated.generate_dataset('{}')` or "
+    "`msl-keras demo`."
+)
 
 
 def generate_dataset(
@@ -113,7 +117,7 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
     of its groups drawn with `seed`, "validation"), then of the test list ("test").
     Raises `DatasetError` when the set is missing or incomplete."""
     root = Path(root)
-    names, hint = class_names(root), _regenerate_hint(root)
+    names, hint = class_names(root), _REGENERATE.format(root)
     records = []
     for list_name, role in ((TRAIN_LIST, "train"), (TEST_LIST, "test")):
         listed = list_lines(root / SPLITS_DIR / list_name, "Split list", hint)
@@ -146,15 +150,8 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
 
 def class_names(root=DEFAULT_ROOT):
     """The class names of the set under `root` in label order (splits/classes.txt)."""
-    path = Path(root) / SPLITS_DIR / CLASSES_FILE
-    return [line for _, line in list_lines(path, "Class list", _regenerate_hint(root))]
-
-
-def _regenerate_hint(root):
-    return (
-        f"Create the clips with `msl_keras.data.generated.generate_dataset('{root}')` "
-        "or `msl-keras demo`."
-    )
+    path, hint = Path(root) / SPLITS_DIR / CLASSES_FILE, _REGENERATE.format(root)
+    return [line for _, line in list_lines(path, "Class list", hint)]
 
 
 def _parameters(
@@ -366,10 +363,8 @@ def _draw_clip(seed, label, index, scene, actor, parameters):
     def u(low, high):
         return float(rng.uniform(low, high))
 
-    num_frames = parameters["num_frames"]
-    length = int(
-        rng.integers(math.ceil(MIN_LENGTH_FRACTION * num_frames), num_frames + 1)
-    )
+    shortest = math.ceil(MIN_LENGTH_FRACTION * parameters["num_frames"])
+    length = int(rng.integers(shortest, parameters["num_frames"] + 1))
     hue = 180.0 * scene / parameters["num_classes"]
     return {
         "action": ACTIONS[label],

@@ -2,14 +2,12 @@
 
 Source -> shuffle (training only) -> batch -> map(AUTOTUNE) -> prefetch, as in the
 keras-io examples, with the batch before the map: one vectorised call per batch is much
-cheaper than one small call per clip, and the result is the same. Targets are one-hot
-`(batch, T, N)` whose padded steps are all-zero rows: the losses derive the step mask
-from them (`msl_keras.losses`). Shuffling depends only on `seed`, and each pass
-(epoch) reshuffles, deterministically.
+cheaper than one small call per clip, and the result is the same. Shuffling depends
+only on `seed`; each epoch reshuffles, deterministically.
 
 There is no frame pipeline: the CNN stage runs the frozen trunk once per (frame, view)
-into the trunk cache (`pipeline/head_training.py`); the trunk, not the decoding, bounds
-it (a tf.data frame builder ran at 48x the trunk's 8.9 frames/s, BENCHMARKS.md row 7).
+into the trunk cache; the trunk, not the decoding, bounds it (a tf.data frame builder
+ran at 48x the trunk's 8.9 frames/s, BENCHMARKS.md row 7).
 """
 
 import numpy as np
@@ -91,22 +89,17 @@ def sequence_dataset(
     features = {}
     for name in streams:
         value = arrays[name]
-        value = value if isinstance(value, tf.Tensor) else np.asarray(value)
-        if len(value.shape) != 3:
+        features[name] = value if isinstance(value, tf.Tensor) else np.asarray(value)
+    shape = tuple(features[streams[0]].shape[:2])
+    for name, value in features.items():
+        if len(value.shape) != 3 or tuple(value.shape[:2]) != shape:
             raise DatasetError(
-                f"arrays['{name}'] must be (clips, T, features). "
-                f"Received: shape={tuple(value.shape)}"
+                f"arrays['{name}'] must be (clips, T, features), with the (clips, T) "
+                f"of arrays['{streams[0]}']. Received: shape={tuple(value.shape)}"
             )
-        features[name] = value
-    clips, steps = (int(d) for d in features[streams[0]].shape[:2])
+    clips, steps = (int(d) for d in shape)
     if clips == 0:
         raise DatasetError("`arrays` holds no clip.")
-    for name, value in features.items():
-        if tuple(value.shape[:2]) != (clips, steps):
-            raise DatasetError(
-                f"arrays['{name}'] has shape {tuple(value.shape)}, but "
-                f"arrays['{streams[0]}'] has (clips, T) = {(clips, steps)}."
-            )
     bounds = f"[0, num_classes={num_classes})"
     label_table = _int_table(arrays, "labels", clips, 0, num_classes - 1, bounds)
     length_table = _int_table(arrays, "lengths", clips, 1, steps, f"[1, T={steps}]")

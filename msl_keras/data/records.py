@@ -1,12 +1,10 @@
 """Clip records: what every dataset reader returns, and the validation carve-out.
 
-A reader turns a dataset on disk into `ClipRecord`s, one per clip, each with its role:
-`"train"`, `"validation"` or `"test"`. The official splits only give train and test;
-model selection must never look at test (the original code's defect #9), so
-`carve_validation` moves whole *groups* of training clips to validation: the unit that
-must not straddle two roles (a UCF-101 `gNN` of the same actors and background, a JHMDB
-source video, a UT-Interaction sequence). The readers share `list_lines` and
-`check_listed_once` for their split lists.
+A reader turns a dataset on disk into `ClipRecord`s, one per clip, each with its role.
+The official splits only give train and test; model selection must never look at test
+(the original code's defect #9), so `carve_validation` moves whole *groups* of training
+clips to validation: the unit that must not straddle two roles (a UCF-101 `gNN` of the
+same actors and background, a JHMDB source video, a UT-Interaction sequence).
 """
 
 import dataclasses
@@ -103,10 +101,9 @@ def carve_validation(records, fraction=0.1, seed=0):
     groups moved, whole, to the `"validation"` role.
 
     The groups are drawn with `numpy.random.default_rng(seed)` from the sorted group
-    names (the result does not depend on the records' order): rounded half up, at
-    least one, never all. When every group holds one class (JHMDB's source videos) the
-    draw is class by class, so that every class with two training groups or more is
-    validated; otherwise (UCF-101's `gNN`, UT-Interaction's sequences) over all groups.
+    names (independent of the records' order): rounded half up, at least one, never
+    all. When every group holds one class (JHMDB's source videos) the draw is class by
+    class, so that every class with two training groups or more is validated.
 
     Raises:
         ValueError: `fraction` outside `[0, 1)`.

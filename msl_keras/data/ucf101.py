@@ -71,8 +71,8 @@ def read_ucf101(
     """`ClipRecord`s of official split 1, 2 or 3: the training list then the test list.
 
     Args:
-        root: folder holding `UCF-101/` (or the class folders themselves).
-        lists_dir: folder of the lists; default `<root>/ucfTrainTestlist`.
+        root: the folder holding `UCF-101/` (or the class folders themselves).
+        lists_dir: default `<root>/ucfTrainTestlist`.
         validation_fraction: share of the training groups `gNN` carved out for
             validation (`carve_validation`; 0.1 is 2 of the 18 of split 1).
         check_files: resolve every clip on disk and fail on a missing one; `False`
@@ -139,9 +139,8 @@ def read_ucf101(
             path = on_disk.get((folder.lower(), filename.lower()))
             if check_files and path is None:
                 raise DatasetError(
-                    f"{where}: clip {parts[0]!r} not found at "
-                    f"'{video_dir / folder / filename}'. Extract UCF101.rar from {URL} "
-                    "again."
+                    f"{where}: no clip '{video_dir / folder / filename}'. Extract "
+                    f"UCF101.rar from {URL} again."
                 )
             records.append(
                 ClipRecord(

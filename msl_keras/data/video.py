@@ -82,12 +82,9 @@ def _decode(path, keep):
 
 
 def frame_files(folder):
-    """The numbered frame images of a frame folder, in frame order.
-
-    Images are the files with an image extension whose name ends in a number
-    (`00001.png`, `frame_0001.jpg`); other files (JHMDB's `joint_positions.mat`) are
-    ignored. Raises `VideoDecodeError` on no image, a number used twice, or a gap (the
-    numbering starts at 0 or 1).
+    """The numbered frame images of a frame folder (image files whose name ends in a
+    number: `00001.png`, `frame_0001.jpg`; others are ignored), in frame order. Raises
+    `VideoDecodeError` on no image, a number used twice, or a gap (from 0 or 1 on).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -335,12 +332,10 @@ def select_frames(num_frames, T, mode="first", observed_ratio=1.0):
 
 
 def read_clip(path, T, mode="first", observed_ratio=1.0):
-    """Counts a clip's frames, selects up to T of them (`select_frames`), decodes those.
-
-    With `mode="first"` a video is decoded once: its first T frames are kept while the
-    rest are counted (`"uniform"` counts first, memoised, then decodes). Returns
-    `(frames, indices, num_frames)`: uint8 RGB `(n, height, width, 3)`, their int64
-    indices `(n,)` and the clip's decodable frame count.
+    """`(frames, indices, num_frames)` of a clip: up to T frames (`select_frames`),
+    uint8 RGB `(n, height, width, 3)`, their int64 indices `(n,)` and the clip's
+    decodable frame count. With `mode="first"` a video is decoded once (the first T
+    frames kept, the rest counted); `"uniform"` counts first (memoised), then decodes.
     """
     if mode == "first" and not Path(path).is_dir():
         select_frames(1, T, mode=mode, observed_ratio=observed_ratio)  # check arguments
