@@ -168,12 +168,10 @@ def _crop_matrix(box, output_size):
 
 
 def aspect_crop_box(height, width, scale, offset_y, offset_x, aspect=PAPER_ASPECT):
-    """The paper's crop box, in whole pixels: int32 `(..., 4)`
-    `[top, left, crop_height, crop_width]`.
-
-    The largest rectangle of `aspect` (width / height) inside `height x width`, both
-    sides scaled by `scale` (in (0, 1]) and rounded (at least 1 pixel), placed
-    `offset_y`, `offset_x` (in [0, 1]) of the way across the free room, rounded.
+    """The paper's crop box, in whole pixels: int32 `(..., 4)` `[top, left, crop_height,
+    crop_width]`, the largest rectangle of `aspect` (width / height) inside `height x
+    width`, both sides scaled by `scale` (in (0, 1]) and rounded (at least 1 pixel),
+    placed `offset_y`, `offset_x` (in [0, 1]) of the way across the free room, rounded.
     `height`, `width` are scalars; the others scalars or `(n,)`.
     """
     h = tf.cast(height, tf.float32)

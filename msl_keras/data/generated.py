@@ -130,19 +130,12 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
                     f"with a label below {len(names)} (the classes of "
                     f"'{root / SPLITS_DIR / CLASSES_FILE}'). Received: {line!r}. {hint}"
                 )
-            path, label = root / parts[0], int(parts[1])
+            path = root / parts[0]
             if not path.is_file():
                 raise DatasetError(f"{where}: clip '{path}' is missing. {hint}")
-            records.append(
-                ClipRecord(
-                    clip_id=Path(parts[0]).stem,
-                    path=str(path.resolve()),
-                    label=label,
-                    class_name=names[label],
-                    group=parts[2],
-                    role=role,
-                )
-            )
+            clip_id, label, group = Path(parts[0]).stem, int(parts[1]), parts[2]
+            resolved, name = str(path.resolve()), names[label]
+            records.append(ClipRecord(clip_id, resolved, label, name, group, role))
     if validation_fraction:
         records = carve_validation(records, fraction=validation_fraction, seed=seed)
     return records
@@ -150,8 +143,9 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
 
 def class_names(root=DEFAULT_ROOT):
     """The class names of the set under `root` in label order (splits/classes.txt)."""
-    path, hint = Path(root) / SPLITS_DIR / CLASSES_FILE, _REGENERATE.format(root)
-    return [line for _, line in list_lines(path, "Class list", hint)]
+    path = Path(root) / SPLITS_DIR / CLASSES_FILE
+    what = f"No generated data set at '{root}': class list"
+    return [line for _, line in list_lines(path, what, _REGENERATE.format(root))]
 
 
 def _parameters(

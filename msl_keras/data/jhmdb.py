@@ -130,14 +130,7 @@ def read_jhmdb(
                     f"{where}: clip {clip_id!r} not found: no video '{video}' nor "
                     f"frame folder '{frames}'. Download JHMDB from {URL} again."
                 )
-            records.append(
-                ClipRecord(
-                    clip_id=clip_id,
-                    path=str(path),
-                    label=label,
-                    class_name=class_name,
-                    group=clip_group(clip_id),
-                    role=role,
-                )
-            )
+            group = clip_group(clip_id)
+            record = ClipRecord(clip_id, str(path), label, class_name, group, role)
+            records.append(record)
     return carve_validation(records, validation_fraction, seed)

@@ -136,20 +136,13 @@ def read_ucf101(
                     f"Received: {line!r}"
                 )
             check_listed_once(seen, clip_id, where)
-            path = on_disk.get((folder.lower(), filename.lower()))
-            if check_files and path is None:
+            found = on_disk.get((folder.lower(), filename.lower()))
+            if check_files and found is None:
                 raise DatasetError(
-                    f"{where}: no clip '{video_dir / folder / filename}'. Extract "
-                    f"UCF101.rar from {URL} again."
+                    f"{where}: clip '{video_dir / folder / filename}' not found. "
+                    f"Extract UCF101.rar from {URL} again."
                 )
-            records.append(
-                ClipRecord(
-                    clip_id=clip_id,
-                    path=str(path or video_dir / folder / filename),
-                    label=label,
-                    class_name=names[label],
-                    group=f"g{match.group('group')}",
-                    role=role,
-                )
-            )
+            path = str(found or video_dir / folder / filename)
+            group = f"g{match.group('group')}"
+            records.append(ClipRecord(clip_id, path, label, names[label], group, role))
     return carve_validation(records, validation_fraction, seed)

@@ -70,7 +70,7 @@ def _scan(root, set_number):
         clips.append((Path(entry.path), entry.name[:-4], sequence, action))
     if not clips:
         raise DatasetError(
-            f"No <clip>_<sequence>_<action>.avi clip in '{folder}'. Download "
+            f"No clip in '{folder}' (<clip>_<sequence>_<action>.avi). Download "
             f"segmented_set{set_number}.zip from {URL} again."
         )
     # By clip number (the clip id starts with it), then by name.
@@ -105,9 +105,8 @@ def read_ut_interaction(
 ):
     """`ClipRecord`s of every clip of set 1 or 2 (by clip number; group
     `"sequence<k>"`) for the fold that tests on `test_sequence` (1-10 for set 1, 11-20
-    for set 2, as in the file names). `validation_fraction` of the training sequences
-    go to validation (`carve_validation`; 0.1 moves one), or the `validation_sequences`
-    given.
+    for set 2). `validation_fraction` of the training sequences go to validation
+    (`carve_validation`; 0.1 moves one), or the `validation_sequences` given.
 
     Raises:
         DatasetError: the set folder is missing (with the download URL) or a file

@@ -2,12 +2,11 @@
 
 A clip is a video file (OpenCV's FFmpeg backend) or a folder of numbered frame images
 (`00001.png`, ...; as JHMDB ships them). A clip that cannot be opened, decodes no
-frame, stops before a requested frame or has a gap in its images raises
-`VideoDecodeError` naming the file: the authors' code trained on all-zero rows instead
-(defect #1 in the notes). Videos are decoded sequentially from the first frame
-(`_decode`): seeking in MPEG-4/XviD streams lands on the nearest key frame. Headers are
-not trusted: 119 of the 120 UT-Interaction clips claim one or two more frames than
-decode, so `count_frames` counts the frames that decode.
+frame, stops before a requested frame or has a gap raises `VideoDecodeError` naming
+the file: the authors' code trained on all-zero rows instead (defect #1 in the notes).
+Videos are decoded sequentially from the first frame: seeking in MPEG-4/XviD streams
+lands on the nearest key frame. Headers are not trusted: 119 of the 120 UT-Interaction
+clips claim one or two more frames than decode, so `count_frames` counts them.
 """
 
 import functools
