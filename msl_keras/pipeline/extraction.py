@@ -1,40 +1,29 @@
-"""Stage 3: per-frame context- and action-aware features of every clip (paper Sec. 3.2.1).
+"""Stage 3: per-frame context- and action-aware features of every clip (Sec. 3.2.1).
 
-Every clip of a fold (train, validation and test alike) gets its T frames chosen
-(`data.frame_selection`: the first T, the paper's "at most T = 50 frames", or T spread
-over the observed part), decoded, preprocessed and passed ONCE through the trunk, whose
-output both trained heads read (`TwoStreamFeatureExtractor`). Their fc7 outputs,
-`(n, Dc)` and `(n, Da)` with `n <= T`, are appended to the fold's `FeatureStore`
-(`<run>/<fold>/features/<fold>.h5`). With `cnn.extract_from_cache` the trunk's maps come
-from the run's trunk cache, so folds sharing clips run the trunk once per frame. Clips
-already in the store are skipped; a clip that does not decode (or yields non-finite
-features) is recorded as failed, listed at the end, and retried by the next run.
-
->>> path = extract(config, index, "split1")
->>> with FeatureStore.open(path) as store:
-...     arrays = store.read()  # {"context": (clips, T, Dc), "action": ..., ...}
+The T frames of every clip of a fold (train, validation and test alike) pass ONCE
+through the trunk that both trained heads read (`TwoStreamFeatureExtractor`); their fc7
+outputs go to the fold's `FeatureStore`. With `cnn.extract_from_cache` the trunk's maps
+come from the run's trunk cache, so folds sharing clips run the trunk once per frame.
+`extract(config, index, "split1")` returns the path that `FeatureStore.open` reads.
 """
 
 import contextlib
 import itertools
 import logging
 import time
-from pathlib import Path
 
 import keras
 
-from msl_keras.data.feature_store import (  # fmt: skip
+from msl_keras.data.feature_store import (
     FeatureStore, StoreSettings, merge_stores, weights_fingerprint,
-)
+)  # fmt: skip
 from msl_keras.data.preprocessing import preprocess_frames
 from msl_keras.data.trunk_cache import cached_num_frames, open_trunk_cache, plain_maps
 from msl_keras.data.video import read_clip, select_frames
-from msl_keras.errors import (  # fmt: skip
+from msl_keras.errors import (
     FeatureStoreError, FeatureStoreMismatchError, MslKerasError, VideoDecodeError,
-)
+)  # fmt: skip
 from msl_keras.runs import check_shard, fold_name, load_extractor, resolve_run
-
-PREPROCESSING_NAME = "vgg16_caffe"
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +38,7 @@ def store_settings(config, fold, extractor, num_classes):
     return StoreSettings(
         dataset=data.dataset, split=fold_name(fold), T=int(data.num_steps),
         frame_selection=data.frame_selection, observed_ratio=float(data.observed_ratio),
-        input_size=(size, size), preprocessing=PREPROCESSING_NAME,
+        input_size=(size, size), preprocessing="vgg16_caffe",
         extractor_fingerprint=weights_fingerprint(heads), cam_class=cam_class,
         context_dim=int(extractor.context_dim), action_dim=int(extractor.action_dim),
         num_classes=int(num_classes), dtype=cnn.store_dtype,
@@ -60,37 +49,30 @@ def store_settings(config, fold, extractor, num_classes):
 def extract(
     config, index, fold, run=None, shard=(0, 1), verbose="auto", extractor=None
 ):
-    """Writes the features of every clip of `fold` (or of one shard of it) to its store.
+    """Writes the features of every clip of `fold` (or of one shard of it) to its store
+    (`<run>/<fold>/features/<fold>.h5`) and returns its `Path`. Clips already there are
+    skipped; one that does not decode (or yields non-finite features) is recorded as
+    failed, logged, and retried by the next call.
 
     Args:
-        config: a `Config` (`cnn.batch_size`: frames per trunk pass).
-        run: `RunDirectory` or folder holding the fold's trained heads (`train_cnn`);
-            default `RunDirectory.create(config)`.
+        run: `RunDirectory` or folder holding the fold's trained heads (`train_cnn`).
         shard: `(i, n)` extracts `records[i::n]` into `<fold>.shard-i-of-n.h5` (one
             process per GPU or machine; `merge_shards` joins them); `(0, 1)` the store.
-        verbose: Keras' convention: 0 silent, 1 a progress bar over the clips, 2 one
-            line at the end, "auto" 1; 1 and 2 log the summary and the failed clips.
+        verbose: 0 silent, 1 or "auto" a progress bar over the clips, 2 one line at the
+            end; 1 and 2 also log the summary and the failed clips.
         extractor: a `TwoStreamFeatureExtractor` to use instead of `load_extractor`.
 
-    Returns:
-        `Path` of the store written.
-
-    Raises:
-        WeightsError: the fold's heads are missing (run `train_cnn` first).
-        FeatureStoreMismatchError: the store exists with other settings.
+    Raises `WeightsError` when the fold's heads are missing (run `train_cnn` first),
+    `FeatureStoreMismatchError` when the store exists with other settings.
     """
-    run = resolve_run(config, run)
-    fold = index.fold(fold)
+    run, fold = resolve_run(config, run), index.fold(fold)
     shard_index, shard_count = check_shard(shard)
     records = fold.records[shard_index::shard_count]
-    path = run.store_path(
-        fold, shard=None if shard_count == 1 else (shard_index, shard_count)
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = run.store_path(fold, (shard_index, shard_count) if shard_count > 1 else None)
     if extractor is None:
         extractor = load_extractor(config, run, fold)
     settings = store_settings(config, fold, extractor, index.num_classes)
-    data, T = config.data, int(config.data.num_steps)
+    data, T, size = config.data, int(config.data.num_steps), int(config.cnn.input_size)
     oracle = extractor.action_head.cam_class == "oracle"
     cache = runner = None
     if config.cnn.extract_from_cache:
@@ -100,21 +82,16 @@ def extract(
         """`(context, action, frame indices, frame count)` of one clip."""
         mode, ratio = data.frame_selection, data.observed_ratio
         if cache is None:
-            frames, indices, num_frames = read_clip(
-                record.path, T, mode=mode, observed_ratio=ratio
-            )
-            size = int(config.cnn.input_size)
+            frames, indices, num_frames = read_clip(record.path, T, mode, ratio)
             inputs = preprocess_frames(frames, (size, size))
         else:
             num_frames = cached_num_frames(cache, record)
             indices = select_frames(num_frames, T, mode, ratio)
             inputs = plain_maps(config, cache, runner, record, indices)
         out = extractor.extract(
-            inputs,
-            labels=[record.label] * len(indices) if oracle else None,
-            batch_size=max(1, int(config.cnn.batch_size)),
-            from_maps=cache is not None,
-        )
+            inputs, labels=[record.label] * len(indices) if oracle else None,
+            batch_size=max(1, int(config.cnn.batch_size)), from_maps=cache is not None,
+        )  # fmt: skip
         return out["context"], out["action"], indices, num_frames
 
     with (
@@ -146,8 +123,7 @@ def extract(
                 continue
             seconds = max(time.time() - clip_start, 1e-6)
             progbar.add(1, values=[("frames/s", len(indices) / seconds)])
-        failed = store.failed()
-        stored = len(store)
+        failed, stored = store.failed(), len(store)
     if verbose:
         logger.info(
             f"extract {fold.name}: {stored} clips in {path} "
@@ -159,36 +135,26 @@ def extract(
                 "again to retry them):\n"
                 + "\n".join(f"  {clip}: {reason}" for clip, reason in failed.items())
             )
-    return Path(path)
+    return path
 
 
-def merge_shards(config, fold, run=None, num_shards=None, remove_shards=False):
-    """Merges the `num_shards` stores `<fold>.shard-i-of-n.h5` into the fold's; returns
-    its `Path`. A `Fold`'s record order is kept; for a fold name the shards are
-    interleaved back. `remove_shards` deletes the shards once merged.
-
-    Raises:
-        MslKerasError: a shard file is missing or the merged store already exists.
-        FeatureStoreMismatchError: shards made with other settings.
-    """
+def merge_shards(config, fold, run=None, num_shards=None):
+    """Merges the `num_shards` stores `<fold>.shard-i-of-n.h5` into the fold's store and
+    returns its `Path`; a `Fold` keeps its record order, a fold name interleaves the
+    shards back. Raises `MslKerasError` for a missing shard or an existing merged store
+    (`merge_stores`), `FeatureStoreMismatchError` for shards of other settings."""
     run = resolve_run(config, run)
     if num_shards is None or int(num_shards) < 1:
         raise MslKerasError(
-            f"merge_shards needs the shard count used at extraction. Received: "
+            "merge_shards needs the shard count used at extraction. Received: "
             f"num_shards={num_shards!r}"
         )
     n = int(num_shards)
     paths = [run.store_path(fold, shard=(i, n)) for i in range(n)]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
+    if missing := [str(p) for p in paths if not p.is_file()]:
         raise MslKerasError(
             f"Cannot merge fold '{fold_name(fold)}': shard store(s) missing: "
-            f"{', '.join(missing)}. Run extract with shard=(i, {n}) for each of them first."
-        )
-    out = run.store_path(fold)
-    if out.exists():
-        raise MslKerasError(
-            f"'{out}' already exists; delete it to merge the shards again, or use it as it is."
+            f"{', '.join(missing)}. Run extract with shard=(i, {n}) for each first."
         )
     if getattr(fold, "records", None) is not None:
         order = [r.clip_id for r in fold.records]
@@ -199,8 +165,6 @@ def merge_shards(config, fold, run=None, num_shards=None, remove_shards=False):
                 lists.append(store.completed_ids())
         rounds = itertools.zip_longest(*lists)
         order = [i for ids in rounds for i in ids if i is not None]
+    out = run.store_path(fold)
     merge_stores(paths, out, order=order).close()
-    if remove_shards:
-        for p in paths:
-            p.unlink()
-    return Path(out)
+    return out
