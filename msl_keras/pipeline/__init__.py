@@ -16,29 +16,12 @@ from msl_keras.pipeline.head_training import train_cnn
 from msl_keras.pipeline.lstm_training import train_lstm
 from msl_keras.pipeline.prediction import predict_from_run_dir, predict_video
 from msl_keras.runs import (
-    RunDirectory,
-    build_trunk,
-    load_extractor,
-    load_heads,
-    load_lstm,
-)
+    RunDirectory, build_trunk, load_extractor, load_heads, load_lstm,
+)  # fmt: skip
 
 __all__ = [
-    "DatasetIndex",
-    "Fold",
-    "RunDirectory",
-    "build_trunk",
-    "describe",
-    "evaluate",
-    "extract",
-    "import_features",
-    "load_extractor",
-    "load_heads",
-    "load_lstm",
-    "merge_shards",
-    "predict_from_run_dir",
-    "predict_video",
-    "prepare",
-    "train_cnn",
+    "DatasetIndex", "Fold", "RunDirectory", "build_trunk", "describe", "evaluate",
+    "extract", "import_features", "load_extractor", "load_heads", "load_lstm",
+    "merge_shards", "predict_from_run_dir", "predict_video", "prepare", "train_cnn",
     "train_lstm",
-]
+]  # fmt: skip

@@ -2,23 +2,15 @@
 
 With `data.dataset="imported"`, `data.root` holds the user's features (layout in
 `msl_keras.data.imported`) and `import_features` takes the place of `train_cnn` and
-`extract`. Each clip gives at most `T = data.num_steps` rows, chosen by
-`data.frame_selection` as extraction chooses frames; a context-only input makes a
-single-stream store. No frame went through our trunk: the store says
-`preprocessing="imported"`, `cam_class="none"`, `input_size=(1, 1)`, and its
-`extractor_fingerprint` is the sha1 of the input's files.
+`extract`: each clip gives at most `T = data.num_steps` rows, chosen as extraction
+chooses frames; the store's `extractor_fingerprint` is the sha1 of the input's files.
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from msl_keras.data.feature_store import (
-    FeatureStore,
-    StoreSettings,
-    writing_new_store,
-)
+from msl_keras.data.feature_store import FeatureStore, StoreSettings, writing_new_store
 from msl_keras.data.imported import FeatureSource
 from msl_keras.data.video import select_frames
 from msl_keras.errors import ConfigError, FeatureStoreError
@@ -30,53 +22,40 @@ DATASET = "imported"
 
 
 def import_features(config, index, fold, run=None, overwrite=False, verbose="auto"):
-    """Writes the store of `fold` (a name or `Fold` of `index`) from `data.root`.
+    """Writes the store of `fold` (a name or `Fold` of `index`) from `data.root` and
+    returns its `Path` (a context-only input makes a single-stream store); `verbose` 0
+    is silent, else what was written is logged. A store already imported from the same
+    input with the same settings is kept as it is.
 
-    `run` is a `RunDirectory`, a run folder, or None (`RunDirectory.create(config)`);
-    `verbose` follows Keras (0 silent; 1, 2 or "auto" log what was written). A store
-    already imported from the same input with the same settings is kept as it is.
-    Returns the store's `Path`.
-
-    Raises:
-        ConfigError: another dataset than "imported".
-        DatasetError: bad input (naming the file and what to change).
-        FeatureStoreError: a store of other features or settings, without `overwrite`.
+    Raises `ConfigError` for another dataset than "imported", `DatasetError` for bad
+    input (naming the file and what to change), `FeatureStoreError` for a store of
+    other features or settings without `overwrite`.
     """
-    if config.data.dataset != DATASET:
-        raise ConfigError(
-            "import_features reads features made elsewhere: it needs "
-            f"data.dataset='{DATASET}' (e.g. --preset imported). Received: "
-            f"data.dataset={config.data.dataset!r}; extract features of videos with the "
-            "extract stage instead."
-        )
-    run = resolve_run(config, run)
-    fold = index.fold(fold)
-    path = run.store_path(fold.name)
     data = config.data
+    if data.dataset != DATASET:
+        raise ConfigError(
+            f"import_features needs data.dataset='{DATASET}' (--preset imported). "
+            f"Received: data.dataset={data.dataset!r}; videos go to the extract stage."
+        )
+    run, fold = resolve_run(config, run), index.fold(fold)
+    path = run.store_path(fold.name)
     with FeatureSource.open(data.root) as source:
         dims = source.dims()
         settings = StoreSettings(
-            dataset=DATASET,
-            split=fold.name,
-            T=data.num_steps,
-            frame_selection=data.frame_selection,
-            observed_ratio=data.observed_ratio,
-            input_size=(1, 1),
-            preprocessing="imported",
-            extractor_fingerprint=source.fingerprint(),
-            cam_class="none",
-            context_dim=dims.get("context"),
-            action_dim=dims.get("action"),
-            num_classes=len(source.class_names),
-            dtype=config.cnn.store_dtype,
-        )
-        if Path(path).exists():
+            dataset=DATASET, split=fold.name, T=data.num_steps,
+            frame_selection=data.frame_selection, observed_ratio=data.observed_ratio,
+            input_size=(1, 1), preprocessing="imported",
+            extractor_fingerprint=source.fingerprint(), cam_class="none",
+            context_dim=dims.get("context"), action_dim=dims.get("action"),
+            num_classes=len(source.class_names), dtype=config.cnn.store_dtype,
+        )  # fmt: skip
+        if path.exists():
             with FeatureStore.open(path) as existing:
                 differences = existing.settings.differences(settings)
                 same = not differences and len(existing) == len(fold.records)
+            if same and verbose:
+                logger.info(f"import_features: '{path}' already holds these features.")
             if same:
-                if verbose:
-                    logger.info(f"import_features: '{path}' already holds these features.")
                 return path
             if not overwrite:
                 raise FeatureStoreError(
@@ -84,24 +63,20 @@ def import_features(config, index, fold, run=None, overwrite=False, verbose="aut
                     f"other files ({', '.join(differences) or 'other clips'} differ). "
                     "Pass overwrite=True (--overwrite) to import again, or remove it."
                 )
-            Path(path).unlink()
+            path.unlink()
         row_of = {clip_id: row for row, clip_id in enumerate(source.clip_ids)}
+        selection = (settings.T, settings.frame_selection, settings.observed_ratio)
         with writing_new_store(path, settings, source.class_names) as store:
             for record in fold.records:
                 clip = source.clip(row_of[record.clip_id])
-                n = clip["frame_indices"].shape[0]
-                keep = select_frames(
-                    n, settings.T, settings.frame_selection, settings.observed_ratio
-                )
+                keep = select_frames(len(clip["frame_indices"]), *selection)
                 store._append(
                     record.clip_id,
                     clip["context"][keep] if "context" in clip else None,
                     clip["action"][keep] if "action" in clip else None,
-                    record.label,
-                    clip["frame_indices"][keep].astype(np.int32),
-                    clip["num_frames"],
-                    durable=False,
-                )
+                    record.label, clip["frame_indices"][keep].astype(np.int32),
+                    clip["num_frames"], durable=False,
+                )  # fmt: skip
     if verbose:
         dims = ", ".join(f"{s} {settings.dim(s)}" for s in settings.streams)
         logger.info(
