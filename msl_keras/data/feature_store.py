@@ -1,10 +1,10 @@
 """The HDF5 feature store between the CNN stage and the LSTM stage.
 
-Extraction (and feature import) writes, for every clip, the context-aware and
-action-aware fc7 features of its (at most T) selected frames; LSTM training and
-evaluation read them back. One file holds the clips of ONE set of `StoreSettings`: a
-store is resumed only with equal settings, and mixing stores made otherwise raises
-`FeatureStoreMismatchError` listing the keys that differ.
+Extraction (or feature import) writes the context- and action-aware fc7 features of
+each clip's (at most T) selected frames; LSTM training and evaluation read them back.
+One file holds the clips of ONE `StoreSettings`: it is resumed only with equal
+settings, and mixing stores made otherwise raises `FeatureStoreMismatchError` listing
+the keys that differ.
 
 Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
 
@@ -24,22 +24,21 @@ Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
                               decoded; extraction goes on and lists them at the end
 ```
 
-A single-stream store (features imported for a one-stream LSTM,
-`msl_keras.data.imported`) has `context_dim` or `action_dim` None and no `/context` or
-`/action` dataset; `read` then returns only the stream it holds.
+A single-stream store (features imported for a one-stream LSTM, `data.imported`) has
+`context_dim` or `action_dim` None and no `/context` or `/action` dataset.
 
-Crash safety: `append` writes the row's data and flushes, then sets `complete[row] = 1`
-and flushes again. A process killed at any point leaves rows whose flag is 0; they never
-read as data and the next `append` (after `FeatureStore.open_or_create` resumes the
-file) overwrites them, so a resumed extraction has no duplicates and no half-written
-rows. A kill inside HDF5's own flush can still damage the file; opening it then raises
-`FeatureStoreError` saying to delete it. (`flush` hands the data to the operating
-system: this covers a killed process, not a power cut.)
+Crash safety: `append` writes and flushes the row's data, then sets `complete[row] = 1`
+and flushes again. A killed process leaves rows flagged 0: they never read as data and
+the next `append` overwrites them, so a resumed extraction has no duplicates and no
+half-written rows. A kill inside HDF5's own flush can still damage the file; opening it
+then raises `FeatureStoreError` saying to delete it. (`flush` hands the data to the
+operating system: this covers a killed process, not a power cut.)
 """
 
 import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -65,13 +64,15 @@ COMPRESSIONS = ("gzip", "lzf", None)
 STREAMS = ("context", "action")
 # The per-clip datasets after the streams; `complete` is written last.
 ROW_DATASETS = (
-    "labels",
-    "lengths",
-    "clip_ids",
-    "frame_indices",
-    "num_frames",
-    "complete",
+    "labels", "lengths", "clip_ids", "frame_indices", "num_frames", "complete"
 )
+# The per-clip datasets `read` returns besides the streams, in their dtypes.
+INDEX_DTYPES = {
+    "labels": np.int64,
+    "lengths": np.int32,
+    "frame_indices": np.int32,
+    "num_frames": np.int64,
+}
 _DELETE_ADVICE = (
     "Delete the file and run the extraction again: it starts a new store and "
     "recomputes every clip."
@@ -86,17 +87,15 @@ class StoreSettings:
         split: the split or fold name (an int split is stored as its string, "1").
         T: the most steps (frames) stored per clip (the paper: 50).
         frame_selection: "first" (the first T frames) or "uniform" (T frames spread
-            over the observed part).
-        observed_ratio: observed part of each clip used by the frame selection, (0, 1].
+            over the observed part, the first `observed_ratio` in (0, 1] of the clip).
         input_size: (height, width) of the frames fed to the trunk.
         extractor_fingerprint: `weights_fingerprint` of the CNN that made the features.
         cam_class: the class whose CAM masked the action stream ("predicted", ...).
-        context_dim, action_dim: Dc and Da, sizes of the fc7 features of the context-
-            and action-aware heads; None: a single-stream store without that stream.
+        context_dim, action_dim: Dc and Da, the fc7 sizes of the context- and
+            action-aware heads; None: a single-stream store without that stream.
         dtype: storage precision, "float16" (half the bytes) or "float32".
-        compute_dtype: the precision the CNN computed the features in
-            (`cnn.compute_dtype`); stores written before it was recorded read as
-            "float32", the only one they could use.
+        compute_dtype: the precision the CNN computed the features in; stores written
+            before it was recorded read as "float32", the only one they could use.
     """
 
     dataset: str
@@ -115,9 +114,7 @@ class StoreSettings:
     compute_dtype: str = "float32"
 
     def __post_init__(self):
-        def put(key, value):
-            object.__setattr__(self, key, value)
-
+        put = functools.partial(object.__setattr__, self)
         if _is_int(self.split):
             put("split", str(int(self.split)))
         for key in (
@@ -150,20 +147,15 @@ class StoreSettings:
                 "input_size", "(height, width) of positive ints", self.input_size
             )
         put("input_size", size)
-        if self.frame_selection not in FRAME_SELECTIONS:
-            raise _settings_error(
-                "frame_selection", f"one of {FRAME_SELECTIONS}", self.frame_selection
-            )
-        dtype = self.dtype
-        if isinstance(dtype, (type, np.dtype)):
-            dtype = np.dtype(dtype).name
-        if dtype not in DTYPES:
-            raise _settings_error("dtype", f"one of {DTYPES}", self.dtype)
-        put("dtype", dtype)
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise _settings_error(
-                "compute_dtype", f"one of {COMPUTE_DTYPES}", self.compute_dtype
-            )
+        if isinstance(self.dtype, (type, np.dtype)):
+            put("dtype", np.dtype(self.dtype).name)
+        for key, choices in (
+            ("frame_selection", FRAME_SELECTIONS),
+            ("dtype", DTYPES),
+            ("compute_dtype", COMPUTE_DTYPES),
+        ):
+            if getattr(self, key) not in choices:
+                raise _settings_error(key, f"one of {choices}", getattr(self, key))
 
     @property
     def streams(self):
@@ -207,9 +199,7 @@ def _is_int(value):
 
 
 def _settings_error(key, what, value):
-    return ConfigError(
-        f"StoreSettings.{key} must be {what}. Received: {key}={value!r}"
-    )
+    return ConfigError(f"StoreSettings.{key} must be {what}. Received: {key}={value!r}")
 
 
 def _positive_int(key, value):
@@ -256,14 +246,11 @@ def _weight_arrays(obj):
 
 def _open_h5(path, mode):
     path = Path(path)
-    if not path.exists():
-        raise FeatureStoreError(
-            f"No feature store at '{path}': the file does not exist. Run the "
-            "extraction stage to create it, or check the path."
-        )
     if not path.is_file():
         raise FeatureStoreError(
-            f"'{path}' is not a file; a feature store is one .h5 file."
+            f"No feature store at '{path}': "
+            + ("it is not a file" if path.exists() else "the file does not exist")
+            + ". Run the extraction stage to create it, or check the path."
         )
     try:
         return h5py.File(path, mode)
@@ -282,8 +269,8 @@ def _open_h5(path, mode):
 class FeatureStore:
     """One HDF5 file of per-clip two-stream features (layout in the module docstring).
 
-    Make one with `FeatureStore.create`, `FeatureStore.open` or
-    `FeatureStore.open_or_create` (resume); use it as a context manager or `close()`.
+    Make one with `create`, `open` or `open_or_create` (resume); use it as a context
+    manager or `close()` it.
 
     Example:
 
@@ -297,11 +284,10 @@ class FeatureStore:
     ```
 
     Attributes:
-        path: the file.
-        mode: "r" (read only) or "a" (append).
+        path, mode: the file, and "r" (read only) or "a" (append).
         settings: the `StoreSettings` it was made with.
         class_names: list of N class names (index = label).
-        info: informational attrs (msl_keras_version, schema_version, created, ...).
+        info: the other root attrs (msl_keras_version, schema_version, created, ...).
     """
 
     def __init__(self, path, mode="r"):
@@ -344,9 +330,8 @@ class FeatureStore:
         path = Path(path)
         if path.exists():
             raise FeatureStoreError(
-                f"Feature store '{path}' already exists. Use "
-                "FeatureStore.open_or_create to resume it, or delete it (or pick "
-                "another path) to start over."
+                f"Feature store '{path}' already exists: resume it with "
+                "FeatureStore.open_or_create, or delete it (or pick another path)."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -367,25 +352,21 @@ class FeatureStore:
         """Resumes the store at `path` if made with `settings`, else creates it.
 
         Raises:
-            FeatureStoreMismatchError: the file exists with other settings; the message
-                lists each differing key with both values.
+            FeatureStoreMismatchError: the file exists with other settings, listing
+                each differing key with both values.
         """
         if not Path(path).exists():
             return cls.create(path, settings, class_names, compression=compression)
         store = cls(path, "a")
-        try:
-            differences = store.settings.differences(settings)
-            if differences:
-                raise FeatureStoreMismatchError(
-                    f"Feature store '{store.path}' was made with other settings than "
-                    "the ones asked for:\n"
-                    f"{_describe(differences, 'the store has', 'asked for')}\nDelete "
-                    "the file (or use another path) to extract with these settings, "
-                    "or run with the settings the store was made with."
-                )
-        except Exception:
+        differences = store.settings.differences(settings)
+        if differences:
             store.close()
-            raise
+            raise FeatureStoreMismatchError(
+                f"Feature store '{store.path}' was made with other settings than the "
+                f"ones asked for:\n{_describe(differences, 'the store has', 'asked for')}"
+                "\nDelete the file (or use another path) to extract with these "
+                "settings, or run with the settings the store was made with."
+            )
         if list(class_names) != store.class_names:
             warnings.warn(
                 f"Feature store '{store.path}' was made with class names "
@@ -412,19 +393,14 @@ class FeatureStore:
                     f"this msl_keras reads ({SCHEMA_VERSION}). Upgrade msl_keras or "
                     "re-extract."
                 )
-            try:
-                self.settings = StoreSettings.from_dict(json.loads(attrs["settings"]))
-            except ConfigError as error:
-                raise FeatureStoreError(
-                    f"Feature store '{path}' holds invalid settings: {error}"
-                ) from None
+            # A ConfigError is a ValueError: invalid settings read as a damaged file.
+            self.settings = s = StoreSettings.from_dict(json.loads(attrs["settings"]))
             self.class_names = list(json.loads(attrs["class_names"]))
             self.info = {
                 key: value.item() if isinstance(value, np.generic) else value
                 for key, value in attrs.items()
                 if key not in ("format", "settings", "class_names")
             }
-            s = self.settings
             self._row_datasets = s.streams + ROW_DATASETS
             missing = [n for n in self._row_datasets + ("failed",) if n not in f]
             if missing:
@@ -432,13 +408,13 @@ class FeatureStore:
                     f"Feature store '{path}' lacks datasets {missing}; it is damaged. "
                     f"{_DELETE_ADVICE}"
                 )
-            expected = {stream: (s.T, s.dim(stream)) for stream in s.streams}
-            for name, tail in {**expected, "frame_indices": (s.T,)}.items():
+            tails = {stream: (s.T, s.dim(stream)) for stream in s.streams}
+            for name, tail in {**tails, "frame_indices": (s.T,)}.items():
                 if f[name].shape[1:] != tail:
                     raise FeatureStoreError(
                         f"Feature store '{path}': dataset '{name}' has shape "
-                        f"{f[name].shape}, inconsistent with its settings (rows, "
-                        f"{tail}). {_DELETE_ADVICE}"
+                        f"{f[name].shape}, not (rows, {tail}) as its settings say. "
+                        f"{_DELETE_ADVICE}"
                     )
             complete = np.asarray(f["complete"][:], dtype=np.uint8)
             # A crash may have persisted a resize of some datasets only: rows past the
@@ -446,8 +422,6 @@ class FeatureStore:
             complete[min(f[name].shape[0] for name in self._row_datasets) :] = 0
             ids = list(f["clip_ids"].asstr()[: complete.shape[0]])
             ids += [""] * (complete.shape[0] - len(ids))
-        except FeatureStoreError:
-            raise
         except (OSError, KeyError, ValueError, TypeError) as error:
             raise FeatureStoreError(
                 f"Feature store '{path}' cannot be read ({type(error).__name__}: "
@@ -500,7 +474,9 @@ class FeatureStore:
         """Clip ids of the complete rows, in insertion (row) order."""
         return [self._ids[slot] for slot in sorted(self._slot_of.values())]
 
-    def append(self, clip_id, context, action, label, frame_indices, num_frames):
+    def append(
+        self, clip_id, context, action, label, frame_indices, num_frames, durable=True
+    ):
         """Writes one clip as a row (returns its index); it counts once fully on disk.
 
         Args:
@@ -511,19 +487,14 @@ class FeatureStore:
             label: class index in [0, N).
             frame_indices: `(n,)` frame of the clip each step shows (-1 on padding).
             num_frames: frames in the whole clip (> every frame index).
+            durable: False skips the flushes (`writing_new_store` flushes at the end).
 
         Raises:
             FeatureStoreMismatchError: a feature size other than the settings'.
             FeatureStoreError: NaN/inf values, a duplicate clip id, a bad label or
                 frame index (nothing is written).
         """
-        return self._append(clip_id, context, action, label, frame_indices, num_frames)
-
-    def _append(
-        self, clip_id, context, action, label, frame_indices, num_frames, durable=True
-    ):
-        """`append`; `durable=False` skips the flushes (`writing_new_store` does it)."""
-        self._require_writable("append")
+        self._require("append", write=True)
         clip_id = _check_clip_id(clip_id)
         if clip_id in self._slot_of:
             raise FeatureStoreError(
@@ -548,18 +519,20 @@ class FeatureStore:
             ) from None
         return slot
 
+    _append = append  # the name `writing_new_store`'s users call with durable=False
+
     def _prepare_row(self, clip_id, context, action, label, frame_indices, num_frames):
         """The checked row, padded to T steps in the stored dtypes."""
-        s = self.settings
+        s, where = self.settings, f"feature store '{self.path}'"
         arrays = {}
         for name, value in (("context", context), ("action", action)):
             dim = s.dim(name)
             if (dim is None) != (value is None):
                 raise FeatureStoreMismatchError(
-                    f"Clip '{clip_id}': feature store '{self.path}' holds the "
-                    f"{' and '.join(s.streams)} stream(s), but {name} features were "
-                    f"{'given' if dim is None else 'not given'}. Pass exactly the "
-                    "store's streams (None for a stream the store does not hold)."
+                    f"Clip '{clip_id}': {where} holds the {' and '.join(s.streams)} "
+                    f"stream(s), but {name} features were "
+                    f"{'given' if dim is None else 'not given'}. Pass None for a "
+                    "stream the store does not hold."
                 )
             if dim is None:
                 continue
@@ -567,32 +540,27 @@ class FeatureStore:
             if array.shape[1:] != (dim,) or array.dtype.kind not in "fiub":
                 raise FeatureStoreMismatchError(
                     f"Clip '{clip_id}': {name} features have shape {array.shape} "
-                    f"(dtype {array.dtype}), but feature store '{self.path}' expects "
-                    f"(steps <= {s.T}, {dim}) numbers ({name}_dim={dim} in its "
-                    "settings). The extractor makes features of another size than the "
-                    "store was made for: use a store made for this extractor (another "
-                    "path), or the extractor the store was made with."
+                    f"(dtype {array.dtype}), but {where} expects (steps <= {s.T}, "
+                    f"{dim}) numbers ({name}_dim={dim}). Use a store made for this "
+                    "extractor (another path), or the extractor the store was made with."
                 )
             arrays[name] = array
         n = arrays[s.streams[0]].shape[0]
         if any(array.shape[0] != n for array in arrays.values()):
             raise FeatureStoreError(
                 f"Clip '{clip_id}': context has {arrays['context'].shape[0]} steps but "
-                f"action has {arrays['action'].shape[0]}; both streams describe the "
-                "same frames."
+                f"action has {arrays['action'].shape[0]}; both describe the same frames."
             )
         if not 1 <= n <= s.T:
             raise FeatureStoreError(
-                f"Clip '{clip_id}' has {n} steps; a row of feature store '{self.path}' "
-                f"holds 1 to T={s.T} steps. Select at most T frames "
-                "(data.video.select_frames); record clips without frames with "
-                "store.record_failure(clip_id, reason)."
+                f"Clip '{clip_id}' has {n} steps; a row of {where} holds 1 to T={s.T} "
+                "steps. Select at most T frames (data.video.select_frames); record "
+                "clips without frames with store.record_failure(clip_id, reason)."
             )
         num_frames = _integer(num_frames, f"clip '{clip_id}': num_frames")
         if num_frames < 1:
             raise FeatureStoreError(
-                f"Clip '{clip_id}': num_frames must be >= 1. "
-                f"Received: num_frames={num_frames}"
+                f"Clip '{clip_id}': num_frames must be >= 1. Received: {num_frames}"
             )
         indices = np.asarray(frame_indices)
         if indices.shape != (n,) or indices.dtype.kind not in "iu":
@@ -660,24 +628,19 @@ class FeatureStore:
         self._slot_of[clip_id] = slot
 
     def record_failure(self, clip_id, reason):
-        """Lists a clip that could not be processed (e.g. a `VideoDecodeError`).
-
-        Extraction records the failure and goes on; `failed()` lists such clips. A clip
-        that later completes (a retry on resume) is no longer listed.
-        """
-        self._require_writable("record_failure")
+        """Lists a clip that could not be processed (e.g. a `VideoDecodeError`) in
+        `failed()`, until it completes (a retry on resume)."""
+        self._require("record_failure", write=True)
         clip_id = _check_clip_id(clip_id)
         if clip_id in self._slot_of:
             raise FeatureStoreError(
                 f"Clip '{clip_id}' is complete in feature store '{self.path}'; it "
                 "cannot also be recorded as failed."
             )
-        entry = json.dumps({"clip_id": clip_id, "reason": str(reason)})
         dataset = self._file["failed"]
         try:
-            index = dataset.shape[0]
-            dataset.resize(index + 1, axis=0)
-            dataset[index] = entry
+            dataset.resize(dataset.shape[0] + 1, axis=0)
+            dataset[-1] = json.dumps({"clip_id": clip_id, "reason": str(reason)})
             self._file.flush()
         except OSError as error:
             raise FeatureStoreError(
@@ -698,18 +661,15 @@ class FeatureStore:
                 result[clip_id] = reason
         return result
 
-    def _require_writable(self, what):
-        self._require_open(what)
-        if self.mode != "a":
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' is open read-only; open it with mode='a' "
-                f"to {what}."
-            )
-
-    def _require_open(self, what):
+    def _require(self, what, write=False):
         if self.closed:
             raise FeatureStoreError(
                 f"Feature store '{self.path}' is closed; cannot {what}."
+            )
+        if write and self.mode != "a":
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' is open read-only; open it with mode='a' "
+                f"to {what}."
             )
 
     def read(self, clip_ids=None, dtype=np.float32):
@@ -718,26 +678,25 @@ class FeatureStore:
         Returns:
             dict with "context" `(clips, T, Dc)`, "action" `(clips, T, Da)` (`dtype`,
             zero on padded steps; only the store's streams), "labels" `(clips,)` int64,
-            "lengths" `(clips,)` int32, "clip_ids" `(clips,)` str, "frame_indices"
-            `(clips, T)` int32 (-1 on padding), "num_frames" `(clips,)` int64.
+            "lengths" `(clips,)` int32, "frame_indices" `(clips, T)` int32 (-1 on
+            padding), "num_frames" `(clips,)` int64, "clip_ids" `(clips,)` str.
 
         Raises:
             FeatureStoreError: unknown or incomplete clip ids, NaN/inf values in the
                 file (naming the file and the clips), or an unreadable file.
         """
-        self._require_open("read")
+        self._require("read")
         if clip_ids is None:
-            slots = np.array(sorted(self._slot_of.values()), dtype=np.int64)
-        else:
-            clip_ids = [clip_ids] if isinstance(clip_ids, str) else list(clip_ids)
-            missing = [c for c in clip_ids if c not in self._slot_of]
-            if missing:
-                raise FeatureStoreError(
-                    f"Feature store '{self.path}' has no complete clip "
-                    f"{listing(map(repr, missing))}. Extract them first (or check the "
-                    "ids; store.failed() lists clips that could not be decoded)."
-                )
-            slots = np.array([self._slot_of[c] for c in clip_ids], dtype=np.int64)
+            clip_ids = self.completed_ids()
+        clip_ids = [clip_ids] if isinstance(clip_ids, str) else list(clip_ids)
+        missing = [c for c in clip_ids if c not in self._slot_of]
+        if missing:
+            raise FeatureStoreError(
+                f"Feature store '{self.path}' has no complete clip "
+                f"{listing(map(repr, missing))}. Extract them first (or check the "
+                "ids; store.failed() lists clips that could not be decoded)."
+            )
+        slots = np.array([self._slot_of[c] for c in clip_ids], dtype=np.int64)
         s, f = self.settings, self._file
         out = {
             stream: np.zeros((len(slots), s.T, s.dim(stream)), dtype=dtype)
@@ -752,23 +711,22 @@ class FeatureStore:
             ):
                 rows = f[name][: self._complete.shape[0]]
                 out[name] = np.asarray(rows, dtype=kind)[slots]
-            # One read per clip (each clip is one HDF5 chunk), not h5py fancy indexing
-            # (`f[name][sorted_slots]`, as TrunkCache.read does on its small rows): on
-            # these (1, T, D) chunks fancy indexing was 3.6x slower (a random half of
-            # 256 clips x 50 x 1024 float16: 1.13 s vs 0.31 s), and this loop made
-            # benchmarks/bench_feature_store.py row 8b (store read) 2.6x faster at
-            # --size cpu (2634 -> 6932 frames/s, commit a5747b7).
-            finite = np.ones(len(slots), dtype=bool)
+            # One read per clip (one HDF5 chunk each), not h5py fancy indexing: on
+            # these (1, T, D) chunks it was 3.6x faster (1.13 s vs 0.31 s, a random
+            # half of 256 clips x 50 x 1024 float16), and made the store read row (8b)
+            # of benchmarks/bench_feature_store.py 2.6x faster at --size cpu (a5747b7).
             for name in s.streams:
                 dataset, values = f[name], out[name]
                 for row, slot in enumerate(slots):
                     values[row] = dataset[slot]
-                finite &= np.isfinite(values).all(axis=(1, 2))
         except OSError as error:
             raise FeatureStoreError(
                 f"Feature store '{self.path}' cannot be read ({error}); it is damaged. "
                 f"{_DELETE_ADVICE}"
             ) from None
+        finite = np.ones(len(slots), dtype=bool)
+        for name in s.streams:
+            finite &= np.isfinite(out[name]).all(axis=(1, 2))
         if not finite.all():
             raise FeatureStoreError(
                 f"Feature store '{self.path}' holds NaN or inf features for clips "
@@ -776,7 +734,7 @@ class FeatureStore:
                 "The file was changed or damaged after they were written (append "
                 f"refuses such values). {_DELETE_ADVICE}"
             )
-        out["clip_ids"] = np.array([self._ids[slot] for slot in slots], dtype=str)
+        out["clip_ids"] = np.array(clip_ids, dtype=str)
         return out
 
     def _raw_row(self, slot):
@@ -849,6 +807,7 @@ def _describe(differences, left, right):
 
 
 def _settings_of(store_or_settings):
+    """`(settings, how to name them in a message)` of a `FeatureStore` or settings."""
     if isinstance(store_or_settings, FeatureStore):
         return store_or_settings.settings, f"feature store '{store_or_settings.path}'"
     if isinstance(store_or_settings, StoreSettings):
@@ -893,8 +852,7 @@ def check_streams(store, streams):
 
 def check_model_inputs(store, context_dim=None, action_dim=None):
     """Raises `FeatureStoreMismatchError` unless a model's input sizes (None: stream
-    not used) match the features of `store` (a `FeatureStore` or its `StoreSettings`),
-    saying which sizes differ and what to do."""
+    not used) match the features of `store` (a `FeatureStore` or its `StoreSettings`)."""
     settings, where = _settings_of(store)
     sizes = {"context": context_dim, "action": action_dim}
     check_streams(settings, [stream for stream, dim in sizes.items() if dim])
@@ -907,8 +865,8 @@ def check_model_inputs(store, context_dim=None, action_dim=None):
         raise FeatureStoreMismatchError(
             f"The model's input sizes do not match {where}:\n"
             f"{_describe(differences, 'the store holds', 'the model expects')}\n"
-            "Re-extract the features with the CNN that matches this model, or use "
-            "(build) an LSTM for the store's sizes: "
+            "Re-extract the features with the CNN that matches this model, or build "
+            "an LSTM for the store's sizes: "
             f"context_dim={settings.context_dim}, action_dim={settings.action_dim}."
         )
 
@@ -921,7 +879,7 @@ def writing_new_store(out_path, settings, class_names, compression="gzip"):
     replaced); when the block ends, the file is flushed, closed and renamed to
     `out_path`. An exception in the block closes and removes the partial file, so a
     failed import or merge never leaves a store that looks complete. Rows appended
-    with `_append(..., durable=False)` are made durable by the final flush.
+    with `append(..., durable=False)` are made durable by the final flush.
     """
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
@@ -939,14 +897,14 @@ def writing_new_store(out_path, settings, class_names, compression="gzip"):
 
 
 def merge_stores(paths, out_path, order=None, compression="gzip"):
-    """Merges stores written by parallel extraction shards into one new store.
+    """Merges the stores of parallel extraction shards into one new store.
 
     Args:
-        paths: the shard stores; all must have equal settings and disjoint clip ids.
+        paths: the shard stores: equal settings, disjoint clip ids.
         out_path: the merged store to write (must not exist), via `writing_new_store`.
-        order: optional list of clip ids the merged rows follow; clips it does not
-            name follow in shard order, names no shard holds are ignored (they may
-            have failed). None: shard order, then row order within each shard.
+        order: optional clip ids the merged rows follow; clips it does not name follow
+            in shard order, names no shard holds (failed clips) are ignored. None:
+            shard order, then row order within each shard.
 
     Returns:
         The merged `FeatureStore`, open read-only, with the shards' failure records.
@@ -955,12 +913,9 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
         FeatureStoreMismatchError: shards with different settings (listing the keys).
         FeatureStoreError: a clip id in two shards (listing them), an existing output.
     """
-    paths = [Path(p) for p in paths]
-    out_path = Path(out_path)
+    paths, out_path = [Path(p) for p in paths], Path(out_path)
     if not paths:
-        raise ConfigError(
-            "merge_stores needs at least one store path. Received: paths=[]"
-        )
+        raise ConfigError("merge_stores needs at least one store path. Received: []")
     if out_path.resolve() in {p.resolve() for p in paths}:
         raise FeatureStoreError(
             f"merge_stores: the output '{out_path}' is one of the inputs; write "
@@ -973,8 +928,8 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
         )
     with contextlib.ExitStack() as opened:
         stores = [opened.enter_context(FeatureStore(path, "r")) for path in paths]
-        first = stores[0]
-        for store in stores[1:]:
+        first, holders = stores[0], {}  # clip id -> the stores holding it
+        for store in stores:
             differences = first.settings.differences(store.settings)
             if differences:
                 table = _describe(differences, f"{first.path} has", f"{store.path} has")
@@ -990,39 +945,33 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
                     "merged store keeps the first's.",
                     stacklevel=2,
                 )
-        owner, overlap = {}, {}
-        for index, store in enumerate(stores):
             for clip_id in store.completed_ids():
-                if clip_id in owner:
-                    overlap.setdefault(clip_id, [paths[owner[clip_id]]])
-                    overlap[clip_id].append(paths[index])
-                else:
-                    owner[clip_id] = index
+                holders.setdefault(clip_id, []).append(store)
+        overlap = {c: held for c, held in holders.items() if len(held) > 1}
         if overlap:
             details = "; ".join(
-                f"'{c}' in {', '.join(map(str, where))}"
-                for c, where in list(overlap.items())[:20]
+                f"'{c}' in {', '.join(str(store.path) for store in held)}"
+                for c, held in list(overlap.items())[:20]
             )
             raise FeatureStoreError(
                 f"merge_stores: {len(overlap)} clip ids are in more than one store: "
                 f"{details}. Shards must hold disjoint clips; was a shard extracted "
                 "twice with another shard count?"
             )
-        sequence = list(owner)  # shard order, then row order
+        sequence = list(holders)  # shard order, then row order
         if order is not None:
             rank = {clip_id: i for i, clip_id in enumerate(order)}
-            listed = sorted((c for c in sequence if c in rank), key=rank.__getitem__)
-            sequence = listed + [c for c in sequence if c not in rank]
+            sequence.sort(key=lambda clip_id: rank.get(clip_id, len(rank)))
         with writing_new_store(
             out_path, first.settings, first.class_names, compression
         ) as merged:
             merged._file.attrs["merged_from"] = json.dumps([str(p) for p in paths])
             for clip_id in sequence:
-                store = stores[owner[clip_id]]
+                store = holders[clip_id][0]
                 row = store._raw_row(store._slot_of[clip_id])
-                merged._append(clip_id, durable=False, **row)
+                merged.append(clip_id, durable=False, **row)
             failed = {c: why for store in stores for c, why in store.failed().items()}
             for clip_id, reason in failed.items():
-                if clip_id not in owner:
+                if clip_id not in holders:
                     merged.record_failure(clip_id, reason)
     return FeatureStore(out_path, "r")
