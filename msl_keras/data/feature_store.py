@@ -1,10 +1,7 @@
-"""The HDF5 feature store between the CNN stage and the LSTM stage.
+"""The HDF5 store of each clip's fc7 features, between the CNN and the LSTM stages.
 
-Extraction (or feature import) writes the context- and action-aware fc7 features of
-each clip's (at most T) selected frames; LSTM training and evaluation read them back.
 One file holds the clips of ONE `StoreSettings`: it is resumed only with equal
-settings, and mixing stores made otherwise raises `FeatureStoreMismatchError` listing
-the keys that differ.
+settings; mixing stores made otherwise raises `FeatureStoreMismatchError`.
 
 Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
 
@@ -24,15 +21,13 @@ Layout (schema version 1, `SCHEMA_VERSION`); a "row" is one clip:
                               decoded; extraction goes on and lists them at the end
 ```
 
-A single-stream store (features imported for a one-stream LSTM, `data.imported`) has
-`context_dim` or `action_dim` None and no `/context` or `/action` dataset.
+A single-stream store (imported for a one-stream LSTM) lacks `/context` or `/action`.
 
-Crash safety: `append` writes and flushes the row's data, then sets `complete[row] = 1`
-and flushes again. A killed process leaves rows flagged 0: they never read as data and
-the next `append` overwrites them, so a resumed extraction has no duplicates and no
-half-written rows. A kill inside HDF5's own flush can still damage the file; opening it
-then raises `FeatureStoreError` saying to delete it. (`flush` hands the data to the
-operating system: this covers a killed process, not a power cut.)
+Crash safety: `append` flushes the row's data, then sets and flushes `complete[row]`.
+Rows a killed process leaves flagged 0 never read as data and the next `append` reuses
+them, so a resume has no duplicates and no half-written rows. A kill inside HDF5's own
+flush can still damage the file (opening it then says to delete it); `flush` covers a
+killed process, not a power cut.
 """
 
 import contextlib
@@ -66,17 +61,7 @@ STREAMS = ("context", "action")
 ROW_DATASETS = (
     "labels", "lengths", "clip_ids", "frame_indices", "num_frames", "complete"
 )
-# The per-clip datasets `read` returns besides the streams, in their dtypes.
-INDEX_DTYPES = {
-    "labels": np.int64,
-    "lengths": np.int32,
-    "frame_indices": np.int32,
-    "num_frames": np.int64,
-}
-_DELETE_ADVICE = (
-    "Delete the file and run the extraction again: it starts a new store and "
-    "recomputes every clip."
-)
+_DELETE_ADVICE = "Delete the file and run the extraction again (a new store)."
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -86,16 +71,14 @@ class StoreSettings:
     Args:
         split: the split or fold name (an int split is stored as its string, "1").
         T: the most steps (frames) stored per clip (the paper: 50).
-        frame_selection: "first" (the first T frames) or "uniform" (T frames spread
-            over the observed part, the first `observed_ratio` in (0, 1] of the clip).
+        frame_selection: "first" or "uniform": T frames of the observed part, the
+            first `observed_ratio` in (0, 1] of each clip.
         input_size: (height, width) of the frames fed to the trunk.
         extractor_fingerprint: `weights_fingerprint` of the CNN that made the features.
         cam_class: the class whose CAM masked the action stream ("predicted", ...).
-        context_dim, action_dim: Dc and Da, the fc7 sizes of the context- and
-            action-aware heads; None: a single-stream store without that stream.
+        context_dim, action_dim: Dc and Da; None: a store without that stream.
         dtype: storage precision, "float16" (half the bytes) or "float32".
-        compute_dtype: the precision the CNN computed the features in; stores written
-            before it was recorded read as "float32", the only one they could use.
+        compute_dtype: the precision the CNN computed in ("float32" in older stores).
     """
 
     dataset: str
@@ -176,14 +159,8 @@ class StoreSettings:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(mapping) - set(names))
         if unknown:
-            raise ConfigError(
-                f"Unknown StoreSettings keys: {unknown}. Valid keys: {names}."
-            )
+            raise ConfigError(f"Unknown StoreSettings keys: {unknown}. Valid: {names}.")
         return cls(**mapping)
-
-    def replace(self, **changes):
-        """A copy with some fields changed (checked like `from_dict`)."""
-        return StoreSettings.from_dict({**self.to_dict(), **changes})
 
     def differences(self, other):
         """`{key: (self's value, other's value)}` for every field that differs."""
@@ -211,10 +188,9 @@ def _positive_int(key, value):
 def weights_fingerprint(weights):
     """A stable sha1 (40 hex digits) over weight values: which CNN made the features.
 
-    `weights` is a Keras model or layer, a list of numpy arrays, or a list mixing both
-    (e.g. trunk and two heads). The digest covers each array's dtype, shape and
-    little-endian bytes, in order, not the variable names (Keras numbers them per
-    session), so the same weights give the same fingerprint in every process.
+    `weights`: a Keras model or layer, or a list of them or of arrays (trunk and heads).
+    It hashes each array's dtype, shape and little-endian bytes in order, not the
+    variable names (Keras numbers them per session).
     """
     digest = hashlib.sha1()
     arrays = _weight_arrays(weights)
@@ -237,40 +213,15 @@ def _weight_arrays(obj):
     array = np.asarray(obj) if not isinstance(obj, (str, bytes, dict)) else None
     if array is None or array.dtype.kind not in "biufc":
         raise ConfigError(
-            "weights_fingerprint takes a Keras model or layer (or an object with "
-            "get_weights()), or a list of numeric arrays. "
-            f"Received: {type(obj).__name__}"
+            "weights_fingerprint takes a Keras model or layer, or a list of numeric "
+            f"arrays. Received: {type(obj).__name__}"
         )
     return [array]
 
 
-def _open_h5(path, mode):
-    path = Path(path)
-    if not path.is_file():
-        raise FeatureStoreError(
-            f"No feature store at '{path}': "
-            + ("it is not a file" if path.exists() else "the file does not exist")
-            + ". Run the extraction stage to create it, or check the path."
-        )
-    try:
-        return h5py.File(path, mode)
-    except OSError as error:
-        if "unable to lock file" in str(error).lower():
-            raise FeatureStoreError(
-                f"Cannot open feature store '{path}': another process holds it open "
-                f"(an extraction still running?). Wait for it or stop it. ({error})"
-            ) from None
-        raise FeatureStoreError(
-            f"Feature store '{path}' is not a readable HDF5 file ({error}); it is "
-            f"truncated or damaged (a crash or a full disk). {_DELETE_ADVICE}"
-        ) from None
-
-
-class FeatureStore:
-    """One HDF5 file of per-clip two-stream features (layout in the module docstring).
-
-    Make one with `create`, `open` or `open_or_create` (resume); use it as a context
-    manager or `close()` it.
+class FeatureStore(contextlib.AbstractContextManager):
+    """One HDF5 file of per-clip features (layout in the module docstring); made by
+    `create`, `open` or `open_or_create` (resume); a context manager.
 
     Example:
 
@@ -295,21 +246,40 @@ class FeatureStore:
             raise ConfigError(
                 f"FeatureStore mode must be 'r' or 'a'. Received: mode={mode!r}"
             )
-        self._file = _open_h5(path, "r" if mode == "r" else "r+")
         self.path, self.mode = Path(path), mode
+        if not self.path.is_file():
+            what = "is not a file" if self.path.exists() else "does not exist"
+            raise FeatureStoreError(
+                f"No feature store at '{self.path}': it {what}. Run the extraction "
+                "stage to create it, or check the path."
+            )
+        try:
+            self._file = h5py.File(self.path, "r" if mode == "r" else "r+")
+        except OSError as error:
+            if "unable to lock file" in str(error).lower():
+                raise self._error(
+                    f"cannot be opened: another process holds it open (an extraction "
+                    f"still running?). Wait for it or stop it. ({error})"
+                ) from None
+            raise self._error(
+                f"is not a readable HDF5 file, truncated or damaged ({error}).", True
+            ) from None
         try:
             self._load_index()
         except Exception:
             self._file.close()
             raise
 
+    def _error(self, text, damaged=False):
+        """A `FeatureStoreError` naming this file; `damaged`: saying to delete it."""
+        advice = f" {_DELETE_ADVICE}" if damaged else ""
+        return FeatureStoreError(f"Feature store '{self.path}' {text}{advice}")
+
     @classmethod
     def create(cls, path, settings, class_names, compression="gzip"):
-        """Creates a new, empty store at `path` (an existing file is an error).
+        """A new, empty store at `path` (not an existing file), open to append.
 
-        Args:
-            class_names: N class names (N = settings.num_classes).
-            compression: "gzip" (level 4, with byte shuffle), "lzf" or None.
+        `compression`: "gzip" (level 4, with byte shuffle), "lzf" or None.
         """
         if not isinstance(settings, StoreSettings):
             raise ConfigError(
@@ -352,8 +322,7 @@ class FeatureStore:
         """Resumes the store at `path` if made with `settings`, else creates it.
 
         Raises:
-            FeatureStoreMismatchError: the file exists with other settings, listing
-                each differing key with both values.
+            FeatureStoreMismatchError: the file exists with other settings (listed).
         """
         if not Path(path).exists():
             return cls.create(path, settings, class_names, compression=compression)
@@ -361,39 +330,36 @@ class FeatureStore:
         differences = store.settings.differences(settings)
         if differences:
             store.close()
+            table = _describe(differences, "the store has", "asked for")
             raise FeatureStoreMismatchError(
                 f"Feature store '{store.path}' was made with other settings than the "
-                f"ones asked for:\n{_describe(differences, 'the store has', 'asked for')}"
-                "\nDelete the file (or use another path) to extract with these "
-                "settings, or run with the settings the store was made with."
+                f"ones asked for:\n{table}\nDelete the file (or use another path) to "
+                "extract with these settings, or run with the store's settings."
             )
         if list(class_names) != store.class_names:
             warnings.warn(
-                f"Feature store '{store.path}' was made with class names "
-                f"{store.class_names}, not {list(class_names)}; its labels index the "
-                "stored names.",
+                f"Feature store '{store.path}' labels index its own class names "
+                f"{store.class_names}, not {list(class_names)}.",
                 stacklevel=2,
             )
         return store
 
     def _load_index(self):
-        f, path = self._file, self.path
+        f = self._file
         try:
             attrs = dict(f.attrs)
             if attrs.get("format") != FORMAT_NAME:
                 raise FeatureStoreError(
-                    f"'{path}' is an HDF5 file but not an msl_keras feature store (its "
-                    f"'format' attribute is {attrs.get('format')!r}, not "
-                    f"{FORMAT_NAME!r}). Check the path."
+                    f"'{self.path}' is an HDF5 file but not an msl_keras feature store "
+                    f"(its 'format' is {attrs.get('format')!r}). Check the path."
                 )
             schema = int(attrs["schema_version"])
             if schema > SCHEMA_VERSION:
-                raise FeatureStoreError(
-                    f"Feature store '{path}' has schema version {schema}, newer than "
-                    f"this msl_keras reads ({SCHEMA_VERSION}). Upgrade msl_keras or "
-                    "re-extract."
+                raise self._error(
+                    f"has schema version {schema}, newer than this msl_keras reads "
+                    f"({SCHEMA_VERSION}). Upgrade msl_keras."
                 )
-            # A ConfigError is a ValueError: invalid settings read as a damaged file.
+            # Invalid settings raise a ConfigError, a ValueError: a damaged file.
             self.settings = s = StoreSettings.from_dict(json.loads(attrs["settings"]))
             self.class_names = list(json.loads(attrs["class_names"]))
             self.info = {
@@ -404,17 +370,13 @@ class FeatureStore:
             self._row_datasets = s.streams + ROW_DATASETS
             missing = [n for n in self._row_datasets + ("failed",) if n not in f]
             if missing:
-                raise FeatureStoreError(
-                    f"Feature store '{path}' lacks datasets {missing}; it is damaged. "
-                    f"{_DELETE_ADVICE}"
-                )
+                raise self._error(f"lacks datasets {missing}.", damaged=True)
             tails = {stream: (s.T, s.dim(stream)) for stream in s.streams}
             for name, tail in {**tails, "frame_indices": (s.T,)}.items():
-                if f[name].shape[1:] != tail:
-                    raise FeatureStoreError(
-                        f"Feature store '{path}': dataset '{name}' has shape "
-                        f"{f[name].shape}, not (rows, {tail}) as its settings say. "
-                        f"{_DELETE_ADVICE}"
+                shape = f[name].shape
+                if shape[1:] != tail:
+                    raise self._error(
+                        f"has {name} of shape {shape}, not (rows, {tail}).", True
                     )
             complete = np.asarray(f["complete"][:], dtype=np.uint8)
             # A crash may have persisted a resize of some datasets only: rows past the
@@ -423,20 +385,13 @@ class FeatureStore:
             ids = list(f["clip_ids"].asstr()[: complete.shape[0]])
             ids += [""] * (complete.shape[0] - len(ids))
         except (OSError, KeyError, ValueError, TypeError) as error:
-            raise FeatureStoreError(
-                f"Feature store '{path}' cannot be read ({type(error).__name__}: "
-                f"{error}); it is damaged or not a store. {_DELETE_ADVICE}"
-            ) from None
+            what = f"{type(error).__name__}: {error}"
+            raise self._error(f"cannot be read ({what}).", damaged=True) from None
         self._complete, self._ids, self._slot_of = complete, ids, {}
         for slot in np.flatnonzero(complete):
-            clip_id = ids[slot]
-            if clip_id in self._slot_of:
-                raise FeatureStoreError(
-                    f"Feature store '{path}' holds clip '{clip_id}' twice (rows "
-                    f"{self._slot_of[clip_id]} and {slot}); it was not written by "
-                    f"FeatureStore.append. {_DELETE_ADVICE}"
-                )
-            self._slot_of[clip_id] = int(slot)
+            if ids[slot] in self._slot_of:
+                raise self._error(f"holds clip '{ids[slot]}' twice.", damaged=True)
+            self._slot_of[ids[slot]] = int(slot)
 
     def close(self):
         """Closes the file (idempotent)."""
@@ -446,9 +401,6 @@ class FeatureStore:
     @property
     def closed(self):
         return not self._file.id.valid
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc):
         self.close()
@@ -480,27 +432,23 @@ class FeatureStore:
         """Writes one clip as a row (returns its index); it counts once fully on disk.
 
         Args:
-            clip_id: unique id of the clip (a clip already complete is refused).
             context, action: `(n, Dc)` and `(n, Da)` features of the n <= T selected
-                frames, cast to `settings.dtype`; None for a stream the store lacks.
-                Steps n..T-1 are stored as zeros and masked through `lengths`.
+                frames (None for a stream the store lacks), stored in `settings.dtype`
+                and zero-padded to T steps (masked through `lengths`).
             label: class index in [0, N).
-            frame_indices: `(n,)` frame of the clip each step shows (-1 on padding).
+            frame_indices: `(n,)` frame of the clip each step shows.
             num_frames: frames in the whole clip (> every frame index).
             durable: False skips the flushes (`writing_new_store` flushes at the end).
 
         Raises:
             FeatureStoreMismatchError: a feature size other than the settings'.
-            FeatureStoreError: NaN/inf values, a duplicate clip id, a bad label or
-                frame index (nothing is written).
+            FeatureStoreError: NaN/inf values, a clip id already complete, a bad label
+                or frame index (nothing is written).
         """
         self._require("append", write=True)
-        clip_id = _check_clip_id(clip_id)
-        if clip_id in self._slot_of:
+        if _check_clip_id(clip_id) in self._slot_of:
             raise FeatureStoreError(
-                f"Clip '{clip_id}' is already complete in feature store '{self.path}' "
-                f"(row {self._slot_of[clip_id]}); skip the clips in "
-                "store.completed_ids(), or delete the store to extract it again."
+                f"Clip '{clip_id}' is already complete in feature store '{self.path}'."
             )
         row = self._prepare_row(
             clip_id, context, action, label, frame_indices, num_frames
@@ -512,10 +460,9 @@ class FeatureStore:
                 self._file.flush()
             self._commit(slot, clip_id, durable)
         except OSError as error:
-            raise FeatureStoreError(
-                f"Could not write clip '{clip_id}' to feature store '{self.path}': "
-                f"{error}. Free disk space (or fix the folder's permissions) and run "
-                "again; finished clips are kept and the resume continues after them."
+            raise self._error(
+                f"could not take clip '{clip_id}': {error}. Free disk space (or fix "
+                "the folder's permissions) and run again to resume."
             ) from None
         return slot
 
@@ -523,78 +470,67 @@ class FeatureStore:
 
     def _prepare_row(self, clip_id, context, action, label, frame_indices, num_frames):
         """The checked row, padded to T steps in the stored dtypes."""
-        s, where = self.settings, f"feature store '{self.path}'"
+        s, bad = self.settings, functools.partial(_clip_error, clip_id)
         arrays = {}
         for name, value in (("context", context), ("action", action)):
             dim = s.dim(name)
             if (dim is None) != (value is None):
-                raise FeatureStoreMismatchError(
-                    f"Clip '{clip_id}': {where} holds the {' and '.join(s.streams)} "
+                raise bad(
+                    f"feature store '{self.path}' holds the {' and '.join(s.streams)} "
                     f"stream(s), but {name} features were "
-                    f"{'given' if dim is None else 'not given'}. Pass None for a "
-                    "stream the store does not hold."
+                    f"{'given' if dim is None else 'not given'}.",
+                    FeatureStoreMismatchError,
                 )
             if dim is None:
                 continue
             array = np.asarray(value)
             if array.shape[1:] != (dim,) or array.dtype.kind not in "fiub":
-                raise FeatureStoreMismatchError(
-                    f"Clip '{clip_id}': {name} features have shape {array.shape} "
-                    f"(dtype {array.dtype}), but {where} expects (steps <= {s.T}, "
-                    f"{dim}) numbers ({name}_dim={dim}). Use a store made for this "
-                    "extractor (another path), or the extractor the store was made with."
+                raise bad(
+                    f"{name} features have shape {array.shape} (dtype {array.dtype}), "
+                    f"but feature store '{self.path}' holds (steps <= {s.T}, {dim}) "
+                    f"numbers ({name}_dim={dim}): use a store made for this extractor.",
+                    FeatureStoreMismatchError,
                 )
             arrays[name] = array
         n = arrays[s.streams[0]].shape[0]
         if any(array.shape[0] != n for array in arrays.values()):
-            raise FeatureStoreError(
-                f"Clip '{clip_id}': context has {arrays['context'].shape[0]} steps but "
-                f"action has {arrays['action'].shape[0]}; both describe the same frames."
-            )
+            steps = [arrays[name].shape[0] for name in STREAMS]
+            raise bad(f"context has {steps[0]} steps but action has {steps[1]}.")
         if not 1 <= n <= s.T:
-            raise FeatureStoreError(
-                f"Clip '{clip_id}' has {n} steps; a row of {where} holds 1 to T={s.T} "
-                "steps. Select at most T frames (data.video.select_frames); record "
-                "clips without frames with store.record_failure(clip_id, reason)."
+            raise bad(
+                f"{n} steps, but a row holds 1 to T={s.T} (data.video.select_frames; "
+                "store.record_failure lists a clip without frames)."
             )
-        num_frames = _integer(num_frames, f"clip '{clip_id}': num_frames")
-        if num_frames < 1:
-            raise FeatureStoreError(
-                f"Clip '{clip_id}': num_frames must be >= 1. Received: {num_frames}"
-            )
+        num_frames = _integer(num_frames, "num_frames", bad)
         indices = np.asarray(frame_indices)
         if indices.shape != (n,) or indices.dtype.kind not in "iu":
-            raise FeatureStoreError(
-                f"Clip '{clip_id}': frame_indices must be ({n},) integers, one per "
-                f"step. Received: shape {indices.shape}, dtype {indices.dtype}"
+            raise bad(
+                f"frame_indices must be ({n},) integers, one per step. Received: "
+                f"shape {indices.shape}, dtype {indices.dtype}"
             )
-        if indices.min() < 0 or indices.max() >= num_frames:
-            raise FeatureStoreError(
-                f"Clip '{clip_id}': frame_indices must lie in [0, num_frames="
-                f"{num_frames}). Received: min {indices.min()}, max {indices.max()}"
+        if indices.min() < 0 or indices.max() >= num_frames:  # also num_frames < 1
+            raise bad(
+                f"frame_indices must lie in [0, num_frames={num_frames}). Received: "
+                f"min {indices.min()}, max {indices.max()}"
             )
-        label = _integer(label, f"clip '{clip_id}': label")
+        label = _integer(label, "label", bad)
         if not 0 <= label < s.num_classes:
-            raise FeatureStoreError(
-                f"Clip '{clip_id}': label {label} is outside "
-                f"[0, num_classes={s.num_classes})."
-            )
+            raise bad(f"label {label} is outside [0, num_classes={s.num_classes}).")
         row = {}  # dataset name -> this clip's row of it
         for name, array in arrays.items():
             finite = np.isfinite(array).all(axis=1)
             if not finite.all():
-                raise FeatureStoreError(
-                    f"Clip '{clip_id}': {name} features hold NaN or inf at steps "
-                    f"{np.flatnonzero(~finite).tolist()}; the clip was not stored. "
-                    "Check the CNN weights and the decoded frames of this clip."
+                raise bad(
+                    f"{name} features hold NaN or inf at steps "
+                    f"{np.flatnonzero(~finite).tolist()}; check the CNN weights and "
+                    "the decoded frames of this clip."
                 )
             with np.errstate(over="ignore"):
                 stored = array.astype(s.dtype)
             if not np.isfinite(stored).all():
-                raise FeatureStoreError(
-                    f"Clip '{clip_id}': {name} features exceed the range of {s.dtype} "
-                    f"(largest magnitude {np.abs(array).max():.4g}); the clip was not "
-                    "stored. Use a store with dtype='float32'."
+                raise bad(
+                    f"{name} features exceed the range of {s.dtype} (largest magnitude "
+                    f"{np.abs(array).max():.4g}); use a store with dtype='float32'."
                 )
             row[name] = np.pad(stored, ((0, s.T - n), (0, 0)))
         indices = indices.astype(np.int32)
@@ -631,22 +567,15 @@ class FeatureStore:
         """Lists a clip that could not be processed (e.g. a `VideoDecodeError`) in
         `failed()`, until it completes (a retry on resume)."""
         self._require("record_failure", write=True)
-        clip_id = _check_clip_id(clip_id)
-        if clip_id in self._slot_of:
-            raise FeatureStoreError(
-                f"Clip '{clip_id}' is complete in feature store '{self.path}'; it "
-                "cannot also be recorded as failed."
-            )
+        if _check_clip_id(clip_id) in self._slot_of:
+            raise _clip_error(clip_id, f"complete in '{self.path}', so not failed.")
         dataset = self._file["failed"]
         try:
             dataset.resize(dataset.shape[0] + 1, axis=0)
             dataset[-1] = json.dumps({"clip_id": clip_id, "reason": str(reason)})
             self._file.flush()
         except OSError as error:
-            raise FeatureStoreError(
-                f"Could not record the failure of clip '{clip_id}' in '{self.path}': "
-                f"{error}"
-            ) from None
+            raise self._error(f"could not record clip '{clip_id}': {error}") from None
 
     def failed(self):
         """`{clip_id: reason}` of the recorded failures of clips not complete since."""
@@ -663,27 +592,21 @@ class FeatureStore:
 
     def _require(self, what, write=False):
         if self.closed:
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' is closed; cannot {what}."
-            )
+            raise self._error(f"is closed; cannot {what}.")
         if write and self.mode != "a":
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' is open read-only; open it with mode='a' "
-                f"to {what}."
-            )
+            raise self._error(f"is open read-only; open it with mode='a' to {what}.")
 
     def read(self, clip_ids=None, dtype=np.float32):
         """Loads complete clips (`clip_ids`, in this order; None: all, in row order).
 
         Returns:
-            dict with "context" `(clips, T, Dc)`, "action" `(clips, T, Da)` (`dtype`,
-            zero on padded steps; only the store's streams), "labels" `(clips,)` int64,
-            "lengths" `(clips,)` int32, "frame_indices" `(clips, T)` int32 (-1 on
-            padding), "num_frames" `(clips,)` int64, "clip_ids" `(clips,)` str.
+            The datasets of the module docstring, the clips' rows of them: the store's
+            streams `(clips, T, D)` in `dtype`, "labels", "lengths", "clip_ids" (str),
+            "frame_indices" `(clips, T)` and "num_frames".
 
         Raises:
             FeatureStoreError: unknown or incomplete clip ids, NaN/inf values in the
-                file (naming the file and the clips), or an unreadable file.
+                file (naming the clips), or an unreadable file.
         """
         self._require("read")
         if clip_ids is None:
@@ -691,10 +614,9 @@ class FeatureStore:
         clip_ids = [clip_ids] if isinstance(clip_ids, str) else list(clip_ids)
         missing = [c for c in clip_ids if c not in self._slot_of]
         if missing:
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' has no complete clip "
-                f"{listing(map(repr, missing))}. Extract them first (or check the "
-                "ids; store.failed() lists clips that could not be decoded)."
+            raise self._error(
+                f"has no complete clip {listing(map(repr, missing))}. Extract them "
+                "first (store.failed() lists the clips that could not be decoded)."
             )
         slots = np.array([self._slot_of[c] for c in clip_ids], dtype=np.int64)
         s, f = self.settings, self._file
@@ -703,37 +625,24 @@ class FeatureStore:
             for stream in s.streams
         }
         try:
-            for name, kind in (
-                ("labels", np.int64),
-                ("lengths", np.int32),
-                ("frame_indices", np.int32),
-                ("num_frames", np.int64),
-            ):
-                rows = f[name][: self._complete.shape[0]]
-                out[name] = np.asarray(rows, dtype=kind)[slots]
-            # One read per clip (one HDF5 chunk each), not h5py fancy indexing: on
-            # these (1, T, D) chunks it was 3.6x faster (1.13 s vs 0.31 s, a random
-            # half of 256 clips x 50 x 1024 float16), and made the store read row (8b)
-            # of benchmarks/bench_feature_store.py 2.6x faster at --size cpu (a5747b7).
+            for name in ("labels", "lengths", "frame_indices", "num_frames"):
+                kind = np.int32 if name in ("lengths", "frame_indices") else np.int64
+                out[name] = np.asarray(f[name][: len(self._complete)], kind)[slots]
+            # One read per clip (one chunk each): 3.6x faster than h5py fancy indexing
+            # (a random half of 256 clips x 50 x 1024 float16: 0.31 s vs 1.13 s), and
+            # benchmarks/bench_feature_store.py row 8b 2.6x faster at --size cpu.
             for name in s.streams:
                 dataset, values = f[name], out[name]
                 for row, slot in enumerate(slots):
                     values[row] = dataset[slot]
         except OSError as error:
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' cannot be read ({error}); it is damaged. "
-                f"{_DELETE_ADVICE}"
-            ) from None
+            raise self._error(f"cannot be read ({error}).", damaged=True) from None
         finite = np.ones(len(slots), dtype=bool)
         for name in s.streams:
             finite &= np.isfinite(out[name]).all(axis=(1, 2))
         if not finite.all():
-            raise FeatureStoreError(
-                f"Feature store '{self.path}' holds NaN or inf features for clips "
-                f"{listing(repr(self._ids[b]) for b in sorted(set(slots[~finite])))}. "
-                "The file was changed or damaged after they were written (append "
-                f"refuses such values). {_DELETE_ADVICE}"
-            )
+            bad = listing(repr(self._ids[b]) for b in sorted(set(slots[~finite])))
+            raise self._error(f"holds NaN or inf features for {bad}.", damaged=True)
         out["clip_ids"] = np.array(clip_ids, dtype=str)
         return out
 
@@ -750,11 +659,9 @@ class FeatureStore:
 
 
 def _write_skeleton(file, s, class_names, compression):
-    filters = {}
-    if compression is not None:
-        filters = {"compression": compression, "shuffle": True}
-        if compression == "gzip":
-            filters["compression_opts"] = 4
+    filters = {"compression": compression, "shuffle": True} if compression else {}
+    if compression == "gzip":
+        filters["compression_opts"] = 4
     text = h5py.string_dtype("utf-8")
     # (name, shape of one row, rows per chunk, dtype, options)
     layout = [(name, (s.T, s.dim(name)), 1, s.dtype, filters) for name in s.streams]
@@ -767,14 +674,9 @@ def _write_skeleton(file, s, class_names, compression):
         ("clip_ids", (), 256, text, {}),
         ("failed", (), 256, text, {}),
     ]
-    for name, row, chunk_rows, dtype, options in layout:
+    for name, row, chunk, dtype, opts in layout:
         file.create_dataset(
-            name,
-            shape=(0, *row),
-            maxshape=(None, *row),
-            chunks=(chunk_rows, *row),
-            dtype=dtype,
-            **options,
+            name, (0, *row), dtype, maxshape=(None, *row), chunks=(chunk, *row), **opts
         )
     file.attrs["format"] = FORMAT_NAME
     file.attrs["schema_version"] = SCHEMA_VERSION
@@ -787,16 +689,18 @@ def _write_skeleton(file, s, class_names, compression):
 
 def _check_clip_id(clip_id):
     if not isinstance(clip_id, str) or not clip_id:
-        raise FeatureStoreError(
-            f"A clip id must be a non-empty string. Received: clip_id={clip_id!r}"
-        )
+        raise FeatureStoreError(f"A clip id must be a non-empty str, not {clip_id!r}.")
     return clip_id
 
 
-def _integer(value, what):
+def _clip_error(clip_id, text, error=FeatureStoreError):
+    return error(f"Clip '{clip_id}': {text}")
+
+
+def _integer(value, what, bad):
     array = np.asarray(value)
     if array.shape != () or array.dtype.kind not in "iu":
-        raise FeatureStoreError(f"{what} must be one integer. Received: {value!r}")
+        raise bad(f"{what} must be one integer. Received: {value!r}")
     return int(array)
 
 
@@ -806,28 +710,27 @@ def _describe(differences, left, right):
     )
 
 
-def _settings_of(store_or_settings):
-    """`(settings, how to name them in a message)` of a `FeatureStore` or settings."""
-    if isinstance(store_or_settings, FeatureStore):
-        return store_or_settings.settings, f"feature store '{store_or_settings.path}'"
-    if isinstance(store_or_settings, StoreSettings):
-        return store_or_settings, "the feature store"
-    raise ConfigError(
-        "Expected a FeatureStore or StoreSettings. "
-        f"Received: {type(store_or_settings).__name__}"
-    )
+def _settings_of(store):
+    """`(settings, how a message names the store)` of a store or its `StoreSettings`."""
+    if isinstance(store, FeatureStore):
+        return store.settings, f"feature store '{store.path}'"
+    if isinstance(store, StoreSettings):
+        return store, "the feature store"
+    name = type(store).__name__
+    raise ConfigError(f"Expected a FeatureStore or StoreSettings. Received: {name}")
 
 
 def check_compatible(store_settings, expected):
-    """Raises unless `store_settings` (a `FeatureStore` or its `StoreSettings`) has
-    the `expected` values, `{field: value}` (e.g. `{"T": 50, "dataset": "jhmdb"}`).
+    """Raises unless `store_settings` (a store or its `StoreSettings`) has the
+    `expected` values, `{field: value}` (e.g. `{"T": 50, "dataset": "jhmdb"}`).
 
     Raises:
         ConfigError: a key that is not a `StoreSettings` field.
         FeatureStoreMismatchError: listing each differing field with both values.
     """
     settings, where = _settings_of(store_settings)
-    differences = settings.differences(settings.replace(**dict(expected)))
+    wanted = StoreSettings.from_dict({**settings.to_dict(), **dict(expected)})
+    differences = settings.differences(wanted)
     if differences:
         raise FeatureStoreMismatchError(
             f"{where[0].upper()}{where[1:]} was made with other settings than "
@@ -844,15 +747,14 @@ def check_streams(store, streams):
     if any(stream not in settings.streams for stream in streams):
         raise FeatureStoreMismatchError(
             f"The model reads the {' and '.join(streams)} stream(s), but {where} holds "
-            f"only the {settings.streams[0]} stream (a single-stream store). Train a "
-            f"one-stream LSTM of that stream (lstm.model={settings.streams[0]}), or "
-            "import or extract the features of both streams."
+            f"only the {settings.streams[0]} stream. Train a one-stream LSTM of it "
+            f"(lstm.model={settings.streams[0]}), or import or extract both streams."
         )
 
 
 def check_model_inputs(store, context_dim=None, action_dim=None):
     """Raises `FeatureStoreMismatchError` unless a model's input sizes (None: stream
-    not used) match the features of `store` (a `FeatureStore` or its `StoreSettings`)."""
+    not used) match the features of `store` (a store or its `StoreSettings`)."""
     settings, where = _settings_of(store)
     sizes = {"context": context_dim, "action": action_dim}
     check_streams(settings, [stream for stream, dim in sizes.items() if dim])
@@ -865,8 +767,7 @@ def check_model_inputs(store, context_dim=None, action_dim=None):
         raise FeatureStoreMismatchError(
             f"The model's input sizes do not match {where}:\n"
             f"{_describe(differences, 'the store holds', 'the model expects')}\n"
-            "Re-extract the features with the CNN that matches this model, or build "
-            "an LSTM for the store's sizes: "
+            "Re-extract the features with the CNN of this model, or build an LSTM for "
             f"context_dim={settings.context_dim}, action_dim={settings.action_dim}."
         )
 
@@ -875,11 +776,9 @@ def check_model_inputs(store, context_dim=None, action_dim=None):
 def writing_new_store(out_path, settings, class_names, compression="gzip"):
     """A new store that appears at `out_path` only once it is completely written.
 
-    Yields a `FeatureStore` open for appending at `<out_path>.partial` (a stale one is
-    replaced); when the block ends, the file is flushed, closed and renamed to
-    `out_path`. An exception in the block closes and removes the partial file, so a
-    failed import or merge never leaves a store that looks complete. Rows appended
-    with `append(..., durable=False)` are made durable by the final flush.
+    Yields a `FeatureStore` open to append at `<out_path>.partial` (a stale one is
+    replaced), flushed (making `append(..., durable=False)` durable), closed and renamed
+    to `out_path` when the block ends; an exception closes and removes it.
     """
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
@@ -897,14 +796,12 @@ def writing_new_store(out_path, settings, class_names, compression="gzip"):
 
 
 def merge_stores(paths, out_path, order=None, compression="gzip"):
-    """Merges the stores of parallel extraction shards into one new store.
+    """Merges the stores of parallel extraction shards into a new store at `out_path`.
 
     Args:
         paths: the shard stores: equal settings, disjoint clip ids.
-        out_path: the merged store to write (must not exist), via `writing_new_store`.
-        order: optional clip ids the merged rows follow; clips it does not name follow
-            in shard order, names no shard holds (failed clips) are ignored. None:
-            shard order, then row order within each shard.
+        order: optional clip ids the merged rows follow (others follow in shard and
+            row order, ids no shard holds are ignored); None: shard and row order.
 
     Returns:
         The merged `FeatureStore`, open read-only, with the shards' failure records.
@@ -916,15 +813,9 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
     paths, out_path = [Path(p) for p in paths], Path(out_path)
     if not paths:
         raise ConfigError("merge_stores needs at least one store path. Received: []")
-    if out_path.resolve() in {p.resolve() for p in paths}:
+    if out_path.exists():  # an input as the output, too
         raise FeatureStoreError(
-            f"merge_stores: the output '{out_path}' is one of the inputs; write "
-            "another file."
-        )
-    if out_path.exists():
-        raise FeatureStoreError(
-            f"merge_stores: '{out_path}' already exists; delete it or choose another "
-            "path."
+            f"merge_stores: '{out_path}' already exists; write another file."
         )
     with contextlib.ExitStack() as opened:
         stores = [opened.enter_context(FeatureStore(path, "r")) for path in paths]
@@ -934,15 +825,13 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
             if differences:
                 table = _describe(differences, f"{first.path} has", f"{store.path} has")
                 raise FeatureStoreMismatchError(
-                    f"Cannot merge '{store.path}' into '{first.path}': they were made "
-                    f"with other settings:\n{table}\nOnly shards of one extraction "
-                    "(same config) can be merged; re-extract the odd shard with the "
-                    "others' settings."
+                    f"Cannot merge '{store.path}' into '{first.path}', made with other "
+                    f"settings:\n{table}\nRe-extract it with the others' config."
                 )
             if store.class_names != first.class_names:
                 warnings.warn(
-                    f"'{store.path}' lists other class names than '{first.path}'; the "
-                    "merged store keeps the first's.",
+                    f"'{store.path}' lists other class names than '{first.path}': "
+                    "merged with the first's.",
                     stacklevel=2,
                 )
             for clip_id in store.completed_ids():
@@ -955,8 +844,7 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
             )
             raise FeatureStoreError(
                 f"merge_stores: {len(overlap)} clip ids are in more than one store: "
-                f"{details}. Shards must hold disjoint clips; was a shard extracted "
-                "twice with another shard count?"
+                f"{details}. Was a shard extracted twice with another shard count?"
             )
         sequence = list(holders)  # shard order, then row order
         if order is not None:

@@ -1,33 +1,26 @@
 """The frozen VGG-16 trunk's conv5_2 maps of every (clip, frame, view), computed once.
 
-The paper trains the context- and action-aware heads on single frames on top of a trunk
-that is never trained (Sec. 3.2.1, 4.2), so its output for a given input frame is
-fixed: `fill_cache` computes it once per sampled frame and augmented view, `train_cnn`
-trains both heads, for every epoch and every fold of a protocol, from this cache
-(`CachedMapsDataset`), and `extract` reads it with `cnn.extract_from_cache`
-(`plain_maps`).
+The paper never trains the trunk (Sec. 3.2.1, 4.2), so its output for a frame is fixed:
+`fill_cache` computes it once per sampled frame and augmented view; `train_cnn` trains
+both heads from it for every epoch and fold (`CachedMapsDataset`), and `extract` reads
+it with `cnn.extract_from_cache` (`plain_maps`). A view is the same image in every run
+and fold (`view_seed`); view "plain" is the frame without augmentation.
 
-View `k` of frame `f` of clip `c` has augmentation parameters drawn from the stateless
-seed `(config.seed, crc32("c|f|augk"))` (`view_seed`), so the same view is the same
-image in every run and fold and the cache can be keyed by `(clip, frame, view)`; view
-"plain" is the frame without augmentation.
-
-One HDF5 file per cache fingerprint, `<run>/trunk_cache/<fingerprint>.h5`; the
-fingerprint hashes everything that decides the cached values (`cache_settings`).
-Inside:
+One HDF5 file per fingerprint of `cache_settings`, `<run>/trunk_cache/<fingerprint>.h5`:
 
 ```
 maps        (rows, h, w, C) float16, one chunk per row; h = w = input_size / 16
-keys        (rows,) str     "<clip_id>|<frame index>|<view>" (view "plain" or "aug<k>")
+keys        (rows,) str     `cache_key`: "<clip_id>|<frame index>|<view>"
 clip_ids    (clips,) str    clips whose decoded frame count is known
 num_frames  (clips,) int64
 attrs       fingerprint, settings (JSON)
 ```
 
-Rows are appended (maps first, keys last): a run killed while writing leaves at most a
-few maps rows without a key, which the next open drops, so the cache stays valid.
+Maps are appended before their keys: a run killed while writing leaves at most a few
+maps rows without a key, which the next open drops.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -41,13 +34,11 @@ import numpy as np
 import tensorflow as tf
 
 from msl_keras.data import augment as augment_ops
-from msl_keras.data import preprocessing
 from msl_keras.data.feature_store import weights_fingerprint
-from msl_keras.data.preprocessing import preprocess_frames
+from msl_keras.data.preprocessing import IMAGENET_MEAN_BGR, preprocess_frames
 from msl_keras.data.video import count_frames, read_frames, select_frames
 from msl_keras.errors import MslKerasError, VideoDecodeError
 
-_STR = h5py.string_dtype("utf-8")
 PLAIN_VIEW = "plain"
 # Bump when the way cached inputs are made changes (sampling, augmentation order).
 CACHE_VERSION = 1
@@ -61,18 +52,15 @@ def cache_key(clip_id, frame, view):
     return f"{clip_id}|{int(frame)}|{view}"
 
 
-class TrunkCache:
-    """Append-only store of trunk outputs, keyed by `cache_key`.
+class TrunkCache(contextlib.AbstractContextManager):
+    """Append-only store of trunk outputs keyed by `cache_key`; a context manager.
 
     Args:
         path: the `.h5` file (created with its folder if missing).
-        fingerprint: str, identifies the trunk and input settings; an existing file with
-            another fingerprint is refused.
+        fingerprint: identifies the trunk and input settings; a file with another
+            fingerprint (or map shape) is refused.
         map_shape: `(h, w, C)` of one conv5_2 map.
-        settings: dict written as the file's `settings` attribute (for people reading
-            the file; only `fingerprint` is checked).
-
-    Use as a context manager, or call `close()`.
+        settings: dict kept as the file's `settings` attribute, for people reading it.
     """
 
     def __init__(self, path, fingerprint, map_shape, settings=None):
@@ -84,36 +72,30 @@ class TrunkCache:
             self._file = f = h5py.File(self.path, "a")
         except OSError as error:
             raise MslKerasError(
-                f"Cannot open the trunk cache '{self.path}': {error}. If another "
-                "process is training on this run, wait for it; otherwise delete the "
-                "file (it is recomputed)."
+                f"Cannot open the trunk cache '{self.path}': {error}. Wait for another "
+                "process training on this run, or delete the file (it is recomputed)."
             ) from error
         if "maps" not in f:
             f.attrs["fingerprint"] = self.fingerprint
             f.attrs["settings"] = json.dumps(settings or {}, sort_keys=True)
+            text = h5py.string_dtype("utf-8")
             for name, row, dtype in (
                 ("maps", self.map_shape, MAP_DTYPE),
-                ("keys", (), _STR),
-                ("clip_ids", (), _STR),
+                ("keys", (), text),
+                ("clip_ids", (), text),
                 ("num_frames", (), "int64"),
             ):
+                chunks = (1, *row) if row else (1024,)
                 f.create_dataset(
-                    name,
-                    shape=(0, *row),
-                    maxshape=(None, *row),
-                    dtype=dtype,
-                    chunks=(1, *row) if row else (1024,),
+                    name, (0, *row), dtype, maxshape=(None, *row), chunks=chunks
                 )
-        else:
-            found = f.attrs.get("fingerprint")
-            found_shape = tuple(f["maps"].shape[1:])
-            if found != self.fingerprint or found_shape != self.map_shape:
-                f.close()
-                raise MslKerasError(
-                    f"Trunk cache '{self.path}' holds fingerprint {found!r} and maps "
-                    f"{found_shape}; expected {self.fingerprint!r} and "
-                    f"{self.map_shape}. Delete the file (it is recomputed)."
-                )
+        found = (f.attrs.get("fingerprint"), tuple(f["maps"].shape[1:]))
+        if found != (self.fingerprint, self.map_shape):
+            f.close()
+            raise MslKerasError(
+                f"Trunk cache '{self.path}' holds fingerprint {found[0]!r} and maps "
+                f"{found[1]}, not {self.fingerprint!r} and {self.map_shape}: delete it."
+            )
         keys = f["keys"].asstr()[:]
         if f["maps"].shape[0] != len(keys):  # an interrupted append: drop the tail
             f["maps"].resize(len(keys), axis=0)
@@ -121,9 +103,6 @@ class TrunkCache:
         clip_ids = f["clip_ids"].asstr()[:]
         counts = f["num_frames"][: len(clip_ids)]
         self._num_frames = dict(zip(clip_ids, (int(n) for n in counts)))
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc):
         self.close()
@@ -149,12 +128,11 @@ class TrunkCache:
     def set_num_frames(self, clip_id, count):
         if clip_id in self._num_frames:
             return
-        f = self._file
-        n = f["clip_ids"].shape[0]
-        f["num_frames"].resize(n + 1, axis=0)
-        f["num_frames"][n] = int(count)
-        f["clip_ids"].resize(n + 1, axis=0)
-        f["clip_ids"][n] = clip_id
+        # At clip_ids' length: a run killed in between left num_frames one longer.
+        n = self._file["clip_ids"].shape[0]
+        for name, value in (("num_frames", int(count)), ("clip_ids", clip_id)):
+            self._file[name].resize(n + 1, axis=0)
+            self._file[name][n] = value
         self._num_frames[clip_id] = int(count)
 
     def add(self, keys, maps):
@@ -171,18 +149,15 @@ class TrunkCache:
         values = maps[new].astype(MAP_DTYPE)
         if not np.all(np.isfinite(values)):
             raise MslKerasError(
-                "The trunk produced non-finite conv5_2 values (NaN, or above float16's "
-                "65504): check the trunk weights and the preprocessing."
+                "The trunk produced NaN or inf conv5_2 values (float16 ends at 65504): "
+                "check the trunk weights and the preprocessing."
             )
-        f = self._file
-        start = f["keys"].shape[0]
-        f["maps"].resize(start + len(new), axis=0)
-        f["maps"][start:] = values
-        f["keys"].resize(start + len(new), axis=0)
-        f["keys"][start:] = [keys[i] for i in new]
+        f, start = self._file, self._file["keys"].shape[0]
+        for name, rows in (("maps", values), ("keys", [keys[i] for i in new])):
+            f[name].resize(start + len(new), axis=0)
+            f[name][start:] = rows
         f.flush()
-        for offset, i in enumerate(new):
-            self._rows[keys[i]] = start + offset
+        self._rows.update((keys[i], start + offset) for offset, i in enumerate(new))
 
     def read(self, rows):
         """float32 maps `(len(rows), h, w, C)` of the given rows, in the given order."""
@@ -212,7 +187,7 @@ def cache_settings(config, trunk_fp):
         "version": CACHE_VERSION,
         "trunk": trunk_fp,
         "input_size": int(config.cnn.input_size),
-        "preprocessing": list(preprocessing.IMAGENET_MEAN_BGR),
+        "preprocessing": list(IMAGENET_MEAN_BGR),
         "augmentation": repr(augmentation_config(config)),
         "augment": bool(config.cnn.augment),
         "seed": int(config.seed),
@@ -233,42 +208,34 @@ def views_of(config):
 
 
 def view_seed(seed, clip_id, frame, view):
-    """Stateless seed `(2,)` of one view's augmentation parameters."""
+    """Stateless seed `(2,)` of one view's augmentation: `(seed, crc32(cache_key))`."""
     key = zlib.crc32(cache_key(clip_id, frame, view).encode())
     return np.array([int(seed) & 0x7FFFFFFF, key & 0x7FFFFFFF], dtype=np.int64)
 
 
 class TrunkRunner:
-    """Runs the frozen trunk on batches of preprocessed frames, one traced tf.function.
-
-    `frames_computed` counts the frames passed through the trunk.
-    """
+    """Runs the frozen trunk on batches of preprocessed frames (one traced tf.function);
+    `frames_computed` counts the frames it ran on."""
 
     def __init__(self, trunk, batch_size=32):
         self.trunk = trunk
         self.batch_size = int(batch_size)
         self.frames_computed = 0
-        shape = tuple(trunk.input_shape[1:])
+        self.map_shape = tuple(int(d) for d in trunk.output_shape[1:])
         self._fn = tf.function(
             lambda x: trunk(x, training=False),
-            input_signature=[tf.TensorSpec((None,) + shape, tf.float32)],
+            input_signature=[tf.TensorSpec((None, *trunk.input_shape[1:]), tf.float32)],
         )
 
     def __call__(self, frames):
         """conv5_2 maps `(n, h, w, C)` (numpy float32) of frames `(n, S, S, 3)`."""
         frames = np.asarray(frames, np.float32)
-        out = []
+        out = [np.zeros((0, *self.map_shape), np.float32)]
         for start in range(0, len(frames), self.batch_size):
             maps = self._fn(tf.constant(frames[start : start + self.batch_size]))
-            out.append(np.asarray(maps, np.float32))  # the cache is float32
+            out.append(np.asarray(maps, np.float32))
         self.frames_computed += len(frames)
-        if not out:
-            return np.zeros((0,) + self.map_shape, np.float32)
         return np.concatenate(out)
-
-    @property
-    def map_shape(self):
-        return tuple(int(d) for d in self.trunk.output_shape[1:])
 
 
 def open_trunk_cache(config, run, trunk):
@@ -292,12 +259,9 @@ def cached_num_frames(cache, record):
 
 
 def plain_maps(config, cache, runner, record, frames):
-    """conv5_2 maps `(n, h, w, C)` float32 of `frames` (n,) of `record` without
-    augmentation (view "plain"), read from `cache`; missing ones are computed and added.
-
-    Raises:
-        VideoDecodeError: the clip does not decode.
-    """
+    """conv5_2 maps `(n, h, w, C)` float32 of `frames` (n,) of `record` in view "plain",
+    from `cache` (missing ones are computed and added); `VideoDecodeError` if the clip
+    does not decode."""
     _, failed = fill_cache(
         [(record, frames, [PLAIN_VIEW])], config, cache, runner, progress=False
     )
@@ -322,9 +286,8 @@ def frame_samples(records, config, cache, role_views):
 
 
 def fill_cache(samples, config, cache, runner, progress=True):
-    """Computes the trunk output of every (clip, frame, view) that is not cached yet.
-
-    Decodes only the clips with missing rows, augments each view with its own seeded
+    """Computes the trunk output of every (clip, frame, view) that is not cached yet:
+    decodes the clips with missing rows, augments each view with its own seeded
     parameters, preprocesses, and runs the trunk in batches of `runner.batch_size`.
 
     Returns:
@@ -332,26 +295,21 @@ def fill_cache(samples, config, cache, runner, progress=True):
     """
     size = int(config.cnn.input_size)
     aug_config = augmentation_config(config)
-    pending_keys, pending_frames, failed = [], [], []
-    computed = 0
-    started = time.time()
+    keys, frames, failed = [], [], []  # the trunk inputs not run yet
+    computed, started = 0, time.time()
 
     def flush():
         nonlocal computed
-        if pending_frames:
-            cache.add(list(pending_keys), runner(np.stack(pending_frames)))
-            computed += len(pending_keys)
-            pending_keys.clear()
-            pending_frames.clear()
+        if frames:
+            cache.add(list(keys), runner(np.stack(frames)))
+            computed += len(keys)
+            keys.clear()
+            frames.clear()
 
-    todo = []
-    for record, frames, views in samples:
-        missing = [
-            (int(f), v)
-            for f in frames
-            for v in views
-            if cache_key(record.clip_id, f, v) not in cache
-        ]
+    todo = []  # (record, missing [(frame, view)])
+    for record, indices, views in samples:
+        missing = [(int(f), v) for f in indices for v in views]
+        missing = [m for m in missing if cache_key(record.clip_id, *m) not in cache]
         if missing:
             todo.append((record, missing))
     for number, (record, missing) in enumerate(todo, 1):
@@ -362,27 +320,22 @@ def fill_cache(samples, config, cache, runner, progress=True):
             failed.append((record.clip_id, str(error)))
             continue
         position = {f: i for i, f in enumerate(wanted)}
-        plain = [(f, v) for f, v in missing if v == PLAIN_VIEW]
-        augmented = [(f, v) for f, v in missing if v != PLAIN_VIEW]
-        for group in (plain, augmented):
+        for augmented in (False, True):
+            group = [(f, v) for f, v in missing if (v != PLAIN_VIEW) == augmented]
             if not group:
                 continue
             images = decoded[[position[f] for f, _ in group]]
-            if group is augmented:
-                draws = [
-                    augment_ops.draw_augmentation(
-                        view_seed(config.seed, record.clip_id, f, v), aug_config
-                    )
-                    for f, v in group
-                ]
+            if augmented:
+                seeds = [view_seed(config.seed, record.clip_id, f, v) for f, v in group]
+                draws = [augment_ops.draw_augmentation(x, aug_config) for x in seeds]
                 params = {key: tf.stack([d[key] for d in draws]) for key in draws[0]}
                 images = augment_ops.augment_frame(images, params, aug_config)
-            pending_frames.extend(np.asarray(preprocess_frames(images, (size, size))))
-            pending_keys.extend(cache_key(record.clip_id, f, v) for f, v in group)
-        if len(pending_frames) >= runner.batch_size:
+            frames.extend(np.asarray(preprocess_frames(images, (size, size))))
+            keys.extend(cache_key(record.clip_id, f, v) for f, v in group)
+        if len(frames) >= runner.batch_size:
             flush()
         if progress:
-            rate = (computed + len(pending_frames)) / max(time.time() - started, 1e-6)
+            rate = (computed + len(frames)) / max(time.time() - started, 1e-6)
             print(
                 f"trunk cache [{number}/{len(todo)}] {record.clip_id}: {len(missing)} "
                 f"frames ({rate:.1f} frames/s)",
@@ -397,51 +350,37 @@ class CachedMapsDataset(keras.utils.PyDataset):
 
     Args:
         source: a `TrunkCache` or a float32 array of the maps.
-        rows: int `(n,)` rows of `source`.
-        labels: int `(n,)` classes.
-        num_classes: N.
+        rows, labels: int `(n,)` rows of `source` and their classes.
         outputs: "context" -> `(maps, y)`; "action" -> `(maps, {"cam": y, "action": y})`
             (maps as `{"maps", "labels"}` when `oracle`).
         shuffle: reshuffle the order every epoch (from `seed`).
     """
 
     def __init__(
-        self,
-        source,
-        rows,
-        labels,
-        num_classes,
-        batch_size,
-        outputs="context",
-        shuffle=False,
-        seed=0,
-        oracle=False,
-    ):
+        self, source, rows, labels, num_classes, batch_size, outputs="context",
+        shuffle=False, seed=0, oracle=False,
+    ):  # fmt: skip
         super().__init__(workers=1, use_multiprocessing=False)
         self.source = source
         self.rows = np.asarray(rows, np.int64)
         self.labels = np.asarray(labels, np.int64)
         self.num_classes = int(num_classes)
         self.batch_size = int(batch_size)
-        self.outputs = outputs
-        self.shuffle = shuffle
-        self.oracle = oracle
+        self.outputs, self.shuffle, self.oracle = outputs, shuffle, oracle
         self._rng = np.random.default_rng(seed)
         self._order = np.arange(len(self.rows))
-        if shuffle:
-            self._rng.shuffle(self._order)
+        self.on_epoch_end()
 
     def __len__(self):
         return math.ceil(len(self.rows) / self.batch_size)
 
     def __getitem__(self, index):
         picked = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        rows = self.rows[picked]
+        rows, labels = self.rows[picked], self.labels[picked]
         if isinstance(self.source, np.ndarray):
             maps = self.source[rows]
         else:
             maps = self.source.read(rows)
-        labels = self.labels[picked]
         y = np.eye(self.num_classes, dtype=np.float32)[labels]
         if self.outputs == "context":
             return maps, y
