@@ -154,6 +154,31 @@ def test_corrupt_clip_is_recorded_and_the_rest_kept(setup, tmp_path, caplog):
     index.folds.remove(fold)
 
 
+def test_a_clip_that_fails_to_decode_from_the_cache_is_recorded(setup, tmp_path, monkeypatch):
+    """cnn.extract_from_cache: a clip whose frame count is known but whose frames do not
+    decode is recorded as failed, naming its file, and the other clips are kept."""
+    config, index, run, extractor = setup
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"not a video" * 100)
+    records = list(index.fold("split1").records)
+    records.insert(1, ClipRecord("broken_clip", str(broken), 0, "walk_right", "g09", "test"))
+    fold = _as_fold(index, "cache_corrupt", records)
+    counted = extract_module.cached_num_frames
+    monkeypatch.setattr(
+        extract_module, "cached_num_frames",
+        lambda cache, r: 8 if r.clip_id == "broken_clip" else counted(cache, r),
+    )  # fmt: skip
+    cached = dataclasses.replace(
+        config, cnn=dataclasses.replace(config.cnn, extract_from_cache=True)
+    )
+    extract(cached, index, fold, run=run, extractor=extractor, verbose=0)
+    arrays, _, failed = _read(run.store_path(fold))
+    assert set(failed) == {"broken_clip"}
+    assert failed["broken_clip"].count("broken.avi") == 1
+    assert len(arrays["clip_ids"]) == len(records) - 1
+    index.folds.remove(fold)
+
+
 def test_two_shards_merged_equal_one_extraction(setup):
     config, index, run, extractor = setup
     single_path = run.store_path("split1")

@@ -265,8 +265,9 @@ def plain_maps(config, cache, runner, record, frames):
     _, failed = fill_cache(
         [(record, frames, [PLAIN_VIEW])], config, cache, runner, progress=False
     )
-    if failed:
-        raise VideoDecodeError(failed[0][1])
+    if failed:  # its reason is str() of a VideoDecodeError naming this clip's file
+        prefix = str(VideoDecodeError(record.path, ""))
+        raise VideoDecodeError(record.path, failed[0][1].removeprefix(prefix))
     keys = [cache_key(record.clip_id, f, PLAIN_VIEW) for f in frames]
     return cache.read(cache.rows(keys))
 
