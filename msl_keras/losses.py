@@ -1,23 +1,21 @@
 """Sequence losses for action anticipation: the paper's Eq. 1 and its baselines.
 
-Each loss is a pure function on tensors (`keras.ops`: eager, graph mode and `fit`) plus
-a registered `keras.losses.Loss` subclass of `SequenceLoss`. The equations are restated
-in `shared/paper/baseline-losses.md`. Shapes and conventions, shared by every loss:
+Each loss is a pure function on tensors (`keras.ops`) plus a registered subclass of
+`SequenceLoss`; `shared/paper/baseline-losses.md` restates the equations. Arguments:
 
 - `y_true (batch, time, classes)`: one-hot labels; a PADDED step is an all-zero row.
 - `y_pred (batch, time, classes)`: probabilities, clipped to `[epsilon, 1 - epsilon]`
   inside every log.
 - `sample_weight (batch, time)`, optional: per-step weights (default: the mask
   `sum(y_true, -1) > 0`); a step is VALID when its weight is > 0. Valid steps are
-  numbered `t = 1..T`, `T` the clip's own number of valid steps (not the padded one), so
-  `t/T`, `exp(-(T - t))` and "the last step" are per clip.
-- The functions return `(batch,)`, one value per clip (0 for a clip with no valid step);
-  the `Loss` classes average them over the batch, so Eq. 4's `mean_i (L_c,i + L_a,i)` is
-  `model.compile(loss={"stage1": AnticipationLoss(), "stage2": AnticipationLoss()})`.
+  numbered `t = 1..T`, `T` the clip's own number of valid steps, so `t/T`,
+  `exp(-(T - t))` and "the last step" are per clip.
 
-The authors' original code's losses are in `msl_keras.original.losses`; `get_loss`
-knows their names (`original_*`) too. Keras reads `compile(loss="ce")` as its own
-cross-entropy: pass `get_loss("ce")` (an instance) for `CrossEntropyLastStep`.
+The functions return `(batch,)`, one value per clip (0 for a clip with no valid step);
+the `Loss` classes average them over the batch, so Eq. 4's `mean_i (L_c,i + L_a,i)` is
+`model.compile(loss={"stage1": AnticipationLoss(), "stage2": AnticipationLoss()})`.
+`get_loss` also knows the original code's losses (`original.losses`, `original_*`).
+Keras reads `compile(loss="ce")` as its own cross-entropy: pass `get_loss("ce")`.
 """
 
 import inspect
@@ -41,26 +39,23 @@ def _prepare(y_true, y_pred, sample_weight):
     dtype = keras.backend.standardize_dtype(y_pred.dtype)
     if "float" not in dtype:
         dtype = keras.backend.floatx()
-    y_pred = ops.cast(y_pred, dtype)
-    y_true = ops.cast(ops.convert_to_tensor(y_true), dtype)
+    y_true, y_pred = ops.cast(y_true, dtype), ops.cast(y_pred, dtype)
     shapes = zip(y_true.shape, y_pred.shape)
     if len(y_true.shape) != 3 or len(y_pred.shape) != 3 or any(
         a is not None and b is not None and a != b for a, b in shapes
     ):
         raise ValueError(
             "Expected y_true and y_pred of the same shape (batch, time, classes). "
-            f"Received: y_true.shape={tuple(y_true.shape)}, "
-            f"y_pred.shape={tuple(y_pred.shape)}"
+            f"Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
         )
     if sample_weight is None:
         weight = ops.cast(ops.sum(y_true, axis=-1) > 0, dtype)
     else:
-        weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+        weight = ops.cast(sample_weight, dtype)
         if len(weight.shape) != 2:
             raise ValueError(
-                "sample_weight must have shape (batch, time): one weight per step "
-                "(0 on padded steps). "
-                f"Received: sample_weight.shape={tuple(weight.shape)}"
+                "Expected sample_weight of shape (batch, time), one weight per step. "
+                f"Received: sample_weight.shape={weight.shape}"
             )
     valid = ops.cast(weight > 0, dtype)
     t = ops.cumsum(valid, axis=1) * valid  # 1..T on valid steps, 0 on padded ones
@@ -84,13 +79,9 @@ def anticipation_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EPSILO
 
     False negatives cost the same at every step; false positives are weighed by t/T:
     a wrong guess early in the clip costs little, so the model may commit early.
-    Arguments as the module docstring says; every loss below takes the same ones.
 
-    Example:
-    ```python
-    y = keras.ops.one_hot([[1, 1]], 2)  # one clip, T=2, N=2, class 1
-    anticipation_loss(y, keras.ops.full((1, 2, 2), 0.5))  # [1.75 * ln 2]
-    ```
+    >>> y = keras.ops.one_hot([[1, 1]], 2)  # one clip, T=2, N=2, class 1
+    >>> anticipation_loss(y, keras.ops.full((1, 2, 2), 0.5))  # [1.75 * ln 2]
     """
     y_true, y_pred, weight, valid, t, length = _prepare(y_true, y_pred, sample_weight)
     positive, negative = _log_terms(y_true, y_pred, epsilon)
@@ -152,27 +143,20 @@ def jain_exponential_loss(y_true, y_pred, sample_weight=None, epsilon=DEFAULT_EP
 
 
 def _running_max_before(values, valid, fill):
-    """max_{t' < t, t' valid} values_t' at every step (b, T); `fill` where none exists.
-
-    Built from a (b, T, T) comparison: no loop, and it works with a dynamic T.
-    """
+    """max_{t' < t, t' valid} values_t' at every step (b, T), `fill` where none exists:
+    a (b, T, T) comparison, no loop, for a dynamic T too."""
     steps = ops.arange(ops.shape(values)[1])
-    before = ops.expand_dims(steps, 0) < ops.expand_dims(steps, 1)  # [t, t'] = t' < t
-    candidates = ops.logical_and(
-        ops.expand_dims(before, 0), ops.expand_dims(valid > 0, 1)
-    )  # (b, T, T)
+    before = steps[None, :] < steps[:, None]  # [t, t'] = t' < t
+    candidates = ops.logical_and(before[None], (valid > 0)[:, None])  # (b, T, T)
     fill = ops.cast(fill, values.dtype)
-    return ops.max(ops.where(candidates, ops.expand_dims(values, 1), fill), axis=-1)
+    return ops.max(ops.where(candidates, values[:, None], fill), axis=-1)
 
 
 def _ranking_loss(y_true, y_pred, sample_weight, lambda_r, epsilon, on_margin):
-    """-log p_t(y) + lambda_r * max(0, s*_t - s_t) over the valid steps (Ma et al.).
-
-    `s_t` is the detection score p_t(y), or with `on_margin` the margin
-    `p_t(y) - max_{k != y} p_t(k)` (in [-1, 1]). The running maximum s*_t is a
-    constant (`stop_gradient`), as in Ma et al.; only earlier VALID steps enter it, and
-    at t = 1 there is no ranking penalty.
-    """
+    """-log p_t(y) + lambda_r * max(0, s*_t - s_t) over the valid steps (Ma et al.):
+    `s_t` is p_t(y), or with `on_margin` the margin `p_t(y) - max_{k != y} p_t(k)`. The
+    running maximum s*_t over earlier VALID steps is a constant (`stop_gradient`), as
+    in Ma et al.; at t = 1 there is no ranking penalty."""
     y_true, y_pred, weight, valid, t, _ = _prepare(y_true, y_pred, sample_weight)
     positive, _ = _log_terms(y_true, y_pred, epsilon)
     score = ops.sum(y_true * y_pred, axis=-1)  # p_t(y), (b, T)
@@ -214,18 +198,16 @@ def ranking_margin_loss(
 class SequenceLoss(keras.losses.Loss):
     """A loss function `fn` as a `keras.losses.Loss`, as `LossFunctionWrapper` does.
 
-    A subclass sets `fn(y_true, y_pred, sample_weight, **options) -> (batch,)`. The
-    options are `fn`'s keyword arguments after `sample_weight` (`epsilon`, `lambda_r`,
-    ...): the constructor takes them (default: `fn`'s), keeps them as attributes and in
-    `get_config`; `reduction`, `name` (default `default_name` or `fn`'s) and `dtype` are
-    `keras.losses.Loss`'s. A `TypeError` names an option `fn` does not take, a
-    `ValueError` a whole-number option given a fraction.
+    A subclass sets `fn(y_true, y_pred, sample_weight, **options) -> (batch,)`; its
+    options (keyword arguments after `sample_weight`: `epsilon`, `lambda_r`...) are
+    constructor arguments (default: `fn`'s), attributes and `get_config` entries. A
+    `TypeError` names an unknown option, a `ValueError` a fraction for an int one.
+    `name` defaults to `default_name` or `fn`'s name.
 
     Call arguments: `y_true, y_pred (batch, time, classes)`; `sample_weight`, optional:
     `(batch, time)` step weights or `(batch,)` clip weights. The step weights and the
-    Keras mask of `y_pred` enter `fn`: Keras' `Loss.__call__` would apply them to the
-    `(batch,)` values (and broadcast the mask wrongly). With zero padding the mask and
-    the all-zero label rows agree.
+    Keras mask of `y_pred` enter `fn` (Keras' `Loss.__call__` would apply them to the
+    `(batch,)` values, and broadcast the mask wrongly).
     """
 
     fn = None
@@ -234,12 +216,8 @@ class SequenceLoss(keras.losses.Loss):
     def __init__(
         self, reduction="sum_over_batch_size", name=None, dtype=None, **options
     ):
-        defaults = {
-            key: parameter.default
-            for key, parameter in inspect.signature(self.fn).parameters.items()
-            if parameter.default is not inspect.Parameter.empty
-            and key != "sample_weight"
-        }
+        parameters = list(inspect.signature(self.fn).parameters.values())
+        defaults = {p.name: p.default for p in parameters[3:]}  # after sample_weight
         unknown = sorted(set(options) - set(defaults))
         if unknown:
             raise TypeError(
@@ -267,7 +245,7 @@ class SequenceLoss(keras.losses.Loss):
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
-            step_weight, clip_weight = None, None
+            step_weight = clip_weight = None
             if sample_weight is not None:
                 sample_weight = ops.convert_to_tensor(sample_weight, dtype=self.dtype)
                 if len(sample_weight.shape) == 1:
@@ -352,13 +330,9 @@ LOSSES = {
 
 
 def get_loss(name, **kwargs):
-    """A loss instance by its name in `LOSSES` or `original.losses.ORIGINAL_LOSSES`.
-
-    Example: `get_loss("ranking_score", lambda_r=0.5)`.
-
-    Raises:
-        ConfigError: unknown name, or keyword arguments the loss does not take.
-    """
+    """A loss instance by its name in `LOSSES` or `original.losses.ORIGINAL_LOSSES`,
+    e.g. `get_loss("ranking_score", lambda_r=0.5)`. A `ConfigError` for an unknown name
+    or an option the loss does not take."""
     # Imported here: the original's losses are built on this module's base class.
     from msl_keras.original.losses import ORIGINAL_LOSSES
 
@@ -369,8 +343,5 @@ def get_loss(name, **kwargs):
         )
     try:
         return known[name](**kwargs)
-    except TypeError as error:
-        raise ConfigError(
-            f"Invalid arguments for loss '{name}' ({known[name].__name__}): {error}. "
-            f"Received: {kwargs}"
-        ) from error
+    except TypeError as error:  # an option the loss does not take
+        raise ConfigError(f"Loss '{name}' {kwargs}: {error}") from error
