@@ -4,8 +4,7 @@ The functions are numpy; `AnticipationAccuracy` is the pooled score as a Keras m
 for `fit`'s validation pass. The LSTMs are causal, so ONE forward pass over each clip
 gives the prediction after every number of observed steps. Arguments, everywhere:
 
-- `probs (clips, T, N)`: per-step probabilities from that pass; `labels (clips,)`:
-  true classes.
+- `probs (clips, T, N)`: per-step probabilities from that pass; `labels (clips,)`.
 - `lengths (clips,)`, optional: each clip's valid steps (default T; padding is at the
   end); "after t steps" for a clip shorter than t means after all of them.
 - `frame_indices (clips, T)`: the source frame of each stored step (-1 on padding);
@@ -16,8 +15,8 @@ gives the prediction after every number of observed steps. Arguments, everywhere
 - `top_k`: a clip is correct when its label is among its k highest scores (ties go to
   the lower class index, as `argmax` does for k = 1).
 
-Earliest follows the paper (`EARLIEST`); latest is the last valid stored step: the
-whole clip, capped at the T stored steps.
+Earliest follows the paper (`EARLIEST`); latest is the last valid stored step, observing
+the whole clip (`LATEST_FIRST_T`: at most its first T frames).
 """
 
 import keras
@@ -32,8 +31,7 @@ from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 RATIOS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 # dataset -> ("ratio", fraction of each clip) or ("frames", frame count); paper Sec. 4.
-# The generated clips (data.generated) and imported features (data.imported) follow
-# JHMDB's convention.
+# The generated clips and imported features follow JHMDB's convention.
 EARLIEST = {
     "jhmdb": ("ratio", 0.2),
     "ut_interaction": ("ratio", 0.5),
@@ -42,9 +40,9 @@ EARLIEST = {
     "imported": ("ratio", 0.2),
 }
 
-# Datasets whose latest point is the whole clip but at most its first T frames (paper
-# Sec. 4.3, UCF-101: "in the latest setting ... we only exploit the first T frames").
-# Elsewhere latest is the whole clip (UT-Interaction: "the entire sequence").
+# Datasets whose latest point is at most the first T frames (paper Sec. 4.3, UCF-101:
+# "in the latest setting ... we only exploit the first T frames"); elsewhere it is the
+# whole clip (UT-Interaction: "the entire sequence").
 LATEST_FIRST_T = ("ucf101",)
 
 
@@ -117,17 +115,11 @@ def _scores_at(scores, steps, lengths):
 
 
 def prediction_at_step(probs, steps, lengths=None, pooled=True):
-    """Class scores `(clips, N)` after `steps` observed steps; the class is the argmax.
-
-    `steps`: observed steps, 1-based: an int or `(clips,)` ints.
-    """
+    """Class scores `(clips, N)` after `steps` observed steps (an int or `(clips,)`
+    ints, from 1); the class is the argmax."""
     probs, _, lengths = _check(probs, lengths=lengths)
-    steps = np.broadcast_to(np.asarray(steps), lengths.shape)
-    if not np.issubdtype(steps.dtype, np.integer) or (steps.size and steps.min() < 1):
-        raise ValueError(
-            "steps counts observed steps from 1 (an int or one int per clip). "
-            f"Received: steps={steps}"
-        )
+    steps = np.broadcast_to(steps, lengths.shape)
+    steps = _integers("steps", steps, lengths.shape, 1, np.inf)
     scores = temporal_average_pooling(probs, lengths) if pooled else probs
     return _scores_at(scores, steps, lengths)
 
@@ -136,27 +128,20 @@ def accuracy_vs_steps(probs, labels, lengths=None, pooled=True, top_k=1):
     """Accuracy `(T,)` after t observed steps, for t = 1..T (paper Figs. 5-6)."""
     probs, labels, lengths = _check(probs, labels, lengths)
     scores = temporal_average_pooling(probs, lengths) if pooled else probs
-    return np.array(
-        [
-            _top_k_correct(_scores_at(scores, t, lengths), labels, top_k).mean()
-            for t in range(1, probs.shape[1] + 1)
-        ]
-    )
+    after = (_scores_at(scores, t, lengths) for t in range(1, probs.shape[1] + 1))
+    return np.array([_top_k_correct(at_t, labels, top_k).mean() for at_t in after])
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class AnticipationAccuracy(keras.metrics.Metric):
-    """`mean(accuracy_vs_steps(probs, labels, lengths, pooled=True))` as a Keras metric:
-    the LSTM stage's model-selection score. Every clip is stored at the same T steps, so
-    the mean over steps of the mean over clips is one ratio of counts, batch by batch:
+    """`mean(accuracy_vs_steps(probs, labels, lengths))` as a Keras metric: the LSTM
+    stage's model-selection score. Every clip has T steps, so it is a ratio of counts:
 
         mean_t (1/C) sum_c hit[c, t] = (sum_c sum_t hit[c, t]) / (C * T),
         hit[c, t] = [argmax_k pbar_{min(t, length_c)}[c, k] == label_c]
 
-    `fit` logs it as `val_<name>` (`val_stage2_anticipation_accuracy` with several
-    outputs). `update_state(y_true, y_pred)`: `y_true (batch, T, N)` one-hot on the
-    valid steps and all-zero on padding (`sequence_dataset`'s targets: each clip's label
-    and length); `y_pred (batch, T, N)` per-step probabilities.
+    `update_state(y_true, y_pred)`: `y_true (batch, T, N)` one-hot on the valid steps,
+    all-zero on padding (`sequence_dataset`'s targets); `y_pred (batch, T, N)`.
     """
 
     def __init__(self, name="anticipation_accuracy", dtype=None):
@@ -188,12 +173,6 @@ def steps_observing(frame_indices, limits):
     return np.maximum(np.where(observed, positions, 0).max(axis=1), 1)
 
 
-def _correct_at(probs, labels, steps, lengths, pooled, top_k):
-    """(clips,) bool: right after `steps (clips,)` observed steps."""
-    scores = prediction_at_step(probs, steps, lengths, pooled)
-    return _top_k_correct(scores, labels, top_k)
-
-
 def accuracy_at_ratio(
     probs, labels, frame_indices, num_frames, ratio, pooled=True, top_k=1
 ):
@@ -201,7 +180,8 @@ def accuracy_at_ratio(
     probs, labels, _ = _check(probs, labels)
     frame_indices, lengths, num_frames = _check_frames(frame_indices, num_frames, probs)
     steps = steps_observing(frame_indices, observed_frames(num_frames, float(ratio)))
-    return float(_correct_at(probs, labels, steps, lengths, pooled, top_k).mean())
+    scores = prediction_at_step(probs, steps, lengths, pooled)
+    return float(_top_k_correct(scores, labels, top_k).mean())
 
 
 def accuracy_at_ratios(
@@ -215,12 +195,10 @@ def accuracy_at_ratios(
 def reported_readings(dataset, frame_indices, num_frames, ratios=RATIOS):
     """Which stored step, and which source frame, each reported point reads, per clip.
 
-    The points are "earliest" (`EARLIEST[dataset]`; a `ConfigError` for another
-    dataset), "latest" (the last valid step, observing the whole clip; `LATEST_FIRST_T`:
-    at most its first T frames) and each of `ratios` (keyed `f"{ratio:g}"`). Returns
-    `{point: {"frames": (clips,) frames observed, "step": (clips,) 1-based step read
-    (`steps_observing`), "frame": (clips,) its source frame}}`, so that a caller can
-    check that points observing different parts of a clip read different steps.
+    The points: "earliest" (`EARLIEST[dataset]`; a `ConfigError` for another dataset),
+    "latest" and each of `ratios` (keyed `f"{ratio:g}"`). Returns `{point: {"frames":
+    frames observed, "step": 1-based step read, "frame": its source frame}}`, each
+    `(clips,)`, so that a caller can check that different points read different steps.
 
     >>> first = np.arange(50)[None]  # the first T = 50 frames of a 120-frame clip
     >>> readings = reported_readings("ut_interaction", first, [120])
@@ -240,31 +218,27 @@ def reported_readings(dataset, frame_indices, num_frames, ratios=RATIOS):
             f"No earliest-observation convention for dataset '{dataset}'. "
             f"Valid datasets: {', '.join(sorted(EARLIEST))}."
         )
-    lengths = (frame_indices >= 0).sum(axis=1)
-    rows = np.arange(len(lengths))
-
-    def reading(frames, steps):
-        frame = frame_indices[rows, steps - 1]
-        return {"frames": frames, "step": steps, "frame": frame}
-
-    def observing(frames):
-        return reading(frames, steps_observing(frame_indices, frames))
-
     kind, amount = EARLIEST[dataset]
     if kind == "ratio":
         earliest = observed_frames(num_frames, amount)
     else:
         earliest = np.minimum(int(amount), num_frames)
-    whole = num_frames
+    latest = num_frames
     if dataset in LATEST_FIRST_T:
-        whole = np.minimum(num_frames, frame_indices.shape[1])
-    readings = {
-        "earliest": observing(earliest),
-        "latest": reading(whole, np.maximum(lengths, 1)),
+        latest = np.minimum(num_frames, frame_indices.shape[1])
+    lengths = (frame_indices >= 0).sum(axis=1)
+    points = {
+        "earliest": (earliest, steps_observing(frame_indices, earliest)),
+        "latest": (latest, np.maximum(lengths, 1)),
     }
     for ratio in ratios:
-        readings[f"{float(ratio):g}"] = observing(observed_frames(num_frames, ratio))
-    return readings
+        frames = observed_frames(num_frames, ratio)
+        points[f"{float(ratio):g}"] = (frames, steps_observing(frame_indices, frames))
+    rows = np.arange(len(lengths))
+    return {
+        point: {"frames": seen, "step": steps, "frame": frame_indices[rows, steps - 1]}
+        for point, (seen, steps) in points.items()
+    }
 
 
 def earliest_latest_correct(
@@ -276,7 +250,9 @@ def earliest_latest_correct(
     frame_indices, lengths, num_frames = _check_frames(frame_indices, num_frames, probs)
     readings = reported_readings(dataset, frame_indices, num_frames, ratios=())
     return {
-        point: _correct_at(probs, labels, reading["step"], lengths, pooled, top_k)
+        point: _top_k_correct(
+            prediction_at_step(probs, reading["step"], lengths, pooled), labels, top_k
+        )
         for point, reading in readings.items()
     }
 
@@ -295,22 +271,19 @@ def earliest_latest(
 def anticipation_step(pooled, threshold=0.5):
     """The 0-based step at which a streamed prediction commits (None: it does not).
 
-    The anticipation moment of one video's pooled probabilities `(steps, N)`: the first
-    step `t` such that at every step `t' >= t` the prediction `argmax_k pbar_t'[k]` is
-    the class of the last step, with probability `max_k pbar_t'[k] >= threshold`.
+    Of one video's pooled probabilities `(steps, N)`: the first step `t` such that at
+    every step `t' >= t` the prediction `argmax_k pbar_t'[k]` is the class of the last
+    step, with probability `max_k pbar_t'[k] >= threshold`.
 
     >>> anticipation_step([[0.6, 0.4], [0.45, 0.55], [0.3, 0.7], [0.35, 0.65]], 0.6)
     2
     """
     pooled = np.asarray(pooled, dtype=np.float64)
-    if pooled.ndim != 2 or len(pooled) == 0:
+    if pooled.ndim != 2 or len(pooled) == 0 or not 0.0 <= threshold <= 1.0:
         raise ValueError(
             "anticipation_step needs pooled probabilities (steps, N) of at least one "
-            f"step. Received: shape={pooled.shape}"
-        )
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(
-            f"threshold must be in [0, 1]. Received: threshold={threshold}"
+            f"step and a threshold in [0, 1]. Received: shape={pooled.shape}, "
+            f"threshold={threshold}"
         )
     predicted = pooled.argmax(axis=-1)
     confident = (predicted == predicted[-1]) & (pooled.max(axis=-1) >= threshold)
