@@ -1,7 +1,7 @@
 """Figures: accuracy curves (Figs. 5-6), streamed probabilities, CAMs (Fig. 7).
 
-Every function draws with matplotlib's non-interactive Agg backend (headless servers,
-tests), writes one image file and returns its `Path`.
+Every function draws on a matplotlib `Figure` without pyplot (no GUI backend, no global
+state: headless servers, tests), writes one image file and returns its `Path`.
 """
 
 from pathlib import Path
@@ -9,20 +9,18 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(*grid, figsize, **kwargs):
+    """A new `Figure` and its axes: `Figure.subplots(*grid, **kwargs)`."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def _save(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
     return path
 
 
@@ -35,9 +33,7 @@ def plot_accuracy_curves(
         curves: `label -> accuracy (T,)` in [0, 1], drawn against the steps observed
             (x = t, 1-based; lengths may differ), or `label -> (ratios (n,), accuracy
             (n,))` tuples, drawn with markers against the observed part of each clip.
-        path: the image file to write (`.png`, `.pdf`, ...).
         chance: optional chance level (e.g. `1 / num_classes`), drawn dashed.
-        xlabel: x-axis label (default: the steps or the part observed).
         styles: optional `label -> matplotlib line kwargs` (e.g. `{"ls": "--"}`).
         paper_points: optional `label -> [(ratio, accuracy %), ...]`, the paper's
             numbers, drawn as stars in the colour of the curve with the same position.
@@ -45,8 +41,7 @@ def plot_accuracy_curves(
     if not curves:
         raise ValueError("plot_accuracy_curves needs at least one curve. Received: {}")
     by_ratio = all(isinstance(values, tuple) for values in curves.values())
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _figure(figsize=(7, 4.5))
     for number, (label, values) in enumerate(curves.items()):
         if by_ratio:
             x, values = 100 * np.asarray(values[0]), np.asarray(values[1], dtype=float)
@@ -66,16 +61,14 @@ def plot_accuracy_curves(
         ax.axhline(100.0 * chance, color="grey", ls="--", lw=1, label="chance")
     if xlabel is None:
         xlabel = "observed part of each clip (%)" if by_ratio else "frames observed (t)"
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 102)
+    ax.set(xlabel=xlabel, ylabel="accuracy (%)", ylim=(0, 102))
+    ax.grid(alpha=0.3)
     if by_ratio:
         ax.set_xlim(0, 102)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, **({"fontsize": 10} if by_ratio else {}))
-    if by_ratio:
+        ax.set_title(title, fontsize=10)
         ax.legend(loc="upper left", fontsize=7)
     else:
+        ax.set_title(title)
         ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
@@ -86,17 +79,13 @@ def plot_stream_probabilities(
 ):  # fmt: skip
     """Per-frame class probabilities of a streamed video, for `predict`.
 
-    Under the curves, an optional strip of frame thumbnails on the same time axis shows
-    what the model saw, the frame at which the prediction committed framed in red.
-
     Args:
         probs: `(T, N)` probabilities (pooled or per frame) after each observed frame.
         true_label: optional true class index; its line is drawn thick and black.
         top: the classes drawn: the `top` highest at the last frame (plus the true one).
         frame_numbers: optional `(T,)` frame number of each step (x axis; default 1..T).
-        thumbnails: optional list of T uint8 RGB images, one per step (any size; all
-            the same height reads best).
-        strip: how many thumbnails the strip shows, evenly spread (plus the committed).
+        thumbnails: optional T uint8 RGB images, one per step: `strip` of them, evenly
+            spread (plus the committed one), are drawn under the curves.
         trained_steps: optional training T: steps past it are shaded ("past training").
         committed_step: optional 0-based step of the anticipation moment, drawn as a
             red line labelled with the class of `probs` there.
@@ -104,9 +93,8 @@ def plot_stream_probabilities(
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
         raise ValueError(
-            "plot_stream_probabilities needs probs of shape (frames, "
-            "len(class_names)). "
-            f"Received: probs.shape={probs.shape}, {len(class_names)} class names"
+            "plot_stream_probabilities needs probs of shape (frames, len(class_names))."
+            f" Received: probs.shape={probs.shape}, {len(class_names)} class names"
         )
     steps = len(probs)
     x = np.arange(1, steps + 1) if frame_numbers is None else np.asarray(frame_numbers)
@@ -116,18 +104,18 @@ def plot_stream_probabilities(
             f"step. Received: {steps} steps, frame_numbers.shape={x.shape}, "
             f"{None if thumbnails is None else len(thumbnails)} thumbnails"
         )
+    true_label = None if true_label is None else int(true_label)
     shown = list(np.argsort(-probs[-1])[:top])
-    if true_label is not None and int(true_label) not in shown:
-        shown.append(int(true_label))
-    plt = _pyplot()
+    if true_label is not None and true_label not in shown:
+        shown.append(true_label)
     if thumbnails is None:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = _figure(figsize=(7, 4.5))
     else:
-        fig, (ax, ax_strip) = plt.subplots(
+        fig, (ax, ax_strip) = _figure(
             2, 1, figsize=(8, 5.6), sharex=True, height_ratios=(3, 1)
         )
     for k in shown:
-        is_true = true_label is not None and k == int(true_label)
+        is_true = k == true_label
         ax.plot(
             x, probs[:, k], label=f"{class_names[k]}{' (true)' if is_true else ''}",
             lw=3 if is_true else 1.5, color="black" if is_true else None,
@@ -143,16 +131,12 @@ def plot_stream_probabilities(
             label=f"committed: {class_names[int(np.argmax(probs[committed_step]))]} "
             f"(frame {x[committed_step]})",
         )  # fmt: skip
-    ax.set_ylabel("probability")
-    ax.set_ylim(0, 1)
+    ax.set(ylabel="probability", ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
-    ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    if thumbnails is None:
-        ax.set_xlabel("frame")
-    else:
+    if thumbnails is not None:
         _frame_strip(ax_strip, x, thumbnails, strip, committed_step)
-        ax_strip.set_xlabel("frame")
+    fig.axes[-1].set_xlabel("frame")  # the strip's when there is one
     return _save(fig, path)
 
 
@@ -166,9 +150,8 @@ def _frame_strip(ax, x, thumbnails, count, committed_step):
         # Keep the committed frame; drop the evenly spread ones that would overlap it
         # (closer than 3/4 of their spacing: a thumbnail is about that wide).
         spacing = (x[-1] - x[0]) / max(1, count - 1)
-        near = [i for i in picked if abs(x[i] - x[committed_step]) < 0.75 * spacing]
-        picked.difference_update(near)
-        picked.add(int(committed_step))
+        far = {i for i in picked if abs(x[i] - x[committed_step]) >= 0.75 * spacing}
+        picked = far | {int(committed_step)}
     height = max(np.asarray(t).shape[0] for t in thumbnails)
     for i in sorted(picked):
         committed = committed_step is not None and i == committed_step
@@ -181,51 +164,39 @@ def _frame_strip(ax, x, thumbnails, count, committed_step):
         ax.add_artist(box)
     if committed_step is not None:
         ax.axvline(x[committed_step], color="red", ls="--", lw=1.2, zorder=1)
-    ax.set_ylim(0, 1)
-    ax.set_yticks([])
     span = max(1, x[-1] - x[0])
-    ax.set_xlim(x[0] - 0.06 * span, x[-1] + 0.06 * span)
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
-
-
-def _upsample(heatmap, height, width):
-    import cv2
-
-    heatmap = np.asarray(heatmap, dtype=np.float32)
-    span = float(heatmap.max() - heatmap.min())
-    heatmap = (heatmap - heatmap.min()) / span if span > 0 else np.zeros_like(heatmap)
-    return cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
+    ax.set(ylim=(0, 1), yticks=[], xlim=(x[0] - 0.06 * span, x[-1] + 0.06 * span))
+    ax.spines[["left", "right", "top"]].set_visible(False)
 
 
 def plot_cam(frame, context_map, action_map, path, title=""):
     """A frame and the mean conv5 activations of the two streams overlaid (Fig. 7).
 
-    Args:
-        frame: uint8 `(H, W, 3)` RGB frame.
-        context_map: `(h, w)` map of the context-aware stream, e.g. the channel mean of
-            its conv5_3 output.
-        action_map: `(h, w)` map of the action-aware stream (its conv5_3 masked by the
-            CAM, Eq. 3, channel mean).
-
-    Each map is min-max normalised and resized to the frame (bilinear), then overlaid.
+    `frame`: uint8 `(H, W, 3)` RGB. `context_map`, `action_map`: `(h, w)` maps of the
+    context-aware stream (e.g. the channel mean of its conv5_3 output) and of the
+    action-aware one (its conv5_3 masked by the CAM, Eq. 3, channel mean). Each map is
+    min-max normalised and resized to the frame (bilinear), then overlaid.
     """
+    import cv2
+
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[-1] != 3:
         raise ValueError(
             f"plot_cam needs an (H, W, 3) RGB frame. Received: shape={frame.shape}"
         )
     height, width = frame.shape[:2]
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    fig, axes = _figure(1, 3, figsize=(10, 3.6))
     axes[0].imshow(frame)
     axes[0].set_title("frame")
     for ax, heatmap, name in (
         (axes[1], context_map, "context-aware conv5"),
         (axes[2], action_map, "action-aware conv5"),
     ):
+        heatmap = np.asarray(heatmap, dtype=np.float32)
+        low, span = heatmap.min(), float(np.ptp(heatmap))
+        heatmap = (heatmap - low) / span if span > 0 else np.zeros_like(heatmap)
+        heatmap = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
         ax.imshow(frame)
-        heatmap = _upsample(heatmap, height, width)
         ax.imshow(heatmap, cmap="jet", alpha=0.5, vmin=0, vmax=1)
         ax.set_title(name)
     for ax in axes:
