@@ -1,8 +1,7 @@
 """Export the streaming model (SavedModel, TFLite): one frame in, the class out.
 
-The graph is `models.StreamingStep.graph`, the one predict runs: a uint8 RGB frame of
-any size (resized and preprocessed inside) and the carry between frames in; the pooled
-probabilities, the anticipated class and the next carry out. Its signature, `serve`:
+The graph is `models.StreamingStep.graph`, the one predict runs (README "Export the
+streaming model"). Its signature, `serve`:
 
     inputs:  frame (H, W, 3) uint8, state (S, units) float32, prob_sum (N,) float32,
              count () float32                             (zeros at the first frame)
@@ -11,9 +10,8 @@ probabilities, the anticipated class and the next carry out. Its signature, `ser
 
 `S` is 4 for the MS-LSTM (`[h1, c1, h2, c2]`), 2 for a single-stage LSTM (`[h, c]`).
 `streaming.json` beside the model records the class names, input size, training T, the
-shapes above and the compute dtypes: the run's `cnn.compute_dtype` and
-`lstm.compute_dtype` in the SavedModel, float32 in the TFLite files (its built-in
-kernels take no bfloat16 or float16 activations). From Python:
+shapes above and the compute dtypes: the run's in the SavedModel, float32 in the TFLite
+files (TFLite's built-in kernels take no bfloat16 or float16 activations). In Python:
 
     interpreter = tf.lite.Interpreter("streaming_float32.tflite")
     runner = interpreter.get_signature_runner("serve")
@@ -26,7 +24,6 @@ kernels take no bfloat16 or float16 activations). From Python:
 """
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -39,7 +36,6 @@ from msl_keras.models.precision import set_compute_dtype
 SIGNATURE = "serve"
 FORMATS = ("saved_model", "tflite")
 TFLITE_WEIGHTS = ("float32", "float16")  # TFLite variants: how the weights are stored
-METADATA_FILENAME = "streaming.json"
 
 
 def export_saved_model(stream, path):
@@ -78,14 +74,10 @@ def convert_to_tflite(saved_model, path, weights="float32"):
 def export_streaming(stream, out, format="saved_model", metadata=None):
     """Exports the `StreamingStep` `stream` into the new or empty folder `out`.
 
-    Args:
-        format: `"saved_model"` (`out` is the SavedModel folder) or `"tflite"`
-            (`out/streaming_float32.tflite` and `out/streaming_float16.tflite`).
-        metadata: optional dict added to `streaming.json` (class names, training T).
-
-    Returns:
-        dict `name -> Path` of what was written (`saved_model` or the two TFLite files,
-        and `metadata`).
+    `format`: `"saved_model"` (`out` is the SavedModel folder) or `"tflite"`
+    (`out/streaming_float32.tflite` and `out/streaming_float16.tflite`). `metadata`:
+    optional dict added to `streaming.json` (class names, training T). Returns `name ->
+    Path` of what was written (`saved_model` or the two TFLite files, and `metadata`).
     """
     if format not in FORMATS:
         raise ConfigError(f"--format must be one of {FORMATS}. Received: {format!r}")
@@ -95,27 +87,25 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
             f"'{out}' is not empty: choose a new --out folder or delete this one."
         )
     out.mkdir(parents=True, exist_ok=True)
-    written = {}
     cnn_dtype = stream.extractor.compute_dtype_name
     lstm_dtype = stream.lstm.compute_dtype
-    compute_dtype = {"cnn": cnn_dtype, "lstm": lstm_dtype}
     if format == "saved_model":
-        written["saved_model"] = export_saved_model(stream, out)
+        written = {"saved_model": export_saved_model(stream, out)}
+        compute_dtype = {"cnn": cnn_dtype, "lstm": lstm_dtype}
     else:
-        staging = Path(tempfile.mkdtemp(prefix="msl_keras_export_"))
-        try:
-            stream.extractor.set_compute_dtype("float32")
-            set_compute_dtype(stream.lstm, "float32")
-            saved = export_saved_model(stream, staging / "saved_model")
-            for weights in TFLITE_WEIGHTS:
-                written[f"tflite_{weights}"] = convert_to_tflite(
-                    saved, out / f"streaming_{weights}.tflite", weights
-                )
-        finally:
-            stream.extractor.set_compute_dtype(cnn_dtype)
-            set_compute_dtype(stream.lstm, lstm_dtype)
-            shutil.rmtree(staging, ignore_errors=True)
-        compute_dtype = {"cnn": "float32", "lstm": "float32"}
+        written, compute_dtype = {}, {"cnn": "float32", "lstm": "float32"}
+        with tempfile.TemporaryDirectory(prefix="msl_keras_export_") as staging:
+            try:
+                stream.extractor.set_compute_dtype("float32")
+                set_compute_dtype(stream.lstm, "float32")
+                saved = export_saved_model(stream, Path(staging, "saved_model"))
+                for weights in TFLITE_WEIGHTS:
+                    written[f"tflite_{weights}"] = convert_to_tflite(
+                        saved, out / f"streaming_{weights}.tflite", weights
+                    )
+            finally:
+                stream.extractor.set_compute_dtype(cnn_dtype)
+                set_compute_dtype(stream.lstm, lstm_dtype)
     info = {
         "signature": SIGNATURE,
         "input_size": list(stream.input_size),
@@ -125,15 +115,13 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
             k: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
             for k, spec in stream.input_signature.items()
         },
-        "outputs": [
-            "pooled", "anticipated", "probs", "stage1", "state", "prob_sum", "count"
-        ],  # fmt: skip
+        "outputs": "pooled anticipated probs stage1 state prob_sum count".split(),
         "carry": ["state", "prob_sum", "count"],
         "compute_dtype": compute_dtype,
         "files": {k: p.name for k, p in written.items()},
         **(metadata or {}),
     }
-    written["metadata"] = out / METADATA_FILENAME
+    written["metadata"] = out / "streaming.json"
     written["metadata"].write_text(json.dumps(info, indent=2) + "\n")
     return written
 
@@ -141,11 +129,9 @@ def export_streaming(stream, out, format="saved_model", metadata=None):
 def export_from_run_dir(
     run_dir, out, format="saved_model", fold=None, lstm=None, print_fn=print
 ):
-    """`export_streaming` of a trained run folder's models (`msl-keras export`).
-
-    `run_dir`, `fold`, `lstm` pick them as `pipeline.prediction.load_trained_run` does;
-    `print_fn` gets one line per file written (None: silent).
-    """
+    """`export_streaming` of a trained run folder's models (`msl-keras export`), picked
+    as `pipeline.prediction.load_trained_run` does; `print_fn` (None: silent) gets one
+    line per file written."""
     from msl_keras.pipeline.prediction import load_trained_run
 
     loaded = load_trained_run(run_dir, fold, lstm, print_fn)
