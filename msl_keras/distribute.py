@@ -9,13 +9,7 @@
 - `"tpu"`: `TPUStrategy` on the TPU named by `$TPU_NAME` (empty: the local TPU VM).
 
 Models AND optimizers must be created inside `strategy.scope()` (the stages do this);
-`fit` splits the global batch across `strategy.num_replicas_in_sync`:
-
-```python
-with get_strategy("mirrored").scope():
-    model = MultiStageLSTM(num_classes=101)
-    model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9), loss=...)
-```
+`fit` splits the global batch across `strategy.num_replicas_in_sync`.
 """
 
 import json
@@ -35,11 +29,8 @@ def configure_logical_cpus(n):
     """Splits the host CPU into `n >= 1` logical devices; returns their names.
 
     Must run before TensorFlow initialises its devices (before any op, model or dataset
-    is created in the process); calling it again with the same `n` is harmless.
-
-    Raises:
-        ValueError: `n < 1`.
-        StrategyError: TensorFlow is already initialised with another device layout.
+    is created in the process); calling it again with the same `n` is harmless. A
+    `StrategyError` if TensorFlow is already initialised with another device layout.
     """
     n = int(n)
     if n < 1:
@@ -53,21 +44,17 @@ def configure_logical_cpus(n):
         if len(current) != n:
             raise StrategyError(
                 f"Cannot split the CPU into {n} logical devices: TensorFlow is already "
-                f"initialised with {len(current)} CPU device(s). Call "
-                "msl_keras.distribute.configure_logical_cpus(n) at the start of the "
-                "process, before any model, tensor or dataset is created. "
-                f"TensorFlow said: {error}"
+                f"initialised with {len(current)} CPU device(s) ({error}). Call "
+                "configure_logical_cpus(n) first in the process, before any model, "
+                "tensor or dataset is created."
             ) from None
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
 def get_strategy(name="default"):
-    """The `tf.distribute.Strategy` called `name`, one of `STRATEGY_NAMES`.
-
-    Raises:
-        ConfigError: an unknown name.
-        StrategyError: the strategy cannot start here; the message says what to do.
-    """
+    """The `tf.distribute.Strategy` called `name`, one of `STRATEGY_NAMES`; a
+    `ConfigError` for another name, a `StrategyError` (saying what to do) if it cannot
+    start here."""
     if name not in STRATEGY_NAMES:
         raise ConfigError(
             f"Unknown strategy {name!r}. Valid strategies: "
@@ -95,15 +82,33 @@ def _mirrored():
         ) from None
 
 
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """The tf.distribute strategy, with a `reduce` that takes what Keras' `fit` gives.
+
+    Keras 3 (3.15) calls `strategy.reduce` in two ways the strategy refuses
+    (keras-team/keras#20329): with the first batch's dicts of inputs and targets, and
+    with `axis=0` on each step's scalar loss and metrics. This `reduce` goes leaf by
+    leaf, a scalar over the replicas alone: what Keras means, as MirroredStrategy does.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+
+        def one(leaf):
+            rank = self.experimental_local_results(leaf)[0].shape.rank
+            return parent.reduce(reduce_op, leaf, None if rank == 0 else axis)
+
+        return tf.nest.map_structure(one, value)
+
+
 def _multi_worker():
     text = os.environ.get("TF_CONFIG")
     if not text:
         raise StrategyError(
             "strategy='multi_worker' needs the TF_CONFIG environment variable on every "
             'worker, e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", '
-            '"host2:12345"]}, "task": {"type": "worker", "index": 0}}\'. Received: '
-            "TF_CONFIG is not set. Use strategy='mirrored' for the devices of one "
-            "machine."
+            '"host2:12345"]}, "task": {"type": "worker", "index": 0}}\'; it is not '
+            "set. Use strategy='mirrored' for the devices of one machine."
         )
     try:
         tf_config = json.loads(text)
@@ -113,43 +118,16 @@ def _multi_worker():
         ) from None
     if not isinstance(tf_config, dict) or not {"cluster", "task"} <= set(tf_config):
         raise StrategyError(
-            "TF_CONFIG must hold 'cluster' and 'task' entries. "
-            f"Received: TF_CONFIG={text!r}"
+            f"TF_CONFIG must hold 'cluster' and 'task' entries. Received: {text!r}"
         )
     try:
-        return _nested_reduce(tf.distribute.MultiWorkerMirroredStrategy)()
+        return MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as error:
         raise StrategyError(
-            f"MultiWorkerMirroredStrategy could not start: {error}. It must be created "
-            "at the start of the program, before any other TensorFlow op, with the "
-            "same TF_CONFIG cluster on every worker."
+            f"MultiWorkerMirroredStrategy could not start: {error}. Create it first in "
+            "the program, before any other TensorFlow op, with the same TF_CONFIG "
+            "cluster on every worker."
         ) from None
-
-
-def _nested_reduce(strategy_class):
-    """`strategy_class` whose `reduce` takes what Keras' `fit` hands it.
-
-    Keras 3 (3.15) calls `strategy.reduce` in two ways MultiWorkerMirroredStrategy
-    refuses (keras-team/keras#20329): on the first batch, a dict (`{"context",
-    "action"}` inputs, `{"stage1", "stage2"}` targets), which it tries to convert to one
-    tensor; and on each step's scalar loss and metrics with `axis=0`, which a scalar has
-    not. This `reduce` reduces leaf by leaf, and a scalar over the replicas alone: what
-    Keras means, and what MirroredStrategy does.
-    """
-
-    class NestedReduce(strategy_class):
-        def reduce(self, reduce_op, value, axis):
-            parent = super(NestedReduce, self)
-
-            def one(leaf):
-                rank = self.experimental_local_results(leaf)[0].shape.rank
-                return parent.reduce(reduce_op, leaf, None if rank == 0 else axis)
-
-            return tf.nest.map_structure(one, value)
-
-    NestedReduce.__name__ = strategy_class.__name__
-    NestedReduce.__qualname__ = strategy_class.__qualname__
-    return NestedReduce
 
 
 def _tpu():
@@ -161,10 +139,9 @@ def _tpu():
         return tf.distribute.TPUStrategy(resolver)
     except Exception as error:  # resolver and runtime raise many types
         raise StrategyError(
-            f"No TPU could be reached (TPU_NAME={tpu_name!r}): "
-            f"{type(error).__name__}: {error}. Run on a TPU VM or set TPU_NAME to the "
-            "TPU's name or grpc:// address; use strategy='default' or 'mirrored' "
-            "otherwise."
+            f"No TPU could be reached (TPU_NAME={tpu_name!r}): {type(error).__name__}: "
+            f"{error}. Run on a TPU VM or set TPU_NAME to the TPU's name or grpc:// "
+            "address; use strategy='default' or 'mirrored' otherwise."
         ) from None
 
 
