@@ -14,7 +14,6 @@ Each loss is a pure function on tensors (`keras.ops`) plus a registered subclass
 The functions return `(batch,)`, one value per clip (0 for a clip with no valid step);
 the `Loss` classes average them over the batch, so Eq. 4's `mean_i (L_c,i + L_a,i)` is
 `model.compile(loss={"stage1": AnticipationLoss(), "stage2": AnticipationLoss()})`.
-`get_loss` also knows the original code's losses (`original.losses`, `original_*`).
 Keras reads `compile(loss="ce")` as its own cross-entropy: pass `get_loss("ce")`.
 """
 

@@ -14,9 +14,6 @@ gives the prediction after every number of observed steps. Arguments, everywhere
 - `pooled`: temporal average pooling of the probabilities first (Sec. 3.2.2).
 - `top_k`: a clip is correct when its label is among its k highest scores (ties go to
   the lower class index, as `argmax` does for k = 1).
-
-Earliest follows the paper (`EARLIEST`); latest is the last valid stored step, observing
-the whole clip (`LATEST_FIRST_T`: at most its first T frames).
 """
 
 import keras
@@ -30,7 +27,7 @@ from msl_keras.layers.temporal_average_pooling import temporal_average_pooling
 # Observation ratios of the accuracy-vs-ratio curves: 0.1, 0.2, ..., 1.0.
 RATIOS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
-# dataset -> ("ratio", fraction of each clip) or ("frames", frame count); paper Sec. 4.
+# Earliest: dataset -> ("ratio", part of each clip) or ("frames", count); paper Sec. 4.
 # The generated clips and imported features follow JHMDB's convention.
 EARLIEST = {
     "jhmdb": ("ratio", 0.2),
@@ -40,9 +37,9 @@ EARLIEST = {
     "imported": ("ratio", 0.2),
 }
 
-# Datasets whose latest point is at most the first T frames (paper Sec. 4.3, UCF-101:
-# "in the latest setting ... we only exploit the first T frames"); elsewhere it is the
-# whole clip (UT-Interaction: "the entire sequence").
+# Latest is the last valid stored step, observing the whole clip (UT-Interaction: "the
+# entire sequence"), or in these datasets at most its first T frames (Sec. 4.3, UCF-101:
+# "in the latest setting ... we only exploit the first T frames").
 LATEST_FIRST_T = ("ucf101",)
 
 
