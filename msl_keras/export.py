@@ -30,11 +30,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from msl_keras.config import EXPORT_FORMATS as FORMATS
 from msl_keras.errors import ConfigError
 from msl_keras.models.precision import set_compute_dtype
 
 SIGNATURE = "serve"
-FORMATS = ("saved_model", "tflite")
 TFLITE_WEIGHTS = ("float32", "float16")  # TFLite variants: how the weights are stored
 
 
