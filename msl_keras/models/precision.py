@@ -1,23 +1,15 @@
-"""The compute dtype of a model: Keras dtype policies on its layers, weights float32.
-
-`cnn.compute_dtype` (trunk, heads) and `lstm.compute_dtype` (the LSTMs) name one of
-`COMPUTE_DTYPES`: `"float32"`, `"bfloat16"` (policy `"mixed_bfloat16"`) or `"float16"`
-(`"mixed_float16"`). Variables stay float32 in every policy, so trained weights lose
-nothing and the switch is reversible. Layers whose output is a softmax keep
-`"float32"` (Keras' mixed-precision guide): the losses, the CAM class choice and the
-pooling read float32 probabilities. `Model.compile` wraps the optimizer in a
-`LossScaleOptimizer` by itself when the model's policy is `"mixed_float16"`.
-"""
+"""The compute dtype of a model (`cnn.compute_dtype`, `lstm.compute_dtype`, README):
+Keras dtype policies on its layers. Variables stay float32 in every policy, so the
+switch is reversible. Softmax layers keep `"float32"` (Keras' mixed-precision guide):
+the losses, the CAM class choice and the pooling read float32 probabilities. Under
+`"mixed_float16"`, `Model.compile` wraps the optimizer in a `LossScaleOptimizer`."""
 
 import keras
 
 from msl_keras.config import COMPUTE_DTYPES
+from msl_keras.models.choices import check_choice
 
-POLICIES = {
-    "float32": "float32",
-    "bfloat16": "mixed_bfloat16",
-    "float16": "mixed_float16",
-}
+POLICIES = dict(float32="float32", bfloat16="mixed_bfloat16", float16="mixed_float16")
 
 
 def set_compute_dtype(model, compute_dtype):
@@ -27,14 +19,8 @@ def set_compute_dtype(model, compute_dtype):
     >>> set_compute_dtype(head, "bfloat16")
     >>> head.fc6.compute_dtype, head.fc6.variable_dtype  # ("bfloat16", "float32")
     """
-    if compute_dtype not in POLICIES:
-        raise ValueError(
-            f"`compute_dtype` must be one of {COMPUTE_DTYPES}. "
-            f"Received: compute_dtype={compute_dtype!r}"
-        )
-    policy = POLICIES[compute_dtype]
-    softmax = keras.activations.softmax
+    check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
     for layer in model._flatten_layers(include_self=True):
-        is_softmax = getattr(layer, "activation", None) is softmax
-        layer.dtype_policy = "float32" if is_softmax else policy
+        is_softmax = getattr(layer, "activation", None) is keras.activations.softmax
+        layer.dtype_policy = "float32" if is_softmax else POLICIES[compute_dtype]
     return model
