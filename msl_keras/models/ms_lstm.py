@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from msl_keras.models.choices import check_choice
 from msl_keras.models.fast_ops import lstm_layer
 from msl_keras.models.precision import set_compute_dtype
 
@@ -13,8 +14,7 @@ STREAMS = ("context", "action")
 def _check_mask(mask, sequence):
     if isinstance(mask, dict):
         # Keras passes the masks attached to each input (None when there are none).
-        masks = [m for m in mask.values() if m is not None]
-        mask = masks[0] if masks else None
+        mask = next((m for m in mask.values() if m is not None), None)
     if mask is None:
         return None
     mask = ops.convert_to_tensor(mask)
@@ -26,29 +26,10 @@ def _check_mask(mask, sequence):
     return ops.cast(mask, "bool")
 
 
-def _kernel_rows(model, lstm):
-    """Input size of `lstm` (rows of its kernel); the model must be built."""
-    if not model.built:
-        raise ValueError(
-            f"{model.name} is not built: its input sizes are not known yet. Call "
-            "`build` (or the model) first."
-        )
-    return int(lstm.cell.kernel.shape[0])
-
-
-def _get_stream(inputs, key, model_name):
-    if not isinstance(inputs, dict) or key not in inputs:
-        received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
-        raise ValueError(
-            f"{model_name} expects a dict with the key '{key}' "
-            f"((batch, time, features)). Received: {received}"
-        )
-    return inputs[key]
-
-
 class StagedLSTM(keras.Model):
-    """What both LSTMs share: stage 1 (`LSTM(units)` -> dropout -> softmax over the
-    first input stream), the states of `step`, the config (see `MultiStageLSTM`)."""
+    """What both LSTMs share: stage n is `LSTM(units)` -> dropout -> softmax over the
+    stream `input_streams[n - 1]`, for n > 1 concatenated after stage n - 1's hidden
+    sequence; shapes, masks, states, `step` and config (see `MultiStageLSTM`)."""
 
     def __init__(self, num_classes, units, dropout, name, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -67,25 +48,64 @@ class StagedLSTM(keras.Model):
             ),
         )
 
-    def _select(self, inputs):
-        """The entry of the first input stream; a single stream may be passed bare."""
-        if isinstance(inputs, dict) or len(self.input_streams) > 1:
-            return _get_stream(inputs, self.input_streams[0], self.name)
-        return inputs
+    def _stages(self):
+        """`[LSTM, Dropout, classifier]` of each stage, in order."""
+        parts = ("lstm", "dropout", "classifier")
+        return [[getattr(self, f"{s}_{p}") for p in parts] for s in self.stage_names]
+
+    def _streams(self, inputs):
+        """The entries of `input_streams` in order; a single stream may come bare."""
+        if not isinstance(inputs, dict) and len(self.input_streams) == 1:
+            return [inputs]
+        keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+        for key in self.input_streams:
+            if not isinstance(inputs, dict) or key not in inputs:
+                raise ValueError(
+                    f"{self.name} expects a dict with the key '{key}' "
+                    f"((batch, time, features)). Received: {keys}"
+                )
+        return [inputs[key] for key in self.input_streams]
 
     def build(self, input_shape):
-        shape = tuple(self._select(input_shape))
-        self.stage1_lstm.build(shape)
-        self.stage1_classifier.build(shape[:-1] + (self.units,))
+        shapes, width = self._streams(input_shape), 0  # width: previous stage's hidden
+        for (lstm, _, classifier), shape in zip(self._stages(), shapes):
+            shape = tuple(shape)
+            lstm.build(shape[:-1] + (width + shape[-1],))
+            classifier.build(shape[:-1] + (self.units,))
+            width = self.units
         self.built = True
 
+    def call(self, inputs, mask=None, training=None):
+        streams = self._streams(inputs)
+        mask = _check_mask(mask, streams[0])
+        probs, hidden = [], None
+        for (lstm, dropout, classifier), x in zip(self._stages(), streams):
+            if hidden is not None:  # stage n > 1 also reads stage n - 1's hidden
+                x = ops.concatenate([hidden, ops.cast(x, hidden.dtype)], axis=-1)
+            hidden = dropout(lstm(x, mask=mask, training=training), training=training)
+            probs.append(classifier(hidden))  # (b, T, N)
+        return dict(zip(self.stage_names, probs))
+
     def compute_output_shape(self, input_shape):
-        shape = tuple(self._select(input_shape))[:-1] + (self.num_classes,)
+        shape = tuple(self._streams(input_shape)[0])[:-1] + (self.num_classes,)
         return {stage: shape for stage in self.stage_names}
 
     def compute_mask(self, inputs, mask=None):
-        mask = _check_mask(mask, self._select(inputs))
+        mask = _check_mask(mask, self._streams(inputs)[0])
         return None if mask is None else {stage: mask for stage in self.stage_names}
+
+    @property
+    def input_dims(self):
+        """`{stream: feature size}` of a built model (rows of its LSTM kernels)."""
+        if not self.built:
+            raise ValueError(
+                f"{self.name} is not built: its input sizes are not known yet. Call "
+                "`build` (or the model) first."
+            )
+        rows = [int(lstm.cell.kernel.shape[0]) for lstm, _, _ in self._stages()]
+        # stage n > 1 reads [stage n - 1's hidden sequence (units), its stream]
+        rows = rows[:1] + [r - self.units for r in rows[1:]]
+        return dict(zip(self.input_streams, rows))
 
     def initial_state(self, batch_size):
         """Zero states `[h1, c1, ...]` (two per stage), each `(batch_size, units)`."""
@@ -111,14 +131,22 @@ class StagedLSTM(keras.Model):
         *probs, new_states = self.__dict__["_msl_step"](*inputs, states)
         return (*probs, list(new_states))
 
+    def _step_graph(self, *inputs):
+        """One step of every stage, no dropout: `(*features_t, states)` ->
+        `(*probs, new states)`, states `[h1, c1, h2, c2, ...]`."""
+        *features, states = inputs
+        probs, new_states, hidden = [], [], None
+        for n, ((lstm, _, classifier), x) in enumerate(zip(self._stages(), features)):
+            if hidden is not None:
+                x = ops.concatenate([hidden, x], axis=-1)
+            hidden, (h, c) = lstm.cell(x, states[2 * n : 2 * n + 2])
+            probs.append(classifier(hidden))
+            new_states += [h, c]
+        return (*probs, new_states)
+
     def get_config(self):
-        return {
-            **super().get_config(),
-            "num_classes": self.num_classes,
-            "units": self.units,
-            "dropout": self.dropout,
-            "compute_dtype": self.compute_dtype,
-        }
+        keys = ("num_classes", "units", "dropout", "compute_dtype")
+        return {**super().get_config(), **{k: getattr(self, k) for k in keys}}
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -128,13 +156,10 @@ class MultiStageLSTM(StagedLSTM):
     Stage 1: `LSTM(units)` over the context-aware features -> dropout -> softmax,
     output `"stage1"`. Stage 2: `LSTM(units)` over the (dropped out) stage-1 hidden
     sequence concatenated with the action-aware features -> dropout -> softmax, output
-    `"stage2"`, the prediction. Both are supervised at every step with the
-    anticipation loss (Eq. 1) or a baseline (`msl_keras.losses`). The recurrence is
-    causal: padded steps at the end of a clip never change valid steps' outputs.
-
-    `units`: hidden units of each LSTM (2048 in the paper); `dropout` after each (0.5,
-    the authors' code); `compute_dtype`: `"float32"`, `"bfloat16"` or `"float16"`
-    (`msl_keras.models.precision`).
+    `"stage2"`, the prediction. Both are supervised at every step (`msl_keras.losses`).
+    The recurrence is causal: padding at the end of a clip never changes valid steps.
+    `units`: 2048 in the paper; `dropout` after each LSTM: 0.5 as the authors' code;
+    `compute_dtype`: see `msl_keras.models.precision`.
 
     Call: `{"context": (batch, time, Dc), "action": (batch, time, Da)}`, an optional
     `(batch, time)` bool `mask` (True on valid steps) -> `{"stage1": (batch, time, N),
@@ -149,76 +174,25 @@ class MultiStageLSTM(StagedLSTM):
     stage_names = ("stage1", "stage2")  # the keys of the output dict, one per stage
 
     def __init__(
-        self,
-        num_classes,
-        units=2048,
-        dropout=0.5,
-        compute_dtype="float32",
-        name="ms_lstm",
-        **kwargs,
-    ):
+        self, num_classes, units=2048, dropout=0.5, compute_dtype="float32",
+        name="ms_lstm", **kwargs,
+    ):  # fmt: skip
         super().__init__(num_classes, units, dropout, name, **kwargs)
         self.stage2_lstm, self.stage2_dropout, self.stage2_classifier = self._stage(2)
         set_compute_dtype(self, compute_dtype)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        action = tuple(_get_stream(input_shape, "action", self.name))
-        self.stage2_lstm.build(action[:-1] + (self.units + action[-1],))
-        self.stage2_classifier.build(action[:-1] + (self.units,))
-
-    def call(self, inputs, mask=None, training=None):
-        context = self._select(inputs)
-        action = _get_stream(inputs, "action", self.name)
-        mask = _check_mask(mask, context)
-        hidden1 = self.stage1_lstm(context, mask=mask, training=training)
-        hidden1 = self.stage1_dropout(hidden1, training=training)  # (b, T, units)
-        hidden2 = self.stage2_lstm(
-            ops.concatenate([hidden1, ops.cast(action, hidden1.dtype)], axis=-1),
-            mask=mask,
-            training=training,
-        )
-        hidden2 = self.stage2_dropout(hidden2, training=training)
-        return {
-            "stage1": self.stage1_classifier(hidden1),
-            "stage2": self.stage2_classifier(hidden2),
-        }
-
-    @property
-    def input_dims(self):
-        """`{stream: feature size}` of a built model."""
-        return {
-            "context": _kernel_rows(self, self.stage1_lstm),
-            # stage 2 reads [stage-1 hidden (units), action]
-            "action": _kernel_rows(self, self.stage2_lstm) - self.units,
-        }
 
     def step(self, context_t, action_t, states):
         """One step of both stages, no dropout: `(batch, Dc)`, `(batch, Da)` features
         and `[h1, c1, h2, c2]` -> `(probs1 (batch, N), probs2 (batch, N), states)`."""
         return self._run_step([context_t, action_t], states)
 
-    def _step_graph(self, context_t, action_t, states):
-        hidden1, (h1, c1) = self.stage1_lstm.cell(
-            context_t, list(states[:2]), training=False
-        )
-        hidden2, (h2, c2) = self.stage2_lstm.cell(
-            ops.concatenate([hidden1, action_t], axis=-1),
-            list(states[2:]),
-            training=False,
-        )
-        probs1 = self.stage1_classifier(hidden1)
-        probs2 = self.stage2_classifier(hidden2)
-        return probs1, probs2, [h1, c1, h2, c2]
-
 
 @keras.saving.register_keras_serializable(package="msl_keras")
 class SingleStageLSTM(StagedLSTM):
     """One LSTM over one feature stream, the context-aware or action-aware LSTM
     baselines of Table 4: `LSTM(units)` -> dropout -> softmax, output `"stage1"`.
-
-    Arguments as `MultiStageLSTM`, and `stream`, `"context"` or `"action"`: the key of
-    the input dict it reads (other keys are ignored, so one dataset feeds both models).
+    Arguments as `MultiStageLSTM`, and `stream`: the key of the input dict it reads
+    (`"context"` or `"action"`; other keys are ignored, so one dataset feeds both).
 
     Call: `{stream: (batch, time, D)}` or the tensor itself, an optional `mask` ->
     `{"stage1": (batch, time, N)}`. `step(features_t, [h, c])` -> `(probs, states)`.
@@ -227,19 +201,10 @@ class SingleStageLSTM(StagedLSTM):
     stage_names = ("stage1",)
 
     def __init__(
-        self,
-        num_classes,
-        units=2048,
-        dropout=0.5,
-        stream="context",
-        compute_dtype="float32",
-        name=None,
-        **kwargs,
-    ):
-        if stream not in STREAMS:
-            raise ValueError(
-                f"`stream` must be one of {STREAMS}. Received: stream={stream!r}"
-            )
+        self, num_classes, units=2048, dropout=0.5, stream="context",
+        compute_dtype="float32", name=None, **kwargs,
+    ):  # fmt: skip
+        check_choice("stream", stream, STREAMS)
         name = name or f"{stream}_lstm"
         super().__init__(num_classes, units, dropout, name, **kwargs)
         self.stream = stream
@@ -249,26 +214,10 @@ class SingleStageLSTM(StagedLSTM):
     def input_streams(self):
         return (self.stream,)
 
-    def call(self, inputs, mask=None, training=None):
-        features = self._select(inputs)
-        hidden = self.stage1_lstm(
-            features, mask=_check_mask(mask, features), training=training
-        )
-        hidden = self.stage1_dropout(hidden, training=training)
-        return {"stage1": self.stage1_classifier(hidden)}
-
-    @property
-    def input_dims(self):
-        return {self.stream: _kernel_rows(self, self.stage1_lstm)}
-
     def step(self, features_t, states):
         """One step, no dropout: `(batch, D)` features (or a dict holding them under
         `stream`) and `[h, c]` -> `(probs (batch, N), states)`."""
-        return self._run_step([self._select(features_t)], states)
-
-    def _step_graph(self, features_t, states):
-        hidden, (h, c) = self.stage1_lstm.cell(features_t, list(states), training=False)
-        return self.stage1_classifier(hidden), [h, c]
+        return self._run_step(self._streams(features_t), states)
 
     def get_config(self):
         return {**super().get_config(), "stream": self.stream}
