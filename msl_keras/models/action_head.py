@@ -5,13 +5,12 @@ import warnings
 import keras
 from keras import ops
 
-from msl_keras.config import CAM_NORMALIZATIONS
+from msl_keras.config import CAM_CLASSES, CAM_NORMALIZATIONS
 from msl_keras.layers.class_activation_map import ClassActivationMap
 from msl_keras.models import fast_ops
+from msl_keras.models.choices import check_choice
 from msl_keras.models.context_head import VGG16Head
 from msl_keras.models.vgg16_trunk import vgg16_conv
-
-CAM_CLASS_MODES = ("predicted", "top_k", "oracle")
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -22,76 +21,36 @@ class ActionAwareHead(VGG16Head):
 
     - CAM branch (Zhou et al. 2016): `cam_conv` (3x3, `cam_filters`, ReLU) -> global
       average pool -> `cam_classifier` (linear) -> softmax, output `"cam"`. The map
-      `M_k(x, y) = sum_l w_l^k f_l(x, y)` (Eq. 2) uses the maps `f` of `cam_conv`
-      and the kernel `w` of `cam_classifier`, so the pool is a true global average
-      pool over the maps the CAM is computed on.
+      `M_k(x, y) = sum_l w_l^k f_l(x, y)` (Eq. 2) reads the maps `f` of `cam_conv`
+      (the ones the pool averages) and the kernel `w` of `cam_classifier`.
     - Masked path: `A_k = conv5_3 * mask` (Eq. 3, `mask = ReLU(M_k)` broadcast over
-      the channels) -> `block5_pool` -> fc6 -> fc7 -> fc8 softmax, output `"action"`.
-      fc7 is the action-aware feature fed to the second LSTM stage.
+      the channels) -> `block5_pool` -> fc6 -> fc7 (the action-aware feature) -> fc8
+      softmax, output `"action"`.
 
-    `cam_normalization` (the paper prints Eq. 3 without one): `"max"` (default)
-    divides the mask by its per-frame maximum (+ eps), as CAM visualisations do, so
-    `A_k` keeps the scale of conv5_3: with a pretrained trunk the raw mask reaches ~100
-    at 224 px, the masked maps ~25,000, and SGD at the paper's lr 0.001 diverges
-    (RESULTS.md, "The action head at the paper's learning rate"); `None`: as printed.
+    What the paper leaves open (README, "Choices where the paper is silent"): the class
+    `k` (`cam_class`: `"predicted"`, the arg-max of the CAM scores; `"top_k"`,
+    `sum_{k in top_k} ReLU(M_k)`; `"oracle"`, the true label, which leaks the answer
+    into test features and warns), the mask's scale (`cam_normalization`: `"max"`
+    divides it by its per-frame maximum + eps, so `A_k` keeps conv5_3's scale; `None`
+    as printed) and training: cross-entropy on both outputs, the mask a
+    `stop_gradient` input, so the CAM branch learns from its own loss only.
+    `cam_class` changes no weights. Other arguments: `ContextAwareHead`'s.
 
-    `cam_class`, the class `k` (the paper leaves it open): `"predicted"` (default),
-    the arg-max of the CAM branch's scores (no label: training, extraction and test
-    see the same mask); `"top_k"`, `sum_{k in top_k} ReLU(M_k)` over the best-scored
-    classes; `"oracle"`, the true label (`{"maps": ..., "labels": ...}`), what the
-    authors' code did, also on test clips: it leaks the answer into the features (a
-    warning is issued).
-
-    Training (our choice, the paper does not say): cross-entropy on both outputs. The
-    mask is wrapped in `stop_gradient`, so the CAM branch learns only from its own loss
-    and the masked path learns fc6-fc8 (and conv5_3, through the un-masked factor of
-    Eq. 3) under the mask it will see at extraction time. `cam_class` changes no
-    weights: a head trained in one mode can be rebuilt in another.
-
-    Args:
-        num_classes, fc_units, width, dropout, conv5_3, input_scale: as
-            `ContextAwareHead`.
-        weights: where `block5_conv3` starts from (fc6-fc8 and the CAM branch start
-            random), as `ContextAwareHead`.
-
-    Call arguments:
-        inputs: conv5_2 maps `(batch, h, w, round(512 * width))`, or a dict
-            `{"maps": ..., "labels": ...}` with labels `(batch,)` int or
-            `(batch, num_classes)` one-hot (required in `"oracle"` mode, else ignored).
-        training: bool, enables dropout.
-
-    Returns:
-        `{"cam": (batch, num_classes), "action": (batch, num_classes)}` probabilities.
+    Call: conv5_2 maps `(batch, h, w, round(512 * width))`, or `{"maps": ...,
+    "labels": ...}` with `(batch,)` int or `(batch, N)` one-hot labels (needed with
+    `"oracle"`, else ignored) -> `{"cam": (batch, N), "action": (batch, N)}`
+    probabilities.
 
     >>> ActionAwareHead(num_classes=101).features(conv5_2)["fc7"].shape  # (b, 4096)
     """
 
     def __init__(
-        self,
-        num_classes,
-        fc_units=4096,
-        cam_filters=1024,
-        width=1.0,
-        dropout=0.5,
-        cam_class="predicted",
-        top_k=3,
-        cam_normalization="max",
-        weights=None,
-        conv5_3=True,
-        input_scale=1.0,
-        name="action_head",
-        **kwargs,
-    ):
-        if cam_class not in CAM_CLASS_MODES:
-            raise ValueError(
-                f"`cam_class` must be one of {CAM_CLASS_MODES}. Received: "
-                f"cam_class={cam_class!r}"
-            )
-        if cam_normalization not in CAM_NORMALIZATIONS:
-            raise ValueError(
-                f"`cam_normalization` must be one of {CAM_NORMALIZATIONS}. Received: "
-                f"cam_normalization={cam_normalization!r}"
-            )
+        self, num_classes, fc_units=4096, cam_filters=1024, width=1.0, dropout=0.5,
+        cam_class="predicted", top_k=3, cam_normalization="max", weights=None,
+        conv5_3=True, input_scale=1.0, name="action_head", **kwargs,
+    ):  # fmt: skip
+        check_choice("cam_class", cam_class, CAM_CLASSES)
+        check_choice("cam_normalization", cam_normalization, CAM_NORMALIZATIONS)
         if cam_class == "top_k" and not 1 <= top_k <= num_classes:
             raise ValueError(
                 f"`top_k` must be in [1, num_classes={num_classes}]. "
@@ -100,10 +59,9 @@ class ActionAwareHead(VGG16Head):
         if cam_class == "oracle":
             warnings.warn(
                 "ActionAwareHead(cam_class='oracle') builds the class activation map "
-                "from the TRUE label: on validation/test clips this leaks the answer "
-                "into the action-aware features (as the authors' code did). Use it "
-                "only to reproduce their numbers; use cam_class='predicted' otherwise.",
-                UserWarning,
+                "from the TRUE label: on test clips this leaks the answer into the "
+                "action-aware features. Use cam_class='predicted' unless reproducing "
+                "the authors' numbers.",
                 stacklevel=2,
             )
         super().__init__(
@@ -143,8 +101,7 @@ class ActionAwareHead(VGG16Head):
         if labels is None:
             raise ValueError(
                 f"{self.name} has cam_class='oracle': pass the true labels, "
-                "{'maps': x, 'labels': y} or features(x, labels=y). Use "
-                "cam_class='predicted' to extract features without labels."
+                "{'maps': x, 'labels': y} or features(x, labels=y)."
             )
         labels = ops.convert_to_tensor(labels)
         if len(labels.shape) == 2:  # one-hot
@@ -160,30 +117,20 @@ class ActionAwareHead(VGG16Head):
         conv5_3 = self.block5_conv3(maps * self.input_scale)
         cam_features = self.cam_conv(conv5_3)
         cam_scores = self.cam_classifier(self.cam_pool(cam_features))
-        kernel = self.cam_classifier.kernel
-        if labels is not None:
-            cam = self.cam_map(cam_features, kernel, classes=labels)
-        else:
-            cam = self.cam_map(cam_features, kernel, scores=cam_scores)
-        # A fixed input to the masked path (see "Training" above).
+        k = {"scores": cam_scores} if labels is None else {"classes": labels}
+        cam = self.cam_map(cam_features, self.cam_classifier.kernel, **k)
         mask = ops.relu(cam)
         if self.cam_normalization == "max":
             peak = ops.max(mask, axis=(1, 2), keepdims=True)  # (b, 1, 1)
             mask = mask / (peak + keras.config.epsilon())
-        mask = ops.stop_gradient(mask)
+        mask = ops.stop_gradient(mask)  # a fixed input to the masked path ("Training")
         masked = conv5_3 * ops.expand_dims(mask, -1)  # Eq. 3, (b, h, w, C)
         fc7, probs = self.top(masked, training=training)
         return {
-            "conv5_3": conv5_3,
-            "cam_features": cam_features,
-            "cam_scores": cam_scores,
-            "cam_probs": ops.softmax(cam_scores, axis=-1),
-            "cam": cam,
-            "mask": mask,
-            "masked": masked,
-            "fc7": fc7,
-            "probs": probs,
-        }
+            "conv5_3": conv5_3, "cam_features": cam_features, "cam_scores": cam_scores,
+            "cam_probs": ops.softmax(cam_scores, axis=-1), "cam": cam, "mask": mask,
+            "masked": masked, "fc7": fc7, "probs": probs,
+        }  # fmt: skip
 
     def call(self, inputs, training=None):
         out = self.endpoints(inputs, training=training)
@@ -207,10 +154,5 @@ class ActionAwareHead(VGG16Head):
         return {"cam": shape, "action": shape}
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "cam_filters": self.cam_filters,
-            "cam_class": self.cam_class,
-            "top_k": self.top_k,
-            "cam_normalization": self.cam_normalization,
-        }
+        keys = ("cam_filters", "cam_class", "top_k", "cam_normalization")
+        return {**super().get_config(), **{k: getattr(self, k) for k in keys}}
