@@ -49,7 +49,7 @@ def test_multi_stage_equals_the_full_clip_pass():
     assert np.ptp(pooled[:, 0]) > 1e-3
     np.testing.assert_allclose(out["pooled"], pooled, atol=1e-5)
     assert out["anticipated"].tolist() == pooled.argmax(-1).tolist()
-    assert stream._step.experimental_get_tracing_count() == 1
+    assert stream.step.experimental_get_tracing_count() == 1
 
 
 def test_carry_and_frames_of_any_size():
@@ -62,7 +62,7 @@ def test_carry_and_frames_of_any_size():
         carry = {k: out[k] for k in ("state", "prob_sum", "count")}
     assert tuple(out["state"].shape) == (4, UNITS) and float(out["count"]) == 3.0
     np.testing.assert_allclose(out["pooled"], out["prob_sum"] / 3.0, rtol=1e-6)
-    assert stream._step.experimental_get_tracing_count() == 1
+    assert stream.step.experimental_get_tracing_count() == 1
 
 
 def test_single_stage_reads_its_stream():

@@ -20,10 +20,9 @@ class TwoStreamFeatureExtractor(keras.Model):
     """The two-stream network of Fig. 3: shared VGG-16 trunk, context and action heads.
 
     Each frame goes through the trunk (a `VGG16Trunk` or any model mapping frames to
-    conv5_2 maps) once; both heads read its output. The context-aware feature is the
-    context head's fc7, the action-aware feature the action head's fc7 (Sec. 3.2.1).
-    `compute_dtype`: the precision the convolutions and matmuls run in
-    (`set_compute_dtype`); the features come out as float32 either way.
+    conv5_2 maps) once; both heads read its output, and their fc7 are the context- and
+    action-aware features (Sec. 3.2.1). `compute_dtype`: see `set_compute_dtype`; the
+    outputs are float32 either way.
 
     Call: `(batch, height, width, 3)` preprocessed float32 frames, or `{"frames": ...,
     "labels": (batch,)}` for an action head with `cam_class="oracle"` ->
@@ -34,18 +33,16 @@ class TwoStreamFeatureExtractor(keras.Model):
     """
 
     def __init__(
-        self,
-        trunk,
-        context_head,
-        action_head,
-        compute_dtype="float32",
-        name="feature_extractor",
-        **kwargs,
-    ):
+        self, trunk, context_head, action_head, compute_dtype="float32",
+        name="feature_extractor", **kwargs,
+    ):  # fmt: skip
         super().__init__(name=name, **kwargs)
         self.trunk = trunk
         self.context_head = context_head
         self.action_head = action_head
+        self.context_dim = context_head.fc_units  # Dc
+        self.action_dim = action_head.fc_units  # Da
+        self.num_classes = context_head.num_classes
         self._extract_fns = {}
         self.compute_dtype_name = "float32"
         if compute_dtype != "float32":
@@ -61,18 +58,6 @@ class TwoStreamFeatureExtractor(keras.Model):
             set_compute_dtype(getattr(self, part), compute_dtype)
         self.compute_dtype_name = compute_dtype
         self._extract_fns = {}  # traced for the previous dtype
-
-    @property
-    def context_dim(self):
-        return self.context_head.fc_units  # Dc
-
-    @property
-    def action_dim(self):
-        return self.action_head.fc_units  # Da
-
-    @property
-    def num_classes(self):
-        return self.context_head.num_classes
 
     def build(self, input_shape):
         if isinstance(input_shape, dict):
@@ -104,9 +89,7 @@ class TwoStreamFeatureExtractor(keras.Model):
             "context_probs": context["probs"],
             "action_probs": action["probs"],
         }
-        if self.compute_dtype_name != "float32":
-            outputs = {k: ops.cast(v, "float32") for k, v in outputs.items()}
-        return outputs
+        return {k: ops.cast(v, "float32") for k, v in outputs.items()}  # any dtype
 
     def _extract_fn(self, with_labels, from_maps=False):
         """A tf.function with a fixed signature (any batch size): traced once."""
@@ -116,35 +99,24 @@ class TwoStreamFeatureExtractor(keras.Model):
         if key not in self._extract_fns:
             shape = self.trunk.output_shape if from_maps else self.trunk.input_shape
             signature = [tf.TensorSpec((None,) + tuple(shape[1:]), tf.float32)]
+            signature += [tf.TensorSpec((None,), tf.int32)] if with_labels else []
 
             def features(inputs, labels=None):
                 if from_maps:
                     return self.heads(inputs, labels=labels, training=False)
-                if labels is None:
-                    return self(inputs, training=False)
-                return self({"frames": inputs, "labels": labels}, training=False)
-
-            if with_labels:
-                extract_fn = features
-                signature.append(tf.TensorSpec((None,), tf.int32))
-            else:
-
-                def extract_fn(inputs):
-                    return features(inputs)
+                if labels is not None:
+                    inputs = {"frames": inputs, "labels": labels}
+                return self(inputs, training=False)
 
             self._extract_fns[key] = tf.function(
-                extract_fn, input_signature=signature, reduce_retracing=True
+                features, input_signature=signature, reduce_retracing=True
             )
         return self._extract_fns[key]
 
     def extract(self, frames, labels=None, batch_size=32, from_maps=False):
-        """The outputs of `call` for many frames, as numpy float32 arrays `(n, ...)`.
-
-        `frames`: `(n, height, width, 3)` preprocessed float32 frames, or with
-        `from_maps` their conv5_2 maps `(n, h, w, C)` (e.g. from the trunk cache; the
-        trunk is skipped). `labels`: `(n,)` int true classes, used (and required) only
-        when the action head has `cam_class="oracle"`.
-        """
+        """The outputs of `call` for `(n, height, width, 3)` preprocessed `frames`, or
+        with `from_maps` their conv5_2 maps `(n, h, w, C)` (the trunk is skipped), as
+        numpy float32 `(n, ...)`. `labels`: `(n,)` true classes, for `"oracle"` only."""
         frames = np.asarray(frames, dtype=np.float32)
         oracle = self.action_head.cam_class == "oracle"
         if oracle and labels is None:
@@ -185,37 +157,22 @@ class TwoStreamFeatureExtractor(keras.Model):
 
 
 def build_feature_extractor(
-    num_classes,
-    input_shape=(224, 224, 3),
-    width=1.0,
-    fc_units=4096,
-    cam_filters=1024,
-    weights=None,
-    cam_class="predicted",
-    top_k=3,
-    cam_normalization="max",
-    dropout=0.5,
+    num_classes, input_shape=(224, 224, 3), width=1.0, fc_units=4096, cam_filters=1024,
+    weights=None, cam_class="predicted", top_k=3, cam_normalization="max", dropout=0.5,
     compute_dtype="float32",
-):
-    """A built `TwoStreamFeatureExtractor`: trunk and both heads, the trunk and each
-    head's conv5_3 from `weights` (`None`, `"imagenet"` or an `.h5` path, read once).
-
-    The other arguments are those of `VGG16Trunk` and the heads (`fc_units`, the
-    feature sizes `Dc = Da`, and `dropout` for both) and of
-    `TwoStreamFeatureExtractor` (`compute_dtype`).
-    """
+):  # fmt: skip
+    """A built `TwoStreamFeatureExtractor`: the trunk and each head's conv5_3 start
+    from `weights` (`None`, `"imagenet"` or an `.h5` path, read once); the other
+    arguments are `VGG16Trunk`'s, the heads' (both get `fc_units`, `Dc = Da`, and
+    `dropout`) and the extractor's."""
     path = resolve_weights(weights, width)  # fetched (ImageNet) once for all three
     trunk = VGG16Trunk(input_shape=input_shape, width=width, weights=path)
     shared = dict(fc_units=fc_units, width=width, dropout=dropout, weights=path)
     context_head = ContextAwareHead(num_classes, **shared)
     action_head = ActionAwareHead(
-        num_classes,
-        cam_filters=cam_filters,
-        cam_class=cam_class,
-        top_k=top_k,
-        cam_normalization=cam_normalization,
-        **shared,
-    )
+        num_classes, cam_filters=cam_filters, cam_class=cam_class, top_k=top_k,
+        cam_normalization=cam_normalization, **shared,
+    )  # fmt: skip
     extractor = TwoStreamFeatureExtractor(
         trunk, context_head, action_head, compute_dtype=compute_dtype
     )

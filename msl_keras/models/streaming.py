@@ -6,7 +6,9 @@ import keras
 import tensorflow as tf
 
 from msl_keras.data.preprocessing import preprocess_frames
-from msl_keras.models.ms_lstm import MultiStageLSTM, SingleStageLSTM
+from msl_keras.models.ms_lstm import MultiStageLSTM, StagedLSTM
+
+CARRY = ("state", "prob_sum", "count")  # what `step` returns for the next frame
 
 
 class StreamingStep:
@@ -19,37 +21,30 @@ class StreamingStep:
         p_t, state_t = lstm_step(f_t, state_{t-1})     # final stage's probabilities
         sum_t = sum_{t-1} + p_t,   pbar_t = sum_t / t  # temporal average pooling
 
-    Everything carried from frame to frame is an input and an output, so the same
-    graph is a `tf.function`, a SavedModel and a TFLite signature. Traced together,
-    the stage-1 LSTM runs while the action head is still computing (BENCHMARKS.md row
-    6: per frame ~1.1x the extraction alone). The LSTM is causal: `pbar_t` equals step
-    t of one pass over the whole clip, for any number of frames.
+    Everything carried from frame to frame is an input and an output, so the graph is
+    a `tf.function`, a SavedModel and a TFLite signature; traced together, the stage-1
+    LSTM runs while the action head computes (BENCHMARKS.md row 6: per frame ~1.1x the
+    extraction alone). `pbar_t` equals step t of a pass over the whole clip.
+    `input_size`: S, default the trunk's input size.
 
-    `extractor`: a `TwoStreamFeatureExtractor` not using `cam_class="oracle"` (a new
-    video has no label); `lstm`: a `MultiStageLSTM` or `SingleStageLSTM`;
-    `input_size`: S (`config.cnn.input_size`), default the trunk's input size.
-
-    `step(frame, state, prob_sum, count)`: `frame` `(height, width, 3)` uint8 RGB of
-    any size, `state` `(num_states, units)` float32 (`[h1, c1, h2, c2]` or `[h, c]`
-    stacked), `prob_sum` `(N,)` and `count` `()` float32 -> `"pooled"` `(N,)`
-    `pbar_t`, `"anticipated"` `()` int32 `argmax_k pbar_t[k]`, `"probs"` `(N,)` this
-    frame's final-stage probabilities, `"stage1"` `(N,)`, and the next `"state"`,
-    `"prob_sum"`, `"count"`.
+    `step(frame, state, prob_sum, count)`: `frame` `(height, width, 3)` uint8 RGB,
+    `state` `(num_states, units)` (`[h1, c1, h2, c2]` or `[h, c]` stacked), `prob_sum`
+    `(N,)`, `count` `()` -> `"pooled"` `pbar_t`, `"anticipated"` `argmax_k pbar_t[k]`
+    (int32), this frame's final-stage `"probs"` and `"stage1"`, and the next `CARRY`.
 
     >>> carry = stream.initial_carry()
     >>> for frame in frames:  # (H, W, 3) uint8
     ...     out = stream.step(frame, **carry)
-    ...     carry = {k: out[k] for k in ("state", "prob_sum", "count")}
+    ...     carry = {k: out[k] for k in CARRY}
     """
 
     def __init__(self, extractor, lstm, input_size=None):
         if extractor.action_head.cam_class == "oracle":
             raise ValueError(
-                "StreamingStep needs an extractor whose CAM does not use the true "
-                "label (cam_class='oracle'); rebuild the action head with "
-                "cam_class='predicted' or 'top_k'."
+                "StreamingStep needs an action head without cam_class='oracle' (a new "
+                "video has no label): rebuild it with cam_class='predicted' or 'top_k'."
             )
-        if not isinstance(lstm, (MultiStageLSTM, SingleStageLSTM)):
+        if not isinstance(lstm, StagedLSTM):
             raise ValueError(
                 "StreamingStep takes a MultiStageLSTM or a SingleStageLSTM. "
                 f"Received: {type(lstm).__name__}"
@@ -66,7 +61,7 @@ class StreamingStep:
         size = shape[0] if input_size is None else input_size
         self.input_size = (int(size), int(size))
         self.num_classes = int(lstm.num_classes)
-        self.num_states = 4 if self.multi_stage else 2
+        self.num_states = 2 * len(lstm.stage_names)
         self.units = int(lstm.units)
         self.input_signature = {
             "frame": tf.TensorSpec((None, None, 3), tf.uint8, name="frame"),
@@ -76,17 +71,14 @@ class StreamingStep:
             "prob_sum": tf.TensorSpec((self.num_classes,), tf.float32, name="prob_sum"),
             "count": tf.TensorSpec((), tf.float32, name="count"),
         }
-        self._step = tf.function(
+        # The signature converts numpy arrays and Python numbers to its dtypes.
+        self.step = tf.function(
             self.graph, input_signature=list(self.input_signature.values())
         )
 
     def initial_carry(self):
         """What the first frame is called with: zero state, zero sum, count 0."""
-        return {
-            "state": tf.zeros((self.num_states, self.units), tf.float32),
-            "prob_sum": tf.zeros((self.num_classes,), tf.float32),
-            "count": tf.constant(0.0),
-        }
+        return {k: tf.zeros(self.input_signature[k].shape, tf.float32) for k in CARRY}
 
     def graph(self, frame, state, prob_sum, count):
         """The step as TensorFlow ops, to trace (`tf.function`, SavedModel, TFLite)."""
@@ -111,21 +103,12 @@ class StreamingStep:
             "count": count,
         }
 
-    def step(self, frame, state, prob_sum, count):
-        """One new frame: see the class docstring."""
-        return self._step(
-            tf.convert_to_tensor(frame, tf.uint8),
-            tf.convert_to_tensor(state, tf.float32),
-            tf.convert_to_tensor(prob_sum, tf.float32),
-            tf.convert_to_tensor(count, tf.float32),
-        )
-
     def run(self, frames):
         """`step` over `frames` from the zero carry: numpy outputs, a row per frame."""
         carry, rows = self.initial_carry(), []
         for frame in frames:
             rows.append(self.step(frame, **carry))
-            carry = {k: rows[-1][k] for k in ("state", "prob_sum", "count")}
+            carry = {k: rows[-1][k] for k in CARRY}
         return {
             k: keras.ops.convert_to_numpy(tf.stack([r[k] for r in rows]))
             for k in ("pooled", "anticipated", "probs", "stage1")
