@@ -46,40 +46,27 @@ def vgg16_filters(name, width=1.0):
     return dict(vgg16_convolutions(width))[name]
 
 
-def keras_home():
-    """`$KERAS_HOME`, else `~/.keras` (`/tmp/.keras` if `~` is read-only)."""
-    if os.environ.get("KERAS_HOME"):
-        return os.environ["KERAS_HOME"]
-    base = os.path.expanduser("~")
-    return os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
-
-
 def imagenet_weights_path(include_top=False):
     """Path of Keras' VGG-16 ImageNet file (no top, 58 MB; `include_top`: with fc1,
     fc2 and the classifier, 528 MB), fetched by `keras.utils.get_file` with Keras' URL
     and md5 (a file `keras.applications.VGG16` fetched is reused). WeightsError when
     it cannot be had (offline, wrong hash)."""
-    filename, md5 = (
-        (VGG16_TOP_FILENAME, VGG16_TOP_MD5)
-        if include_top
-        else (VGG16_NOTOP_FILENAME, VGG16_NOTOP_MD5)
-    )
+    if include_top:
+        filename, md5, key = VGG16_TOP_FILENAME, VGG16_TOP_MD5, "cnn.top_weights"
+    else:
+        filename, md5, key = VGG16_NOTOP_FILENAME, VGG16_NOTOP_MD5, "weights"
     url = KERAS_VGG16_URL + filename
     try:
-        return keras.utils.get_file(
-            filename, url, cache_subdir="models", file_hash=md5
-        )
+        return keras.utils.get_file(filename, url, cache_subdir="models", file_hash=md5)
     except Exception as error:  # get_file raises a bare Exception when offline.
-        what = (
-            "cnn.top_weights=<path to the file>, or cnn.top_weights=None for random "
-            "fc6 / fc7"
-            if include_top
-            else "weights=<path to the file>, or weights=None for random initialisation"
-        )
+        # get_file's folder: $KERAS_HOME, else ~/.keras (/tmp/.keras if ~ is read-only)
+        home = os.path.expanduser("~")
+        home = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+        folder = os.path.join(os.environ.get("KERAS_HOME") or home, "models") + os.sep
         raise WeightsError(
             f"Cannot get the ImageNet VGG-16 weights '{filename}' ({error}). Download "
-            f"it from {url} into the folder '{os.path.join(keras_home(), 'models')}"
-            f"{os.sep}' ($KERAS_HOME/models/), or pass {what}."
+            f"it from {url} into the folder '{folder}' ($KERAS_HOME/models/), or pass "
+            f"{key}=<path to the file>, or {key}=None (random initialisation)."
         ) from error
 
 
@@ -122,11 +109,8 @@ def load_vgg16_weights(model, path, layer_names=None):
     A Keras legacy-layout file (Keras' ImageNet files, `model.save("x.h5")`, the
     converters' output) loads by layer name, a Keras 3 `.weights.h5` file by structure
     (only into a model built like the one that saved it). `layer_names`: the layers the
-    file must hold (default: every layer of `model` with weights).
-
-    Raises:
-        WeightsError: the file is missing or not HDF5, lacks a layer, or its shapes
-            differ (e.g. a width != 1 model against the ImageNet file).
+    file must hold (default: every layer of `model` with weights). WeightsError when
+    the file is missing or not HDF5, lacks a layer, or its shapes differ.
     """
     path = resolve_weights(path, width=None)
     if layer_names is None:
@@ -144,14 +128,13 @@ def load_vgg16_weights(model, path, layer_names=None):
         model.load_weights(path, **({} if keras3 else {"by_name": True}))
     except ValueError as error:
         hint = (
-            ". A Keras 3 .weights.h5 file loads only into a model built like the one "
-            "that saved it; save the trunk with model.save('x.h5') to start other "
-            "models from it by layer name."
+            " (a Keras 3 .weights.h5 file loads only into a model built like the one "
+            "that saved it; save it with model.save('x.h5') to load it by layer name)"
         )
         raise WeightsError(
             f"'{path}' does not fit '{model.name}': {error}. The file was made for "
             "another architecture or width (ImageNet weights need width=1.0); pass a "
-            f"matching file or weights=None{hint if keras3 else '.'}"
+            f"matching file{hint if keras3 else ''} or weights=None."
         ) from error
     return list(layer_names)
 
@@ -161,7 +144,7 @@ def resolve_weights(weights, width):
     `None` or a checked local path (str)."""
     if weights is None:
         return None
-    if isinstance(weights, str) and weights == "imagenet":
+    if weights == "imagenet":
         if width not in (None, 1.0):
             raise WeightsError(
                 "ImageNet VGG-16 weights exist only for width=1.0. Received: "
@@ -185,22 +168,20 @@ def resolve_top_weights(top_weights, weights):
     `top_weights`: `"auto"` (Keras' with-top ImageNet file when the trunk's `weights`
     are `"imagenet"`, the trunk's own file when it holds `fc1` and `fc2`, else
     nothing), `"imagenet"`, a path to a legacy-layout VGG-16 file with `fc1` / `fc2`,
-    or `None`. WeightsError when the ImageNet file cannot be had or a path is no
-    weights file.
+    or `None`. WeightsError when the file cannot be had or is no HDF5 file.
     """
     if top_weights is None:
         return None, "none (cnn.top_weights=None)"
     if top_weights == "auto":
-        if isinstance(weights, str) and weights == "imagenet":
-            top_weights = "imagenet"
-        elif weights is None:
+        if weights is None:
             return None, "none (random trunk)"
-        else:
+        if weights != "imagenet":
             path = resolve_weights(weights, None)
             if {"fc1", "fc2"} <= _layers_with_weights(path):
                 return path, weights_source(weights)
             return None, "none (the trunk's weights file has no fc1 / fc2)"
-    if isinstance(top_weights, str) and top_weights == "imagenet":
+        top_weights = "imagenet"
+    if top_weights == "imagenet":
         path = imagenet_weights_path(include_top=True)
         return path, f"ImageNet VGG-16 with top ('{path}')"
     path = resolve_weights(top_weights, None)
@@ -212,31 +193,27 @@ def weights_source(weights):
     """A short text naming a `weights` argument (random, Keras' ImageNet, a path)."""
     if weights is None:
         return "random initialisation"
-    if isinstance(weights, str) and weights == "imagenet":
+    if weights == "imagenet":
         return "ImageNet VGG-16 (Keras, no top)"
     return f"'{os.fspath(weights)}'"
 
 
 def load_top_weights(head, path, source, initial):
     """Starts a built head's conv5_3, fc6 and fc7 from the block5_conv3, fc1 and fc2
-    of `path` (from `resolve_top_weights` with its `source`; None: nothing loads),
-    each layer only where its shapes match: fc6 at 224x224 input with
-    `fc_units=4096`, fc7 with `fc_units=4096`, conv5_3 at width 1.
-
-    `initial`: `{head layer: what it holds now}`, e.g. `{"fc6": "random", ...}`.
-    Returns `{head layer: what it holds after}`, e.g. `"fc1 of <source>"` or
-    `"random (fc1 of <source> does not fit fc6: ... shape (128, 8) ...)"`.
-    """
+    of `path` (`resolve_top_weights`' file and `source`; None: nothing loads), each
+    layer only where its shapes fit. `initial`: `{head layer: what it holds now}`,
+    e.g. `{"fc6": "random", ...}`. Returns `{head layer: what it holds after}`, e.g.
+    `"fc1 of <source>"` or `"random (fc1 of <source> does not fit fc6: ...)"`."""
+    report = dict(initial)
     if path is None:
-        return dict(initial)
-    in_file, report = _layers_with_weights(path), {}
+        return report
+    in_file = _layers_with_weights(path)
     for ours, theirs in VGG16_HEAD_LAYERS:
         layer = head.get_layer(ours)
         if not layer.weights:  # an Identity conv5_3 (cnn.frozen_conv5_3)
-            report[ours] = initial[ours]
             continue
         if theirs not in in_file:
-            report[ours] = f"{initial[ours]} ({theirs} of {source}: no weights)"
+            report[ours] += f" ({theirs} of {source}: no weights)"
             continue
         # "zeros": the copy's start is overwritten at once (random fc6 costs seconds).
         config = {**layer.get_config(), "name": theirs, "kernel_initializer": "zeros"}
@@ -246,22 +223,19 @@ def load_top_weights(head, path, source, initial):
         try:
             keras.Model(inputs, copy(inputs)).load_weights(path, by_name=True)
         except ValueError as error:
-            report[ours] = (
-                f"{initial[ours]} ({theirs} of {source} does not fit {ours}: {error}; "
-                "fc6 needs 224x224 input and fc_units=4096, fc7 fc_units=4096, "
-                "conv5_3 width=1)"
+            report[ours] += (
+                f" ({theirs} of {source} does not fit {ours}: {error}; fc6 needs "
+                "224x224 input and fc_units=4096, fc7 fc_units=4096, conv5_3 width=1)"
             )
-            continue
-        layer.set_weights(copy.get_weights())
-        report[ours] = f"{theirs} of {source}"
+        else:
+            layer.set_weights(copy.get_weights())
+            report[ours] = f"{theirs} of {source}"
     return report
 
 
 def vgg16_conv(name, filters):
     """VGG-16's 3x3 same-padded ReLU convolution, under Keras' layer `name`."""
-    return keras.layers.Conv2D(
-        filters, 3, padding="same", activation="relu", name=name
-    )
+    return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)
 
 
 @keras.saving.register_keras_serializable(package="msl_keras")
@@ -273,33 +247,23 @@ class VGG16Trunk(keras.Model):
 
     Args:
         input_shape: `(height, width, 3)`, height and width divisible by 16.
-        width: float, every convolution has `max(1, round(filters * width))` filters.
-        weights: `None` (random), `"imagenet"` (width 1.0 only), or a path to an `.h5`
-            file with these layer names and shapes (`load_vgg16_weights`).
-        include_conv5_3: end at `block5_conv3`, for heads built with `conv5_3=False`
-            (a frozen conv5_3 a CPU can cache with the rest).
+        width: every convolution has `max(1, round(filters * width))` filters.
+        weights: `None`, `"imagenet"` (width 1.0 only) or an `.h5` path with these
+            layer names and shapes (`load_vgg16_weights`).
+        include_conv5_3: end at `block5_conv3`, for heads with `conv5_3=False`.
 
     Call: `(batch, height, width, 3)` float32 frames preprocessed as Keras' VGG-16
     expects ("caffe": BGR, mean subtracted) -> conv5_2 (or conv5_3) activations
     `(batch, height / 16, width / 16, round(512 * width))`.
-
-    >>> VGG16Trunk(input_shape=(224, 224, 3), weights="imagenet")(frames).shape
-    (batch, 14, 14, 512)
     """
 
     def __init__(
-        self,
-        input_shape=(224, 224, 3),
-        width=1.0,
-        weights=None,
-        include_conv5_3=False,
-        name="vgg16_trunk",
-        **kwargs,
-    ):
+        self, input_shape=(224, 224, 3), width=1.0, weights=None, include_conv5_3=False,
+        name="vgg16_trunk", **kwargs,
+    ):  # fmt: skip
         input_shape = tuple(input_shape)
-        if len(input_shape) != 3 or any(
-            d is not None and d % 16 for d in input_shape[:2]
-        ):
+        spatial = [d for d in input_shape[:2] if d is not None]
+        if len(input_shape) != 3 or any(d % 16 for d in spatial):
             raise ValueError(
                 "`input_shape` must be (height, width, channels) with height and width "
                 f"divisible by 16. Received: input_shape={input_shape}"
@@ -308,8 +272,7 @@ class VGG16Trunk(keras.Model):
             raise ValueError(f"`width` must be > 0. Received: width={width}")
         weights_path = resolve_weights(weights, width)
 
-        inputs = keras.Input(shape=input_shape, name="frames")
-        x = inputs
+        x = inputs = keras.Input(shape=input_shape, name="frames")
         for block, convs, filters in VGG16_BLOCKS:
             for conv in range(1, convs + 1):
                 conv_name = f"block{block}_conv{conv}"
@@ -317,8 +280,7 @@ class VGG16Trunk(keras.Model):
                     break
                 x = vgg16_conv(conv_name, scaled_filters(filters, width))(x)
             if block < 5:
-                pool_name = f"block{block}_pool"
-                x = keras.layers.MaxPooling2D(2, strides=2, name=pool_name)(x)
+                x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
 
         self.image_shape = input_shape
