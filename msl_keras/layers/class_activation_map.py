@@ -10,20 +10,15 @@ class ClassActivationMap(keras.layers.Layer):
 
     `f_l` are the maps of the convolution that feeds the global average pool and `w^k`
     is column `k` of the kernel of the linear classifier after the pool (its bias is not
-    part of the map). The class is given (`classes`, e.g. the true label) or chosen from
-    the classifier's `scores`: with `top_k=1` the map of the arg-max class, as is (it
-    can be negative; the action head applies the ReLU of Eq. 3); with `top_k>1`
-    `sum_{k in top-k} ReLU(M_k)`, so no single wrong guess decides the mask. The layer
-    has no weights: the classifier kernel is passed in.
+    part of the map; the layer has no weights). The class is given (`classes`, e.g. the
+    true label) or chosen from the classifier's `scores`: with `top_k=1` the map of the
+    arg-max class, as is (it can be negative; the action head applies the ReLU of Eq.
+    3); with `top_k>1` `sum_{k in top-k} ReLU(M_k)`, so no single wrong guess decides.
 
-    Call arguments:
-        feature_maps: `(batch, height, width, units)` activations `f_l(x, y)`.
-        class_weights: `(units, num_classes)` classifier kernel `w_l^k`.
-        classes: `(batch,)` integer class per sample, or
-        scores: `(batch, num_classes)` scores (only their order is used); exactly one.
-
-    Returns:
-        `(batch, height, width)` map per sample.
+    Call: `feature_maps` `(batch, height, width, units)` (`f_l(x, y)`), `class_weights`
+    `(units, num_classes)` (`w_l^k`) and exactly one of `classes` `(batch,)` ints and
+    `scores` `(batch, num_classes)` (only their order is used) -> `(batch, height,
+    width)` maps.
     """
 
     def __init__(self, top_k=1, **kwargs):

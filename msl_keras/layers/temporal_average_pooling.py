@@ -2,8 +2,8 @@
 
     pbar_t = (1/t) sum_{t' <= t} p_t',   label after t steps = argmax_k pbar_t(k)
 
-The one place the pooling equation lives: evaluation (`metrics.py`), the Keras layer
-and step-by-step pooling all use it.
+The one place the pooling equation lives: evaluation (`metrics.py`) and the Keras
+layer use it (`models.StreamingStep` keeps the same mean as a running sum and count).
 """
 
 import keras
@@ -17,8 +17,7 @@ def temporal_average_pooling(probs, lengths=None, mask=None):
     With `lengths` (`(...,)` ints), the first `lengths[i]` steps of clip `i` are valid
     and every later step repeats the value at its last valid step. With a `(..., time)`
     boolean `mask` (Keras masks) the mean at step t runs over the valid steps up to t
-    (steps before the first valid one are 0). Numpy in, numpy out; tensor in, tensor
-    out.
+    (0 before the first one). Numpy in, numpy out; tensor in, tensor out.
 
     >>> temporal_average_pooling(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
     [[1, 0], [0.5, 0.5], [1/3, 2/3]]
@@ -67,10 +66,7 @@ def temporal_average_pooling(probs, lengths=None, mask=None):
 @keras.saving.register_keras_serializable(package="msl_keras")
 class TemporalAveragePooling(keras.layers.Layer):
     """`temporal_average_pooling` as a causal layer: `(batch, time, classes)` in and
-    out, over the valid steps of the Keras mask, which passes through unchanged.
-
-    >>> pooled = TemporalAveragePooling()(MultiStageLSTM(21)(features)["stage2"])
-    """
+    out, over the valid steps of the Keras mask, which passes through unchanged."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

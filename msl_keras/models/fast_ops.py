@@ -1,19 +1,12 @@
 """Dense and LSTM layers whose backward pass avoids TensorFlow's slow transposed MatMul.
 
-The gradient TensorFlow registers for `y = a @ w` computes `da = dy @ w^T` with a
-`MatMul(transpose_b=True)`. On this project's 2-core AVX-512 CPU (TF 2.21, oneDNN on or
-off) that kernel runs at 21-33 GFLOP/s on the paper's shapes, against 110-155 GFLOP/s
-for the same product written as an einsum (a batched matmul), e.g.:
-
-| product (batch 32) | `MatMul(transpose_b)` | einsum |
-| --- | --- | --- |
-| fc6 input gradient, 4096 -> 25088 | 309 ms | 60 ms |
-| LSTM recurrent gradient, 8192 -> 2048 | 49 ms | 7.7 ms |
-
-`matmul` has the same forward product and a custom gradient made of einsums: an
-MS-LSTM training step at the paper's size runs about 1.5x faster, a head-training step
-~1.2x (BENCHMARKS.md). The layers are standard Keras layers in a saved model's weights
-and config (`layers/dense/...`, `layers/lstm/cell/...`), whichever machine wrote it.
+TensorFlow's gradient of `y = a @ w` computes `da = dy @ w^T` with a
+`MatMul(transpose_b=True)`, which on this project's CPU (TF 2.21, oneDNN on or off) runs
+5-6x slower than the same product as an einsum (fc6's input gradient at batch 32: 309 ms
+vs 60 ms). `matmul` has the same forward product and a custom gradient made of einsums:
+an MS-LSTM training step at the paper's size runs about 1.5x faster, a head-training
+step ~1.2x (BENCHMARKS.md, item 2). The layers are standard Keras layers in a saved
+model's weights and config (`layers/dense/...`, `layers/lstm/cell/...`).
 """
 
 import keras
@@ -35,12 +28,9 @@ def matmul(a, w):
 
 
 class Dense(keras.layers.Dense):
-    """`keras.layers.Dense` on `(batch, features)` inputs with the fast gradient.
-
-    Named `Dense` on purpose: where Keras files a layer's weights under its class name
-    (`layers/dense/vars/0`), they sit where a `keras.layers.Dense`'s do. Other ranks,
-    LoRA and quantized layers run `keras.layers.Dense.call` unchanged.
-    """
+    """`keras.layers.Dense` on `(batch, features)` inputs with the fast gradient; other
+    ranks, LoRA and quantized layers run Keras' own `call`. Named `Dense` on purpose:
+    Keras files a layer's weights under its class name (`layers/dense/vars/0`)."""
 
     def call(self, inputs, training=None):
         if len(inputs.shape) != 2 or self.lora_enabled or self.quantization_mode:
@@ -54,14 +44,12 @@ class Dense(keras.layers.Dense):
 
 
 class FastLSTMCell(keras.layers.LSTMCell):
-    """`keras.layers.LSTMCell` (fused gates, `implementation=2`) with the fast gradient.
+    """`keras.layers.LSTMCell` (fused gates, `implementation=2`) with the fast gradient;
+    with dropout active or `implementation=1`, Keras' own step runs.
 
         [z_i, z_f, z_c, z_o] = x_t W + h_{t-1} U + b
         c_t = sigma(z_f) * c_{t-1} + sigma(z_i) * tanh(z_c)
         h_t = sigma(z_o) * tanh(c_t)
-
-    With dropout or recurrent dropout active, or `implementation=1`, Keras' own step
-    runs.
     """
 
     def call(self, inputs, states, training=False):
@@ -82,12 +70,9 @@ class FastLSTMCell(keras.layers.LSTMCell):
 
 
 def lstm_layer(units, name):
-    """`keras.layers.LSTM(units, return_sequences=True)` with a `FastLSTMCell` inside.
-
-    The layer, its config and its variables are `keras.layers.LSTM`'s. Keras' LSTM runs
-    cuDNN where a GPU is visible (on the cell's variables, not its step) and steps the
-    cell elsewhere, so the machine that runs the model picks the implementation.
-    """
+    """`keras.layers.LSTM(units, return_sequences=True)` with a `FastLSTMCell` inside:
+    config and variables are `keras.layers.LSTM`'s, and Keras runs cuDNN where a GPU
+    is visible (on the cell's variables, not its step), the cell's step elsewhere."""
     layer = keras.layers.LSTM(units, return_sequences=True, name=name)
     # The LSTM takes no cell argument: replace its cell by the same one (same config,
     # dtype policy included) with the fast step. The replaced one is unbuilt: it never
