@@ -24,6 +24,7 @@ from pathlib import Path
 from msl_keras.errors import ConfigError
 
 FRAME_SELECTIONS = ("first", "uniform")
+CAM_CLASSES = ("predicted", "top_k", "oracle")  # models.ActionAwareHead
 CAM_NORMALIZATIONS = ("max", None)
 HEAD_SELECTIONS = ("val_loss", "val_accuracy", "last")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
@@ -115,7 +116,7 @@ _CHOICES = {
     "data.dataset": ("generated", "ucf101", "jhmdb", "ut_interaction", "imported"),
     "data.frame_selection": FRAME_SELECTIONS,
     "data.model_selection": ("holdout", "refit"),
-    "cnn.cam_class": ("predicted", "top_k", "oracle"),
+    "cnn.cam_class": CAM_CLASSES,
     "lstm.model": ("ms_lstm", "context", "action"),
     "strategy": STRATEGIES,
     "checkpoints": ("every_epoch", "end_of_fit"),

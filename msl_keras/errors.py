@@ -39,3 +39,11 @@ def listing(items, limit=20):
     items = [str(item) for item in items]
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def check_choice(name, value, choices):
+    """A ValueError naming `name`, `choices` and `value` unless `value in choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
+        )

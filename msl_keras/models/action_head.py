@@ -6,9 +6,9 @@ import keras
 from keras import ops
 
 from msl_keras.config import CAM_CLASSES, CAM_NORMALIZATIONS
+from msl_keras.errors import check_choice
 from msl_keras.layers.class_activation_map import ClassActivationMap
 from msl_keras.models import fast_ops
-from msl_keras.models.choices import check_choice
 from msl_keras.models.context_head import VGG16Head
 from msl_keras.models.vgg16_trunk import vgg16_conv
 

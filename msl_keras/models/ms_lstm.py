@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from msl_keras.models.choices import check_choice
+from msl_keras.errors import check_choice
 from msl_keras.models.fast_ops import lstm_layer
 from msl_keras.models.precision import set_compute_dtype
 

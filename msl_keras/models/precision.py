@@ -7,7 +7,7 @@ the losses, the CAM class choice and the pooling read float32 probabilities. Und
 import keras
 
 from msl_keras.config import COMPUTE_DTYPES
-from msl_keras.models.choices import check_choice
+from msl_keras.errors import check_choice
 
 POLICIES = dict(float32="float32", bfloat16="mixed_bfloat16", float16="mixed_float16")
 
