@@ -1,17 +1,6 @@
-"""Run configuration: a frozen dataclass tree with the paper's presets.
-
-A `Config` holds `data` (which clips and frames), `cnn` (the VGG-16 trunk and the two
-feature heads, trained on frames), `lstm` (the MS-LSTM and its loss) and `eval`; every
-named setting is in `PRESETS`. Any field can be overridden by its dotted key:
-
-```python
-config = get_preset("paper_jhmdb")
-config = apply_overrides(config, {"lstm.loss": "ce", "data.split": 2})
-config = load_config("my_run.yaml")  # {"preset": "demo", "lstm": {"epochs": 5}}
-```
-
-The options the paper leaves open are explained in README.md ("Choices where the paper
-is silent").
+"""Run configuration: a frozen dataclass tree (`data`, `cnn`, `lstm`, `eval`) and
+the named `PRESETS`; any field is overridden by its dotted key, e.g. `lstm.units=512`.
+The options the paper leaves open: README.md, "Choices where the paper is silent".
 """
 
 import contextlib
@@ -153,11 +142,9 @@ class Config:
                     f"{key} must be one of {', '.join(map(repr, choices))}. "
                     f"Received: {key}={value!r}"
                 )
-        if not 0.0 < self.data.observed_ratio <= 1.0:
-            raise ConfigError(
-                "data.observed_ratio must be in (0, 1]. "
-                f"Received: data.observed_ratio={self.data.observed_ratio}"
-            )
+        if not 0.0 < (ratio := self.data.observed_ratio) <= 1.0:
+            message = "data.observed_ratio must be in (0, 1]."
+            raise ConfigError(f"{message} Received: data.observed_ratio={ratio}")
         for key in ("data.num_steps", "lstm.units", "cnn.input_size"):
             value = attrgetter(key)(self)
             if value < 1:
@@ -317,22 +304,14 @@ PRESETS = {
     "paper_ut_interaction": (
         "the paper on UT-Interaction: both sets, 20 leave-one-sequence-out folds"
     ),
-    "imported": (
-        "features made elsewhere (msl-keras import-features): only the LSTM stages run"
-    ),
-    "demo": (
-        "the generated clips, small enough for 2 CPU cores in minutes (msl-keras demo)"
-    ),
-    "cpu_real": (
-        "demo sizes for a real dataset on 2 CPU cores (experiments --scale cpu)"
-    ),
+    "imported": "features made elsewhere (import-features): only the LSTM stages run",
+    "demo": "the generated clips, minutes on 2 CPU cores (msl-keras demo)",
+    "cpu_real": "demo sizes for a real dataset on 2 CPUs (experiments --scale cpu)",
     "tiny": "seconds per stage, any dataset (experiments --scale tiny, the tests)",
     "bench_paper": "the demo at the paper's network sizes (benchmarks --size paper)",
     "bench_cpu": "the demo at half the paper's network (benchmarks --size cpu)",
     "bench_tiny": "the demo at a few seconds' network (benchmarks --size tiny)",
-    "original_vs_ours": (
-        "the demo with experiments/original_vs_ours.py's LSTM step and epochs"
-    ),
+    "original_vs_ours": "the demo with experiments/original_vs_ours.py's LSTM settings",
 }
 
 # How each preset is made: a function, or the settings it changes on `demo`.
@@ -352,9 +331,8 @@ _BUILDERS = {
     "demo": _demo,
     "cpu_real": CPU_REAL,
     "tiny": TINY,
-    # The benchmarks' `--size` (benchmarks/_common.py): the demo's clips and training at
-    # the paper's network (224x224, VGG-16, fc 4096, 2048 units, T 50), at half of it
-    # for a CPU, and at a few seconds for CI.
+    # The benchmarks' `--size` (benchmarks/_common.py): the demo at the paper's network,
+    # at half of it, and at a few seconds'.
     "bench_paper": _network(224, 1.0, 4096, 1024, units=2048, steps=50, batch=32),
     "bench_cpu": _network(112, 0.5, 1024, 256, units=512, steps=50, batch=32),
     "bench_tiny": _network(32, 1 / 16, 32, 16, units=16, steps=8, batch=4),
@@ -365,9 +343,8 @@ _BUILDERS = {
 def get_preset(name):
     """The preset `Config` called `name` (see `PRESETS`)."""
     if name not in PRESETS:
-        raise ConfigError(
-            f"Unknown preset '{name}'. Valid presets: {', '.join(sorted(PRESETS))}."
-        )
+        valid = ", ".join(sorted(PRESETS))
+        raise ConfigError(f"Unknown preset '{name}'. Valid presets: {valid}.")
     build = _BUILDERS[name]
     if callable(build):
         return build()
@@ -397,9 +374,8 @@ def _coerce(key, value, current):
             return float(num) / float(den) if slash else float(num)
     except ValueError:
         kind = "whole number" if isinstance(current, int) else "number"
-        raise ConfigError(
-            f"{key} must be a {kind}. Received: {key}={value!r}"
-        ) from None
+        error = ConfigError(f"{key} must be a {kind}. Received: {key}={value!r}")
+        raise error from None
     if current is None:  # an optional field: numbers stay numbers
         for cast in (int, float):
             with contextlib.suppress(ValueError):
@@ -458,29 +434,24 @@ def parse_override(text):
 
 
 def load_config(path=None, preset=None, overrides=()):
-    """A `Config` from a preset, then a JSON/YAML file, then `key=value` overrides.
-
-    The file may name its own preset (`preset: paper_jhmdb`) and holds nested sections
-    (`lstm: {units: 512}`) or dotted keys, as `save_config` writes.
-    """
+    """A `Config` from a preset, then a JSON/YAML file (nested sections or dotted keys,
+    maybe its own `preset:`), then `key=value` overrides."""
     mapping = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"Config file not found: '{path}'.")
-        text = path.read_text()
+        kind, load, errors = "JSON", json.loads, json.JSONDecodeError
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            try:
-                mapping = yaml.safe_load(text) or {}
-            except yaml.YAMLError as error:
-                raise ConfigError(f"'{path}' is not valid YAML: {error}") from None
-        else:
-            try:
-                mapping = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ConfigError(f"'{path}' is not valid JSON: {error}") from None
+            kind, load, errors = "YAML", yaml.safe_load, yaml.YAMLError
+        try:
+            mapping = load(path.read_text())
+        except errors as error:
+            raise ConfigError(f"'{path}' is not valid {kind}: {error}") from None
+        if kind == "YAML":
+            mapping = mapping or {}  # an empty file
         if not isinstance(mapping, dict):
             raise ConfigError(f"'{path}' must hold a mapping of config keys.")
     file_preset = mapping.pop("preset", None)
