@@ -1,8 +1,5 @@
-"""The `msl-keras` command line: one subcommand per step of the pipeline.
-
-The CLI only parses arguments, resolves the config and calls the functions in
-`msl_keras.pipeline`; notebooks and experiments call the same functions. Examples of
-each command: README.md.
+"""The `msl-keras` command line: one subcommand per step of the pipeline, each calling
+the `msl_keras.pipeline` function notebooks and experiments call. Examples: README.md.
 """
 
 import argparse
@@ -13,15 +10,19 @@ import textwrap
 import time
 
 from msl_keras import __version__
-from msl_keras.config import EXPORT_FORMATS, PRESETS, STRATEGIES, load_config
+from msl_keras.config import (
+    EXPORT_FORMATS,
+    PRESETS,
+    STRATEGIES,
+    load_config,
+    valid_keys,
+)
 from msl_keras.errors import MslKerasError
 
 EPILOG = """\
-Configs: start from --preset (`msl-keras config --presets` lists them), then --config FILE
-(JSON or YAML, may name its own preset), then --set KEY=VALUE (repeatable; e.g. --set
-lstm.loss=ce --set data.root=/data/UCF-101). `msl-keras config --keys` lists every key.
-Every run writes into <output_dir>/<run name>/; re-running the same command resumes an
-interrupted stage.
+Configs: --preset (`msl-keras config --presets`), then --config FILE (JSON or YAML, may
+name its own preset), then --set KEY=VALUE (repeatable; `msl-keras config --keys`).
+Runs write into <output_dir>/<run name>/; the same command again resumes a stage.
 """
 
 
@@ -70,16 +71,8 @@ def build_parser():
             formatter_class=argparse.RawDescriptionHelpFormatter,
         ).add_argument
 
-    arg = add(
-        "demo",
-        "every stage on generated clips: our loss against cross-entropy (a few "
-        "minutes)",
-        "Generates small labelled clips (data/generated), fine-tunes the two feature "
-        "heads, extracts features,\ntrains the MS-LSTM with the anticipation loss and "
-        "with plain cross-entropy, and prints a table\nof earliest/latest accuracy "
-        "with an accuracy-vs-frames plot.",
-        parents=[config],
-    )
+    text = "every stage on generated clips: our loss against cross-entropy (minutes)"
+    arg = add("demo", text, parents=[config])
     text = "comma-separated loss names to compare (default: anticipation,ce)"
     arg("--losses", default="anticipation,ce", help=text)
     text = "check a dataset folder and list its clips, splits and folds"
@@ -89,15 +82,9 @@ def build_parser():
     arg = add("extract", "write the HDF5 feature store of each fold (resumable)")
     text = "extract only shard I of N (0-based) into its own store; merge them after"
     arg("--shard", metavar="I/N", help=text)
-    arg = add(
-        "import-features",
-        "write the feature store of each fold from per-frame features made elsewhere",
-        "Reads --root (data.root): a .npz or .h5 of (clips, T, D) 'context' and/or "
-        "'action' arrays with\n'labels' and 'split1', ..., or a folder with clips.csv "
-        "and context/<clip>.npy, action/<clip>.npy\n(layout: README, 'Bring your own "
-        "features'). Then train-lstm and evaluate run on the\nstore with the same "
-        "options. Needs data.dataset=imported (--preset imported).",
-    )
+    text = "write each fold's feature store from per-frame features made elsewhere"
+    more = "Needs --preset imported; --root: README, 'Bring your own features'."
+    arg = add("import-features", text, f"{text}.\n{more}")
     text = "replace a store imported from other features or settings"
     arg("--overwrite", action="store_true", help=text)
     arg = add("merge", "merge the feature stores written by `extract --shard I/N`")
@@ -107,16 +94,8 @@ def build_parser():
     arg("--no-resume", action="store_true", help="start over, ignoring backups")
     add("evaluate", "accuracy against frames observed on the test clips")
 
-    arg = add(
-        "predict",
-        "anticipate the action of videos, frame by frame",
-        "Streams each video through the trained model one frame at a time (one LSTM "
-        "step per\nframe), prints the anticipated class as frames arrive and the "
-        "anticipation moment:\nthe first frame from which the prediction stays fixed "
-        "at p >= --threshold.\nThe whole video runs (the LSTM is causal); frames past "
-        "the training T are marked.",
-        parents=[run_dir],
-    )
+    text = "anticipate the action of videos, frame by frame (README, 'Predict')"
+    arg = add("predict", text, parents=[run_dir])
     arg("videos", nargs="+", help="video files, frame folders or folders of videos")
     arg("--max-frames", type=int, help="stop each video after this many frames")
     text = "pooled probability of the anticipation moment (default: 0.5)"
@@ -130,25 +109,14 @@ def build_parser():
     )
     arg("--plot", metavar="PNG", dest="plot_path", help=text)
 
-    arg = add(
-        "export",
-        "export the streaming model (one frame in, the anticipated class out)",
-        "Writes one graph that takes one uint8 RGB frame of any size (resized and "
-        "preprocessed\ninside) plus the recurrent state, the running sum of the "
-        "probabilities and the frame\ncount, and returns the pooled probabilities, the "
-        "anticipated class and the next state\n(see msl_keras/export.py).",
-        parents=[run_dir],
-    )
+    text = "export the streaming model: one frame in, the anticipated class out"
+    arg = add("export", text, f"{text} (msl_keras/export.py).", parents=[run_dir])
     text = "a SavedModel folder, or float32 and float16-weight .tflite files"
     arg("--format", choices=EXPORT_FORMATS, default="saved_model", help=text)
     arg("--out", required=True, help="the output folder (new or empty)")
 
-    add(
-        "run",
-        "every stage from one config: prepare, train-cnn, extract, train-lstm, "
-        "evaluate",
-        parents=[config, fold, strategy],
-    )
+    text = "one config's stages: prepare, train-cnn, extract, train-lstm, evaluate"
+    add("run", text, parents=[config, fold, strategy])
 
     text = "import the original code's per-video .npy features into a feature store"
     arg = add("import-original", text, parents=[])
@@ -157,21 +125,12 @@ def build_parser():
     text = "the feature store (.h5) to write"
     arg("--out", dest="out_path", metavar="OUT", required=True, help=text)
     arg("--dataset", default="imported", help="dataset name recorded in the store")
-    arg(
-        "--allow-zero-rows",
-        action="store_true",
-        help="accept all-zero feature rows (the original wrote them when decoding "
-        "failed)",
-    )
+    text = "accept all-zero feature rows (the original's for a failed decoding)"
+    arg("--allow-zero-rows", action="store_true", help=text)
 
-    arg = add(
-        "import-original-weights",
-        "load weights saved by the original scripts into msl_keras models",
-        "Reads a Keras 2 `save_weights` file of the original code's context model, "
-        "action\nmodel or MS-LSTM, maps its layers onto ours and reports exactly what "
-        "loaded and what\ncannot (see docs/original-code.md).",
-        parents=[],
-    )
+    text = "load weights saved by the original scripts into msl_keras models"
+    more = "(Keras 2 `save_weights` files; docs/original-code.md)"
+    arg = add("import-original-weights", text, f"{text} {more}", parents=[])
     arg("file", help="the original's .h5 weights file")
     kinds = ("auto", "context", "action", "ms_lstm")
     text = "which model the file holds (default: detected)"
@@ -251,11 +210,8 @@ def main(argv=None):
         print(f"msl-keras {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"\nmsl-keras {args.command}: interrupted. Finished work is kept; run the "
-            "same command again to resume.",
-            file=sys.stderr,
-        )
+        resume = "Finished work is kept; run the same command again to resume."
+        print(f"\nmsl-keras {args.command}: interrupted. {resume}", file=sys.stderr)
         return 130
     if args.command != "config":
         print(f"[{args.command} finished in {time.perf_counter() - start:.1f} s]")
@@ -274,12 +230,10 @@ def _dispatch(args):
     # The options of the commands that take no config are their function's arguments.
     options = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "config":
-        from msl_keras.config import valid_keys
-
-        width = max(map(len, PRESETS))
         if args.keys:
             print("\n".join(valid_keys()))
         elif args.presets:
+            width = max(map(len, PRESETS))
             for name, text in PRESETS.items():
                 print(f"{name:<{width}}  {text}")
         else:
@@ -293,13 +247,7 @@ def _dispatch(args):
     if args.command == "import-original-weights":
         from msl_keras.original import weights
 
-        sizes = (
-            "input_size",
-            "fc_units",
-            "context_dim",
-            "action_dim",
-            "temporal_length",
-        )
+        sizes = "input_size fc_units context_dim action_dim temporal_length".split()
         sizes = {k: options[k] for k in sizes if options[k] is not None}
         sizes["allow_partial"] = args.allow_partial
         if args.inspect:
@@ -329,9 +277,9 @@ def _dispatch(args):
     cnn_stage = args.command in ("train-cnn", "extract", "merge")
     if cnn_stage and config.data.dataset == "imported":
         raise MslKerasError(
-            f"data.dataset=imported holds features, not videos: there is nothing to "
-            f"{args.command}. Write its feature store with `msl-keras "
-            "import-features`, then run train-lstm and evaluate."
+            "data.dataset=imported holds features, not videos: nothing to "
+            f"{args.command}. Write its store with `msl-keras import-features`, then "
+            "train-lstm and evaluate."
         )
     index = pipeline.prepare(config)
     if args.command == "prepare":
