@@ -68,17 +68,11 @@ _DELETE_ADVICE = "Delete the file and run the extraction again (a new store)."
 class StoreSettings:
     """What must be equal for the features of two clips to be mixed in one store.
 
-    Args:
-        split: the split or fold name (an int split is stored as its string, "1").
-        T: the most steps (frames) stored per clip (the paper: 50).
-        frame_selection: "first" or "uniform": T frames of the observed part, the
-            first `observed_ratio` in (0, 1] of each clip.
-        input_size: (height, width) of the frames fed to the trunk.
-        extractor_fingerprint: `weights_fingerprint` of the CNN that made the features.
-        cam_class: the class whose CAM masked the action stream ("predicted", ...).
-        context_dim, action_dim: Dc and Da; None: a store without that stream.
-        dtype: storage precision, "float16" (half the bytes) or "float32".
-        compute_dtype: the precision the CNN computed in ("float32" in older stores).
+    `split` is stored as a string (split 1: "1"); `T` is the most steps per clip (the
+    paper: 50), picked by `frame_selection` ("first" or "uniform") among the first
+    `observed_ratio` in (0, 1] of the clip; `extractor_fingerprint` is the CNN's
+    `weights_fingerprint`; `context_dim`, `action_dim` are Dc, Da (None: no such
+    stream); `dtype` is the storage precision, `compute_dtype` the CNN's.
     """
 
     dataset: str
@@ -111,8 +105,7 @@ class StoreSettings:
                 put(key, _positive_int(key, getattr(self, key)))
         if self.context_dim is None and self.action_dim is None:
             raise ConfigError(
-                "StoreSettings needs at least one stream: context_dim or action_dim. "
-                "Received: context_dim=None, action_dim=None"
+                "StoreSettings needs at least one stream: context_dim or action_dim."
             )
         ratio = self.observed_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)):
@@ -223,22 +216,15 @@ class FeatureStore(contextlib.AbstractContextManager):
     """One HDF5 file of per-clip features (layout in the module docstring); made by
     `create`, `open` or `open_or_create` (resume); a context manager.
 
-    Example:
-
     ```python
     with FeatureStore.open_or_create("features.h5", settings, class_names) as store:
-        done = set(store.completed_ids())
-        for clip in clips:
-            if clip.clip_id not in done:
-                store.append(clip.clip_id, context, action, clip.label, indices, n)
+        if clip_id not in store:
+            store.append(clip_id, context, action, label, frame_indices, num_frames)
         arrays = store.read()  # {"context": (clips, T, Dc) float32, ...}
     ```
 
-    Attributes:
-        path, mode: the file, and "r" (read only) or "a" (append).
-        settings: the `StoreSettings` it was made with.
-        class_names: list of N class names (index = label).
-        info: the other root attrs (msl_keras_version, schema_version, created, ...).
+    `mode` is "r" or "a" (append); `class_names[label]` names a class; `info` holds
+    the other root attrs (msl_keras_version, schema_version, created, ...).
     """
 
     def __init__(self, path, mode="r"):
@@ -271,7 +257,7 @@ class FeatureStore(contextlib.AbstractContextManager):
             raise
 
     def _error(self, text, damaged=False):
-        """A `FeatureStoreError` naming this file; `damaged`: saying to delete it."""
+        """A `FeatureStoreError` naming this file (`damaged`: saying to delete it)."""
         advice = f" {_DELETE_ADVICE}" if damaged else ""
         return FeatureStoreError(f"Feature store '{self.path}' {text}{advice}")
 
@@ -319,11 +305,8 @@ class FeatureStore(contextlib.AbstractContextManager):
 
     @classmethod
     def open_or_create(cls, path, settings, class_names, compression="gzip"):
-        """Resumes the store at `path` if made with `settings`, else creates it.
-
-        Raises:
-            FeatureStoreMismatchError: the file exists with other settings (listed).
-        """
+        """Resumes the store at `path` if made with `settings`, else creates it; a
+        `FeatureStoreMismatchError` lists the differences if it has other settings."""
         if not Path(path).exists():
             return cls.create(path, settings, class_names, compression=compression)
         store = cls(path, "a")
@@ -431,19 +414,13 @@ class FeatureStore(contextlib.AbstractContextManager):
     ):
         """Writes one clip as a row (returns its index); it counts once fully on disk.
 
-        Args:
-            context, action: `(n, Dc)` and `(n, Da)` features of the n <= T selected
-                frames (None for a stream the store lacks), stored in `settings.dtype`
-                and zero-padded to T steps (masked through `lengths`).
-            label: class index in [0, N).
-            frame_indices: `(n,)` frame of the clip each step shows.
-            num_frames: frames in the whole clip (> every frame index).
-            durable: False skips the flushes (`writing_new_store` flushes at the end).
-
-        Raises:
-            FeatureStoreMismatchError: a feature size other than the settings'.
-            FeatureStoreError: NaN/inf values, a clip id already complete, a bad label
-                or frame index (nothing is written).
+        `context`, `action`: `(n, Dc)`, `(n, Da)` features of the n <= T selected
+        frames (None for a stream the store lacks), zero-padded to T steps;
+        `frame_indices` `(n,)`: the frame each step shows, in [0, `num_frames`);
+        `durable=False` skips the flushes (`writing_new_store` flushes at the end).
+        A feature size other than the settings' raises `FeatureStoreMismatchError`;
+        NaN/inf, a complete clip id, a bad label or frame index `FeatureStoreError`
+        (nothing is written).
         """
         self._require("append", write=True)
         if _check_clip_id(clip_id) in self._slot_of:
@@ -453,8 +430,16 @@ class FeatureStore(contextlib.AbstractContextManager):
         row = self._prepare_row(
             clip_id, context, action, label, frame_indices, num_frames
         )
+        # The first incomplete row (left by a killed writer), else a new row.
+        free = np.flatnonzero(self._complete == 0)
+        slot = int(free[0]) if free.size else int(self._complete.shape[0])
         try:
-            slot = self._claim_slot()
+            for name in self._row_datasets:
+                if self._file[name].shape[0] <= slot:
+                    self._file[name].resize(slot + 1, axis=0)
+            if slot == self._complete.shape[0]:
+                self._complete = np.append(self._complete, np.uint8(0))
+                self._ids.append("")
             self._write_row(slot, clip_id, row)
             if durable:
                 self._file.flush()
@@ -475,10 +460,10 @@ class FeatureStore(contextlib.AbstractContextManager):
         for name, value in (("context", context), ("action", action)):
             dim = s.dim(name)
             if (dim is None) != (value is None):
+                given = "given" if dim is None else "not given"
                 raise bad(
-                    f"feature store '{self.path}' holds the {' and '.join(s.streams)} "
-                    f"stream(s), but {name} features were "
-                    f"{'given' if dim is None else 'not given'}.",
+                    f"{name} features were {given}, but feature store '{self.path}' "
+                    f"holds the {' and '.join(s.streams)} stream(s).",
                     FeatureStoreMismatchError,
                 )
             if dim is None:
@@ -487,8 +472,7 @@ class FeatureStore(contextlib.AbstractContextManager):
             if array.shape[1:] != (dim,) or array.dtype.kind not in "fiub":
                 raise bad(
                     f"{name} features have shape {array.shape} (dtype {array.dtype}), "
-                    f"but feature store '{self.path}' holds (steps <= {s.T}, {dim}) "
-                    f"numbers ({name}_dim={dim}): use a store made for this extractor.",
+                    f"not (steps <= {s.T}, {dim}) ({name}_dim={dim}) of '{self.path}'.",
                     FeatureStoreMismatchError,
                 )
             arrays[name] = array
@@ -538,18 +522,6 @@ class FeatureStore(contextlib.AbstractContextManager):
         row["labels"], row["lengths"], row["num_frames"] = label, n, num_frames
         return row
 
-    def _claim_slot(self):
-        """The first incomplete row (left by a killed writer), else a new row."""
-        free = np.flatnonzero(self._complete == 0)
-        slot = int(free[0]) if free.size else int(self._complete.shape[0])
-        for name in self._row_datasets:
-            if self._file[name].shape[0] <= slot:
-                self._file[name].resize(slot + 1, axis=0)
-        if slot == self._complete.shape[0]:
-            self._complete = np.append(self._complete, np.uint8(0))
-            self._ids.append("")
-        return slot
-
     def _write_row(self, slot, clip_id, row):
         for name, value in {**row, "clip_ids": clip_id}.items():
             self._file[name][slot] = value
@@ -597,16 +569,11 @@ class FeatureStore(contextlib.AbstractContextManager):
             raise self._error(f"is open read-only; open it with mode='a' to {what}.")
 
     def read(self, clip_ids=None, dtype=np.float32):
-        """Loads complete clips (`clip_ids`, in this order; None: all, in row order).
+        """The clips' rows (`clip_ids`, in this order; None: all, in row order) of the
+        datasets of the module docstring, the streams `(clips, T, D)` in `dtype`.
 
-        Returns:
-            The datasets of the module docstring, the clips' rows of them: the store's
-            streams `(clips, T, D)` in `dtype`, "labels", "lengths", "clip_ids" (str),
-            "frame_indices" `(clips, T)` and "num_frames".
-
-        Raises:
-            FeatureStoreError: unknown or incomplete clip ids, NaN/inf values in the
-                file (naming the clips), or an unreadable file.
+        A `FeatureStoreError` names unknown or incomplete clips or clips with NaN/inf
+        values, or says the file is unreadable.
         """
         self._require("read")
         if clip_ids is None:
@@ -721,13 +688,9 @@ def _settings_of(store):
 
 
 def check_compatible(store_settings, expected):
-    """Raises unless `store_settings` (a store or its `StoreSettings`) has the
-    `expected` values, `{field: value}` (e.g. `{"T": 50, "dataset": "jhmdb"}`).
-
-    Raises:
-        ConfigError: a key that is not a `StoreSettings` field.
-        FeatureStoreMismatchError: listing each differing field with both values.
-    """
+    """A `FeatureStoreMismatchError` listing each differing field unless
+    `store_settings` (a store or its `StoreSettings`) has the `expected` values,
+    `{field: value}` (e.g. `{"T": 50}`); `ConfigError` for an unknown field."""
     settings, where = _settings_of(store_settings)
     wanted = StoreSettings.from_dict({**settings.to_dict(), **dict(expected)})
     differences = settings.differences(wanted)
@@ -796,19 +759,12 @@ def writing_new_store(out_path, settings, class_names, compression="gzip"):
 
 
 def merge_stores(paths, out_path, order=None, compression="gzip"):
-    """Merges the stores of parallel extraction shards into a new store at `out_path`.
+    """Merges the stores of parallel extraction shards (`paths`: equal settings,
+    disjoint clip ids) into a new store at `out_path`, returned open read-only.
 
-    Args:
-        paths: the shard stores: equal settings, disjoint clip ids.
-        order: optional clip ids the merged rows follow (others follow in shard and
-            row order, ids no shard holds are ignored); None: shard and row order.
-
-    Returns:
-        The merged `FeatureStore`, open read-only, with the shards' failure records.
-
-    Raises:
-        FeatureStoreMismatchError: shards with different settings (listing the keys).
-        FeatureStoreError: a clip id in two shards (listing them), an existing output.
+    The rows follow `order` (clip ids; others follow in shard and row order); the
+    shards' failure records are kept. Raises `FeatureStoreMismatchError` for shards
+    with other settings and `FeatureStoreError` for a clip id in two shards.
     """
     paths, out_path = [Path(p) for p in paths], Path(out_path)
     if not paths:
