@@ -108,10 +108,9 @@ class StoreSettings:
                 "StoreSettings needs at least one stream: context_dim or action_dim."
             )
         ratio = self.observed_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)):
+        number = _is_int(ratio) or isinstance(ratio, (float, np.floating))
+        if not number or not 0.0 < float(ratio) <= 1.0:
             raise _settings_error("observed_ratio", "a number in (0, 1]", ratio)
-        if not 0.0 < float(ratio) <= 1.0:
-            raise _settings_error("observed_ratio", "in (0, 1]", ratio)
         put("observed_ratio", float(ratio))
         size = (self.input_size,) * 2 if _is_int(self.input_size) else self.input_size
         try:
@@ -179,12 +178,9 @@ def _positive_int(key, value):
 
 
 def weights_fingerprint(weights):
-    """A stable sha1 (40 hex digits) over weight values: which CNN made the features.
-
-    `weights`: a Keras model or layer, or a list of them or of arrays (trunk and heads).
-    It hashes each array's dtype, shape and little-endian bytes in order, not the
-    variable names (Keras numbers them per session).
-    """
+    """A stable sha1 (40 hex digits) over the dtype, shape and little-endian bytes of
+    each array of `weights` (Keras models, layers or arrays, or a list of them), in
+    order: which CNN made the features (not the variable names: Keras numbers them)."""
     digest = hashlib.sha1()
     arrays = _weight_arrays(weights)
     digest.update(f"{len(arrays)};".encode())
@@ -263,10 +259,8 @@ class FeatureStore(contextlib.AbstractContextManager):
 
     @classmethod
     def create(cls, path, settings, class_names, compression="gzip"):
-        """A new, empty store at `path` (not an existing file), open to append.
-
-        `compression`: "gzip" (level 4, with byte shuffle), "lzf" or None.
-        """
+        """A new, empty store at `path` (not an existing file), open to append;
+        `compression`: "gzip" (level 4, with byte shuffle), "lzf" or None."""
         if not isinstance(settings, StoreSettings):
             raise ConfigError(
                 "FeatureStore.create needs a StoreSettings. "
@@ -698,8 +692,7 @@ def check_compatible(store_settings, expected):
         raise FeatureStoreMismatchError(
             f"{where[0].upper()}{where[1:]} was made with other settings than "
             f"expected:\n{_describe(differences, 'the store has', 'expected')}\n"
-            "Re-extract the features with the expected settings (into another path), "
-            "or run this stage with the settings the store was made with."
+            "Re-extract the features (into another path), or run with its settings."
         )
 
 
@@ -730,19 +723,16 @@ def check_model_inputs(store, context_dim=None, action_dim=None):
         raise FeatureStoreMismatchError(
             f"The model's input sizes do not match {where}:\n"
             f"{_describe(differences, 'the store holds', 'the model expects')}\n"
-            "Re-extract the features with the CNN of this model, or build an LSTM for "
+            "Re-extract the features with this model's CNN, or build an LSTM for "
             f"context_dim={settings.context_dim}, action_dim={settings.action_dim}."
         )
 
 
 @contextlib.contextmanager
 def writing_new_store(out_path, settings, class_names, compression="gzip"):
-    """A new store that appears at `out_path` only once it is completely written.
-
-    Yields a `FeatureStore` open to append at `<out_path>.partial` (a stale one is
-    replaced), flushed (making `append(..., durable=False)` durable), closed and renamed
-    to `out_path` when the block ends; an exception closes and removes it.
-    """
+    """Yields a new `FeatureStore` at `<out_path>.partial` (a stale one is replaced),
+    flushed (making `append(..., durable=False)` durable) and renamed to `out_path`
+    when the block ends; an exception closes and removes it."""
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
     partial.unlink(missing_ok=True)
@@ -770,9 +760,7 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
     if not paths:
         raise ConfigError("merge_stores needs at least one store path. Received: []")
     if out_path.exists():  # an input as the output, too
-        raise FeatureStoreError(
-            f"merge_stores: '{out_path}' already exists; write another file."
-        )
+        raise FeatureStoreError(f"merge_stores: '{out_path}' already exists.")
     with contextlib.ExitStack() as opened:
         stores = [opened.enter_context(FeatureStore(path, "r")) for path in paths]
         first, holders = stores[0], {}  # clip id -> the stores holding it
@@ -785,11 +773,8 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
                     f"settings:\n{table}\nRe-extract it with the others' config."
                 )
             if store.class_names != first.class_names:
-                warnings.warn(
-                    f"'{store.path}' lists other class names than '{first.path}': "
-                    "merged with the first's.",
-                    stacklevel=2,
-                )
+                text = f"'{store.path}' has other class names than '{first.path}'"
+                warnings.warn(f"{text}: merged with the first's.", stacklevel=2)
             for clip_id in store.completed_ids():
                 holders.setdefault(clip_id, []).append(store)
         overlap = {c: held for c, held in holders.items() if len(held) > 1}

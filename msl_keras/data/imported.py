@@ -1,18 +1,13 @@
 """Per-frame features made elsewhere (VGG-16 fc6/fc7, I3D, CLIP, ...): "imported" data.
 
-A `FeatureSource` reads one input for `msl_keras.pipeline.feature_import`: a `.npz`
-(`numpy.savez`) or `.h5` file with one row per clip of `context` and/or `action`
-`(clips, T, D)` float, `labels` `(clips,)` int and `split1`, `split2`, ... `(clips,)`
-roles ("train", "validation", "test" or "": not in it), optionally `lengths`,
-`clip_ids`, `groups`, `frame_indices` `(clips, T)`, `num_frames`, `class_names`; or a
-folder of `clips.csv` (header `clip_id,label[,group][,num_frames][,split1,...]`),
-optional `classes.txt` (line i names label i), `context/<clip_id>.npy` and/or
-`action/<clip_id>.npy` `(n, D)` (n free per clip) and optional
-`frame_indices/<clip_id>.npy` `(n,)`. README.md ("Bring your own features") describes
-each field and its default.
+A `FeatureSource` reads one input for `msl_keras.pipeline.feature_import`: a `.npz` or
+`.h5` file of `(clips, T, D)` `context` and/or `action`, `labels` and `split<k>` roles,
+or a folder of `clips.csv` and per-clip `.npy` files. README.md ("Bring your own
+features") describes each field and its default.
 """
 
 import collections
+import contextlib
 import csv
 import hashlib
 import re
@@ -34,7 +29,7 @@ _SPLIT_NAME = re.compile(r"^split(\d+)$")
 _FORMAT_HINT = "See the 'Bring your own features' section of the README for the layout."
 
 
-class FeatureSource:
+class FeatureSource(contextlib.AbstractContextManager):
     """The clips of one input (a `.npz`, an `.h5`, or a folder of per-clip `.npy`).
 
     `open(path)` reads and checks the clip table (`labels` `(clips,)` int64, `splits`
@@ -86,9 +81,6 @@ class FeatureSource:
     def close(self):
         """Releases open files (idempotent)."""
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
         self.close()
 
@@ -126,14 +118,11 @@ class FeatureSource:
 
 
 def load_npy(path, mmap=False):
-    """One `.npy` array (memory-mapped with `mmap`); an unreadable file raises
-    `DatasetError` naming it."""
+    """One `.npy` array (memory-mapped with `mmap`); `DatasetError` if unreadable."""
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise DatasetError(
-            f"Cannot read '{path}': {error}. Re-export or delete it."
-        ) from None
+        raise DatasetError(f"Cannot read '{path}': {error}. Re-export it.") from None
 
 
 def _as_strings(values):
@@ -317,9 +306,8 @@ class _ArrayFile(FeatureSource):
 
 
 class NpyClips(FeatureSource):
-    """Clips held as one `(n, D)` `.npy` file per clip and stream (`files`: `{stream:
-    [file of each clip]}`), with optional frame counts (`num_frames`: one per clip,
-    None for the default) and `<clip_id>.npy` frame indices in `frames_dir`."""
+    """Clips held as one `(n, D)` `.npy` per clip and stream (`files`: `{stream:
+    [file of each clip]}`), optional `num_frames` and frame indices in `frames_dir`."""
 
     def __init__(
         self, path, files, clip_ids, labels, groups, splits, class_names,
@@ -468,9 +456,7 @@ class _NpyFolder(NpyClips):
 
 def imported_records(source, split=1, validation_fraction=0.1, seed=0):
     """The `ClipRecord`s of the clips in split `split<split>` of `source` (role ""
-    left out), in input order, validation carved by group as
-    `records.carve_validation` (clips the split marks "validation" stay there); a
-    `DatasetError` lists the splits it has if it has no such split."""
+    left out), in input order, validation carved by `records.carve_validation`."""
     name = f"split{split}"
     if not source.splits:
         raise DatasetError(

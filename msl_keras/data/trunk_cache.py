@@ -55,12 +55,9 @@ def cache_key(clip_id, frame, view):
 class TrunkCache(contextlib.AbstractContextManager):
     """Append-only store of trunk outputs keyed by `cache_key`; a context manager.
 
-    Args:
-        path: the `.h5` file (created with its folder if missing).
-        fingerprint: identifies the trunk and input settings; a file with another
-            fingerprint (or map shape) is refused.
-        map_shape: `(h, w, C)` of one conv5_2 map.
-        settings: dict kept as the file's `settings` attribute, for people reading it.
+    `path` (a `.h5`) is created with its folder if missing; a file of another
+    `fingerprint` (trunk and input settings) or `map_shape` `(h, w, C)` is refused;
+    `settings` is kept as the file's `settings` attribute, for people reading it.
     """
 
     def __init__(self, path, fingerprint, map_shape, settings=None):
@@ -161,10 +158,7 @@ class TrunkCache(contextlib.AbstractContextManager):
 
     def read(self, rows):
         """float32 maps `(len(rows), h, w, C)` of the given rows, in the given order."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if rows.size == 0:
-            return np.zeros((0,) + self.map_shape, np.float32)
-        unique, inverse = np.unique(rows, return_inverse=True)
+        unique, inverse = np.unique(np.asarray(rows, np.int64), return_inverse=True)
         block = self._file["maps"][unique]  # h5py wants increasing indices
         return block[inverse].astype(np.float32)
 
@@ -180,9 +174,8 @@ def augmentation_config(config):
 
 
 def cache_settings(config, trunk_fp):
-    """Everything that decides a cached map besides (clip, frame, view): the trunk's
-    `weights_fingerprint` `trunk_fp`, the input size, the preprocessing, the
-    augmentation ranges and the seed the per-frame augmentation is drawn from."""
+    """Everything besides (clip, frame, view) that decides a cached map; `trunk_fp`:
+    the trunk's `weights_fingerprint`."""
     return {
         "version": CACHE_VERSION,
         "trunk": trunk_fp,
@@ -239,9 +232,8 @@ class TrunkRunner:
 
 
 def open_trunk_cache(config, run, trunk):
-    """`(TrunkCache, TrunkRunner)` of `trunk` under `config`: the cache file of `run` (a
-    `RunDirectory`) that `train_cnn` fills and `extract` (with `cnn.extract_from_cache`)
-    reads."""
+    """`(TrunkCache, TrunkRunner)` of `trunk` under `config`, in `run.trunk_cache_dir`
+    (module docstring)."""
     runner = TrunkRunner(trunk, batch_size=max(config.cnn.batch_size, 32))
     settings = cache_settings(config, weights_fingerprint(trunk))
     fingerprint = cache_fingerprint(settings)
@@ -287,12 +279,10 @@ def frame_samples(records, config, cache, role_views):
 
 
 def fill_cache(samples, config, cache, runner, progress=True):
-    """Computes the trunk output of every (clip, frame, view) that is not cached yet:
-    decodes the clips with missing rows, augments each view with its own seeded
-    parameters, preprocesses, and runs the trunk in batches of `runner.batch_size`.
+    """Caches the trunk output of every (clip, frame, view) of `samples` not cached
+    yet, each view augmented with its own seeded parameters (`view_seed`).
 
-    Returns:
-        (number of maps computed, failed [(clip_id, reason)]).
+    Returns `(number of maps computed, failed [(clip_id, reason)])`.
     """
     size = int(config.cnn.input_size)
     aug_config = augmentation_config(config)
@@ -349,12 +339,10 @@ def fill_cache(samples, config, cache, runner, progress=True):
 class CachedMapsDataset(keras.utils.PyDataset):
     """Batches of cached conv5_2 maps and one-hot labels for `fit`.
 
-    Args:
-        source: a `TrunkCache` or a float32 array of the maps.
-        rows, labels: int `(n,)` rows of `source` and their classes.
-        outputs: "context" -> `(maps, y)`; "action" -> `(maps, {"cam": y, "action": y})`
-            (maps as `{"maps", "labels"}` when `oracle`).
-        shuffle: reshuffle the order every epoch (from `seed`).
+    `source`: a `TrunkCache` or a float32 array of the maps; `rows`, `labels`: int
+    `(n,)` rows of `source` and their classes; `outputs`: "context" -> `(maps, y)`,
+    "action" -> `(maps, {"cam": y, "action": y})` (maps as `{"maps", "labels"}` when
+    `oracle`); `shuffle`: reshuffle every epoch (from `seed`).
     """
 
     def __init__(
@@ -378,10 +366,8 @@ class CachedMapsDataset(keras.utils.PyDataset):
     def __getitem__(self, index):
         picked = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         rows, labels = self.rows[picked], self.labels[picked]
-        if isinstance(self.source, np.ndarray):
-            maps = self.source[rows]
-        else:
-            maps = self.source.read(rows)
+        arrays = isinstance(self.source, np.ndarray)
+        maps = self.source[rows] if arrays else self.source.read(rows)
         y = np.eye(self.num_classes, dtype=np.float32)[labels]
         if self.outputs == "context":
             return maps, y
