@@ -185,10 +185,7 @@ def weights_fingerprint(weights):
     arrays = _weight_arrays(weights)
     digest.update(f"{len(arrays)};".encode())
     for array in arrays:
-        array = np.asarray(array)
-        if array.dtype.byteorder == ">":
-            array = array.astype(array.dtype.newbyteorder("<"))
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         digest.update(f"{array.dtype.str}{array.shape};".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
