@@ -280,10 +280,8 @@ def frame_samples(records, config, cache, role_views):
 
 def fill_cache(samples, config, cache, runner, progress=True):
     """Caches the trunk output of every (clip, frame, view) of `samples` not cached
-    yet, each view augmented with its own seeded parameters (`view_seed`).
-
-    Returns `(number of maps computed, failed [(clip_id, reason)])`.
-    """
+    yet, each view augmented with its own seeded parameters (`view_seed`); returns
+    `(number of maps computed, failed [(clip_id, reason)])`."""
     size = int(config.cnn.input_size)
     aug_config = augmentation_config(config)
     keys, frames, failed = [], [], []  # the trunk inputs not run yet
