@@ -95,7 +95,7 @@ def extract(
         return out["context"], out["action"], indices, num_frames
 
     with (
-        cache or contextlib.nullcontext(),
+        cache if cache is not None else contextlib.nullcontext(),
         FeatureStore.open_or_create(path, settings, index.class_names) as store,
     ):
         done = set(store.completed_ids())
