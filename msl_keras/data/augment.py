@@ -18,11 +18,9 @@ a parameter is a scalar or has the leading shape of the image (one value per fra
    `img * alpha + (1 - alpha) * grey(img)`, grey = ITU-R 601 luma; each clips to
    [0, 255].
 
-Where the paper is silent (`AugmentationConfig` fields): it prints "alpha = 0.3", which
-read literally darkens every training frame to 30%; `jitter_mode="random"` (default)
-draws each factor in [0.7, 1.3] (Caffe / torchvision colour jitter), `"fixed"` applies
-0.3. The rotation border is mirrored (`fill_mode="reflect"`, OpenCV `BORDER_REFLECT`):
-no black corners tell the CNN "training frame"; `"constant"` fills with 0.
+Where the paper is silent: "alpha = 0.3" read literally darkens every frame to 30%, so
+`jitter_mode="random"` draws each factor in [0.7, 1.3] (`"fixed"`: 0.3); the rotation
+border is mirrored (`fill_mode="reflect"`): no black corners say "training frame".
 """
 
 import dataclasses
@@ -46,10 +44,8 @@ PARAM_KEYS = tuple(
 @dataclasses.dataclass(frozen=True)
 class AugmentationConfig:
     """Ranges of the augmentation; the defaults are the paper's (module docstring).
-
-    `max_rotation` and `channel_shift` bound symmetric uniform draws; `crop_scale` is
-    `(low, high)` with 0 < low <= high <= 1; `aspect` is the crop's width / height;
-    `jitter` is the paper's alpha; `output_size` is `(height, width)`.
+    `aspect` is the crop's width / height, `jitter` the paper's alpha, `output_size`
+    `(height, width)`.
 
     >>> as_printed = AugmentationConfig(jitter_mode="fixed")
     """
@@ -117,10 +113,6 @@ def _per_frame(param, trailing_rank=0):
     return tf.reshape(p, tf.concat([shape[:lead_rank], ones, shape[lead_rank:]], 0))
 
 
-def _clip(x):
-    return tf.clip_by_value(x, 0.0, 255.0)
-
-
 def grey(image):
     """ITU-R 601 luma `0.299 R + 0.587 G + 0.114 B`: `(..., H, W, 3)` -> `(..., 1)`."""
     x = _as_image(image, "grey")
@@ -186,33 +178,35 @@ def aspect_crop_box(height, width, scale, offset_y, offset_x, aspect=PAPER_ASPEC
     return tf.cast(tf.stack(parts, -1), tf.int32)
 
 
+# The colour steps of the module docstring; each clips to [0, 255]. `alpha`: a scalar
+# or one per frame; `shifts`: `(3,)` shared or `(..., 3)` per frame.
+
+
 def channel_shift(image, shifts):
-    """Adds `shifts` (`(3,)` shared, or `(..., 3)` per frame) to R, G, B; clips."""
+    """Adds `shifts` to R, G, B."""
     x = _as_image(image, "channel_shift")
-    return _clip(x + _per_frame(shifts, trailing_rank=1))
+    return tf.clip_by_value(x + _per_frame(shifts, trailing_rank=1), 0.0, 255.0)
 
 
 def adjust_brightness(image, alpha):
-    """`alpha * img`, clipped to [0, 255]. `alpha`: scalar or one per frame."""
+    """`alpha * img`."""
     x = _as_image(image, "adjust_brightness")
-    return _clip(x * _per_frame(alpha))
+    return tf.clip_by_value(x * _per_frame(alpha), 0.0, 255.0)
 
 
 def adjust_contrast(image, alpha):
-    """`img * alpha + (1 - alpha) * mean(grey(img))` (the mean over each frame),
-    clipped to [0, 255]. `alpha`: scalar or one per frame."""
+    """`img * alpha + (1 - alpha) * mean(grey(img))`, the mean over each frame."""
     x = _as_image(image, "adjust_contrast")
     alpha = _per_frame(alpha)
     mean = tf.reduce_mean(grey(x), axis=[-3, -2], keepdims=True)
-    return _clip(x * alpha + (1.0 - alpha) * mean)
+    return tf.clip_by_value(x * alpha + (1.0 - alpha) * mean, 0.0, 255.0)
 
 
 def adjust_saturation(image, alpha):
-    """`img * alpha + (1 - alpha) * grey(img)`, clipped to [0, 255]. `alpha`: scalar
-    or one per frame; 0 gives the grey image, 1 the image."""
+    """`img * alpha + (1 - alpha) * grey(img)`: 0 gives the grey image, 1 the image."""
     x = _as_image(image, "adjust_saturation")
     alpha = _per_frame(alpha)
-    return _clip(x * alpha + (1.0 - alpha) * grey(x))
+    return tf.clip_by_value(x * alpha + (1.0 - alpha) * grey(x), 0.0, 255.0)
 
 
 def draw_augmentation(seed, config=None, batch_size=None):
@@ -263,12 +257,9 @@ def augment_frame(image, params, config=None):
     """The paper's augmentation of RGB `image` `(..., H, W, 3)` in [0, 255] (uint8 or
     float) with `params` (from `draw_augmentation`): float32 `(..., out_h, out_w, 3)`.
 
-    The flip, rotation, crop and resize are one affine map, so the frame is resampled
-    once: sharper (one bilinear interpolation instead of two), about 1.7x cheaper on
-    240x320 frames, and each frame of a batch may have its own parameters. It differs
-    from the step-by-step chain only by the interpolation (and, where the crop is
-    upsampled, its outermost pixel row reads the pixel outside the box instead of
-    repeating the box edge); `tests/test_augment.py` checks it against that chain.
+    Flip, rotation, crop and resize are one affine map, resampled once: sharper (one
+    bilinear interpolation, not two), about 1.7x cheaper on 240x320 frames, and per
+    frame parameters; `tests/test_augment.py` checks it against the step-by-step chain.
 
     >>> params = draw_augmentation(tf.constant([1, 2]))
     >>> augment_frame(np.zeros((240, 320, 3), np.uint8), params).shape

@@ -73,11 +73,10 @@ def generate_dataset(
     """Writes the clips of the first `num_classes` `ACTIONS`, the split lists and
     the manifest under `root`; returns `Path(root)`.
 
-    `clips_per_class` are spread evenly over `num_groups` actors, the last
-    `ceil(num_groups / 3)` of which form the test list; `num_frames` is the longest
-    clip; `frame_size` is `(width, height)`. A complete set of these parameters is
-    reused, an incomplete one written again (staged in a sibling folder, then moved
-    in); `overwrite` regenerates it, or replaces a set of other parameters.
+    `clips_per_class` are spread over `num_groups` actors, the last
+    `ceil(num_groups / 3)` of which are the test list; `frame_size` is `(width,
+    height)`. A complete set of these parameters is reused, an incomplete one
+    rewritten (staged beside `root`, then moved in); `overwrite` replaces any set.
 
     Raises:
         ValueError: a parameter is out of range.
@@ -310,8 +309,7 @@ def _write_avi(path, frames, fps):
         )
 
 
-# ------------------------------------------------------------------------------------
-# Random draws. Each uses its own generator seeded by (seed, what, ...), so a clip does
+# Random draws: each has its own generator seeded by (seed, what, ...), so a clip does
 # not change when another one does.
 
 
@@ -326,8 +324,7 @@ def _hsv_to_rgb(hue, saturation, value):
 
 
 def _draw_actor(seed, group, num_groups):
-    """Actor `group`'s looks (the same for every class); shirt hues are spread
-    around the colour wheel from a random origin."""
+    """Actor `group`'s looks (the same in every class); shirt hues spread around."""
     origin = _rng(seed, 1).uniform(0, 180)
     rng = _rng(seed, 1, group)
     u = rng.uniform
@@ -341,9 +338,8 @@ def _draw_actor(seed, group, num_groups):
 
 
 def _draw_scenes(seed, label, num_classes, per_class):
-    """Scene index of each clip of class `label`: exactly
-    `round(CONTEXT_PROBABILITY * per_class)` show the class's own scene, the others
-    cycle through the other classes' scenes, in a shuffled order."""
+    """Scene index of each clip of class `label`, shuffled: `round(CONTEXT_PROBABILITY
+    * per_class)` show the class's own scene, the others cycle through the others'."""
     own = int(round(CONTEXT_PROBABILITY * per_class))
     others = [scene for scene in range(num_classes) if scene != label]
     scenes = [label] * own + [others[i % len(others)] for i in range(per_class - own)]
@@ -385,9 +381,6 @@ def _draw_clip(seed, label, index, scene, actor, parameters):
         "actor": actor,
     }
 
-
-# ------------------------------------------------------------------------------------
-# Rendering.
 
 _SHIFT = 4  # sub-pixel precision of the cv2 drawing calls: 1/16 pixel
 _SCALE = 1 << _SHIFT
@@ -447,9 +440,8 @@ def _draw_distractor(frame, distractor, t):
 
 def _pose(spec, t, width, height):
     """The actor at frame `t`: `x`, `feet` (pixels), `scale` (1 = idle size), `squash`
-    (vertical factor of torso and legs), and the limb angles `arms`, `legs` (left,
-    right; degrees from straight down, positive towards +x)."""
-    # How far the action has unfolded: 0 before onset, 1 when complete.
+    (of torso and legs), limb angles `arms`, `legs` (left, right; degrees from straight
+    down, positive towards +x). `p`: 0 before onset, 1 when the action is complete."""
     span = max(1.0, spec["duration"] * (spec["length"] - 1 - spec["onset"]))
     p = float(np.clip((t - spec["onset"]) / span, 0.0, 1.0))
     a = spec["amplitude"]

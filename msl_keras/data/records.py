@@ -91,9 +91,11 @@ def check_listed_once(seen, clip_id, where):
     seen[clip_id] = where
 
 
-def _share(fraction, n):
-    """How many of `n` groups `fraction` asks for: rounded half up, >= 1, <= n - 1."""
-    return 0 if n < 2 else min(n - 1, max(1, int(fraction * n + 0.5)))
+def _draw(rng, groups, fraction):
+    """`fraction` of `groups` (rounded half up, >= 1, <= n - 1), drawn with `rng`."""
+    n = len(groups)
+    k = 0 if n < 2 else min(n - 1, max(1, int(fraction * n + 0.5)))
+    return rng.permutation(groups)[:k]
 
 
 def carve_validation(records, fraction=0.1, seed=0):
@@ -122,23 +124,17 @@ def carve_validation(records, fraction=0.1, seed=0):
             f"({groups[0]!r}; a group is never split). Pass validation_fraction=0, or "
             "use a dataset with more groups."
         )
-    classes_of_group = defaultdict(set)
+    labels_of = defaultdict(set)
     for r in train:
-        classes_of_group[r.group].add(r.label)
+        labels_of[r.group].add(r.label)
+    labels = sorted({r.label for r in train})
+    nested = len(labels) > 1 and all(len(c) == 1 for c in labels_of.values())
+    # One class per group (JHMDB's source videos): drawn class by class.
+    pools = [[g for g in groups if labels_of[g] == {c}] for c in labels if nested]
     rng = np.random.default_rng(seed)
-    chosen = set()
-    nested = all(len(c) == 1 for c in classes_of_group.values())
-    if nested and len({r.label for r in train}) > 1:
-        groups_of_class = defaultdict(list)
-        for g in groups:
-            groups_of_class[next(iter(classes_of_group[g]))].append(g)
-        for label in sorted(groups_of_class):
-            class_groups = groups_of_class[label]
-            k = _share(fraction, len(class_groups))
-            chosen.update(str(g) for g in rng.permutation(class_groups)[:k])
+    chosen = {str(g) for pool in pools for g in _draw(rng, pool, fraction)}
     if not chosen:
-        k = _share(fraction, len(groups))
-        chosen.update(str(g) for g in rng.permutation(groups)[:k])
+        chosen = {str(g) for g in _draw(rng, groups, fraction)}
     return [
         dataclasses.replace(r, role="validation")
         if r.role == "train" and r.group in chosen

@@ -46,11 +46,8 @@ def _open_capture(path):
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG if ffmpeg else cv2.CAP_ANY)
     if not cap.isOpened():
         cap.release()
-        raise VideoDecodeError(
-            path,
-            "OpenCV cannot open it as a video (not a video, a damaged download, or a "
-            f"codec this OpenCV lacks: see `cv2.getBuildInformation()`); {_AGAIN}",
-        )
+        reason = "OpenCV cannot open it as a video (damaged, or a codec OpenCV lacks)"
+        raise VideoDecodeError(path, f"{reason}; {_AGAIN}")
     return cap
 
 
@@ -193,12 +190,9 @@ def read_frames(path, indices=None):
 
 
 def iter_frames(path, indices=None, max_frames=None):
-    """Decodes a clip one frame at a time, as `read_frames` does, for streaming.
-
-    Yields `(frame_index, uint8 RGB (height, width, 3))` in order: of the increasing
-    `indices` (`None`: all), at most `max_frames` of them (`None`: to the end). A video
-    that ends before a requested index stops there; one that yields no frame raises
-    `VideoDecodeError`, as do the cases of `read_frames`.
+    """Streams `(frame_index, uint8 RGB (height, width, 3))` of the increasing `indices`
+    (`None`: all), at most `max_frames` (`None`: to the end). A video that ends before a
+    requested index stops there; the errors are `read_frames`' (and no frame at all).
     """
     path = Path(path)
     wanted = None if indices is None else _as_indices(indices).tolist()
@@ -238,9 +232,8 @@ def _count_frames_cached(path, mtime_ns, size):
 
 
 def count_frames(path):
-    """Number of frames that decode (a video's; memoised per path, modification time
-    and size), or of numbered images (a frame folder's), not the container's claim.
-    Raises `VideoDecodeError` as `read_frames` does."""
+    """Number of frames that decode (memoised per path, mtime and size), or of numbered
+    images in a frame folder; not the container's claim."""
     path = Path(path)
     if path.is_dir():
         return len(frame_files(path))
@@ -271,8 +264,7 @@ def list_videos(paths):
 
 
 def video_fps(path):
-    """Frames per second a video file declares (None for a frame folder or no claim),
-    for putting times on frames (predict's CSV)."""
+    """Frames per second a video file declares (None for a frame folder or no claim)."""
     path = Path(path)
     if path.is_dir():
         return None
@@ -287,8 +279,7 @@ def observed_frames(num_frames, observed_ratio=1.0):
     `num_frames` (an int, or an int array): `ceil(ratio * frames)`, at least 1.
 
     The product is rounded to 9 decimals first, so that float noise does not add a frame
-    (`0.1 * 30` is `3.0000000000000004`; this returns 3). The one place this rule lives:
-    frame selection and `metrics.accuracy_at_ratio` use it.
+    (`0.1 * 30` is `3.0000000000000004`; this returns 3).
     """
     counts = np.asarray(num_frames)
     integral = np.issubdtype(counts.dtype, np.integer) or np.all(np.mod(counts, 1) == 0)
