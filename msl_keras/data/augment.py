@@ -102,8 +102,8 @@ def _as_image(image, name):
 
 
 def _per_frame(param, trailing_rank=0):
-    """A scalar or per-frame parameter (`lead + trailing` shaped, `trailing` `(3,)`
-    for channel offsets) reshaped to broadcast against `(..., H, W, 3)`."""
+    """A scalar or per-frame parameter (`(..., 3)` with `trailing_rank=1`) reshaped
+    to broadcast against `(..., H, W, 3)`."""
     p = tf.cast(param, tf.float32)
     lead_rank = p.shape.rank - trailing_rank
     if lead_rank <= 0:
@@ -214,9 +214,8 @@ def draw_augmentation(seed, config=None, batch_size=None):
     value gets a leading `(n,)`), drawn from `seed`: a `(2,)` int tensor / array /
     tuple (stateless: the same seed, the same parameters) or a `tf.random.Generator`.
 
-    Returns a dict of `PARAM_KEYS`: `flip` bool, `angle` degrees, `crop_scale`,
-    `offset_y` and `offset_x` in [0, 1], `channel_shift` `(3,)`, and the `brightness`,
-    `contrast`, `saturation` factors, in the ranges of `config`.
+    Returns a dict of `PARAM_KEYS` in the ranges of `config`: `flip` bool, `angle` in
+    degrees, `offset_y`, `offset_x` in [0, 1], `channel_shift` `(3,)`, the factors.
     """
     config = AugmentationConfig() if config is None else config
     shape = [11] if batch_size is None else [batch_size, 11]
@@ -236,21 +235,19 @@ def draw_augmentation(seed, config=None, batch_size=None):
     def symmetric(v, r):
         return (2.0 * v - 1.0) * r
 
-    if config.jitter_mode == "random":
-        factors = [1.0 + symmetric(v, config.jitter) for v in u[8:11]]
-    else:
-        factors = [tf.fill(tf.shape(v), float(config.jitter)) for v in u[8:11]]
-    return {
+    params = {
         "flip": tf.logical_and(u[0] < 0.5, bool(config.flip)),
         "angle": symmetric(u[1], config.max_rotation),
         "crop_scale": low + u[2] * (high - low),
         "offset_y": u[3],
         "offset_x": u[4],
         "channel_shift": symmetric(tf.stack(u[5:8], -1), config.channel_shift),
-        "brightness": factors[0],
-        "contrast": factors[1],
-        "saturation": factors[2],
     }
+    if config.jitter_mode == "random":
+        factors = [1.0 + symmetric(v, config.jitter) for v in u[8:11]]
+    else:
+        factors = [tf.fill(tf.shape(v), float(config.jitter)) for v in u[8:11]]
+    return {**params, **dict(zip(("brightness", "contrast", "saturation"), factors))}
 
 
 def augment_frame(image, params, config=None):
@@ -269,8 +266,7 @@ def augment_frame(image, params, config=None):
     missing = [k for k in PARAM_KEYS if k not in params]
     if missing:
         raise ValueError(
-            f"Augmentation params lack {missing}; make them with `draw_augmentation`. "
-            f"Received keys: {sorted(params)}"
+            f"Augmentation params lack {missing}; make them with `draw_augmentation`."
         )
     x = _as_image(image, "augment_frame")
     # Flip, rotate, crop and resize as one bilinear resampling of (N, H, W, 3) frames.

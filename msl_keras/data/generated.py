@@ -262,8 +262,7 @@ def _write_set(folder, parameters):
     (folder / SPLITS_DIR).mkdir()
     listed = {CLASSES_FILE: names, TRAIN_LIST: lines["train"], TEST_LIST: lines["test"]}
     for list_name, entries in listed.items():
-        text = "".join(f"{entry}\n" for entry in entries)
-        (folder / SPLITS_DIR / list_name).write_text(text)
+        (folder / SPLITS_DIR / list_name).write_text("".join(f"{e}\n" for e in entries))
     manifest = {
         "format": "msl_keras generated clips",
         "parameters": parameters,

@@ -93,11 +93,9 @@ def frame_files(folder):
             continue
         number = int(match.group(1))
         if number in numbered:
-            raise VideoDecodeError(
-                folder,
-                f"frame number {number} appears twice ('{numbered[number].name}' and "
-                f"'{entry.name}'); keep one image per frame number",
-            )
+            twice = f"'{numbered[number].name}' and '{entry.name}'"
+            why = f"frame number {number} appears twice ({twice}); keep one of them"
+            raise VideoDecodeError(folder, why)
         numbered[number] = Path(entry.path)
     if not numbered:
         raise VideoDecodeError(
@@ -128,11 +126,8 @@ def _as_indices(indices):
 
 
 def _past_end(path, index, holds):
-    return VideoDecodeError(
-        path,
-        f"frame index {index} requested but {holds}; request indices below "
-        "count_frames(path)",
-    )
+    why = f"frame index {index} requested but {holds}"
+    return VideoDecodeError(path, f"{why}; request indices below count_frames(path)")
 
 
 def _stack(path, frames):
@@ -219,11 +214,8 @@ def iter_frames(path, indices=None, max_frames=None):
         if emitted >= limit or (targets is not None and target is None):
             break
     if emitted == 0 and limit > 0:
-        raise VideoDecodeError(
-            path,
-            "zero frames decode (no readable video, or it ends before the first "
-            f"requested frame); {_AGAIN}, or request indices below count_frames(path)",
-        )
+        why = "zero frames decode (no video, or it ends before the first requested one)"
+        raise VideoDecodeError(path, f"{why}; {_AGAIN}")
 
 
 @functools.lru_cache(maxsize=65536)
