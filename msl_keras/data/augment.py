@@ -9,14 +9,12 @@ a parameter is a scalar or has the leading shape of the image (one value per fra
 1. a horizontal flip, with probability 1/2;
 2. a rotation about the centre `((W - 1) / 2, (H - 1) / 2)` by an angle in [-8, 8]
    degrees (positive: counter-clockwise, as OpenCV's `getRotationMatrix2D`);
-3. a crop (`aspect_crop_box`) of the largest 320/240 (width/height) rectangle inside
-   the frame, both sides scaled by one factor in [0.8, 1], at a random position,
-   resized to 224x224;
+3. a crop (`aspect_crop_box`) of the largest 320/240 (width/height) rectangle, both
+   sides scaled by one factor in [0.8, 1], at a random position, resized to 224x224;
 4. an RGB channel shift: an offset per channel in [-20, 20];
-5. brightness, contrast, saturation jitter: `alpha * img`,
-   `img * alpha + (1 - alpha) * mean(grey(img))` (each frame's mean),
-   `img * alpha + (1 - alpha) * grey(img)`, grey = ITU-R 601 luma; each clips to
-   [0, 255].
+5. brightness `alpha * img`, contrast `img * alpha + (1 - alpha) * mean(grey(img))`
+   (each frame's mean), saturation `img * alpha + (1 - alpha) * grey(img)` jitter
+   (grey: ITU-R 601 luma); each clips to [0, 255].
 
 Where the paper is silent: "alpha = 0.3" read literally darkens every frame to 30%, so
 `jitter_mode="random"` draws each factor in [0.7, 1.3] (`"fixed"`: 0.3); the rotation

@@ -1,10 +1,9 @@
 """Clip records: what every dataset reader returns, and the validation carve-out.
 
-A reader turns a dataset on disk into `ClipRecord`s, one per clip, each with its role.
 The official splits only give train and test; model selection must never look at test
 (the original code's defect #9), so `carve_validation` moves whole *groups* of training
-clips to validation: the unit that must not straddle two roles (a UCF-101 `gNN` of the
-same actors and background, a JHMDB source video, a UT-Interaction sequence).
+clips (never split over two roles: a UCF-101 `gNN` of the same actors and background,
+a JHMDB source video, a UT-Interaction sequence) to validation.
 """
 
 import dataclasses
