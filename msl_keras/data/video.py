@@ -98,19 +98,13 @@ def frame_files(folder):
             raise VideoDecodeError(folder, why)
         numbered[number] = Path(entry.path)
     if not numbered:
-        raise VideoDecodeError(
-            folder,
-            f"zero frames: no numbered image ({', '.join(IMAGE_EXTENSIONS)}); extract "
-            "the clip's frames again",
-        )
+        why = f"zero frames: no numbered image ({', '.join(IMAGE_EXTENSIONS)})"
+        raise VideoDecodeError(folder, f"{why}; extract the clip's frames again")
     numbers = sorted(numbered)
     missing = sorted(set(range(min(numbers[0], 1), numbers[-1])) - set(numbers))
     if missing:
-        raise VideoDecodeError(
-            folder,
-            f"frame number {missing[0]} is missing ({len(missing)} in all); "
-            "extract the clip's frames again",
-        )
+        why = f"frame number {missing[0]} is missing ({len(missing)} in all)"
+        raise VideoDecodeError(folder, f"{why}; extract the clip's frames again")
     return [numbered[n] for n in numbers]
 
 
