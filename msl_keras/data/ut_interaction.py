@@ -77,15 +77,14 @@ def _scan(root, set_number):
     return sorted(clips, key=lambda c: (int(c[1].split("_")[0]), c[1]))
 
 
-def ut_interaction_folds(root):
-    """The folds `(set_number, test_sequence)` of both sets, from the clips on disk:
-    `(1, 1) .. (1, 10), (2, 11) .. (2, 20)`. Raises `DatasetError` when a set folder is
-    missing or empty, or a sequence has no clip."""
+def ut_interaction_folds(root, set_numbers=tuple(SETS)):
+    """The folds `(set_number, test_sequence)` of `set_numbers`, from the clips on
+    disk: `(1, 1) .. (1, 10), (2, 11) .. (2, 20)`. Raises `DatasetError` when a set
+    folder is missing or empty, or a sequence has no clip."""
     folds = []
-    for set_number, expected in SETS.items():
+    for set_number in set_numbers:
         found = sorted({sequence for _, _, sequence, _ in _scan(root, set_number)})
-        missing = sorted(set(expected) - set(found))
-        if missing:
+        if missing := sorted(set(SETS[set_number]) - set(found)):
             raise DatasetError(
                 f"UT-Interaction set {set_number} has no clip of sequence(s) {missing} "
                 f"in '{set_folder(root, set_number)}'. Download "
@@ -107,11 +106,7 @@ def read_ut_interaction(
     `"sequence<k>"`) for the fold that tests on `test_sequence` (1-10 for set 1, 11-20
     for set 2). `validation_fraction` of the training sequences go to validation
     (`carve_validation`; 0.1 moves one), or the `validation_sequences` given.
-
-    Raises:
-        DatasetError: the set folder is missing (with the download URL) or a file
-            name is not official.
-        ValueError: `test_sequence` or `validation_sequences` not in the set.
+    Raises `DatasetError` as `_scan`, `ValueError` for a sequence not in the set.
     """
     clips = _scan(root, set_number)
     sequences = sorted({c[2] for c in clips})
@@ -142,6 +137,6 @@ def read_ut_interaction(
         )
         for path, clip_id, sequence, action in clips
     ]
-    if validation_sequences is not None:
-        return records
-    return carve_validation(records, validation_fraction, seed)
+    if validation_sequences is None:
+        records = carve_validation(records, validation_fraction, seed)
+    return records

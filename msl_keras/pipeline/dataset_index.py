@@ -14,7 +14,7 @@ from pathlib import Path
 
 from msl_keras.data import generated, imported, jhmdb, ucf101, ut_interaction
 from msl_keras.data.records import ROLES, by_role, summarize
-from msl_keras.errors import ConfigError, DatasetError, listing
+from msl_keras.errors import ConfigError, listing
 
 
 @dataclasses.dataclass
@@ -139,12 +139,11 @@ def _prepare_ut_interaction(config):
             "data.ut_set must be 1, 2 or None (both sets). Received: "
             f"data.ut_set={data.ut_set!r}"
         )
-    if data.ut_set is None:
-        pairs = ut_interaction.ut_interaction_folds(root)
-    elif data.ut_test_sequence is None:
-        pairs = _folds_of_one_set(root, data.ut_set)
-    else:
+    if data.ut_test_sequence is not None:
         pairs = [(data.ut_set, int(data.ut_test_sequence))]
+    else:
+        sets = ut_interaction.SETS if data.ut_set is None else [data.ut_set]
+        pairs = ut_interaction.ut_interaction_folds(root, sets)
     folds = []
     for set_number, sequence in pairs:
         try:
@@ -156,22 +155,6 @@ def _prepare_ut_interaction(config):
         subset = f"set{set_number}"
         folds.append(Fold(f"{subset}_seq{sequence}", records, subset=subset))
     return DatasetIndex(data.dataset, str(root), ut_interaction.class_names(), folds)
-
-
-def _folds_of_one_set(root, set_number):
-    """The folds of one set (`ut_interaction_folds` needs both sets on disk)."""
-    expected = ut_interaction.SETS[set_number]
-    records = ut_interaction.read_ut_interaction(
-        root, set_number, expected[0], validation_fraction=0
-    )
-    sequences = sorted({int(r.group.removeprefix("sequence")) for r in records})
-    if missing := sorted(set(expected) - set(sequences)):
-        raise DatasetError(
-            f"UT-Interaction set {set_number} has no clip of sequence(s) {missing} in "
-            f"'{ut_interaction.set_folder(root, set_number)}'. Download "
-            f"segmented_set{set_number}.zip from {ut_interaction.URL} again."
-        )
-    return [(set_number, s) for s in sequences]
 
 
 def describe(index):
