@@ -20,9 +20,7 @@ from msl_keras.errors import DatasetError
 URL = "https://cvrc.ece.utexas.edu/SDHA2010/Human_Interaction.html"
 ACTIONS = ("hand shake", "hug", "kick", "point", "punch", "push")
 SETS = {1: range(1, 11), 2: range(11, 21)}
-_CLIP_NAME = re.compile(
-    r"^(?P<clip>\d+)_(?P<sequence>\d+)_(?P<action>\d+)\.avi$", re.IGNORECASE
-)
+_CLIP_NAME = re.compile(r"^\d+_(?P<sequence>\d+)_(?P<action>\d+)\.avi$", re.IGNORECASE)
 
 
 def class_names():
@@ -95,13 +93,9 @@ def ut_interaction_folds(root, set_numbers=tuple(SETS)):
 
 
 def read_ut_interaction(
-    root,
-    set_number,
-    test_sequence,
-    validation_fraction=0.1,
-    seed=0,
+    root, set_number, test_sequence, validation_fraction=0.1, seed=0,
     validation_sequences=None,
-):
+):  # fmt: skip
     """`ClipRecord`s of every clip of set 1 or 2 (by clip number; group
     `"sequence<k>"`) for the fold that tests on `test_sequence` (1-10 for set 1, 11-20
     for set 2). `validation_fraction` of the training sequences go to validation
@@ -128,13 +122,9 @@ def read_ut_interaction(
     roles[test_sequence] = "test"
     records = [
         ClipRecord(
-            clip_id=clip_id,
-            path=str(path),
-            label=action,
-            class_name=ACTIONS[action],
-            group=f"sequence{sequence}",
-            role=roles.get(sequence, "train"),
-        )
+            clip_id=clip_id, path=str(path), label=action, class_name=ACTIONS[action],
+            group=f"sequence{sequence}", role=roles.get(sequence, "train"),
+        )  # fmt: skip
         for path, clip_id, sequence, action in clips
     ]
     if validation_sequences is None:

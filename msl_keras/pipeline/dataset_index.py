@@ -81,8 +81,7 @@ def prepare(config, check_files=True, generate=True):
 
     `check_files` (UCF-101, JHMDB): fail on a listed clip not on disk, else move it to
     `index.missing`. `generate` ("generated"): write the clips into an absent or empty
-    `data.root`. The readers' `DatasetError`s (a missing folder, list or clip, naming
-    the path and the download URL) surface as they are.
+    `data.root`. The readers' `DatasetError`s surface as they are.
     """
     data = config.data
     if data.dataset == "ut_interaction":
@@ -107,9 +106,8 @@ def _read_split(config, check_files, generate):
     draw = {"validation_fraction": data.validation_fraction, "seed": config.seed}
     official = {"split": data.split, "check_files": check_files, **draw}
     if data.dataset == "generated":
-        if generate and (
-            not root.exists() or root.is_dir() and not any(root.iterdir())
-        ):
+        empty = not root.exists() or root.is_dir() and not any(root.iterdir())
+        if generate and empty:
             generated.generate_dataset(
                 root, clips_per_class=data.generated_clips_per_class,
                 num_groups=data.generated_groups, seed=data.generated_seed,
@@ -129,15 +127,13 @@ def _read_split(config, check_files, generate):
 
 def _prepare_ut_interaction(config):
     data, root = config.data, Path(config.data.root)
-    if data.ut_set is None and data.ut_test_sequence is not None:
+    if data.ut_set not in (None, *ut_interaction.SETS) or (
+        data.ut_set is None and data.ut_test_sequence is not None
+    ):
         raise ConfigError(
-            "data.ut_test_sequence needs data.ut_set (1 or 2). Received: "
-            f"data.ut_set=None, data.ut_test_sequence={data.ut_test_sequence}"
-        )
-    if data.ut_set not in (None, *ut_interaction.SETS):
-        raise ConfigError(
-            "data.ut_set must be 1, 2 or None (both sets). Received: "
-            f"data.ut_set={data.ut_set!r}"
+            "data.ut_set must be 1, 2 or None (every fold of both sets; then "
+            f"data.ut_test_sequence is None too). Received: {data.ut_set=}, "
+            f"{data.ut_test_sequence=}"
         )
     if data.ut_test_sequence is not None:
         pairs = [(data.ut_set, int(data.ut_test_sequence))]
@@ -185,11 +181,8 @@ def describe(index):
 def _fold_problems(fold, num_classes):
     """Warnings a user should see before training on `fold`."""
     counts = {role: c["clips"] for role, c in fold.counts().items()}
-    empty = {
-        "train": "no training clip",
-        "test": "no test clip",
-        "validation": "no validation clip (the last epoch is kept)",
-    }
+    empty = {"train": "no training clip", "test": "no test clip"}
+    empty["validation"] = "no validation clip (the last epoch is kept)"
     problems = [problem for role, problem in empty.items() if counts[role] == 0]
     absent = sorted(set(range(num_classes)) - {r.label for r in fold.by_role("train")})
     if absent and counts["train"]:

@@ -1,20 +1,17 @@
 """Stage 2: train the context- and action-aware heads on frames (paper Sec. 3.2.1, 4.2).
 
 Both heads sit on the frozen VGG-16 trunk ("the shared part is not trained end to end")
-and train on single frames with cross-entropy, the paper's SGD (`config.cnn`) and its
-augmentation. A frozen trunk's output of a frame never changes, so it is computed ONCE
-per frame and view into `<run>/trunk_cache/` (`data.trunk_cache`), from which both
-heads, every epoch and every fold sharing the clips train: `cnn.frames_per_clip` frames
-of each training clip in `cnn.augment_views` views (fixed draws instead of on-line
-augmentation), the same frames of the validation clips unaugmented. Each head keeps its
-epoch of the best validation score (`cnn.selection`; "last" keeps its last epoch and
-only scores validation); "refit" then trains both again from the same seed on the
-training AND validation clips for that many epochs. The test
-clips are never read. conv5_3, fc6 and fc7 start from a with-top VGG-16 file where the
-shapes match (`cnn.top_weights`): the paper fine-tunes "from conv5-3 up to the last
-fully-connected layer". Written to `<run>/<fold>/cnn/`: `context_head.keras`,
-`action_head.keras`, `history_<head>[_refit].csv`, `cnn_info.json`; with
-`cnn.weights=None` the random trunk is saved once as `<run>/trunk.weights.h5`.
+and train on single frames with cross-entropy and the paper's SGD (`config.cnn`). The
+frozen trunk's maps are computed once per frame and view into `<run>/trunk_cache/`
+(`data.trunk_cache`): `cnn.frames_per_clip` frames of each training clip in
+`cnn.augment_views` fixed augmented views, the same frames of the validation clips
+unaugmented; the test clips are never read. Each head keeps its epoch of the best
+validation score (`cnn.selection`; "last": its last epoch); "refit" then trains both
+again from the same seed on training AND validation clips for that many epochs.
+conv5_3, fc6 and fc7 start from `cnn.top_weights` where the shapes match (the paper
+fine-tunes "from conv5-3 up to the last fully-connected layer"). Written to
+`<run>/<fold>/cnn/`: the heads' `.keras`, `history_<head>[_refit].csv`, `cnn_info.json`;
+with `cnn.weights=None` the random trunk goes to `<run>/trunk.weights.h5`.
 """
 
 import json
@@ -53,15 +50,6 @@ def _optimizer(cnn, model):
     )
 
 
-def input_scale(source, rows):
-    """1 / RMS of the maps at `rows` of `source` (an array or a `TrunkCache`), from at
-    most 1024 rows spread over them (1.0 when they are all zero)."""
-    rows = np.asarray(rows)[:: max(1, len(rows) // 1024)]
-    maps = source[rows] if isinstance(source, np.ndarray) else source.read(rows)
-    rms = float(np.sqrt(np.mean(np.square(maps, dtype=np.float64))))
-    return 1.0 / rms if rms > 0 else 1.0
-
-
 def _build_heads(config, num_classes, map_shape, scale=1.0):
     """Both heads, built and compiled, and `initialisation`: which of their layers
     started from what (`{"context_head": {layer: text}, "action_head": ...}`)."""
@@ -74,9 +62,8 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
     )  # fmt: skip
     set_seed(config.seed)
     context = ContextAwareHead(num_classes, **common)
-    with warnings.catch_warnings():
-        # cam_class="oracle" on TRAINING frames uses their labels, which is no leak.
-        warnings.simplefilter("ignore", UserWarning)
+    # cam_class="oracle" on TRAINING frames uses their labels, which is no leak.
+    with warnings.catch_warnings(action="ignore", category=UserWarning):
         action = ActionAwareHead(
             num_classes, cam_filters=cnn.cam_filters, cam_class=cnn.cam_class,
             top_k=min(cnn.top_k, num_classes),
@@ -86,11 +73,9 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
         set_compute_dtype(head, cnn.compute_dtype)  # float16 compiles with loss scaling
         head.build((None,) + tuple(map_shape))
     top, top_source = vgg16_trunk.resolve_top_weights(cnn.top_weights, cnn.weights)
-    conv5_3 = "random"
+    conv5_3 = "random" if weights is None else f"block5_conv3 of {source}"
     if cnn.frozen_conv5_3:
         conv5_3 = "none: the trunk ends at block5_conv3 (cnn.frozen_conv5_3)"
-    elif weights is not None:
-        conv5_3 = f"block5_conv3 of {source}"
     initial = {"block5_conv3": conv5_3, "fc6": "random", "fc7": "random"}
     trunk = f"trunk (block1_conv1 to block5_conv{2 + cnn.frozen_conv5_3})"
     initialisation = {trunk: source, "top_weights": top_source}
@@ -109,22 +94,17 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
         jit_compile=False,
     )  # fmt: skip
     action.compile(
-        optimizer=_optimizer(cnn, action),
-        loss={"cam": ce, "action": ce},
-        metrics={"cam": ["accuracy"], "action": ["accuracy"]},
-        jit_compile=False,
-    )
+        optimizer=_optimizer(cnn, action), loss={"cam": ce, "action": ce},
+        metrics={"cam": ["accuracy"], "action": ["accuracy"]}, jit_compile=False,
+    )  # fmt: skip
     return context, action, initialisation
 
 
 def _fit(model, train, validation, epochs, history_path, verbose, monitor="val_loss"):
     """Fits `epochs` epochs; with `validation` and a `monitor`, restores the epoch it
     picks (the lowest "val_loss" or the highest accuracy; the first of a tie). With
-    `monitor=None` the last epoch is kept and `validation` is only scored.
-
-    Returns:
-        `{"best_epoch": the epoch kept, counted from 1, **its logged values}`.
-    """
+    `monitor=None` the last epoch is kept and `validation` is only scored. Returns
+    `{"best_epoch": the epoch kept, counted from 1, **its logged values}`."""
     callbacks = [EpochCSVLogger(str(history_path))]
     select = validation is not None and monitor is not None
     if select:
@@ -136,9 +116,7 @@ def _fit(model, train, validation, epochs, history_path, verbose, monitor="val_l
         train, validation_data=validation, epochs=epochs, callbacks=callbacks,
         verbose=verbose,
     ).history  # fmt: skip
-    epoch = len(logs["loss"]) - 1
-    if select:
-        epoch = int(callbacks[-1].best_epoch)
+    epoch = int(callbacks[-1].best_epoch) if select else len(logs["loss"]) - 1
     return {"best_epoch": epoch + 1, **{k: float(v[epoch]) for k, v in logs.items()}}
 
 
@@ -149,16 +127,9 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
         run: `RunDirectory` or folder; default `RunDirectory.create(config)`.
         overwrite: retrain when the fold's heads are already saved (otherwise they are
             kept and their `cnn_info.json` returned, with `"skipped": True`).
-        verbose: Keras' convention for `fit` (0 silent, 1 progress bar, 2 one line per
-            epoch, "auto" 1); 0 also silences the cache's lines and the log messages.
+        verbose: Keras' `fit` convention; 0 also silences the cache and the log.
 
-    Returns:
-        The `cnn_info.json` dict and `"skipped"`: the heads' paths; per head
-        (`"context"`, `"action"`) its best epoch, from 1, and its logs (and `"refit"`:
-        its epochs and last logs); `"initialisation"` (which layer started from what);
-        `"train_frames"`, `"validation_frames"`, `"fit_frames"` (those the saved heads
-        trained on); the maps `"trunk_frames_computed"` by this call and `"..._reused"`
-        from the cache; `"failed_clips"` `[(clip_id, reason)]` (left out).
+    Returns the `cnn_info.json` dict (`info` at the end of this function), `"skipped"`.
 
     Raises:
         ConfigError: the fold's heads exist, were made with other `data`, `cnn` or
@@ -182,7 +153,6 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
 
     cnn = config.cnn
     trunk = build_trunk(config, run)
-    trunk_fp = weights_fingerprint(trunk)
     if cnn.weights is None and not run.trunk_weights_path.is_file():
         trunk.save_weights(run.trunk_weights_path)
     cache, runner = trunk_cache.open_trunk_cache(config, run, trunk)
@@ -237,7 +207,12 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
             train_rows, val_rows, extra_rows = np.split(
                 inverse, np.cumsum([len(p) for p in parts])[:-1]
             )
-        scale = input_scale(source, train_rows) if cnn.scale_head_inputs else 1.0
+        scale = 1.0
+        if cnn.scale_head_inputs:  # 1 / RMS of at most 1024 training maps spread out
+            rows = train_rows[:: max(1, len(train_rows) // 1024)]
+            maps = source[rows] if isinstance(source, np.ndarray) else source.read(rows)
+            rms = float(np.sqrt(np.mean(np.square(maps, dtype=np.float64))))
+            scale = 1.0 / rms if rms > 0 else 1.0
 
         batch, oracle = int(cnn.batch_size), cnn.cam_class == "oracle"
 
@@ -247,9 +222,8 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
                 outputs=outputs, shuffle=shuffle, seed=config.seed, oracle=oracle,
             )  # fmt: skip
 
-        map_shape = runner.map_shape
         context, action, initialisation = _build_heads(
-            config, num_classes, map_shape, scale
+            config, num_classes, runner.map_shape, scale
         )
         if verbose:
             logger.info(
@@ -266,14 +240,12 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
                     validation = dataset(val_rows, val_labels, name, shuffle=False)
                 accuracy = "val_action_accuracy" if name == "action" else "val_accuracy"
                 # "last" keeps the last epoch: no monitor, validation only scored.
-                monitor = {"val_loss": "val_loss", "val_accuracy": accuracy}.get(
-                    cnn.selection
-                )
+                monitor = {"val_loss": "val_loss", "val_accuracy": accuracy}
                 results[name] = _fit(
                     model, dataset(rows, labels, name, shuffle=True), validation,
                     epochs[name] if epochs else int(cnn.epochs),
                     cnn_dir / f"history_{name}{suffix}.csv", verbose,
-                    monitor=monitor,
+                    monitor=monitor.get(cnn.selection),
                 )  # fmt: skip
             return results
 
@@ -284,11 +256,12 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
             # training clip for the epochs chosen on validation, and are the ones saved.
             fit_rows = np.concatenate([train_rows, extra_rows])
             fit_labels = np.concatenate([train_labels, extra_labels])
-            context, action, _ = _build_heads(config, num_classes, map_shape, scale)
-            epochs = {name: result["best_epoch"] for name, result in results.items()}
-            refits = fit_heads(
-                (context, action), fit_rows, fit_labels, epochs, "_refit"
+            context, action, _ = _build_heads(
+                config, num_classes, runner.map_shape, scale
             )
+            epochs = {name: result["best_epoch"] for name, result in results.items()}
+            heads = (context, action)
+            refits = fit_heads(heads, fit_rows, fit_labels, epochs, "_refit")
             for name, logs in refits.items():
                 logs.pop("best_epoch")
                 results[name]["refit"] = {"epochs": epochs[name], **logs}
@@ -302,11 +275,10 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
         "history_context": str(cnn_dir / "history_context.csv"),
         "history_action": str(cnn_dir / "history_action.csv"),
         "trunk_cache": str(cache.path),
-        "trunk_fingerprint": trunk_fp,
+        "trunk_fingerprint": weights_fingerprint(trunk),
         "initialisation": initialisation,
         "class_names": list(index.class_names),
-        "context": results["context"],
-        "action": results["action"],
+        **results,  # "context", "action": each head's kept epoch and logs
         "model_selection": config.data.model_selection,
         "input_scale": scale,
         "train_frames": len(train_rows),
