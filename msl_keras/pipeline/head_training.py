@@ -214,12 +214,11 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
             rms = float(np.sqrt(np.mean(np.square(maps, dtype=np.float64))))
             scale = 1.0 / rms if rms > 0 else 1.0
 
-        batch, oracle = int(cnn.batch_size), cnn.cam_class == "oracle"
 
         def dataset(rows, labels, outputs, shuffle):
             return CachedMapsDataset(
-                source, rows, labels, num_classes, batch,
-                outputs=outputs, shuffle=shuffle, seed=config.seed, oracle=oracle,
+                source, rows, labels, num_classes, int(cnn.batch_size), outputs=outputs,
+                shuffle=shuffle, seed=config.seed, oracle=cnn.cam_class == "oracle",
             )  # fmt: skip
 
         context, action, initialisation = _build_heads(
@@ -231,8 +230,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
             )
 
         def fit_heads(heads, rows, labels, epochs=None, suffix=""):
-            """Both heads fitted on `rows` for `{head: epochs}`, or for `cnn.epochs`
-            keeping the epoch chosen on the validation clips."""
+            """Both heads on `rows`: `{head: epochs}`, or `cnn.epochs` picked on val."""
             results = {}
             for name, model in zip(("context", "action"), heads):
                 validation = None
