@@ -28,26 +28,21 @@ VARIANT_PARTS = ("lstm", "eval")
 
 
 def run_fold(config, index, fold, run, variants=None, verbose=1):
-    """Makes one fold's heads and features once, then trains and scores each variant.
-
-    train_cnn -> extract (`data.dataset="imported"`: import_features) in `run` (the
-    `RunDirectory` of `config`), then per variant train_lstm -> evaluate, each LSTM in
-    its own folder (`Config.lstm_run_name`).
+    """train_cnn -> extract (or import_features) once in `run`, then train_lstm ->
+    evaluate per variant, each LSTM in its own folder (`Config.lstm_run_name`).
 
     Args:
-        variants: `{name: overrides}`: each LSTM is `config` with the dotted `lstm.*`
-            and `eval.*` `overrides`, e.g. `{"ce": {"lstm.loss": "ce"}}`. Default
-            `{"config": {}}`.
+        variants: `{name: dotted lstm.* / eval.* overrides of config}`, e.g.
+            `{"ce": {"lstm.loss": "ce"}}`. Default `{"config": {}}`.
         verbose: 0 silent; 1 a line per step with its outcome; 2 also each fit's epochs.
 
     Returns:
-        `{name: evaluate result}` in the order of `variants`, each with `timings_s`
-        (seconds per step; the heads and features count in the first variant's; empty
-        for a pruned fold, whose results are read back).
+        `{name: evaluate result}`, each with `timings_s` (seconds per step; the heads and
+        features count in the first variant's; empty for a pruned fold).
 
     Raises:
-        ConfigError: a variant sets a key outside `VARIANT_PARTS` (other features), or
-            the fold was pruned (`prune_fold`) without that variant's results.
+        ConfigError: a variant sets a key outside `VARIANT_PARTS`, or the fold was
+            pruned (`prune_fold`) without that variant's results.
     """
     variants = {"config": {}} if variants is None else variants
     for name, overrides in variants.items():
@@ -55,8 +50,7 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
         if outside:
             raise ConfigError(
                 f"Variant '{name}' sets {', '.join(outside)}: a variant sets only "
-                f"{' and '.join(VARIANT_PARTS)} keys (the features are shared). Run "
-                "another config for other features."
+                f"{' and '.join(VARIANT_PARTS)} keys. Run another config for those."
             )
     fold = index.fold(fold)
     if (run.fold_dir(fold) / PRUNED_FILENAME).is_file():
@@ -65,10 +59,9 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
         paths, missing = _results_paths(config, fold, run, variants)
         if missing:
             raise ConfigError(
-                f"Fold '{fold.name}' was pruned (its models deleted once scored, "
-                f"'{run.fold_dir(fold) / PRUNED_FILENAME}') and has no results for "
-                f"{', '.join(missing)}. Run them in another output_dir, or delete "
-                f"'{run.fold_dir(fold)}' to run the fold again."
+                f"Fold '{fold.name}' was pruned (its models deleted) and has no results "
+                f"for {', '.join(missing)}. Run them in another output_dir, or delete "
+                f"'{run.fold_dir(fold)}'."
             )
         return {
             v: {**json.loads(p.read_text()), "timings_s": {}} for v, p in paths.items()
@@ -78,7 +71,7 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
 
     def step(label, call, config, **options):
         if verbose:
-            print(f"== {fold_name(fold)}: {label}  [{time.perf_counter() - start:.0f} s]")
+            print(f"== {fold.name}: {label}  [{time.perf_counter() - start:.0f} s]")
         began = time.perf_counter()
         value = call(config, index, fold, run=run, **options)
         timings[label.split()[0]] = round(time.perf_counter() - began, 2)
@@ -137,12 +130,11 @@ def _results_paths(config, fold, run, variants):
 
 
 def prune_fold(config, fold, run, variants=None):
-    """Deletes the `.keras` files of a scored fold (its heads and each variant's LSTMs:
-    3.7 GB a fold at paper size), keeping its records, features and results.
+    """Deletes a scored fold's `.keras` files (3.7 GB a fold at paper size), keeping its
+    records, features and results; returns their paths. `variants` as `run_fold`'s.
 
-    Writes `<fold>/pruned.json` first, so an interrupted prune is one too; `run_fold`
-    then returns the fold's stored results. `variants` as `run_fold`'s. Returns the
-    deleted paths. `ConfigError` when a variant has not been scored on the fold.
+    Writes `<fold>/pruned.json` first, so an interrupted prune is one too.
+    `ConfigError` when a variant has not been scored on the fold.
     """
     variants = {"config": {}} if variants is None else variants
     run = run if isinstance(run, RunDirectory) else RunDirectory.open(run)
@@ -152,9 +144,8 @@ def prune_fold(config, fold, run, variants=None):
             f"Fold '{fold_name(fold)}' is not pruned: {', '.join(missing)} has no "
             f"results ('{paths[missing[0]]}'). Run the fold first (run_fold)."
         )
-    marker = run.fold_dir(fold) / PRUNED_FILENAME
-    listing = {v: str(p) for v, p in paths.items()}
-    marker.write_text(json.dumps(listing, indent=2) + "\n")
+    listing = json.dumps({v: str(p) for v, p in paths.items()}, indent=2)
+    (run.fold_dir(fold) / PRUNED_FILENAME).write_text(listing + "\n")
     files = sorted(run.cnn_dir(fold).glob("*.keras"))
     for path in paths.values():
         files += sorted(path.parent.parent.rglob("*.keras"))  # <lstm dir>/results/..
@@ -173,19 +164,13 @@ def _means(results):
 
 
 def summarize(results):
-    """Mean and spread over folds (`evaluate` results) of the pooled final stage.
-
-    Returns:
-        dict: `folds`, the means (`SUMMARY_KEYS` and their `_std`), `per_set`
-        (`{subset: {"folds": [...], means}}`: with 10 folds a UT-Interaction set, the
-        mean over folds is the mean of the sets, as Table 2), `per_fold`, and the
-        folds whose readings `evaluate` flagged.
-    """
+    """Mean and spread over folds (`evaluate` results): `folds`, `SUMMARY_KEYS` and
+    their `_std`, `per_set` (`{subset: {"folds", means}}`; with 10 folds a set, the mean
+    over folds is that of the sets, as Table 2), `per_fold` and the flagged folds."""
     summary = _means(results)
-    subsets = sorted({r["subset"] for r in results if r.get("subset")})
     summary["per_set"] = {
         subset: _means([r for r in results if r.get("subset") == subset])
-        for subset in subsets
+        for subset in sorted({r["subset"] for r in results if r.get("subset")})
     }
     summary["per_fold"] = {
         r["fold"]: {"earliest": r["summary"]["earliest"], "latest": r["summary"]["latest"]}
@@ -203,10 +188,8 @@ def summarize(results):
 def run_all(config, index=None, folds=None, verbose=2):
     """Runs every stage on every fold of `config` (or on `folds`) and summarises.
 
-    `index` defaults to `prepare(config)`; `verbose` prints the summary table, and
-    `run_fold`'s progress at this level. Returns `summary` (`summarize`) and `results`
-    (each fold's `evaluate`), as written to `<run>/<lstm run name>.summary.json`
-    (`path`).
+    `index` defaults to `prepare(config)`. Returns `summary` (`summarize`), `results`
+    (each fold's `evaluate`) and the `path` of the `.summary.json` holding both.
     """
     index = index or prepare(config)
     if verbose:

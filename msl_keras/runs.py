@@ -1,10 +1,8 @@
 """The run directory: where each step writes, and how the next one reads it back.
 
-A run directory is named by the settings that make the features (`Config.run_name()`),
-so LSTMs trained with other losses share its heads and feature stores. A stage reuses
-what a folder holds only when the settings stored beside it equal its own
-(`check_same_settings`): all but `PLACEMENT_KEYS` for an LSTM, `FEATURE_PARTS` for the
-heads:
+Named by the settings that make the features (`Config.run_name()`), so LSTMs trained
+with other losses share its heads and feature stores. A stage reuses a folder only when
+the settings stored beside it equal its own (`check_same_settings`):
 
 ```
 <output_dir>/<config.run_name()>/
@@ -19,9 +17,8 @@ heads:
   <fold>/pruned.json               once scored, the fold's .keras files were deleted
 ```
 
-The file names are this module's constants, and what one step writes the next reads back
-here (`build_trunk`, `load_heads`, `load_extractor`, `load_lstm`, `read_fold_features`,
-`training_record`), so no step of `msl_keras.pipeline` imports another.
+What one step writes the next reads back here (`load_extractor`, `load_lstm`,
+`read_fold_features`...), so no step of `msl_keras.pipeline` imports another.
 """
 
 import json
@@ -77,12 +74,7 @@ def fold_name(fold):
 
 
 class RunDirectory:
-    """Paths of one run (the module's layout): `root` defaults to
-    `Path(config.output_dir) / config.run_name()`; `fold` is a name or a `Fold`.
-
-    The constructor writes nothing: `create(config)` makes the folder and writes
-    `config.json`, `open(path)` reopens one from its `config.json`.
-    """
+    """Paths of one run (the module's layout); `fold` is a name or a `Fold`."""
 
     def __init__(self, config, root=None):
         if not isinstance(config, Config):
@@ -93,21 +85,12 @@ class RunDirectory:
         self.config = config
         default = Path(config.output_dir) / config.run_name()
         self.root = default if root is None else Path(root)
+        self.config_path = self.root / CONFIG_FILENAME
+        self.trunk_weights_path = self.root / TRUNK_WEIGHTS_FILENAME
+        self.trunk_cache_dir = self.root / "trunk_cache"
 
     def __repr__(self):
         return f"RunDirectory('{self.root}')"
-
-    @property
-    def config_path(self):
-        return self.root / CONFIG_FILENAME
-
-    @property
-    def trunk_weights_path(self):
-        return self.root / TRUNK_WEIGHTS_FILENAME
-
-    @property
-    def trunk_cache_dir(self):
-        return self.root / "trunk_cache"
 
     def fold_dir(self, fold):
         return self.root / fold_name(fold)
@@ -127,10 +110,8 @@ class RunDirectory:
     def store_path(self, fold, shard=None):
         """The fold's feature store, or shard `shard=(i, n)` of it."""
         name = fold_name(fold)
-        if shard is None:
-            return self.fold_dir(name) / "features" / f"{name}.h5"
-        index, count = check_shard(shard)
-        return self.fold_dir(name) / "features" / f"{name}.shard-{index}-of-{count}.h5"
+        suffix = "" if shard is None else ".shard-{}-of-{}".format(*check_shard(shard))
+        return self.fold_dir(name) / "features" / f"{name}{suffix}.h5"
 
     def lstm_dir(self, fold):
         """One LSTM's checkpoints and logs, named by `config.lstm_run_name()`."""
@@ -149,11 +130,8 @@ class RunDirectory:
 
     @classmethod
     def create(cls, config, root=None):
-        """Makes the run folder and writes `config.json` (first creator only).
-
-        An existing folder is reused when its `config.json` has the same `data`, `cnn`
-        and `seed` settings, else `ConfigError` (each LSTM keeps its own config).
-        """
+        """Makes the run folder and its `config.json`, or reuses one whose `config.json`
+        has the same `FEATURE_PARTS` (else `ConfigError`)."""
         run = cls(config, root)
         if run.config_path.is_file():
             check_same_settings(
@@ -176,8 +154,7 @@ class RunDirectory:
         if not config_path.is_file():
             raise ConfigError(
                 f"'{path}' is not a run directory: '{config_path}' not found. Pass the "
-                "folder made by RunDirectory.create (or the CLI), "
-                "'<output_dir>/<config.run_name()>'."
+                "folder made by RunDirectory.create or the CLI."
             )
         return cls(config_from_dict(_read_config_mapping(config_path)), root=path)
 
@@ -188,8 +165,7 @@ def resolve_run(config, run=None):
     if run is None:
         return RunDirectory.create(config)
     if isinstance(run, RunDirectory):
-        # The same folder, bound to this config, so that its settings name the LSTM
-        # folder; each step checks what it reuses itself.
+        # bound to this config, which names the LSTM folder; each step checks reuse
         return run if run.config == config else RunDirectory(config, root=run.root)
     if isinstance(run, (str, os.PathLike)):
         path = Path(run)
@@ -203,13 +179,9 @@ def resolve_run(config, run=None):
 
 
 def settings_differences(stored, config, parts=None):
-    """The settings in which `stored` (a `Config.to_dict()` read back from a
-    `config.json`) and `config` differ, on `parts` (default: all but `PLACEMENT_KEYS`).
-
-    Returns:
-        `[(dotted key, stored value, new value)]`, sorted by key; a key only one side
-        has shows `"(missing)"` on the other.
-    """
+    """`[(dotted key, stored value, new value)]`, sorted, where `stored` (a
+    `config.json` mapping) and `config` differ on `parts` (default: all but
+    `PLACEMENT_KEYS`); a key only one side has shows `"(missing)"` on the other."""
     ours = config.to_dict()
     if parts is None:
         parts = [part for part in ours if part not in PLACEMENT_KEYS]
@@ -224,11 +196,8 @@ def settings_differences(stored, config, parts=None):
 
 
 def check_same_settings(path, config, parts, what, remedy):
-    """Raises `ConfigError` naming each key (`key: stored -> new`) unless the config
-    stored in `path` equals `config` on `parts` (None: all but `PLACEMENT_KEYS`).
-
-    `what` names the folder or files that config made, `remedy` how to proceed.
-    """
+    """`ConfigError` listing `settings_differences` unless there are none; `what`
+    names what the stored config made, `remedy` how to proceed."""
     differences = settings_differences(_read_config_mapping(path), config, parts)
     if differences:
         listing = "\n".join(f"  {key}: {old!r} -> {new!r}" for key, old, new in differences)
@@ -239,16 +208,13 @@ def check_same_settings(path, config, parts, what, remedy):
 
 
 def check_shard(shard):
+    message = f"A shard is a pair 0 <= index < count such as (0, 4). Received: {shard=}"
     try:
         index, count = (int(v) for v in shard)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"A shard is a pair (index, count) such as (0, 4). Received: shard={shard!r}"
-        ) from None
-    if count < 1 or not 0 <= index < count:
-        raise ConfigError(
-            f"A shard (index, count) needs 0 <= index < count. Received: shard={shard!r}"
-        )
+        raise ConfigError(message) from None
+    if not 0 <= index < count:
+        raise ConfigError(message)
     return index, count
 
 
@@ -265,9 +231,7 @@ def _read_config_mapping(path):
 def build_trunk(config, run=None):
     """The frozen `VGG16Trunk` of `config.cnn`, up to conv5_2 (paper Fig. 3) or conv5_3
     (`cnn.frozen_conv5_3`): `(batch, input_size / 16, input_size / 16, 512 * width)`.
-
-    With `cnn.weights=None` the random trunk is drawn from `config.seed`, or loaded
-    from the `run`'s `trunk.weights.h5` (written by `train_cnn`) when it holds one.
+    `cnn.weights=None`: the `run`'s `trunk.weights.h5`, else drawn from `config.seed`.
     """
     cnn = config.cnn
     size = int(cnn.input_size)
@@ -304,18 +268,14 @@ def load_heads(run, fold):
             f"Trained heads not found: {', '.join(missing)}. Run the train-cnn stage for "
             f"fold '{getattr(fold, 'name', fold)}' first."
         )
-    with warnings.catch_warnings():
-        # An "oracle" head warns on rebuild.
-        warnings.simplefilter("ignore", UserWarning)
+    # An "oracle" head warns on rebuild.
+    with warnings.catch_warnings(action="ignore", category=UserWarning):
         return tuple(keras.saving.load_model(path, compile=False) for path in paths)
 
 
 def load_extractor(config, run, fold):
-    """The `TwoStreamFeatureExtractor` (trunk + trained heads) of `fold`.
-
-    The action head is rebuilt with `config.cnn.cam_class` / `top_k` when it was trained
-    in another mode. `WeightsError`: no heads, or not trained on this config's trunk.
-    """
+    """The `TwoStreamFeatureExtractor` of `fold`, its action head rebuilt with
+    `config.cnn.cam_class` / `top_k`. `WeightsError`: no heads, or another trunk's."""
     run = resolve_run(config, run)
     context, action = load_heads(run, fold)
     trunk = build_trunk(config, run)
@@ -345,25 +305,19 @@ def load_extractor(config, run, fold):
 
 def load_lstm(path, compile=False):
     """The `MultiStageLSTM` or `SingleStageLSTM` in a `.keras` file or an LSTM folder
-    (its `best.keras`); `compile` also restores the optimizer, to go on training.
-
-    `WeightsError`: no such file, a damaged one, or another model.
-    """
+    (its `best.keras`); `compile` also restores the optimizer. `WeightsError`: none."""
     path = Path(path)
     if path.is_dir():
         path = path / BEST_FILENAME
     if not path.is_file():
-        raise WeightsError(
-            f"No trained LSTM at '{path}'. Train one first (msl_keras.pipeline.train_lstm, "
-            "or `python -m msl_keras train-lstm`)."
-        )
+        raise WeightsError(f"No trained LSTM at '{path}'. Run the train-lstm stage.")
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as error:  # Keras reports a damaged zip as "File not found".
         raise WeightsError(
-            f"Cannot load the LSTM checkpoint '{path}': it is damaged or not a Keras "
-            f"`.keras` file ({type(error).__name__}: {error}). Delete it and train again "
-            "(`msl-keras train-lstm --no-resume`)."
+            f"Cannot load '{path}', damaged or not a `.keras` file "
+            f"({type(error).__name__}: {error}). Delete it and train again "
+            "(`train-lstm --no-resume`)."
         ) from error
     if not isinstance(model, (MultiStageLSTM, SingleStageLSTM)):
         raise WeightsError(
@@ -374,9 +328,8 @@ def load_lstm(path, compile=False):
 
 
 def training_record(lstm_dir):
-    """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`:
-    `best_epoch` is 1-based, `trained_on` counts clips per role, and "refit" adds the
-    retrained model's `refit` record. Values the folder lacks are None."""
+    """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`
+    (`best_epoch` 1-based, `trained_on` clips per role, None where unknown)."""
 
     def read(directory):
         path = Path(directory) / RECORD_FILENAME
@@ -398,52 +351,41 @@ def training_record(lstm_dir):
     return record
 
 
-def expected_store_settings(config, num_classes, fold=None):
-    """The `StoreSettings` values a store must have for this config's LSTM (the CAM
-    class named as extraction names it, "top_k3"). Imported features were made by no
-    CNN of the config: their CAM class, feature sizes and compute dtype are their own."""
-    data, cnn = config.data, config.cnn
-    cam_class = cnn.cam_class
-    if cam_class == "top_k":
-        cam_class = f"top_k{min(cnn.top_k, num_classes)}"
-    expected = {
-        "dataset": data.dataset,
-        "T": data.num_steps,
-        "frame_selection": data.frame_selection,
-        "observed_ratio": data.observed_ratio,
-        "cam_class": cam_class,
-        "context_dim": cnn.fc_units,
-        "action_dim": cnn.fc_units,
-        "num_classes": num_classes,
-        "compute_dtype": cnn.compute_dtype,
-    }
-    if data.dataset == "imported":
-        for key in ("cam_class", "context_dim", "action_dim", "compute_dtype"):
-            del expected[key]
-    if fold is not None:
-        expected["split"] = fold_name(fold)
-    return expected
-
-
 def read_fold_features(config, index, fold, run, roles):
-    """The arrays of the fold's clips of each of `roles` (e.g. `("train", "test")`).
+    """The fold's stored clips of each of `roles` (e.g. `("train", "test")`).
 
     Returns:
         `(settings, class_names, arrays, missing)`: the store's `StoreSettings` and class
-        names, `{role: FeatureStore.read() dict of that role's clips, in index order, or
-        None when the role has no stored clip}` and `{role: [clip ids in the fold but not
-        in the store]}` (clips whose extraction failed or has not run).
+        names, `{role: FeatureStore.read() of its stored clips in index order, or None}`
+        and `{role: [clip ids not in the store]}` (extraction failed or has not run).
 
     Raises:
         FeatureStoreError: no store for the fold.
-        FeatureStoreMismatchError: a store made with other settings than `config` and
-            the `index`'s classes, or a single-stream store for a two-stream model.
+        FeatureStoreMismatchError: other settings than `config` and the `index`'s
+            classes, or a single-stream store for a two-stream model.
     """
     fold = index.fold(fold)
     num_classes = len(index.class_names)
+    data, cnn = config.data, config.cnn
+    expected = {
+        "dataset": data.dataset,
+        "split": fold.name,
+        "T": data.num_steps,
+        "frame_selection": data.frame_selection,
+        "observed_ratio": data.observed_ratio,
+        "num_classes": num_classes,
+    }
+    if data.dataset != "imported":  # imported features keep their own CNN's settings
+        top_k = f"top_k{min(cnn.top_k, num_classes)}"  # as extraction names it
+        expected.update(
+            cam_class=top_k if cnn.cam_class == "top_k" else cnn.cam_class,
+            context_dim=cnn.fc_units,
+            action_dim=cnn.fc_units,
+            compute_dtype=cnn.compute_dtype,
+        )
     arrays, missing = {}, {}
     with FeatureStore.open(run.store_path(fold.name)) as store:
-        check_compatible(store, expected_store_settings(config, num_classes, fold))
+        check_compatible(store, expected)
         # not built: no variables, but it knows the streams it reads
         check_streams(store, lstm_from_config(config.lstm, num_classes).input_streams)
         done = set(store.completed_ids())
@@ -456,21 +398,10 @@ def read_fold_features(config, index, fold, run, roles):
 
 
 def open_trained_lstm(run_dir, fold=None, lstm=None, print_fn=print):
-    """A trained LSTM of a run folder: `(run, fold, lstm_dir)`.
-
-    Args:
-        run_dir: a run folder made by the pipeline (`<output_dir>/<config.run_name()>`).
-        fold: default the first by name with a trained LSTM.
-        lstm: which subfolder of `<fold>/lstm/` (default: the only one; the first by
-            name, with a note to `print_fn`, when there are several).
-
-    Returns:
-        `run` bound to the LSTM folder's `config.json` (else the run's), the fold's
-        name and the LSTM folder.
-
-    Raises:
-        ConfigError: no trained LSTM, or none called `lstm`.
-    """
+    """`(run, fold, lstm_dir)` of a trained LSTM of `run_dir`, `run` bound to the LSTM
+    folder's `config.json`. `fold` defaults to the first trained one, `lstm` (a folder
+    of `<fold>/lstm/`) to the first by name, noted to `print_fn` when there are several.
+    `ConfigError`: no trained LSTM, or none called `lstm`."""
     run = RunDirectory.open(run_dir)
     if fold is None:
         trained = run.trained_folds()
