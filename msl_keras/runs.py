@@ -269,7 +269,8 @@ def load_heads(run, fold):
             f"fold '{getattr(fold, 'name', fold)}' first."
         )
     # An "oracle" head warns on rebuild.
-    with warnings.catch_warnings(action="ignore", category=UserWarning):
+    with warnings.catch_warnings():  # Python 3.10: no action= argument
+        warnings.simplefilter("ignore", UserWarning)
         return tuple(keras.saving.load_model(path, compile=False) for path in paths)
 
 

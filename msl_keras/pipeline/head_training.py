@@ -63,7 +63,8 @@ def _build_heads(config, num_classes, map_shape, scale=1.0):
     set_seed(config.seed)
     context = ContextAwareHead(num_classes, **common)
     # cam_class="oracle" on TRAINING frames uses their labels, which is no leak.
-    with warnings.catch_warnings(action="ignore", category=UserWarning):
+    with warnings.catch_warnings():  # Python 3.10: no action= argument
+        warnings.simplefilter("ignore", UserWarning)
         action = ActionAwareHead(
             num_classes, cam_filters=cnn.cam_filters, cam_class=cnn.cam_class,
             top_k=min(cnn.top_k, num_classes),
