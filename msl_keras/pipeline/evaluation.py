@@ -1,12 +1,9 @@
 """Stage 5: score the selected LSTM on a fold's TEST clips, after every observed step.
 
-`evaluate(config, index, fold)` runs `best.keras` (chosen on validation by `train_lstm`)
-ONCE over the test clips: the LSTM is causal, so one pass gives the prediction after
-every number of observed frames (the original re-ran each prefix and scored stage 1
-only; defect #8). Per stage: accuracy after t = 1..T steps, raw and with temporal
-average pooling (Sec. 3.2.2, Figs. 5-6), top-1 and top-k; after each ratio of
-`eval.ratios`; earliest / latest by the dataset's convention (Tables 1-3,
-`metrics.EARLIEST`). The headline (`results["summary"]`) is the final stage, pooled.
+`best.keras` runs ONCE over the test clips: the LSTM is causal, so one pass predicts
+after every number of observed frames (the original re-ran each prefix; defect #8).
+Per stage: top-1 / top-k accuracy after each step, each ratio of `eval.ratios`, and
+earliest / latest (Tables 1-3, `metrics.EARLIEST`), raw and pooled (Sec. 3.2.2).
 """
 
 import csv
@@ -22,12 +19,8 @@ from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.data.records import ROLES
 from msl_keras.errors import ConfigError, FeatureStoreError
 from msl_keras.plots import plot_accuracy_curves
-from msl_keras.runs import (
-    fold_name,
-    load_lstm,
-    read_fold_features,
-    resolve_run,
-    training_record,
+from msl_keras.runs import (  # fmt: skip
+    fold_name, load_lstm, read_fold_features, resolve_run, training_record,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,15 +38,11 @@ SUMMARY_KEYS = (
 def score_stage(
     probs, labels, lengths, frame_indices, num_frames, dataset, ratios, top_k
 ):
-    """Every number `evaluate` reports for one stage's `(clips, T, N)` probabilities.
-
-    Returns:
-        dict: `accuracy_vs_steps`, `top_k_vs_steps` and their `_pooled` twins, `(T,)`
-        lists; `mean_accuracy_pooled` (the validation selection score, here on test);
-        `ratios` `{ratio: {"raw", "pooled", "top_k_pooled"}}`; `earliest` / `latest`
-        (pooled), `_raw` and `top_k_` versions; `earliest_correct` / `latest_correct`
-        (pooled, one 0/1 per clip in the order of `labels`, for paired comparisons).
-    """
+    """Every number `evaluate` reports for one stage's `(clips, T, N)` probabilities:
+    `accuracy_vs_steps`, `top_k_vs_steps` and `_pooled` twins (`(T,)` lists),
+    `mean_accuracy_pooled` (the selection score), `ratios` `{ratio: {"raw", "pooled",
+    "top_k_pooled"}}`, `earliest` / `latest` (pooled) with `_raw` and `top_k_`
+    versions, and `earliest_correct` / `latest_correct` (pooled 0/1 per clip)."""
     clips = (probs, labels, frame_indices, num_frames)
     result = {}
     for suffix, pooled in (("", False), ("_pooled", True)):
@@ -62,14 +51,11 @@ def score_stage(
                 probs, labels, lengths, pooled=pooled, top_k=k
             ).tolist()
     result["mean_accuracy_pooled"] = float(np.mean(result["accuracy_vs_steps_pooled"]))
+    kinds = (("raw", False, 1), ("pooled", True, 1), ("top_k_pooled", True, top_k))
     result["ratios"] = {
         _ratio_key(r): {
             key: metrics.accuracy_at_ratio(*clips, r, pooled=pooled, top_k=k)
-            for key, pooled, k in (
-                ("raw", False, 1),
-                ("pooled", True, 1),
-                ("top_k_pooled", True, top_k),
-            )
+            for key, pooled, k in kinds
         }
         for r in ratios
     }
@@ -89,36 +75,24 @@ def _ratio_key(ratio):
 
 
 def check_readings(config, frame_indices, num_frames, fold="the fold"):
-    """Which stored step each reported point reads on each test clip; refuse or flag.
+    """Which stored step each reported point (`metrics.reported_readings`) reads on
+    each test clip of `(clips, T)` `frame_indices` (-1 on padding) and `(clips,)`
+    `num_frames`. Refused (ConfigError naming the setting), as a number would not be
+    what its label says: `data.observed_ratio < 1`, and earliest and latest reading one
+    step (e.g. "first", T = 50, a 100+ frame clip). Warned and counted: latest not
+    reaching the clip's end, neighbouring ratios reading one step.
 
-    The points are earliest, latest and each ratio of `eval.ratios`
-    (`metrics.reported_readings`). Refused, as a number would not be what its label
-    says: `data.observed_ratio < 1`, and earliest and latest reading the same step of
-    a clip (e.g. "first", T = 50 and a UT-Interaction clip of 100+ frames). Flagged
-    (a warning and a clip count): latest not reaching the clip's end ("first" and
-    clips longer than T), and neighbouring ratios reading the same step.
-
-    Args:
-        frame_indices: `(clips, T)` source frame of each stored step, -1 on padding.
-        num_frames: `(clips,)` frames in each source clip.
-
-    Returns:
-        dict for `results["readings"]`: `points` (`{point: {"frames_observed", "step",
-        "share_of_clip_read"}}`, each `[min, max]` over clips), `latest_is_whole_clip`,
-        `latest_not_whole_clip` and `coinciding_readings` (`{"clips": n, "pairs":
-        {"0.3/0.4": n}}`) clip counts, `warnings`, and the settings read.
-
-    Raises:
-        ConfigError: a refused case; the message names the setting to change.
+    Returns `results["readings"]`: `points` (`{point: {"frames_observed", "step",
+    "share_of_clip_read"}}`, each `[min, max]` over clips), the clip counts
+    `latest_not_whole_clip` and `coinciding_readings` (`{"clips", "pairs": {"0.3/0.4":
+    n}}`), `latest_is_whole_clip`, `warnings`, and the settings read.
     """
     data = config.data
     if data.observed_ratio < 1.0:
         raise ConfigError(
-            f"evaluate, fold '{fold}': data.observed_ratio={data.observed_ratio:g} stores "
-            f"frames of the first {100 * data.observed_ratio:g}% of each clip only, so the "
-            "reported 'latest' would not be the whole clip and every ratio above "
-            f"{data.observed_ratio:g} would read the same step. Set data.observed_ratio=1 "
-            "and extract again: one causal pass over the whole clip reads every ratio."
+            f"evaluate, fold '{fold}': data.observed_ratio={data.observed_ratio:g} "
+            "stores part of each clip only: 'latest' would not be the whole clip. Set "
+            "data.observed_ratio=1 and extract again."
         )
     frame_indices, num_frames = np.asarray(frame_indices), np.asarray(num_frames)
     T = frame_indices.shape[1]
@@ -135,19 +109,13 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
     same = coincide(earliest, latest)
     if same.any():
         kind, amount = metrics.EARLIEST[data.dataset]
-        part = f"first {100 * amount:g}%" if kind == "ratio" else f"first {amount} frames"
-        fix = (
-            "Set data.frame_selection=uniform (T frames spread over the whole clip, so "
-            "the earliest point reads an early step; the paper_ut_interaction and "
-            "paper_jhmdb presets' default)"
-            if first
-            else "Raise data.num_steps"
-        )
+        part = f"{100 * amount:g}%" if kind == "ratio" else f"{amount} frames"
+        fix = "Set data.frame_selection=uniform" if first else "Raise data.num_steps"
         raise ConfigError(
-            f"evaluate, fold '{fold}': the earliest point ({part} of each clip) and the "
-            f"latest read the same stored step for {int(same.sum())} of "
+            f"evaluate, fold '{fold}': the earliest point (first {part} of each clip) "
+            f"and the latest read the same stored step for {int(same.sum())} of "
             f"{len(same)} test clips (data.frame_selection={data.frame_selection!r}, "
-            f"T={T}), so earliest and latest would be one number. "
+            f"T={T}). "
             f"{fix} and extract again."
         )
     short = latest["frame"] < latest["frames"] - 1
@@ -162,17 +130,17 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
     if short.any():
         messages.append(
             f"evaluate, fold '{fold}': 'latest' does not reach the last frame of "
-            f"{int(short.sum())} of {len(short)} test clips, so it is not the whole clip "
-            f"(data.frame_selection={data.frame_selection!r}, T={T}); "
+            f"{int(short.sum())} of {len(short)} test clips, so it is not the whole "
+            f"clip (data.frame_selection={data.frame_selection!r}, T={T}); "
             "data.frame_selection=uniform spreads the T frames over the whole clip."
         )
     if coinciding.any():
+        shown = ", ".join(f"{k}: {v}" for k, v in pairs.items())
         messages.append(
-            f"evaluate, fold '{fold}': neighbouring ratios of eval.ratios read the same "
-            f"stored step although they observe different frames, on {int(coinciding.sum())} "
-            f"of {len(coinciding)} test clips (clips per pair: "
-            f"{', '.join(f'{k}: {v}' for k, v in pairs.items())}): the accuracy-vs-ratio "
-            "curve is flat there by construction. "
+            f"evaluate, fold '{fold}': neighbouring ratios of eval.ratios read the "
+            "same stored step although they observe different frames, on "
+            f"{int(coinciding.sum())} of {len(coinciding)} test clips (clips per pair: "
+            f"{shown}): the accuracy-vs-ratio curve is flat there by construction. "
             + ("data.frame_selection=uniform or a larger" if first else "A larger")
             + " data.num_steps separates them."
         )
@@ -205,24 +173,15 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
 def evaluate(config, index, fold, run=None, verbose="auto", model=None):
     """Scores the trained LSTM on the fold's test clips; writes and returns the results.
 
-    Writes `results.json` (the dict returned), `accuracy.csv` (one row per t) and
-    `accuracy.png` into `<lstm dir>/results/`. `run` is a `RunDirectory`, a run folder
-    or None (`RunDirectory.create(config)`); `verbose` follows Keras (0 silent).
-    `model`: the LSTM holding `best.keras`'s weights (`train_lstm(...,
-    return_model=True)`), scored without loading the file again; default: load it.
-
-    Returns:
-        dict: `dataset`, `fold`, `subset` ("set1", or None), `config`, `clips` (per
-        role, `test_evaluated`, `test_missing` ids), `num_steps`, `num_classes`,
-        `class_names`, `top_k`, `readings` (`check_readings`), `checkpoint` (path and
-        `runs.training_record`), `heads` (`heads_record`), `stages` (`{stage:
-        score_stage(...)}`), `summary` (final stage, pooled) and `files`.
+    Writes `results.json` (the dict returned: `readings` from `check_readings`,
+    `stages` `{stage: score_stage(...)}`, `summary` the final stage's, pooled),
+    `accuracy.csv` and `accuracy.png` into `<lstm dir>/results/`. `run`: as
+    `train_lstm`'s. `model`: the LSTM holding `best.keras`'s weights, else loaded.
 
     Raises:
         ConfigError: a refused reading (`check_readings`).
         FeatureStoreError: no store, or no test clip in it.
-        FeatureStoreMismatchError: the store's settings or feature sizes differ from the
-            config's or the model's.
+        FeatureStoreMismatchError: the store's settings or sizes are not the model's.
         WeightsError: no trained model (run `train_lstm` first).
     """
     run = resolve_run(config, run)
@@ -234,19 +193,16 @@ def evaluate(config, index, fold, run=None, verbose="auto", model=None):
     test = arrays["test"]
     if test is None:
         raise FeatureStoreError(
-            f"Fold '{name}' has no test clip in '{run.store_path(name)}'. Extract the "
-            "fold's features first."
+            f"Fold '{name}' has no test clip in '{run.store_path(name)}'. Extract its "
+            "features."
         )
     if missing["test"]:
         warnings.warn(
-            f"{len(missing['test'])} test clips of fold '{name}' are not in the feature "
-            f"store (failed or not extracted) and are not scored: "
-            f"{', '.join(missing['test'][:10])}",
-            stacklevel=2,
+            f"{len(missing['test'])} test clips of fold '{name}' are not in the "
+            "feature store (failed or not extracted) and are not scored: "
+            f"{', '.join(missing['test'][:10])}", stacklevel=2
         )
-    readings = check_readings(
-        config, test["frame_indices"], test["num_frames"], fold=name
-    )
+    readings = check_readings(config, test["frame_indices"], test["num_frames"], name)
     checkpoint = run.best_path(name)
     model = load_lstm(checkpoint) if model is None else model
     dims = model.input_dims
@@ -300,7 +256,14 @@ def evaluate(config, index, fold, run=None, verbose="auto", model=None):
         "files": {key: str(path) for key, path in files.items()},
     }
     files["results"].write_text(json.dumps(results, indent=2) + "\n")
-    write_accuracy_csv(stages, top_k, files["csv"])
+    # accuracy.csv: one row per step t, each stage's top-1 / top-k, raw and pooled
+    keys = [f"{n}_vs_steps{s}" for n in ("accuracy", "top_k") for s in ("", "_pooled")]
+    kinds = [f"{n}{s}" for n in ("", f"top{top_k}_") for s in ("raw", "pooled")]
+    columns = ["t"] + [f"{stage}_{kind}" for stage in stages for kind in kinds]
+    series = [scores[key] for scores in stages.values() for key in keys]
+    rows = ([t + 1, *values] for t, values in enumerate(zip(*series)))
+    with open(files["csv"], "w", newline="") as handle:
+        csv.writer(handle).writerows([columns, *rows])
     curves, styles = {}, {}
     for number, (stage, scores) in enumerate(stages.items()):
         label = STAGE_LABELS.get(stage, stage) if len(stages) > 1 else config.lstm.model
@@ -309,32 +272,23 @@ def evaluate(config, index, fold, run=None, verbose="auto", model=None):
         curves[f"{label}, pooled"] = scores["accuracy_vs_steps_pooled"]
         styles[f"{label}, pooled"] = {"color": f"C{number}"}
     plot_accuracy_curves(
-        curves,
-        files["plot"],
-        styles=styles,
-        title=(
-            f"{config.data.dataset} {name}: {config.lstm.model}, {config.lstm.loss} loss "
-            f"({len(labels)} test clips)"
+        curves, files["plot"], styles=styles, chance=1.0 / num_classes, title=(
+            f"{config.data.dataset} {name}: {config.lstm.model}, {config.lstm.loss} "
+            f"loss ({len(labels)} test clips)"
         ),
-        chance=1.0 / num_classes,
-    )
+    )  # fmt: skip
     if verbose:
-        summary = results["summary"]
         logger.info(
             f"evaluate: fold '{name}', {len(labels)} test clips, {final} with pooling: "
-            f"earliest {100 * summary['earliest']:.1f}%, latest "
-            f"{100 * summary['latest']:.1f}% -> {results_dir}"
+            f"earliest {100 * stages[final]['earliest']:.1f}%, latest "
+            f"{100 * stages[final]['latest']:.1f}% -> {results_dir}"
         )
     return results
 
 
 def heads_record(run, fold):
-    """How the fold's CNN heads were chosen and trained (`cnn_info.json`), or None.
-
-    Returns:
-        dict: `model_selection`, `fit_frames` (frames the saved heads were trained on)
-        and per head `{"best_epoch", "refit_epochs"}` (1-based; None without refit).
-    """
+    """`model_selection`, `fit_frames` (frames the heads were trained on) and per head
+    `{"best_epoch", "refit_epochs"}` (1-based) of `cnn_info.json`, or None."""
     info = run.read_cnn_info(fold)
     if info is None:
         return None
@@ -346,20 +300,3 @@ def heads_record(run, fold):
                 "refit_epochs": info[head].get("refit", {}).get("epochs"),
             }
     return record
-
-
-def write_accuracy_csv(stages, top_k, path):
-    """One row per step t: each stage's top-1 and top-k accuracy, raw and pooled."""
-    keys = [f"{n}_vs_steps{s}" for n in ("accuracy", "top_k") for s in ("", "_pooled")]
-    columns = ["t"] + [
-        f"{stage}_{n}{s}"
-        for stage in stages
-        for n in ("", f"top{top_k}_")
-        for s in ("raw", "pooled")
-    ]
-    series = [scores[key] for scores in stages.values() for key in keys]
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows([t + 1, *values] for t, values in enumerate(zip(*series)))
-    return path

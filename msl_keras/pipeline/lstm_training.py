@@ -1,33 +1,25 @@
-"""Stage 4: train the multi-stage LSTM (or a one-stream baseline) on a fold's stored features.
+"""Stage 4: train the multi-stage LSTM (or a one-stream baseline) on a fold's features.
 
-The model of `config.lstm.model` ("ms_lstm": `MultiStageLSTM`, Sec. 3.2.2; "context" /
-"action": `SingleStageLSTM`, Table 4) is fitted with SGD (Sec. 4.2) on the TRAIN clips,
-`get_loss(lstm.loss)` on every output; Keras adds them: Eq. 4,
-`L_o = mean_i (L_c,i + L_a,i)`. After each epoch `fit` scores the anticipation accuracy
-(`metrics.AnticipationAccuracy`) on the VALIDATION clips, never the test clips (the
-original code's defect #9): "holdout" keeps the best epoch as `best.keras`; "refit"
-trains a model of the same seed on the train AND validation clips for that many epochs
-(`refit/`), which becomes `best.keras`. Epochs count from 1. The LSTM folder
-`<run>/<fold>/lstm/<lstm_run_name()>/` holds:
+`config.lstm.model` (`MultiStageLSTM`, Sec. 3.2.2, or a `SingleStageLSTM`, Table 4)
+is fitted with SGD (Sec. 4.2) on the TRAIN clips, `get_loss(lstm.loss)` on every output
+summed (Eq. 4), scored after each epoch on the VALIDATION clips, never the test clips
+(the original's defect #9): "holdout" keeps the best epoch as `best.keras`; "refit"
+trains the same seed on train AND validation for that many epochs (`refit/`), which
+becomes `best.keras`. `<run>/<fold>/lstm/<lstm_run_name()>/` holds:
 
 ```
 config.json    the resolved config       best.keras   the model `evaluate` scores
 last.keras     model + optimizer state   history.csv  one row per epoch
-training.json  {"epochs_done", "best", "best_epoch", "model_selection", "trained_on"},
-               written when the fit is done
-backup/        `keras.callbacks.BackupAndRestore`'s, while a fit is under way
-tensorboard/   TensorBoard logs
-refit/         ("refit" only) last.keras, training.json {"epochs", "trained_on", ...},
-               history.csv, backup/, tensorboard/
+training.json  {"epochs_done", "best", "best_epoch", "model_selection", "trained_on"}
+backup/        BackupAndRestore's, mid-fit   tensorboard/ TensorBoard logs
+refit/         ("refit" only) last.keras, training.json (+ "epochs"), history.csv, ...
 ```
 
-`config.checkpoints="every_epoch"` backs up the weights and optimizer momenta after each
-epoch and writes `best.keras` at each improvement: an interrupted fit resumes after its
-last backup. "end_of_fit" (a GPU, where those writes cost more than the epochs) keeps
-the best epoch's weights in memory (`EarlyStopping(restore_best_weights=True)`, never
-stopping) and writes one file at the end (`best.keras` for a selecting fit, else
-`last.keras`): an interrupted fit starts over. A finished fit returns at once; a folder
-whose `config.json` holds other settings (but `PLACEMENT_KEYS`) is refused, naming them.
+`config.checkpoints="every_epoch"` backs up after each epoch and writes `best.keras` at
+each improvement: an interrupted fit resumes. "end_of_fit" (a GPU, where those writes
+cost more than the epochs) keeps the best weights in memory (`EarlyStopping`) and
+writes once at the end: an interrupted fit starts over. A finished fit returns at
+once; a folder whose `config.json` holds other settings is refused.
 """
 
 import csv
@@ -63,8 +55,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_lstm(config, num_classes, context_dim, action_dim):
-    """Builds (not compiles) the LSTM of `config.lstm.model` for these input sizes, in
-    `strategy.scope()` when training with a distribution strategy."""
+    """Builds (not compiles) the LSTM of `config.lstm.model` for these input sizes."""
     model = lstm_from_config(config.lstm, num_classes)
     dims = {"context": context_dim, "action": action_dim}
     model.build({s: (None, None, dims[s]) for s in model.input_streams})
@@ -72,22 +63,16 @@ def build_lstm(config, num_classes, context_dim, action_dim):
 
 
 def compile_lstm(model, config):
-    """SGD (lr, momentum, weight decay as `lstm.weight_decay_mode`) and
-    `get_loss(lstm.loss)` on each output of the built `model` (summed with weight 1:
-    Eq. 4), `AnticipationAccuracy` on the last one. A float16 model gets Keras'
-    `LossScaleOptimizer` from `compile` itself.
-
-    `jit_compile=False` says what Keras' "auto" resolves to for these models anyway: no
-    XLA on a CPU, and on a GPU the LSTM layers run cuDNN's fused kernel, which XLA
-    cannot compile (Keras then turns XLA off for the model)."""
+    """SGD (`lstm.weight_decay_mode`), `get_loss(lstm.loss)` on each output (weight 1:
+    Eq. 4), `AnticipationAccuracy` on the last. `jit_compile=False` is what "auto"
+    resolves to here anyway: no XLA on a CPU, and XLA cannot compile cuDNN's LSTM."""
     lstm = config.lstm
     outputs = model.stage_names
-    optimizer = weight_decay.sgd(
-        model, lstm.learning_rate, lstm.momentum, lstm.weight_decay,
-        lstm.weight_decay_mode,
-    )  # fmt: skip
     model.compile(
-        optimizer=optimizer,
+        optimizer=weight_decay.sgd(
+            model, lstm.learning_rate, lstm.momentum, lstm.weight_decay,
+            lstm.weight_decay_mode,
+        ),  # fmt: skip
         loss={name: get_loss(lstm.loss) for name in outputs},
         metrics={outputs[-1]: [AnticipationAccuracy()]},
         jit_compile=False,
@@ -101,12 +86,10 @@ def train_lstm(
     """Trains the LSTM of `config` on `fold` of `index`; returns `best.keras`'s `Path`
     (the last epoch, with a warning, when the fold has no validation clip).
 
-    `run`: a `RunDirectory`, a folder, or None (`RunDirectory.create(config)`).
-    `resume=False` starts over, removing the folder's models, backups and histories.
-    `verbose`: Keras' (0, 1, 2, "auto"); messages go to `logging`.
-    `return_model=True` returns `(path, model)`: the trained model when it holds the
-    weights just written to `best.keras` (so `evaluate` need not load them again), else
-    None (the fit had already finished, or "every_epoch" kept an earlier best epoch).
+    `run`: a `RunDirectory`, a folder, or None. `resume=False` starts over, removing
+    the folder's models, backups and histories. `return_model=True` returns
+    `(path, model)`: the model when it holds the weights just written to `best.keras`,
+    else None (the fit had already finished, or "every_epoch" kept an earlier epoch).
 
     Raises:
         ConfigError: `resume=True` and the LSTM folder was made with other settings.
@@ -128,24 +111,36 @@ def train_lstm(
             shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
             warnings.warn(
                 f"{len(ids)} {role} clips are not in the feature store '{store}' "
-                f"(their extraction failed or has not run) and are left out: {shown}",
-                stacklevel=2,
+                f"(failed or not extracted) and are left out: {shown}", stacklevel=2
             )
     train, validation = arrays["train"], arrays["validation"]
     if train is None:
         raise FeatureStoreError(
-            f"Fold '{name}' has no training clip in '{store}'. Extract the fold's "
-            "features first."
+            f"Fold '{name}' has no training clip in '{store}'. Extract its features."
         )
     if validation is None:
         warnings.warn(
-            f"Fold '{name}' has no validation clip: no model selection; best.keras will be "
-            "the last epoch. Set data.validation_fraction > 0 to select on validation.",
-            stacklevel=2,
+            f"Fold '{name}' has no validation clip: best.keras is the last epoch. "
+            "Set data.validation_fraction > 0 to select on validation.", stacklevel=2
         )
-
     lstm_dir = run.lstm_dir(name)
-    _claim_lstm_dir(lstm_dir, config, resume)
+    config_path = lstm_dir / CONFIG_FILENAME
+    if resume and config_path.is_file():  # resume only a folder of the same settings
+        check_same_settings(
+            config_path, config, None, what=f"The LSTM folder '{lstm_dir}'", remedy=(
+                "Use another output_dir, or resume=False (CLI: --no-resume) to start "
+                "it over, or the settings it was made with."
+            ),
+        )
+    else:
+        lstm_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            files = BEST_FILENAME, LAST_FILENAME, RECORD_FILENAME, HISTORY_FILENAME
+            for stale in files:
+                (lstm_dir / stale).unlink(missing_ok=True)
+            for stale in (BACKUP_DIRNAME, REFIT_DIRNAME):
+                shutil.rmtree(lstm_dir / stale, ignore_errors=True)
+        save_config(config, config_path)
     best_path = lstm_dir / BEST_FILENAME
     scheme = config.data.model_selection
     refit = scheme == "refit" and validation is not None
@@ -153,9 +148,8 @@ def train_lstm(
     n_validation = 0 if validation is None else len(validation["labels"])
     if verbose:
         logger.info(
-            f"train_lstm: {config.lstm.model} ({config.lstm.loss} loss) on fold '{name}': "
-            f"{n_train} train / {n_validation} validation clips, model selection "
-            f"'{scheme}'"
+            f"train_lstm: {config.lstm.model}, {config.lstm.loss} loss, fold '{name}': "
+            f"{n_train} train / {n_validation} validation clips, '{scheme}'"
         )
     fit = functools.partial(
         _fit_phase, config, strategy, settings, len(index.class_names), verbose
@@ -177,7 +171,7 @@ def train_lstm(
     refit_dir.mkdir(exist_ok=True)
     if verbose:
         logger.info(
-            f"train_lstm: refit on {n_train} train + {n_validation} validation clips for "
+            f"train_lstm: refit on {n_train} train + {n_validation} validation clips, "
             f"{epochs} epochs (the best of {config.lstm.epochs} on validation)"
         )
     both = {key: np.concatenate([train[key], validation[key]]) for key in train}
@@ -191,34 +185,11 @@ def train_lstm(
     return (best_path, model) if return_model else best_path
 
 
-def _claim_lstm_dir(lstm_dir, config, resume):
-    """Makes the LSTM folder ours: resumes only one made with the same settings."""
-    config_path = lstm_dir / CONFIG_FILENAME
-    if resume and config_path.is_file():
-        check_same_settings(
-            config_path, config, None, what=f"The LSTM folder '{lstm_dir}'", remedy=(
-                "It is not resumed and its config.json is left as it is. To train with "
-                "the new settings, use another output_dir (or run folder), or pass "
-                "resume=False (CLI: --no-resume) to start this folder over; to resume "
-                "it, use the settings it was made with."
-            ),
-        )
-        return
-    lstm_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        for stale in (BEST_FILENAME, LAST_FILENAME, RECORD_FILENAME, HISTORY_FILENAME):
-            (lstm_dir / stale).unlink(missing_ok=True)
-        for stale in (BACKUP_DIRNAME, REFIT_DIRNAME):
-            shutil.rmtree(lstm_dir / stale, ignore_errors=True)
-    save_config(config, config_path)
-
-
 def selection_monitor(model):
-    """The logged name of the selection score: Keras prefixes a metric with its output's
-    name when the model has several (the MS-LSTM's stage 2)."""
-    if len(model.stage_names) > 1:
-        return f"val_{model.stage_names[-1]}_anticipation_accuracy"
-    return "val_anticipation_accuracy"
+    """The selection score's logged name: Keras prefixes its output's name when the
+    model has several (the MS-LSTM's stage 2)."""
+    prefix = f"{model.stage_names[-1]}_" if len(model.stage_names) > 1 else ""
+    return f"val_{prefix}anticipation_accuracy"
 
 
 def _fit_phase(
@@ -227,19 +198,15 @@ def _fit_phase(
 ):  # fmt: skip
     """Fits one LSTM in `directory` on the `FeatureStore.read()` dict `train`, scoring
     `validation` (or None) after each epoch, keeping the best in `best_path` (or None).
+    Returns `(record, model)`: `record` as written to `training.json` (`epochs_done`,
+    with validation the 1-based `best_epoch` and its score `best`); model None when
+    the phase had already finished.
 
-    With "every_epoch" the callbacks run in this order at an epoch's end:
-    `ModelCheckpoint`, the CSV row, `BackupAndRestore`. That backup keeps the model and
-    optimizer only, so a resume starts `ModelCheckpoint.best` from `history.csv`'s best
-    (`initial_value_threshold`), and as Keras deletes it at the end of `fit`, a
-    finished phase is marked by `training.json` (written after the model, before the
-    backup is deleted). A kill between the row and the backup only logs that epoch
-    twice (`_history` keeps its last row); one during a save leaves the epoch before's.
-
-    Returns:
-        `(record, model)`: `record` with `epochs_done` and, with validation clips,
-        the 1-based `best_epoch` and its score `best` (as written to `training.json`);
-        the fitted model as saved, or None when the phase had already finished.
+    "every_epoch" callbacks run `ModelCheckpoint`, CSV row, `BackupAndRestore` at an
+    epoch's end. The backup holds model and optimizer only, so a resume starts
+    `ModelCheckpoint.best` from `history.csv`'s best; `training.json` (written after
+    the model, before the backup is deleted) marks a finished phase. A kill between
+    the row and the backup logs that epoch twice (`_history` keeps its last row).
     """
     record_path = directory / RECORD_FILENAME
     if record_path.is_file():
@@ -290,13 +257,10 @@ def _fit_phase(
     ))  # fmt: skip
     scored = None if validation is None else dataset(validation, shuffle=False)
     model.fit(
-        dataset(train, shuffle=True),
-        validation_data=scored,
-        epochs=epochs,
-        callbacks=callbacks,
+        dataset(train, shuffle=True), validation_data=scored, epochs=epochs,
+        callbacks=callbacks, verbose=verbose,
         shuffle=False,  # the dataset shuffles itself, by seed
-        verbose=verbose,
-    )
+    )  # fmt: skip
     path = best_path if selecting and not every_epoch else directory / LAST_FILENAME
     tmp = path.with_name(path.stem + ".tmp.keras")  # a kill never leaves half a file
     model.save(tmp)
@@ -313,7 +277,7 @@ def _fit_phase(
 
 
 def _history(path):
-    """The rows of a CSV history, one per epoch (the last row logged for it), in order."""
+    """A CSV history's rows, one per epoch (the last logged for it), in order."""
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
@@ -322,9 +286,7 @@ def _history(path):
 
 
 def _best(rows, monitor):
-    """`(epoch, score)` of the first row with the highest `monitor`, or `(None, None)`."""
+    """`(epoch, score)` of the first row with the top `monitor`, or `(None, None)`."""
     scored = [(float(r[monitor]), -int(r["epoch"])) for r in rows if r.get(monitor)]
-    if not scored:
-        return None, None
-    score, epoch = max(scored)
-    return -epoch, score
+    score, epoch = max(scored, default=(None, None))
+    return (None if epoch is None else -epoch), score
