@@ -170,10 +170,7 @@ def train_lstm(
     refit_dir = lstm_dir / REFIT_DIRNAME
     refit_dir.mkdir(exist_ok=True)
     if verbose:
-        logger.info(
-            f"train_lstm: refit on {n_train} train + {n_validation} validation clips, "
-            f"{epochs} epochs (the best of {config.lstm.epochs} on validation)"
-        )
+        logger.info(f"train_lstm: refit on train + validation for {epochs} epochs")
     both = {key: np.concatenate([train[key], validation[key]]) for key in train}
     trained_on = {"train": n_train, "validation": n_validation}
     _, model = fit(
