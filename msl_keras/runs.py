@@ -311,7 +311,9 @@ def load_lstm(path, compile=False):
     if path.is_dir():
         path = path / BEST_FILENAME
     if not path.is_file():
-        raise WeightsError(f"No trained LSTM at '{path}'. Run the train-lstm stage.")
+        raise WeightsError(
+            f"No trained LSTM at '{path}'. Train one first (the train-lstm stage)."
+        )
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as error:  # Keras reports a damaged zip as "File not found".
