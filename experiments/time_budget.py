@@ -238,7 +238,7 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16",
         for head in ("context", "action") for what in ("train", "validation")
     )  # fmt: skip
     parts["setup"] = {"imports, GPU start, prepare": ASSUMED["setup_s"]}
-    cached_head, cached_frames = set(), set()
+    cached_head, cached_frames, built_rows = set(), set(), set()
     for fold in folds:
         # The heads' frames: training and validation clips (holdout only scores the
         # latter: an upper bound).
@@ -277,9 +277,19 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16",
             # Forward and backward read each layer's recurrent kernel at every step.
             recurrent = layers * 4 * lstm.units * lstm.units * 4
             step = 3 * steps_t * recurrent / dev["bandwidth"] + ASSUMED["step_s"]
-            part[f"{row}: train"] = fits * (
-                lstm_build_s(lstm.model) + trace[f"{lstm.model}: train"]
-                + trace[f"{lstm.model}: validation"] + lstm.epochs * batches * step
+            # `reuse_models`: each row's LSTM is built and traced in its first fit only.
+            reused = row_config.reuse_models and row in built_rows
+            builds = 0 if reused else 1 if row_config.reuse_models else fits
+            built_rows.add(row)
+            # A reused fit first copies the weights and momenta back from host memory.
+            restores = fits - builds if row_config.reuse_models else 0
+            part[f"{row}: train"] = (
+                fits * lstm.epochs * batches * step
+                + restores * 8 * params / ASSUMED["host_copy_bytes_s"]
+                + builds * (
+                    lstm_build_s(lstm.model) + trace[f"{lstm.model}: train"]
+                    + trace[f"{lstm.model}: validation"]
+                )
             )  # fmt: skip
             # What `train_lstm` writes (a file holds the weights and SGD momenta), with
             # a validation improvement at every epoch (an upper bound).
@@ -298,9 +308,14 @@ def project(config, index, folds, methods, device="H100", dtype="bfloat16",
             # `run_fold` scores the model in memory when it holds best.keras's
             # weights (`train_lstm(return_model=True)`), else builds and loads it.
             in_memory = fits == 2 or row_config.checkpoints == "end_of_fit"
-            part[f"{row}: evaluate"] = trace[f"{lstm.model}: evaluate"] + (
-                0.0 if in_memory else lstm_build_s(lstm.model) + params * save
-            )
+            if in_memory:  # a reused model's predict function is traced once
+                traced = 0.0 if reused else trace[f"{lstm.model}: evaluate"]
+                part[f"{row}: evaluate"] = traced
+            else:
+                part[f"{row}: evaluate"] = (
+                    trace[f"{lstm.model}: evaluate"] + lstm_build_s(lstm.model)
+                    + params * save
+                )  # fmt: skip
             models += fits * kept * params * 8
         seconds[fold.name] = sum(part.values())
         parts[fold.name] = part

@@ -132,6 +132,8 @@ class Config:
     strategy: str = "default"  # the tf.distribute strategy of training
     # When `train_lstm` writes its models: after each epoch (resumable) or "end_of_fit".
     checkpoints: str = "every_epoch"
+    # Each LSTM built and traced once per process, reset to its fresh build every fold.
+    reuse_models: bool = False
     output_dir: str = "runs"  # where run directories are created
 
     def __post_init__(self):

@@ -57,7 +57,7 @@ PRUNED_FILENAME = "pruned.json"
 FEATURE_PARTS = ("data", "cnn", "seed")
 # Where a run lives and how training is spread over devices: they do not change what a
 # stage computes, so a resumed or reused stage may differ in them.
-PLACEMENT_KEYS = ("name", "output_dir", "strategy", "checkpoints")
+PLACEMENT_KEYS = ("name", "output_dir", "strategy", "checkpoints", "reuse_models")
 _MISSING = "(missing)"
 
 

@@ -135,6 +135,20 @@ def test_paper_scale_projection_counts_the_work(generated_ut, tmp_path, weights)
     fold_models = 2 * time_budget.head_parameters(config, 6) * 8 + lstms * 8
     assert pruned == pytest.approx(disk - 19 * fold_models)
     assert pruned < 16 * 2**30
+    # Reused, each LSTM is built and traced in the first fold only; later folds copy
+    # its fresh weights and momenta back instead.
+    assert {c.reuse_models for c in methods.values()} == {True}
+    fresh = {m: apply_overrides(c, {"reuse_models": False}) for m, c in methods.items()}
+    fresh_seconds, fresh_parts, _ = time_budget.project(config, index, folds, fresh)
+    assert fresh_parts["set1_seq1"]["ours: train"] == parts["set1_seq1"]["ours: train"]
+    trace = time_budget.traces()
+    setup = (time_budget.lstm_build_s("ms_lstm") + trace["ms_lstm: train"]
+             + trace["ms_lstm: validation"])  # fmt: skip
+    restore = 8 * ours / time_budget.ASSUMED["host_copy_bytes_s"]
+    saved = fresh_parts["set1_seq2"]["ours: train"] - parts["set1_seq2"]["ours: train"]
+    assert saved == pytest.approx(setup - restore)
+    assert parts["set1_seq2"]["ours: evaluate"] == 0.0
+    assert sum(seconds.values()) < 10 * 60 < sum(fresh_seconds.values())
 
 
 def _check_payload(payload, out, folds):

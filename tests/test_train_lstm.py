@@ -473,3 +473,40 @@ def test_the_model_in_memory_scores_as_its_best_keras(tmp_path):
     every = tiny_config(tmp_path / "b", **{"lstm.epochs": 3})
     config_b, index_b, run_b = make_feature_run(tmp_path / "b", every)
     assert train(config_b, index_b, FOLD, run_b)[1] is None
+
+
+@pytest.mark.parametrize("selection", ["end_of_fit", "refit"])
+def test_a_reused_lstm_trains_as_a_new_build_without_tracing_again(
+    tmp_path, monkeypatch, selection
+):
+    """`reuse_models`: the second fold's LSTM is the first fold's object, set back to
+    its fresh build (weights, dropout seeds, SGD momenta, step count), so it ends with
+    the weights a new build ends with; it is not built again, and Keras keeps its train
+    function (made, and traced, only when `train_function` is None)."""
+    monkeypatch.setattr(stage, "_BUILT", {})
+    builds = []
+    build = stage.build_lstm
+    monkeypatch.setattr(stage, "build_lstm", lambda *a: builds.append(1) or build(*a))
+    train = functools.partial(stage.train_lstm, verbose=0, return_model=True)
+    overrides = {"lstm.epochs": 3, "lstm.dropout": 0.5, "checkpoints": "end_of_fit"}
+    if selection == "refit":  # the refit is the same model's third fit
+        overrides = {**overrides, "data.model_selection": "refit"}
+    trained = {}
+    for reuse in (False, True):
+        for data_seed in (0, 1):  # two folds: different features, same shapes
+            where = tmp_path / f"{reuse}_{data_seed}"
+            config = tiny_config(where, reuse_models=reuse, **overrides)
+            config, index, run = make_feature_run(where, config, seed=data_seed)
+            best, model = train(config, index, FOLD, run)
+            trained[reuse, data_seed] = model, model.train_function, model.get_weights()
+    fits = 2 if selection == "refit" else 1
+    assert len(builds) == 2 * fits + 1  # each fit a new build, then one for all reused
+    first, second = trained[True, 0], trained[True, 1]
+    assert second[0] is first[0] and second[1] is first[1]
+    assert trained[False, 0][0] is not trained[False, 1][0]
+    # The two folds train to different weights; each reused fit ends as its new build.
+    fold_0, fold_1 = trained[False, 0][2], trained[False, 1][2]
+    assert not all(np.array_equal(a, b) for a, b in zip(fold_0, fold_1))
+    for data_seed in (0, 1):
+        for a, b in zip(trained[False, data_seed][2], trained[True, data_seed][2]):
+            np.testing.assert_array_equal(a, b)

@@ -212,13 +212,8 @@ def _fit_phase(
         return json.loads(record_path.read_text()), None
     history_path = directory / HISTORY_FILENAME
     set_seed(config.seed)
-    with strategy.scope():
-        dims = settings.context_dim, settings.action_dim
-        model = build_lstm(config, num_classes, *dims)
-        compile_lstm(model, config)
-        # BackupAndRestore builds an unbuilt optimizer outside the strategy's scope
-        # before restoring into it; built here, its variables are the strategy's.
-        model.optimizer.build(model.trainable_variables)
+    dims = settings.context_dim, settings.action_dim
+    model = _fresh_lstm(config, strategy, num_classes, dims)
     monitor = selection_monitor(model)
     if verbose:
         logger.info(
@@ -271,6 +266,34 @@ def _fit_phase(
     os.replace(tmp, record_path)
     shutil.rmtree(directory / BACKUP_DIRNAME, ignore_errors=True)
     return record, model
+
+
+# `config.reuse_models`: {settings: (compiled model, its variables' values when built)}.
+_BUILT = {}
+
+
+def _fresh_lstm(config, strategy, num_classes, dims):
+    """The compiled LSTM of `config` as a new build gives it after `set_seed`, with its
+    optimizer built. With `config.reuse_models`, the one built for the same settings
+    earlier in this process, every variable (weights, dropout seed states, optimizer
+    slots and step count) set back to its value when built: the same model, without
+    building it again or tracing its train, test and predict functions again (at paper
+    size on a GPU, ~13 s a fold: RESULTS.md, "Table 2 at paper scale on one GPU")."""
+    key = (config.lstm, config.seed, num_classes, dims, id(strategy))
+    if config.reuse_models and key in _BUILT:
+        model, values = _BUILT[key]
+        for variable, value in zip(model.variables + model.optimizer.variables, values):
+            variable.assign(value)
+        return model
+    with strategy.scope():
+        model = compile_lstm(build_lstm(config, num_classes, *dims), config)
+        # BackupAndRestore builds an unbuilt optimizer outside the strategy's scope
+        # before restoring into it; built here, its variables are the strategy's.
+        model.optimizer.build(model.trainable_variables)
+    if config.reuse_models:
+        state = model.variables + model.optimizer.variables
+        _BUILT[key] = model, [keras.ops.convert_to_numpy(v) for v in state]
+    return model
 
 
 def _history(path):
