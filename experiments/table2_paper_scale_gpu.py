@@ -55,7 +55,7 @@ Where this run differs from the paper (`PAPER_SCALE`), and why:
   functions traced, in the first fold only; later folds set its variables back to the
   fresh build's and fit it again (the same weights a new build trains to: tested). At
   paper size that build and those traces cost ~17 s a fold (the MS-LSTM's training
-  trace alone 11.5 s on the CPU), 5.4 of the 13.6 minutes projected without it.
+  trace alone 11.5 s on the CPU): 13.6 minutes are projected without it, 8.2 with it.
 
 The budget (`--budget-minutes`, default 10): before the run the script projects each
 step's time (`time_budget.project`: GPU work from FLOP counts and an assumed sustained
@@ -67,10 +67,9 @@ Folds already finished by an earlier run are projected at what a rerun does with
 (evaluate again). The script also projects the disk the run leaves and refuses to start
 when it exceeds the free space under `--output-dir`.
 
-At these settings the projection on one H100 is 13.6 minutes for the 20 folds (37-41 s
-per fold, ~26 s of it building the fold's models, tracing their functions and saving them,
-measured on this CPU) and ~6 GiB on disk (~72 GiB with `--keep-models`; RESULTS.md): the
-whole table does NOT fit in 10 minutes; `--budget-minutes 10` runs ~14 folds per call.
+At these settings the projection on one H100 is 8.2 minutes for the 20 folds (41 s for
+the first fold, 20-24 s for each later one: ~10 s of it building and saving the fold's
+heads, measured on this CPU) and ~6 GiB on disk (~72 GiB with `--keep-models`; RESULTS.md).
 
 `--dry-run` checks everything on the CPU at tiny sizes through the same code path: the
 weights file, the dataset, the GPU report, the dtype setting, the paper-scale projection,
