@@ -16,8 +16,9 @@ training clip at steps 1, 2, 3, 4, 6, 8, 12 and 16 (`ROW_STEPS`), by full-batch
 accelerated gradient descent from zeros (deterministic).
 
 Per fold: the layer (conv5_2 or conv5_3) and `lambda` are chosen by the log-loss on the
-fold's validation clips; the classifier is then refitted on training + validation clips
-and read on the test clips with the metrics' rule (earliest: the last frame within the
+fold's validation clips; the classifier is then refitted on the clips the method's final
+models train on (`data.model_selection`: "refit", training + validation clips; "holdout",
+the training clips only, as the heads and LSTMs of a holdout run) and read on the test clips with the metrics' rule (earliest: the last frame within the
 first 50% of each UT-Interaction clip; latest: the whole clip). The pooled features are
 computed once per (trunk, input size, frames) and cached in
 `<output-dir>/probe_frozen_trunk/features/`, so every fold, and Table 2's probe row
@@ -241,8 +242,9 @@ def _predict(means, clips, mean, std, W, b):
     return softmax(((means[clips] - mean) / std) @ W + b)  # (clips, T, N)
 
 
-def probe_fold(data, labels, fold, dataset, num_classes, ratios):
-    """Chooses the layer and L2 factor on validation, refits on train + validation, tests.
+def probe_fold(data, labels, fold, dataset, num_classes, ratios, refit=True):
+    """Chooses the layer and L2 factor on validation, fits again on train + validation
+    (`refit`; else on train, the clips of a holdout run's models) and tests.
 
     Args:
         data: `clip_features` output; labels: `(clips,)` classes in its order.
@@ -251,7 +253,7 @@ def probe_fold(data, labels, fold, dataset, num_classes, ratios):
     Returns:
         the fold's row: `fold`, `earliest`, `latest`, `accuracy_vs_ratio` `{ratio: acc}`,
         `test_clips`, `chosen` (layer, l2), `validation` (log-loss of each setting),
-        `train_accuracy` (per step of the refit rows), `timings_s`.
+        `train_accuracy` (per step of the rows it fits), `fit_clips`, `timings_s`.
     """
     from msl_keras import metrics
 
@@ -281,9 +283,9 @@ def probe_fold(data, labels, fold, dataset, num_classes, ratios):
         l2 = float(l2)
     else:
         layer, l2 = LAYERS[-1], 1e-2
-    refit = np.concatenate([role["train"], role["validation"]])
-    mean, std, W, b = fit(layer, l2, refit)
-    x, owner = _rows(means[layer], frames, refit)
+    fit_clips = np.concatenate([role["train"]] + [role["validation"]] * refit)
+    mean, std, W, b = fit(layer, l2, fit_clips)
+    x, owner = _rows(means[layer], frames, fit_clips)
     train_accuracy = float(
         (softmax(((x - mean) / std) @ W + b).argmax(-1) == labels[owner]).mean()
     )
@@ -302,6 +304,7 @@ def probe_fold(data, labels, fold, dataset, num_classes, ratios):
         "chosen": {"layer": layer, "l2": l2},
         "validation": scores,
         "train_accuracy": train_accuracy,
+        "fit_clips": int(len(fit_clips)),
         "timings_s": {"probe": round(time.perf_counter() - start, 2)},
     }
 
@@ -321,7 +324,7 @@ def run_probe(config, index, folds, out_dir, verbose=True):
     for number, fold in enumerate(folds, 1):
         row = probe_fold(
             data, labels, fold, config.data.dataset, index.num_classes,
-            tuple(config.eval.ratios),
+            tuple(config.eval.ratios), config.data.model_selection == "refit",
         )
         rows.append(row)
         if verbose:

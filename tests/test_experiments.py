@@ -157,6 +157,14 @@ def test_probe_frozen_trunk(workspace, tmp_path):
     for run in (first, again):
         del run["per_fold"]["split1"]["timings_s"]
     assert again["per_fold"] == first["per_fold"]  # deterministic
+    # It fits on the clips the method's final models train on: with "holdout" the
+    # training clips only, with "refit" the validation clips too.
+    fit_clips = {
+        selection: probe.main(argv + ["--set", f"data.model_selection={selection}"])[
+            "per_fold"]["split1"]["fit_clips"]
+        for selection in ("holdout", "refit")
+    }  # fmt: skip
+    assert 0 < fit_clips["holdout"] < fit_clips["refit"]
 
 
 def test_settings_on_validation_reads_no_test_clip(workspace, tmp_path, monkeypatch):
