@@ -8,7 +8,6 @@ import tensorflow as tf
 
 from msl_keras.data.preprocessing import (
     IMAGENET_MEAN_BGR,
-    deprocess_frames,
     preprocess_frames,
     resize_frames,
 )
@@ -90,17 +89,6 @@ def test_resize_frames_is_cv2_linear():
     out = resize_frames(frame, (12, 18)).numpy()
     expected = cv2.resize(frame, (18, 12), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(out, expected, atol=2e-3)
-
-
-def test_deprocess_inverts_preprocess():
-    frames = _frames((2, 8, 10, 3), seed=6)
-    back = deprocess_frames(preprocess_frames(frames, size=None)).numpy()
-    assert back.dtype == np.uint8
-    np.testing.assert_array_equal(back, frames)
-    exact = deprocess_frames(
-        preprocess_frames(frames, size=None), dtype="float32"
-    ).numpy()
-    np.testing.assert_allclose(exact, frames, atol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (2, 16, 16, 4)])

@@ -60,15 +60,3 @@ def preprocess_frames(frames, size=(224, 224)):
     # tf.reverse is several times faster than the strided slice x[..., ::-1].
     return tf.reverse(x, axis=[-1]) - tf.constant(IMAGENET_MEAN_BGR, tf.float32)
 
-
-def deprocess_frames(frames, dtype="uint8"):
-    """Inverse of `preprocess_frames` (up to the resize), for looking at inputs: RGB
-    `(..., H, W, 3)` as `"uint8"` (rounded, clipped) or `"float32"` (exact)."""
-    x = check_rgb(tf.convert_to_tensor(frames), "deprocess_frames")
-    x = tf.cast(x, tf.float32) + tf.constant(IMAGENET_MEAN_BGR, tf.float32)
-    x = tf.reverse(x, axis=[-1])
-    if dtype == "float32":
-        return x
-    if dtype == "uint8":
-        return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
-    raise ValueError(f"`dtype` must be 'uint8' or 'float32'. Received: dtype={dtype!r}")
