@@ -272,14 +272,9 @@ def augment_frame(image, params, config=None):
     lead = shape[:-3]
     flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
     size = tf.shape(flat)[1:3]
-    box = aspect_crop_box(
-        size[0],
-        size[1],
-        _flat_param(params["crop_scale"], lead),
-        _flat_param(params["offset_y"], lead),
-        _flat_param(params["offset_x"], lead),
-        config.aspect,
-    )
+    keys = ("crop_scale", "offset_y", "offset_x")
+    crop = [_flat_param(params[key], lead) for key in keys]
+    box = aspect_crop_box(size[0], size[1], *crop, config.aspect)
     # Output pixel -> crop in the rotated frame -> flipped frame -> input frame.
     matrix = _flip_matrix(_flat_param(params["flip"], lead, tf.bool), size[1])
     angle = _flat_param(params["angle"], lead)
