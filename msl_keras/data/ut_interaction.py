@@ -65,7 +65,7 @@ def _scan(root, set_number):
                 f"'{entry.path}' names action {action}; UT-Interaction actions are "
                 f"0-{len(ACTIONS) - 1} ({', '.join(ACTIONS)})."
             )
-        clips.append((Path(entry.path), entry.name[:-4], sequence, action))
+        clips.append((entry.path, entry.name[:-4], sequence, action))
     if not clips:
         raise DatasetError(
             f"No clip in '{folder}' (<clip>_<sequence>_<action>.avi). Download "
@@ -120,13 +120,10 @@ def read_ut_interaction(
             )
     roles = {sequence: "validation" for sequence in validation_sequences or ()}
     roles[test_sequence] = "test"
-    records = [
-        ClipRecord(
-            clip_id=clip_id, path=str(path), label=action, class_name=ACTIONS[action],
-            group=f"sequence{sequence}", role=roles.get(sequence, "train"),
-        )  # fmt: skip
-        for path, clip_id, sequence, action in clips
-    ]
+    records = []
+    for path, clip_id, sequence, action in clips:
+        group, role = f"sequence{sequence}", roles.get(sequence, "train")
+        records.append(ClipRecord(clip_id, path, action, ACTIONS[action], group, role))
     if validation_sequences is None:
         records = carve_validation(records, validation_fraction, seed)
     return records
