@@ -135,9 +135,7 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
             clip_id, label, group = Path(parts[0]).stem, int(parts[1]), parts[2]
             resolved, name = str(path.resolve()), names[label]
             records.append(ClipRecord(clip_id, resolved, label, name, group, role))
-    if validation_fraction:
-        records = carve_validation(records, fraction=validation_fraction, seed=seed)
-    return records
+    return carve_validation(records, validation_fraction, seed)
 
 
 def class_names(root=DEFAULT_ROOT):
