@@ -231,11 +231,9 @@ def _write_set(folder, parameters):
     for label, name in enumerate(names):
         (folder / name).mkdir()
         scenes = _draw_scenes(seed, label, num_classes, per_class)
-        for index in range(per_class):
+        for index, scene in enumerate(scenes):
             group = index % num_groups
-            spec = _draw_clip(
-                seed, label, index, scenes[index], actors[group], parameters
-            )
+            spec = _draw_clip(seed, label, index, scene, actors[group], parameters)
             frames = render_clip(spec, parameters["frame_size"])
             group_name = f"g{group + 1:02d}"
             clip_id = f"{name}_{group_name}_c{index // num_groups + 1:02d}"
