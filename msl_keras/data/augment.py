@@ -267,10 +267,9 @@ def augment_frame(image, params, config=None):
             f"Augmentation params lack {missing}; make them with `draw_augmentation`."
         )
     x = _as_image(image, "augment_frame")
-    # Flip, rotate, crop and resize as one bilinear resampling of (N, H, W, 3) frames.
     shape = tf.shape(x)
     lead = shape[:-3]
-    flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
+    flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))  # (N, H, W, 3)
     size = tf.shape(flat)[1:3]
     keys = ("crop_scale", "offset_y", "offset_x")
     crop = [_flat_param(params[key], lead) for key in keys]
