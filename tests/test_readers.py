@@ -290,7 +290,7 @@ def test_jhmdb_real_frame_folder(shared_data):
         check_files=False,
     )
     assert [r.role for r in split3 if r.clip_id == clip.clip_id] == ["test"]  # '... 2'
-    assert jhmdb.class_names(shared_data / "splits" / "jhmdb") == list(jhmdb.CLASSES)
+    assert jhmdb.class_names() == list(jhmdb.CLASSES)
     assert len(jhmdb.CLASSES) == 21 and list(jhmdb.CLASSES) == sorted(jhmdb.CLASSES)
 
 

@@ -37,11 +37,8 @@ _INDEX_SUFFIX = re.compile(r"_\d+$")
 _GET_SPLITS = f"Download splits.zip from {URL} and extract it"
 
 
-def class_names(splits_dir=None):
-    """The 21 JHMDB classes, sorted (label = position); with `splits_dir`, checks
-    that every class has its three split files there."""
-    if splits_dir is not None:
-        _check_splits_dir(Path(splits_dir), SPLITS)
+def class_names():
+    """The 21 JHMDB classes, sorted (label = position)."""
     return list(CLASSES)
 
 
@@ -52,8 +49,8 @@ def clip_group(clip_name):
     return _INDEX_SUFFIX.sub("", name) if group == name else group
 
 
-def _check_splits_dir(splits_dir, splits):
-    names = [f"{c}_test_split{s}.txt" for s in splits for c in CLASSES]
+def _check_splits_dir(splits_dir, split):
+    names = [f"{c}_test_split{split}.txt" for c in CLASSES]
     missing = [name for name in names if not (splits_dir / name).is_file()]
     if missing:
         raise DatasetError(
@@ -100,11 +97,11 @@ def read_jhmdb(
             f"'<class>/<clip>/00001.png' frames. Download them from {URL}."
         )
     splits_dir = _find_splits_dir(root) if splits_dir is None else Path(splits_dir)
-    _check_splits_dir(splits_dir, (split,))
+    _check_splits_dir(splits_dir, split)
     records, seen = [], {}
-    for label, class_name in enumerate(CLASSES):
-        split_path = splits_dir / f"{class_name}_test_split{split}.txt"
-        class_dir = root / class_name
+    for label, name in enumerate(CLASSES):
+        split_path = splits_dir / f"{name}_test_split{split}.txt"
+        class_dir = root / name
         if check_files and not class_dir.is_dir():
             raise DatasetError(
                 f"JHMDB class folder '{class_dir}' (of '{split_path}') not found. "
@@ -131,6 +128,5 @@ def read_jhmdb(
                     f"frame folder '{frames}'. Download JHMDB from {URL} again."
                 )
             group = clip_group(clip_id)
-            record = ClipRecord(clip_id, str(path), label, class_name, group, role)
-            records.append(record)
+            records.append(ClipRecord(clip_id, str(path), label, name, group, role))
     return carve_validation(records, validation_fraction, seed)
