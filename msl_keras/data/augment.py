@@ -176,12 +176,8 @@ def aspect_crop_box(height, width, scale, offset_y, offset_x, aspect=PAPER_ASPEC
     return tf.cast(tf.stack(parts, -1), tf.int32)
 
 
-# The colour steps of the module docstring; each clips to [0, 255]. `alpha`: a scalar
-# or one per frame; `shifts`: `(3,)` shared or `(..., 3)` per frame.
-
-
 def channel_shift(image, shifts):
-    """Adds `shifts` to R, G, B."""
+    """Adds `shifts` (`(3,)` shared, or `(..., 3)` per frame) to R, G, B."""
     x = _as_image(image, "channel_shift")
     return tf.clip_by_value(x + _per_frame(shifts, trailing_rank=1), 0.0, 255.0)
 
