@@ -304,11 +304,9 @@ def _write_avi(path, frames, fps):
         )
 
 
-# Random draws: each has its own generator seeded by (seed, what, ...), so a clip does
-# not change when another one does.
-
-
 def _rng(seed, *keys):
+    """The generator of one random draw, seeded by (seed, what, ...): each draw has its
+    own, so a clip does not change when another one does."""
     return np.random.default_rng([int(seed), *[int(key) for key in keys]])
 
 
