@@ -128,7 +128,6 @@ def carve_validation(records, fraction=0.1, seed=0):
         labels_of[r.group].add(r.label)
     labels = sorted({r.label for r in train})
     nested = len(labels) > 1 and all(len(c) == 1 for c in labels_of.values())
-    # One class per group (JHMDB's source videos): drawn class by class.
     pools = [[g for g in groups if labels_of[g] == {c}] for c in labels if nested]
     rng = np.random.default_rng(seed)
     chosen = {str(g) for pool in pools for g in _draw(rng, pool, fraction)}
