@@ -54,17 +54,6 @@ def class_names(lists_dir):
     return names
 
 
-def _clips_on_disk(video_dir):
-    """`{(folder, file) lower-cased: path}` of the files in the class folders."""
-    return {
-        (folder.name.lower(), file.name.lower()): Path(file.path)
-        for folder in os.scandir(video_dir)
-        if folder.is_dir()
-        for file in os.scandir(folder.path)
-        if file.is_file()
-    }
-
-
 def read_ucf101(
     root, split=1, lists_dir=None, validation_fraction=0.1, seed=0, check_files=True
 ):
@@ -106,7 +95,13 @@ def read_ucf101(
             f"UCF101.rar from {URL} and extract it into '{root}', or pass "
             "check_files=False to read the lists only."
         )
-    on_disk = _clips_on_disk(video_dir) if check_files else {}
+    on_disk = {  # (folder, file) lower-cased: path, of the files in the class folders
+        (folder.name.lower(), file.name.lower()): Path(file.path)
+        for folder in (os.scandir(video_dir) if check_files else ())
+        if folder.is_dir()
+        for file in os.scandir(folder.path)
+        if file.is_file()
+    }
     records, seen = [], {}
     for role, name in (("train", "trainlist"), ("test", "testlist")):
         for where, line in _lines(lists_dir / f"{name}0{split}.txt"):
