@@ -28,22 +28,16 @@ def class_names():
     return list(ACTIONS)
 
 
-def set_folder(root, set_number):
-    """`<root>/segmented_set<n>`, checked to exist."""
+def _scan(root, set_number):
+    """(path, clip_id, sequence, action) of each clip of a set, by clip number."""
     if set_number not in SETS:
         raise ValueError(f"set_number must be 1 or 2. Received: {set_number=}")
-    folder = Path(root) / f"segmented_set{set_number}"
+    folder, sequences = Path(root) / f"segmented_set{set_number}", SETS[set_number]
     if not folder.is_dir():
         raise DatasetError(
             f"UT-Interaction set {set_number}: no folder '{folder}'. Download "
             f"segmented_set{set_number}.zip from {URL} and extract it into '{root}'."
         )
-    return folder
-
-
-def _scan(root, set_number):
-    """(path, clip_id, sequence, action) of each clip of a set, by clip number."""
-    folder, sequences = set_folder(root, set_number), SETS[set_number]
     clips = []
     for entry in os.scandir(folder):
         if not entry.name.lower().endswith(".avi"):
@@ -83,9 +77,10 @@ def ut_interaction_folds(root, set_numbers=tuple(SETS)):
     for set_number in set_numbers:
         found = sorted({sequence for _, _, sequence, _ in _scan(root, set_number)})
         if missing := sorted(set(SETS[set_number]) - set(found)):
+            folder = Path(root) / f"segmented_set{set_number}"
             raise DatasetError(
                 f"UT-Interaction set {set_number} has no clip of sequence(s) {missing} "
-                f"in '{set_folder(root, set_number)}'. Download "
+                f"in '{folder}'. Download "
                 f"segmented_set{set_number}.zip from {URL} again."
             )
         folds.extend((set_number, sequence) for sequence in found)
