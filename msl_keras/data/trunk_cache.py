@@ -254,12 +254,8 @@ def plain_maps(config, cache, runner, record, frames):
     """conv5_2 maps `(n, h, w, C)` float32 of `frames` (n,) of `record` in view "plain",
     from `cache` (missing ones are computed and added); `VideoDecodeError` if the clip
     does not decode."""
-    _, failed = fill_cache(
-        [(record, frames, [PLAIN_VIEW])], config, cache, runner, progress=False
-    )
-    if failed:  # its reason is str() of a VideoDecodeError naming this clip's file
-        prefix = str(VideoDecodeError(record.path, ""))
-        raise VideoDecodeError(record.path, failed[0][1].removeprefix(prefix))
+    samples = [(record, frames, [PLAIN_VIEW])]
+    fill_cache(samples, config, cache, runner, progress=False, strict=True)
     keys = [cache_key(record.clip_id, f, PLAIN_VIEW) for f in frames]
     return cache.read(cache.rows(keys))
 
@@ -278,10 +274,11 @@ def frame_samples(records, config, cache, role_views):
     return samples, failed
 
 
-def fill_cache(samples, config, cache, runner, progress=True):
+def fill_cache(samples, config, cache, runner, progress=True, strict=False):
     """Caches the trunk output of every (clip, frame, view) of `samples` not cached
     yet, each view augmented with its own seeded parameters (`view_seed`); returns
-    `(number of maps computed, failed [(clip_id, reason)])`."""
+    `(number of maps computed, failed [(clip_id, reason)])`, or with `strict` raises
+    the first clip's `VideoDecodeError` instead."""
     size = int(config.cnn.input_size)
     aug_config = augmentation_config(config)
     keys, frames, failed = [], [], []  # the trunk inputs not run yet
@@ -306,6 +303,8 @@ def fill_cache(samples, config, cache, runner, progress=True):
         try:
             decoded = read_frames(record.path, wanted)
         except VideoDecodeError as error:
+            if strict:
+                raise
             failed.append((record.clip_id, str(error)))
             continue
         position = {f: i for i, f in enumerate(wanted)}
