@@ -105,11 +105,7 @@ class TrunkCache(contextlib.AbstractContextManager):
         self.close()
 
     def close(self):
-        if self._file:
-            self._file.close()
-
-    def __len__(self):
-        return len(self._rows)
+        self._file.close()  # h5py: closing a closed file does nothing
 
     def __contains__(self, key):
         return key in self._rows
