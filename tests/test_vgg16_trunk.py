@@ -39,7 +39,6 @@ def test_layer_names_and_shapes():
     assert [n for n in names if "conv" in n] == TRUNK_CONVS
     assert [n for n in names if "pool" in n] == pools
     assert tuple(trunk.output.shape) == (None, 2, 2, 32)
-    assert trunk.output_channels == 32
     assert tuple(trunk.get_layer("block1_conv1").kernel.shape) == (3, 3, 3, 4)
     assert tuple(trunk.get_layer("block5_conv2").kernel.shape) == (3, 3, 32, 32)
     out = trunk(np.zeros((2, 32, 32, 3), "float32"))

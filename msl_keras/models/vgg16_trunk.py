@@ -289,11 +289,6 @@ class VGG16Trunk(keras.Model):
         if weights_path is not None:
             load_vgg16_weights(self, weights_path)
 
-    @property
-    def output_channels(self):
-        """Channels of conv5_2, `round(512 * width)`."""
-        return vgg16_filters("block5_conv2", self.width)
-
     def get_config(self):
         # `weights` is left out: a saved model carries its own weights.
         return {
