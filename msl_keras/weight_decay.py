@@ -14,6 +14,7 @@ decayed (VGG's Caffe solver: `decay_mult: 0`). See README.md, "Weight decay".
 import keras
 
 from msl_keras.config import WEIGHT_DECAY_MODES
+from msl_keras.errors import check_choice
 
 
 def sgd(model, learning_rate, momentum, weight_decay=0.0, mode="l2"):
@@ -23,10 +24,7 @@ def sgd(model, learning_rate, momentum, weight_decay=0.0, mode="l2"):
     `keras.regularizers.L2(wd / 2)`: a training setting, not saved with the model, so
     apply it again after loading a model to train on. `weight_decay=0` means no decay.
     """
-    if mode not in WEIGHT_DECAY_MODES:
-        raise ValueError(
-            f"`mode` must be one of {WEIGHT_DECAY_MODES}. Received: mode={mode!r}"
-        )
+    check_choice("mode", mode, WEIGHT_DECAY_MODES)
     weight_decay = float(weight_decay)
     decoupled = mode == "decoupled" and weight_decay > 0
     if mode == "l2":
