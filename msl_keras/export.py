@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from msl_keras.config import EXPORT_FORMATS as FORMATS
-from msl_keras.errors import ConfigError
+from msl_keras.errors import ConfigError, check_choice
 from msl_keras.models.precision import set_compute_dtype
 
 SIGNATURE = "serve"
@@ -56,10 +56,7 @@ def convert_to_tflite(saved_model, path, weights="float32"):
     `weights`: `"float32"` (the SavedModel's numbers up to float reassociation) or
     `"float16"` (stored in float16, half the file, dequantised to float32 when loaded).
     """
-    if weights not in TFLITE_WEIGHTS:
-        raise ValueError(
-            f"weights must be one of {TFLITE_WEIGHTS}. Received: weights={weights!r}"
-        )
+    check_choice("weights", weights, TFLITE_WEIGHTS)
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(saved_model), signature_keys=[SIGNATURE]
     )
