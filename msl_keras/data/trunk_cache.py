@@ -203,13 +203,10 @@ def view_seed(seed, clip_id, frame, view):
 
 
 class TrunkRunner:
-    """Runs the frozen trunk on batches of preprocessed frames (one traced tf.function);
-    `frames_computed` counts the frames it ran on."""
+    """Runs the frozen trunk on batches of preprocessed frames, one traced function."""
 
     def __init__(self, trunk, batch_size=32):
-        self.trunk = trunk
         self.batch_size = int(batch_size)
-        self.frames_computed = 0
         self.map_shape = tuple(int(d) for d in trunk.output_shape[1:])
         self._fn = tf.function(
             lambda x: trunk(x, training=False),
@@ -223,7 +220,6 @@ class TrunkRunner:
         for start in range(0, len(frames), self.batch_size):
             maps = self._fn(tf.constant(frames[start : start + self.batch_size]))
             out.append(np.asarray(maps, np.float32))
-        self.frames_computed += len(frames)
         return np.concatenate(out)
 
 
