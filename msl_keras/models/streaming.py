@@ -63,13 +63,10 @@ class StreamingStep:
         self.num_classes = int(lstm.num_classes)
         self.num_states = 2 * len(lstm.stage_names)
         self.units = int(lstm.units)
-        self.input_signature = {
-            "frame": tf.TensorSpec((None, None, 3), tf.uint8, name="frame"),
-            "state": tf.TensorSpec(
-                (self.num_states, self.units), tf.float32, name="state"
-            ),
-            "prob_sum": tf.TensorSpec((self.num_classes,), tf.float32, name="prob_sum"),
-            "count": tf.TensorSpec((), tf.float32, name="count"),
+        frame = tf.TensorSpec((None, None, 3), tf.uint8, name="frame")
+        shapes = ((self.num_states, self.units), (self.num_classes,), ())  # CARRY's
+        self.input_signature = {"frame": frame} | {
+            k: tf.TensorSpec(s, tf.float32, name=k) for k, s in zip(CARRY, shapes)
         }
         # The signature converts numpy arrays and Python numbers to its dtypes.
         self.step = tf.function(
