@@ -75,8 +75,5 @@ class TemporalAveragePooling(keras.layers.Layer):
     def call(self, inputs, mask=None):
         return temporal_average_pooling(inputs, mask=mask)
 
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
     def compute_output_shape(self, input_shape):
         return input_shape
