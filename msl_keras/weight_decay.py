@@ -33,9 +33,7 @@ def sgd(model, learning_rate, momentum, weight_decay=0.0, mode="l2"):
             if variable.path.split("/")[-1] != "bias":
                 variable.regularizer = regularizer
     optimizer = keras.optimizers.SGD(
-        learning_rate=learning_rate,
-        momentum=momentum,
-        weight_decay=weight_decay if decoupled else None,
+        learning_rate, momentum, weight_decay=weight_decay if decoupled else None
     )
     if decoupled:
         optimizer.exclude_from_weight_decay(var_names=["bias"])

@@ -224,8 +224,7 @@ class TrunkRunner:
 
 
 def open_trunk_cache(config, run, trunk):
-    """`(TrunkCache, TrunkRunner)` of `trunk` under `config`, in `run.trunk_cache_dir`
-    (module docstring)."""
+    """`(TrunkCache, TrunkRunner)` of `trunk` and `config` in `run.trunk_cache_dir`."""
     runner = TrunkRunner(trunk, batch_size=max(config.cnn.batch_size, 32))
     settings = cache_settings(config, weights_fingerprint(trunk))
     fingerprint = cache_fingerprint(settings)
