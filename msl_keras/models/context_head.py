@@ -60,7 +60,6 @@ class VGG16Head(keras.Model):
         self.fc6.build(self.flatten.compute_output_shape(pooled))
         self.fc7.build((None, self.fc_units))
         self.fc8.build((None, self.fc_units))
-        self.built = True
 
     def top(self, maps, training=None):
         """block5_pool to fc8 on `(b, h, w, C)` maps: `(fc7 (b, fc_units), probs)`."""

@@ -68,7 +68,6 @@ class TwoStreamFeatureExtractor(keras.Model):
         for head in (self.context_head, self.action_head):
             if not head.built:
                 head.build(maps)
-        self.built = True
 
     def call(self, inputs, training=None):
         labels = None
