@@ -107,9 +107,7 @@ class TwoStreamFeatureExtractor(keras.Model):
                     inputs = {"frames": inputs, "labels": labels}
                 return self(inputs, training=False)
 
-            self._extract_fns[key] = tf.function(
-                features, input_signature=signature, reduce_retracing=True
-            )
+            self._extract_fns[key] = tf.function(features, input_signature=signature)
         return self._extract_fns[key]
 
     def extract(self, frames, labels=None, batch_size=32, from_maps=False):
