@@ -60,9 +60,8 @@ def get_strategy(name="default"):
             f"Unknown strategy {name!r}. Valid strategies: "
             f"{', '.join(map(repr, STRATEGY_NAMES))}."
         )
-    if name == "default":
-        return tf.distribute.get_strategy()
-    return {"mirrored": _mirrored, "multi_worker": _multi_worker, "tpu": _tpu}[name]()
+    strategies = {"mirrored": _mirrored, "multi_worker": _multi_worker, "tpu": _tpu}
+    return strategies.get(name, tf.distribute.get_strategy)()  # "default"
 
 
 def _mirrored():

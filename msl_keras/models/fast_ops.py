@@ -5,8 +5,7 @@ TensorFlow's gradient of `y = a @ w` computes `da = dy @ w^T` with a
 5-6x slower than the same product as an einsum (fc6's input gradient at batch 32: 309 ms
 vs 60 ms). `matmul` has the same forward product and a custom gradient made of einsums:
 an MS-LSTM training step at the paper's size runs about 1.5x faster, a head-training
-step ~1.2x (BENCHMARKS.md, item 2). The layers are standard Keras layers in a saved
-model's weights and config (`layers/dense/...`, `layers/lstm/cell/...`).
+step ~1.2x (BENCHMARKS.md, item 2).
 """
 
 import keras

@@ -90,9 +90,8 @@ def write_vgg16_h5(path, layers, **attributes):
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as file:
         file.attrs["layer_names"] = [name.encode("utf8") for name in layers]
-        file.attrs["backend"] = b"tensorflow"
-        file.attrs["keras_version"] = keras.__version__.encode("utf8")
-        for key, value in attributes.items():
+        tags = {"backend": "tensorflow", "keras_version": keras.__version__}
+        for key, value in {**tags, **attributes}.items():
             file.attrs[key] = value.encode("utf8")
         for name, arrays in layers.items():
             group = file.create_group(name)
