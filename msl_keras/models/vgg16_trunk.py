@@ -290,10 +290,5 @@ class VGG16Trunk(keras.Model):
 
     def get_config(self):
         # `weights` is left out: a saved model carries its own weights.
-        return {
-            "input_shape": self.image_shape,
-            "width": self.width,
-            "include_conv5_3": self.include_conv5_3,
-            "name": self.name,
-            "trainable": self.trainable,
-        }
+        keys = ("width", "include_conv5_3", "name", "trainable")
+        return {"input_shape": self.image_shape, **{k: getattr(self, k) for k in keys}}
