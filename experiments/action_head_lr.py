@@ -126,7 +126,7 @@ def main(argv=None):
     config = apply_overrides(config, {"cnn.learning_rate": args.learning_rate})
     user = dict(parse_override(item) for item in args.overrides)
     config = apply_overrides(config, user)
-    machine = common.machine()  # the code as it was when the run started
+    machine = common.machine(args.code)
     index = common.prepare_index(config, verbose=not args.quiet)
     (fold,) = index.folds
     out_dir = common.experiment_dir(args, "action_head_lr")

@@ -174,6 +174,9 @@ def parse_args(description, default_dataset, argv=None, extra=None):
     quiet_tensorflow()
     args.dataset = resolve_dataset(args.root, default_dataset, args.dataset)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    # The code the run starts from: read at the end, it would name any commit made
+    # during a long run (pass it to `machine` / `finish`).
+    args.code = code_version()
     return args
 
 
@@ -398,12 +401,13 @@ def command_line(script, args):
     )
 
 
-def machine():
-    """Where the run happened: CPU count, platform, TensorFlow's devices."""
+def machine(code):
+    """Where the run happened: `code` (`code_version()` at the run's start), CPU count,
+    platform, TensorFlow's devices."""
     import tensorflow as tf
 
     return {
-        "code": code_version(),
+        "code": code,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -442,12 +446,13 @@ def percent(value):
     return None if value is None else 100.0 * float(value)
 
 
-def finish(out_dir, payload, config, wall, plot, text, note=""):
+def finish(out_dir, payload, config, wall, plot, text, note="", *, code):
     """Writes an experiment's `results.json` and prints where it went.
 
     `payload` gets what every experiment records after its own keys: the config, the
-    wall time, the machine, the plot and the text table. Prints the text, then `note`
-    (lines of the script's own), the trunk weights, the wall time and both paths.
+    wall time, the machine (with `code`, the run's `args.code`), the plot and the text
+    table. Prints the text, then `note` (lines of the script's own), the trunk weights,
+    the wall time and both paths.
 
     Returns:
         The payload written.
@@ -456,7 +461,7 @@ def finish(out_dir, payload, config, wall, plot, text, note=""):
         **payload,
         "config": config.to_dict(),
         "wall_time_s": round(wall, 1),
-        "machine": machine(),
+        "machine": machine(code),
         "plot": str(plot),
         "text": text,
     }

@@ -222,7 +222,7 @@ def main(argv=None):
         "per_fold_cam_agreement": dict(zip(folds, agreement)),
         "per_fold_time_s": dict(zip(folds, timings)),
     }
-    return common.finish(out_dir, payload, config, wall, plot, text)
+    return common.finish(out_dir, payload, config, wall, plot, text, code=args.code)
 
 
 if __name__ == "__main__":

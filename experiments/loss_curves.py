@@ -143,4 +143,6 @@ def run_loss_curves(figure, script, description, argv=None):
         "losses": table,
     }
     note = "paper: with 2 frames, our loss ~ the others with 30-40 frames (UCF-101).\n"
-    return common.finish(out_dir, payload, config, wall, plot, text, note)
+    return common.finish(
+        out_dir, payload, config, wall, plot, text, note, code=args.code
+    )

@@ -166,6 +166,7 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    args.code = common.code_version()  # at the start, as common.parse_args does
     common.quiet_tensorflow()
     from msl_keras.pipeline.dataset_index import prepare
 
@@ -263,8 +264,8 @@ def main(argv=None):
     # Not common.finish: its "trunk" line would name the config's (unused) CNN weights;
     # the trunk is the one that made --features.
     payload.update(
-        config=config.to_dict(), wall_time_s=round(wall, 1), machine=common.machine(),
-        plot=str(plot), text=text,
+        config=config.to_dict(), wall_time_s=round(wall, 1),
+        machine=common.machine(args.code), plot=str(plot), text=text,
     )  # fmt: skip
     path = common.write_results(out_dir, payload)
     print(f"\n{text}\n\nwall time: {wall:.0f} s\nresults: {path}\nplot: {plot}")

@@ -234,7 +234,7 @@ def main(argv=None):
             "trunk": common.trunk_description(base),
             "config": base.to_dict(),
             "command": common.command_line("mixed_precision.py", args),
-            "machine": common.machine(),
+            "machine": common.machine(args.code),
             "seconds": round(time.perf_counter() - started, 1),
         }
     )

@@ -382,7 +382,9 @@ def main(argv=None):
         "features": {"path": data["path"], "seconds": round(data["seconds"], 1)},
     }
     note = f"features: {data['seconds']:.0f} s\n"
-    return common.finish(out_dir, payload, config, wall, plot, text, note)
+    return common.finish(
+        out_dir, payload, config, wall, plot, text, note, code=args.code
+    )
 
 
 if __name__ == "__main__":

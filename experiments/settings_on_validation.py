@@ -134,7 +134,7 @@ def main(argv=None):
         "trunk_weights": common.trunk_description(base),
         "scores": scores,
         "config": base.to_dict(),
-        "machine": common.machine(),
+        "machine": common.machine(args.code),
         "text": text,
     }
     path = common.write_results(out_dir, payload)

@@ -231,7 +231,7 @@ def main(argv=None):
         [label, f"{timing[f'{key}_seconds']:.3f}", f"{timing[f'{key}_fps']:.1f}"]
         for label, key in modes
     ]
-    machine = common.machine()
+    machine = common.machine(args.code)
     device = (
         "GPU " + ", ".join(machine["gpus"])
         if machine["gpus"]

@@ -130,7 +130,7 @@ def main(argv=None):
         "chance": 1.0 / index.num_classes,
         "table": table,
     }
-    return common.finish(out_dir, payload, config, wall, plot, text)
+    return common.finish(out_dir, payload, config, wall, plot, text, code=args.code)
 
 
 if __name__ == "__main__":

@@ -263,7 +263,9 @@ def run_table(key, script, description, argv=None, before_step=None):
         "stage_wall_s": stage_wall_times(per_method, probe_seconds),
     }
     note = f"wall time per stage, summed over folds: {payload['stage_wall_s']}\n"
-    return common.finish(out_dir, payload, config, wall, plot, text, note)
+    return common.finish(
+        out_dir, payload, config, wall, plot, text, note, code=args.code
+    )
 
 
 def common_earliest(dataset):

@@ -83,6 +83,17 @@ def _check_written(payload, out, name):
     assert payload["command"].startswith(f"python experiments/{name}.py --root ")
 
 
+def _commit_mid_run(monkeypatch):
+    """`code_version` names commit "start" on its first call, "end" after (a commit made
+    during the run): results must record "start"."""
+    commits = iter(["start"])
+    monkeypatch.setattr(
+        _import("common"),
+        "code_version",
+        lambda: {"commit": next(commits, "end"), "msl_keras_changes": []},
+    )
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_docstring_starts_with_the_command(name):
     doc = _import(name).__doc__
@@ -213,9 +224,11 @@ def test_probe_classifier_reaches_the_minimum():
     np.testing.assert_allclose(means[0, :, 0], [1.0, 2.0, 2.0])
 
 
-def test_table4_feature_types(workspace):
+def test_table4_feature_types(workspace, monkeypatch):
+    _commit_mid_run(monkeypatch)
     payload = _import("table4_feature_types").main(_argv(workspace))
     _check_written(payload, workspace["out"], "table4_feature_types")
+    assert payload["machine"]["code"]["commit"] == "start"
     assert list(payload["table"]) == ["context_lstm", "action_lstm", "ours"]
     for row in payload["table"].values():
         assert row["earliest_k1"] == pytest.approx(row["accuracy_vs_steps_pooled"][0])
@@ -307,11 +320,13 @@ def test_leakage_check_extracts_with_the_same_heads(workspace):
     )
 
 
-def test_speed_claim_hook(workspace):
+def test_speed_claim_hook(workspace, monkeypatch):
+    _commit_mid_run(monkeypatch)
     payload = _import("speed_claim").main(
         _argv(workspace, "--frames", "6", "--repeats", "1", "--frame-size", "48", "40")
     )
     _check_written(payload, workspace["out"], "speed_claim")
+    assert payload["machine"]["code"]["commit"] == "start"
     timing = payload["timing"]
     assert timing["num_frames"] == 6
     for key in ("clip_seconds", "streaming_seconds", "flow_seconds"):
