@@ -104,8 +104,7 @@ class RunDirectory:
 
     def read_cnn_info(self, fold):
         """The fold's `cnn_info.json` as a dict, or None when there is none."""
-        path = self.cnn_info_path(fold)
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.cnn_info_path(fold))
 
     def store_path(self, fold, shard=None):
         """The fold's feature store, or shard `shard=(i, n)` of it."""
@@ -216,6 +215,10 @@ def check_shard(shard):
     if not 0 <= index < count:
         raise ConfigError(message)
     return index, count
+
+
+def _read_json(path):
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _read_config_mapping(path):
@@ -333,12 +336,7 @@ def load_lstm(path, compile=False):
 def training_record(lstm_dir):
     """How the LSTM folder's `best.keras` was chosen and trained, for `results.json`
     (`best_epoch` 1-based, `trained_on` clips per role, None where unknown)."""
-
-    def read(directory):
-        path = Path(directory) / RECORD_FILENAME
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    done = read(lstm_dir) or {}
+    done = _read_json(Path(lstm_dir) / RECORD_FILENAME) or {}
     record = {
         "model_selection": done.get("model_selection"),
         "best_epoch": done.get("best_epoch"),
@@ -346,7 +344,7 @@ def training_record(lstm_dir):
         "epochs_done": done.get("epochs_done"),
         "trained_on": done.get("trained_on"),
     }
-    refit = read(Path(lstm_dir) / REFIT_DIRNAME)
+    refit = _read_json(Path(lstm_dir) / REFIT_DIRNAME / RECORD_FILENAME)
     if refit is not None:
         record["refit"] = {
             key: refit.get(key) for key in ("epochs", "epochs_done", "trained_on")
