@@ -175,14 +175,6 @@ def _parse_shard(text):
     return index, count
 
 
-def _folds(index, name):
-    """The folds of `index`, or the one called `name`."""
-    if name is not None and name not in index.fold_names:
-        valid = ", ".join(index.fold_names)
-        raise MslKerasError(f"Unknown fold '{name}'. Folds of this config: {valid}.")
-    return [fold for fold in index.folds if name in (None, fold.name)]
-
-
 class _StdoutHandler(logging.StreamHandler):
     """Writes to `sys.stdout` as it is at each message: a caller that swaps it after
     `main()` (a notebook, pytest's capture) gets the messages, not a closed stream."""
@@ -285,12 +277,13 @@ def _dispatch(args):
     if args.command == "prepare":
         print(pipeline.describe(index))
         return 0
+    folds = index.folds if args.fold is None else [index.fold(args.fold)]
     if args.command == "run":
-        run_all(config, index=index, folds=_folds(index, args.fold))
+        run_all(config, index=index, folds=folds)
         return 0
 
     run = pipeline.RunDirectory.create(config)
-    for fold in _folds(index, args.fold):
+    for fold in folds:
         if args.command == "train-cnn":
             pipeline.train_cnn(config, index, fold, run=run)
         elif args.command == "extract":

@@ -63,8 +63,8 @@ class DatasetIndex:
             if fold.name == name:
                 return fold
         raise ConfigError(
-            f"Dataset index of '{self.dataset}' has no fold {name!r}. Folds: "
-            f"{listing(self.fold_names)}."
+            f"Dataset index of '{self.dataset}' has no fold {name!r}. Folds of this "
+            f"config: {listing(self.fold_names)}."
         )
 
     def clips(self):
@@ -163,28 +163,23 @@ def describe(index):
         f"{len(index.clips())} clips in {len(folds)} fold{'s' * (len(folds) != 1)}",
         f"{'fold':<{width}}" + "".join(f"  {r + ' clips/groups':>24}" for r in ROLES),
     ]
+    # What a user should see before training on a fold, listed after the table.
+    problems, empty = [], {"train": "no training clip", "test": "no test clip"}
+    empty["validation"] = "no validation clip (the last epoch is kept)"
     for fold in folds:
         counts = fold.counts()
         cells = [f"{counts[r]['clips']}/{counts[r]['groups']}" for r in ROLES]
         lines.append(f"{fold.name:<{width}}" + "".join(f"  {c:>24}" for c in cells))
-    for fold in folds:
-        if problems := _fold_problems(fold, len(names)):
-            lines.append(f"{fold.name}: " + "; ".join(problems))
+        found = [text for role, text in empty.items() if counts[role]["clips"] == 0]
+        absent = set(range(len(names))) - {r.label for r in fold.by_role("train")}
+        if absent and counts["train"]["clips"]:
+            found.append(f"classes without training clips: {sorted(absent)}")
+        if found:
+            problems.append(f"{fold.name}: " + "; ".join(found))
+    lines += problems
     if missing:
         listed = listing([r.clip_id for r in missing], limit=10)
         lines.append(f"Missing clips: {len(missing)} listed but not on disk ({listed})")
     else:
         lines.append("Missing clips: none")
     return "\n".join(lines)
-
-
-def _fold_problems(fold, num_classes):
-    """Warnings a user should see before training on `fold`."""
-    counts = {role: c["clips"] for role, c in fold.counts().items()}
-    empty = {"train": "no training clip", "test": "no test clip"}
-    empty["validation"] = "no validation clip (the last epoch is kept)"
-    problems = [problem for role, problem in empty.items() if counts[role] == 0]
-    absent = sorted(set(range(num_classes)) - {r.label for r in fold.by_role("train")})
-    if absent and counts["train"]:
-        problems.append(f"classes without training clips: {absent}")
-    return problems
