@@ -163,18 +163,6 @@ def resolve_config(args):
     return load_config(args.config, preset=args.preset, overrides=overrides)
 
 
-def _parse_shard(text):
-    try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise MslKerasError(
-            f"--shard takes I/N, e.g. 0/4. Received: --shard={text}"
-        ) from None
-    if not 0 <= index < count:
-        raise MslKerasError(f"--shard I/N needs 0 <= I < N. Received: --shard={text}")
-    return index, count
-
-
 class _StdoutHandler(logging.StreamHandler):
     """Writes to `sys.stdout` as it is at each message: a caller that swaps it after
     `main()` (a notebook, pytest's capture) gets the messages, not a closed stream."""
@@ -218,6 +206,7 @@ def _dispatch(args):
     from msl_keras import pipeline
     from msl_keras.demo import demo
     from msl_keras.orchestrator import run_all
+    from msl_keras.runs import check_shard
 
     # The options of the commands that take no config are their function's arguments.
     options = {k: v for k, v in vars(args).items() if k != "command"}
@@ -287,7 +276,7 @@ def _dispatch(args):
         if args.command == "train-cnn":
             pipeline.train_cnn(config, index, fold, run=run)
         elif args.command == "extract":
-            shard = _parse_shard(args.shard) if args.shard else (0, 1)
+            shard = check_shard(args.shard.split("/")) if args.shard else (0, 1)
             pipeline.extract(config, index, fold, run=run, shard=shard)
         elif args.command == "import-features":
             pipeline.import_features(
