@@ -259,10 +259,8 @@ def earliest_latest(
 ):
     """`{"earliest": float, "latest": float}`: the paper's accuracies (Tables 1-3),
     earliest by the convention of `dataset` (a key of `EARLIEST`)."""
-    correct = earliest_latest_correct(
-        dataset, probs, labels, frame_indices, num_frames, pooled, top_k
-    )
-    return {point: float(hits.mean()) for point, hits in correct.items()}
+    args = (dataset, probs, labels, frame_indices, num_frames, pooled, top_k)
+    return {p: float(hits.mean()) for p, hits in earliest_latest_correct(*args).items()}
 
 
 def anticipation_step(pooled, threshold=0.5):

@@ -349,9 +349,8 @@ def training_record(lstm_dir):
     }
     refit = _read_json(Path(lstm_dir) / REFIT_DIRNAME / RECORD_FILENAME)
     if refit is not None:
-        record["refit"] = {
-            key: refit.get(key) for key in ("epochs", "epochs_done", "trained_on")
-        }
+        keys = ("epochs", "epochs_done", "trained_on")
+        record["refit"] = {key: refit.get(key) for key in keys}
     return record
 
 
