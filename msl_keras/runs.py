@@ -207,10 +207,7 @@ def check_same_settings(path, config, parts, what, remedy):
 
 
 def check_shard(shard):
-    message = (
-        "A shard is a pair (I, N) with 0 <= I < N, such as (0, 4) or `--shard 0/4`. "
-        f"Received: {shard=}"
-    )
+    message = f"A shard is a pair (I, N) or I/N with 0 <= I < N. Received: {shard=}"
     try:
         index, count = (int(v) for v in shard)
     except (TypeError, ValueError):
