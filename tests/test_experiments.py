@@ -180,9 +180,12 @@ def test_probe_frozen_trunk(workspace, tmp_path):
 
 def test_settings_on_validation_reads_no_test_clip(workspace, tmp_path, monkeypatch):
     """Two variants on one fold: validation scores only, one shared trunk cache."""
-    for module in ("msl_keras.pipeline.evaluation", "msl_keras.orchestrator"):
-        # any call would fail
-        monkeypatch.setattr(importlib.import_module(module), "evaluate", None)
+    # Both imported before either is patched: an orchestrator first imported after
+    # evaluation's patch would bind None as its own, and keep it after the test.
+    modules = [importlib.import_module(m) for m in ("msl_keras.pipeline.evaluation",
+                                                      "msl_keras.orchestrator")]
+    for module in modules:
+        monkeypatch.setattr(module, "evaluate", None)  # any call would fail
     script = _import("settings_on_validation")
     payload = script.main(
         _argv({**workspace, "out": str(tmp_path)}, "--folds", "split1",
