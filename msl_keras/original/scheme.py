@@ -13,21 +13,9 @@ import keras
 import numpy as np
 
 from msl_keras.data.preprocessing import IMAGENET_MEAN_BGR
-from msl_keras.models.vgg16_trunk import VGG16_BLOCKS, scaled_filters, vgg16_conv
+from msl_keras.models.vgg16_trunk import VGG16Trunk, vgg16_conv
 
 FC = ("block5_conv3", "fc6", "fc7", "fc8")  # what a head copies into a model's top
-
-
-def _conv_stack(x, width):
-    """VGG-16 conv1_1 .. conv5_3 (no pool5), Keras' layer names."""
-    for block, convs, filters in VGG16_BLOCKS:
-        for conv in range(1, convs + 1):
-            x = vgg16_conv(f"block{block}_conv{conv}", scaled_filters(filters, width))(
-                x
-            )
-        if block < 5:
-            x = keras.layers.MaxPooling2D(2, 2, name=f"block{block}_pool")(x)
-    return x
 
 
 def _fc_top(x, fc_units, num_classes):
@@ -51,19 +39,20 @@ class OriginalExtractor:
         self.cam_filters = int(cam_filters)
         shape = (self.image, self.image, 3)
 
-        # The context-aware model: a whole VGG-16 with its fc layers.
-        inputs = keras.Input(shape)
-        fc7, probs = _fc_top(_conv_stack(inputs, width), fc_units, num_classes)
-        self.context_model = keras.Model(inputs, [fc7, probs], name="context_vgg16")
+        # The context-aware model: a whole VGG-16 (conv1_1 .. conv5_3) with its fc
+        # layers (a model on a trunk's input and output holds its layers, by name).
+        stack = VGG16Trunk(shape, width, include_conv5_3=True)
+        outputs = list(_fc_top(stack.output, fc_units, num_classes))
+        self.context_model = keras.Model(stack.input, outputs, name="context_vgg16")
 
         # The action-aware model: a second whole conv stack + the CAM branch.
-        inputs = keras.Input(shape)
-        conv5_3 = _conv_stack(inputs, width)
+        stack = VGG16Trunk(shape, width, include_conv5_3=True)
+        conv5_3 = stack.output
         cam_maps = vgg16_conv("cam_conv", cam_filters)(conv5_3)
         pooled = keras.layers.GlobalAveragePooling2D(name="cam_pool")(cam_maps)
         scores = keras.layers.Dense(num_classes, name="cam_classifier")(pooled)
         self.action_conv_model = keras.Model(
-            inputs, [conv5_3, cam_maps, scores], name="action_vgg16"
+            stack.input, [conv5_3, cam_maps, scores], name="action_vgg16"
         )
         # ... and its fc part, run on the masked conv5_3.
         masked = keras.Input(conv5_3.shape[1:])
