@@ -334,17 +334,6 @@ def _load_action_head(head, file, report, input_size=None):
     report.notes += [pooling, _PREPROCESSING_NOTE]
 
 
-def _recurrent_activation_note(file):
-    version = file.keras_version or "?"
-    old = version.startswith("1") or re.match(r"^2\.[0-2]\.", version)
-    which = "hard_sigmoid" if old else "hard_sigmoid before Keras 2.3, sigmoid after"
-    return (
-        f"Recurrent activation: the original's LSTMs (Keras {version}) used {which}, "
-        "msl_keras' sigmoid: outputs are close, not equal; fine-tune (train-lstm) "
-        "before comparing accuracies."
-    )
-
-
 def _load_transposed(model, file, report, context_dim, allow_partial):
     """The shape-compatible part of a MS-LSTM whose LSTMs ran over the feature axis
     (its stage-1 input size is its temporal length); returns the report's caveat."""
@@ -386,15 +375,12 @@ def _load_transposed(model, file, report, context_dim, allow_partial):
 
 
 def _load_ms_lstm(
-    model, file, report, context_dim=None, action_dim=None,
-    temporal_length=ORIGINAL_TEMPORAL_LENGTH, allow_partial=False,
-):  # fmt: skip
+    model, file, report, temporal_length=ORIGINAL_TEMPORAL_LENGTH, allow_partial=False
+):
     lstm1, lstm2 = file.of_kind("lstm")
     units = lstm1.arrays[1].shape[0]
     rows1, action_rows = lstm1.arrays[0].shape[0], lstm2.arrays[0].shape[0] - units
-    dims = model.input_dims
-    context_dim = dims["context"] if context_dim is None else context_dim
-    action_dim = dims["action"] if action_dim is None else action_dim
+    context_dim, action_dim = model.input_dims["context"], model.input_dims["action"]
     transposed = rows1 != context_dim and rows1 == temporal_length
     if not transposed and (rows1 != context_dim or action_rows != action_dim):
         raise WeightsError(
@@ -404,17 +390,23 @@ def _load_ms_lstm(
             "the features the file was trained on, or pass temporal_length=<its "
             "--temporal-length> if its LSTMs ran over the feature axis (defect 5)."
         )
-    report.notes.append(_recurrent_activation_note(file))
+    version = file.keras_version or "?"
+    old = version.startswith("1") or re.match(r"^2\.[0-2]\.", version)
+    which = "hard_sigmoid" if old else "hard_sigmoid before Keras 2.3, sigmoid after"
+    report.notes.append(
+        f"Recurrent activation: the original's LSTMs (Keras {version}) used {which}, "
+        "msl_keras' sigmoid: outputs are close, not equal; fine-tune (train-lstm) "
+        "before comparing accuracies."
+    )
     note = ""
     if transposed:
         note = _load_transposed(model, file, report, context_dim, allow_partial)
     else:
-        kernel = lstm2.arrays[0]  # original [action, hidden1] -> ours [hidden1, action]
-        arrays = [np.concatenate([kernel[action_rows:], kernel[:action_rows]])]
+        arrays = [np.roll(lstm2.arrays[0], -action_rows, axis=0), *lstm2.arrays[1:]]
         reordered = "input rows reordered: [action, hidden1] -> [hidden1, action]"
         cell1, cell2 = model.stage1_lstm.cell, model.stage2_lstm.cell
         _assign(report, file, lstm1, cell1, f"{model.name}/stage1_lstm")
-        label, arrays = f"{model.name}/stage2_lstm", arrays + lstm2.arrays[1:]
+        label = f"{model.name}/stage2_lstm"
         _assign(report, file, lstm2, cell2, label, arrays, reordered)
     classifiers = (model.stage1_classifier, model.stage2_classifier)
     for layer, target in zip(file.of_kind("dense"), classifiers):
@@ -427,11 +419,10 @@ def load_original_weights(model, path_or_file, kind="auto", **options):
     `ContextAwareHead`, `ActionAwareHead` or `MultiStageLSTM`); returns the
     `WeightsImportReport`.
 
-    `**options`, for a `MultiStageLSTM`: `context_dim`, `action_dim` (default: the
-    model's), `temporal_length` (the original's `--temporal-length`, 50: a stage-1
-    input of that size marks the transposed MS-LSTM), `allow_partial` (load the
-    shape-compatible part of a transposed MS-LSTM instead of raising); for an
-    `ActionAwareHead`: `input_size` (for the pooling note).
+    `**options`, for a `MultiStageLSTM`: `temporal_length` (the original's
+    `--temporal-length`, 50: a stage-1 input of that size marks the transposed
+    MS-LSTM), `allow_partial` (load the shape-compatible part of a transposed MS-LSTM
+    instead of raising); for an `ActionAwareHead`: `input_size` (for the pooling note).
 
     Raises `WeightsError` for a file of another architecture or kind, other shapes
     than the model's, or a transposed MS-LSTM without `allow_partial`.
@@ -476,22 +467,12 @@ class ImportedWeights:
     files: dict
 
 
-def build_from_original(
-    path_or_file, kind="auto", input_size=None, fc_units=4096, context_dim=None,
-    action_dim=None, temporal_length=ORIGINAL_TEMPORAL_LENGTH, allow_partial=False,
+def _build_models(
+    file, kind, input_size=None, fc_units=4096, context_dim=None, action_dim=None,
+    temporal_length=ORIGINAL_TEMPORAL_LENGTH, allow_partial=False,
 ):  # fmt: skip
     """`(models by role, WeightsImportReport)`: our models built with the sizes an
-    original file implies, and loaded from it.
-
-    Args:
-        input_size: frame size of the CNNs (default: 224, or the context model's).
-        fc_units: fc6/fc7 units of our action head's masked path (not in the file).
-        context_dim, action_dim: feature sizes the MS-LSTM reads (default: its own,
-            or 4096 for a transposed one, the original's INPUT_DIM).
-        Others: as `load_original_weights`.
-    """
-    file = read_original_weights(path_or_file)
-    kind = _check_kind(file, kind)
+    original file (read, of checked `kind`) implies, and loaded from it."""
     dense = file.of_kind("dense")
     if kind == "ms_lstm":
         lstm1, lstm2 = file.of_kind("lstm")
@@ -546,7 +527,11 @@ def import_original_weights(path, kind="auto", out=None, overwrite=False, **opti
             head, ending in `.keras` (the whole model) or `.weights.h5`. For a CNN file
             the trunk and conv5_3 also go to `<out base>.vgg16.h5` (Keras' VGG-16
             layout, for `--set cnn.weights=`); the report to `<out base>.import.json`.
-        **options: see `build_from_original`.
+        input_size: frame size of the CNNs (default: 224, or the context model's).
+        fc_units: fc6/fc7 units of our action head's masked path (not in the file).
+        context_dim, action_dim: feature sizes the MS-LSTM reads (default: its own,
+            or 4096 for a transposed one, the original's INPUT_DIM).
+        temporal_length, allow_partial: as `load_original_weights`.
 
     Raises `WeightsError` as `load_original_weights`, and for an output that exists
     (without `overwrite`) or has another suffix.
@@ -574,7 +559,7 @@ def import_original_weights(path, kind="auto", out=None, overwrite=False, **opti
             )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        models, report = build_from_original(file, kind, **options)
+        models, report = _build_models(file, kind, **options)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         head = models.get("context_head") or models.get("action_head")
