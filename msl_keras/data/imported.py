@@ -131,9 +131,8 @@ def _as_strings(values):
 
 def _integers(array, where, what):
     array = np.asarray(array)
-    if array.dtype.kind == "f" and np.all(np.mod(array, 1) == 0):
-        array = array.astype(np.int64)
-    if array.dtype.kind not in "iu":
+    whole = array.dtype.kind == "f" and np.all(np.mod(array, 1) == 0)
+    if array.dtype.kind not in "iu" and not whole:
         raise DatasetError(
             f"{where}: '{what}' must hold integers. Received dtype {array.dtype}."
         )
@@ -219,18 +218,15 @@ class _ArrayFile(FeatureSource):
                 f"{shapes['action']}; both streams need the same (clips, T)."
             )
         clips, steps = shapes[streams[0]][:2]
-        labels = _integers(self._optional("labels", (clips,)), where, "labels")
-        lengths = self._optional("lengths", (clips,), np.full(clips, steps))
-        self._lengths = _integers(lengths, where, "lengths")
+        labels = self._optional("labels", (clips,), integers=True)
+        self._lengths = self._optional("lengths", (clips,), np.full(clips, steps), True)
         if clips and (self._lengths.min() < 1 or self._lengths.max() > steps):
             raise DatasetError(
                 f"{where}: 'lengths' must lie in [1, T={steps}]. Received min "
                 f"{self._lengths.min()}, max {self._lengths.max()}."
             )
         self._frame_indices = self._optional("frame_indices", (clips, steps))
-        self._num_frames = self._optional("num_frames", (clips,))
-        if self._num_frames is not None:
-            self._num_frames = _integers(self._num_frames, where, "num_frames")
+        self._num_frames = self._optional("num_frames", (clips,), integers=True)
         default_ids = [f"clip_{i:05d}" for i in range(clips)]
         ids = _as_strings(self._optional("clip_ids", (clips,), default_ids))
         groups = _as_strings(self._optional("groups", (clips,), ids))
@@ -275,7 +271,8 @@ class _ArrayFile(FeatureSource):
             self._cache[key] = np.asarray(value)
         return self._cache[key]
 
-    def _optional(self, key, shape, default=None):
+    def _optional(self, key, shape, default=None, integers=False):
+        """Array `key` of `shape` (int64 with `integers`), or `default` if absent."""
         if key not in self._keys:
             return default
         array = self._array(key)
@@ -283,7 +280,7 @@ class _ArrayFile(FeatureSource):
             raise DatasetError(
                 f"'{self.path}': '{key}' must be {shape}. Received {array.shape}."
             )
-        return array
+        return _integers(array, f"'{self.path}'", key) if integers else array
 
     def dims(self):
         return {s: int(self._shape(s)[2]) for s in self.streams}
