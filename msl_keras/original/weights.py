@@ -148,10 +148,8 @@ def _classify(arrays, backend):
     ranks = [a.ndim for a in arrays]
     if len(arrays) == 12 and set(ranks) <= {1, 2}:
         # Keras 1: W, U, b of each gate i, c, f, o -> kernel, recurrent kernel, bias.
-        lstm = [
-            np.concatenate([arrays[3 * gate + k] for gate in (0, 2, 1, 3)], axis=-1)
-            for k in range(3)
-        ]
+        i, c, f, o = (arrays[3 * gate : 3 * gate + 3] for gate in range(4))
+        lstm = [np.concatenate(parts, axis=-1) for parts in zip(i, f, c, o)]
         return lstm, "lstm", "Keras 1 LSTM gates i,c,f,o -> i,f,c,o"
     if ranks == [2, 2, 1]:
         gates = 4 * arrays[1].shape[0]
@@ -262,9 +260,8 @@ def _check_kind(file, kind):
 
 
 def _assign(report, file, layer, target, label, arrays=None, note="", shown=None):
-    """Sets `target` (a layer, or one variable) to `arrays` (default: the file layer's;
-    a channels-first kernel is transposed) and reports it, with the shape of `shown`
-    if given."""
+    """Sets `target` (a layer or one variable) to `arrays` (default: the layer's; a
+    channels-first kernel is transposed) and reports it (with `shown`'s shape)."""
     variables = [target] if isinstance(target, keras.Variable) else target.weights
     expected = [tuple(v.shape) for v in variables]
     arrays = list(layer.arrays if arrays is None else arrays)
