@@ -151,8 +151,8 @@ def _check_features(features, where, clip_id):
             )
 
 
-def _frames(indices, num_frames, n, where, clip_id):
-    """Checked `(frame_indices (n,), num_frames)`, with the documented defaults."""
+def _frames(features, indices, num_frames, n, where, clip_id):
+    """`features` with checked `frame_indices` `(n,)` and `num_frames` (or defaults)."""
     if indices is None:
         indices = np.arange(n, dtype=np.int64)
     indices = _integers(indices, where, "frame_indices")
@@ -168,7 +168,7 @@ def _frames(indices, num_frames, n, where, clip_id):
             f"{where}: clip '{clip_id}': frame indices must lie in [0, num_frames="
             f"{num_frames}). Received min {indices.min()}, max {indices.max()}."
         )
-    return indices, int(num_frames)
+    return {**features, "frame_indices": indices, "num_frames": int(num_frames)}
 
 
 def _split_columns(names):
@@ -294,8 +294,7 @@ class _ArrayFile(FeatureSource):
         _check_features(features, where, self.clip_ids[row])
         indices = None if self._frame_indices is None else self._frame_indices[row, :n]
         num_frames = None if self._num_frames is None else int(self._num_frames[row])
-        indices, num_frames = _frames(indices, num_frames, n, where, self.clip_ids[row])
-        return {**features, "frame_indices": indices, "num_frames": num_frames}
+        return _frames(features, indices, num_frames, n, where, self.clip_ids[row])
 
     def close(self):
         self._handle.close()
@@ -318,7 +317,6 @@ class NpyClips(FeatureSource):
         self._frames_dir = frames_dir
 
     def _frames_file(self, row):
-        """The clip's frame-indices file, or None."""
         file = self._frames_dir and self._frames_dir / f"{self.clip_ids[row]}.npy"
         return file if file and file.is_file() else None
 
@@ -346,7 +344,6 @@ class NpyClips(FeatureSource):
                     )
                 found[stream].setdefault(array.shape[1], file)
                 rows[file] = array.shape[0]
-                del array
             if len(set(rows.values())) > 1:
                 raise DatasetError(
                     f"Clip '{self.clip_ids[row]}': "
@@ -378,8 +375,7 @@ class NpyClips(FeatureSource):
         indices = None if indices_file is None else load_npy(indices_file)
         num_frames = None if self._num_frames is None else self._num_frames[row]
         where = f"'{indices_file or self.path / CLIPS_CSV}'"
-        indices, num_frames = _frames(indices, num_frames, n, where, clip_id)
-        return {**features, "frame_indices": indices, "num_frames": num_frames}
+        return _frames(features, indices, num_frames, n, where, clip_id)
 
 
 class _NpyFolder(NpyClips):
