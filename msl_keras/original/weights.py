@@ -307,13 +307,10 @@ def _load_context_head(head, file, report):
 
 def _load_action_head(head, file, report, input_size=None):
     named, (cam_conv,) = _vgg_convs(file)
-    (dense,) = file.of_kind("dense")
     softmax = "the original's softmax is applied after it, as here"
-    for layer, target, note in (
-        (named["block5_conv3"], head.block5_conv3, ""),
-        (cam_conv, head.cam_conv, ""),
-        (dense, head.cam_classifier, softmax),
-    ):
+    layers = [named["block5_conv3"], cam_conv, *file.of_kind("dense")]
+    targets = (head.block5_conv3, head.cam_conv, head.cam_classifier)
+    for layer, target, note in zip(layers, targets, ("", "", softmax)):
         _assign(report, file, layer, target, f"{head.name}/{target.name}", note=note)
     report.not_loaded += [
         {"ours": f"{head.name}/{target.name}", "why": _NO_MASKED_PATH}
