@@ -186,10 +186,9 @@ class _ArrayFile(FeatureSource):
         try:
             if path.suffix.lower() == ".npz":
                 self._handle = np.load(path, allow_pickle=False)
-                self._keys = list(self._handle.files)
             else:
                 self._handle = h5py.File(path, "r")
-                self._keys = list(self._handle.keys())
+            self._keys = list(self._handle.keys())  # a .npz file is a Mapping too
         except (OSError, ValueError) as error:
             raise DatasetError(
                 f"Cannot read '{path}': {error}. Write it with numpy.savez or h5py."
@@ -243,8 +242,6 @@ class _ArrayFile(FeatureSource):
         """The shape of array `key`, without reading (or decompressing) its data."""
         if isinstance(self._handle, h5py.File):
             return tuple(self._handle[key].shape)
-        if key in self._cache:
-            return self._cache[key].shape
         try:
             with self._handle.zip.open(f"{key}.npy") as member:
                 version = np.lib.format.read_magic(member)
