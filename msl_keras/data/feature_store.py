@@ -368,9 +368,8 @@ class FeatureStore(contextlib.AbstractContextManager):
             self._slot_of[ids[slot]] = int(slot)
 
     def close(self):
-        """Closes the file (idempotent)."""
-        if not self.closed:
-            self._file.close()
+        """Closes the file (idempotent: h5py closes a closed file as a no-op)."""
+        self._file.close()
 
     @property
     def closed(self):
@@ -441,8 +440,6 @@ class FeatureStore(contextlib.AbstractContextManager):
                 "the folder's permissions) and run again to resume."
             ) from None
         return slot
-
-    _append = append  # the name `writing_new_store`'s users call with durable=False
 
     def _prepare_row(self, clip_id, context, action, label, frame_indices, num_frames):
         """The checked row, padded to T steps in the stored dtypes."""

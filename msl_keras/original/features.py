@@ -226,7 +226,7 @@ def import_original_features(
                 too_long.append(f"{clip} ({n} rows)")
                 continue
             label, frames = int(source.labels[row]), np.arange(n, dtype=np.int32)
-            store._append(clip, context, action, label, frames, n, durable=False)
+            store.append(clip, context, action, label, frames, n, durable=False)
         if zero_clips:
             raise DatasetError(
                 f"{len(zero_clips)} clips have all-zero feature rows: "

@@ -70,7 +70,7 @@ def import_features(config, index, fold, run=None, overwrite=False, verbose="aut
             for record in fold.records:
                 clip = source.clip(row_of[record.clip_id])
                 keep = select_frames(len(clip["frame_indices"]), *selection)
-                store._append(
+                store.append(
                     record.clip_id,
                     clip["context"][keep] if "context" in clip else None,
                     clip["action"][keep] if "action" in clip else None,
