@@ -26,8 +26,6 @@ from msl_keras.runs import (  # fmt: skip
 logger = logging.getLogger(__name__)
 
 RESULTS_FILENAME = "results.json"
-CSV_FILENAME = "accuracy.csv"
-PLOT_FILENAME = "accuracy.png"
 STAGE_LABELS = {"stage1": "stage 1 (context)", "stage2": "stage 2 (MS-LSTM)"}
 # The final stage's scores in `results["summary"]` (averaged over folds by `run_all`).
 SUMMARY_KEYS = (
@@ -115,8 +113,7 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
             f"evaluate, fold '{fold}': the earliest point (first {part} of each clip) "
             f"and the latest read the same stored step for {int(same.sum())} of "
             f"{len(same)} test clips (data.frame_selection={data.frame_selection!r}, "
-            f"T={T}). "
-            f"{fix} and extract again."
+            f"T={T}). {fix} and extract again."
         )
     short = latest["frame"] < latest["frames"] - 1
     pairs = {}
@@ -224,7 +221,7 @@ def evaluate(config, index, fold, run=None, verbose="auto", model=None):
     final = final_stage(outputs)
     results_dir = run.results_dir(name)
     results_dir.mkdir(parents=True, exist_ok=True)
-    files = {"results": RESULTS_FILENAME, "csv": CSV_FILENAME, "plot": PLOT_FILENAME}
+    files = {"results": RESULTS_FILENAME, "csv": "accuracy.csv", "plot": "accuracy.png"}
     files = {key: results_dir / filename for key, filename in files.items()}
     results = {
         "dataset": config.data.dataset,
