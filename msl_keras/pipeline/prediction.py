@@ -50,12 +50,6 @@ def load_stream(config, run, fold, lstm_path):
     return StreamingStep(extractor, model, config.cnn.input_size)
 
 
-def _thumbnail(frame, height=64):
-    """`frame` resized to `height` rows, for the plot's frame strip (display only)."""
-    size = (max(1, round(frame.shape[1] * height / frame.shape[0])), height)
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-
-
 def predict_video(
     video_path, config, run=None, fold=None, plot_path=None, print_fn=print,
     max_frames=None, threshold=0.5, true_label=None, class_names=None, stream=None,
@@ -127,8 +121,9 @@ def predict_video(
         carry = {k: out[k] for k in ("state", "prob_sum", "count")}
         rows.append({k: np.asarray(out[k]) for k in ("probs", "pooled", "stage1")})
         frame_indices.append(index)
-        if plot_path is not None:
-            thumbnails.append(_thumbnail(frame))
+        if plot_path is not None:  # 64 rows high, for the plot's frame strip
+            size = (max(1, round(frame.shape[1] * 64 / frame.shape[0])), 64)
+            thumbnails.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
         k = int(out["anticipated"])
         past = f"  [past training T={T}]" if step >= T else ""
         say(
