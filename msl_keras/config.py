@@ -15,7 +15,6 @@ from msl_keras.errors import ConfigError
 FRAME_SELECTIONS = ("first", "uniform")
 CAM_CLASSES = ("predicted", "top_k", "oracle")  # models.ActionAwareHead
 CAM_NORMALIZATIONS = ("max", None)
-HEAD_SELECTIONS = ("val_loss", "val_accuracy", "last")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 EXPORT_FORMATS = ("saved_model", "tflite")  # `msl-keras export --format`
@@ -112,7 +111,7 @@ _CHOICES = {
     "cnn.weight_decay_mode": WEIGHT_DECAY_MODES,
     "lstm.weight_decay_mode": WEIGHT_DECAY_MODES,
     "cnn.cam_normalization": CAM_NORMALIZATIONS,
-    "cnn.selection": HEAD_SELECTIONS,
+    "cnn.selection": ("val_loss", "val_accuracy", "last"),
     "cnn.store_dtype": ("float16", "float32"),
     "cnn.compute_dtype": COMPUTE_DTYPES,
     "lstm.compute_dtype": COMPUTE_DTYPES,
@@ -196,8 +195,7 @@ def _paper(dataset, root, **data):
 
 
 def _demo():
-    return Config(
-        name="demo",
+    return Config(  # named "demo", Config's default
         data=DataConfig(
             num_steps=32,
             validation_fraction=0.3,
@@ -333,8 +331,6 @@ _BUILDERS = {
     "demo": _demo,
     "cpu_real": CPU_REAL,
     "tiny": TINY,
-    # The benchmarks' `--size` (benchmarks/_common.py): the demo at the paper's network,
-    # at half of it, and at a few seconds'.
     "bench_paper": _network(224, 1.0, 4096, 1024, units=2048, steps=50, batch=32),
     "bench_cpu": _network(112, 0.5, 1024, 256, units=512, steps=50, batch=32),
     "bench_tiny": _network(32, 1 / 16, 32, 16, units=16, steps=8, batch=4),
