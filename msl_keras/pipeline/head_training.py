@@ -215,7 +215,6 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
             rms = float(np.sqrt(np.mean(np.square(maps, dtype=np.float64))))
             scale = 1.0 / rms if rms > 0 else 1.0
 
-
         def dataset(rows, labels, outputs, shuffle):
             return CachedMapsDataset(
                 source, rows, labels, num_classes, int(cnn.batch_size), outputs=outputs,
@@ -255,11 +254,9 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
             # training clip for the epochs chosen on validation, and are the ones saved.
             fit_rows = np.concatenate([train_rows, extra_rows])
             fit_labels = np.concatenate([train_labels, extra_labels])
-            context, action, _ = _build_heads(
-                config, num_classes, runner.map_shape, scale
-            )
+            heads = _build_heads(config, num_classes, runner.map_shape, scale)[:2]
+            context, action = heads
             epochs = {name: result["best_epoch"] for name, result in results.items()}
-            heads = (context, action)
             refits = fit_heads(heads, fit_rows, fit_labels, epochs, "_refit")
             for name, logs in refits.items():
                 logs.pop("best_epoch")
