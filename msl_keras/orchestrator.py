@@ -22,7 +22,6 @@ from msl_keras.pipeline.dataset_index import describe, prepare
 from msl_keras.pipeline.head_training import train_cnn
 from msl_keras.pipeline.lstm_training import train_lstm
 
-SUMMARY_FILENAME = "summary.json"
 # The parts a variant may change: they name its LSTM folder, not the run's features.
 VARIANT_PARTS = ("lstm", "eval")
 
@@ -203,7 +202,7 @@ def run_all(config, index=None, folds=None, verbose=2):
     ]
     summary = summarize(results)
     summary["wall_time_s"] = round(time.perf_counter() - start, 1)
-    path = run.root / f"{config.lstm_run_name()}.{SUMMARY_FILENAME}"
+    path = run.root / f"{config.lstm_run_name()}.summary.json"
     path.write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
     if verbose:
         print(format_summary(config, summary))
