@@ -158,11 +158,9 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def fingerprint(self, *parts):
-        """A short hash of the named parts (all settings by default)."""
+        """A short hash of the settings of the named parts, e.g. `"lstm", "seed"`."""
         mapping = self.to_dict()
-        if parts:
-            mapping = {part: mapping[part] for part in parts}
-        text = json.dumps(mapping, sort_keys=True)
+        text = json.dumps({part: mapping[part] for part in parts}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def run_name(self):

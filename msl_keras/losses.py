@@ -152,8 +152,7 @@ def _running_max_before(values, valid, fill):
 
 
 def _ranking_loss(y_true, y_pred, sample_weight, lambda_r, epsilon, on_margin):
-    """-log p_t(y) + lambda_r * max(0, s*_t - s_t) over the valid steps (Ma et al.):
-    `s_t` is p_t(y), or with `on_margin` the margin `p_t(y) - max_{k != y} p_t(k)`. The
+    """Both ranking losses: `s_t` is p_t(y), or with `on_margin` the margin m_t. The
     running maximum s*_t over earlier VALID steps is a constant (`stop_gradient`), as
     in Ma et al.; at t = 1 there is no ranking penalty."""
     y_true, y_pred, weight, valid, t, _ = _prepare(y_true, y_pred, sample_weight)

@@ -37,10 +37,8 @@ def score_stage(
     probs, labels, lengths, frame_indices, num_frames, dataset, ratios, top_k
 ):
     """Every number `evaluate` reports for one stage's `(clips, T, N)` probabilities:
-    `accuracy_vs_steps`, `top_k_vs_steps` and `_pooled` twins (`(T,)` lists),
-    `mean_accuracy_pooled` (the selection score), `ratios` `{ratio: {"raw", "pooled",
-    "top_k_pooled"}}`, `earliest` / `latest` (pooled) with `_raw` and `top_k_`
-    versions, and `earliest_correct` / `latest_correct` (pooled 0/1 per clip)."""
+    the `(T,)` curves and `mean_accuracy_pooled`, `ratios` `{ratio: {"raw", "pooled",
+    "top_k_pooled"}}`, earliest / latest (pooled, `_raw`, `top_k_`, 0/1 `_correct`)."""
     clips = (probs, labels, frame_indices, num_frames)
     result = {}
     for suffix, pooled in (("", False), ("_pooled", True)):
@@ -80,10 +78,9 @@ def check_readings(config, frame_indices, num_frames, fold="the fold"):
     step (e.g. "first", T = 50, a 100+ frame clip). Warned and counted: latest not
     reaching the clip's end, neighbouring ratios reading one step.
 
-    Returns `results["readings"]`: `points` (`{point: {"frames_observed", "step",
-    "share_of_clip_read"}}`, each `[min, max]` over clips), the clip counts
-    `latest_not_whole_clip` and `coinciding_readings` (`{"clips", "pairs": {"0.3/0.4":
-    n}}`), `latest_is_whole_clip`, `warnings`, and the settings read.
+    Returns `results["readings"]`: per point `[min, max]` over clips of the frames
+    observed, step and share of the clip read; the clip counts; the warnings; the
+    settings read.
     """
     data = config.data
     if data.observed_ratio < 1.0:
@@ -202,10 +199,7 @@ def evaluate(config, index, fold, run=None, verbose="auto", model=None):
     readings = check_readings(config, test["frame_indices"], test["num_frames"], name)
     checkpoint = run.best_path(name)
     model = load_lstm(checkpoint) if model is None else model
-    dims = model.input_dims
-    check_model_inputs(
-        settings, context_dim=dims.get("context"), action_dim=dims.get("action")
-    )
+    check_model_inputs(settings, **{f"{s}_dim": d for s, d in model.input_dims.items()})
     outputs = causal_forward(
         model, {s: test[s] for s in model.input_streams}, config.lstm.batch_size
     )
