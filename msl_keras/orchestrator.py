@@ -4,7 +4,6 @@ prepare -> (each fold) train_cnn -> extract (or import_features) -> train_lstm -
 evaluate, then the mean over folds (the paper's: over the official splits, or over
 each UT-Interaction set's 10 folds, reporting each set and their mean). Every stage
 resumes: re-running the same config skips finished heads, clips and epochs.
-`prune_fold` deletes a scored fold's models; `run_fold` then returns its stored results.
 """
 
 import json
@@ -109,13 +108,12 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
                 f"anticipation accuracy {100 * accuracy:.1f}% -> {best}"
             )
         # The model in memory when it holds best.keras's weights: no second load.
-        result = step(
+        results[name] = step(
             f"evaluate {what}", evaluate, variant, verbose=bool(verbose), model=model
         )
         del model  # one LSTM in memory at a time
-        result["timings_s"] = dict(timings)
+        results[name]["timings_s"] = dict(timings)
         timings.clear()
-        results[name] = result
     return results
 
 
@@ -131,10 +129,8 @@ def _results_paths(config, fold, run, variants):
 def prune_fold(config, fold, run, variants=None):
     """Deletes a scored fold's `.keras` files (3.7 GB a fold at paper size), keeping its
     records, features and results; returns their paths. `variants` as `run_fold`'s.
-
-    Writes `<fold>/pruned.json` first, so an interrupted prune is one too.
-    `ConfigError` when a variant has not been scored on the fold.
-    """
+    Writes `<fold>/pruned.json` first, so an interrupted prune is one too. Raises
+    `ConfigError` when a variant has not been scored on the fold."""
     variants = {"config": {}} if variants is None else variants
     run = run if isinstance(run, RunDirectory) else RunDirectory.open(run)
     paths, missing = _results_paths(config, fold, run, variants)

@@ -49,7 +49,6 @@ class StagedLSTM(keras.Model):
         )
 
     def _stages(self):
-        """`[LSTM, Dropout, classifier]` of each stage, in order."""
         parts = ("lstm", "dropout", "classifier")
         return [[getattr(self, f"{s}_{p}") for p in parts] for s in self.stage_names]
 

@@ -4,7 +4,6 @@ The T frames of every clip of a fold (train, validation and test alike) pass ONC
 through the trunk that both trained heads read (`TwoStreamFeatureExtractor`); their fc7
 outputs go to the fold's `FeatureStore`. With `cnn.extract_from_cache` the trunk's maps
 come from the run's trunk cache, so folds sharing clips run the trunk once per frame.
-`extract(config, index, "split1")` returns the path that `FeatureStore.open` reads.
 """
 
 import contextlib

@@ -44,7 +44,6 @@ IN_MEMORY_BYTES = 2 * 1024**3
 
 
 def _optimizer(cnn, model):
-    """The paper's SGD, weight decay as `cnn.weight_decay_mode`."""
     return weight_decay.sgd(
         model, cnn.learning_rate, cnn.momentum, cnn.weight_decay, cnn.weight_decay_mode
     )
@@ -250,8 +249,7 @@ def train_cnn(config, index, fold, run=None, overwrite=False, verbose="auto"):
         results = fit_heads((context, action), train_rows, train_labels)
         fit_rows = train_rows
         if refit:
-            # The same seed builds the same initial heads; they now train on every
-            # training clip for the epochs chosen on validation, and are the ones saved.
+            # The same seed builds the same initial heads, the ones saved.
             fit_rows = np.concatenate([train_rows, extra_rows])
             fit_labels = np.concatenate([train_labels, extra_labels])
             heads = _build_heads(config, num_classes, runner.map_shape, scale)[:2]

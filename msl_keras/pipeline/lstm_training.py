@@ -18,8 +18,7 @@ refit/         ("refit" only) last.keras, training.json (+ "epochs"), history.cs
 `config.checkpoints="every_epoch"` backs up after each epoch and writes `best.keras` at
 each improvement: an interrupted fit resumes. "end_of_fit" (a GPU, where those writes
 cost more than the epochs) keeps the best weights in memory (`EarlyStopping`) and
-writes once at the end: an interrupted fit starts over. A finished fit returns at
-once; a folder whose `config.json` holds other settings is refused.
+writes once at the end: an interrupted fit starts over.
 """
 
 import csv
@@ -63,9 +62,8 @@ def build_lstm(config, num_classes, context_dim, action_dim):
 
 
 def compile_lstm(model, config):
-    """SGD (`lstm.weight_decay_mode`), `get_loss(lstm.loss)` on each output (weight 1:
-    Eq. 4), `AnticipationAccuracy` on the last. `jit_compile=False` is what "auto"
-    resolves to here anyway: no XLA on a CPU, and XLA cannot compile cuDNN's LSTM."""
+    """Compiled as the module docstring says, `AnticipationAccuracy` on the last output.
+    `jit_compile=False` as "auto" resolves it: no XLA on a CPU, none on cuDNN's LSTM."""
     lstm = config.lstm
     outputs = model.stage_names
     model.compile(
@@ -195,9 +193,8 @@ def _fit_phase(
 ):  # fmt: skip
     """Fits one LSTM in `directory` on the `FeatureStore.read()` dict `train`, scoring
     `validation` (or None) after each epoch, keeping the best in `best_path` (or None).
-    Returns `(record, model)`: `record` as written to `training.json` (`epochs_done`,
-    with validation the 1-based `best_epoch` and its score `best`); model None when
-    the phase had already finished.
+    Returns `(record, model)`: `record` as written to `training.json` (`best_epoch`
+    1-based), model None when the phase had already finished.
 
     "every_epoch" callbacks run `ModelCheckpoint`, CSV row, `BackupAndRestore` at an
     epoch's end. The backup holds model and optimizer only, so a resume starts
