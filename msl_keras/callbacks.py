@@ -35,11 +35,6 @@ def causal_forward(model, features, batch_size=32):
     return {name: np.asarray(value, np.float32) for name, value in outputs.items()}
 
 
-def final_stage(outputs):
-    """The name of the model's prediction: "stage2" for the MS-LSTM, else "stage1"."""
-    return "stage2" if "stage2" in outputs else "stage1"
-
-
 class EpochCSVLogger(keras.callbacks.CSVLogger):
     """`keras.callbacks.CSVLogger` counting epochs from 1, as `best_epoch` does."""
 

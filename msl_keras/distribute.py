@@ -142,8 +142,3 @@ def _tpu():
             f"{error}. Run on a TPU VM or set TPU_NAME to the TPU's name or grpc:// "
             "address; use strategy='default' or 'mirrored' otherwise."
         ) from None
-
-
-def describe_strategy(strategy):
-    """A one-line description: the strategy's class and its replica count."""
-    return f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)"

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from msl_keras import metrics
-from msl_keras.callbacks import causal_forward, final_stage
+from msl_keras.callbacks import causal_forward
 from msl_keras.data.feature_store import check_model_inputs
 from msl_keras.data.records import ROLES
 from msl_keras.errors import ConfigError, FeatureStoreError
@@ -212,7 +212,7 @@ def evaluate(config, index, fold, run=None, verbose="auto", model=None):
         stage: score_stage(probs, *clips, *protocol)
         for stage, probs in sorted(outputs.items())
     }
-    final = final_stage(outputs)
+    final = "stage2" if "stage2" in outputs else "stage1"  # the MS-LSTM's, or the only
     results_dir = run.results_dir(name)
     results_dir.mkdir(parents=True, exist_ok=True)
     files = {"results": RESULTS_FILENAME, "csv": "accuracy.csv", "plot": "accuracy.png"}

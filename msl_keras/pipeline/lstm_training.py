@@ -36,7 +36,7 @@ from msl_keras import weight_decay
 from msl_keras.callbacks import EpochCSVLogger
 from msl_keras.config import save_config
 from msl_keras.data.pipelines import sequence_dataset
-from msl_keras.distribute import describe_strategy, get_strategy
+from msl_keras.distribute import get_strategy
 from msl_keras.errors import FeatureStoreError
 from msl_keras.losses import get_loss
 from msl_keras.metrics import AnticipationAccuracy
@@ -215,7 +215,7 @@ def _fit_phase(
     if verbose:
         logger.info(
             f"train_lstm: {len(train['labels'])} clips, {epochs} epochs, "
-            f"{describe_strategy(strategy)}"
+            f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)"
         )
     dataset = functools.partial(
         sequence_dataset, num_classes=num_classes, batch_size=config.lstm.batch_size,
