@@ -102,7 +102,7 @@ class StoreSettings:
                 raise _settings_error(key, "a non-empty string", value)
         for key in ("T", "num_classes", "context_dim", "action_dim"):
             if key in ("T", "num_classes") or getattr(self, key) is not None:
-                put(key, _positive_int(key, getattr(self, key)))
+                put(key, positive_int(f"StoreSettings.{key}", getattr(self, key)))
         if self.context_dim is None and self.action_dim is None:
             raise ConfigError(
                 "StoreSettings needs at least one stream: context_dim or action_dim."
@@ -114,7 +114,7 @@ class StoreSettings:
         put("observed_ratio", float(ratio))
         size = (self.input_size,) * 2 if _is_int(self.input_size) else self.input_size
         try:
-            size = tuple(_positive_int("input_size", v) for v in size)
+            size = tuple(positive_int("input_size", v) for v in size)
         except (TypeError, ConfigError):
             size = ()
         if len(size) != 2:
@@ -171,9 +171,10 @@ def _settings_error(key, what, value):
     return ConfigError(f"StoreSettings.{key} must be {what}. Received: {key}={value!r}")
 
 
-def _positive_int(key, value):
+def positive_int(name, value):
+    """`value` as an int; a `ConfigError` unless it is an int >= 1 (not a bool)."""
     if not _is_int(value) or value < 1:
-        raise _settings_error(key, "a positive integer", value)
+        raise ConfigError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
     return int(value)
 
 

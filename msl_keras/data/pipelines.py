@@ -13,13 +13,8 @@ ran at 48x the trunk's 8.9 frames/s, BENCHMARKS.md row 7).
 import numpy as np
 import tensorflow as tf
 
+from msl_keras.data.feature_store import positive_int
 from msl_keras.errors import ConfigError, DatasetError
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
-    return int(value)
 
 
 def _names(name, names):
@@ -75,8 +70,8 @@ def sequence_dataset(
         padded steps zeroed (+ `"mask"`); y = `{output: float32 (batch, T, N)}`,
         one-hot on valid steps and all-zero rows on padded steps.
     """
-    num_classes = _positive_int("num_classes", num_classes)
-    batch_size = _positive_int("batch_size", batch_size)
+    num_classes = positive_int("num_classes", num_classes)
+    batch_size = positive_int("batch_size", batch_size)
     streams = _names("streams", streams)
     outputs = None if outputs is None else _names("outputs", outputs)
     if not hasattr(arrays, "keys"):
