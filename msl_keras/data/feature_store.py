@@ -122,8 +122,6 @@ class StoreSettings:
                 "input_size", "(height, width) of positive ints", self.input_size
             )
         put("input_size", size)
-        if isinstance(self.dtype, (type, np.dtype)):
-            put("dtype", np.dtype(self.dtype).name)
         for key, choices in (
             ("frame_selection", FRAME_SELECTIONS),
             ("dtype", DTYPES),
@@ -197,8 +195,8 @@ def _weight_arrays(obj):
         return [np.asarray(w) for w in obj.get_weights()]
     if isinstance(obj, (list, tuple)):
         return [array for item in obj for array in _weight_arrays(item)]
-    array = np.asarray(obj) if not isinstance(obj, (str, bytes, dict)) else None
-    if array is None or array.dtype.kind not in "biufc":
+    array = np.asarray(obj)
+    if array.dtype.kind not in "biufc":
         raise ConfigError(
             "weights_fingerprint takes a Keras model or layer, or a list of numeric "
             f"arrays. Received: {type(obj).__name__}"
@@ -582,20 +580,16 @@ class FeatureStore(contextlib.AbstractContextManager):
         }
         try:
             for name in ("labels", "lengths", "frame_indices", "num_frames"):
-                kind = np.int32 if name in ("lengths", "frame_indices") else np.int64
-                out[name] = np.asarray(f[name][: len(self._complete)], kind)[slots]
+                out[name] = f[name][: len(self._complete)][slots]  # stored int32/64
             # One read per clip (one chunk each): 3.6x faster than h5py fancy indexing
-            # (a random half of 256 clips x 50 x 1024 float16: 0.31 s vs 1.13 s), and
-            # benchmarks/bench_feature_store.py row 8b 2.6x faster at --size cpu.
+            # (benchmarks/bench_feature_store.py row 8b: 2.6x at --size cpu).
             for name in s.streams:
                 dataset, values = f[name], out[name]
                 for row, slot in enumerate(slots):
                     values[row] = dataset[slot]
         except OSError as error:
             raise self._error(f"cannot be read ({error}).", damaged=True) from None
-        finite = np.ones(len(slots), dtype=bool)
-        for name in s.streams:
-            finite &= np.isfinite(out[name]).all(axis=(1, 2))
+        finite = np.all([np.isfinite(out[n]).all(axis=(1, 2)) for n in s.streams], 0)
         if not finite.all():
             bad = listing(repr(self._ids[b]) for b in sorted(set(slots[~finite])))
             raise self._error(f"holds NaN or inf features for {bad}.", damaged=True)

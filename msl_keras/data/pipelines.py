@@ -5,9 +5,8 @@ keras-io examples, with the batch before the map: one vectorised call per batch 
 cheaper than one small call per clip, and the result is the same. Shuffling depends
 only on `seed`; each epoch reshuffles, deterministically.
 
-There is no frame pipeline: the CNN stage runs the frozen trunk once per (frame, view)
-into the trunk cache; the trunk, not the decoding, bounds it (a tf.data frame builder
-ran at 48x the trunk's 8.9 frames/s, BENCHMARKS.md row 7).
+There is no frame pipeline: the frozen trunk, not the decoding, bounds the CNN stage
+(a tf.data frame builder ran at 48x the trunk's frames/s, BENCHMARKS.md row 7).
 """
 
 import numpy as np
@@ -81,10 +80,7 @@ def sequence_dataset(
         raise DatasetError(
             f"`arrays` lacks {missing}. Received keys: {sorted(arrays.keys())}"
         )
-    features = {}
-    for name in streams:
-        value = arrays[name]
-        features[name] = value if isinstance(value, tf.Tensor) else np.asarray(value)
+    features = {name: tf.convert_to_tensor(arrays[name]) for name in streams}
     shape = tuple(features[streams[0]].shape[:2])
     for name, value in features.items():
         if len(value.shape) != 3 or tuple(value.shape[:2]) != shape:
@@ -98,7 +94,6 @@ def sequence_dataset(
     bounds = f"[0, num_classes={num_classes})"
     label_table = _int_table(arrays, "labels", clips, 0, num_classes - 1, bounds)
     length_table = _int_table(arrays, "lengths", clips, 1, steps, f"[1, T={steps}]")
-    tables = {name: tf.convert_to_tensor(value) for name, value in features.items()}
 
     dataset = tf.data.Dataset.range(clips)
     if shuffle:
@@ -108,7 +103,7 @@ def sequence_dataset(
     def load(index):
         mask = tf.sequence_mask(tf.gather(length_table, index), steps)  # (batch, T)
         x = {}
-        for name, table in tables.items():
+        for name, table in features.items():
             value = tf.cast(tf.gather(table, index), tf.float32)
             x[name] = tf.where(mask[..., None], value, 0.0)
         if include_mask:

@@ -152,10 +152,9 @@ class OriginalFeatureSource(NpyClips):
         if class_names is None and widths:
             class_names = [f"class_{i}" for i in range(widths.pop())]
         ids = list(clips)
-        clip_subsets, context_files, action_files = map(list, zip(*clips.values()))
+        self.subsets, context_files, action_files = map(list, zip(*clips.values()))
         files = {"context": context_files, "action": action_files}
         super().__init__(context_dir, files, ids, labels, ids, {}, class_names)
-        self.subsets = clip_subsets
         self._check_table(f"'{context_dir}'")
 
 
