@@ -26,27 +26,24 @@ def _store(clips=10, steps=6, seed=0):
     }
 
 
-def test_sequence_dataset_shapes_padding_and_mask():
+def test_sequence_dataset_shapes_and_padding():
     store = _store()
-    ds = P.sequence_dataset(store, num_classes=4, batch_size=4, include_mask=True)
+    ds = P.sequence_dataset(store, num_classes=4, batch_size=4)
     x_spec, y_spec = ds.element_spec
     assert (
         x_spec["context"].shape.as_list() == [None, 6, 5]
         and x_spec["context"].dtype == tf.float32
     )
     assert x_spec["action"].shape.as_list() == [None, 6, 3]
-    assert x_spec["mask"].dtype == tf.bool
-    assert set(y_spec) == {"stage1", "stage2"}
+    assert set(x_spec) == {"context", "action"} and set(y_spec) == {"stage1", "stage2"}
     xs, ys = zip(*ds.as_numpy_iterator())
     context = np.concatenate([x["context"] for x in xs])
     action = np.concatenate([x["action"] for x in xs])
-    mask = np.concatenate([x["mask"] for x in xs])
     y = np.concatenate([y["stage1"] for y in ys])
     np.testing.assert_array_equal(y, np.concatenate([y["stage2"] for y in ys]))
     clip = context[:, 0, 0].astype(int)  # step 0 is always valid
     assert sorted(clip) == list(range(10))
-    expected_mask = np.arange(6)[None, :] < store["lengths"][clip][:, None]
-    np.testing.assert_array_equal(mask, expected_mask)
+    mask = np.arange(6)[None, :] < store["lengths"][clip][:, None]  # valid steps
     assert np.isfinite(context).all()
     assert (context[~mask] == 0).all() and (action[~mask] == 0).all()
     np.testing.assert_array_equal(

@@ -50,8 +50,6 @@ def sequence_dataset(
     seed=0,
     streams=("context", "action"),
     outputs=("stage1", "stage2"),
-    include_mask=False,
-    drop_remainder=False,
 ):
     """Per-clip feature sequences and targets for the (multi-stage) LSTM.
 
@@ -62,11 +60,10 @@ def sequence_dataset(
         num_classes: N, the width of the one-hot targets.
         outputs: the model's output names, each given the same targets; `None`
             yields the targets as one tensor.
-        include_mask: also put the bool step mask `(batch, T)` in x under `"mask"`.
 
     Returns:
         `tf.data.Dataset` of `(x, y)`: x = `{stream: float32 (batch, T, D)}` with
-        padded steps zeroed (+ `"mask"`); y = `{output: float32 (batch, T, N)}`,
+        padded steps zeroed; y = `{output: float32 (batch, T, N)}`,
         one-hot on valid steps and all-zero rows on padded steps.
     """
     num_classes = positive_int("num_classes", num_classes)
@@ -98,7 +95,7 @@ def sequence_dataset(
     dataset = tf.data.Dataset.range(clips)
     if shuffle:
         dataset = dataset.shuffle(clips, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.batch(batch_size)
 
     def load(index):
         mask = tf.sequence_mask(tf.gather(length_table, index), steps)  # (batch, T)
@@ -106,8 +103,6 @@ def sequence_dataset(
         for name, table in features.items():
             value = tf.cast(tf.gather(table, index), tf.float32)
             x[name] = tf.where(mask[..., None], value, 0.0)
-        if include_mask:
-            x["mask"] = mask
         one_hot = tf.one_hot(tf.gather(label_table, index), num_classes)  # (batch, N)
         y = one_hot[:, None, :] * tf.cast(mask, tf.float32)[..., None]  # (batch, T, N)
         return x, y if outputs is None else {name: y for name in outputs}
