@@ -737,7 +737,7 @@ def writing_new_store(out_path, settings, class_names, compression="gzip"):
     os.replace(partial, out_path)
 
 
-def merge_stores(paths, out_path, order=None, compression="gzip"):
+def merge_stores(paths, out_path, order=None):
     """Merges the stores of parallel extraction shards (`paths`: equal settings,
     disjoint clip ids) into a new store at `out_path`, returned open read-only.
 
@@ -780,9 +780,7 @@ def merge_stores(paths, out_path, order=None, compression="gzip"):
         if order is not None:
             rank = {clip_id: i for i, clip_id in enumerate(order)}
             sequence.sort(key=lambda clip_id: rank.get(clip_id, len(rank)))
-        with writing_new_store(
-            out_path, first.settings, first.class_names, compression
-        ) as merged:
+        with writing_new_store(out_path, first.settings, first.class_names) as merged:
             merged._file.attrs["merged_from"] = json.dumps([str(p) for p in paths])
             for clip_id in sequence:
                 store = holders[clip_id][0]
