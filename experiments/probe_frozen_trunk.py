@@ -18,8 +18,9 @@ accelerated gradient descent from zeros (deterministic).
 Per fold: the layer (conv5_2 or conv5_3) and `lambda` are chosen by the log-loss on the
 fold's validation clips; the classifier is then refitted on the clips the method's final
 models train on (`data.model_selection`: "refit", training + validation clips; "holdout",
-the training clips only, as the heads and LSTMs of a holdout run) and read on the test clips with the metrics' rule (earliest: the last frame within the
-first 50% of each UT-Interaction clip; latest: the whole clip). The pooled features are
+the training clips only, as the heads and LSTMs of a holdout run) and read on the test
+clips with the metrics' rule (earliest: the last frame within the first 50% of each
+UT-Interaction clip; latest: the whole clip). The pooled features are
 computed once per (trunk, input size, frames) and cached in
 `<output-dir>/probe_frozen_trunk/features/`, so every fold, and Table 2's probe row
 (`table2_ut_interaction.py --methods probe ...`), reuse them.

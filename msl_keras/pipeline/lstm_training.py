@@ -87,7 +87,8 @@ def train_lstm(
     `run`: a `RunDirectory`, a folder, or None. `resume=False` starts over, removing
     the folder's models, backups and histories. `return_model=True` returns
     `(path, model)`: the model when it holds the weights just written to `best.keras`,
-    else None (the fit had already finished, or "every_epoch" kept an earlier epoch).
+    else None (the fit had already finished, or "every_epoch" kept an earlier epoch);
+    with `config.reuse_models` the next fit of the same settings reuses that object.
 
     Raises:
         ConfigError: `resume=True` and the LSTM folder was made with other settings.
@@ -265,7 +266,8 @@ def _fit_phase(
     return record, model
 
 
-# `config.reuse_models`: {settings: (compiled model, its variables' values when built)}.
+# `config.reuse_models`: {settings: (compiled model, [(variable, value when built)])},
+# kept for the life of the process.
 _BUILT = {}
 
 
@@ -278,8 +280,8 @@ def _fresh_lstm(config, strategy, num_classes, dims):
     size on a GPU, ~13 s a fold: RESULTS.md, "Table 2 at paper scale on one GPU")."""
     key = (config.lstm, config.seed, num_classes, dims, id(strategy))
     if config.reuse_models and key in _BUILT:
-        model, values = _BUILT[key]
-        for variable, value in zip(model.variables + model.optimizer.variables, values):
+        model, initial = _BUILT[key]
+        for variable, value in initial:
             variable.assign(value)
         return model
     with strategy.scope():
@@ -289,7 +291,7 @@ def _fresh_lstm(config, strategy, num_classes, dims):
         model.optimizer.build(model.trainable_variables)
     if config.reuse_models:
         state = model.variables + model.optimizer.variables
-        _BUILT[key] = model, [keras.ops.convert_to_numpy(v) for v in state]
+        _BUILT[key] = model, [(v, keras.ops.convert_to_numpy(v)) for v in state]
     return model
 
 
