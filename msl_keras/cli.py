@@ -276,7 +276,7 @@ def _dispatch(args):
         if args.command == "train-cnn":
             pipeline.train_cnn(config, index, fold, run=run)
         elif args.command == "extract":
-            shard = check_shard(args.shard.split("/")) if args.shard else (0, 1)
+            shard = check_shard(args.shard) if args.shard else (0, 1)
             pipeline.extract(config, index, fold, run=run, shard=shard)
         elif args.command == "import-features":
             pipeline.import_features(

@@ -157,10 +157,10 @@ class Config:
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def fingerprint(self, *parts):
+    def fingerprint(self, part, *parts):
         """A short hash of the settings of the named parts, e.g. `"lstm", "seed"`."""
         mapping = self.to_dict()
-        text = json.dumps({part: mapping[part] for part in parts}, sort_keys=True)
+        text = json.dumps({p: mapping[p] for p in (part, *parts)}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def run_name(self):

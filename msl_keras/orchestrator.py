@@ -35,8 +35,8 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
         verbose: 0 silent; 1 a line per step with its outcome; 2 also each fit's epochs.
 
     Returns:
-        `{name: evaluate result}`, each with `timings_s` (seconds per step; the heads and
-        features count in the first variant's; empty for a pruned fold).
+        `{name: evaluate result}`, each with `timings_s` (seconds per step; the heads
+        and features count in the first variant's; empty for a pruned fold).
 
     Raises:
         ConfigError: a variant sets a key outside `VARIANT_PARTS`, or the fold was
@@ -57,9 +57,9 @@ def run_fold(config, index, fold, run, variants=None, verbose=1):
         paths, missing = _results_paths(config, fold, run, variants)
         if missing:
             raise ConfigError(
-                f"Fold '{fold.name}' was pruned (its models deleted) and has no results "
-                f"for {', '.join(missing)}. Run them in another output_dir, or delete "
-                f"'{run.fold_dir(fold)}'."
+                f"Fold '{fold.name}' was pruned (its models deleted) and has no "
+                f"results for {', '.join(missing)}. Run them in another output_dir, "
+                f"or delete '{run.fold_dir(fold)}'."
             )
         return {
             v: {**json.loads(p.read_text()), "timings_s": {}} for v, p in paths.items()

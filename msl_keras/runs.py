@@ -207,9 +207,11 @@ def check_same_settings(path, config, parts, what, remedy):
 
 
 def check_shard(shard):
+    """`(I, N)` of a pair or of the text "I/N" (`--shard`), 0 <= I < N."""
     message = f"A shard is a pair (I, N) or I/N with 0 <= I < N. Received: {shard=}"
+    parts = shard.split("/") if isinstance(shard, str) else shard
     try:
-        index, count = (int(v) for v in shard)
+        index, count = (int(v) for v in parts)
     except (TypeError, ValueError):
         raise ConfigError(message) from None
     if not 0 <= index < count:

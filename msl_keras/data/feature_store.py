@@ -122,6 +122,8 @@ class StoreSettings:
                 "input_size", "(height, width) of positive ints", self.input_size
             )
         put("input_size", size)
+        if isinstance(self.dtype, (type, np.dtype)):  # np.float16 -> "float16"
+            put("dtype", np.dtype(self.dtype).name)
         for key, choices in (
             ("frame_selection", FRAME_SELECTIONS),
             ("dtype", DTYPES),
@@ -459,7 +461,8 @@ class FeatureStore(contextlib.AbstractContextManager):
             if array.shape[1:] != (dim,) or array.dtype.kind not in "fiub":
                 raise bad(
                     f"{name} features have shape {array.shape} (dtype {array.dtype}), "
-                    f"not (steps <= {s.T}, {dim}) ({name}_dim={dim}) of '{self.path}'.",
+                    f"not (steps <= {s.T}, {dim}) ({name}_dim={dim}) of '{self.path}': "
+                    "use a store made for this extractor.",
                     FeatureStoreMismatchError,
                 )
             arrays[name] = array
@@ -749,7 +752,9 @@ def merge_stores(paths, out_path, order=None):
     if not paths:
         raise ConfigError("merge_stores needs at least one store path. Received: []")
     if out_path.exists():  # an input as the output, too
-        raise FeatureStoreError(f"merge_stores: '{out_path}' already exists.")
+        raise FeatureStoreError(
+            f"merge_stores: '{out_path}' already exists; write another file."
+        )
     with contextlib.ExitStack() as opened:
         stores = [opened.enter_context(FeatureStore(path, "r")) for path in paths]
         first, holders = stores[0], {}  # clip id -> the stores holding it

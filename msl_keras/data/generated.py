@@ -135,6 +135,8 @@ def read_generated(root=DEFAULT_ROOT, validation_fraction=0.2, seed=0):
             clip_id, label, group = Path(parts[0]).stem, int(parts[1]), parts[2]
             resolved, name = str(path.resolve()), names[label]
             records.append(ClipRecord(clip_id, resolved, label, name, group, role))
+    if not validation_fraction:  # None or 0: no validation clips
+        return records
     return carve_validation(records, validation_fraction, seed)
 
 

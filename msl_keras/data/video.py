@@ -209,7 +209,8 @@ def iter_frames(path, indices=None, max_frames=None):
             break
     if emitted == 0 and limit > 0:
         why = "zero frames decode (no video, or it ends before the first requested one)"
-        raise VideoDecodeError(path, f"{why}; {_AGAIN}")
+        fix = "or request indices below count_frames(path)"
+        raise VideoDecodeError(path, f"{why}; {_AGAIN}, {fix}")
 
 
 @functools.lru_cache(maxsize=65536)

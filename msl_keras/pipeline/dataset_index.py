@@ -127,13 +127,14 @@ def _read_split(config, check_files, generate):
 
 def _prepare_ut_interaction(config):
     data, root = config.data, Path(config.data.root)
-    if data.ut_set not in (None, *ut_interaction.SETS) or (
-        data.ut_set is None and data.ut_test_sequence is not None
-    ):
+    if data.ut_set is None and data.ut_test_sequence is not None:
         raise ConfigError(
-            "data.ut_set must be 1, 2 or None (every fold of both sets; then "
-            f"data.ut_test_sequence is None too). Received: {data.ut_set=}, "
-            f"{data.ut_test_sequence=}"
+            "data.ut_test_sequence needs data.ut_set (1 or 2). Received: "
+            f"data.ut_set=None, {data.ut_test_sequence=}"
+        )
+    if data.ut_set not in (None, *ut_interaction.SETS):
+        raise ConfigError(
+            f"data.ut_set must be 1, 2 or None (both sets). Received: {data.ut_set=}"
         )
     if data.ut_test_sequence is not None:
         pairs = [(data.ut_set, int(data.ut_test_sequence))]

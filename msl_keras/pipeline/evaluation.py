@@ -212,7 +212,7 @@ def evaluate(config, index, fold, run=None, verbose="auto", model=None):
         stage: score_stage(probs, *clips, *protocol)
         for stage, probs in sorted(outputs.items())
     }
-    final = "stage2" if "stage2" in outputs else "stage1"  # the MS-LSTM's, or the only
+    final = model.stage_names[-1]  # the MS-LSTM's stage 2, or the only one
     results_dir = run.results_dir(name)
     results_dir.mkdir(parents=True, exist_ok=True)
     files = {"results": RESULTS_FILENAME, "csv": "accuracy.csv", "plot": "accuracy.png"}
